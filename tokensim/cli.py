@@ -1,0 +1,161 @@
+"""The ``tokensim`` command.
+
+Exit status: 0 on success, 1 when a spec has errors (printed compiler-style
+on stderr), 2 on a usage error (bad option, unreadable file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tokensim import __version__
+from tokensim.dump import dump
+from tokensim.graph import lower
+from tokensim.graph import render as graph_render
+from tokensim.lang.check import check
+from tokensim.lang.diagnostics import CompileError
+from tokensim.lang.parse import parse
+from tokensim.lang.source import SourceMap
+
+DESCRIPTION = """\
+tokensim simulates LLM inference serving. You describe a deployment -- GPUs,
+links, model, pools of instances, scheduling, KV-cache policy, workload and
+SLOs -- in a .tsim file; tokensim checks it, shows its graph and simulates it.
+
+Start with one of the shipped examples:
+  tokensim check specs/single_gpu_8b.tsim
+  tokensim graph specs/disaggregated.tsim
+"""
+
+EPILOG = "Language reference: docs/reference.md (or the mkdocs site). Exit status: 0 ok, 1 spec errors, 2 usage."
+
+
+class _Usage(Exception):
+    """A problem with the command line or a file that cannot be read."""
+
+
+def _read(path: str) -> tuple[str, str]:
+    p = Path(path)
+    if not p.exists():
+        raise _Usage(f"no such file: {path}")
+    if p.is_dir():
+        raise _Usage(f"{path} is a folder, not a .tsim file")
+    try:
+        return p.read_text("utf-8"), str(p)
+    except UnicodeDecodeError as err:
+        raise _Usage(f"{path} is not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise _Usage(f"cannot read {path}: {err.strerror}") from None
+
+
+def _compile(path: str, stage: str):
+    """Parse and check ``path`` up to ``stage`` ('ast', 'ir' or 'graph')."""
+    text, name = _read(path)
+    sources = SourceMap()
+    module = parse(text, name, sources)
+    if stage == "ast":
+        return module
+    spec = check(module, sources)
+    if stage == "ir":
+        return spec
+    return lower(spec)
+
+
+def _root(path: str) -> str:
+    return str(Path(path).resolve().parent)
+
+
+def cmd_check(args) -> int:
+    failed = 0
+    for path in args.specs:
+        try:
+            if args.dump:
+                result = _compile(path, args.dump)
+                if args.dump == "graph":
+                    sys.stdout.write(graph_render.dump(result))
+                else:
+                    sys.stdout.write(dump(result, _root(path)) + "\n")
+            else:
+                spec = _compile(path, "ir")
+                print(f"ok: {path} ({_summary(spec)})", file=sys.stderr)
+        except CompileError as err:
+            print(err, file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+def _summary(spec) -> str:
+    if spec.deployment is None:
+        n = len(spec.gpus) + len(spec.links) + len(spec.models)
+        return f"{n} definitions"
+    pools = spec.deployment.pools
+    gpus = sum(len(p.instances) * p.tp * p.pp for p in pools)
+    return (f"{len(pools)} pool{'s' * (len(pools) != 1)}, "
+            f"{sum(len(p.instances) for p in pools)} instances on {gpus} GPUs")
+
+
+def cmd_graph(args) -> int:
+    try:
+        graph = _compile(args.spec, "graph")
+    except CompileError as err:
+        print(err, file=sys.stderr)
+        return 1
+    if graph.spec.deployment is None and graph.spec.cluster is None:
+        print(f"error: {args.spec} has no cluster or deployment to draw", file=sys.stderr)
+        return 1
+    out = {"text": graph_render.text, "dot": graph_render.dot, "json": graph_render.to_json}[
+        args.format
+    ](graph)
+    if args.output:
+        Path(args.output).write_text(out, "utf-8")
+    else:
+        sys.stdout.write(out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tokensim", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"tokensim {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("check", help="check specs for errors (exit 1 if any)",
+                       description="Parse and check each SPEC; print every error found.")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help=".tsim files")
+    p.add_argument("--dump", choices=["ast", "ir", "graph"],
+                   help="print the deterministic text dump of that stage instead")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("graph", help="show the compiled topology and request dataflow",
+                       description="Show the topology (GPUs, links, networks) and how requests "
+                                   "flow between pools, with every KV transfer path and its "
+                                   "bottleneck bandwidth.")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--format", choices=["text", "dot", "json"], default="text",
+                   help="text (default), Graphviz dot, or JSON")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.set_defaults(func=cmd_graph)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except _Usage as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Lowering a checked spec into two networkx graphs.
+
+*Topology* (undirected ``nx.Graph``): one vertex per GPU (``n0/gpu3``), per
+node a switch for its GPU link (``n0/switch``), a host (``n0/host``) and a NIC
+(``n0/nic``), and per network a fabric vertex (``net0:IB_400G``). Edges carry
+``bandwidth_Bps`` (per direction), ``latency_s`` and the ``link`` name:
+
+* GPU - switch: the node's ``link`` (NVLink through NVSwitch, or PCIe);
+* GPU - host: the ``host_link`` (swap traffic);
+* GPU - NIC: the ``host_link`` (GPUDirect RDMA goes over PCIe);
+* NIC - fabric: the network's link, times the node's ``nics``.
+
+*Dataflow* (``nx.DiGraph``): ``source`` -> ``router`` -> instances of the
+entry pools; prefill instances -> ``router:<decode pool>`` -> decode
+instances (edges of kind ``transfer`` carry the KV path per tp rank);
+instances -> ``sink``.
+
+Every vertex and edge keeps the ``span`` of the statement it came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+
+from tokensim import ir
+
+
+@dataclass(frozen=True)
+class Path:
+    """A route between two GPUs: vertices, links crossed, bottleneck and latency."""
+
+    hops: tuple[str, ...]
+    links: tuple[str, ...]
+    bottleneck_Bps: float
+    latency_s: float
+    bottleneck_link: str = ""
+
+
+def gpu_id(ref: ir.GpuRef) -> str:
+    return f"{ref.node}/gpu{ref.index}"
+
+
+def instance_id(pool: str, index: int) -> str:
+    return f"{pool}[{index}]"
+
+
+class Graph:
+    """The lowered spec: ``topology``, ``dataflow`` and path queries between GPUs."""
+
+    def __init__(self, spec: ir.Spec, topology: nx.Graph, dataflow: nx.DiGraph):
+        self.spec = spec
+        self.topology = topology
+        self.dataflow = dataflow
+        self._paths: dict[tuple[str, str], Path | None] = {}
+
+    def path(self, a: ir.GpuRef | str, b: ir.GpuRef | str) -> Path | None:
+        """The lowest-latency path from GPU ``a`` to GPU ``b`` (None: unreachable).
+
+        Paths never pass through a third GPU. Ties are broken by fewer hops, then
+        by vertex names, so the answer is deterministic.
+        """
+        src = a if isinstance(a, str) else gpu_id(a)
+        dst = b if isinstance(b, str) else gpu_id(b)
+        key = (src, dst)
+        if key not in self._paths:
+            self._paths[key] = self._find(src, dst)
+        return self._paths[key]
+
+    def _find(self, src: str, dst: str) -> Path | None:
+        if src == dst:
+            return Path((src,), (), float("inf"), 0.0)
+        topo = self.topology
+
+        def weight(u, v, data):
+            for end in (u, v):
+                if end not in (src, dst) and topo.nodes[end]["kind"] == "gpu":
+                    return None
+            return data["latency_s"] + 1e-12  # the epsilon prefers fewer hops
+
+        try:
+            hops = nx.dijkstra_path(topo, src, dst, weight=weight)
+        except nx.NetworkXNoPath:
+            return None
+        edges = [topo.edges[u, v] for u, v in zip(hops, hops[1:])]
+        narrowest = min(range(len(edges)), key=lambda i: (edges[i]["bandwidth_Bps"], i))
+        return Path(
+            tuple(hops),
+            tuple(e["link"] for e in edges),
+            edges[narrowest]["bandwidth_Bps"],
+            sum(e["latency_s"] for e in edges),
+            edges[narrowest]["link"],
+        )
+
+
+def _topology(cluster: ir.Cluster) -> nx.Graph:
+    g = nx.Graph()
+    for node in cluster.nodes:
+        host, nic, switch = f"{node.name}/host", f"{node.name}/nic", f"{node.name}/switch"
+        g.add_node(host, kind="host", node=node.name, span=node.span)
+        g.add_node(nic, kind="nic", node=node.name, nics=node.nics, span=node.span)
+        if node.link is not None:
+            g.add_node(switch, kind="switch", node=node.name, span=node.span)
+        for i in range(node.count):
+            gpu = gpu_id(ir.GpuRef(node.name, i))
+            g.add_node(gpu, kind="gpu", node=node.name, gpu=node.gpu.name, span=node.span)
+            if node.link is not None:
+                _edge(g, gpu, switch, node.link, 1, node.span)
+            _edge(g, gpu, host, node.host_link, 1, node.span)
+            _edge(g, gpu, nic, node.host_link, 1, node.span)
+    nodes = {n.name: n for n in cluster.nodes}
+    for k, net in enumerate(cluster.networks):
+        fabric = f"net{k}:{net.link.name}"
+        g.add_node(fabric, kind="fabric", span=net.span)
+        for name in net.nodes:
+            _edge(g, f"{name}/nic", fabric, net.link, nodes[name].nics, net.span)
+    return g
+
+
+def _edge(g: nx.Graph, u: str, v: str, link: ir.Link, lanes: int, span) -> None:
+    g.add_edge(
+        u, v, link=link.name, bandwidth_Bps=link.bandwidth_Bps * lanes, latency_s=link.latency_s,
+        lanes=lanes, span=span,
+    )
+
+
+def _policy_text(policy) -> str:
+    return getattr(policy, "text", None) or policy.name
+
+
+def _dataflow(spec: ir.Spec, graph: Graph) -> nx.DiGraph:
+    dep = spec.deployment
+    d = nx.DiGraph()
+    d.add_node("source", kind="source", span=spec.workload.span if spec.workload else None)
+    d.add_node("sink", kind="sink", span=None)
+    routes = {r.pool: r for r in dep.routes}
+    entry = dep.entry_pools
+    arrival_route = routes.get(None) or routes.get(entry[0].name)
+    d.add_node("router", kind="router", policy=_policy_text(arrival_route.policy),
+               span=arrival_route.span)
+    d.add_edge("source", "router", kind="arrival", span=None)
+    for pool in dep.pools:
+        for inst in pool.instances:
+            d.add_node(instance_id(pool.name, inst.index), kind="instance", pool=pool.name,
+                       role=pool.role, gpus=tuple(gpu_id(g) for g in inst.gpus), span=pool.span)
+    for pool in entry:
+        for inst in pool.instances:
+            d.add_edge("router", instance_id(pool.name, inst.index), kind="route",
+                       span=arrival_route.span)
+    for pool in dep.pools:
+        if pool.role != "prefill":
+            for inst in pool.instances:
+                d.add_edge(instance_id(pool.name, inst.index), "sink", kind="finish", span=None)
+    for t in dep.transfers:
+        src, dst = dep.pool(t.src), dep.pool(t.dst)
+        router = f"router:{dst.name}"
+        route = routes.get(dst.name)
+        d.add_node(router, kind="router", policy=_policy_text(route.policy), span=route.span)
+        for inst in dst.instances:
+            d.add_edge(router, instance_id(dst.name, inst.index), kind="route", span=route.span)
+        for a in src.instances:
+            d.add_edge(instance_id(src.name, a.index), router, kind="handoff", span=t.span)
+            for b in dst.instances:
+                paths = tuple(
+                    graph.path(ga, b.gpus[r % len(b.gpus)]) for r, ga in enumerate(a.gpus)
+                )
+                d.add_edge(
+                    instance_id(src.name, a.index), instance_id(dst.name, b.index),
+                    kind="transfer", paths=paths,
+                    bottleneck_Bps=min(p.bottleneck_Bps for p in paths),
+                    span=t.span,
+                )
+    return d
+
+
+def lower(spec: ir.Spec) -> Graph:
+    """Build the topology and dataflow graphs of a checked ``spec``.
+
+    A spec without a cluster (a catalogue file) gives empty graphs.
+    """
+    topology = _topology(spec.cluster) if spec.cluster else nx.Graph()
+    graph = Graph(spec, topology, nx.DiGraph())
+    if spec.deployment is not None:
+        graph.dataflow = _dataflow(spec, graph)
+    return graph

@@ -1,0 +1,295 @@
+"""The checked intermediate representation: what ``check`` returns.
+
+Frozen dataclasses, every number in a base unit named in the field
+(``_B`` bytes, ``_Bps`` bytes/s, ``_s`` seconds, ``_flops`` FLOP/s, ``_W``,
+``_per_h`` $/h), every object with the :class:`Span` of the statement it came
+from. The IR *is* the configuration: later stages read nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tokensim.lang.source import Span
+from tokensim.policies import PolicyUse
+from tokensim.policies.routing import Rule
+
+# Bytes per element of each data type the language knows.
+DTYPE_BYTES: dict[str, float] = {
+    "fp32": 4,
+    "tf32": 4,
+    "bf16": 2,
+    "fp16": 2,
+    "fp8": 1,
+    "int8": 1,
+    "fp4": 0.5,
+    "int4": 0.5,
+}
+
+
+@dataclass(frozen=True)
+class Link:
+    """A kind of link: bandwidth per direction per endpoint, latency per hop."""
+
+    is_definition = True  # dumped by name where used
+
+    name: str
+    bandwidth_Bps: float
+    latency_s: float
+    sources: tuple[str, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """A kind of accelerator. ``compute_flops`` maps a dtype to dense peak FLOP/s."""
+
+    is_definition = True  # dumped by name where used
+
+    name: str
+    memory_B: float
+    bandwidth_Bps: float
+    compute_flops: tuple[tuple[str, float], ...]
+    host_link: Link
+    power_W: float | None
+    price_per_h: float | None
+    sources: tuple[str, ...]
+    span: Span
+
+    def flops(self, dtype: str) -> float | None:
+        """Peak dense FLOP/s for ``dtype`` (None if the GPU has no such unit)."""
+        return dict(self.compute_flops).get(dtype)
+
+
+@dataclass(frozen=True)
+class Model:
+    """A transformer's shapes. ``ffn`` is per expert for MoE; ``params`` is computed."""
+
+    is_definition = True  # dumped by name where used
+
+    name: str
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    ffn: int
+    vocab: int
+    max_context: int
+    mlp: str  # gated | plain
+    tie_embeddings: bool
+    experts: int  # 1 for a dense model
+    top_k: int
+    params: int  # from the shapes
+    published_params: float | None
+    dtype: str  # the default weight dtype
+    sources: tuple[str, ...]
+    span: Span
+
+    def kv_bytes_per_token(self, dtype_bytes: float) -> float:
+        """KV-cache bytes one token takes over all layers (K and V, GQA-aware)."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * dtype_bytes
+
+    @property
+    def active_params(self) -> int:
+        """Parameters touched per token (MoE: only ``top_k`` experts)."""
+        if self.experts == 1:
+            return self.params
+        per_expert = (3 if self.mlp == "gated" else 2) * self.hidden * self.ffn
+        return self.params - self.layers * (self.experts - self.top_k) * per_expert
+
+
+@dataclass(frozen=True)
+class GpuRef:
+    """One physical GPU: node name and index within the node."""
+
+    node: str
+    index: int
+
+    def __str__(self) -> str:
+        return f"{self.node}/gpu{self.index}"
+
+    def dump_text(self) -> str:
+        return str(self)
+
+
+@dataclass(frozen=True)
+class Node:
+    """A machine: ``count`` GPUs of one kind joined by ``link``, a host link, NICs."""
+
+    name: str
+    gpu: Gpu
+    count: int
+    link: Link | None
+    host_link: Link
+    nics: int
+    host_memory_B: float | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class Network:
+    """A network of one link kind joining ``nodes``."""
+
+    link: Link
+    nodes: tuple[str, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Cluster:
+    nodes: tuple[Node, ...]
+    networks: tuple[Network, ...]
+    span: Span | None
+
+    def node(self, name: str) -> Node:
+        return next(n for n in self.nodes if n.name == name)
+
+
+@dataclass(frozen=True)
+class KvConfig:
+    """A pool's KV-cache memory policy."""
+
+    block_tokens: int
+    gpu_util: float
+    preempt: str
+    prefix_cache: bool
+    swap_B: float
+    dtype: str
+    watermark: float
+    span: Span | None
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One model replica: its index in the pool and its GPUs (tp x pp, tp-major)."""
+
+    index: int
+    gpus: tuple[GpuRef, ...]
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Identical instances of one model with one role, batching and KV policy."""
+
+    name: str
+    model: Model
+    dtype: str
+    instances: tuple[Instance, ...]
+    tp: int
+    pp: int
+    gpu: Gpu
+    role: str  # colocated | prefill | decode
+    batching: PolicyUse
+    kv: KvConfig
+    weights_per_gpu_B: float
+    span: Span
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """KV moves from pool ``src`` (prefill) to pool ``dst`` (decode)."""
+
+    src: str
+    dst: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Route:
+    """How ``pool`` (None: arrivals across every entry pool) picks an instance."""
+
+    pool: str | None
+    policy: PolicyUse | Rule
+    span: Span | None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    pools: tuple[Pool, ...]
+    transfers: tuple[Transfer, ...]
+    routes: tuple[Route, ...]
+    span: Span
+
+    def pool(self, name: str) -> Pool:
+        return next(p for p in self.pools if p.name == name)
+
+    @property
+    def entry_pools(self) -> tuple[Pool, ...]:
+        """Pools that receive arriving requests (colocated or prefill)."""
+        return tuple(p for p in self.pools if p.role != "decode")
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A request trace file: path as resolved, format, time scale."""
+
+    path: str
+    format: str
+    time_scale: float
+    span: Span
+
+
+@dataclass(frozen=True)
+class Workload:
+    arrivals: PolicyUse | None  # None: arrival times from the trace
+    lengths: PolicyUse | None  # None: lengths from the trace
+    trace: Trace | None
+    requests: int | None
+    duration_s: float | None
+    seed: int
+    span: Span
+
+
+@dataclass(frozen=True)
+class SloTarget:
+    """``metric stat op limit``: e.g. ttft p90 < 0.5 s."""
+
+    metric: str
+    stat: str
+    op: str
+    limit_s: float
+    span: Span
+
+
+@dataclass(frozen=True)
+class Slo:
+    targets: tuple[SloTarget, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One swept value: a path into the spec and the values it takes (as written)."""
+
+    path: str
+    values: tuple[Any, ...]
+    texts: tuple[str, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Axes combined as a grid; each group in ``zipped`` varies together."""
+
+    axes: tuple[Axis, ...]
+    zipped: tuple[tuple[Axis, ...], ...]
+    points: int
+    span: Span
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A whole checked spec."""
+
+    name: str
+    file: str
+    gpus: tuple[Gpu, ...]
+    links: tuple[Link, ...]
+    models: tuple[Model, ...]
+    cluster: Cluster
+    deployment: Deployment
+    workload: Workload | None
+    slo: Slo | None
+    sweep: Sweep | None

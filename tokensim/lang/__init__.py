@@ -1,0 +1,1 @@
+"""The .tsim language: source positions, diagnostics, the parser, units and the checker."""

@@ -1,0 +1,214 @@
+"""Stage 2: ``check(module) -> ir.Spec``.
+
+Resolves imports and names, converts units, fills the documented defaults and
+validates everything a user can get wrong. It collects every error and raises
+one :class:`~tokensim.lang.diagnostics.CompileError` at the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path as FsPath
+
+from tokensim import ir
+from tokensim.lang import ast
+from tokensim.lang.check import catalog, schemas
+from tokensim.lang.check.cluster import cluster as check_cluster
+from tokensim.lang.check.deployment import deployment as check_deployment
+from tokensim.lang.check.env import Env
+from tokensim.lang.check.sweep import sweep as check_sweep
+from tokensim.lang.check.workload import slo as check_slo
+from tokensim.lang.check.workload import workload as check_workload
+from tokensim.lang.diagnostics import CompileError, Note, Reporter
+from tokensim.lang.parse import parse
+from tokensim.lang.schema import Val, bind
+from tokensim.lang.source import SourceMap, Span
+
+STD_PREFIX = "std/"
+
+
+def std_dir():
+    """The folder of the shipped ``std/`` catalogues (inside the package)."""
+    return resources.files("tokensim").joinpath("dsl/std")
+
+
+def std_names() -> list[str]:
+    """Import names of the shipped catalogues, e.g. ``std/hardware``."""
+    return sorted(STD_PREFIX + p.name[: -len(".tsim")] for p in std_dir().iterdir()
+                  if p.name.endswith(".tsim"))
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    module: ast.Module
+    import_name: str | None  # "std/hardware" for std files
+
+
+class _Loader:
+    """Reads imported files once each, reporting missing files and cycles."""
+
+    def __init__(self, sources: SourceMap, rep: Reporter):
+        self.sources, self.rep = sources, rep
+        self.done: dict[str, _Loaded] = {}
+        self.order: list[_Loaded] = []
+
+    def _locate(self, name: str, importer: str) -> tuple[str, str | None, str | None]:
+        """(display name, text or None, std import name) for an import string."""
+        if name.startswith(STD_PREFIX):
+            stem = name[len(STD_PREFIX) :].removesuffix(".tsim")
+            res = std_dir().joinpath(stem + ".tsim")
+            if res.is_file():
+                return f"<std>/{stem}.tsim", res.read_text("utf-8"), STD_PREFIX + stem
+            return name, None, None
+        base = FsPath(importer).parent if not importer.startswith("<") else FsPath.cwd()
+        path = base / name
+        if path.suffix != ".tsim" and not path.is_file():
+            path = path.with_suffix(".tsim")
+        if path.is_file():
+            return str(path), path.read_text("utf-8"), None
+        return str(path), None, None
+
+    def load_imports(self, module: ast.Module, stack: tuple[str, ...]) -> None:
+        for stmt in module.statements:
+            if stmt.key.text != "import":
+                continue
+            if len(stmt.items) != 1 or not isinstance(stmt.items[0], ast.String):
+                continue  # reported by binding the top level
+            lit = stmt.items[0]
+            display, text, std = self._locate(lit.value, module.file)
+            if text is None:
+                hint = None
+                if lit.value.startswith(STD_PREFIX):
+                    from tokensim.lang.diagnostics import did_you_mean, one_of
+
+                    hint = did_you_mean(lit.value, std_names()) or f"the std library has {one_of(std_names())}"
+                self.rep.error(f"cannot find `{lit.value}`", lit.span,
+                               help=hint or f"looked for {display}")
+                continue
+            if display in stack:
+                self.rep.error(f"import cycle: `{lit.value}` imports itself", lit.span,
+                               Note(" -> ".join(stack + (display,))))
+                continue
+            if display in self.done:
+                continue
+            try:
+                child = parse(text, display, self.sources)
+            except CompileError as err:
+                self.rep.extend(err.diagnostics)
+                continue
+            loaded = _Loaded(child, std)
+            self.done[display] = loaded
+            self.load_imports(child, stack + (display,))
+            self.order.append(loaded)
+
+
+def _index_std(env: Env, sources: SourceMap) -> None:
+    """Which std file defines which name, for 'add an import' hints (cheap: no checking)."""
+    for name in std_names():
+        stem = name[len(STD_PREFIX) :]
+        text = std_dir().joinpath(stem + ".tsim").read_text("utf-8")
+        try:
+            module = parse(text, f"<std>/{stem}.tsim", SourceMap())
+        except CompileError:
+            continue
+        for stmt in module.statements:
+            if stmt.key.text in ("gpu", "link", "model") and stmt.label:
+                env.std_index.setdefault(stmt.key.text, {}).setdefault(stmt.label, name)
+
+
+def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
+    """Check a parsed spec (and what it imports) into an :class:`ir.Spec`.
+
+    ``sources`` should hold the text of ``module`` (as :func:`parse` records it)
+    so diagnostics can quote lines. Raises :class:`CompileError` listing every
+    problem found.
+    """
+    sources = sources if sources is not None else SourceMap()
+    rep = Reporter(sources)
+    base = FsPath(module.file).parent if not module.file.startswith("<") else FsPath.cwd()
+    env = Env(rep, base)
+    _index_std(env, sources)
+    loader = _Loader(sources, rep)
+    loader.load_imports(module, (module.file,))
+
+    # Definitions from imported files first, then the spec's own statements.
+    bound_files = []
+    for loaded in loader.order:
+        top = bind(loaded.module.statements, schemas.TOP, rep, f"`{loaded.module.file}`", None)
+        for key in ("cluster", "deployment", "workload", "slo", "sweep", "name"):
+            for b in top.all(key):
+                rep.error(f"an imported file may only define gpus, links and models; "
+                          f"found `{key}`", b.stmt.key.span)
+        bound_files.append(top)
+    top = bind(module.statements, schemas.TOP, rep, "a spec file", None)
+    bound_files.append(top)
+
+    for kind, build in (("link", catalog.link), ("gpu", catalog.gpu), ("model", catalog.model)):
+        for file_top in bound_files:
+            for b in file_top.all(kind):
+                if b.body is None or not isinstance(b.get("name"), str):
+                    continue
+                value = build(b, env)
+                if value is not None:
+                    env.define(kind, b.get("name"), value, b.stmt.items[0].span)
+
+    spec_parts = {k: top.one(k) for k in ("cluster", "deployment", "workload", "slo", "sweep")}
+    is_deployment = any(spec_parts.values())
+    cluster = deployment = workload = slo = sweep = None
+    if is_deployment:
+        for key in ("cluster", "deployment"):
+            if spec_parts[key] is None:
+                rep.error(f"the spec has no `{key}` block", _file_start(module),
+                          help=f"a spec that deploys anything needs `{key} {{ ... }}`")
+        if spec_parts["cluster"] is not None and spec_parts["cluster"].body is not None:
+            cluster = check_cluster(spec_parts["cluster"].body, env)
+        if cluster is not None and spec_parts["deployment"] and spec_parts["deployment"].body:
+            deployment = check_deployment(spec_parts["deployment"].body, cluster, env)
+        if spec_parts["workload"] and spec_parts["workload"].body:
+            workload = check_workload(spec_parts["workload"].body, env)
+        if spec_parts["slo"] and spec_parts["slo"].body:
+            slo = check_slo(spec_parts["slo"].body, env)
+        if spec_parts["sweep"]:
+            sweep = check_sweep(spec_parts["sweep"].stmt, module.statements, schemas.TOP, env)
+
+    rep.raise_if_any()
+    name_val = top.value("name", "name")
+    name = name_val.value if isinstance(name_val, Val) else FsPath(module.file).stem
+    own_file = module.file
+
+    def kept(kind: str):
+        table = env.defs.get(kind, {})
+        return tuple(
+            value for key, (value, span) in sorted(table.items())
+            if (kind, key) in env.used or span.file == own_file
+        )
+
+    return ir.Spec(
+        name=name,
+        file=module.file,
+        gpus=kept("gpu"),
+        links=kept("link"),
+        models=kept("model"),
+        cluster=cluster,
+        deployment=deployment,
+        workload=workload,
+        slo=slo,
+        sweep=sweep,
+    )
+
+
+def _file_start(module: ast.Module) -> Span:
+    return Span(module.file, 1, 1, 1, 2)
+
+
+def check_text(text: str, filename: str = "<string>") -> ir.Spec:
+    """Parse and check ``text`` in one step (names in errors use ``filename``)."""
+    sources = SourceMap()
+    return check(parse(text, filename, sources), sources)
+
+
+def check_file(path: str | FsPath) -> ir.Spec:
+    """Read, parse and check the spec at ``path``."""
+    path = FsPath(path)
+    return check_text(path.read_text("utf-8"), str(path))

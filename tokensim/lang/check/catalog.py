@@ -1,0 +1,145 @@
+"""Definitions: ``link``, ``gpu`` and ``model`` blocks into IR."""
+
+from __future__ import annotations
+
+from tokensim import ir
+from tokensim.lang.check.env import Env
+from tokensim.lang.diagnostics import Note
+from tokensim.lang.schema import BAD, Bodies, Bound, Val
+from tokensim.lang.units import Dim, format_quantity
+
+
+def _sources(body: Bodies) -> tuple[str, ...]:
+    return tuple(b.get("source").value for b in body.all("source") if isinstance(b.get("source"), Val))
+
+
+def _ok(*values) -> bool:
+    return all(v is not BAD and v is not None for v in values)
+
+
+def link(bound: Bound, env: Env) -> ir.Link | None:
+    body = bound.body
+    bw, lat = body.value("bandwidth"), body.value("latency")
+    if not _ok(bw, lat):
+        return None
+    return ir.Link(bound.get("name"), bw, lat, _sources(body), bound.span)
+
+
+def gpu(bound: Bound, env: Env) -> ir.Gpu | None:
+    body = bound.body
+    memory, bandwidth = body.value("memory"), body.value("bandwidth")
+    compute_body = body.one("compute")
+    host_link = env.lookup("link", body.value("host_link"))
+    compute: dict[str, float] = {}
+    if compute_body is not None and compute_body.body is not None:
+        for key, found in compute_body.body.by_key.items():
+            value = found[0].get(key)
+            if value is not BAD and value is not None:
+                compute[key] = value
+        if not compute_body.body.by_key:
+            env.rep.error("`compute` lists no data type", compute_body.span)
+    if not _ok(memory, bandwidth, host_link) or not compute:
+        return None
+    return ir.Gpu(
+        name=bound.get("name"),
+        memory_B=memory,
+        bandwidth_Bps=bandwidth,
+        compute_flops=tuple(sorted(compute.items())),
+        host_link=host_link,
+        power_W=body.value("power"),
+        price_per_h=body.value("price"),
+        sources=_sources(body),
+        span=bound.span,
+    )
+
+
+def count_params(
+    layers: int, hidden: int, heads: int, kv_heads: int, head_dim: int, ffn: int, vocab: int,
+    mlp: str, tied: bool, experts: int,
+) -> int:
+    """Parameters implied by a model's shapes (norms included, biases ignored)."""
+    attention = hidden * heads * head_dim * 2 + 2 * hidden * kv_heads * head_dim
+    matrices = 3 if mlp == "gated" else 2
+    mlp_params = matrices * hidden * ffn * experts + (hidden * experts if experts > 1 else 0)
+    embeddings = vocab * hidden * (1 if tied else 2)
+    return embeddings + layers * (attention + mlp_params + 2 * hidden) + hidden
+
+
+def model(bound: Bound, env: Env) -> ir.Model | None:
+    body, rep = bound.body, env.rep
+    name = bound.get("name")
+    v = {k: body.value(k) for k in ("layers", "hidden", "heads", "ffn", "vocab", "max_context")}
+    if not _ok(*v.values()):
+        return None
+    kv_heads = body.value("kv_heads", default=v["heads"])
+    experts = body.value("experts", default=1)
+    top_k = body.value("top_k", default=1 if experts == 1 else None)
+    if not _ok(kv_heads, experts):
+        return None
+    head_dim = body.value("head_dim")
+    if head_dim is None:
+        if v["hidden"] % v["heads"]:
+            rep.error(
+                f"model `{name}`: hidden {v['hidden']} is not a multiple of heads {v['heads']}",
+                bound.span,
+                help="give `head_dim` explicitly",
+            )
+            return None
+        head_dim = v["hidden"] // v["heads"]
+    ok = head_dim is not BAD
+    if kv_heads is not BAD and v["heads"] % kv_heads:
+        rep.error(
+            f"`heads` ({v['heads']}) must be a multiple of `kv_heads` ({kv_heads})",
+            body.one("kv_heads").span,
+        )
+        ok = False
+    if experts > 1 and top_k is None:
+        rep.error(f"model `{name}` has {experts} experts but no `top_k`", bound.span)
+        ok = False
+    elif top_k is not BAD and top_k is not None and top_k > experts:
+        rep.error(f"`top_k` ({top_k}) exceeds `experts` ({experts})", body.one("top_k").span)
+        ok = False
+    if not ok:
+        return None
+    mlp = body.value("mlp", default="gated")
+    tied = body.value("tie_embeddings", default=False)
+    params = count_params(
+        v["layers"], v["hidden"], v["heads"], kv_heads, head_dim, v["ffn"], v["vocab"], mlp, tied,
+        experts,
+    )
+    published = body.value("params")
+    if published:
+        off = abs(params - published) / published
+        if off > 0.03:
+            rep.error(
+                f"model `{name}`: its shapes give {params / 1e9:.3g}B parameters, "
+                f"but `params` says {published / 1e9:.3g}B ({off:.0%} off)",
+                body.one("params").span,
+                Note("shapes count embeddings, attention, MLP (x experts) and norms"),
+                help="check layers, hidden, ffn, vocab, kv_heads and tie_embeddings",
+            )
+            return None
+    return ir.Model(
+        name=name,
+        layers=v["layers"],
+        hidden=v["hidden"],
+        heads=v["heads"],
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        ffn=v["ffn"],
+        vocab=v["vocab"],
+        max_context=v["max_context"],
+        mlp=mlp,
+        tie_embeddings=tied,
+        experts=experts,
+        top_k=top_k,
+        params=params,
+        published_params=published,
+        dtype=body.value("dtype", default="bf16"),
+        sources=_sources(body),
+        span=bound.span,
+    )
+
+
+def describe_bytes(value: float) -> str:
+    return format_quantity(value, Dim.BYTES)

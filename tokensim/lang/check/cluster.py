@@ -1,0 +1,92 @@
+"""The ``cluster`` block: nodes and networks, and which nodes can reach which."""
+
+from __future__ import annotations
+
+from tokensim import ir
+from tokensim.lang.check.env import Env
+from tokensim.lang.diagnostics import Note
+from tokensim.lang.schema import BAD, Bodies
+
+
+def cluster(body: Bodies, env: Env) -> ir.Cluster:
+    nodes: list[ir.Node] = []
+    seen: dict[str, object] = {}
+    for bound in body.all("node"):
+        name = bound.get("name")
+        if name is BAD or name is None or bound.body is None:
+            continue
+        if name in seen:
+            env.rep.error(f"node `{name}` is defined twice", bound.stmt.items[0].span,
+                          Note("first defined here", seen[name]))
+            continue
+        seen[name] = bound.stmt.items[0].span
+        nb = bound.body
+        gpus = nb.one("gpus")
+        gpu = env.lookup("gpu", gpus.get("gpu")) if gpus else None
+        count = gpus.get("count") if gpus else None
+        link = env.lookup("link", nb.value("link")) if nb.one("link") else None
+        host_link_ref = nb.value("host_link")
+        host_link = env.lookup("link", host_link_ref) if host_link_ref else (gpu.host_link if gpu else None)
+        if gpu is None or count in (None, BAD) or host_link is None:
+            continue
+        if count > 1 and nb.one("link") is None:
+            env.rep.error(
+                f"node `{name}` has {count} GPUs but no `link` between them",
+                bound.stmt.items[0].span,
+                help="add e.g. `link NVLINK4` (or `link PCIE5` for GPUs without NVLink)",
+            )
+            continue
+        if nb.one("link") is not None and link is None:
+            continue
+        nics = nb.value("nics", default=1)
+        nodes.append(ir.Node(name, gpu, count, link, host_link, nics,
+                             nb.value("host_memory"), bound.span))
+    networks: list[ir.Network] = []
+    names = {n.name for n in nodes}
+    for bound in body.all("network"):
+        link = env.lookup("link", bound.get("link"))
+        refs = bound.get("nodes") or ()
+        ok = link is not None
+        listed: set[str] = set()
+        for ref in refs:
+            if ref.value not in seen:
+                _unknown_node(ref, seen, env)
+                ok = False
+            elif ref.value in listed:
+                env.rep.error(f"node `{ref.value}` is listed twice", ref.span)
+                ok = False
+            listed.add(ref.value)
+        if ok and len(refs) < 2:
+            env.rep.error("a network joins at least two nodes", bound.span)
+            ok = False
+        if ok and listed <= names:
+            networks.append(ir.Network(link, tuple(r.value for r in refs), bound.span))
+    return ir.Cluster(tuple(nodes), tuple(networks), body.span)
+
+
+def _unknown_node(ref, seen, env: Env) -> None:
+    from tokensim.lang.diagnostics import did_you_mean, one_of
+
+    env.rep.error(
+        f"unknown node `{ref.value}`",
+        ref.span,
+        Note(f"the cluster has {one_of(seen)}") if seen else Note("the cluster has no nodes"),
+        help=did_you_mean(ref.value, seen),
+    )
+
+
+def components(cluster: ir.Cluster) -> dict[str, int]:
+    """Each node's connected component (nodes joined by networks share a number)."""
+    parent = {n.name: n.name for n in cluster.nodes}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for net in cluster.networks:
+        for other in net.nodes[1:]:
+            parent[find(other)] = find(net.nodes[0])
+    roots = sorted({find(n) for n in parent})
+    return {n: roots.index(find(n)) for n in parent}

@@ -1,0 +1,338 @@
+"""The ``deployment`` block: pools placed on GPUs, transfers and routes."""
+
+from __future__ import annotations
+
+from tokensim import ir
+from tokensim.lang.check.cluster import components
+from tokensim.lang.check.env import Env
+from tokensim.lang.diagnostics import Note, did_you_mean, one_of
+from tokensim.lang.schema import BAD, Bodies, Bound, Val
+from tokensim.lang.source import Span
+from tokensim.lang.units import Dim, format_quantity
+from tokensim.policies import PolicyUse
+from tokensim.policies.batching import BATCHING
+
+GB = lambda b: format_quantity(b, Dim.BYTES)  # noqa: E731
+
+
+def deployment(body: Bodies, cluster: ir.Cluster, env: Env) -> ir.Deployment | None:
+    free = [ir.GpuRef(n.name, i) for n in cluster.nodes for i in range(n.count)]
+    owner: dict[ir.GpuRef, str] = {}
+    pools: list[ir.Pool] = []
+    names: dict[str, Span] = {}
+    comp = components(cluster)
+    for bound in body.all("pool"):
+        name = bound.get("name")
+        if name in (None, BAD) or bound.body is None:
+            continue
+        label_span = bound.stmt.items[0].span
+        if name in names:
+            env.rep.error(f"pool `{name}` is defined twice", label_span,
+                          Note("first defined here", names[name]))
+            continue
+        names[name] = label_span
+        pool = _pool(name, bound, cluster, free, owner, comp, env)
+        if pool is not None:
+            pools.append(pool)
+    if len(pools) != len(names):
+        return None
+    by_name = {p.name: p for p in pools}
+    transfers = _transfers(body, by_name, comp, env)
+    routes = _routes(body, by_name, env)
+    if transfers is None or routes is None:
+        return None
+    return ir.Deployment(tuple(pools), transfers, routes, body.span)
+
+
+def _placement(bound: Bound, cluster: ir.Cluster, env: Env) -> list[ir.GpuRef] | None:
+    on = bound.body.value("on")
+    if on is None:
+        return [ir.GpuRef(n.name, i) for n in cluster.nodes for i in range(n.count)]
+    nodes = {n.name: n for n in cluster.nodes}
+    out: list[ir.GpuRef] = []
+    ok = True
+    for place in on:
+        if place is BAD:
+            ok = False
+            continue
+        node_name, first, last = place.value
+        node = nodes.get(node_name)
+        if node is None:
+            env.rep.error(
+                f"unknown node `{node_name}`",
+                place.span,
+                Note(f"the cluster has {one_of(nodes)}") if nodes else Note("the cluster has no nodes"),
+                help=did_you_mean(node_name, nodes),
+            )
+            ok = False
+            continue
+        if first is None:
+            first, last = 0, node.count - 1
+        if last >= node.count:
+            env.rep.error(
+                f"node `{node_name}` has GPUs 0..{node.count - 1}, not {last}",
+                place.span,
+            )
+            ok = False
+            continue
+        out.extend(ir.GpuRef(node_name, i) for i in range(first, last + 1))
+    return out if ok else None
+
+
+def _pool(name, bound: Bound, cluster, free, owner, comp, env: Env) -> ir.Pool | None:
+    pb, rep = bound.body, env.rep
+    model_bound = pb.one("model")
+    model = env.lookup("model", model_bound.get("model")) if model_bound else None
+    dtype = pb.value("dtype") or (model_bound.get("dtype") if model_bound else None)
+    if pb.one("dtype") and model_bound and model_bound.get("dtype"):
+        rep.error("the dtype is given twice (in `model` and in `dtype`)", pb.one("dtype").span)
+    instances = pb.value("instances", default=1)
+    tp, pp = pb.value("tp", default=1), pb.value("pp", default=1)
+    role = pb.value("role", default="colocated")
+    placement = _placement(bound, cluster, env)
+    batching = pb.value("batching", "batching")
+    if batching is None:
+        batching = PolicyUse("batching", "continuous",
+                             tuple(sorted((p.name, p.default) for p in BATCHING.get("continuous").params)),
+                             None)
+    if model is None or placement is None or BAD in (instances, tp, pp, role, batching, dtype):
+        return None
+    dtype = dtype or model.dtype
+    where = pb.one("model").span
+    ok = True
+    if model.heads % tp or not (model.kv_heads % tp == 0 or tp % model.kv_heads == 0):
+        rep.error(
+            f"tp {tp} does not divide the heads of `{model.name}` "
+            f"({model.heads} heads, {model.kv_heads} kv heads)",
+            pb.one("tp").span,
+            help=f"tp must divide {model.heads}: try {_divisors(model.heads, model.kv_heads)}",
+        )
+        ok = False
+    if pp > model.layers:
+        rep.error(f"pp {pp} exceeds the {model.layers} layers of `{model.name}`", pb.one("pp").span)
+        ok = False
+    # Take GPUs from the placement that no earlier pool took.
+    need = instances * tp * pp
+    available = [g for g in placement if g not in owner]
+    if need > len(available):
+        taken = sorted({owner[g] for g in placement if g in owner})
+        notes = [Note(f"its placement has {len(placement)} GPUs; {len(placement) - len(available)}"
+                      f" are taken by pool{'s' * (len(taken) > 1)} {one_of(taken)}")] if taken else []
+        span = pb.one("on").span if pb.one("on") else bound.stmt.items[0].span
+        rep.error(
+            f"pool `{name}` needs {need} GPUs ({instances} instance{'s' * (instances > 1)} x tp {tp}"
+            f" x pp {pp}) but its placement has {len(available)} free",
+            span,
+            *notes,
+        )
+        return None
+    gpus = available[:need]
+    for g in gpus:
+        owner[g] = name
+    nodes = {n.name: n for n in cluster.nodes}
+    kinds = sorted({nodes[g.node].gpu.name for g in gpus})
+    if len(kinds) > 1:
+        rep.error(
+            f"pool `{name}` spans GPUs of different kinds ({', '.join(kinds)})",
+            pb.one("on").span if pb.one("on") else bound.span,
+            help="give each GPU kind its own pool",
+        )
+        return None
+    gpu = nodes[gpus[0].node].gpu
+    instances_ir = []
+    for i in range(instances):
+        mine = tuple(gpus[i * tp * pp : (i + 1) * tp * pp])
+        if len({comp[g.node] for g in mine}) > 1:
+            rep.error(
+                f"instance {i} of pool `{name}` spans nodes with no network between them "
+                f"({', '.join(sorted({g.node for g in mine}))})",
+                bound.stmt.items[0].span,
+            )
+            ok = False
+        instances_ir.append(ir.Instance(i, mine))
+    if gpu.flops(dtype) is None:
+        have = [d for d, _ in gpu.compute_flops]
+        rep.error(
+            f"{gpu.name} has no {dtype} compute",
+            (pb.one("dtype") or pb.one("model")).span,
+            Note(f"{gpu.name} computes in {one_of(have)}"),
+        )
+        ok = False
+    kv = _kv(pb, dtype, env)
+    if kv is None or not ok:
+        return None
+    weights = model.params * ir.DTYPE_BYTES[dtype] / (tp * pp)
+    usable = gpu.memory_B * kv.gpu_util
+    if weights >= usable:
+        total = model.params * ir.DTYPE_BYTES[dtype]
+        rep.error(
+            f"`{model.name}` in {dtype} does not fit: {GB(weights)} of weights per GPU "
+            f"but {gpu.name} gives {GB(usable)} ({GB(weights - usable)} short)",
+            where,
+            Note(f"{GB(total)} of weights over tp {tp} x pp {pp} = {tp * pp} GPUs; usable memory"
+                 f" is {GB(gpu.memory_B)} x gpu_util {kv.gpu_util:g}"),
+            help=f"raise tp or pp, or use a smaller dtype; tp {_fits(total, usable, model)}",
+        )
+        return None
+    kv_per_token = model.kv_bytes_per_token(ir.DTYPE_BYTES[kv.dtype]) / (pp * min(tp, model.kv_heads))
+    if usable - weights < kv_per_token * kv.block_tokens:
+        rep.error(
+            f"`{model.name}` leaves no room for the KV cache on {gpu.name} "
+            f"({GB(usable - weights)} left, one block needs {GB(kv_per_token * kv.block_tokens)})",
+            where,
+        )
+        return None
+    return ir.Pool(name, model, dtype, tuple(instances_ir), tp, pp, gpu, role, batching, kv,
+                   weights, bound.span)
+
+
+def _fits(total: float, usable: float, model: ir.Model) -> str:
+    for tp in (1, 2, 4, 8, 16, 32, 64):
+        if model.heads % tp == 0 and total / tp < usable:
+            return f"{tp} would fit"
+    return "alone cannot make it fit"
+
+
+def _divisors(heads: int, kv_heads: int) -> str:
+    good = [t for t in range(1, heads + 1) if heads % t == 0 and (kv_heads % t == 0 or t % kv_heads == 0)]
+    return ", ".join(str(t) for t in good[:8])
+
+
+def _kv(pb: Bodies, dtype: str, env: Env) -> ir.KvConfig | None:
+    bound = pb.one("kv")
+    kb = bound.body if bound else None
+
+    def get(key, default):
+        return kb.value(key, default=default) if kb else default
+
+    values = dict(
+        block_tokens=get("block", 16),
+        gpu_util=get("gpu_util", 0.9),
+        preempt=get("preempt", "recompute"),
+        prefix_cache=get("prefix_cache", False),
+        swap_B=get("swap", 0.0),
+        dtype=get("dtype", dtype),
+        watermark=get("watermark", 0.01),
+    )
+    if any(v is BAD for v in values.values()):
+        return None
+    if values["preempt"] == "swap" and values["swap_B"] == 0:
+        env.rep.error(
+            "`preempt swap` needs swap space",
+            kb.one("preempt").span,
+            help="add e.g. `swap 64 GB` to the kv block",
+        )
+        return None
+    return ir.KvConfig(span=bound.span if bound else None, **values)
+
+
+def _transfers(body: Bodies, pools: dict[str, ir.Pool], comp, env: Env):
+    rep = env.rep
+    out: list[ir.Transfer] = []
+    seen: dict[tuple[str, str], Span] = {}
+    ok = True
+    for bound in body.all("transfer"):
+        src, dst = bound.get("src"), bound.get("dst")
+        if not isinstance(src, Val) or not isinstance(dst, Val):
+            ok = False
+            continue
+        a, b = _pool_ref(src, pools, env), _pool_ref(dst, pools, env)
+        if a is None or b is None:
+            ok = False
+            continue
+        if a.role != "prefill":
+            rep.error(f"a transfer starts at a prefill pool; `{a.name}` is {a.role}", src.span,
+                      help=f"give pool `{a.name}` `role prefill`")
+            ok = False
+        if b.role != "decode":
+            rep.error(f"a transfer ends at a decode pool; `{b.name}` is {b.role}", dst.span,
+                      help=f"give pool `{b.name}` `role decode`")
+            ok = False
+        key = (a.name, b.name)
+        if key in seen:
+            rep.error(f"transfer `{a.name} -> {b.name}` is given twice", bound.span,
+                      Note("first given here", seen[key]))
+            ok = False
+        seen[key] = bound.span
+        a_parts = {comp[g.node] for inst in a.instances for g in inst.gpus}
+        b_parts = {comp[g.node] for inst in b.instances for g in inst.gpus}
+        if a_parts.isdisjoint(b_parts):
+            a_nodes = sorted({g.node for i in a.instances for g in i.gpus})
+            b_nodes = sorted({g.node for i in b.instances for g in i.gpus})
+            rep.error(
+                f"no path between pool `{a.name}` ({', '.join(a_nodes)}) and pool `{b.name}` "
+                f"({', '.join(b_nodes)})",
+                bound.span,
+                help=f"add a network, e.g. `network IB_400G between {a_nodes[0]}, {b_nodes[0]}`",
+            )
+            ok = False
+        out.append(ir.Transfer(a.name, b.name, bound.span))
+    for pool in pools.values():
+        if pool.role == "prefill" and not any(t.src == pool.name for t in out) and ok:
+            rep.error(f"prefill pool `{pool.name}` sends its KV nowhere", pool.span,
+                      help=f"add `transfer {pool.name} -> <decode pool>` to the deployment")
+            ok = False
+        if pool.role == "decode" and not any(t.dst == pool.name for t in out) and ok:
+            rep.error(f"decode pool `{pool.name}` receives no transfer", pool.span,
+                      help=f"add `transfer <prefill pool> -> {pool.name}` to the deployment")
+            ok = False
+    return tuple(out) if ok else None
+
+
+def _pool_ref(ref: Val, pools: dict[str, ir.Pool], env: Env) -> ir.Pool | None:
+    if ref.value in pools:
+        return pools[ref.value]
+    env.rep.error(
+        f"unknown pool `{ref.value}`",
+        ref.span,
+        Note(f"the deployment has {one_of(pools)}"),
+        help=did_you_mean(ref.value, pools),
+    )
+    return None
+
+
+def _default_route(pool: str | None) -> ir.Route:
+    return ir.Route(pool, PolicyUse("routing", "round_robin", (), None), None)
+
+
+def _routes(body: Bodies, pools: dict[str, ir.Pool], env: Env):
+    rep = env.rep
+    entry = [p for p in pools.values() if p.role != "decode"]
+    given: dict[str | None, ir.Route] = {}
+    ok = True
+    for bound in body.all("route"):
+        policy = bound.get("policy")
+        ref = bound.get("pool")
+        if policy in (None, BAD):
+            ok = False
+            continue
+        pool = None
+        if isinstance(ref, Val):
+            target = _pool_ref(ref, pools, env)
+            if target is None:
+                ok = False
+                continue
+            pool = target.name
+            if len(entry) > 1 and target.role != "decode":
+                rep.error(
+                    f"pool `{pool}` is one of {len(entry)} pools that receive arrivals; "
+                    "they share one route",
+                    ref.span,
+                    help="write `route by <policy>` to route arrivals across all their instances",
+                )
+                ok = False
+                continue
+        elif len(entry) == 1:
+            pool = entry[0].name
+        if pool in given:
+            rep.error(f"a route for {f'pool `{pool}`' if pool else 'arrivals'} is given twice",
+                      bound.span, Note("first given here", given[pool].span))
+            ok = False
+            continue
+        given[pool] = ir.Route(pool, policy, bound.span)
+    if not ok:
+        return None
+    routes = [given.get(None) or _default_route(None)] if len(entry) > 1 else []
+    routes += [given.get(p) or _default_route(p) for p in sorted(pools)
+               if len(entry) == 1 or pools[p].role == "decode"]
+    return tuple(routes)

@@ -1,0 +1,55 @@
+"""The checker's state: the reporter, the definitions in scope, name lookup."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+
+from tokensim.lang.diagnostics import Note, Reporter, did_you_mean
+from tokensim.lang.schema import Val
+from tokensim.lang.source import Span
+
+
+@dataclass
+class Env:
+    """Everything one ``check`` accumulates. ``defs[kind][name]`` is (IR, span)."""
+
+    rep: Reporter
+    base_dir: FsPath
+    defs: dict[str, dict[str, tuple[object, Span]]] = field(default_factory=dict)
+    # std file that defines a name not in scope, for an 'import it' hint
+    std_index: dict[str, dict[str, str]] = field(default_factory=dict)
+    used: set[tuple[str, str]] = field(default_factory=set)
+
+    def define(self, kind: str, name: str, value: object, span: Span) -> None:
+        table = self.defs.setdefault(kind, {})
+        if name in table:
+            self.rep.error(
+                f"{kind} `{name}` is defined twice",
+                span,
+                Note("first defined here", table[name][1]),
+            )
+            return
+        table[name] = (value, span)
+
+    def lookup(self, kind: str, ref: Val | None):
+        """The IR of ``ref`` of ``kind``, or None after reporting it unknown."""
+        if ref is None or not isinstance(ref, Val):
+            return None
+        table = self.defs.get(kind, {})
+        if ref.value in table:
+            self.used.add((kind, ref.value))
+            return table[ref.value][0]
+        notes = []
+        where = self.std_index.get(kind, {}).get(ref.value)
+        if where:
+            notes.append(Note(f"`{ref.value}` is defined in \"{where}\""))
+            help = f'add `import "{where}"` at the top of the file'
+        else:
+            help = did_you_mean(ref.value, table) or did_you_mean(
+                ref.value, self.std_index.get(kind, {})
+            )
+            if table:
+                notes.append(Note(f"{len(table)} {kind}s are in scope"))
+        self.rep.error(f"unknown {kind} `{ref.value}`", ref.span, *notes, help=help)
+        return None

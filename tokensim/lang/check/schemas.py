@@ -1,0 +1,329 @@
+"""The schema of every block of the language, as data (see :mod:`tokensim.lang.schema`).
+
+This module is the single source of what a statement takes; the checker
+binds against it and ``docs/reference`` is generated from it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tokensim.ir import DTYPE_BYTES
+from tokensim.lang import ast
+from tokensim.lang.diagnostics import Note, did_you_mean, one_of
+from tokensim.lang.schema import (
+    BAD,
+    Attr,
+    Block,
+    Bool,
+    ListOf,
+    Lit,
+    Num,
+    Opt,
+    Ref,
+    Shape,
+    Slot,
+    Str,
+    Val,
+    Word,
+)
+from tokensim.lang.units import Dim
+from tokensim.policies import PolicySlot
+from tokensim.policies.batching import BATCHING
+from tokensim.policies.memory import PREEMPT
+from tokensim.policies.routing import ROUTING, RouteSlot
+from tokensim.policies.workload import ARRIVALS, LENGTHS, TRACE_FORMATS
+
+DTYPES = tuple(DTYPE_BYTES)
+ROLES = ("colocated", "prefill", "decode")
+METRICS = ("ttft", "tpot", "itl", "e2e", "queue")
+
+
+class Place(Slot):
+    """A placement item: a node (all its GPUs) or ``node[i]`` / ``node[i..j]``."""
+
+    name = "place"
+
+    def usage(self) -> str:
+        return "<node>[<first>..<last>]"
+
+    def match(self, items, i, rep):
+        if i >= len(items):
+            raise Shape(None)
+        item = items[i]
+        if isinstance(item, ast.Path) and len(item.parts) == 1:
+            return Val((item.parts[0], None, None), item.span), i + 1
+        if isinstance(item, ast.Slice):
+            bounds = []
+            for q in (item.first, item.last):
+                if q.unit or q.number != int(q.number) or q.number < 0:
+                    rep.error(f"a GPU index is a whole number >= 0, found `{q.text}`", q.span)
+                    return BAD, i + 1
+                bounds.append(int(q.number))
+            if bounds[1] < bounds[0]:
+                rep.error(f"empty GPU range `{item.first.text}..{item.last.text}`", item.span)
+                return BAD, i + 1
+            return Val((item.name, bounds[0], bounds[1]), item.span), i + 1
+        raise Shape(item)
+
+
+class Stat(Slot):
+    """A statistic: ``mean``, ``p50``, ``p90``, ``p99``, ``p99.9``..."""
+
+    name = "stat"
+    _pattern = re.compile(r"p(\d{1,2}(\.\d+)?)$")
+
+    def usage(self) -> str:
+        return "mean|p50|p90|p99|p<N>"
+
+    def match(self, items, i, rep):
+        if i >= len(items):
+            raise Shape(None)
+        item = items[i]
+        word = item.parts[0] if isinstance(item, ast.Path) and len(item.parts) == 1 else None
+        if word is None:
+            # p99.9 lexes as a dotted path p99 . 9? No: NAME cannot start with a digit;
+            # accept the path form `p99` only, decimals via `p99_9`.
+            raise Shape(item)
+        if word == "mean" or self._pattern.match(word.replace("_", ".")):
+            return word.replace("_", "."), i + 1
+        rep.error(
+            f"unknown statistic `{word}`",
+            item.span,
+            Note("expected `mean` or a percentile such as `p50`, `p90`, `p99`"),
+            help=did_you_mean(word, ["mean", "p50", "p90", "p99"]),
+        )
+        return BAD, i + 1
+
+
+class Compare(Slot):
+    """``<`` or ``<=``."""
+
+    name = "op"
+
+    def usage(self) -> str:
+        return "<|<="
+
+    def match(self, items, i, rep):
+        if i >= len(items):
+            raise Shape(None)
+        item = items[i]
+        if isinstance(item, ast.Symbol) and item.text in ("<", "<="):
+            return item.text, i + 1
+        if isinstance(item, ast.Symbol) and item.text in (">", ">="):
+            rep.error("an SLO is an upper bound: write `<` or `<=`", item.span)
+            return BAD, i + 1
+        raise Shape(item)
+
+
+def _words(name: str, choices, what: str) -> Word:
+    return Word(name, tuple(choices), what)
+
+
+SOURCE = Attr("source", (Str("source"),), "where the figures of this definition come from", repeat=True)
+
+LINK = Block(
+    "link",
+    (
+        SOURCE,
+        Attr("bandwidth", (Num("bandwidth", Dim.BANDWIDTH, above=0),),
+             "bandwidth per direction per endpoint", required=True),
+        Attr("latency", (Num("latency", Dim.TIME, min=0),), "latency per hop", required=True),
+    ),
+    "A kind of link or network.",
+)
+
+COMPUTE = Block(
+    "compute",
+    tuple(Attr(d, (Num(d, Dim.COMPUTE, above=0),), f"dense peak {d} throughput") for d in DTYPES),
+    "Dense peak throughput per data type.",
+)
+
+GPU = Block(
+    "gpu",
+    (
+        SOURCE,
+        Attr("memory", (Num("memory", Dim.BYTES, above=0),), "device memory", required=True),
+        Attr("bandwidth", (Num("bandwidth", Dim.BANDWIDTH, above=0),), "memory bandwidth",
+             required=True),
+        Attr("compute", (), "dense peak throughput per data type", body=COMPUTE,
+             body_required=True, required=True),
+        Attr("host_link", (Ref("host_link", "link"),), "the link to the host (PCIe)", required=True),
+        Attr("power", (Num("power", Dim.POWER, above=0),), "board power"),
+        Attr("price", (Num("price", Dim.PRICE, min=0),), "price per GPU-hour"),
+    ),
+    "A kind of accelerator.",
+)
+
+MODEL = Block(
+    "model",
+    (
+        SOURCE,
+        *(
+            Attr(k, (Num(k, integer=True, min=1),), doc, required=req)
+            for k, doc, req in [
+                ("layers", "transformer layers", True),
+                ("hidden", "hidden size", True),
+                ("heads", "attention (query) heads", True),
+                ("kv_heads", "key/value heads (GQA); equal to heads for MHA", False),
+                ("head_dim", "size of one head; hidden / heads when absent", False),
+                ("ffn", "MLP intermediate size (per expert)", True),
+                ("vocab", "vocabulary size", True),
+                ("max_context", "longest sequence (prompt + output) in tokens", True),
+                ("experts", "MoE experts per layer (1: dense)", False),
+                ("top_k", "experts each token uses", False),
+            ]
+        ),
+        Attr("mlp", (_words("mlp", ("gated", "plain"), "MLP kind"),),
+             "gated: 3 matrices (SwiGLU); plain: 2", default="gated"),
+        Attr("tie_embeddings", (Bool("tie_embeddings"),), "LM head shares the embedding",
+             default="off"),
+        Attr("params", (Num("params", above=0),), "published parameter count, to cross-check"),
+        Attr("dtype", (_words("dtype", DTYPES, "data type"),), "default weight data type",
+             default="bf16"),
+    ),
+    "A transformer model's shapes.",
+)
+
+NODE = Block(
+    "node",
+    (
+        Attr("gpus", (Ref("gpu", "gpu"), Lit("x"), Num("count", integer=True, min=1)),
+             "the node's GPUs", required=True),
+        Attr("link", (Ref("link", "link"),), "the link between the node's GPUs"),
+        Attr("host_link", (Ref("host_link", "link"),), "GPU-to-host link",
+             default="the GPU's host_link"),
+        Attr("nics", (Num("nics", integer=True, min=1),), "network interfaces", default="1"),
+        Attr("host_memory", (Num("host_memory", Dim.BYTES, above=0),), "host memory"),
+    ),
+    "A machine.",
+)
+
+CLUSTER = Block(
+    "cluster",
+    (
+        Attr("node", (Word("name", what="node name"),), "a machine", body=NODE,
+             body_required=True, repeat=True),
+        Attr("network", (Ref("link", "link"), Lit("between"), ListOf("nodes", Ref("node", "node"))),
+             "a network joining nodes", repeat=True),
+    ),
+    "The hardware.",
+)
+
+KV = Block(
+    "kv",
+    (
+        Attr("block", (Num("block", Dim.TOKENS, integer=True, min=1),), "tokens per KV block",
+             default="16 tokens"),
+        Attr("gpu_util", (Num("gpu_util", Dim.FRACTION, above=0, max=1),),
+             "share of GPU memory for weights + KV", default="0.9"),
+        Attr("preempt", (_words("preempt", PREEMPT.names(), "preemption policy"),),
+             "what happens when blocks run out", default="recompute"),
+        Attr("prefix_cache", (Bool("prefix_cache"),), "reuse cached prompt prefixes", default="off"),
+        Attr("swap", (Num("swap", Dim.BYTES, min=0),), "host swap space per instance",
+             default="0 B"),
+        Attr("dtype", (_words("dtype", DTYPES, "data type"),), "KV-cache data type",
+             default="the pool's dtype"),
+        Attr("watermark", (Num("watermark", Dim.FRACTION, min=0, max=1),),
+             "blocks kept free when admitting", default="0.01"),
+    ),
+    "KV-cache memory policy of a pool.",
+)
+
+POOL = Block(
+    "pool",
+    (
+        Attr("model", (Ref("model", "model"), Opt((_words("dtype", DTYPES, "data type"),))),
+             "the model served, optionally with its dtype", required=True),
+        Attr("dtype", (_words("dtype", DTYPES, "data type"),), "weight and compute data type",
+             default="the model's dtype"),
+        Attr("instances", (Num("instances", integer=True, min=1),), "replicas", default="1"),
+        Attr("tp", (Num("tp", integer=True, min=1),), "tensor-parallel degree", default="1"),
+        Attr("pp", (Num("pp", integer=True, min=1),), "pipeline-parallel degree", default="1"),
+        Attr("on", (ListOf("on", Place()),), "GPUs the pool may use",
+             default="any free GPU, in node order"),
+        Attr("role", (_words("role", ROLES, "role"),), "what the instances do",
+             default="colocated"),
+        Attr("batching", (PolicySlot("batching", BATCHING, default="continuous"),), "local scheduler",
+             default="continuous", body=Block("batching", ()), custom_body=True),
+        Attr("kv", (), "KV-cache memory policy", body=KV, body_required=True),
+    ),
+    "Identical instances of one model.",
+)
+
+DEPLOYMENT = Block(
+    "deployment",
+    (
+        Attr("pool", (Word("name", what="pool name"),), "a pool of instances", body=POOL,
+             body_required=True, repeat=True, required=True),
+        Attr("transfer", (Ref("src", "pool"), Lit("->"), Ref("dst", "pool")),
+             "KV moves from a prefill pool to a decode pool", repeat=True),
+        Attr("route", (Opt((Ref("pool", "pool"),)), Lit("by"), RouteSlot("policy", ROUTING)),
+             "how a pool (or, without one, the arrivals) picks an instance", repeat=True,
+             default="round_robin", body=Block("route", ()), custom_body=True),
+    ),
+    "How models are laid out on the cluster.",
+)
+
+TRACE = Block(
+    "trace",
+    (
+        Attr("format", (_words("format", TRACE_FORMATS, "trace format"),), "file format",
+             default="auto"),
+        Attr("time_scale", (Num("time_scale", above=0),), "multiply arrival gaps by this",
+             default="1"),
+    ),
+    "A request trace.",
+)
+
+WORKLOAD = Block(
+    "workload",
+    (
+        Attr("arrivals", (PolicySlot("arrivals", ARRIVALS),), "arrival process",
+             body=Block("arrivals", ()), custom_body=True, default="from the trace"),
+        Attr("lengths", (PolicySlot("lengths", LENGTHS),), "prompt and output lengths",
+             body=Block("lengths", ()), custom_body=True, default="from the trace"),
+        Attr("trace", (Str("trace"),), "a trace file (arrivals and lengths)", body=TRACE),
+        Attr("requests", (Num("requests", integer=True, min=1),), "how many requests"),
+        Attr("duration", (Num("duration", Dim.TIME, above=0),), "stop arrivals after"),
+        Attr("seed", (Num("seed", integer=True, min=0),), "random seed", default="0"),
+    ),
+    "The requests.",
+)
+
+SLO = Block(
+    "slo",
+    tuple(
+        Attr(m, (Stat(), Compare(), Num("limit", Dim.TIME, above=0)), f"a target on {m}",
+             repeat=True)
+        for m in METRICS
+    ),
+    "Service-level objectives.",
+)
+
+# `sweep` bodies are paths, checked by tokensim.lang.check.sweep.
+SWEEP = Block("sweep", ())
+
+DEFINITIONS = ("import", "gpu", "link", "model")
+
+TOP = Block(
+    "file",
+    (
+        Attr("import", (Str("path"),), "bring in definitions from another file", repeat=True),
+        Attr("name", (Str("name"),), "the spec's title", default="the file name"),
+        Attr("gpu", (Word("name", what="gpu name"),), "define a GPU", body=GPU,
+             body_required=True, repeat=True),
+        Attr("link", (Word("name", what="link name"),), "define a link", body=LINK,
+             body_required=True, repeat=True),
+        Attr("model", (Word("name", what="model name"),), "define a model", body=MODEL,
+             body_required=True, repeat=True),
+        Attr("cluster", (), "the hardware", body=CLUSTER, body_required=True),
+        Attr("deployment", (), "the pools and their wiring", body=DEPLOYMENT, body_required=True),
+        Attr("workload", (), "the requests", body=WORKLOAD, body_required=True),
+        Attr("slo", (), "latency targets", body=SLO, body_required=True),
+        Attr("sweep", (), "values to vary", body=SWEEP, body_required=True, custom_body=True),
+    ),
+    "A .tsim file.",
+)
+
+__all__ = ["TOP", "one_of"]

@@ -1,0 +1,210 @@
+"""The ``sweep`` block: paths into the spec and the values they take.
+
+A path names statements by key, and repeated labelled blocks by label:
+``workload.arrivals.rate``, ``deployment.decode.tp``,
+``deployment.decode.batching.max_seqs``, ``deployment.decode.kv.block``.
+Each value is checked against what that statement (or policy parameter) takes.
+"""
+
+from __future__ import annotations
+
+import math
+
+from tokensim import ir
+from tokensim.lang import ast
+from tokensim.lang.check.env import Env
+from tokensim.lang.diagnostics import Note, Reporter, did_you_mean, one_of
+from tokensim.lang.schema import BAD, Attr, Block, Shape, Slot, describe_item, match_slots
+from tokensim.lang.units import UNITS, Dim, UnitError, convert
+from tokensim.policies import PolicySlot
+
+MAX_POINTS = 100_000
+
+
+def resolve(parts: tuple[str, ...], statements, block: Block) -> tuple[Slot | None, str]:
+    """The slot that ``parts`` addresses, or (None, reason)."""
+    where = "the spec"
+    stmts = list(statements)
+    i = 0
+    while i < len(parts):
+        seg = parts[i]
+        attr = block.attr(seg)
+        labelled = [s for s in stmts if s.label == seg and block.attr(s.key.text)
+                    and block.attr(s.key.text).repeat and block.attr(s.key.text).body]
+        if attr is not None and not attr.repeat:
+            found = [s for s in stmts if s.key.text == seg]
+            stmt = found[0] if found else None
+        elif labelled:
+            stmt = labelled[0]
+            attr = block.attr(stmt.key.text)
+        else:
+            names = [a.key for a in block.attrs if not a.repeat]
+            names += [s.label for s in stmts if s.label and block.attr(s.key.text)
+                      and block.attr(s.key.text).repeat]
+            hint = did_you_mean(seg, names)
+            return None, f"{where} has no `{seg}`" + (f"; {hint}" if hint else "")
+        rest = parts[i + 1 :]
+        if attr.body is not None and not attr.custom_body and (attr.repeat or not attr.slots):
+            if not rest:
+                return None, f"`{'.'.join(parts)}` is a block; name one of its statements"
+            block = attr.body
+            stmts = list(stmt.body or ()) if stmt is not None else []
+            where = f"`{'.'.join(parts[: i + 1])}`"
+            i += 1
+            continue
+        value_slots = [s for s in attr.slots if s.names()]
+        if not value_slots:
+            return None, f"`{seg}` has no value to sweep"
+        head = value_slots[0]
+        if isinstance(head, PolicySlot) and rest:
+            if len(rest) > 1:
+                return None, f"`{'.'.join(parts)}` goes past a parameter"
+            if stmt is not None and stmt.items and isinstance(stmt.items[0], ast.Path):
+                cls = head.registry.get(stmt.items[0].text)
+            elif stmt is None and head.default:
+                cls = head.registry.get(head.default)
+            else:
+                return None, f"`{seg}` must be given in the spec to sweep its parameter `{rest[0]}`"
+            if cls is None:
+                return None, f"`{seg}` names no known {head.registry.what}"
+            param = cls.param(rest[0])
+            if param is None:
+                names = [p.name for p in cls.params]
+                hint = did_you_mean(rest[0], names)
+                return None, (f"{head.registry.what} `{cls.name}` has no parameter `{rest[0]}`"
+                              f" (it takes {one_of(names)})" + (f"; {hint}" if hint else ""))
+            return param.slot, ""
+        if rest:
+            return None, f"`{seg}` has no `{rest[0]}`"
+        if len(value_slots) > 1 and attr.key != "model":
+            return None, f"`{seg}` takes several values ({attr.usage()}); it cannot be swept"
+        return head, ""
+    return None, "empty path"
+
+
+def _values(stmt: ast.Statement, slot: Slot, env: Env) -> tuple[list, list[str]] | None:
+    rep = env.rep
+    items = stmt.items[1:]
+    if not items:
+        rep.error("`in` needs values", stmt.items[0].span)
+        return None
+    ranged = len(items) >= 3 and isinstance(items[1], ast.Symbol) and items[1].text == ".."
+    if ranged:
+        return _range(items, slot, rep)
+    values, texts = [], []
+    expect_value = True
+    for item in items:
+        if isinstance(item, ast.Comma) and not expect_value:
+            expect_value = True
+            continue
+        if not expect_value or isinstance(item, ast.Comma):
+            rep.error(f"unexpected {describe_item(item)} in sweep values", item.span,
+                      Note("usage: <path> in <value>, <value>, ... | <path> in <a> .. <b> step <c>"))
+            return None
+        value = _check_one(item, slot, rep)
+        if value is BAD:
+            return None
+        values.append(value)
+        texts.append(getattr(item, "text", None) or describe_item(item).strip("`"))
+        expect_value = False
+    return values, texts
+
+
+def _check_one(item, slot: Slot, rep: Reporter):
+    try:
+        got, j = match_slots((slot,), (item,), 0, rep)
+    except Shape:
+        rep.error(f"{describe_item(item)} is not a valid value here", item.span,
+                  Note(f"expected {slot.usage()}"))
+        return BAD
+    value = got.get(slot.name, BAD) if slot.names() else BAD
+    return getattr(value, "value", value) if value is not BAD else BAD
+
+
+def _range(items, slot: Slot, rep: Reporter):
+    usage = Note("usage: <path> in <first> .. <last> step <step>")
+    if (len(items) != 5 or not isinstance(items[3], ast.Path) or items[3].text != "step"
+            or not all(isinstance(items[k], ast.Quantity) for k in (0, 2, 4))):
+        rep.error("a range is `<first> .. <last> step <step>`", items[0].span.to(items[-1].span),
+                  usage)
+        return None
+    first, last, step = items[0], items[2], items[4]
+    a, b = _check_one(first, slot, rep), _check_one(last, slot, rep)
+    if BAD in (a, b):
+        return None
+    dim = UNITS[first.unit][0] if first.unit in UNITS else Dim.COUNT
+    try:
+        s = convert(step.number, step.unit, dim) if step.unit or dim is Dim.COUNT else step.number
+    except UnitError as err:
+        rep.error(f"{err} for the step", step.span, help=err.help)
+        return None
+    if s <= 0 or b < a:
+        rep.error("a range goes up: first <= last and step > 0", items[0].span.to(step.span))
+        return None
+    count = math.floor((b - a) / s + 1e-9) + 1
+    if count > MAX_POINTS:
+        rep.error(f"this range has {count} values (at most {MAX_POINTS})", step.span)
+        return None
+    values = [a + k * s for k in range(count)]
+    values = [int(round(v)) if isinstance(a, int) and isinstance(b, int) else v for v in values]
+    factor = (UNITS[first.unit][1] if first.unit in UNITS else 1)
+    texts = [f"{v / factor:g}{(' ' + first.unit) if first.unit and not first.unit.startswith(('/', '%')) else first.unit}"
+             for v in values]
+    return values, texts
+
+
+def sweep(stmt: ast.Statement, statements, top: Block, env: Env) -> ir.Sweep | None:
+    rep = env.rep
+    axes: list[ir.Axis] = []
+    zipped: list[tuple[ir.Axis, ...]] = []
+    ok = True
+
+    def axis(inner: ast.Statement) -> ir.Axis | None:
+        if not inner.items or not (isinstance(inner.items[0], ast.Path) and inner.items[0].text == "in"):
+            rep.error(f"expected `in` after `{inner.key.text}`", inner.key.span,
+                      Note("usage: <path> in <value>, ... | <path> in <a> .. <b> step <c>"))
+            return None
+        slot, why = resolve(inner.key.parts, statements, top)
+        if slot is None:
+            rep.error(f"cannot sweep `{inner.key.text}`: {why}", inner.key.span)
+            return None
+        got = _values(inner, slot, env)
+        if got is None:
+            return None
+        return ir.Axis(inner.key.text, tuple(got[0]), tuple(got[1]), inner.span)
+
+    for inner in stmt.body or ():
+        if inner.key.text == "zip":
+            group = [axis(s) for s in inner.body or ()]
+            if None in group:
+                ok = False
+                continue
+            if len(group) < 2:
+                rep.error("`zip` pairs at least two axes", inner.span)
+                ok = False
+                continue
+            lengths = {len(a.values) for a in group}
+            if len(lengths) > 1:
+                rep.error("the axes of a `zip` must have as many values each",
+                          inner.span, *(Note(f"`{a.path}` has {len(a.values)}", a.span) for a in group))
+                ok = False
+                continue
+            zipped.append(tuple(group))
+        else:
+            a = axis(inner)
+            if a is None:
+                ok = False
+            else:
+                axes.append(a)
+    paths = [a.path for a in axes] + [a.path for g in zipped for a in g]
+    for p in sorted({p for p in paths if paths.count(p) > 1}):
+        rep.error(f"`{p}` is swept twice", stmt.span)
+        ok = False
+    if not ok:
+        return None
+    if not axes and not zipped:
+        rep.error("the sweep block has no axis", stmt.span,
+                  help="e.g. `workload.arrivals.rate in 4/s .. 32/s step 4/s`")
+        return None
+    points = math.prod(len(a.values) for a in axes) * math.prod(len(g[0].values) for g in zipped)
+    return ir.Sweep(tuple(axes), tuple(zipped), points, stmt.span)

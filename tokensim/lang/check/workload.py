@@ -1,0 +1,91 @@
+"""The ``workload`` and ``slo`` blocks."""
+
+from __future__ import annotations
+
+from tokensim import ir
+from tokensim.lang.check.env import Env
+from tokensim.lang.schema import BAD, Bodies
+
+
+def workload(body: Bodies, env: Env) -> ir.Workload | None:
+    rep = env.rep
+    trace = None
+    trace_bound = body.one("trace")
+    if trace_bound is not None:
+        trace = _trace(trace_bound, env)
+        if trace is None:
+            return None
+    arrivals, lengths = body.value("arrivals"), body.value("lengths")
+    for key, value in (("arrivals", arrivals), ("lengths", lengths)):
+        if value is None and trace_bound is None:
+            rep.error(
+                f"the workload needs `{key}` (or a `trace` to take them from)",
+                body.span,
+                help="e.g. `arrivals poisson 10/s`" if key == "arrivals" else "e.g. `lengths chat`",
+            )
+    requests, duration = body.value("requests"), body.value("duration")
+    if requests is None and duration is None and trace_bound is None:
+        rep.error(
+            "the workload needs `requests` or `duration` to end",
+            body.span,
+            help="e.g. `requests 1000` or `duration 10 min`",
+        )
+        return None
+    if arrivals is not None and arrivals.name == "burst" and requests is None:
+        rep.error("`arrivals burst` needs `requests`", body.one("arrivals").span)
+        return None
+    values = (arrivals, lengths, requests, duration, body.value("seed", default=0))
+    if any(v is BAD for v in values) or (None in (arrivals, lengths) and trace is None):
+        return None
+    if lengths is not None and lengths.name == "uniform":
+        for side in ("prompt", "output"):
+            if lengths.get(f"{side}_min") > lengths.get(f"{side}_max"):
+                rep.error(f"the {side} range of `uniform` is empty", body.one("lengths").span)
+                return None
+    return ir.Workload(arrivals, lengths, trace, requests, duration, values[-1], body.span)
+
+
+def _trace(bound, env: Env) -> ir.Trace | None:
+    ref = bound.get("trace")
+    if ref in (None, BAD):
+        return None
+    path = (env.base_dir / ref.value).resolve()
+    tb = bound.body
+    fmt = tb.value("format", default="auto") if tb else "auto"
+    scale = tb.value("time_scale", default=1.0) if tb else 1.0
+    if not path.is_file():
+        env.rep.error(
+            f"trace file `{ref.value}` not found",
+            ref.span,
+            help=f"looked for {path}; a relative path is taken from the spec's folder",
+        )
+        return None
+    if BAD in (fmt, scale):
+        return None
+    return ir.Trace(str(path), fmt, scale, bound.span)
+
+
+def slo(body: Bodies, env: Env) -> ir.Slo | None:
+    targets = []
+    seen = {}
+    ok = True
+    for key in body.block.keys:
+        for bound in body.all(key):
+            stat, op, limit = bound.get("stat"), bound.get("op"), bound.get("limit")
+            if BAD in (stat, op, limit) or None in (stat, op, limit):
+                ok = False
+                continue
+            if (key, stat) in seen:
+                from tokensim.lang.diagnostics import Note
+
+                env.rep.error(f"`{key} {stat}` is given twice", bound.span,
+                              Note("first given here", seen[(key, stat)]))
+                ok = False
+                continue
+            seen[(key, stat)] = bound.span
+            targets.append(ir.SloTarget(key, stat, op, limit, bound.span))
+    if not targets and ok:
+        env.rep.error("the slo block sets no target", body.span,
+                      help="e.g. `ttft p90 < 500 ms`")
+        return None
+    return ir.Slo(tuple(targets), body.span) if ok else None

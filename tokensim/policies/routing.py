@@ -1,0 +1,196 @@
+"""Global scheduling: which instance of a pool a request goes to.
+
+``route POOL by NAME`` picks a built-in policy; ``route POOL by min(expr)`` or
+``max(expr)`` picks the instance that minimises (maximises) an expression over
+instance state, such as ``min(kv_used + 0.1 * queued)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tokensim.lang import ast
+from tokensim.lang.diagnostics import Note, Reporter, did_you_mean, one_of
+from tokensim.lang.schema import BAD, Num, Shape, Val
+from tokensim.lang.units import Dim, UnitError, convert
+from tokensim.policies import Param, Policy, PolicySlot, Registry
+
+ROUTING = Registry("routing", "routing policy")
+
+
+@ROUTING.register("round_robin")
+class RoundRobin(Policy):
+    """Instances in turn."""
+
+
+@ROUTING.register("random")
+class Random(Policy):
+    """An instance drawn uniformly with the run's seeded generator."""
+
+
+@ROUTING.register("least_requests")
+class LeastRequests(Policy):
+    """The instance with the fewest requests (queued + running)."""
+
+
+@ROUTING.register("least_tokens")
+class LeastTokens(Policy):
+    """The instance with the fewest tokens still to process (prefill + decode)."""
+
+
+@ROUTING.register("least_kv")
+class LeastKv(Policy):
+    """The instance with the lowest KV-cache utilisation."""
+
+
+@ROUTING.register("prefix_affinity")
+class PrefixAffinity(Policy):
+    """The instance holding the longest cached prefix of the request's prompt, unless its
+    load exceeds ``load_cap`` times the pool's mean load; then the least loaded."""
+
+    params = (
+        Param("load_cap", Num("load_cap", above=1.0), 1.5,
+              "most load, relative to the pool mean, a preferred instance may carry"),
+    )
+
+
+# What a routing rule may read of an instance, with its meaning (and unit).
+FIELDS: dict[str, str] = {
+    "queued": "requests waiting at the instance",
+    "running": "requests in the running batch",
+    "requests": "queued + running",
+    "tokens": "tokens still to process: prompt tokens not yet prefilled plus output tokens to go",
+    "prefill_tokens": "prompt tokens not yet prefilled",
+    "kv_used": "fraction of KV blocks in use (0..1)",
+    "kv_free": "fraction of KV blocks free (0..1)",
+    "kv_used_blocks": "KV blocks in use",
+    "kv_free_blocks": "KV blocks free",
+    "prefix_hit": "fraction of this request's prompt already cached on the instance (0..1)",
+    "prompt": "this request's prompt tokens",
+    "index": "the instance's index in its pool",
+}
+
+# Functions a rule may call inside its expression: name -> (min args, max args).
+FUNCTIONS: dict[str, tuple[int, int]] = {
+    "min": (2, 99),
+    "max": (2, 99),
+    "abs": (1, 1),
+    "log": (1, 1),
+    "sqrt": (1, 1),
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A user routing rule: the instance that minimises (``goal='min'``) or maximises
+    ``expr``. ``expr`` is the AST expression, checked to read only :data:`FIELDS`."""
+
+    goal: str
+    expr: ast.Expr
+    text: str
+    fields: tuple[str, ...]
+    span: object
+
+    def dump_text(self) -> str:
+        return f"Rule({self.text!r})"
+
+
+def _check_expr(expr, rep: Reporter, fields: set[str]) -> bool:
+    ok = True
+    if isinstance(expr, ast.Path):
+        name = expr.text
+        if name not in FIELDS:
+            rep.error(
+                f"unknown instance field `{name}` in routing rule",
+                expr.span,
+                Note(f"a rule can read {one_of(FIELDS)}"),
+                help=did_you_mean(name, FIELDS),
+            )
+            return False
+        fields.add(name)
+    elif isinstance(expr, ast.Quantity):
+        try:
+            convert(expr.number, expr.unit, Dim.COUNT)
+        except UnitError:
+            rep.error(f"a routing rule takes plain numbers, found `{expr.text}`", expr.span)
+            return False
+    elif isinstance(expr, ast.Call):
+        if expr.name not in FUNCTIONS:
+            rep.error(
+                f"unknown function `{expr.name}` in routing rule",
+                expr.span,
+                Note(f"functions: {one_of(FUNCTIONS)}"),
+                help=did_you_mean(expr.name, FUNCTIONS),
+            )
+            return False
+        low, high = FUNCTIONS[expr.name]
+        if not low <= len(expr.args) <= high:
+            want = f"{low}" if low == high else f"at least {low}"
+            rep.error(f"`{expr.name}` takes {want} argument{'s' * (low > 1)} here", expr.span)
+            ok = False
+        for arg in expr.args:
+            ok = _check_expr(arg, rep, fields) and ok
+    elif isinstance(expr, ast.BinOp):
+        ok = _check_expr(expr.left, rep, fields) & _check_expr(expr.right, rep, fields)
+    elif isinstance(expr, ast.Neg):
+        ok = _check_expr(expr.operand, rep, fields)
+    return ok
+
+
+def expr_text(expr) -> str:
+    """The canonical text of an expression (for dumps and reports)."""
+    if isinstance(expr, ast.Path):
+        return expr.text
+    if isinstance(expr, ast.Quantity):
+        return f"{expr.number:g}"
+    if isinstance(expr, ast.Call):
+        return f"{expr.name}({', '.join(expr_text(a) for a in expr.args)})"
+    if isinstance(expr, ast.Neg):
+        return f"-{_paren(expr.operand, 3)}"
+    if isinstance(expr, ast.BinOp):
+        level = 1 if expr.op in "+-" else 2
+        right_level = level + 1 if expr.op in "-/" else level
+        return f"{_paren(expr.left, level)} {expr.op} {_paren(expr.right, right_level)}"
+    raise TypeError(expr)
+
+
+def _paren(expr, level: int) -> str:
+    own = 1 if isinstance(expr, ast.BinOp) and expr.op in "+-" else 2
+    own = own if isinstance(expr, ast.BinOp) else 9
+    text = expr_text(expr)
+    return f"({text})" if own < level else text
+
+
+@dataclass(frozen=True)
+class RouteSlot(PolicySlot):
+    """A routing policy name, or a rule ``min(expr)`` / ``max(expr)``."""
+
+    def usage(self) -> str:
+        return "<routing policy>|min(<expr>)|max(<expr>)"
+
+    def match(self, items, i, rep):
+        if i < len(items) and isinstance(items[i], ast.Call):
+            call = items[i]
+            if call.name not in ("min", "max") or len(call.args) != 1:
+                rep.error(
+                    f"a routing rule is `min(<expr>)` or `max(<expr>)`, found `{call.name}(...)`"
+                    if call.name not in ("min", "max")
+                    else f"`{call.name}` over instances takes one expression",
+                    call.span,
+                )
+                return BAD, len(items)
+            if i + 1 < len(items):
+                raise Shape(items[i + 1])
+            fields: set[str] = set()
+            if not _check_expr(call.args[0], rep, fields):
+                return BAD, len(items)
+            text = f"{call.name}({expr_text(call.args[0])})"
+            return Val(Rule(call.name, call.args[0], text, tuple(sorted(fields)), call.span), call.span), len(items)
+        return super().match(items, i, rep)
+
+    def bind_body(self, matched, stmt, rep):
+        if isinstance(matched, Val):
+            if stmt.body is not None:
+                rep.error("a routing rule takes no { } block", stmt.span)
+            return matched.value
+        return super().bind_body(matched, stmt, rep)

@@ -1,0 +1,112 @@
+"""Workload generators: arrival processes and prompt/output length distributions."""
+
+from __future__ import annotations
+
+from tokensim.lang.schema import Lit, Num
+from tokensim.lang.units import Dim
+from tokensim.policies import Param, Policy, Registry
+
+ARRIVALS = Registry("arrivals", "arrival process")
+LENGTHS = Registry("lengths", "length distribution")
+
+
+def _rate() -> Param:
+    return Param("rate", Num("rate", Dim.RATE, above=0), None, "mean requests per second")
+
+
+@ARRIVALS.register("poisson")
+class Poisson(Policy):
+    """Poisson arrivals: exponential gaps with mean 1/rate."""
+
+    params = (_rate(),)
+    shorthand = (Num("rate", Dim.RATE, above=0),)
+
+
+@ARRIVALS.register("gamma")
+class Gamma(Policy):
+    """Gamma-distributed gaps with mean 1/rate and coefficient of variation ``cv``
+    (cv 1 is Poisson; above 1 is burstier)."""
+
+    params = (_rate(), Param("cv", Num("cv", above=0), 1.0, "coefficient of variation of the gaps"))
+    shorthand = (Num("rate", Dim.RATE, above=0),)
+
+
+@ARRIVALS.register("constant")
+class Constant(Policy):
+    """Evenly spaced arrivals, 1/rate apart."""
+
+    params = (_rate(),)
+    shorthand = (Num("rate", Dim.RATE, above=0),)
+
+
+@ARRIVALS.register("burst")
+class Burst(Policy):
+    """Every request arrives at once, at time 0 (offline batch inference)."""
+
+
+def _tokens(name: str, doc: str, default=None, minimum: int = 1) -> Param:
+    return Param(name, Num(name, Dim.TOKENS, integer=True, min=minimum), default, doc)
+
+
+@LENGTHS.register("fixed")
+class Fixed(Policy):
+    """Every request has the same prompt and output length: ``fixed 512 -> 128``."""
+
+    params = (_tokens("prompt", "prompt tokens"), _tokens("output", "output tokens"))
+    shorthand = (Num("prompt", Dim.TOKENS, integer=True, min=1), Lit("->"),
+                 Num("output", Dim.TOKENS, integer=True, min=1))
+
+
+@LENGTHS.register("uniform")
+class Uniform(Policy):
+    """Prompt and output lengths uniform over inclusive ranges: ``uniform 100..2000 -> 10..500``."""
+
+    params = (
+        _tokens("prompt_min", "shortest prompt"), _tokens("prompt_max", "longest prompt"),
+        _tokens("output_min", "shortest output"), _tokens("output_max", "longest output"),
+    )
+    shorthand = (
+        Num("prompt_min", Dim.TOKENS, integer=True, min=1), Lit(".."),
+        Num("prompt_max", Dim.TOKENS, integer=True, min=1), Lit("->"),
+        Num("output_min", Dim.TOKENS, integer=True, min=1), Lit(".."),
+        Num("output_max", Dim.TOKENS, integer=True, min=1),
+    )
+
+
+def _spread(kind: str, center: str, spread: str, spread_dim: Dim) -> tuple[Param, ...]:
+    out = []
+    for side in ("prompt", "output"):
+        out.append(_tokens(f"{side}_{center}", f"{center} {side} length"))
+        out.append(Param(f"{side}_{spread}", Num(f"{side}_{spread}", spread_dim, min=0), None,
+                         f"{spread} of the {side} length ({kind})"))
+    out.append(_tokens("max_prompt", "longest prompt (longer draws are clipped)", 32768))
+    out.append(_tokens("max_output", "longest output (longer draws are clipped)", 4096))
+    return tuple(out)
+
+
+@LENGTHS.register("normal")
+class Normal(Policy):
+    """Normally distributed lengths (rounded, at least 1, clipped to the max)."""
+
+    params = _spread("normal", "mean", "std", Dim.TOKENS)
+
+
+@LENGTHS.register("lognormal")
+class LogNormal(Policy):
+    """Log-normal lengths given by their median and the sigma of the log."""
+
+    params = _spread("log-normal", "median", "sigma", Dim.COUNT)
+
+
+@LENGTHS.register("chat")
+class Chat(Policy):
+    """A built-in chat-like mix: long-tailed prompts, shorter outputs (its figures and
+    their origin are in the workloads page of the docs)."""
+
+    params = (
+        _tokens("max_prompt", "longest prompt", 32768),
+        _tokens("max_output", "longest output", 4096),
+    )
+
+
+TRACE_FORMATS = ("auto", "tokensim", "azure", "mooncake", "vidur")
