@@ -92,8 +92,9 @@ def _summary(spec) -> str:
         return f"{n} definitions"
     pools = spec.deployment.pools
     gpus = sum(len(p.instances) * p.tp * p.pp for p in pools)
-    return (f"{len(pools)} pool{'s' * (len(pools) != 1)}, "
-            f"{sum(len(p.instances) for p in pools)} instances on {gpus} GPUs")
+    instances = sum(len(p.instances) for p in pools)
+    return (f"{len(pools)} pool{'s' * (len(pools) != 1)}, {instances} "
+            f"instance{'s' * (instances != 1)} on {gpus} GPU{'s' * (gpus != 1)}")
 
 
 def cmd_graph(args) -> int:

@@ -9,8 +9,8 @@ is the only place that turns them into text::
        |
     12 |     instnces 2
        |     ^^^^^^^^
+       = note: pool `decode` takes `batching`, `dtype`, `instances`, ...
        = help: did you mean `instances`?
-       = note: a pool takes: model, dtype, instances, ...
 """
 
 from __future__ import annotations
@@ -124,15 +124,13 @@ def render(diagnostic: Diagnostic, sources: SourceMap) -> str:
     if diagnostic.span:
         out.append(f"{pad}--> {diagnostic.span}")
         out.extend(_excerpt(diagnostic.span, sources, gutter))
-    if diagnostic.help:
-        out.append(f"{pad} = help: {diagnostic.help}")
     for note in diagnostic.notes:
+        out.append(f"{pad} = note: {note.message}")
         if note.span:
-            out.append(f"{pad} = note: {note.message}")
             out.append(f"{pad}--> {note.span}")
             out.extend(_excerpt(note.span, sources, gutter))
-        else:
-            out.append(f"{pad} = note: {note.message}")
+    if diagnostic.help:
+        out.append(f"{pad} = help: {diagnostic.help}")
     return "\n".join(out)
 
 

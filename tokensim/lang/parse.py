@@ -199,6 +199,9 @@ def _syntax_error(err: UnexpectedInput, text: str, file: str) -> Diagnostic:
     help = f"expected {_expected(expected)}" if expected else None
     if tok.type == "RBRACE" and "RBRACE" not in expected:
         help = "this `}` has no `{` to close"
+    elif tok.type in ("PLUS", "STAR", "SLASH") and tok.type not in expected:
+        help = ("values cannot be combined with arithmetic here; expressions are only "
+                "allowed inside a call, as in a routing rule `min(kv_used + 0.1 * queued)`")
     return Diagnostic(f"unexpected {_describe(tok)}", span, notes, help=help)
 
 

@@ -79,7 +79,11 @@ class Num(Slot):
     what: str = ""
 
     def usage(self) -> str:
-        return f"<{self.what or self.name}>"
+        if self.what:
+            return f"<{self.what}>"
+        if self.dim is Dim.COUNT:
+            return "<n>" if self.integer else "<number>"
+        return f"<{self.dim.value}>"
 
     def match(self, items, i, rep):
         item = _item(items, i)
@@ -167,6 +171,7 @@ class Ref(Slot):
 
     name: str
     kind: str
+    exclude: tuple[str, ...] = ()  # words that end an optional reference (`route by`)
 
     def usage(self) -> str:
         return f"<{self.kind}>"
@@ -174,7 +179,7 @@ class Ref(Slot):
     def match(self, items, i, rep):
         item = _item(items, i)
         word = _word(item)
-        if word is None:
+        if word is None or word in self.exclude:
             raise Shape(item)
         return Val(word, item.span), i + 1
 
@@ -333,7 +338,7 @@ class Attr:
 
     def usage(self) -> str:
         parts = [self.key] + [s.usage() for s in self.slots]
-        if self.body is not None and not self.custom_body:
+        if self.body is not None and (self.body_required or not self.custom_body):
             parts.append("{ ... }" if self.body_required else "[{ ... }]")
         return " ".join(parts)
 

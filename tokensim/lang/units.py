@@ -28,7 +28,7 @@ from enum import Enum
 
 
 class Dim(Enum):
-    """A physical dimension; the value is how it is named in messages."""
+    """A physical dimension; the value is its name in the reference."""
 
     BYTES = "bytes"
     BANDWIDTH = "bandwidth"
@@ -40,6 +40,25 @@ class Dim(Enum):
     PRICE = "price"
     FRACTION = "fraction"
     COUNT = "count"
+
+    @property
+    def noun(self) -> str:
+        """How messages name a value of this dimension: 'a size in bytes'."""
+        return NOUNS[self]
+
+
+NOUNS = {
+    Dim.BYTES: "a size in bytes",
+    Dim.BANDWIDTH: "a bandwidth",
+    Dim.COMPUTE: "a compute throughput",
+    Dim.TIME: "a time",
+    Dim.RATE: "a rate",
+    Dim.TOKENS: "a number of tokens",
+    Dim.POWER: "a power",
+    Dim.PRICE: "a price",
+    Dim.FRACTION: "a fraction",
+    Dim.COUNT: "a plain number",
+}
 
 
 def _table() -> dict[str, tuple[Dim, float]]:
@@ -133,22 +152,24 @@ def convert(number: float, unit: str, dim: Dim) -> float:
     actual, factor = UNITS[unit]
     if actual is not dim:
         example = EXAMPLE.get(dim)
-        hint = f"a {dim.value} is written like `{_fmt(number)} {example}`" if example else None
+        hint = f"{dim.noun} is written like `{_with_unit(number, example)}`" if example else None
         if dim is Dim.COUNT:
             hint = "write a plain number"
-        raise UnitError(f"expected a {dim.value}, found a {actual.value} (`{unit}`)", hint)
+        raise UnitError(f"expected {dim.noun}, found {actual.noun} (`{unit}`)", hint)
     return number * factor
 
 
 def _missing(number: float, dim: Dim) -> float:
-    example = EXAMPLE[dim]
     raise UnitError(
-        f"missing unit: expected a {dim.value}", f"write it with a unit, like `{_fmt(number)} {example}`"
+        f"missing unit: expected {dim.noun}",
+        f"write it with a unit, like `{_with_unit(number, EXAMPLE[dim])}`",
     )
 
 
-def _fmt(number: float) -> str:
-    return f"{number:g}"
+def _with_unit(number: float, unit: str) -> str:
+    """``80 GB``, but ``12/s`` and ``90%``: how a quantity is usually written."""
+    sep = "" if unit.startswith(("/", "%")) else " "
+    return f"{number:g}{sep}{unit}"
 
 
 def format_quantity(value: float, dim: Dim) -> str:

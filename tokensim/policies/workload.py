@@ -100,8 +100,8 @@ class LogNormal(Policy):
 
 @LENGTHS.register("chat")
 class Chat(Policy):
-    """A built-in chat-like mix: long-tailed prompts, shorter outputs (its figures and
-    their origin are in the workloads page of the docs)."""
+    """A built-in chat-like length mix: long-tailed prompts, shorter outputs, each
+    clipped to its maximum."""
 
     params = (
         _tokens("max_prompt", "longest prompt", 32768),

@@ -87,7 +87,7 @@ class _Loader:
                                help=hint or f"looked for {display}")
                 continue
             if display in stack:
-                self.rep.error(f"import cycle: `{lit.value}` imports itself", lit.span,
+                self.rep.error(f"import cycle: `{lit.value}` is already being imported", lit.span,
                                Note(" -> ".join(stack + (display,))))
                 continue
             if display in self.done:
@@ -157,13 +157,18 @@ def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
     is_deployment = any(spec_parts.values())
     cluster = deployment = workload = slo = sweep = None
     if is_deployment:
-        for key in ("cluster", "deployment"):
+        needs = ["cluster"] + (["deployment"] if any(
+            spec_parts[k] for k in ("workload", "slo", "sweep")) else [])
+        for key in needs:
             if spec_parts[key] is None:
                 rep.error(f"the spec has no `{key}` block", _file_start(module),
                           help=f"a spec that deploys anything needs `{key} {{ ... }}`")
+        errors_before = len(rep.diagnostics)
         if spec_parts["cluster"] is not None and spec_parts["cluster"].body is not None:
             cluster = check_cluster(spec_parts["cluster"].body, env)
-        if cluster is not None and spec_parts["deployment"] and spec_parts["deployment"].body:
+        cluster_ok = cluster is not None and len(rep.diagnostics) == errors_before
+        # A broken cluster would make every placement fail too: report it alone.
+        if cluster_ok and spec_parts["deployment"] and spec_parts["deployment"].body:
             deployment = check_deployment(spec_parts["deployment"].body, cluster, env)
         if spec_parts["workload"] and spec_parts["workload"].body:
             workload = check_workload(spec_parts["workload"].body, env)

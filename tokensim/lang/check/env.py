@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 
-from tokensim.lang.diagnostics import Note, Reporter, did_you_mean
+from tokensim.lang.diagnostics import Note, Reporter, did_you_mean, one_of
 from tokensim.lang.schema import Val
 from tokensim.lang.source import Span
 
@@ -49,7 +49,9 @@ class Env:
             help = did_you_mean(ref.value, table) or did_you_mean(
                 ref.value, self.std_index.get(kind, {})
             )
-            if table:
+            if 0 < len(table) <= 12:
+                notes.append(Note(f"{kind}s in scope: {one_of(table)}"))
+            elif table:
                 notes.append(Note(f"{len(table)} {kind}s are in scope"))
         self.rep.error(f"unknown {kind} `{ref.value}`", ref.span, *notes, help=help)
         return None

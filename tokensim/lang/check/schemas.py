@@ -258,7 +258,7 @@ DEPLOYMENT = Block(
              body_required=True, repeat=True, required=True),
         Attr("transfer", (Ref("src", "pool"), Lit("->"), Ref("dst", "pool")),
              "KV moves from a prefill pool to a decode pool", repeat=True),
-        Attr("route", (Opt((Ref("pool", "pool"),)), Lit("by"), RouteSlot("policy", ROUTING)),
+        Attr("route", (Opt((Ref("pool", "pool", exclude=("by",)),)), Lit("by"), RouteSlot("policy", ROUTING)),
              "how a pool (or, without one, the arrivals) picks an instance", repeat=True,
              default="round_robin", body=Block("route", ()), custom_body=True),
     ),

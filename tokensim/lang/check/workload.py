@@ -16,8 +16,8 @@ def workload(body: Bodies, env: Env) -> ir.Workload | None:
         if trace is None:
             return None
     arrivals, lengths = body.value("arrivals"), body.value("lengths")
-    for key, value in (("arrivals", arrivals), ("lengths", lengths)):
-        if value is None and trace_bound is None:
+    for key in ("arrivals", "lengths"):
+        if body.one(key) is None and trace_bound is None:
             rep.error(
                 f"the workload needs `{key}` (or a `trace` to take them from)",
                 body.span,

@@ -1,0 +1,109 @@
+"""The command line as a user runs it: exit codes, stdout/stderr, no tracebacks."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, SPECS
+
+from tokensim import __version__
+from tokensim.cli import main
+
+DIAG = ROOT / "tests" / "diagnostics"
+
+
+def run(*args, cwd=ROOT):
+    return subprocess.run(
+        [sys.executable, "-m", "tokensim", *map(str, args)], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def test_check_all_shipped_specs_exits_zero():
+    result = run("check", *SPECS)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("ok: ") == len(SPECS)
+
+
+def test_check_reports_errors_and_exits_one():
+    result = run("check", DIAG / "three_mistakes.tsim")
+    assert result.returncode == 1
+    assert result.stderr.count("error: ") == 3
+    assert "Traceback" not in result.stderr
+
+
+def test_check_keeps_going_over_several_files():
+    result = run("check", DIAG / "unknown_model.tsim", SPECS[0])
+    assert result.returncode == 1
+    assert "unknown model" in result.stderr and "ok: " in result.stderr
+
+
+@pytest.mark.parametrize("stage, marker", [("ast", "Module("), ("ir", "Spec("), ("graph", "topology:")])
+def test_dump_each_stage(stage, marker):
+    result = run("check", "--dump", stage, ROOT / "specs" / "disaggregated.tsim")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(marker)
+    assert result.stdout == run("check", "--dump", stage, ROOT / "specs" / "disaggregated.tsim").stdout
+
+
+def test_graph_shows_transfer_path_and_bottleneck():
+    result = run("graph", ROOT / "specs" / "disaggregated.tsim")
+    assert result.returncode == 0, result.stderr
+    assert "transfers (KV path per tp rank):" in result.stdout
+    assert "prefill[0] -> decode[0]: bottleneck" in result.stdout
+    assert "net0:IB_400G" in result.stdout
+
+
+@pytest.mark.parametrize("fmt, start", [("dot", "digraph"), ("json", "{")])
+def test_graph_formats(fmt, start, tmp_path):
+    out = tmp_path / f"g.{fmt}"
+    result = run("graph", ROOT / "specs" / "disaggregated.tsim", "--format", fmt, "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert out.read_text().startswith(start)
+
+
+def test_dot_output_is_valid_graphviz_when_dot_is_installed(tmp_path):
+    if shutil.which("dot") is None:
+        pytest.skip("graphviz `dot` is not installed")
+    out = tmp_path / "g.dot"
+    run("graph", ROOT / "specs" / "disaggregated.tsim", "--format", "dot", "-o", out)
+    result = subprocess.run(["dot", "-Tsvg", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["check", "missing.tsim"], "error: no such file: missing.tsim"),
+        (["check", "specs"], "is a folder"),
+        (["graph", "x.tsim", "--format", "png"], "invalid choice"),
+    ],
+)
+def test_usage_errors_exit_two(args, message):
+    result = run(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_binary_file_is_a_usage_error(tmp_path):
+    bad = tmp_path / "bad.tsim"
+    bad.write_bytes(b"\xff\xfe\x00")
+    result = run("check", bad)
+    assert result.returncode == 2 and "not UTF-8" in result.stderr
+
+
+def test_version_and_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"tokensim {__version__}"
+    result = run("--help")
+    assert result.returncode == 0
+    for word in ("check", "graph", "specs/"):
+        assert word in result.stdout
+
+
+def test_no_command_prints_help_and_exits_two():
+    result = run()
+    assert result.returncode == 2 and "usage:" in result.stdout
