@@ -8,7 +8,8 @@ from tokensim.lang.check.catalog import count_params
 LIB = """
 link NVL { bandwidth 450 GB/s; latency 1 us }
 link PCI { bandwidth 64 GB/s; latency 2 us }
-gpu G { memory 80 GB; bandwidth 3 TB/s; compute { bf16 1000 TFLOPS; fp8 2000 TFLOPS }; host_link PCI }
+gpu G { memory 80 GB; bandwidth 3 TB/s; host_link PCI
+        compute { bf16 1000 TFLOPS; fp8 2000 TFLOPS } }
 gpu H { memory 40 GB; bandwidth 2 TB/s; compute { bf16 300 TFLOPS }; host_link PCI }
 model m { layers 32; hidden 4096; heads 32; kv_heads 8; ffn 14336; vocab 128256; max_context 8192 }
 cluster { node n0 { gpus G x 8; link NVL }
@@ -19,21 +20,36 @@ cluster { node n0 { gpus G x 8; link NVL }
 def test_documented_defaults_are_filled():
     spec = compile_text(LIB + "deployment { pool p { model m } }")
     pool = spec.deployment.pools[0]
-    assert (len(pool.instances), pool.tp, pool.pp, pool.role, pool.dtype) == (1, 1, 1, "colocated", "bf16")
+    assert (len(pool.instances), pool.tp, pool.pp, pool.role, pool.dtype) == (
+        1,
+        1,
+        1,
+        "colocated",
+        "bf16",
+    )
     assert pool.batching.name == "continuous"
     assert dict(pool.batching.params) == {"max_seqs": 256, "max_tokens": 8192, "order": "fcfs"}
     kv = pool.kv
-    assert (kv.block_tokens, kv.gpu_util, kv.preempt, kv.prefix_cache, kv.swap_B) == (16, 0.9, "recompute", False, 0)
+    assert (kv.block_tokens, kv.gpu_util, kv.preempt, kv.prefix_cache, kv.swap_B) == (
+        16,
+        0.9,
+        "recompute",
+        False,
+        0,
+    )
     assert kv.dtype == "bf16"
     assert [(r.pool, r.policy.name) for r in spec.deployment.routes] == [("p", "round_robin")]
 
 
 def test_pools_take_gpus_in_order_without_overlap():
-    spec = compile_text(LIB + """deployment {
+    spec = compile_text(
+        LIB
+        + """deployment {
       pool a { model m; instances 2; tp 2; on n0 }
       pool b { model m; instances 2; tp 2; on n0 }
       pool c { model m; instances 2; on n1[2..3] }
-    }""")
+    }"""
+    )
     a, b, c = spec.deployment.pools
     assert [str(g) for i in a.instances for g in i.gpus] == [f"n0/gpu{k}" for k in range(4)]
     assert [str(g) for i in b.instances for g in i.gpus] == [f"n0/gpu{k}" for k in range(4, 8)]
@@ -49,7 +65,9 @@ def test_weights_per_gpu():
 
 def test_param_count_of_llama3_8b_shapes():
     # Llama-3.1-8B's shapes give its published 8.03B parameters.
-    assert count_params(32, 4096, 32, 8, 128, 14336, 128256, "gated", False, 1) == pytest.approx(8.03e9, rel=0.001)
+    assert count_params(32, 4096, 32, 8, 128, 14336, 128256, "gated", False, 1) == pytest.approx(
+        8.03e9, rel=0.001
+    )
 
 
 def test_moe_active_params():
@@ -67,16 +85,22 @@ def test_kv_bytes_per_token_is_gqa_aware():
 
 
 def test_several_entry_pools_share_one_arrival_route():
-    spec = compile_text(LIB + """deployment {
+    spec = compile_text(
+        LIB
+        + """deployment {
       pool a { model m; on n0 }
       pool b { model m; on n1 }
       route by least_requests
-    }""")
+    }"""
+    )
     assert [(r.pool, r.policy.name) for r in spec.deployment.routes] == [(None, "least_requests")]
 
 
 def test_route_rule_is_compiled_with_its_fields():
-    spec = compile_text(LIB + "deployment { pool p { model m }\n route p by max(kv_free - 0.1 * (queued + running)) }")
+    spec = compile_text(
+        LIB
+        + "deployment { pool p { model m }\n route p by max(kv_free - 0.1 * (queued + running)) }"
+    )
     rule = spec.deployment.routes[0].policy
     assert rule.goal == "max"
     assert rule.text == "max(kv_free - 0.1 * (queued + running))"
@@ -84,9 +108,12 @@ def test_route_rule_is_compiled_with_its_fields():
 
 
 def test_sweep_ranges_and_points():
-    spec = compile_text(LIB + """deployment { pool p { model m } }
+    spec = compile_text(
+        LIB
+        + """deployment { pool p { model m } }
     workload { arrivals poisson 1/s; lengths fixed 10 -> 10; requests 10 }
-    sweep { workload.arrivals.rate in 2/s .. 10/s step 2/s; deployment.p.tp in 1, 2 }""")
+    sweep { workload.arrivals.rate in 2/s .. 10/s step 2/s; deployment.p.tp in 1, 2 }"""
+    )
     axes = spec.sweep.axes
     assert axes[0].values == (2, 4, 6, 8, 10)
     assert axes[0].texts == ("2/s", "4/s", "6/s", "8/s", "10/s")
@@ -100,9 +127,12 @@ def test_catalogue_only_file_checks():
 
 
 def test_errors_are_all_collected_across_blocks():
-    text = errors_of(LIB + """deployment { pool p { model m; tp 3 } }
+    text = errors_of(
+        LIB
+        + """deployment { pool p { model m; tp 3 } }
     workload { arrivals poisson 5 GB; lengths fixed 10 -> 10; requests 10 }
-    slo { ttft p90 < 5 }""")
+    slo { ttft p90 < 5 }"""
+    )
     assert text.count("error:") == 3
     assert "tp 3 does not divide" in text
     assert "expected a rate" in text

@@ -38,12 +38,16 @@ def test_check_keeps_going_over_several_files():
     assert "unknown model" in result.stderr and "ok: " in result.stderr
 
 
-@pytest.mark.parametrize("stage, marker", [("ast", "Module("), ("ir", "Spec("), ("graph", "topology:")])
+@pytest.mark.parametrize(
+    "stage, marker", [("ast", "Module("), ("ir", "Spec("), ("graph", "topology:")]
+)
 def test_dump_each_stage(stage, marker):
     result = run("check", "--dump", stage, ROOT / "specs" / "disaggregated.tsim")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(marker)
-    assert result.stdout == run("check", "--dump", stage, ROOT / "specs" / "disaggregated.tsim").stdout
+    assert (
+        result.stdout == run("check", "--dump", stage, ROOT / "specs" / "disaggregated.tsim").stdout
+    )
 
 
 def test_graph_shows_transfer_path_and_bottleneck():

@@ -39,7 +39,9 @@ def test_diagnostic(path: Path) -> None:
 def test_three_mistakes_all_reported() -> None:
     text = _render(CASES / "three_mistakes.tsim")
     assert text.count("error: ") == 3
-    locations = [line.split("--> ")[1] for line in text.splitlines() if line.lstrip().startswith("-->")]
+    locations = [
+        line.split("--> ")[1] for line in text.splitlines() if line.lstrip().startswith("-->")
+    ]
     assert locations == [
         "tests/diagnostics/three_mistakes.tsim:7:11",
         "tests/diagnostics/three_mistakes.tsim:8:5",
@@ -50,5 +52,7 @@ def test_three_mistakes_all_reported() -> None:
 
 def test_every_case_has_one_error_unless_named_otherwise() -> None:
     for err in sorted(CASES.glob("*.err")):
-        count = err.read_text("utf-8").count("\nerror: ") + err.read_text("utf-8").startswith("error: ")
+        count = err.read_text("utf-8").count("\nerror: ") + err.read_text("utf-8").startswith(
+            "error: "
+        )
         assert count == (3 if err.stem == "three_mistakes" else 1), err.name

@@ -18,7 +18,9 @@ model m { layers 32; hidden 4096; heads 32; kv_heads 8; ffn 14336; vocab 128256;
 
 
 def two_nodes(nics_a=1, nics_b=1, net="IB") -> str:
-    return LIB + f"""
+    return (
+        LIB
+        + f"""
 cluster {{
   node a {{ gpus G x 8; link NVL; nics {nics_a} }}
   node b {{ gpus G x 8; link NVL; nics {nics_b} }}
@@ -30,6 +32,7 @@ deployment {{
   transfer pre -> dec
 }}
 """
+    )
 
 
 def test_intra_node_path_uses_the_gpu_link():

@@ -21,8 +21,15 @@ def test_statements_items_and_bodies():
 
 @pytest.mark.parametrize(
     "text, number, unit",
-    [("x 80 GB", 80, "GB"), ("x 3.35TB/s", 3.35, "TB/s"), ("x 12/s", 12, "/s"), ("x 90%", 90, "%"),
-     ("x 1e9", 1e9, ""), ("x 2.5 $/h", 2.5, "$/h"), ("x -3", -3, "")],
+    [
+        ("x 80 GB", 80, "GB"),
+        ("x 3.35TB/s", 3.35, "TB/s"),
+        ("x 12/s", 12, "/s"),
+        ("x 90%", 90, "%"),
+        ("x 1e9", 1e9, ""),
+        ("x 2.5 $/h", 2.5, "$/h"),
+        ("x -3", -3, ""),
+    ],
 )
 def test_quantities(text, number, unit):
     item = parse(text).statements[0].items[0]
@@ -36,7 +43,15 @@ def test_ranges_slices_arrows_and_commas():
     assert (stmt.items[0].first.number, stmt.items[0].last.number) == (0, 3)
     assert isinstance(stmt.items[1], ast.Comma)
     stmt = parse("lengths uniform 100..2000 -> 10..500").statements[0]
-    assert [getattr(i, "text", None) for i in stmt.items[1:]] == ["100", "..", "2000", "->", "10", "..", "500"]
+    assert [getattr(i, "text", None) for i in stmt.items[1:]] == [
+        "100",
+        "..",
+        "2000",
+        "->",
+        "10",
+        "..",
+        "500",
+    ]
 
 
 def test_expression_precedence():

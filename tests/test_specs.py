@@ -53,11 +53,38 @@ def test_std_has_the_promised_entries():
     hw, models = _std("hardware"), _std("models")
     gpus = {g.name for g in hw.gpus}
     links = {link.name for link in hw.links}
-    assert {"H100_SXM", "H100_PCIE", "H200", "B200", "A100_80G", "A100_40G", "L40S", "MI300X"} <= gpus
-    assert {"NVLINK3", "NVLINK4", "NVLINK5", "PCIE4", "PCIE5", "IB_200G", "IB_400G", "ETH_100G"} <= links
     assert {
-        "llama2_7b", "llama2_13b", "llama2_70b", "llama3_1_8b", "llama3_1_70b", "llama3_1_405b",
-        "mistral_7b", "mixtral_8x7b", "qwen2_5_7b", "qwen2_5_72b", "opt_13b",
+        "H100_SXM",
+        "H100_PCIE",
+        "H200",
+        "B200",
+        "A100_80G",
+        "A100_40G",
+        "L40S",
+        "MI300X",
+    } <= gpus
+    assert {
+        "NVLINK3",
+        "NVLINK4",
+        "NVLINK5",
+        "PCIE4",
+        "PCIE5",
+        "IB_200G",
+        "IB_400G",
+        "ETH_100G",
+    } <= links
+    assert {
+        "llama2_7b",
+        "llama2_13b",
+        "llama2_70b",
+        "llama3_1_8b",
+        "llama3_1_70b",
+        "llama3_1_405b",
+        "mistral_7b",
+        "mixtral_8x7b",
+        "qwen2_5_7b",
+        "qwen2_5_72b",
+        "opt_13b",
     } <= {m.name for m in models.models}
 
 

@@ -49,13 +49,19 @@ def test_unknown_unit_suggests_the_closest():
 
 
 def test_bits_and_bytes_differ_by_eight():
-    assert convert(100, "Gb/s", Dim.BANDWIDTH) * 8 == pytest.approx(convert(100, "GB/s", Dim.BANDWIDTH))
+    assert convert(100, "Gb/s", Dim.BANDWIDTH) * 8 == pytest.approx(
+        convert(100, "GB/s", Dim.BANDWIDTH)
+    )
 
 
 @pytest.mark.parametrize(
     "value, dim, text",
-    [(80e9, Dim.BYTES, "80 GB"), (4.5e11, Dim.BANDWIDTH, "450 GB/s"), (2e-6, Dim.TIME, "2 us"),
-     (0.9, Dim.FRACTION, "90%")],
+    [
+        (80e9, Dim.BYTES, "80 GB"),
+        (4.5e11, Dim.BANDWIDTH, "450 GB/s"),
+        (2e-6, Dim.TIME, "2 us"),
+        (0.9, Dim.FRACTION, "90%"),
+    ],
 )
 def test_format_quantity(value, dim, text):
     assert format_quantity(value, dim) == text

@@ -29,7 +29,10 @@ Start with one of the shipped examples:
   tokensim graph specs/disaggregated.tsim
 """
 
-EPILOG = "Language reference: docs/reference.md (or the mkdocs site). Exit status: 0 ok, 1 spec errors, 2 usage."
+EPILOG = (
+    "Language reference: docs/reference.md (or the mkdocs site). "
+    "Exit status: 0 ok, 1 spec errors, 2 usage."
+)
 
 
 class _Usage(Exception):
@@ -93,8 +96,10 @@ def _summary(spec) -> str:
     pools = spec.deployment.pools
     gpus = sum(len(p.instances) * p.tp * p.pp for p in pools)
     instances = sum(len(p.instances) for p in pools)
-    return (f"{len(pools)} pool{'s' * (len(pools) != 1)}, {instances} "
-            f"instance{'s' * (instances != 1)} on {gpus} GPU{'s' * (gpus != 1)}")
+    return (
+        f"{len(pools)} pool{'s' * (len(pools) != 1)}, {instances} "
+        f"instance{'s' * (instances != 1)} on {gpus} GPU{'s' * (gpus != 1)}"
+    )
 
 
 def cmd_graph(args) -> int:
@@ -118,26 +123,41 @@ def cmd_graph(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tokensim", description=DESCRIPTION, epilog=EPILOG,
+        prog="tokensim",
+        description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"tokensim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("check", help="check specs for errors (exit 1 if any)",
-                       description="Parse and check each SPEC; print every error found.")
+    p = sub.add_parser(
+        "check",
+        help="check specs for errors (exit 1 if any)",
+        description="Parse and check each SPEC; print every error found.",
+    )
     p.add_argument("specs", nargs="+", metavar="SPEC", help=".tsim files")
-    p.add_argument("--dump", choices=["ast", "ir", "graph"],
-                   help="print the deterministic text dump of that stage instead")
+    p.add_argument(
+        "--dump",
+        choices=["ast", "ir", "graph"],
+        help="print the deterministic text dump of that stage instead",
+    )
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("graph", help="show the compiled topology and request dataflow",
-                       description="Show the topology (GPUs, links, networks) and how requests "
-                                   "flow between pools, with every KV transfer path and its "
-                                   "bottleneck bandwidth.")
+    p = sub.add_parser(
+        "graph",
+        help="show the compiled topology and request dataflow",
+        description="Show the topology (GPUs, links, networks) and how requests "
+        "flow between pools, with every KV transfer path and its "
+        "bottleneck bandwidth.",
+    )
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--format", choices=["text", "dot", "json"], default="text",
-                   help="text (default), Graphviz dot, or JSON")
+    p.add_argument(
+        "--format",
+        choices=["text", "dot", "json"],
+        default="text",
+        help="text (default), Graphviz dot, or JSON",
+    )
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     p.set_defaults(func=cmd_graph)
     return parser

@@ -83,7 +83,7 @@ class Graph:
             hops = nx.dijkstra_path(topo, src, dst, weight=weight)
         except nx.NetworkXNoPath:
             return None
-        edges = [topo.edges[u, v] for u, v in zip(hops, hops[1:])]
+        edges = [topo.edges[u, v] for u, v in zip(hops, hops[1:], strict=False)]
         narrowest = min(range(len(edges)), key=lambda i: (edges[i]["bandwidth_Bps"], i))
         return Path(
             tuple(hops),
@@ -120,8 +120,13 @@ def _topology(cluster: ir.Cluster) -> nx.Graph:
 
 def _edge(g: nx.Graph, u: str, v: str, link: ir.Link, lanes: int, span) -> None:
     g.add_edge(
-        u, v, link=link.name, bandwidth_Bps=link.bandwidth_Bps * lanes, latency_s=link.latency_s,
-        lanes=lanes, span=span,
+        u,
+        v,
+        link=link.name,
+        bandwidth_Bps=link.bandwidth_Bps * lanes,
+        latency_s=link.latency_s,
+        lanes=lanes,
+        span=span,
     )
 
 
@@ -137,17 +142,25 @@ def _dataflow(spec: ir.Spec, graph: Graph) -> nx.DiGraph:
     routes = {r.pool: r for r in dep.routes}
     entry = dep.entry_pools
     arrival_route = routes.get(None) or routes.get(entry[0].name)
-    d.add_node("router", kind="router", policy=_policy_text(arrival_route.policy),
-               span=arrival_route.span)
+    d.add_node(
+        "router", kind="router", policy=_policy_text(arrival_route.policy), span=arrival_route.span
+    )
     d.add_edge("source", "router", kind="arrival", span=None)
     for pool in dep.pools:
         for inst in pool.instances:
-            d.add_node(instance_id(pool.name, inst.index), kind="instance", pool=pool.name,
-                       role=pool.role, gpus=tuple(gpu_id(g) for g in inst.gpus), span=pool.span)
+            d.add_node(
+                instance_id(pool.name, inst.index),
+                kind="instance",
+                pool=pool.name,
+                role=pool.role,
+                gpus=tuple(gpu_id(g) for g in inst.gpus),
+                span=pool.span,
+            )
     for pool in entry:
         for inst in pool.instances:
-            d.add_edge("router", instance_id(pool.name, inst.index), kind="route",
-                       span=arrival_route.span)
+            d.add_edge(
+                "router", instance_id(pool.name, inst.index), kind="route", span=arrival_route.span
+            )
     for pool in dep.pools:
         if pool.role != "prefill":
             for inst in pool.instances:
@@ -166,8 +179,10 @@ def _dataflow(spec: ir.Spec, graph: Graph) -> nx.DiGraph:
                     graph.path(ga, b.gpus[r % len(b.gpus)]) for r, ga in enumerate(a.gpus)
                 )
                 d.add_edge(
-                    instance_id(src.name, a.index), instance_id(dst.name, b.index),
-                    kind="transfer", paths=paths,
+                    instance_id(src.name, a.index),
+                    instance_id(dst.name, b.index),
+                    kind="transfer",
+                    paths=paths,
                     bottleneck_Bps=min(p.bottleneck_Bps for p in paths),
                     span=t.span,
                 )

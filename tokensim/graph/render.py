@@ -19,8 +19,10 @@ def _t(s: float) -> str:
 
 
 def _path_text(path: Path) -> str:
-    return (f"{' -> '.join(path.hops)}: bottleneck {_bw(path.bottleneck_Bps)} "
-            f"({path.bottleneck_link}), latency {_t(path.latency_s)}")
+    return (
+        f"{' -> '.join(path.hops)}: bottleneck {_bw(path.bottleneck_Bps)} "
+        f"({path.bottleneck_link}), latency {_t(path.latency_s)}"
+    )
 
 
 def text(graph: Graph) -> str:
@@ -31,24 +33,32 @@ def text(graph: Graph) -> str:
         return out[0] + ": no cluster (a catalogue)\n"
     c = spec.cluster
     gpus = sum(n.count for n in c.nodes)
-    out.append(f"topology: {len(c.nodes)} node{'s' * (len(c.nodes) != 1)}, {gpus} GPUs, "
-               f"{len(c.networks)} network{'s' * (len(c.networks) != 1)}")
+    out.append(
+        f"topology: {len(c.nodes)} node{'s' * (len(c.nodes) != 1)}, {gpus} GPUs, "
+        f"{len(c.networks)} network{'s' * (len(c.networks) != 1)}"
+    )
     for n in c.nodes:
         link = f"{n.link.name} {_bw(n.link.bandwidth_Bps)}" if n.link else "no GPU link"
-        out.append(f"  {n.name}: {n.count} x {n.gpu.name}, {link}, host {n.host_link.name} "
-                   f"{_bw(n.host_link.bandwidth_Bps)}, {n.nics} NIC{'s' * (n.nics != 1)}")
+        out.append(
+            f"  {n.name}: {n.count} x {n.gpu.name}, {link}, host {n.host_link.name} "
+            f"{_bw(n.host_link.bandwidth_Bps)}, {n.nics} NIC{'s' * (n.nics != 1)}"
+        )
     for k, net in enumerate(c.networks):
-        out.append(f"  net{k}: {net.link.name} {_bw(net.link.bandwidth_Bps)} per NIC between "
-                   f"{', '.join(net.nodes)}")
+        out.append(
+            f"  net{k}: {net.link.name} {_bw(net.link.bandwidth_Bps)} per NIC between "
+            f"{', '.join(net.nodes)}"
+        )
     if spec.deployment is None:
         return "\n".join(out) + "\n"
     d = graph.dataflow
     out.append("dataflow:")
     for pool in spec.deployment.pools:
         first = pool.instances[0].gpus
-        out.append(f"  pool {pool.name} ({pool.role}): {len(pool.instances)} x {pool.model.name} "
-                   f"{pool.dtype}, tp {pool.tp} pp {pool.pp} on {pool.gpu.name}, "
-                   f"batching {pool.batching.name}; instance 0 on {', '.join(map(str, first))}")
+        out.append(
+            f"  pool {pool.name} ({pool.role}): {len(pool.instances)} x {pool.model.name} "
+            f"{pool.dtype}, tp {pool.tp} pp {pool.pp} on {pool.gpu.name}, "
+            f"batching {pool.batching.name}; instance 0 on {', '.join(map(str, first))}"
+        )
     for node in sorted(n for n in d if d.nodes[n]["kind"] == "router"):
         targets = sorted(v for v in d.successors(node))
         out.append(f"  {node} by {d.nodes[node]['policy']} -> {_compact(targets)}")
@@ -74,7 +84,9 @@ def _attr(value) -> str:
     if isinstance(value, tuple):
         return "(" + ", ".join(_attr(v) for v in value) + ")"
     if isinstance(value, Path):
-        return f"Path({' -> '.join(value.hops)}; {_bw(value.bottleneck_Bps)}; {_t(value.latency_s)})"
+        return (
+            f"Path({' -> '.join(value.hops)}; {_bw(value.bottleneck_Bps)}; {_t(value.latency_s)})"
+        )
     return str(value)
 
 
@@ -94,7 +106,9 @@ def dump(graph: Graph) -> str:
         attrs = ", ".join(f"{k}={_attr(v)}" for k, v in sorted(d.nodes[n].items()) if k != "span")
         lines.append(f"  {n} [{attrs}]")
     for u, v in sorted(d.edges):
-        attrs = ", ".join(f"{k}={_attr(x)}" for k, x in sorted(d.edges[u, v].items()) if k != "span")
+        attrs = ", ".join(
+            f"{k}={_attr(x)}" for k, x in sorted(d.edges[u, v].items()) if k != "span"
+        )
         lines.append(f"  {u} -> {v} [{attrs}]")
     return "\n".join(lines) + "\n"
 
@@ -115,7 +129,8 @@ def dot(graph: Graph) -> str:
             out.append(f"  subgraph cluster_{k} {{ label={_q(machine)};")
         for n in members:
             shape = {"gpu": "box", "switch": "diamond", "host": "house", "nic": "circle"}.get(
-                t.nodes[n]["kind"], "ellipse")
+                t.nodes[n]["kind"], "ellipse"
+            )
             out.append(f"    {_q(n)} [shape={shape}];")
         if machine:
             out.append("  }")
@@ -123,7 +138,7 @@ def dot(graph: Graph) -> str:
         e = t.edges[u, v]
         label = f"{e['link']} {_bw(e['bandwidth_Bps'])}"
         out.append(f"  {_q(u)} -> {_q(v)} [dir=none, color=gray, label={_q(label)}];")
-    out.append("  subgraph cluster_dataflow { label=\"dataflow\"; style=dashed;")
+    out.append('  subgraph cluster_dataflow { label="dataflow"; style=dashed;')
     for n, a in sorted(d.nodes(data=True)):
         label = n + (f"\\n{a['policy']}" if a.get("policy") else "")
         out.append(f"    {_q('flow:' + n)} [label={_q(label)}, shape=box, style=rounded];")
@@ -140,9 +155,13 @@ def _jsonable(value):
     if isinstance(value, Span):
         return f"{value.file}:{value.line}:{value.col}"
     if isinstance(value, Path):
-        return {"hops": list(value.hops), "links": list(value.links),
-                "bottleneck_Bps": value.bottleneck_Bps, "latency_s": value.latency_s,
-                "bottleneck_link": value.bottleneck_link}
+        return {
+            "hops": list(value.hops),
+            "links": list(value.links),
+            "bottleneck_Bps": value.bottleneck_Bps,
+            "latency_s": value.latency_s,
+            "bottleneck_link": value.bottleneck_link,
+        }
     if isinstance(value, tuple):
         return [_jsonable(v) for v in value]
     if isinstance(value, float) and value == float("inf"):
@@ -156,12 +175,19 @@ def to_json(graph: Graph) -> str:
     def part(g, directed: bool):
         return {
             "directed": directed,
-            "nodes": [{"id": n, **{k: _jsonable(v) for k, v in sorted(a.items())}}
-                      for n, a in sorted(g.nodes(data=True))],
-            "edges": [{"source": u, "target": v, **{k: _jsonable(x) for k, x in sorted(a.items())}}
-                      for u, v, a in sorted(g.edges(data=True), key=lambda e: (e[0], e[1]))],
+            "nodes": [
+                {"id": n, **{k: _jsonable(v) for k, v in sorted(a.items())}}
+                for n, a in sorted(g.nodes(data=True))
+            ],
+            "edges": [
+                {"source": u, "target": v, **{k: _jsonable(x) for k, x in sorted(a.items())}}
+                for u, v, a in sorted(g.edges(data=True), key=lambda e: (e[0], e[1]))
+            ],
         }
 
-    data = {"spec": graph.spec.name, "topology": part(graph.topology, False),
-            "dataflow": part(graph.dataflow, True)}
+    data = {
+        "spec": graph.spec.name,
+        "topology": part(graph.topology, False),
+        "dataflow": part(graph.dataflow, True),
+    }
     return json.dumps(data, indent=2, sort_keys=False) + "\n"

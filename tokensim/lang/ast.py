@@ -10,7 +10,6 @@ paths, quantities and calls.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from tokensim.lang.source import Span
 
@@ -105,8 +104,8 @@ class Comma:
     span: Span
 
 
-Expr = Union[Path, Quantity, Call, BinOp, Neg]
-Item = Union[Path, String, Quantity, Slice, Call, Group, Symbol, Comma]
+Expr = Path | Quantity | Call | BinOp | Neg
+Item = Path | String | Quantity | Slice | Call | Group | Symbol | Comma
 
 
 @dataclass(frozen=True)

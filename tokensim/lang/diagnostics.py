@@ -105,9 +105,7 @@ def _excerpt(span: Span, sources: SourceMap, gutter: int, label: str = "") -> li
     if source is None:
         return []
     text = source.line(span.line)
-    width = (
-        span.end_col - span.col if span.end_line == span.line else len(text) - span.col + 1
-    )
+    width = span.end_col - span.col if span.end_line == span.line else len(text) - span.col + 1
     width = max(1, width)
     pad = " " * gutter
     caret_lead = "".join(c if c == "\t" else " " for c in text[: span.col - 1])

@@ -187,7 +187,9 @@ def _syntax_error(err: UnexpectedInput, text: str, file: str) -> Diagnostic:
     if isinstance(err, UnexpectedEOF) or (tok is not None and tok.type == "$END"):
         lines = text.splitlines() or [""]
         end = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
-        notes = tuple(Note("this `{` is never closed", s) for s in _open_braces(text, len(text), file)[-1:])
+        notes = tuple(
+            Note("this `{` is never closed", s) for s in _open_braces(text, len(text), file)[-1:]
+        )
         return Diagnostic("unexpected end of file", end, notes, help="a `}` is missing")
     assert isinstance(err, UnexpectedToken)
     if tok.type == "_SEP":
@@ -200,8 +202,10 @@ def _syntax_error(err: UnexpectedInput, text: str, file: str) -> Diagnostic:
     if tok.type == "RBRACE" and "RBRACE" not in expected:
         help = "this `}` has no `{` to close"
     elif tok.type in ("PLUS", "STAR", "SLASH") and tok.type not in expected:
-        help = ("values cannot be combined with arithmetic here; expressions are only "
-                "allowed inside a call, as in a routing rule `min(kv_used + 0.1 * queued)`")
+        help = (
+            "values cannot be combined with arithmetic here; expressions are only "
+            "allowed inside a call, as in a routing rule `min(kv_used + 0.1 * queued)`"
+        )
     return Diagnostic(f"unexpected {_describe(tok)}", span, notes, help=help)
 
 

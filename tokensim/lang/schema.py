@@ -11,8 +11,8 @@ line and did-you-mean. The language reference is generated from the same data.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tokensim.lang import ast
@@ -262,24 +262,6 @@ class ListOf(Slot):
                 raise Shape(err.item) from None
             values.append(value)
         return tuple(values), i
-
-
-@dataclass(frozen=True)
-class Any_(Slot):
-    """Any one item, unchecked (for values whose meaning depends on another statement)."""
-
-    name: str
-    what: str = "value"
-    accept: Callable[[ast.Item], bool] = field(default=lambda item: True)
-
-    def usage(self) -> str:
-        return f"<{self.what}>"
-
-    def match(self, items, i, rep):
-        item = _item(items, i)
-        if not self.accept(item):
-            raise Shape(item)
-        return item, i + 1
 
 
 def match_slots(

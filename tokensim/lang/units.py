@@ -152,7 +152,7 @@ def convert(number: float, unit: str, dim: Dim) -> float:
     actual, factor = UNITS[unit]
     if actual is not dim:
         example = EXAMPLE.get(dim)
-        hint = f"{dim.noun} is written like `{_with_unit(number, example)}`" if example else None
+        hint = f"{dim.noun} is written like `{with_unit(number, example)}`" if example else None
         if dim is Dim.COUNT:
             hint = "write a plain number"
         raise UnitError(f"expected {dim.noun}, found {actual.noun} (`{unit}`)", hint)
@@ -162,11 +162,11 @@ def convert(number: float, unit: str, dim: Dim) -> float:
 def _missing(number: float, dim: Dim) -> float:
     raise UnitError(
         f"missing unit: expected {dim.noun}",
-        f"write it with a unit, like `{_with_unit(number, EXAMPLE[dim])}`",
+        f"write it with a unit, like `{with_unit(number, EXAMPLE[dim])}`",
     )
 
 
-def _with_unit(number: float, unit: str) -> str:
+def with_unit(number: float, unit: str) -> str:
     """``80 GB``, but ``12/s`` and ``90%``: how a quantity is usually written."""
     sep = "" if unit.startswith(("/", "%")) else " "
     return f"{number:g}{sep}{unit}"

@@ -151,12 +151,18 @@ class PolicySlot(Slot):
                 rep.error(
                     f"unknown parameter `{key}` of {self.registry.what} `{cls.name}`",
                     inner.key.span,
-                    Note(f"`{cls.name}` takes {one_of(names)}" if names else f"`{cls.name}` takes no parameters"),
+                    Note(
+                        f"`{cls.name}` takes {one_of(names)}"
+                        if names
+                        else f"`{cls.name}` takes no parameters"
+                    ),
                     help=did_you_mean(key, names),
                 )
                 continue
             if key in values:
-                rep.error(f"`{key}` is given twice", inner.key.span, Note("first given here", spans[key]))
+                rep.error(
+                    f"`{key}` is given twice", inner.key.span, Note("first given here", spans[key])
+                )
                 continue
             try:
                 got, j = match_slots((param.slot,), inner.items, 0, rep)

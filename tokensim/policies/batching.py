@@ -30,13 +30,18 @@ class PriorityClasses(Policy):
 
 
 def _order() -> Param:
-    return Param("order", Word("order", tuple(ORDER.names()), "admission order"), "fcfs",
-                 "which waiting request is admitted first")
+    return Param(
+        "order",
+        Word("order", tuple(ORDER.names()), "admission order"),
+        "fcfs",
+        "which waiting request is admitted first",
+    )
 
 
 def _max_seqs(default: int) -> Param:
-    return Param("max_seqs", Num("max_seqs", integer=True, min=1), default,
-                 "most sequences in one batch")
+    return Param(
+        "max_seqs", Num("max_seqs", integer=True, min=1), default, "most sequences in one batch"
+    )
 
 
 @BATCHING.register("static")
@@ -54,8 +59,12 @@ class Continuous(Policy):
 
     params = (
         _max_seqs(256),
-        Param("max_tokens", Num("max_tokens", Dim.TOKENS, integer=True, min=1), 8192,
-              "most prompt tokens prefilled in one iteration"),
+        Param(
+            "max_tokens",
+            Num("max_tokens", Dim.TOKENS, integer=True, min=1),
+            8192,
+            "most prompt tokens prefilled in one iteration",
+        ),
         _order(),
     )
 
@@ -67,7 +76,11 @@ class Chunked(Policy):
 
     params = (
         _max_seqs(256),
-        Param("budget", Num("budget", Dim.TOKENS, integer=True, min=1), 2048,
-              "tokens (decode + prefill chunks) per iteration"),
+        Param(
+            "budget",
+            Num("budget", Dim.TOKENS, integer=True, min=1),
+            2048,
+            "tokens (decode + prefill chunks) per iteration",
+        ),
         _order(),
     )

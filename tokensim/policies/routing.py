@@ -49,8 +49,12 @@ class PrefixAffinity(Policy):
     load exceeds ``load_cap`` times the pool's mean load; then the least loaded."""
 
     params = (
-        Param("load_cap", Num("load_cap", above=1.0), 1.5,
-              "most load, relative to the pool mean, a preferred instance may carry"),
+        Param(
+            "load_cap",
+            Num("load_cap", above=1.0),
+            1.5,
+            "most load, relative to the pool mean, a preferred instance may carry",
+        ),
     )
 
 
@@ -185,7 +189,9 @@ class RouteSlot(PolicySlot):
             if not _check_expr(call.args[0], rep, fields):
                 return BAD, len(items)
             text = f"{call.name}({expr_text(call.args[0])})"
-            return Val(Rule(call.name, call.args[0], text, tuple(sorted(fields)), call.span), call.span), len(items)
+            return Val(
+                Rule(call.name, call.args[0], text, tuple(sorted(fields)), call.span), call.span
+            ), len(items)
         return super().match(items, i, rep)
 
     def bind_body(self, matched, stmt, rep):

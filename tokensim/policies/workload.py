@@ -53,8 +53,11 @@ class Fixed(Policy):
     """Every request has the same prompt and output length: ``fixed 512 -> 128``."""
 
     params = (_tokens("prompt", "prompt tokens"), _tokens("output", "output tokens"))
-    shorthand = (Num("prompt", Dim.TOKENS, integer=True, min=1), Lit("->"),
-                 Num("output", Dim.TOKENS, integer=True, min=1))
+    shorthand = (
+        Num("prompt", Dim.TOKENS, integer=True, min=1),
+        Lit("->"),
+        Num("output", Dim.TOKENS, integer=True, min=1),
+    )
 
 
 @LENGTHS.register("uniform")
@@ -62,13 +65,18 @@ class Uniform(Policy):
     """Prompt and output lengths uniform over inclusive ranges: ``uniform 100..2000 -> 10..500``."""
 
     params = (
-        _tokens("prompt_min", "shortest prompt"), _tokens("prompt_max", "longest prompt"),
-        _tokens("output_min", "shortest output"), _tokens("output_max", "longest output"),
+        _tokens("prompt_min", "shortest prompt"),
+        _tokens("prompt_max", "longest prompt"),
+        _tokens("output_min", "shortest output"),
+        _tokens("output_max", "longest output"),
     )
     shorthand = (
-        Num("prompt_min", Dim.TOKENS, integer=True, min=1), Lit(".."),
-        Num("prompt_max", Dim.TOKENS, integer=True, min=1), Lit("->"),
-        Num("output_min", Dim.TOKENS, integer=True, min=1), Lit(".."),
+        Num("prompt_min", Dim.TOKENS, integer=True, min=1),
+        Lit(".."),
+        Num("prompt_max", Dim.TOKENS, integer=True, min=1),
+        Lit("->"),
+        Num("output_min", Dim.TOKENS, integer=True, min=1),
+        Lit(".."),
         Num("output_max", Dim.TOKENS, integer=True, min=1),
     )
 
@@ -77,8 +85,14 @@ def _spread(kind: str, center: str, spread: str, spread_dim: Dim) -> tuple[Param
     out = []
     for side in ("prompt", "output"):
         out.append(_tokens(f"{side}_{center}", f"{center} {side} length"))
-        out.append(Param(f"{side}_{spread}", Num(f"{side}_{spread}", spread_dim, min=0), None,
-                         f"{spread} of the {side} length ({kind})"))
+        out.append(
+            Param(
+                f"{side}_{spread}",
+                Num(f"{side}_{spread}", spread_dim, min=0),
+                None,
+                f"{spread} of the {side} length ({kind})",
+            )
+        )
     out.append(_tokens("max_prompt", "longest prompt (longer draws are clipped)", 32768))
     out.append(_tokens("max_output", "longest output (longer draws are clipped)", 4096))
     return tuple(out)

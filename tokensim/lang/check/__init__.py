@@ -35,8 +35,11 @@ def std_dir():
 
 def std_names() -> list[str]:
     """Import names of the shipped catalogues, e.g. ``std/hardware``."""
-    return sorted(STD_PREFIX + p.name[: -len(".tsim")] for p in std_dir().iterdir()
-                  if p.name.endswith(".tsim"))
+    return sorted(
+        STD_PREFIX + p.name[: -len(".tsim")]
+        for p in std_dir().iterdir()
+        if p.name.endswith(".tsim")
+    )
 
 
 @dataclass(frozen=True)
@@ -82,13 +85,20 @@ class _Loader:
                 if lit.value.startswith(STD_PREFIX):
                     from tokensim.lang.diagnostics import did_you_mean, one_of
 
-                    hint = did_you_mean(lit.value, std_names()) or f"the std library has {one_of(std_names())}"
-                self.rep.error(f"cannot find `{lit.value}`", lit.span,
-                               help=hint or f"looked for {display}")
+                    hint = (
+                        did_you_mean(lit.value, std_names())
+                        or f"the std library has {one_of(std_names())}"
+                    )
+                self.rep.error(
+                    f"cannot find `{lit.value}`", lit.span, help=hint or f"looked for {display}"
+                )
                 continue
             if display in stack:
-                self.rep.error(f"import cycle: `{lit.value}` is already being imported", lit.span,
-                               Note(" -> ".join(stack + (display,))))
+                self.rep.error(
+                    f"import cycle: `{lit.value}` is already being imported",
+                    lit.span,
+                    Note(" -> ".join(stack + (display,))),
+                )
                 continue
             if display in self.done:
                 continue
@@ -138,8 +148,10 @@ def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
         top = bind(loaded.module.statements, schemas.TOP, rep, f"`{loaded.module.file}`", None)
         for key in ("cluster", "deployment", "workload", "slo", "sweep", "name"):
             for b in top.all(key):
-                rep.error(f"an imported file may only define gpus, links and models; "
-                          f"found `{key}`", b.stmt.key.span)
+                rep.error(
+                    f"an imported file may only define gpus, links and models; found `{key}`",
+                    b.stmt.key.span,
+                )
         bound_files.append(top)
     top = bind(module.statements, schemas.TOP, rep, "a spec file", None)
     bound_files.append(top)
@@ -157,12 +169,16 @@ def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
     is_deployment = any(spec_parts.values())
     cluster = deployment = workload = slo = sweep = None
     if is_deployment:
-        needs = ["cluster"] + (["deployment"] if any(
-            spec_parts[k] for k in ("workload", "slo", "sweep")) else [])
+        needs = ["cluster"] + (
+            ["deployment"] if any(spec_parts[k] for k in ("workload", "slo", "sweep")) else []
+        )
         for key in needs:
             if spec_parts[key] is None:
-                rep.error(f"the spec has no `{key}` block", _file_start(module),
-                          help=f"a spec that deploys anything needs `{key} {{ ... }}`")
+                rep.error(
+                    f"the spec has no `{key}` block",
+                    _file_start(module),
+                    help=f"a spec that deploys anything needs `{key} {{ ... }}`",
+                )
         errors_before = len(rep.diagnostics)
         if spec_parts["cluster"] is not None and spec_parts["cluster"].body is not None:
             cluster = check_cluster(spec_parts["cluster"].body, env)
@@ -185,7 +201,8 @@ def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
     def kept(kind: str):
         table = env.defs.get(kind, {})
         return tuple(
-            value for key, (value, span) in sorted(table.items())
+            value
+            for key, (value, span) in sorted(table.items())
             if (kind, key) in env.used or span.file == own_file
         )
 

@@ -10,7 +10,9 @@ from tokensim.lang.units import Dim, format_quantity
 
 
 def _sources(body: Bodies) -> tuple[str, ...]:
-    return tuple(b.get("source").value for b in body.all("source") if isinstance(b.get("source"), Val))
+    return tuple(
+        b.get("source").value for b in body.all("source") if isinstance(b.get("source"), Val)
+    )
 
 
 def _ok(*values) -> bool:
@@ -54,8 +56,16 @@ def gpu(bound: Bound, env: Env) -> ir.Gpu | None:
 
 
 def count_params(
-    layers: int, hidden: int, heads: int, kv_heads: int, head_dim: int, ffn: int, vocab: int,
-    mlp: str, tied: bool, experts: int,
+    layers: int,
+    hidden: int,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+    ffn: int,
+    vocab: int,
+    mlp: str,
+    tied: bool,
+    experts: int,
 ) -> int:
     """Parameters implied by a model's shapes (norms included, biases ignored)."""
     attention = hidden * heads * head_dim * 2 + 2 * hidden * kv_heads * head_dim
@@ -104,7 +114,15 @@ def model(bound: Bound, env: Env) -> ir.Model | None:
     mlp = body.value("mlp", default="gated")
     tied = body.value("tie_embeddings", default=False)
     params = count_params(
-        v["layers"], v["hidden"], v["heads"], kv_heads, head_dim, v["ffn"], v["vocab"], mlp, tied,
+        v["layers"],
+        v["hidden"],
+        v["heads"],
+        kv_heads,
+        head_dim,
+        v["ffn"],
+        v["vocab"],
+        mlp,
+        tied,
         experts,
     )
     published = body.value("params")

@@ -16,8 +16,11 @@ def cluster(body: Bodies, env: Env) -> ir.Cluster:
         if name is BAD or name is None or bound.body is None:
             continue
         if name in seen:
-            env.rep.error(f"node `{name}` is defined twice", bound.stmt.items[0].span,
-                          Note("first defined here", seen[name]))
+            env.rep.error(
+                f"node `{name}` is defined twice",
+                bound.stmt.items[0].span,
+                Note("first defined here", seen[name]),
+            )
             continue
         seen[name] = bound.stmt.items[0].span
         nb = bound.body
@@ -26,7 +29,9 @@ def cluster(body: Bodies, env: Env) -> ir.Cluster:
         count = gpus.get("count") if gpus else None
         link = env.lookup("link", nb.value("link")) if nb.one("link") else None
         host_link_ref = nb.value("host_link")
-        host_link = env.lookup("link", host_link_ref) if host_link_ref else (gpu.host_link if gpu else None)
+        host_link = (
+            env.lookup("link", host_link_ref) if host_link_ref else (gpu.host_link if gpu else None)
+        )
         if gpu is None or count in (None, BAD) or host_link is None:
             continue
         if count > 1 and nb.one("link") is None:
@@ -39,8 +44,9 @@ def cluster(body: Bodies, env: Env) -> ir.Cluster:
         if nb.one("link") is not None and link is None:
             continue
         nics = nb.value("nics", default=1)
-        nodes.append(ir.Node(name, gpu, count, link, host_link, nics,
-                             nb.value("host_memory"), bound.span))
+        nodes.append(
+            ir.Node(name, gpu, count, link, host_link, nics, nb.value("host_memory"), bound.span)
+        )
     networks: list[ir.Network] = []
     names = {n.name for n in nodes}
     for bound in body.all("network"):

@@ -27,8 +27,11 @@ def deployment(body: Bodies, cluster: ir.Cluster, env: Env) -> ir.Deployment | N
             continue
         label_span = bound.stmt.items[0].span
         if name in names:
-            env.rep.error(f"pool `{name}` is defined twice", label_span,
-                          Note("first defined here", names[name]))
+            env.rep.error(
+                f"pool `{name}` is defined twice",
+                label_span,
+                Note("first defined here", names[name]),
+            )
             continue
         names[name] = label_span
         pool = _pool(name, bound, cluster, free, owner, comp, env)
@@ -61,7 +64,9 @@ def _placement(bound: Bound, cluster: ir.Cluster, env: Env) -> list[ir.GpuRef] |
             env.rep.error(
                 f"unknown node `{node_name}`",
                 place.span,
-                Note(f"the cluster has {one_of(nodes)}") if nodes else Note("the cluster has no nodes"),
+                Note(f"the cluster has {one_of(nodes)}")
+                if nodes
+                else Note("the cluster has no nodes"),
                 help=did_you_mean(node_name, nodes),
             )
             ok = False
@@ -92,9 +97,12 @@ def _pool(name, bound: Bound, cluster, free, owner, comp, env: Env) -> ir.Pool |
     placement = _placement(bound, cluster, env)
     batching = pb.value("batching", "batching")
     if batching is None:
-        batching = PolicyUse("batching", "continuous",
-                             tuple(sorted((p.name, p.default) for p in BATCHING.get("continuous").params)),
-                             None)
+        batching = PolicyUse(
+            "batching",
+            "continuous",
+            tuple(sorted((p.name, p.default) for p in BATCHING.get("continuous").params)),
+            None,
+        )
     if model is None or placement is None or BAD in (instances, tp, pp, role, batching, dtype):
         return None
     dtype = dtype or model.dtype
@@ -116,12 +124,20 @@ def _pool(name, bound: Bound, cluster, free, owner, comp, env: Env) -> ir.Pool |
     available = [g for g in placement if g not in owner]
     if need > len(available):
         taken = sorted({owner[g] for g in placement if g in owner})
-        notes = [Note(f"its placement has {len(placement)} GPUs; {len(placement) - len(available)}"
-                      f" are taken by pool{'s' * (len(taken) > 1)} {one_of(taken)}")] if taken else []
+        notes = (
+            [
+                Note(
+                    f"its placement has {len(placement)} GPUs; {len(placement) - len(available)}"
+                    f" are taken by pool{'s' * (len(taken) > 1)} {one_of(taken)}"
+                )
+            ]
+            if taken
+            else []
+        )
         span = pb.one("on").span if pb.one("on") else bound.stmt.items[0].span
         rep.error(
-            f"pool `{name}` needs {need} GPUs ({instances} instance{'s' * (instances > 1)} x tp {tp}"
-            f" x pp {pp}) but its placement has {len(available)} free",
+            f"pool `{name}` needs {need} GPUs ({instances} instance{'s' * (instances > 1)}"
+            f" x tp {tp} x pp {pp}) but its placement has {len(available)} free",
             span,
             *notes,
         )
@@ -169,12 +185,16 @@ def _pool(name, bound: Bound, cluster, free, owner, comp, env: Env) -> ir.Pool |
             f"`{model.name}` in {dtype} does not fit: {GB(weights)} of weights per GPU "
             f"but {gpu.name} gives {GB(usable)} ({GB(weights - usable)} short)",
             where,
-            Note(f"{GB(total)} of weights over tp {tp} x pp {pp} = {tp * pp} GPUs; usable memory"
-                 f" is {GB(gpu.memory_B)} x gpu_util {kv.gpu_util:g}"),
+            Note(
+                f"{GB(total)} of weights over tp {tp} x pp {pp} = {tp * pp} GPUs; usable memory"
+                f" is {GB(gpu.memory_B)} x gpu_util {kv.gpu_util:g}"
+            ),
             help=f"raise tp or pp, or use a smaller dtype; tp {_fits(total, usable, model)}",
         )
         return None
-    kv_per_token = model.kv_bytes_per_token(ir.DTYPE_BYTES[kv.dtype]) / (pp * min(tp, model.kv_heads))
+    kv_per_token = model.kv_bytes_per_token(ir.DTYPE_BYTES[kv.dtype]) / (
+        pp * min(tp, model.kv_heads)
+    )
     if usable - weights < kv_per_token * kv.block_tokens:
         rep.error(
             f"`{model.name}` leaves no room for the KV cache on {gpu.name} "
@@ -182,8 +202,20 @@ def _pool(name, bound: Bound, cluster, free, owner, comp, env: Env) -> ir.Pool |
             where,
         )
         return None
-    return ir.Pool(name, model, dtype, tuple(instances_ir), tp, pp, gpu, role, batching, kv,
-                   weights, bound.span)
+    return ir.Pool(
+        name,
+        model,
+        dtype,
+        tuple(instances_ir),
+        tp,
+        pp,
+        gpu,
+        role,
+        batching,
+        kv,
+        weights,
+        bound.span,
+    )
 
 
 def _fits(total: float, usable: float, model: ir.Model) -> str:
@@ -194,7 +226,11 @@ def _fits(total: float, usable: float, model: ir.Model) -> str:
 
 
 def _divisors(heads: int, kv_heads: int) -> str:
-    good = [t for t in range(1, heads + 1) if heads % t == 0 and (kv_heads % t == 0 or t % kv_heads == 0)]
+    good = [
+        t
+        for t in range(1, heads + 1)
+        if heads % t == 0 and (kv_heads % t == 0 or t % kv_heads == 0)
+    ]
     return ", ".join(str(t) for t in good[:8])
 
 
@@ -241,17 +277,26 @@ def _transfers(body: Bodies, pools: dict[str, ir.Pool], comp, env: Env):
             ok = False
             continue
         if a.role != "prefill":
-            rep.error(f"a transfer starts at a prefill pool; `{a.name}` is {a.role}", src.span,
-                      help=f"give pool `{a.name}` `role prefill`")
+            rep.error(
+                f"a transfer starts at a prefill pool; `{a.name}` is {a.role}",
+                src.span,
+                help=f"give pool `{a.name}` `role prefill`",
+            )
             ok = False
         if b.role != "decode":
-            rep.error(f"a transfer ends at a decode pool; `{b.name}` is {b.role}", dst.span,
-                      help=f"give pool `{b.name}` `role decode`")
+            rep.error(
+                f"a transfer ends at a decode pool; `{b.name}` is {b.role}",
+                dst.span,
+                help=f"give pool `{b.name}` `role decode`",
+            )
             ok = False
         key = (a.name, b.name)
         if key in seen:
-            rep.error(f"transfer `{a.name} -> {b.name}` is given twice", bound.span,
-                      Note("first given here", seen[key]))
+            rep.error(
+                f"transfer `{a.name} -> {b.name}` is given twice",
+                bound.span,
+                Note("first given here", seen[key]),
+            )
             ok = False
         seen[key] = bound.span
         a_parts = {comp[g.node] for inst in a.instances for g in inst.gpus}
@@ -269,12 +314,18 @@ def _transfers(body: Bodies, pools: dict[str, ir.Pool], comp, env: Env):
         out.append(ir.Transfer(a.name, b.name, bound.span))
     for pool in pools.values():
         if pool.role == "prefill" and not any(t.src == pool.name for t in out) and ok:
-            rep.error(f"prefill pool `{pool.name}` sends its KV nowhere", pool.span,
-                      help=f"add `transfer {pool.name} -> <decode pool>` to the deployment")
+            rep.error(
+                f"prefill pool `{pool.name}` sends its KV nowhere",
+                pool.span,
+                help=f"add `transfer {pool.name} -> <decode pool>` to the deployment",
+            )
             ok = False
         if pool.role == "decode" and not any(t.dst == pool.name for t in out) and ok:
-            rep.error(f"decode pool `{pool.name}` receives no transfer", pool.span,
-                      help=f"add `transfer <prefill pool> -> {pool.name}` to the deployment")
+            rep.error(
+                f"decode pool `{pool.name}` receives no transfer",
+                pool.span,
+                help=f"add `transfer <prefill pool> -> {pool.name}` to the deployment",
+            )
             ok = False
     return tuple(out) if ok else None
 
@@ -325,14 +376,20 @@ def _routes(body: Bodies, pools: dict[str, ir.Pool], env: Env):
         elif len(entry) == 1:
             pool = entry[0].name
         if pool in given:
-            rep.error(f"a route for {f'pool `{pool}`' if pool else 'arrivals'} is given twice",
-                      bound.span, Note("first given here", given[pool].span))
+            rep.error(
+                f"a route for {f'pool `{pool}`' if pool else 'arrivals'} is given twice",
+                bound.span,
+                Note("first given here", given[pool].span),
+            )
             ok = False
             continue
         given[pool] = ir.Route(pool, policy, bound.span)
     if not ok:
         return None
     routes = [given.get(None) or _default_route(None)] if len(entry) > 1 else []
-    routes += [given.get(p) or _default_route(p) for p in sorted(pools)
-               if len(entry) == 1 or pools[p].role == "decode"]
+    routes += [
+        given.get(p) or _default_route(p)
+        for p in sorted(pools)
+        if len(entry) == 1 or pools[p].role == "decode"
+    ]
     return tuple(routes)

@@ -43,7 +43,7 @@ class Env:
         notes = []
         where = self.std_index.get(kind, {}).get(ref.value)
         if where:
-            notes.append(Note(f"`{ref.value}` is defined in \"{where}\""))
+            notes.append(Note(f'`{ref.value}` is defined in "{where}"'))
             help = f'add `import "{where}"` at the top of the file'
         else:
             help = did_you_mean(ref.value, table) or did_you_mean(

@@ -120,14 +120,20 @@ def _words(name: str, choices, what: str) -> Word:
     return Word(name, tuple(choices), what)
 
 
-SOURCE = Attr("source", (Str("source"),), "where the figures of this definition come from", repeat=True)
+SOURCE = Attr(
+    "source", (Str("source"),), "where the figures of this definition come from", repeat=True
+)
 
 LINK = Block(
     "link",
     (
         SOURCE,
-        Attr("bandwidth", (Num("bandwidth", Dim.BANDWIDTH, above=0),),
-             "bandwidth per direction per endpoint", required=True),
+        Attr(
+            "bandwidth",
+            (Num("bandwidth", Dim.BANDWIDTH, above=0),),
+            "bandwidth per direction per endpoint",
+            required=True,
+        ),
         Attr("latency", (Num("latency", Dim.TIME, min=0),), "latency per hop", required=True),
     ),
     "A kind of link or network.",
@@ -144,11 +150,23 @@ GPU = Block(
     (
         SOURCE,
         Attr("memory", (Num("memory", Dim.BYTES, above=0),), "device memory", required=True),
-        Attr("bandwidth", (Num("bandwidth", Dim.BANDWIDTH, above=0),), "memory bandwidth",
-             required=True),
-        Attr("compute", (), "dense peak throughput per data type", body=COMPUTE,
-             body_required=True, required=True),
-        Attr("host_link", (Ref("host_link", "link"),), "the link to the host (PCIe)", required=True),
+        Attr(
+            "bandwidth",
+            (Num("bandwidth", Dim.BANDWIDTH, above=0),),
+            "memory bandwidth",
+            required=True,
+        ),
+        Attr(
+            "compute",
+            (),
+            "dense peak throughput per data type",
+            body=COMPUTE,
+            body_required=True,
+            required=True,
+        ),
+        Attr(
+            "host_link", (Ref("host_link", "link"),), "the link to the host (PCIe)", required=True
+        ),
         Attr("power", (Num("power", Dim.POWER, above=0),), "board power"),
         Attr("price", (Num("price", Dim.PRICE, min=0),), "price per GPU-hour"),
     ),
@@ -174,13 +192,25 @@ MODEL = Block(
                 ("top_k", "experts each token uses", False),
             ]
         ),
-        Attr("mlp", (_words("mlp", ("gated", "plain"), "MLP kind"),),
-             "gated: 3 matrices (SwiGLU); plain: 2", default="gated"),
-        Attr("tie_embeddings", (Bool("tie_embeddings"),), "LM head shares the embedding",
-             default="off"),
+        Attr(
+            "mlp",
+            (_words("mlp", ("gated", "plain"), "MLP kind"),),
+            "gated: 3 matrices (SwiGLU); plain: 2",
+            default="gated",
+        ),
+        Attr(
+            "tie_embeddings",
+            (Bool("tie_embeddings"),),
+            "LM head shares the embedding",
+            default="off",
+        ),
         Attr("params", (Num("params", above=0),), "published parameter count, to cross-check"),
-        Attr("dtype", (_words("dtype", DTYPES, "data type"),), "default weight data type",
-             default="bf16"),
+        Attr(
+            "dtype",
+            (_words("dtype", DTYPES, "data type"),),
+            "default weight data type",
+            default="bf16",
+        ),
     ),
     "A transformer model's shapes.",
 )
@@ -188,11 +218,19 @@ MODEL = Block(
 NODE = Block(
     "node",
     (
-        Attr("gpus", (Ref("gpu", "gpu"), Lit("x"), Num("count", integer=True, min=1)),
-             "the node's GPUs", required=True),
+        Attr(
+            "gpus",
+            (Ref("gpu", "gpu"), Lit("x"), Num("count", integer=True, min=1)),
+            "the node's GPUs",
+            required=True,
+        ),
         Attr("link", (Ref("link", "link"),), "the link between the node's GPUs"),
-        Attr("host_link", (Ref("host_link", "link"),), "GPU-to-host link",
-             default="the GPU's host_link"),
+        Attr(
+            "host_link",
+            (Ref("host_link", "link"),),
+            "GPU-to-host link",
+            default="the GPU's host_link",
+        ),
         Attr("nics", (Num("nics", integer=True, min=1),), "network interfaces", default="1"),
         Attr("host_memory", (Num("host_memory", Dim.BYTES, above=0),), "host memory"),
     ),
@@ -202,10 +240,20 @@ NODE = Block(
 CLUSTER = Block(
     "cluster",
     (
-        Attr("node", (Word("name", what="node name"),), "a machine", body=NODE,
-             body_required=True, repeat=True),
-        Attr("network", (Ref("link", "link"), Lit("between"), ListOf("nodes", Ref("node", "node"))),
-             "a network joining nodes", repeat=True),
+        Attr(
+            "node",
+            (Word("name", what="node name"),),
+            "a machine",
+            body=NODE,
+            body_required=True,
+            repeat=True,
+        ),
+        Attr(
+            "network",
+            (Ref("link", "link"), Lit("between"), ListOf("nodes", Ref("node", "node"))),
+            "a network joining nodes",
+            repeat=True,
+        ),
     ),
     "The hardware.",
 )
@@ -213,19 +261,42 @@ CLUSTER = Block(
 KV = Block(
     "kv",
     (
-        Attr("block", (Num("block", Dim.TOKENS, integer=True, min=1),), "tokens per KV block",
-             default="16 tokens"),
-        Attr("gpu_util", (Num("gpu_util", Dim.FRACTION, above=0, max=1),),
-             "share of GPU memory for weights + KV", default="0.9"),
-        Attr("preempt", (_words("preempt", PREEMPT.names(), "preemption policy"),),
-             "what happens when blocks run out", default="recompute"),
-        Attr("prefix_cache", (Bool("prefix_cache"),), "reuse cached prompt prefixes", default="off"),
-        Attr("swap", (Num("swap", Dim.BYTES, min=0),), "host swap space per instance",
-             default="0 B"),
-        Attr("dtype", (_words("dtype", DTYPES, "data type"),), "KV-cache data type",
-             default="the pool's dtype"),
-        Attr("watermark", (Num("watermark", Dim.FRACTION, min=0, max=1),),
-             "blocks kept free when admitting", default="0.01"),
+        Attr(
+            "block",
+            (Num("block", Dim.TOKENS, integer=True, min=1),),
+            "tokens per KV block",
+            default="16 tokens",
+        ),
+        Attr(
+            "gpu_util",
+            (Num("gpu_util", Dim.FRACTION, above=0, max=1),),
+            "share of GPU memory for weights + KV",
+            default="0.9",
+        ),
+        Attr(
+            "preempt",
+            (_words("preempt", PREEMPT.names(), "preemption policy"),),
+            "what happens when blocks run out",
+            default="recompute",
+        ),
+        Attr(
+            "prefix_cache", (Bool("prefix_cache"),), "reuse cached prompt prefixes", default="off"
+        ),
+        Attr(
+            "swap", (Num("swap", Dim.BYTES, min=0),), "host swap space per instance", default="0 B"
+        ),
+        Attr(
+            "dtype",
+            (_words("dtype", DTYPES, "data type"),),
+            "KV-cache data type",
+            default="the pool's dtype",
+        ),
+        Attr(
+            "watermark",
+            (Num("watermark", Dim.FRACTION, min=0, max=1),),
+            "blocks kept free when admitting",
+            default="0.01",
+        ),
     ),
     "KV-cache memory policy of a pool.",
 )
@@ -233,19 +304,38 @@ KV = Block(
 POOL = Block(
     "pool",
     (
-        Attr("model", (Ref("model", "model"), Opt((_words("dtype", DTYPES, "data type"),))),
-             "the model served, optionally with its dtype", required=True),
-        Attr("dtype", (_words("dtype", DTYPES, "data type"),), "weight and compute data type",
-             default="the model's dtype"),
+        Attr(
+            "model",
+            (Ref("model", "model"), Opt((_words("dtype", DTYPES, "data type"),))),
+            "the model served, optionally with its dtype",
+            required=True,
+        ),
+        Attr(
+            "dtype",
+            (_words("dtype", DTYPES, "data type"),),
+            "weight and compute data type",
+            default="the model's dtype",
+        ),
         Attr("instances", (Num("instances", integer=True, min=1),), "replicas", default="1"),
         Attr("tp", (Num("tp", integer=True, min=1),), "tensor-parallel degree", default="1"),
         Attr("pp", (Num("pp", integer=True, min=1),), "pipeline-parallel degree", default="1"),
-        Attr("on", (ListOf("on", Place()),), "GPUs the pool may use",
-             default="any free GPU, in node order"),
-        Attr("role", (_words("role", ROLES, "role"),), "what the instances do",
-             default="colocated"),
-        Attr("batching", (PolicySlot("batching", BATCHING, default="continuous"),), "local scheduler",
-             default="continuous", body=Block("batching", ()), custom_body=True),
+        Attr(
+            "on",
+            (ListOf("on", Place()),),
+            "GPUs the pool may use",
+            default="any free GPU, in node order",
+        ),
+        Attr(
+            "role", (_words("role", ROLES, "role"),), "what the instances do", default="colocated"
+        ),
+        Attr(
+            "batching",
+            (PolicySlot("batching", BATCHING, default="continuous"),),
+            "local scheduler",
+            default="continuous",
+            body=Block("batching", ()),
+            custom_body=True,
+        ),
         Attr("kv", (), "KV-cache memory policy", body=KV, body_required=True),
     ),
     "Identical instances of one model.",
@@ -254,13 +344,30 @@ POOL = Block(
 DEPLOYMENT = Block(
     "deployment",
     (
-        Attr("pool", (Word("name", what="pool name"),), "a pool of instances", body=POOL,
-             body_required=True, repeat=True, required=True),
-        Attr("transfer", (Ref("src", "pool"), Lit("->"), Ref("dst", "pool")),
-             "KV moves from a prefill pool to a decode pool", repeat=True),
-        Attr("route", (Opt((Ref("pool", "pool", exclude=("by",)),)), Lit("by"), RouteSlot("policy", ROUTING)),
-             "how a pool (or, without one, the arrivals) picks an instance", repeat=True,
-             default="round_robin", body=Block("route", ()), custom_body=True),
+        Attr(
+            "pool",
+            (Word("name", what="pool name"),),
+            "a pool of instances",
+            body=POOL,
+            body_required=True,
+            repeat=True,
+            required=True,
+        ),
+        Attr(
+            "transfer",
+            (Ref("src", "pool"), Lit("->"), Ref("dst", "pool")),
+            "KV moves from a prefill pool to a decode pool",
+            repeat=True,
+        ),
+        Attr(
+            "route",
+            (Opt((Ref("pool", "pool", exclude=("by",)),)), Lit("by"), RouteSlot("policy", ROUTING)),
+            "how a pool (or, without one, the arrivals) picks an instance",
+            repeat=True,
+            default="round_robin",
+            body=Block("route", ()),
+            custom_body=True,
+        ),
     ),
     "How models are laid out on the cluster.",
 )
@@ -268,10 +375,18 @@ DEPLOYMENT = Block(
 TRACE = Block(
     "trace",
     (
-        Attr("format", (_words("format", TRACE_FORMATS, "trace format"),), "file format",
-             default="auto"),
-        Attr("time_scale", (Num("time_scale", above=0),), "multiply arrival gaps by this",
-             default="1"),
+        Attr(
+            "format",
+            (_words("format", TRACE_FORMATS, "trace format"),),
+            "file format",
+            default="auto",
+        ),
+        Attr(
+            "time_scale",
+            (Num("time_scale", above=0),),
+            "multiply arrival gaps by this",
+            default="1",
+        ),
     ),
     "A request trace.",
 )
@@ -279,10 +394,22 @@ TRACE = Block(
 WORKLOAD = Block(
     "workload",
     (
-        Attr("arrivals", (PolicySlot("arrivals", ARRIVALS),), "arrival process",
-             body=Block("arrivals", ()), custom_body=True, default="from the trace"),
-        Attr("lengths", (PolicySlot("lengths", LENGTHS),), "prompt and output lengths",
-             body=Block("lengths", ()), custom_body=True, default="from the trace"),
+        Attr(
+            "arrivals",
+            (PolicySlot("arrivals", ARRIVALS),),
+            "arrival process",
+            body=Block("arrivals", ()),
+            custom_body=True,
+            default="from the trace",
+        ),
+        Attr(
+            "lengths",
+            (PolicySlot("lengths", LENGTHS),),
+            "prompt and output lengths",
+            body=Block("lengths", ()),
+            custom_body=True,
+            default="from the trace",
+        ),
         Attr("trace", (Str("trace"),), "a trace file (arrivals and lengths)", body=TRACE),
         Attr("requests", (Num("requests", integer=True, min=1),), "how many requests"),
         Attr("duration", (Num("duration", Dim.TIME, above=0),), "stop arrivals after"),
@@ -294,8 +421,9 @@ WORKLOAD = Block(
 SLO = Block(
     "slo",
     tuple(
-        Attr(m, (Stat(), Compare(), Num("limit", Dim.TIME, above=0)), f"a target on {m}",
-             repeat=True)
+        Attr(
+            m, (Stat(), Compare(), Num("limit", Dim.TIME, above=0)), f"a target on {m}", repeat=True
+        )
         for m in METRICS
     ),
     "Service-level objectives.",
@@ -311,12 +439,30 @@ TOP = Block(
     (
         Attr("import", (Str("path"),), "bring in definitions from another file", repeat=True),
         Attr("name", (Str("name"),), "the spec's title", default="the file name"),
-        Attr("gpu", (Word("name", what="gpu name"),), "define a GPU", body=GPU,
-             body_required=True, repeat=True),
-        Attr("link", (Word("name", what="link name"),), "define a link", body=LINK,
-             body_required=True, repeat=True),
-        Attr("model", (Word("name", what="model name"),), "define a model", body=MODEL,
-             body_required=True, repeat=True),
+        Attr(
+            "gpu",
+            (Word("name", what="gpu name"),),
+            "define a GPU",
+            body=GPU,
+            body_required=True,
+            repeat=True,
+        ),
+        Attr(
+            "link",
+            (Word("name", what="link name"),),
+            "define a link",
+            body=LINK,
+            body_required=True,
+            repeat=True,
+        ),
+        Attr(
+            "model",
+            (Word("name", what="model name"),),
+            "define a model",
+            body=MODEL,
+            body_required=True,
+            repeat=True,
+        ),
         Attr("cluster", (), "the hardware", body=CLUSTER, body_required=True),
         Attr("deployment", (), "the pools and their wiring", body=DEPLOYMENT, body_required=True),
         Attr("workload", (), "the requests", body=WORKLOAD, body_required=True),

@@ -14,8 +14,8 @@ from tokensim import ir
 from tokensim.lang import ast
 from tokensim.lang.check.env import Env
 from tokensim.lang.diagnostics import Note, Reporter, did_you_mean, one_of
-from tokensim.lang.schema import BAD, Attr, Block, Shape, Slot, describe_item, match_slots
-from tokensim.lang.units import UNITS, Dim, UnitError, convert
+from tokensim.lang.schema import BAD, Block, Shape, Slot, describe_item, match_slots
+from tokensim.lang.units import UNITS, Dim, UnitError, convert, with_unit
 from tokensim.policies import PolicySlot
 
 MAX_POINTS = 100_000
@@ -29,8 +29,14 @@ def resolve(parts: tuple[str, ...], statements, block: Block) -> tuple[Slot | No
     while i < len(parts):
         seg = parts[i]
         attr = block.attr(seg)
-        labelled = [s for s in stmts if s.label == seg and block.attr(s.key.text)
-                    and block.attr(s.key.text).repeat and block.attr(s.key.text).body]
+        labelled = [
+            s
+            for s in stmts
+            if s.label == seg
+            and block.attr(s.key.text)
+            and block.attr(s.key.text).repeat
+            and block.attr(s.key.text).body
+        ]
         if attr is not None and not attr.repeat:
             found = [s for s in stmts if s.key.text == seg]
             stmt = found[0] if found else None
@@ -39,8 +45,11 @@ def resolve(parts: tuple[str, ...], statements, block: Block) -> tuple[Slot | No
             attr = block.attr(stmt.key.text)
         else:
             names = [a.key for a in block.attrs if not a.repeat]
-            names += [s.label for s in stmts if s.label and block.attr(s.key.text)
-                      and block.attr(s.key.text).repeat]
+            names += [
+                s.label
+                for s in stmts
+                if s.label and block.attr(s.key.text) and block.attr(s.key.text).repeat
+            ]
             hint = did_you_mean(seg, names)
             return None, f"{where} has no `{seg}`" + (f"; {hint}" if hint else "")
         rest = parts[i + 1 :]
@@ -71,8 +80,10 @@ def resolve(parts: tuple[str, ...], statements, block: Block) -> tuple[Slot | No
             if param is None:
                 names = [p.name for p in cls.params]
                 hint = did_you_mean(rest[0], names)
-                return None, (f"{head.registry.what} `{cls.name}` has no parameter `{rest[0]}`"
-                              f" (it takes {one_of(names)})" + (f"; {hint}" if hint else ""))
+                return None, (
+                    f"{head.registry.what} `{cls.name}` has no parameter `{rest[0]}`"
+                    f" (it takes {one_of(names)})" + (f"; {hint}" if hint else "")
+                )
             return param.slot, ""
         if rest:
             return None, f"`{seg}` has no `{rest[0]}`"
@@ -98,8 +109,11 @@ def _values(stmt: ast.Statement, slot: Slot, env: Env) -> tuple[list, list[str]]
             expect_value = True
             continue
         if not expect_value or isinstance(item, ast.Comma):
-            rep.error(f"unexpected {describe_item(item)} in sweep values", item.span,
-                      Note("usage: <path> in <value>, <value>, ... | <path> in <a> .. <b> step <c>"))
+            rep.error(
+                f"unexpected {describe_item(item)} in sweep values",
+                item.span,
+                Note("usage: <path> in <value>, <value>, ... | <path> in <a> .. <b> step <c>"),
+            )
             return None
         value = _check_one(item, slot, rep)
         if value is BAD:
@@ -114,8 +128,11 @@ def _check_one(item, slot: Slot, rep: Reporter):
     try:
         got, j = match_slots((slot,), (item,), 0, rep)
     except Shape:
-        rep.error(f"{describe_item(item)} is not a valid value here", item.span,
-                  Note(f"expected {slot.usage()}"))
+        rep.error(
+            f"{describe_item(item)} is not a valid value here",
+            item.span,
+            Note(f"expected {slot.usage()}"),
+        )
         return BAD
     value = got.get(slot.name, BAD) if slot.names() else BAD
     return getattr(value, "value", value) if value is not BAD else BAD
@@ -123,10 +140,15 @@ def _check_one(item, slot: Slot, rep: Reporter):
 
 def _range(items, slot: Slot, rep: Reporter):
     usage = Note("usage: <path> in <first> .. <last> step <step>")
-    if (len(items) != 5 or not isinstance(items[3], ast.Path) or items[3].text != "step"
-            or not all(isinstance(items[k], ast.Quantity) for k in (0, 2, 4))):
-        rep.error("a range is `<first> .. <last> step <step>`", items[0].span.to(items[-1].span),
-                  usage)
+    if (
+        len(items) != 5
+        or not isinstance(items[3], ast.Path)
+        or items[3].text != "step"
+        or not all(isinstance(items[k], ast.Quantity) for k in (0, 2, 4))
+    ):
+        rep.error(
+            "a range is `<first> .. <last> step <step>`", items[0].span.to(items[-1].span), usage
+        )
         return None
     first, last, step = items[0], items[2], items[4]
     a, b = _check_one(first, slot, rep), _check_one(last, slot, rep)
@@ -147,9 +169,8 @@ def _range(items, slot: Slot, rep: Reporter):
         return None
     values = [a + k * s for k in range(count)]
     values = [int(round(v)) if isinstance(a, int) and isinstance(b, int) else v for v in values]
-    factor = (UNITS[first.unit][1] if first.unit in UNITS else 1)
-    texts = [f"{v / factor:g}{(' ' + first.unit) if first.unit and not first.unit.startswith(('/', '%')) else first.unit}"
-             for v in values]
+    factor = UNITS[first.unit][1] if first.unit in UNITS else 1
+    texts = [with_unit(v / factor, first.unit) if first.unit else f"{v:g}" for v in values]
     return values, texts
 
 
@@ -160,9 +181,14 @@ def sweep(stmt: ast.Statement, statements, top: Block, env: Env) -> ir.Sweep | N
     ok = True
 
     def axis(inner: ast.Statement) -> ir.Axis | None:
-        if not inner.items or not (isinstance(inner.items[0], ast.Path) and inner.items[0].text == "in"):
-            rep.error(f"expected `in` after `{inner.key.text}`", inner.key.span,
-                      Note("usage: <path> in <value>, ... | <path> in <a> .. <b> step <c>"))
+        if not inner.items or not (
+            isinstance(inner.items[0], ast.Path) and inner.items[0].text == "in"
+        ):
+            rep.error(
+                f"expected `in` after `{inner.key.text}`",
+                inner.key.span,
+                Note("usage: <path> in <value>, ... | <path> in <a> .. <b> step <c>"),
+            )
             return None
         slot, why = resolve(inner.key.parts, statements, top)
         if slot is None:
@@ -185,8 +211,11 @@ def sweep(stmt: ast.Statement, statements, top: Block, env: Env) -> ir.Sweep | N
                 continue
             lengths = {len(a.values) for a in group}
             if len(lengths) > 1:
-                rep.error("the axes of a `zip` must have as many values each",
-                          inner.span, *(Note(f"`{a.path}` has {len(a.values)}", a.span) for a in group))
+                rep.error(
+                    "the axes of a `zip` must have as many values each",
+                    inner.span,
+                    *(Note(f"`{a.path}` has {len(a.values)}", a.span) for a in group),
+                )
                 ok = False
                 continue
             zipped.append(tuple(group))
@@ -203,8 +232,11 @@ def sweep(stmt: ast.Statement, statements, top: Block, env: Env) -> ir.Sweep | N
     if not ok:
         return None
     if not axes and not zipped:
-        rep.error("the sweep block has no axis", stmt.span,
-                  help="e.g. `workload.arrivals.rate in 4/s .. 32/s step 4/s`")
+        rep.error(
+            "the sweep block has no axis",
+            stmt.span,
+            help="e.g. `workload.arrivals.rate in 4/s .. 32/s step 4/s`",
+        )
         return None
     points = math.prod(len(a.values) for a in axes) * math.prod(len(g[0].values) for g in zipped)
     return ir.Sweep(tuple(axes), tuple(zipped), points, stmt.span)

@@ -78,14 +78,16 @@ def slo(body: Bodies, env: Env) -> ir.Slo | None:
             if (key, stat) in seen:
                 from tokensim.lang.diagnostics import Note
 
-                env.rep.error(f"`{key} {stat}` is given twice", bound.span,
-                              Note("first given here", seen[(key, stat)]))
+                env.rep.error(
+                    f"`{key} {stat}` is given twice",
+                    bound.span,
+                    Note("first given here", seen[(key, stat)]),
+                )
                 ok = False
                 continue
             seen[(key, stat)] = bound.span
             targets.append(ir.SloTarget(key, stat, op, limit, bound.span))
     if not targets and ok:
-        env.rep.error("the slo block sets no target", body.span,
-                      help="e.g. `ttft p90 < 500 ms`")
+        env.rep.error("the slo block sets no target", body.span, help="e.g. `ttft p90 < 500 ms`")
         return None
     return ir.Slo(tuple(targets), body.span) if ok else None
