@@ -12,8 +12,6 @@ from pathlib import Path
 
 from tokensim import __version__
 from tokensim.dump import dump
-from tokensim.graph import lower
-from tokensim.graph import render as graph_render
 from tokensim.lang.check import check
 from tokensim.lang.diagnostics import CompileError
 from tokensim.lang.parse import parse
@@ -63,6 +61,8 @@ def _compile(path: str, stage: str):
     spec = check(module, sources)
     if stage == "ir":
         return spec
+    from tokensim.graph import lower  # networkx is only needed from here on
+
     return lower(spec)
 
 
@@ -77,6 +77,8 @@ def cmd_check(args) -> int:
             if args.dump:
                 result = _compile(path, args.dump)
                 if args.dump == "graph":
+                    from tokensim.graph import render as graph_render
+
                     sys.stdout.write(graph_render.dump(result))
                 else:
                     sys.stdout.write(dump(result, _root(path)) + "\n")
@@ -103,6 +105,8 @@ def _summary(spec) -> str:
 
 
 def cmd_graph(args) -> int:
+    from tokensim.graph import render as graph_render
+
     try:
         graph = _compile(args.spec, "graph")
     except CompileError as err:

@@ -21,12 +21,6 @@ from tokensim.lang.source import SourceMap, Span
 _NUMBER = re.compile(r"\d+(\.\d+)?([eE][+-]?\d+)?")
 
 
-@cache
-def _parser() -> Lark:
-    grammar = resources.files("tokensim").joinpath("dsl/tsim.lark").read_text("utf-8")
-    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
-
-
 def _span(file: str, meta) -> Span:
     return Span(file, meta.line, meta.column, meta.end_line, meta.end_column)
 
@@ -107,6 +101,12 @@ class _Build(Transformer):
 
     def neg(self, meta, operand):
         return ast.Neg(operand, _span(self.file, meta))
+
+
+@cache
+def _parser() -> Lark:
+    grammar = resources.files("tokensim").joinpath("dsl/tsim.lark").read_text("utf-8")
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
 
 
 _TOKEN_WORDS = {

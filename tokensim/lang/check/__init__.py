@@ -8,6 +8,7 @@ one :class:`~tokensim.lang.diagnostics.CompileError` at the end.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from pathlib import Path as FsPath
 
@@ -42,6 +43,16 @@ def std_names() -> list[str]:
     )
 
 
+@cache
+def _std_module(stem: str) -> tuple[ast.Module, str] | None:
+    """A std catalogue, parsed once per process (they are read-only package data)."""
+    res = std_dir().joinpath(stem + ".tsim")
+    if not res.is_file():
+        return None
+    text = res.read_text("utf-8")
+    return parse(text, f"<std>/{stem}.tsim", SourceMap()), text
+
+
 @dataclass(frozen=True)
 class _Loaded:
     module: ast.Module
@@ -60,9 +71,9 @@ class _Loader:
         """(display name, text or None, std import name) for an import string."""
         if name.startswith(STD_PREFIX):
             stem = name[len(STD_PREFIX) :].removesuffix(".tsim")
-            res = std_dir().joinpath(stem + ".tsim")
-            if res.is_file():
-                return f"<std>/{stem}.tsim", res.read_text("utf-8"), STD_PREFIX + stem
+            found = _std_module(stem) if "/" not in stem else None
+            if found is not None:
+                return f"<std>/{stem}.tsim", found[1], STD_PREFIX + stem
             return name, None, None
         base = FsPath(importer).parent if not importer.startswith("<") else FsPath.cwd()
         path = base / name
@@ -103,7 +114,11 @@ class _Loader:
             if display in self.done:
                 continue
             try:
-                child = parse(text, display, self.sources)
+                if std:
+                    child = _std_module(std[len(STD_PREFIX) :])[0]
+                    self.sources.add(display, text)
+                else:
+                    child = parse(text, display, self.sources)
             except CompileError as err:
                 self.rep.extend(err.diagnostics)
                 continue
@@ -116,13 +131,11 @@ class _Loader:
 def _index_std(env: Env, sources: SourceMap) -> None:
     """Which std file defines which name, for 'add an import' hints (cheap: no checking)."""
     for name in std_names():
-        stem = name[len(STD_PREFIX) :]
-        text = std_dir().joinpath(stem + ".tsim").read_text("utf-8")
         try:
-            module = parse(text, f"<std>/{stem}.tsim", SourceMap())
+            found = _std_module(name[len(STD_PREFIX) :])
         except CompileError:
             continue
-        for stmt in module.statements:
+        for stmt in found[0].statements:
             if stmt.key.text in ("gpu", "link", "model") and stmt.label:
                 env.std_index.setdefault(stmt.key.text, {}).setdefault(stmt.label, name)
 
