@@ -137,3 +137,42 @@ def test_errors_are_all_collected_across_blocks():
     assert "tp 3 does not divide" in text
     assert "expected a rate" in text
     assert "missing unit: expected a time" in text
+
+
+def test_sweep_ranges_of_plain_numbers_and_policy_names():
+    spec = compile_text(
+        LIB
+        + """deployment { pool p { model m } }
+    sweep { deployment.p.batching.max_seqs in 64 .. 256 step 64
+            deployment.p.batching in static, chunked }"""
+    )
+    assert spec.sweep.axes[0].values == (64, 128, 192, 256)
+    assert spec.sweep.axes[1].values == ("static", "chunked")
+
+
+def test_policy_parameters_may_all_go_in_the_body():
+    spec = compile_text(
+        LIB
+        + """deployment { pool p { model m } }
+    workload { arrivals poisson { rate 12/s }; lengths fixed 1 -> 1; requests 1 }"""
+    )
+    assert spec.workload.arrivals.get("rate") == 12
+
+
+def test_a_broken_definition_is_reported_once_not_at_every_use():
+    text = errors_of(
+        LIB.replace("model m {", "model m { bogus 1;") + "deployment { pool p { model m } }"
+    )
+    assert text.count("error:") == 1
+    assert "unknown statement `bogus` in model `m`" in text
+
+
+def test_ir_keeps_only_the_definitions_the_spec_uses():
+    spec = compile_text(
+        'import "std/hardware"\nimport "std/models"\n'
+        "cluster { node n0 { gpus H100_SXM x 1 } }\n"
+        "deployment { pool p { model llama3_1_8b } }"
+    )
+    assert [g.name for g in spec.gpus] == ["H100_SXM"]
+    assert [m.name for m in spec.models] == ["llama3_1_8b"]
+    assert {link.name for link in spec.links} == {"PCIE5"}

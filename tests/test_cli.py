@@ -111,3 +111,9 @@ def test_version_and_help(capsys):
 def test_no_command_prints_help_and_exits_two():
     result = run()
     assert result.returncode == 2 and "usage:" in result.stdout
+
+
+def test_check_continues_past_an_unreadable_file():
+    result = run("check", SPECS[0], "missing.tsim", SPECS[1])
+    assert result.returncode == 2
+    assert result.stderr.count("ok: ") == 2 and "no such file: missing.tsim" in result.stderr

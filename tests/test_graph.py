@@ -46,18 +46,41 @@ def test_intra_node_path_uses_the_gpu_link():
 def test_cross_node_path_bottleneck_is_the_network():
     g = lower(compile_text(two_nodes()))
     path = g.path("a/gpu1", "b/gpu1")
-    assert path.hops == ("a/gpu1", "a/nic", "net0:IB", "b/nic", "b/gpu1")
+    assert path.hops == ("a/gpu1", "a/nic0", "net0:IB", "b/nic0", "b/gpu1")
     assert path.bottleneck_Bps == pytest.approx(50e9)  # 400 Gb/s
     assert path.bottleneck_link == "IB"
     assert path.latency_s == pytest.approx(2e-6 + 5e-6 + 5e-6 + 2e-6)
 
 
-def test_nics_multiply_the_network_bandwidth_until_pcie_is_narrower():
-    g = lower(compile_text(two_nodes(nics_a=4, nics_b=4, net="ETH")))
-    assert g.path("a/gpu0", "b/gpu0").bottleneck_Bps == pytest.approx(4 * 12.5e9)
-    g = lower(compile_text(two_nodes(nics_a=8, nics_b=8)))
+def test_nics_are_spread_over_the_gpus_rail_style():
+    g = lower(compile_text(two_nodes(nics_a=2, nics_b=8)))
+    # two NICs for eight GPUs: GPUs 0-3 share nic0, 4-7 share nic1
+    assert [g.path(f"a/gpu{i}", "b/gpu0").hops[1] for i in range(8)] == ["a/nic0"] * 4 + [
+        "a/nic1"
+    ] * 4
+    # eight NICs: each GPU has its own
+    assert [g.path("a/gpu0", f"b/gpu{i}").hops[-2] for i in range(8)] == [
+        f"b/nic{i}" for i in range(8)
+    ]
+    # one GPU's path is limited by its own NIC, not by all of the node's NICs together
+    assert g.path("a/gpu0", "b/gpu0").bottleneck_Bps == pytest.approx(50e9)
+
+
+def test_bundled_nics_add_up_until_pcie_is_narrower():
+    g = lower(compile_text(two_nodes(nics_a=16, nics_b=16, net="ETH")))
+    assert g.path("a/gpu0", "b/gpu0").bottleneck_Bps == pytest.approx(2 * 12.5e9)
+    g = lower(compile_text(two_nodes(nics_a=16, nics_b=16)))
     assert g.path("a/gpu0", "b/gpu0").bottleneck_Bps == pytest.approx(64e9)
     assert g.path("a/gpu0", "b/gpu0").bottleneck_link == "PCI"
+
+
+def test_a_wide_link_wins_over_a_narrow_one_with_less_latency():
+    lib = LIB.replace(
+        "link NVL { bandwidth 450 GB/s; latency 1 us }",
+        "link NVL { bandwidth 450 GB/s; latency 3 us }",
+    )
+    g = lower(compile_text(two_nodes().replace(LIB, lib)))
+    assert g.path("a/gpu0", "a/gpu1").hops[1] == "a/switch"  # not the 2 us PCIe host path
 
 
 def test_halving_the_network_halves_the_bottleneck():
@@ -110,7 +133,7 @@ def test_renderings():
     g = lower(compile_text(two_nodes()))
     summary = text(g)
     assert "pre[0] -> dec[0]: bottleneck 50 GB/s" in summary
-    assert "rank 0: a/gpu0 -> a/nic -> net0:IB -> b/nic -> b/gpu0" in summary
+    assert "rank 0: a/gpu0 -> a/nic0 -> net0:IB -> b/nic0 -> b/gpu0" in summary
     assert dot(g).startswith("digraph tokensim {")
     assert '"a/gpu0" -> "a/switch"' in dot(g)
     assert '"bottleneck_Bps": 50000000000.0' in to_json(g)

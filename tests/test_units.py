@@ -71,3 +71,26 @@ def test_unit_errors_are_located_in_a_spec():
     text = errors_of("link L {\n  bandwidth 10 GB/s\n  latency 5 GB\n}\n", "units.tsim")
     assert "error: expected a time, found a size in bytes (`GB`) for `latency`" in text
     assert "--> units.tsim:3:11" in text
+
+
+@pytest.mark.parametrize(
+    "word, candidates, expected",
+    [
+        ("TBs", ["TB/s", "Tbps", "GB/s"], "did you mean `TB/s`?"),
+        ("H100", ["H100_SXM", "H100_PCIE", "H200"], "did you mean `H100_PCIE` or `H100_SXM`?"),
+        ("instnces", ["instances", "tp"], "did you mean `instances`?"),
+        ("H100_sxm", ["H100_SXM"], "did you mean `H100_SXM`?"),
+        ("zzz", ["instances", "tp"], None),
+    ],
+)
+def test_did_you_mean(word, candidates, expected):
+    from tokensim.lang.diagnostics import did_you_mean
+
+    assert did_you_mean(word, candidates) == expected
+
+
+def test_unknown_unit_suggests_only_units_of_the_expected_dimension():
+    with pytest.raises(UnitError) as info:
+        convert(4, "k", Dim.TOKENS)
+    assert "kW" not in info.value.help
+    assert "`tokens`" in info.value.help

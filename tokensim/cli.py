@@ -71,7 +71,7 @@ def _root(path: str) -> str:
 
 
 def cmd_check(args) -> int:
-    failed = 0
+    failed = unreadable = 0
     for path in args.specs:
         try:
             if args.dump:
@@ -88,7 +88,10 @@ def cmd_check(args) -> int:
         except CompileError as err:
             print(err, file=sys.stderr)
             failed += 1
-    return 1 if failed else 0
+        except _Usage as err:
+            print(f"error: {err}", file=sys.stderr)
+            unreadable += 1
+    return 2 if unreadable else 1 if failed else 0
 
 
 def _summary(spec) -> str:

@@ -1,14 +1,16 @@
 """Lowering a checked spec into two networkx graphs.
 
 *Topology* (undirected ``nx.Graph``): one vertex per GPU (``n0/gpu3``), per
-node a switch for its GPU link (``n0/switch``), a host (``n0/host``) and a NIC
-(``n0/nic``), and per network a fabric vertex (``net0:IB_400G``). Edges carry
-``bandwidth_Bps`` (per direction), ``latency_s`` and the ``link`` name:
+node a switch for its GPU link (``n0/switch``), a host (``n0/host``) and its
+NICs (``n0/nic0``...), and per network a fabric vertex (``net0:IB_400G``).
+Edges carry ``bandwidth_Bps`` (per direction), ``latency_s`` and the ``link``:
 
 * GPU - switch: the node's ``link`` (NVLink through NVSwitch, or PCIe);
 * GPU - host: the ``host_link`` (swap traffic);
-* GPU - NIC: the ``host_link`` (GPUDirect RDMA goes over PCIe);
-* NIC - fabric: the network's link, times the node's ``nics``.
+* GPU - NIC: the ``host_link`` (GPUDirect RDMA goes over PCIe). With ``nics N``
+  on a node of ``G`` GPUs there are ``min(N, G)`` NIC vertices; GPU ``i`` uses
+  NIC ``i * min(N, G) // G`` (rail-style: 8 NICs for 8 GPUs gives each its own);
+* NIC - fabric: the network's link, times the NICs bundled in that vertex.
 
 *Dataflow* (``nx.DiGraph``): ``source`` -> ``router`` -> instances of the
 entry pools; prefill instances -> ``router:<decode pool>`` -> decode
@@ -38,6 +40,11 @@ class Path:
     bottleneck_link: str = ""
 
 
+# The message size that weighs bandwidth against latency when choosing a path:
+# 1 MB, about one 16-token KV block of a 70B model over all layers.
+PATH_PROBE_B = 1e6
+
+
 def gpu_id(ref: ir.GpuRef) -> str:
     return f"{ref.node}/gpu{ref.index}"
 
@@ -56,10 +63,13 @@ class Graph:
         self._paths: dict[tuple[str, str], Path | None] = {}
 
     def path(self, a: ir.GpuRef | str, b: ir.GpuRef | str) -> Path | None:
-        """The lowest-latency path from GPU ``a`` to GPU ``b`` (None: unreachable).
+        """The fastest path from GPU ``a`` to GPU ``b`` (None: unreachable).
 
-        Paths never pass through a third GPU. Ties are broken by fewer hops, then
-        by vertex names, so the answer is deterministic.
+        Each edge costs its latency plus the time to move :data:`PATH_PROBE_B`
+        over it, so a wide link beats a narrow one unless its latency is far
+        higher. Paths never pass through a third GPU. Equal costs keep the
+        first path found; the graph is built in a fixed order, so the answer is
+        deterministic.
         """
         src = a if isinstance(a, str) else gpu_id(a)
         dst = b if isinstance(b, str) else gpu_id(b)
@@ -77,7 +87,7 @@ class Graph:
             for end in (u, v):
                 if end not in (src, dst) and topo.nodes[end]["kind"] == "gpu":
                     return None
-            return data["latency_s"] + 1e-12  # the epsilon prefers fewer hops
+            return data["latency_s"] + PATH_PROBE_B / data["bandwidth_Bps"]
 
         try:
             hops = nx.dijkstra_path(topo, src, dst, weight=weight)
@@ -97,25 +107,38 @@ class Graph:
 def _topology(cluster: ir.Cluster) -> nx.Graph:
     g = nx.Graph()
     for node in cluster.nodes:
-        host, nic, switch = f"{node.name}/host", f"{node.name}/nic", f"{node.name}/switch"
+        host, switch = f"{node.name}/host", f"{node.name}/switch"
         g.add_node(host, kind="host", node=node.name, span=node.span)
-        g.add_node(nic, kind="nic", node=node.name, nics=node.nics, span=node.span)
+        for k, lanes in enumerate(nic_lanes(node)):
+            g.add_node(
+                f"{node.name}/nic{k}", kind="nic", node=node.name, lanes=lanes, span=node.span
+            )
         if node.link is not None:
             g.add_node(switch, kind="switch", node=node.name, span=node.span)
+        groups = len(nic_lanes(node))
         for i in range(node.count):
             gpu = gpu_id(ir.GpuRef(node.name, i))
             g.add_node(gpu, kind="gpu", node=node.name, gpu=node.gpu.name, span=node.span)
             if node.link is not None:
                 _edge(g, gpu, switch, node.link, 1, node.span)
             _edge(g, gpu, host, node.host_link, 1, node.span)
-            _edge(g, gpu, nic, node.host_link, 1, node.span)
+            _edge(
+                g, gpu, f"{node.name}/nic{i * groups // node.count}", node.host_link, 1, node.span
+            )
     nodes = {n.name: n for n in cluster.nodes}
     for k, net in enumerate(cluster.networks):
         fabric = f"net{k}:{net.link.name}"
         g.add_node(fabric, kind="fabric", span=net.span)
         for name in net.nodes:
-            _edge(g, f"{name}/nic", fabric, net.link, nodes[name].nics, net.span)
+            for j, lanes in enumerate(nic_lanes(nodes[name])):
+                _edge(g, f"{name}/nic{j}", fabric, net.link, lanes, net.span)
     return g
+
+
+def nic_lanes(node: ir.Node) -> list[int]:
+    """How many NICs each NIC vertex of ``node`` bundles (``nics`` spread over the GPUs)."""
+    groups = min(node.nics, node.count)
+    return [node.nics // groups + (1 if k < node.nics % groups else 0) for k in range(groups)]
 
 
 def _edge(g: nx.Graph, u: str, v: str, link: ir.Link, lanes: int, span) -> None:

@@ -81,23 +81,44 @@ class Reporter:
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
-    """A help line naming the closest candidate to ``word``, or None if none is close."""
+    """A help line naming the closest candidates to ``word``, or None if none is close.
+
+    In order: the same word in another case; names that start with ``word``
+    (``H100`` -> ``H100_SXM``, ``H100_PCIE``); the closest by spelling, case
+    counted (``TBs`` -> ``TB/s``, not ``Tbps``), then ignoring case.
+    """
     names = sorted(set(candidates))
-    lowered = {c.lower(): c for c in names}
-    if word.lower() in lowered and lowered[word.lower()] != word:
-        return f"did you mean `{lowered[word.lower()]}`?"
-    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
-    return f"did you mean `{lowered[close[0]]}`?" if close else None
+    if not names or not word:
+        return None
+    same = [c for c in names if c.lower() == word.lower() and c != word]
+    if same:
+        return _suggest(same)
+    prefixed = [c for c in names if c.lower().startswith(word.lower())]
+    if prefixed and len(word) >= 2:
+        return _suggest(prefixed[:3])
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in names}
+        close = [
+            lowered[c]
+            for c in difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+        ]
+    return _suggest(close) if close else None
 
 
-def one_of(candidates: Iterable[str], limit: int = 40) -> str:
-    """'`a`, `b` or `c`' for a note listing what is valid."""
-    names = [f"`{c}`" for c in sorted(set(candidates))]
+def _suggest(names: list[str]) -> str:
+    return f"did you mean {one_of(names, sort=False)}?"
+
+
+def one_of(candidates: Iterable[str], limit: int = 40, word: str = "or", sort: bool = True) -> str:
+    """'`a`, `b` or `c`' for a note listing what is valid (``word`` joins the last two)."""
+    items = sorted(set(candidates)) if sort else list(dict.fromkeys(candidates))
+    names = [f"`{c}`" for c in items]
     if len(names) > limit:
         names = names[:limit] + [f"... ({len(names) - limit} more)"]
     if len(names) <= 1:
         return "".join(names)
-    return ", ".join(names[:-1]) + " or " + names[-1]
+    return ", ".join(names[:-1]) + f" {word} " + names[-1]
 
 
 def _excerpt(span: Span, sources: SourceMap, gutter: int, label: str = "") -> list[str]:

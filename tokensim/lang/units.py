@@ -140,14 +140,21 @@ def convert(number: float, unit: str, dim: Dim) -> float:
 
     A bare number (``unit == ''``) is accepted for counts, fractions and tokens.
     """
-    from tokensim.lang.diagnostics import did_you_mean
+    from tokensim.lang.diagnostics import did_you_mean, one_of
 
     if unit == "":
         if dim in BARE_OK:
             return number
         return _missing(number, dim)
     if unit not in UNITS:
-        hint = did_you_mean(unit, [u for u in UNITS if UNITS[u][0] is dim] or UNITS)
+        valid = units_of(dim)
+        hint = did_you_mean(unit, valid)
+        if hint is None:
+            hint = (
+                f"{dim.noun} takes {one_of(valid)}"
+                if valid
+                else "write a plain number, without a unit"
+            )
         raise UnitError(f"unknown unit `{unit}`", hint)
     actual, factor = UNITS[unit]
     if actual is not dim:

@@ -125,7 +125,10 @@ class PolicySlot(Slot):
             )
             return BAD, len(items)
         try:
-            values, j = match_slots(cls.shorthand, items, i + 1, rep)
+            if i + 1 == len(items):  # no shorthand: parameters come from the body
+                values, j = {}, i + 1
+            else:
+                values, j = match_slots(cls.shorthand, items, i + 1, rep)
             if j < len(items):
                 raise Shape(items[j])
         except Shape as err:

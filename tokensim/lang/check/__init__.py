@@ -174,9 +174,12 @@ def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
             for b in file_top.all(kind):
                 if b.body is None or not isinstance(b.get("name"), str):
                     continue
+                errors = len(rep.diagnostics)
                 value = build(b, env)
                 if value is not None:
                     env.define(kind, b.get("name"), value, b.stmt.items[0].span)
+                elif len(rep.diagnostics) > errors:
+                    env.broken.add((kind, b.get("name")))
 
     spec_parts = {k: top.one(k) for k in ("cluster", "deployment", "workload", "slo", "sweep")}
     is_deployment = any(spec_parts.values())
@@ -211,12 +214,14 @@ def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
     name = name_val.value if isinstance(name_val, Val) else FsPath(module.file).stem
     own_file = module.file
 
+    used = _used(cluster, deployment)
+
     def kept(kind: str):
         table = env.defs.get(kind, {})
         return tuple(
             value
             for key, (value, span) in sorted(table.items())
-            if (kind, key) in env.used or span.file == own_file
+            if (kind, key) in used or span.file == own_file
         )
 
     return ir.Spec(
@@ -231,6 +236,24 @@ def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
         slo=slo,
         sweep=sweep,
     )
+
+
+def _used(cluster: ir.Cluster | None, deployment: ir.Deployment | None) -> set[tuple[str, str]]:
+    """(kind, name) of every definition the cluster and deployment refer to."""
+    used: set[tuple[str, str]] = set()
+    for node in cluster.nodes if cluster else ():
+        used |= {
+            ("gpu", node.gpu.name),
+            ("link", node.gpu.host_link.name),
+            ("link", node.host_link.name),
+        }
+        if node.link:
+            used.add(("link", node.link.name))
+    for net in cluster.networks if cluster else ():
+        used.add(("link", net.link.name))
+    for pool in deployment.pools if deployment else ():
+        used.add(("model", pool.model.name))
+    return used
 
 
 def _file_start(module: ast.Module) -> Span:

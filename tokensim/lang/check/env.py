@@ -19,7 +19,8 @@ class Env:
     defs: dict[str, dict[str, tuple[object, Span]]] = field(default_factory=dict)
     # std file that defines a name not in scope, for an 'import it' hint
     std_index: dict[str, dict[str, str]] = field(default_factory=dict)
-    used: set[tuple[str, str]] = field(default_factory=set)
+    # names whose definition had errors: uses of them are not reported again
+    broken: set[tuple[str, str]] = field(default_factory=set)
 
     def define(self, kind: str, name: str, value: object, span: Span) -> None:
         table = self.defs.setdefault(kind, {})
@@ -38,8 +39,9 @@ class Env:
             return None
         table = self.defs.get(kind, {})
         if ref.value in table:
-            self.used.add((kind, ref.value))
             return table[ref.value][0]
+        if (kind, ref.value) in self.broken:
+            return None
         notes = []
         where = self.std_index.get(kind, {}).get(ref.value)
         if where:
@@ -50,7 +52,7 @@ class Env:
                 ref.value, self.std_index.get(kind, {})
             )
             if 0 < len(table) <= 12:
-                notes.append(Note(f"{kind}s in scope: {one_of(table)}"))
+                notes.append(Note(f"{kind}s in scope: {one_of(table, word='and')}"))
             elif table:
                 notes.append(Note(f"{len(table)} {kind}s are in scope"))
         self.rep.error(f"unknown {kind} `{ref.value}`", ref.span, *notes, help=help)

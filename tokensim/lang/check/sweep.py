@@ -135,6 +135,8 @@ def _check_one(item, slot: Slot, rep: Reporter):
         )
         return BAD
     value = got.get(slot.name, BAD) if slot.names() else BAD
+    if isinstance(slot, PolicySlot) and value is not BAD:
+        return value[0].name  # (class, shorthand values, spans, span): the policy's name
     return getattr(value, "value", value) if value is not BAD else BAD
 
 
