@@ -176,3 +176,13 @@ def test_ir_keeps_only_the_definitions_the_spec_uses():
     assert [g.name for g in spec.gpus] == ["H100_SXM"]
     assert [m.name for m in spec.models] == ["llama3_1_8b"]
     assert {link.name for link in spec.links} == {"PCIE5"}
+
+
+def test_slo_percentiles_may_have_decimals():
+    spec = compile_text(
+        LIB + "deployment { pool p { model m } }\nslo { ttft p99.9 < 1 s; tpot p50 <= 20 ms }"
+    )
+    assert [(t.metric, t.stat, t.op, t.limit_s) for t in spec.slo.targets] == [
+        ("ttft", "p99.9", "<", 1.0),
+        ("tpot", "p50", "<=", 0.02),
+    ]

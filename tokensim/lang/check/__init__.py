@@ -21,7 +21,7 @@ from tokensim.lang.check.env import Env
 from tokensim.lang.check.sweep import sweep as check_sweep
 from tokensim.lang.check.workload import slo as check_slo
 from tokensim.lang.check.workload import workload as check_workload
-from tokensim.lang.diagnostics import CompileError, Note, Reporter
+from tokensim.lang.diagnostics import CompileError, Note, Reporter, did_you_mean, one_of
 from tokensim.lang.parse import parse
 from tokensim.lang.schema import Val, bind
 from tokensim.lang.source import SourceMap, Span
@@ -94,8 +94,6 @@ class _Loader:
             if text is None:
                 hint = None
                 if lit.value.startswith(STD_PREFIX):
-                    from tokensim.lang.diagnostics import did_you_mean, one_of
-
                     hint = (
                         did_you_mean(lit.value, std_names())
                         or f"the std library has {one_of(std_names())}"

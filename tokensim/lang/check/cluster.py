@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tokensim import ir
 from tokensim.lang.check.env import Env
-from tokensim.lang.diagnostics import Note
+from tokensim.lang.diagnostics import Note, did_you_mean, one_of
 from tokensim.lang.schema import BAD, Bodies
 
 
@@ -71,8 +71,6 @@ def cluster(body: Bodies, env: Env) -> ir.Cluster:
 
 
 def _unknown_node(ref, seen, env: Env) -> None:
-    from tokensim.lang.diagnostics import did_you_mean, one_of
-
     env.rep.error(
         f"unknown node `{ref.value}`",
         ref.span,

@@ -12,7 +12,10 @@ from tokensim.lang.units import Dim, format_quantity
 from tokensim.policies import PolicyUse
 from tokensim.policies.batching import BATCHING
 
-GB = lambda b: format_quantity(b, Dim.BYTES)  # noqa: E731
+
+def _size(num_bytes: float) -> str:
+    """``70.55 GB``: a byte count as messages show it."""
+    return format_quantity(num_bytes, Dim.BYTES)
 
 
 def deployment(body: Bodies, cluster: ir.Cluster, env: Env) -> ir.Deployment | None:
@@ -182,12 +185,12 @@ def _pool(name, bound: Bound, cluster, free, owner, comp, env: Env) -> ir.Pool |
     if weights >= usable:
         total = model.params * ir.DTYPE_BYTES[dtype]
         rep.error(
-            f"`{model.name}` in {dtype} does not fit: {GB(weights)} of weights per GPU "
-            f"but {gpu.name} gives {GB(usable)} ({GB(weights - usable)} short)",
+            f"`{model.name}` in {dtype} does not fit: {_size(weights)} of weights per GPU "
+            f"but {gpu.name} gives {_size(usable)} ({_size(weights - usable)} short)",
             where,
             Note(
-                f"{GB(total)} of weights over tp {tp} x pp {pp} = {tp * pp} GPUs; usable memory"
-                f" is {GB(gpu.memory_B)} x gpu_util {kv.gpu_util:g}"
+                f"{_size(total)} of weights over tp {tp} x pp {pp} = {tp * pp} GPUs; usable memory"
+                f" is {_size(gpu.memory_B)} x gpu_util {kv.gpu_util:g}"
             ),
             help=f"raise tp or pp, or use a smaller dtype; tp {_fits(total, usable, model)}",
         )
@@ -198,7 +201,7 @@ def _pool(name, bound: Bound, cluster, free, owner, comp, env: Env) -> ir.Pool |
     if usable - weights < kv_per_token * kv.block_tokens:
         rep.error(
             f"`{model.name}` leaves no room for the KV cache on {gpu.name} "
-            f"({GB(usable - weights)} left, one block needs {GB(kv_per_token * kv.block_tokens)})",
+            f"({_size(usable - weights)} left, one block needs {_size(kv_per_token * kv.block_tokens)})",
             where,
         )
         return None

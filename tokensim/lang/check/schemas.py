@@ -10,7 +10,7 @@ import re
 
 from tokensim.ir import DTYPE_BYTES
 from tokensim.lang import ast
-from tokensim.lang.diagnostics import Note, did_you_mean, one_of
+from tokensim.lang.diagnostics import Note, did_you_mean
 from tokensim.lang.schema import (
     BAD,
     Attr,
@@ -82,8 +82,6 @@ class Stat(Slot):
         item = items[i]
         word = item.parts[0] if isinstance(item, ast.Path) and len(item.parts) == 1 else None
         if word is None:
-            # p99.9 lexes as a dotted path p99 . 9? No: NAME cannot start with a digit;
-            # accept the path form `p99` only, decimals via `p99_9`.
             raise Shape(item)
         if word == "mean" or self._pattern.match(word.replace("_", ".")):
             return word.replace("_", "."), i + 1
@@ -471,5 +469,3 @@ TOP = Block(
     ),
     "A .tsim file.",
 )
-
-__all__ = ["TOP", "one_of"]

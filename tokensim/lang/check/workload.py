@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tokensim import ir
 from tokensim.lang.check.env import Env
+from tokensim.lang.diagnostics import Note
 from tokensim.lang.schema import BAD, Bodies
 
 
@@ -34,22 +35,23 @@ def workload(body: Bodies, env: Env) -> ir.Workload | None:
     if arrivals is not None and arrivals.name == "burst" and requests is None:
         rep.error("`arrivals burst` needs `requests`", body.one("arrivals").span)
         return None
-    values = (arrivals, lengths, requests, duration, body.value("seed", default=0))
-    if any(v is BAD for v in values) or (None in (arrivals, lengths) and trace is None):
-        return None
+    if None in (arrivals, lengths) and trace is None:
+        return None  # reported above, or by the statement's own error
     if lengths is not None and lengths.name == "uniform":
         for side in ("prompt", "output"):
             if lengths.get(f"{side}_min") > lengths.get(f"{side}_max"):
                 rep.error(f"the {side} range of `uniform` is empty", body.one("lengths").span)
                 return None
-    return ir.Workload(arrivals, lengths, trace, requests, duration, values[-1], body.span)
+    seed = body.value("seed", default=0)
+    return ir.Workload(arrivals, lengths, trace, requests, duration, seed, body.span)
 
 
 def _trace(bound, env: Env) -> ir.Trace | None:
     ref = bound.get("trace")
     if ref in (None, BAD):
         return None
-    path = (env.base_dir / ref.value).resolve()
+    written = env.base_dir / ref.value  # as the user can find it, for messages
+    path = written.resolve()
     tb = bound.body
     fmt = tb.value("format", default="auto") if tb else "auto"
     scale = tb.value("time_scale", default=1.0) if tb else 1.0
@@ -57,7 +59,7 @@ def _trace(bound, env: Env) -> ir.Trace | None:
         env.rep.error(
             f"trace file `{ref.value}` not found",
             ref.span,
-            help=f"looked for {path}; a relative path is taken from the spec's folder",
+            help=f"looked for {written}; a relative path is taken from the spec's folder",
         )
         return None
     if BAD in (fmt, scale):
@@ -76,8 +78,6 @@ def slo(body: Bodies, env: Env) -> ir.Slo | None:
                 ok = False
                 continue
             if (key, stat) in seen:
-                from tokensim.lang.diagnostics import Note
-
                 env.rep.error(
                     f"`{key} {stat}` is given twice",
                     bound.span,
