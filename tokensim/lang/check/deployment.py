@@ -201,7 +201,8 @@ def _pool(name, bound: Bound, cluster, free, owner, comp, env: Env) -> ir.Pool |
     if usable - weights < kv_per_token * kv.block_tokens:
         rep.error(
             f"`{model.name}` leaves no room for the KV cache on {gpu.name} "
-            f"({_size(usable - weights)} left, one block needs {_size(kv_per_token * kv.block_tokens)})",
+            f"({_size(usable - weights)} left, one block needs "
+            f"{_size(kv_per_token * kv.block_tokens)})",
             where,
         )
         return None
