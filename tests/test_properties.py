@@ -111,7 +111,9 @@ def mutated_spec(draw):
         i = draw(st.integers(0, len(text) - 1))
         j = min(len(text), i + draw(st.integers(0, 12)))
         action = draw(st.sampled_from(["delete", "insert", "replace"]))
-        piece = draw(st.sampled_from(TOKENS + ["", "9", "-1", "0", "1e99", "zz"]))
+        piece = draw(
+            st.sampled_from(TOKENS + ["", "9", "-1", "0", "1e99", "1e999", "0.0001", "zz"])
+        )
         if action == "delete":
             text = text[:i] + text[j:]
         elif action == "insert":

@@ -11,6 +11,7 @@ line and did-you-mean. The language reference is generated from the same data.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,9 @@ class Num(Slot):
             value = convert(item.number, item.unit, self.dim)
         except UnitError as err:
             rep.error(f"{err} for `{self.name}`", item.span, help=err.help)
+            return BAD, i + 1
+        if not math.isfinite(value):
+            rep.error(f"`{item.text}` is too large a number for `{self.name}`", item.span)
             return BAD, i + 1
         if self.integer:
             if item.unit not in ("", "token", "tokens") or value != int(value):

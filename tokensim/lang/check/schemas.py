@@ -56,7 +56,7 @@ class Place(Slot):
         if isinstance(item, ast.Slice):
             bounds = []
             for q in (item.first, item.last):
-                if q.unit or q.number != int(q.number) or q.number < 0:
+                if q.unit or not q.number.is_integer() or q.number < 0:
                     rep.error(f"a GPU index is a whole number >= 0, found `{q.text}`", q.span)
                     return BAD, i + 1
                 bounds.append(int(q.number))

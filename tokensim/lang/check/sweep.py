@@ -165,9 +165,10 @@ def _range(items, slot: Slot, rep: Reporter):
     if s <= 0 or b < a:
         rep.error("a range goes up: first <= last and step > 0", items[0].span.to(step.span))
         return None
-    count = math.floor((b - a) / s + 1e-9) + 1
+    span = (b - a) / s
+    count = math.floor(span + 1e-9) + 1 if math.isfinite(span) else math.inf
     if count > MAX_POINTS:
-        rep.error(f"this range has {count} values (at most {MAX_POINTS})", step.span)
+        rep.error(f"this range has more than {MAX_POINTS} values", step.span)
         return None
     values = [a + k * s for k in range(count)]
     values = [int(round(v)) if isinstance(a, int) and isinstance(b, int) else v for v in values]
