@@ -186,3 +186,29 @@ def test_slo_percentiles_may_have_decimals():
         ("ttft", "p99.9", "<", 1.0),
         ("tpot", "p50", "<=", 0.02),
     ]
+
+
+def test_swept_model_names_are_checked_and_kept_in_the_ir():
+    base = (
+        'import "std/hardware"\nimport "std/models"\n'
+        "cluster { node n0 { gpus H100_SXM x 1 } }\n"
+        "deployment { pool p { model llama3_1_8b } }\n"
+    )
+    spec = compile_text(base + "sweep { deployment.p.model in llama3_1_8b, qwen2_5_7b }")
+    assert {m.name for m in spec.models} == {"llama3_1_8b", "qwen2_5_7b"}
+    assert "unknown model `qwen9`" in errors_of(base + "sweep { deployment.p.model in qwen9 }")
+
+
+def test_a_range_with_units_needs_a_step_with_a_unit():
+    text = errors_of(
+        LIB + "deployment { pool p { model m } }\n"
+        "sweep { deployment.p.kv.gpu_util in 80% .. 95% step 5 }"
+    )
+    assert "the step needs a unit, like the range (`%`)" in text and "write `step 5%`" in text
+
+
+def test_a_node_with_a_broken_gpu_does_not_cascade_into_the_deployment():
+    text = errors_of(
+        LIB.replace("gpu G {", "gpu G { bogus 1;") + "deployment { pool p { model m; on n0 } }"
+    )
+    assert text.count("error:") == 1 and "unknown statement `bogus` in gpu `G`" in text

@@ -266,6 +266,7 @@ class Axis:
     path: str
     values: tuple[Any, ...]
     texts: tuple[str, ...]
+    names: str | None  # the kind of definition the values name ('model'), if any
     span: Span
 
 

@@ -212,7 +212,7 @@ def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
     name = name_val.value if isinstance(name_val, Val) else FsPath(module.file).stem
     own_file = module.file
 
-    used = _used(cluster, deployment)
+    used = _used(cluster, deployment, sweep)
 
     def kept(kind: str):
         table = env.defs.get(kind, {})
@@ -236,9 +236,13 @@ def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
     )
 
 
-def _used(cluster: ir.Cluster | None, deployment: ir.Deployment | None) -> set[tuple[str, str]]:
-    """(kind, name) of every definition the cluster and deployment refer to."""
+def _used(
+    cluster: ir.Cluster | None, deployment: ir.Deployment | None, sweep: ir.Sweep | None
+) -> set[tuple[str, str]]:
+    """(kind, name) of every definition the cluster, deployment and sweep refer to."""
     used: set[tuple[str, str]] = set()
+    axes = [*sweep.axes, *(a for group in sweep.zipped for a in group)] if sweep else []
+    used |= {(axis.names, value) for axis in axes if axis.names for value in axis.values}
     for node in cluster.nodes if cluster else ():
         used |= {
             ("gpu", node.gpu.name),

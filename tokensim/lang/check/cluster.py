@@ -8,12 +8,15 @@ from tokensim.lang.diagnostics import Note, did_you_mean, one_of
 from tokensim.lang.schema import BAD, Bodies
 
 
-def cluster(body: Bodies, env: Env) -> ir.Cluster:
+def cluster(body: Bodies, env: Env) -> ir.Cluster | None:
+    """The cluster's IR, or None when a node or network could not be built."""
     nodes: list[ir.Node] = []
+    ok = True
     seen: dict[str, object] = {}
     for bound in body.all("node"):
         name = bound.get("name")
         if name is BAD or name is None or bound.body is None:
+            ok = False
             continue
         if name in seen:
             env.rep.error(
@@ -21,6 +24,7 @@ def cluster(body: Bodies, env: Env) -> ir.Cluster:
                 bound.stmt.items[0].span,
                 Note("first defined here", seen[name]),
             )
+            ok = False
             continue
         seen[name] = bound.stmt.items[0].span
         nb = bound.body
@@ -33,6 +37,7 @@ def cluster(body: Bodies, env: Env) -> ir.Cluster:
             env.lookup("link", host_link_ref) if host_link_ref else (gpu.host_link if gpu else None)
         )
         if gpu is None or count in (None, BAD) or host_link is None:
+            ok = False
             continue
         if count > 1 and nb.one("link") is None:
             env.rep.error(
@@ -40,8 +45,10 @@ def cluster(body: Bodies, env: Env) -> ir.Cluster:
                 bound.stmt.items[0].span,
                 help="add e.g. `link NVLINK4` (or `link PCIE5` for GPUs without NVLink)",
             )
+            ok = False
             continue
         if nb.one("link") is not None and link is None:
+            ok = False
             continue
         nics = nb.value("nics", default=1)
         nodes.append(
@@ -52,21 +59,25 @@ def cluster(body: Bodies, env: Env) -> ir.Cluster:
     for bound in body.all("network"):
         link = env.lookup("link", bound.get("link"))
         refs = bound.get("nodes") or ()
-        ok = link is not None
+        net_ok = link is not None
         listed: set[str] = set()
         for ref in refs:
             if ref.value not in seen:
                 _unknown_node(ref, seen, env)
-                ok = False
+                net_ok = False
             elif ref.value in listed:
                 env.rep.error(f"node `{ref.value}` is listed twice", ref.span)
-                ok = False
+                net_ok = False
             listed.add(ref.value)
-        if ok and len(refs) < 2:
+        if net_ok and len(refs) < 2:
             env.rep.error("a network joins at least two nodes", bound.span)
-            ok = False
-        if ok and listed <= names:
+            net_ok = False
+        if net_ok and listed <= names:
             networks.append(ir.Network(link, tuple(r.value for r in refs), bound.span))
+        else:
+            ok = False
+    if not ok:
+        return None
     return ir.Cluster(tuple(nodes), tuple(networks), body.span)
 
 
@@ -74,7 +85,9 @@ def _unknown_node(ref, seen, env: Env) -> None:
     env.rep.error(
         f"unknown node `{ref.value}`",
         ref.span,
-        Note(f"the cluster has {one_of(seen)}") if seen else Note("the cluster has no nodes"),
+        Note(f"the cluster has {one_of(seen, word='and')}")
+        if seen
+        else Note("the cluster has no nodes"),
         help=did_you_mean(ref.value, seen),
     )
 

@@ -13,6 +13,10 @@ from tokensim.policies import PolicyUse
 from tokensim.policies.batching import BATCHING
 
 
+def _gpus(n: int) -> str:
+    return f"{n} GPU{'s' * (n != 1)}"
+
+
 def _size(num_bytes: float) -> str:
     """``70.55 GB``: a byte count as messages show it."""
     return format_quantity(num_bytes, Dim.BYTES)
@@ -67,7 +71,7 @@ def _placement(bound: Bound, cluster: ir.Cluster, env: Env) -> list[ir.GpuRef] |
             env.rep.error(
                 f"unknown node `{node_name}`",
                 place.span,
-                Note(f"the cluster has {one_of(nodes)}")
+                Note(f"the cluster has {one_of(nodes, word='and')}")
                 if nodes
                 else Note("the cluster has no nodes"),
                 help=did_you_mean(node_name, nodes),
@@ -130,7 +134,7 @@ def _pool(name, bound: Bound, cluster, free, owner, comp, env: Env) -> ir.Pool |
         notes = (
             [
                 Note(
-                    f"its placement has {len(placement)} GPUs; {len(placement) - len(available)}"
+                    f"its placement has {_gpus(len(placement))}; {len(placement) - len(available)}"
                     f" are taken by pool{'s' * (len(taken) > 1)} {one_of(taken)}"
                 )
             ]
@@ -139,7 +143,7 @@ def _pool(name, bound: Bound, cluster, free, owner, comp, env: Env) -> ir.Pool |
         )
         span = pb.one("on").span if pb.one("on") else bound.stmt.items[0].span
         rep.error(
-            f"pool `{name}` needs {need} GPUs ({instances} instance{'s' * (instances > 1)}"
+            f"pool `{name}` needs {_gpus(need)} ({instances} instance{'s' * (instances > 1)}"
             f" x tp {tp} x pp {pp}) but its placement has {len(available)} free",
             span,
             *notes,
@@ -189,8 +193,8 @@ def _pool(name, bound: Bound, cluster, free, owner, comp, env: Env) -> ir.Pool |
             f"but {gpu.name} gives {_size(usable)} ({_size(weights - usable)} short)",
             where,
             Note(
-                f"{_size(total)} of weights over tp {tp} x pp {pp} = {tp * pp} GPUs; usable memory"
-                f" is {_size(gpu.memory_B)} x gpu_util {kv.gpu_util:g}"
+                f"{_size(total)} of weights over tp {tp} x pp {pp} = {_gpus(tp * pp)};"
+                f" usable memory is {_size(gpu.memory_B)} x gpu_util {kv.gpu_util:g}"
             ),
             help=f"raise tp or pp, or use a smaller dtype; tp {_fits(total, usable, model)}",
         )
@@ -223,9 +227,10 @@ def _pool(name, bound: Bound, cluster, free, owner, comp, env: Env) -> ir.Pool |
 
 
 def _fits(total: float, usable: float, model: ir.Model) -> str:
+    """The smallest tp that leaves at least a fifth of usable memory for the KV cache."""
     for tp in (1, 2, 4, 8, 16, 32, 64):
-        if model.heads % tp == 0 and total / tp < usable:
-            return f"{tp} would fit"
+        if model.heads % tp == 0 and total / tp <= 0.8 * usable:
+            return f"{tp} would leave {_size(usable - total / tp)} per GPU for the KV cache"
     return "alone cannot make it fit"
 
 

@@ -14,7 +14,7 @@ from tokensim import ir
 from tokensim.lang import ast
 from tokensim.lang.check.env import Env
 from tokensim.lang.diagnostics import Note, Reporter, did_you_mean, one_of
-from tokensim.lang.schema import BAD, Block, Shape, Slot, describe_item, match_slots
+from tokensim.lang.schema import BAD, Block, Ref, Shape, Slot, describe_item, match_slots
 from tokensim.lang.units import UNITS, Dim, UnitError, convert, with_unit
 from tokensim.policies import PolicySlot
 
@@ -115,7 +115,7 @@ def _values(stmt: ast.Statement, slot: Slot, env: Env) -> tuple[list, list[str]]
                 Note("usage: <path> in <value>, <value>, ... | <path> in <a> .. <b> step <c>"),
             )
             return None
-        value = _check_one(item, slot, rep)
+        value = _check_one(item, slot, rep, env)
         if value is BAD:
             return None
         values.append(value)
@@ -124,7 +124,7 @@ def _values(stmt: ast.Statement, slot: Slot, env: Env) -> tuple[list, list[str]]
     return values, texts
 
 
-def _check_one(item, slot: Slot, rep: Reporter):
+def _check_one(item, slot: Slot, rep: Reporter, env: Env | None = None):
     try:
         got, j = match_slots((slot,), (item,), 0, rep)
     except Shape:
@@ -137,6 +137,8 @@ def _check_one(item, slot: Slot, rep: Reporter):
     value = got.get(slot.name, BAD) if slot.names() else BAD
     if isinstance(slot, PolicySlot) and value is not BAD:
         return value[0].name  # (class, shorthand values, spans, span): the policy's name
+    if isinstance(slot, Ref) and value is not BAD and env is not None:
+        return value.value if env.lookup(slot.kind, value) is not None else BAD
     return getattr(value, "value", value) if value is not BAD else BAD
 
 
@@ -157,6 +159,13 @@ def _range(items, slot: Slot, rep: Reporter):
     if BAD in (a, b):
         return None
     dim = UNITS[first.unit][0] if first.unit in UNITS else Dim.COUNT
+    if first.unit and not step.unit:
+        rep.error(
+            f"the step needs a unit, like the range (`{first.unit}`)",
+            step.span,
+            help=f"write `step {with_unit(step.number, first.unit)}`",
+        )
+        return None
     try:
         s = convert(step.number, step.unit, dim) if step.unit or dim is Dim.COUNT else step.number
     except UnitError as err:
@@ -200,7 +209,8 @@ def sweep(stmt: ast.Statement, statements, top: Block, env: Env) -> ir.Sweep | N
         got = _values(inner, slot, env)
         if got is None:
             return None
-        return ir.Axis(inner.key.text, tuple(got[0]), tuple(got[1]), inner.span)
+        kind = slot.kind if isinstance(slot, Ref) else None
+        return ir.Axis(inner.key.text, tuple(got[0]), tuple(got[1]), kind, inner.span)
 
     for inner in stmt.body or ():
         if inner.key.text == "zip":
