@@ -118,6 +118,19 @@ def _words(name: str, choices, what: str) -> Word:
     return Word(name, tuple(choices), what)
 
 
+def _named(key: str, body: Block, doc: str, required: bool = False) -> Attr:
+    """``key <name> { body }``, repeatable: a definition, a node, a pool."""
+    return Attr(
+        key,
+        (Word("name", what=f"{key} name"),),
+        doc,
+        body=body,
+        body_required=True,
+        repeat=True,
+        required=required,
+    )
+
+
 SOURCE = Attr(
     "source", (Str("source"),), "where the figures of this definition come from", repeat=True
 )
@@ -238,14 +251,7 @@ NODE = Block(
 CLUSTER = Block(
     "cluster",
     (
-        Attr(
-            "node",
-            (Word("name", what="node name"),),
-            "a machine",
-            body=NODE,
-            body_required=True,
-            repeat=True,
-        ),
+        _named("node", NODE, "a machine"),
         Attr(
             "network",
             (Ref("link", "link"), Lit("between"), ListOf("nodes", Ref("node", "node"))),
@@ -342,15 +348,7 @@ POOL = Block(
 DEPLOYMENT = Block(
     "deployment",
     (
-        Attr(
-            "pool",
-            (Word("name", what="pool name"),),
-            "a pool of instances",
-            body=POOL,
-            body_required=True,
-            repeat=True,
-            required=True,
-        ),
+        _named("pool", POOL, "a pool of instances", required=True),
         Attr(
             "transfer",
             (Ref("src", "pool"), Lit("->"), Ref("dst", "pool")),
@@ -430,37 +428,15 @@ SLO = Block(
 # `sweep` bodies are paths, checked by tokensim.lang.check.sweep.
 SWEEP = Block("sweep", ())
 
-DEFINITIONS = ("import", "gpu", "link", "model")
 
 TOP = Block(
     "file",
     (
         Attr("import", (Str("path"),), "bring in definitions from another file", repeat=True),
         Attr("name", (Str("name"),), "the spec's title", default="the file name"),
-        Attr(
-            "gpu",
-            (Word("name", what="gpu name"),),
-            "define a GPU",
-            body=GPU,
-            body_required=True,
-            repeat=True,
-        ),
-        Attr(
-            "link",
-            (Word("name", what="link name"),),
-            "define a link",
-            body=LINK,
-            body_required=True,
-            repeat=True,
-        ),
-        Attr(
-            "model",
-            (Word("name", what="model name"),),
-            "define a model",
-            body=MODEL,
-            body_required=True,
-            repeat=True,
-        ),
+        _named("gpu", GPU, "define a GPU"),
+        _named("link", LINK, "define a link"),
+        _named("model", MODEL, "define a model"),
         Attr("cluster", (), "the hardware", body=CLUSTER, body_required=True),
         Attr("deployment", (), "the pools and their wiring", body=DEPLOYMENT, body_required=True),
         Attr("workload", (), "the requests", body=WORKLOAD, body_required=True),
