@@ -212,3 +212,32 @@ def test_a_node_with_a_broken_gpu_does_not_cascade_into_the_deployment():
         LIB.replace("gpu G {", "gpu G { bogus 1;") + "deployment { pool p { model m; on n0 } }"
     )
     assert text.count("error:") == 1 and "unknown statement `bogus` in gpu `G`" in text
+
+
+@pytest.mark.parametrize(
+    "path, value, why",
+    [
+        ("cluster.n0.nics", "2", None),
+        ("deployment.p.kv.block", "32", None),
+        ("deployment.p", "2", "`deployment.p` is a block"),
+        ("deployment.p.batching.budget", "2", "has no parameter `budget`"),
+        ("deployment.q.tp", "2", "has no `q`"),
+    ],
+)
+def test_sweep_paths(tmp_path, path, value, why):
+    text = LIB + f"deployment {{ pool p {{ model m }} }}\nsweep {{ {path} in {value} }}"
+    if why is None:
+        assert compile_text(text).sweep.axes[0].path == path
+    else:
+        assert why in errors_of(text)
+
+
+def test_sweep_into_a_statement_body(tmp_path):
+    (tmp_path / "t.csv").write_text("")
+    spec = compile_text(
+        LIB + "deployment { pool p { model m } }\n"
+        'workload { trace "t.csv" { time_scale 2 } }\n'
+        "sweep { workload.trace.time_scale in 0.5, 1 }",
+        str(tmp_path / "s.tsim"),
+    )
+    assert spec.sweep.axes[0].values == (0.5, 1)

@@ -53,7 +53,11 @@ def resolve(parts: tuple[str, ...], statements, block: Block) -> tuple[Slot | No
             hint = did_you_mean(seg, names)
             return None, f"{where} has no `{seg}`" + (f"; {hint}" if hint else "")
         rest = parts[i + 1 :]
-        if attr.body is not None and not attr.custom_body and (attr.repeat or not attr.slots):
+        if (
+            attr.body is not None
+            and not attr.custom_body
+            and (rest or attr.repeat or not attr.slots)
+        ):
             if not rest:
                 return None, f"`{'.'.join(parts)}` is a block; name one of its statements"
             block = attr.body
