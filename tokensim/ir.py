@@ -42,6 +42,23 @@ class Link:
 
 
 @dataclass(frozen=True)
+class Efficiency:
+    """Achieved fractions of a GPU's peaks, and a fixed cost per iteration.
+
+    ``gemm``/``attention`` scale peak FLOP/s, ``memory``/``kv_read`` scale peak
+    bandwidth, ``network`` scales link bandwidth; ``overhead_s`` is added once
+    per iteration.
+    """
+
+    gemm: float = 0.8
+    attention: float = 0.5
+    memory: float = 0.8
+    kv_read: float = 0.5
+    network: float = 0.8
+    overhead_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class Gpu:
     """A kind of accelerator. ``compute_flops`` maps a dtype to dense peak FLOP/s."""
 
@@ -52,6 +69,7 @@ class Gpu:
     bandwidth_Bps: float
     compute_flops: tuple[tuple[str, float], ...]
     host_link: Link
+    efficiency: Efficiency
     power_W: float | None
     price_per_h: float | None
     sources: tuple[str, ...]

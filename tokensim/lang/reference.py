@@ -22,6 +22,7 @@ BLOCKS: list[tuple[str, Block]] = [
     ("file", schemas.TOP),
     ("gpu", schemas.GPU),
     ("gpu › compute", schemas.COMPUTE),
+    ("gpu › efficiency", schemas.EFFICIENCY),
     ("link", schemas.LINK),
     ("model", schemas.MODEL),
     ("cluster", schemas.CLUSTER),

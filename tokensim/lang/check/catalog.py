@@ -42,12 +42,20 @@ def gpu(bound: Bound, env: Env) -> ir.Gpu | None:
             env.rep.error("`compute` lists no data type", compute_body.span)
     if not _ok(memory, bandwidth, host_link) or not compute:
         return None
+    eff = body.one("efficiency")
+    given = {}
+    if eff is not None and eff.body is not None:
+        given = {key: eff.body.value(key) for key in eff.body.by_key}
+        given = {
+            ("overhead_s" if k == "overhead" else k): v for k, v in given.items() if v is not None
+        }
     return ir.Gpu(
         name=bound.get("name"),
         memory_B=memory,
         bandwidth_Bps=bandwidth,
         compute_flops=tuple(sorted(compute.items())),
         host_link=host_link,
+        efficiency=ir.Efficiency(**given),
         power_W=body.value("power"),
         price_per_h=body.value("price"),
         sources=_sources(body),

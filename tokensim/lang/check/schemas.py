@@ -6,9 +6,10 @@ binds against it and ``docs/reference`` is generated from it.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
-from tokensim.ir import DTYPE_BYTES
+from tokensim.ir import DTYPE_BYTES, Efficiency
 from tokensim.lang import ast
 from tokensim.lang.diagnostics import Note, did_you_mean
 from tokensim.lang.schema import (
@@ -156,6 +157,51 @@ COMPUTE = Block(
     "Dense peak throughput per data type.",
 )
 
+_EFF = {f.name: f"{f.default:g}" for f in dataclasses.fields(Efficiency)}
+
+EFFICIENCY = Block(
+    "efficiency",
+    (
+        Attr(
+            "gemm",
+            (Num("gemm", Dim.FRACTION, above=0, max=1),),
+            "achieved share of peak compute in large matrix multiplies",
+            default=_EFF["gemm"],
+        ),
+        Attr(
+            "attention",
+            (Num("attention", Dim.FRACTION, above=0, max=1),),
+            "achieved share of peak compute in prefill attention",
+            default=_EFF["attention"],
+        ),
+        Attr(
+            "memory",
+            (Num("memory", Dim.FRACTION, above=0, max=1),),
+            "achieved share of memory bandwidth streaming weights",
+            default=_EFF["memory"],
+        ),
+        Attr(
+            "kv_read",
+            (Num("kv_read", Dim.FRACTION, above=0, max=1),),
+            "achieved share of memory bandwidth reading the KV cache in decode",
+            default=_EFF["kv_read"],
+        ),
+        Attr(
+            "network",
+            (Num("network", Dim.FRACTION, above=0, max=1),),
+            "achieved share of link bandwidth in collectives and transfers",
+            default=_EFF["network"],
+        ),
+        Attr(
+            "overhead",
+            (Num("overhead", Dim.TIME, min=0),),
+            "fixed time per iteration (scheduling, launches)",
+            default="0 s",
+        ),
+    ),
+    "Achieved fractions of peak: what the roofline cost model multiplies the peaks by.",
+)
+
 GPU = Block(
     "gpu",
     (
@@ -177,6 +223,14 @@ GPU = Block(
         ),
         Attr(
             "host_link", (Ref("host_link", "link"),), "the link to the host (PCIe)", required=True
+        ),
+        Attr(
+            "efficiency",
+            (),
+            "achieved fractions of peak, for the cost model",
+            body=EFFICIENCY,
+            body_required=True,
+            default="the efficiency block's defaults",
         ),
         Attr("power", (Num("power", Dim.POWER, above=0),), "board power"),
         Attr("price", (Num("price", Dim.PRICE, min=0),), "price per GPU-hour"),
