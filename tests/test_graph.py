@@ -40,7 +40,7 @@ def test_intra_node_path_uses_the_gpu_link():
     path = g.path(ir.GpuRef("a", 0), ir.GpuRef("a", 5))
     assert path.hops == ("a/gpu0", "a/switch", "a/gpu5")
     assert path.bottleneck_Bps == pytest.approx(450e9)
-    assert path.latency_s == pytest.approx(2e-6)
+    assert path.latency_s == pytest.approx(1e-6)  # one NVL hop through the switch
 
 
 def test_cross_node_path_bottleneck_is_the_network():
@@ -49,7 +49,7 @@ def test_cross_node_path_bottleneck_is_the_network():
     assert path.hops == ("a/gpu1", "a/nic0", "net0:IB", "b/nic0", "b/gpu1")
     assert path.bottleneck_Bps == pytest.approx(50e9)  # 400 Gb/s
     assert path.bottleneck_link == "IB"
-    assert path.latency_s == pytest.approx(2e-6 + 5e-6 + 5e-6 + 2e-6)
+    assert path.latency_s == pytest.approx(2e-6 + 5e-6 + 2e-6)  # PCIe, one IB hop, PCIe
 
 
 def test_nics_are_spread_over_the_gpus_rail_style():
@@ -77,7 +77,7 @@ def test_bundled_nics_add_up_until_pcie_is_narrower():
 def test_a_wide_link_wins_over_a_narrow_one_with_less_latency():
     lib = LIB.replace(
         "link NVL { bandwidth 450 GB/s; latency 1 us }",
-        "link NVL { bandwidth 450 GB/s; latency 3 us }",
+        "link NVL { bandwidth 450 GB/s; latency 5 us }",
     )
     g = lower(compile_text(two_nodes().replace(LIB, lib)))
     assert g.path("a/gpu0", "a/gpu1").hops[1] == "a/switch"  # not the 2 us PCIe host path

@@ -12,6 +12,9 @@ Edges carry ``bandwidth_Bps`` (per direction), ``latency_s`` and the ``link``:
   NIC ``i * min(N, G) // G`` (rail-style: 8 NICs for 8 GPUs gives each its own);
 * NIC - fabric: the network's link, times the NICs bundled in that vertex.
 
+A switch or fabric vertex is not a second link: each of its edges carries half
+the link's latency, so going GPU -> switch -> GPU costs the link's latency once.
+
 *Dataflow* (``nx.DiGraph``): ``source`` -> ``router`` -> instances of the
 entry pools; prefill instances -> ``router:<decode pool>`` -> decode
 instances (edges of kind ``transfer`` carry the KV path per tp rank);
@@ -120,7 +123,7 @@ def _topology(cluster: ir.Cluster) -> nx.Graph:
             gpu = gpu_id(ir.GpuRef(node.name, i))
             g.add_node(gpu, kind="gpu", node=node.name, gpu=node.gpu.name, span=node.span)
             if node.link is not None:
-                _edge(g, gpu, switch, node.link, 1, node.span)
+                _edge(g, gpu, switch, node.link, 1, node.span, through=True)
             _edge(g, gpu, host, node.host_link, 1, node.span)
             _edge(
                 g, gpu, f"{node.name}/nic{i * groups // node.count}", node.host_link, 1, node.span
@@ -131,7 +134,7 @@ def _topology(cluster: ir.Cluster) -> nx.Graph:
         g.add_node(fabric, kind="fabric", span=net.span)
         for name in net.nodes:
             for j, lanes in enumerate(nic_lanes(nodes[name])):
-                _edge(g, f"{name}/nic{j}", fabric, net.link, lanes, net.span)
+                _edge(g, f"{name}/nic{j}", fabric, net.link, lanes, net.span, through=True)
     return g
 
 
@@ -141,13 +144,16 @@ def nic_lanes(node: ir.Node) -> list[int]:
     return [node.nics // groups + (1 if k < node.nics % groups else 0) for k in range(groups)]
 
 
-def _edge(g: nx.Graph, u: str, v: str, link: ir.Link, lanes: int, span) -> None:
+def _edge(
+    g: nx.Graph, u: str, v: str, link: ir.Link, lanes: int, span, through: bool = False
+) -> None:
+    """An edge of ``link``; ``through`` marks half of a hop across a switch or fabric."""
     g.add_edge(
         u,
         v,
         link=link.name,
         bandwidth_Bps=link.bandwidth_Bps * lanes,
-        latency_s=link.latency_s,
+        latency_s=link.latency_s / 2 if through else link.latency_s,
         lanes=lanes,
         span=span,
     )

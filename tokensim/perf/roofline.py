@@ -1,0 +1,221 @@
+"""A roofline cost model of one transformer iteration on one instance.
+
+Per layer and per GPU (tensor-parallel shard), each operation costs
+``max(compute time, memory time)``:
+
+* GEMMs (QKV, O, MLP up/gate/down, MoE experts): ``2 * tokens * k * n / tp`` FLOPs
+  at ``peak(dtype) * efficiency.gemm``, against weight plus activation bytes at
+  ``bandwidth * efficiency.memory``;
+* attention: prefill ``4 * head_dim * heads / tp`` FLOPs per query-key pair
+  (causal) at ``peak(bf16) * efficiency.attention``; decode reads every context
+  token's K and V at ``bandwidth * efficiency.kv_read``;
+* norms and residuals: activation bytes at ``bandwidth * efficiency.memory``;
+* tensor-parallel all-reduce, twice per layer: a ring over the instance's GPUs,
+  ``2 (tp - 1) / tp * bytes / (ring bandwidth * efficiency.network) + 2 (tp - 1) * latency``,
+  where the ring's bandwidth and latency come from the topology graph;
+* the LM head for every sequence that samples a token;
+* pipeline parallelism: the stages run one after another (no micro-batching)
+  with a hand-off of the activations between consecutive stages;
+* plus ``efficiency.overhead`` once per iteration.
+
+All times in seconds, sizes in bytes, rates in FLOP/s or B/s.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tokensim import ir
+
+ACTIVATION_BYTES = 2  # activations stay in 16-bit, whatever the weight dtype
+NORM_PASSES = 6  # activation reads and writes per layer for 2 norms and 2 residual adds
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one iteration computes.
+
+    ``prefill_tokens``: prompt tokens computed (all chunks together).
+    ``prefill_pairs``: causal query-key pairs of those chunks: for a chunk of
+    ``c`` tokens after ``p`` cached ones, ``c * p + c * (c + 1) / 2``.
+    ``decode_seqs``: sequences generating one token; ``decode_context``: the sum
+    of their context lengths (tokens whose K and V are read).
+    ``samples``: sequences that produce a token (decode ones plus prompts whose
+    last chunk ran); defaults to ``decode_seqs``.
+    """
+
+    prefill_tokens: int = 0
+    prefill_pairs: float = 0.0
+    decode_seqs: int = 0
+    decode_context: int = 0
+    samples: int | None = None
+
+    @staticmethod
+    def pairs(chunk: int, cached: int) -> float:
+        """Causal query-key pairs of a chunk of ``chunk`` tokens after ``cached`` tokens."""
+        return chunk * cached + chunk * (chunk + 1) / 2
+
+
+@dataclass(frozen=True)
+class _Gemm:
+    flops_per_token: float
+    weight_bytes: float
+    act_bytes_per_token: float
+
+
+class CostModel:
+    """Iteration times of one pool's instances (all alike), from its IR and topology."""
+
+    def __init__(
+        self,
+        pool: ir.Pool,
+        ring_bandwidth_Bps: float = math.inf,
+        ring_latency_s: float = 0.0,
+        stage_bandwidth_Bps: float = math.inf,
+        stage_latency_s: float = 0.0,
+    ):
+        m, gpu, eff = pool.model, pool.gpu, pool.gpu.efficiency
+        tp, pp = pool.tp, pool.pp
+        self.pool = pool
+        w = ir.DTYPE_BYTES[pool.dtype]
+        a = ACTIVATION_BYTES
+        kvb = ir.DTYPE_BYTES[pool.kv.dtype]
+        self.gemm_flops = gpu.flops(pool.dtype) * eff.gemm
+        attn_peak = gpu.flops("bf16") or gpu.flops("fp16") or gpu.flops(pool.dtype)
+        self.attn_flops = attn_peak * eff.attention
+        self.mem_Bps = gpu.bandwidth_Bps * eff.memory
+        self.kv_Bps = gpu.bandwidth_Bps * eff.kv_read
+        d, hq, hkv = m.hidden, m.heads * m.head_dim, m.kv_heads * m.head_dim
+        gemms = [
+            _Gemm(
+                2 * d * (hq + 2 * hkv) / tp,
+                d * (hq + 2 * hkv) * w / tp,
+                (d + (hq + 2 * hkv) / tp) * a,
+            ),
+            _Gemm(2 * hq * d / tp, hq * d * w / tp, (hq / tp + d) * a),
+        ]
+        matrices = 3 if m.mlp == "gated" else 2
+        self.experts, self.top_k = m.experts, m.top_k
+        if m.experts == 1:
+            gemms.append(
+                _Gemm(
+                    2 * matrices * d * m.ffn / tp,
+                    matrices * d * m.ffn * w / tp,
+                    (d + m.ffn / tp) * a * 2,
+                )
+            )
+            self.expert = None
+        else:
+            gemms.append(_Gemm(2 * d * m.experts, d * m.experts * w, 0.0))  # router
+            self.expert = _Gemm(
+                2 * matrices * d * m.ffn / tp,
+                matrices * d * m.ffn * w / tp,
+                (d + m.ffn / tp) * a * 2,
+            )
+        self.gemms = gemms
+        self.head = _Gemm(2 * d * m.vocab / tp, d * m.vocab * w / tp, (d + m.vocab / tp) * a)
+        self.layers_per_stage = math.ceil(m.layers / pp)
+        self.pp = pp
+        self.tp = tp
+        self.hidden_bytes = d * a
+        self.attn_flops_per_pair = 4 * hq / tp
+        kv_heads_per_gpu = max(1, m.kv_heads // tp) if tp <= m.kv_heads else 1
+        self.kv_bytes_per_token = 2 * kv_heads_per_gpu * m.head_dim * kvb  # one layer
+        self.attn_flops_per_ctx = 4 * hq / tp
+        self.ring_Bps = ring_bandwidth_Bps * eff.network
+        self.ring_latency_s = ring_latency_s
+        self.stage_Bps = stage_bandwidth_Bps * eff.network
+        self.stage_latency_s = stage_latency_s
+        self.overhead_s = eff.overhead_s
+
+    def _gemm(self, g: _Gemm, tokens: float) -> float:
+        return max(
+            g.flops_per_token * tokens / self.gemm_flops,
+            (g.weight_bytes + g.act_bytes_per_token * tokens) / self.mem_Bps,
+        )
+
+    def _allreduce(self, nbytes: float) -> float:
+        if self.tp == 1:
+            return 0.0
+        steps = 2 * (self.tp - 1)
+        return steps / self.tp * nbytes / self.ring_Bps + steps * self.ring_latency_s
+
+    def breakdown(self, batch: Batch) -> dict[str, float]:
+        """Seconds per operation class for one iteration of ``batch`` (all layers and stages)."""
+        tokens = batch.prefill_tokens + batch.decode_seqs
+        samples = batch.decode_seqs if batch.samples is None else batch.samples
+        if tokens == 0:
+            return {"overhead": self.overhead_s}
+        layers = self.layers_per_stage * self.pp
+        gemm = sum(self._gemm(g, tokens) for g in self.gemms)
+        if self.expert is not None:
+            pairs = tokens * self.top_k
+            touched = self.experts * (1 - (1 - self.top_k / self.experts) ** tokens)
+            e = self.expert
+            gemm += max(
+                e.flops_per_token * pairs / self.gemm_flops,
+                (e.weight_bytes * touched + e.act_bytes_per_token * pairs) / self.mem_Bps,
+            )
+        prefill_attn = batch.prefill_pairs * self.attn_flops_per_pair / self.attn_flops
+        decode_attn = max(
+            batch.decode_context * self.attn_flops_per_ctx / self.attn_flops,
+            batch.decode_context * self.kv_bytes_per_token / self.kv_Bps,
+        )
+        norms = NORM_PASSES * tokens * self.hidden_bytes / self.mem_Bps
+        allreduce = 2 * self._allreduce(tokens * self.hidden_bytes)
+        handoff = (
+            (self.pp - 1) * (tokens * self.hidden_bytes / self.stage_Bps + self.stage_latency_s)
+            if self.pp > 1
+            else 0.0
+        )
+        return {
+            "gemm": layers * gemm,
+            "attention_prefill": layers * prefill_attn,
+            "attention_decode": layers * decode_attn,
+            "norms": layers * norms,
+            "allreduce": layers * allreduce,
+            "lm_head": self._gemm(self.head, samples) if samples else 0.0,
+            "pp_handoff": handoff,
+            "overhead": self.overhead_s,
+        }
+
+    def iteration_s(self, batch: Batch) -> float:
+        """Seconds for one iteration of ``batch`` on one instance."""
+        return sum(self.breakdown(batch).values())
+
+    def decode_step_s(self, seqs: int, context: int) -> float:
+        """Seconds for a decode step of ``seqs`` sequences of ``context`` tokens each."""
+        return self.iteration_s(Batch(decode_seqs=seqs, decode_context=seqs * context))
+
+    def prefill_s(self, tokens: int) -> float:
+        """Seconds to prefill one prompt of ``tokens`` tokens in one iteration."""
+        return self.iteration_s(
+            Batch(prefill_tokens=tokens, prefill_pairs=Batch.pairs(tokens, 0), samples=1)
+        )
+
+
+def for_pool(pool: ir.Pool, graph) -> CostModel:
+    """A :class:`CostModel` for ``pool`` with its collectives priced on ``graph``'s topology.
+
+    The tp ring of each pipeline stage runs over consecutive GPUs of instance 0
+    (all instances of a pool are placed alike); its bandwidth is the narrowest
+    hop's and its latency the slowest hop's. Stage hand-offs use the path from
+    the last GPU of one stage to the first of the next.
+    """
+    gpus = pool.instances[0].gpus
+    tp, pp = pool.tp, pool.pp
+    ring_bw, ring_lat = math.inf, 0.0
+    stage_bw, stage_lat = math.inf, 0.0
+    for s in range(pp):
+        stage = gpus[s * tp : (s + 1) * tp]
+        if tp > 1:
+            for a, b in zip(stage, stage[1:] + stage[:1], strict=True):
+                path = graph.path(a, b)
+                ring_bw = min(ring_bw, path.bottleneck_Bps)
+                ring_lat = max(ring_lat, path.latency_s)
+        if s + 1 < pp:
+            path = graph.path(stage[-1], gpus[(s + 1) * tp])
+            stage_bw = min(stage_bw, path.bottleneck_Bps)
+            stage_lat = max(stage_lat, path.latency_s)
+    return CostModel(pool, ring_bw, ring_lat, stage_bw, stage_lat)
