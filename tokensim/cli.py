@@ -128,6 +128,45 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def _progress(stream):
+    """A one-line progress display on a terminal (nothing when output is redirected)."""
+    if not stream.isatty():
+        return None
+
+    def show(done: int, total: int, now_s: float) -> None:
+        width = 30
+        filled = int(width * done / max(total, 1))
+        stream.write(
+            f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} requests,"
+            f" t = {now_s:.1f} s "
+        )
+        stream.flush()
+
+    return show
+
+
+def cmd_run(args) -> int:
+    from tokensim.metrics import summarize
+    from tokensim.report import summary_table, write
+    from tokensim.sim.run import simulate
+
+    try:
+        graph = _compile(args.spec, "graph")
+        progress = None if args.quiet else _progress(sys.stderr)
+        result = simulate(graph, seed=args.seed, progress=progress)
+    except CompileError as err:
+        print(err, file=sys.stderr)
+        return 1
+    if progress:
+        sys.stderr.write("\r" + " " * 70 + "\r")
+    out = Path(args.output) if args.output else Path("out") / Path(args.spec).stem
+    metrics = write(result, out, summarize(result))
+    if not args.quiet:
+        sys.stdout.write(summary_table(metrics))
+        print(f"wrote {out}/metrics.json, requests.csv, timeseries.csv")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tokensim",
@@ -150,6 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the deterministic text dump of that stage instead",
     )
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "run",
+        help="simulate a spec and write its metrics",
+        description="Simulate every request of SPEC's workload on its deployment and write "
+        "metrics.json, requests.csv and timeseries.csv.",
+    )
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("-o", "--output", metavar="DIR", help="result folder (default: out/<spec name>)")
+    p.add_argument("--seed", type=int, help="override the workload's seed")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
         "graph",

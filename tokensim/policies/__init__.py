@@ -47,6 +47,16 @@ class Policy:
     params: tuple[Param, ...] = ()
     shorthand: tuple[Slot, ...] = ()
 
+    def __init__(self, **params: Any):
+        """An instance for the simulator, with the checked parameter values as attributes."""
+        for p in self.params:
+            setattr(self, p.name, params.get(p.name, p.default))
+
+    @classmethod
+    def from_use(cls, use: PolicyUse) -> Policy:
+        """Instantiate the policy a spec names (``use`` comes from the checked IR)."""
+        return cls(**dict(use.params))
+
     @classmethod
     def usage(cls) -> str:
         return " ".join([cls.name] + [s.usage() for s in cls.shorthand])

@@ -84,3 +84,82 @@ class Chunked(Policy):
         ),
         _order(),
     )
+
+
+# -- behaviour: how each policy forms an iteration's batch ------------------------------------
+# ``plan(inst)`` returns None (nothing to do) or (prefill, decode, extra_s): prefill is a list
+# of (request, chunk tokens), decode the requests taking one decode step, extra_s seconds of
+# swapping to add. The instance API used: waiting, running, try_admit, prompt_need,
+# prepare_decode, resume_swapped.
+
+
+def _admit_prompts(inst, max_seqs: int, budget: int, prefill: list) -> int:
+    """Admit waiting prompts in queue order while slots, token budget and memory allow."""
+    inst.reject_impossible()
+    while len(inst.waiting) and len(inst.running) < max_seqs and budget > 0:
+        req = inst.waiting.peek()
+        need = inst.prompt_need(req)
+        if prefill and need > budget and not _chunking(inst):
+            break
+        if not inst.try_admit(req):
+            break
+        chunk = min(req.to_compute, budget) if _chunking(inst) else req.to_compute
+        prefill.append((req, chunk))
+        budget -= chunk
+    return budget
+
+
+def _chunking(inst) -> bool:
+    return isinstance(inst.policy, Chunked)
+
+
+def _plan_continuous(self, inst):
+    extra = inst.resume_swapped()
+    prefill: list = []
+    _admit_prompts(inst, self.max_seqs, self.max_tokens, prefill)
+    if prefill:  # prefill-first: this iteration computes the new prompts only
+        return prefill, [], extra
+    decode, swap_s = inst.prepare_decode()
+    if not decode and len(inst.waiting):
+        _admit_prompts(inst, self.max_seqs, self.max_tokens, prefill)
+    if not decode and not prefill:
+        return None
+    return prefill, decode, extra + swap_s
+
+
+def _plan_chunked(self, inst):
+    extra = inst.resume_swapped()
+    decode, swap_s = inst.prepare_decode()
+    budget = self.budget - len(decode)
+    prefill: list = []
+    for req in inst.running:
+        if budget <= 0:
+            break
+        if req.state.name == "PREFILL" and req.to_compute > 0:
+            chunk = min(req.to_compute, budget)
+            prefill.append((req, chunk))
+            budget -= chunk
+    _admit_prompts(inst, self.max_seqs, budget, prefill)
+    if not decode and not prefill:
+        return None
+    return prefill, decode, extra + swap_s
+
+
+def _plan_static(self, inst):
+    if inst.running or inst.swapped:
+        extra = inst.resume_swapped()
+        decode, swap_s = inst.prepare_decode()
+        return ([], decode, extra + swap_s) if decode else None
+    prefill: list = []
+    inst.reject_impossible()
+    while len(inst.waiting) and len(inst.running) < self.max_seqs:
+        req = inst.waiting.peek()
+        if not inst.try_admit(req):
+            break
+        prefill.append((req, req.to_compute))
+    return (prefill, [], 0.0) if prefill else None
+
+
+Continuous.plan, Continuous.joins_mid_batch = _plan_continuous, True
+Chunked.plan, Chunked.joins_mid_batch = _plan_chunked, True
+Static.plan, Static.joins_mid_batch = _plan_static, False

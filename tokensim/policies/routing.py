@@ -200,3 +200,149 @@ class RouteSlot(PolicySlot):
                 rep.error("a routing rule takes no { } block", stmt.span)
             return matched.value
         return super().bind_body(matched, stmt, rep)
+
+
+# -- behaviour: choosing an instance ---------------------------------------------------------
+# ``choose(instances, req, rng) -> index`` over instances brought up to date; ties go to the
+# lowest index, so runs are deterministic.
+
+
+def instance_fields(inst, req) -> dict[str, float]:
+    """The values of :data:`FIELDS` for ``inst`` as seen by ``req``."""
+    kv = inst.kv
+    queued = len(inst.waiting) + len(inst.swapped)
+    waiting_tokens = sum(r.to_compute for r in inst.waiting)
+    prefill = waiting_tokens + sum(r.to_compute for r in inst.running if r.state.name == "PREFILL")
+    decode_left = sum(r.output - r.generated for r in inst.running)
+    decode_left += sum(r.output - r.generated for r in inst.waiting)
+    cap = max(1, kv.capacity_blocks)
+    return {
+        "queued": queued,
+        "running": len(inst.running),
+        "requests": queued + len(inst.running),
+        "tokens": prefill + decode_left,
+        "prefill_tokens": prefill,
+        "kv_used": kv.used_blocks / cap,
+        "kv_free": 1 - kv.used_blocks / cap,
+        "kv_used_blocks": kv.used_blocks,
+        "kv_free_blocks": kv.capacity_blocks - kv.used_blocks,
+        "prefix_hit": kv.hit_tokens(req.hashes, req.prompt) / req.prompt if req.hashes else 0.0,
+        "prompt": req.prompt,
+        "index": inst.index,
+    }
+
+
+def _argmin(values) -> int:
+    best = 0
+    for i, v in enumerate(values):
+        if v < values[best]:
+            best = i
+    return best
+
+
+def _round_robin(self, instances, req, rng) -> int:
+    self._next = getattr(self, "_next", -1) + 1
+    return self._next % len(instances)
+
+
+def _random(self, instances, req, rng) -> int:
+    return int(rng.integers(len(instances)))
+
+
+def _least(field):
+    def choose(self, instances, req, rng) -> int:
+        return _argmin([instance_fields(i, req)[field] for i in instances])
+
+    return choose
+
+
+def _prefix_affinity(self, instances, req, rng) -> int:
+    fields = [instance_fields(i, req) for i in instances]
+    loads = [f["requests"] for f in fields]
+    mean = sum(loads) / len(loads)
+    order = sorted(range(len(instances)), key=lambda i: (-fields[i]["prefix_hit"], loads[i], i))
+    best = order[0]
+    if fields[best]["prefix_hit"] > 0 and loads[best] <= self.load_cap * max(mean, 1.0):
+        return best
+    return _argmin(loads)
+
+
+RoundRobin.choose = _round_robin
+Random.choose = _random
+LeastRequests.choose = _least("requests")
+LeastTokens.choose = _least("tokens")
+LeastKv.choose = _least("kv_used")
+PrefixAffinity.choose = _prefix_affinity
+RoundRobin.reads_state = Random.reads_state = False
+LeastRequests.reads_state = LeastTokens.reads_state = LeastKv.reads_state = True
+PrefixAffinity.reads_state = True
+
+_OPS = {"+": float.__add__, "-": float.__sub__, "*": float.__mul__, "/": float.__truediv__}
+_FUNCS = {
+    "min": min,
+    "max": max,
+    "abs": abs,
+    "log": __import__("math").log,
+    "sqrt": __import__("math").sqrt,
+}
+
+
+def compile_expr(expr):
+    """A function of a fields dict computing ``expr`` (division by zero gives inf)."""
+    if isinstance(expr, ast.Path):
+        name = expr.text
+        return lambda f: float(f[name])
+    if isinstance(expr, ast.Quantity):
+        value = float(expr.number)
+        return lambda f: value
+    if isinstance(expr, ast.Neg):
+        inner = compile_expr(expr.operand)
+        return lambda f: -inner(f)
+    if isinstance(expr, ast.BinOp):
+        left, right = compile_expr(expr.left), compile_expr(expr.right)
+        if expr.op == "/":
+
+            def divide(f):
+                d = right(f)
+                return left(f) / d if d else float("inf")
+
+            return divide
+        op = _OPS[expr.op]
+        return lambda f: op(left(f), right(f))
+    if isinstance(expr, ast.Call):
+        fn = _FUNCS[expr.name]
+        args = [compile_expr(a) for a in expr.args]
+
+        def call(f):
+            try:
+                return float(fn(*(a(f) for a in args)))
+            except ValueError:  # log or sqrt of a negative number
+                return float("nan")
+
+        return call
+    raise TypeError(expr)
+
+
+class RuleRouter:
+    """A user rule as a router: the instance minimising (maximising) the expression."""
+
+    reads_state = True
+
+    def __init__(self, rule: Rule):
+        self.rule = rule
+        self.fn = compile_expr(rule.expr)
+        self.sign = 1.0 if rule.goal == "min" else -1.0
+
+    def choose(self, instances, req, rng) -> int:
+        scores = []
+        for inst in instances:
+            v = self.fn(instance_fields(inst, req)) * self.sign
+            scores.append(float("inf") if v != v else v)  # NaN never wins
+        return _argmin(scores)
+
+
+def router_for(policy) -> object:
+    """An object with ``choose(instances, req, rng)`` for a route's policy or rule."""
+    if isinstance(policy, Rule):
+        return RuleRouter(policy)
+    return ROUTING.get(policy.name).from_use(policy)

@@ -114,8 +114,14 @@ class LogNormal(Policy):
 
 @LENGTHS.register("chat")
 class Chat(Policy):
-    """A built-in chat-like length mix: long-tailed prompts, shorter outputs, each
-    clipped to its maximum."""
+    """A built-in chat-like length mix: log-normal prompts (median 760 tokens, sigma
+    of the log 0.985) and outputs (median 151 tokens, sigma 0.859), drawn
+    independently, rounded and clipped to their maxima. The figures are the
+    maximum-likelihood log-normal fit (median = exp(mean of ln tokens), sigma =
+    std of ln tokens) to the Azure LLM inference trace of 2023-11-16,
+    conversation service (19,366 requests; Azure/AzurePublicDataset,
+    CC-BY-4.0). The trace itself has prompt median 1020 and mean 1155, output
+    median 129 and mean 211 (at most 1000); the fit's means are 1235 and 219."""
 
     params = (
         _tokens("max_prompt", "longest prompt", 32768),

@@ -1,0 +1,175 @@
+"""Metrics of a run, defined as vLLM's serving benchmark defines them.
+
+* TTFT: first token time - arrival; E2E: finish - arrival;
+* TPOT: (E2E - TTFT) / (output tokens - 1), for requests with more than one output token;
+* ITL: every gap between consecutive tokens of a request;
+* queue: first admission - arrival;
+* duration: last finish - first arrival; throughputs are totals over the duration;
+* goodput: requests meeting every per-request SLO limit (``ttft``, ``tpot``, ``itl``,
+  ``e2e``, ``queue`` <= its limit; ITL uses the request's mean gap) per second; attainment:
+  their share of completed requests. Each SLO target is also checked on its statistic.
+
+Each latency has ``mean``, ``p50``, ``p90``, ``p99`` in seconds. ``summarize`` returns
+plain data (dicts, floats) for report/ to write.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+STATS = ("mean", "p50", "p90", "p99")
+
+
+def _stats(values: np.ndarray, weights: np.ndarray | None = None) -> dict[str, float]:
+    if values.size == 0:
+        return {k: float("nan") for k in STATS}
+    if weights is None:
+        p = np.percentile(values, [50, 90, 99])
+        return {
+            "mean": float(values.mean()),
+            "p50": float(p[0]),
+            "p90": float(p[1]),
+            "p99": float(p[2]),
+        }
+    return {
+        "mean": float(np.average(values, weights=weights)),
+        **{f"p{q}": weighted_percentile(values, weights, q) for q in (50, 90, 99)},
+    }
+
+
+def stat(values: np.ndarray, name: str, weights: np.ndarray | None = None) -> float:
+    """``mean`` or ``pNN`` (``p99.9`` too) of ``values``."""
+    if values.size == 0:
+        return float("nan")
+    if name == "mean":
+        return float(np.average(values, weights=weights))
+    q = float(name[1:])
+    if weights is None:
+        return float(np.percentile(values, q))
+    return weighted_percentile(values, weights, q)
+
+
+def weighted_percentile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The ``q``-th percentile of ``values`` each counted ``weights`` times (inverted CDF)."""
+    order = np.argsort(values, kind="stable")
+    v, w = values[order], weights[order]
+    cum = np.cumsum(w)
+    target = q / 100 * cum[-1]
+    return float(v[min(int(np.searchsorted(cum, target, side="left")), len(v) - 1)])
+
+
+def per_request(result) -> dict[str, np.ndarray]:
+    """Latency columns per request (NaN where undefined, e.g. TPOT of one-token outputs)."""
+    r = result.requests
+    done = ~r["rejected"]
+    nan = np.full(len(r["id"]), np.nan)
+    ttft = np.where(done, r["first_token_s"] - r["arrival_s"], nan)
+    e2e = np.where(done, r["finish_s"] - r["arrival_s"], nan)
+    multi = done & (r["output_tokens"] > 1)
+    tpot = np.where(multi, (e2e - ttft) / np.maximum(r["output_tokens"] - 1, 1), nan)
+    queue = np.where(done, r["admitted_s"] - r["arrival_s"], nan)
+    prefill = np.where(done, r["first_token_s"] - r["admitted_s"] - r["preempted_early_s"], nan)
+    decode = np.where(
+        done, r["finish_s"] - r["first_token_s"] - (r["preempted_s"] - r["preempted_early_s"]), nan
+    )
+    return {
+        "ttft_s": ttft,
+        "tpot_s": tpot,
+        "e2e_s": e2e,
+        "queue_s": queue,
+        "prefill_s": prefill,
+        "decode_s": decode,
+        "itl_mean_s": tpot,
+    }
+
+
+def summarize(result) -> dict:
+    """The metrics.json content for ``result`` (a :class:`tokensim.sim.run.Result`)."""
+    from tokensim import __version__
+
+    r = result.requests
+    cols = per_request(result)
+    done = ~r["rejected"]
+    completed = int(done.sum())
+    if completed:
+        duration = float(r["finish_s"][done].max() - r["arrival_s"].min())
+    else:
+        duration = 0.0
+    rate = (lambda x: x / duration) if duration > 0 else (lambda x: 0.0)
+    out_tokens = int(r["output_tokens"][done].sum())
+    in_tokens = int(r["prompt_tokens"][done].sum())
+    metrics: dict = {
+        "spec": result.spec.name,
+        "seed": result.seed,
+        "tokensim_version": __version__,
+        "requests": {
+            "total": len(r["id"]),
+            "completed": completed,
+            "rejected": int((~done).sum()),
+            "preempted": int((r["preemptions"] > 0).sum()),
+            "preemptions": int(r["preemptions"].sum()),
+            "cached_prompt_tokens": int(r["cached_tokens"].sum()),
+        },
+    }
+    for key in ("ttft_s", "tpot_s", "e2e_s", "queue_s"):
+        v = cols[key]
+        metrics[key] = _stats(v[~np.isnan(v)])
+    metrics["itl_s"] = _stats(result.itl_s, result.itl_weights)
+    metrics["throughput"] = {
+        "duration_s": duration,
+        "requests_per_s": rate(completed),
+        "output_tokens_per_s": rate(out_tokens),
+        "total_tokens_per_s": rate(out_tokens + in_tokens),
+    }
+    slo = result.spec.slo
+    if slo is not None:
+        good = done.copy()
+        targets = []
+        for t in slo.targets:
+            column = cols["itl_mean_s" if t.metric == "itl" else f"{t.metric}_s"]
+            ok = column <= t.limit_s if t.op == "<=" else column < t.limit_s
+            good &= ok | np.isnan(column) & done & (t.metric in ("tpot", "itl"))
+            if t.metric == "itl":
+                value = stat(result.itl_s, t.stat, result.itl_weights)
+            else:
+                value = stat(column[~np.isnan(column)], t.stat)
+            met = value <= t.limit_s if t.op == "<=" else value < t.limit_s
+            targets.append(
+                {
+                    "metric": t.metric,
+                    "stat": t.stat,
+                    "op": t.op,
+                    "limit_s": t.limit_s,
+                    "value_s": value,
+                    "met": bool(met),
+                }
+            )
+        metrics["slo"] = {
+            "attainment": float(good.sum() / completed) if completed else 0.0,
+            "goodput_requests_per_s": rate(int(good.sum())),
+            "met": all(t["met"] for t in targets),
+            "targets": targets,
+        }
+    peak = max(
+        (float((i.series[:, 3] / i.kv_capacity_blocks).max()) if len(i.series) else 0.0)
+        for i in result.instances
+    )
+    metrics["kv"] = {"peak_utilization": peak}
+    metrics["instances"] = [
+        {
+            "name": i.name,
+            "pool": i.pool,
+            "gpus": list(i.gpus),
+            "iterations": i.iterations,
+            "busy_fraction": i.busy_s / result.simulated_s if result.simulated_s else 0.0,
+            "preemptions": i.preemptions,
+            "kv_capacity_blocks": i.kv_capacity_blocks,
+        }
+        for i in result.instances
+    ]
+    metrics["sim"] = {
+        "wall_s": result.wall_s,
+        "simulated_s": result.simulated_s,
+        "events": result.events,
+    }
+    return metrics

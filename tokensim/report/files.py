@@ -1,0 +1,126 @@
+"""Writing a run's result directory."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tokensim.metrics import per_request, summarize
+
+REQUEST_COLUMNS = (
+    "id",
+    "instance",
+    "arrival_s",
+    "prompt_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "enqueued_s",
+    "admitted_s",
+    "first_token_s",
+    "finish_s",
+    "queue_s",
+    "prefill_s",
+    "decode_s",
+    "preempted_s",
+    "preemptions",
+    "ttft_s",
+    "tpot_s",
+    "e2e_s",
+    "rejected",
+)
+SERIES_COLUMNS = (
+    "instance",
+    "time_s",
+    "running",
+    "waiting",
+    "kv_used_blocks",
+    "kv_capacity_blocks",
+    "batch_tokens",
+)
+
+
+def _num(x) -> str:
+    if isinstance(x, (bool, np.bool_)):
+        return "1" if x else "0"
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        if math.isnan(x) or x == -1.0:  # -1: a time that never came (rejected)
+            return ""
+        return f"{x:.9g}"
+    return str(x)
+
+
+def _clean(value):
+    """JSON-safe: NaN and infinities become null, numpy scalars plain numbers."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return None if math.isnan(value) or math.isinf(value) else float(f"{value:.9g}")
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def requests_csv(result) -> str:
+    """One row per request with every timestamp and the latency breakdown."""
+    r = result.requests
+    derived = per_request(result)
+    columns = {**r, **derived}
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(REQUEST_COLUMNS)
+    for i in range(len(r["id"])):
+        w.writerow([_num(columns[c][i]) for c in REQUEST_COLUMNS])
+    return out.getvalue()
+
+
+def timeseries_csv(result) -> str:
+    """Per instance and iteration start: running, waiting, KV blocks used, batch tokens."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(SERIES_COLUMNS)
+    for inst in result.instances:
+        for t, running, waiting, used, tokens in inst.series:
+            w.writerow(
+                [
+                    inst.name,
+                    _num(float(t)),
+                    int(running),
+                    int(waiting),
+                    int(used),
+                    inst.kv_capacity_blocks,
+                    int(tokens),
+                ]
+            )
+    return out.getvalue()
+
+
+def write(result, out_dir: str | Path, metrics: dict | None = None) -> dict:
+    """Write the three files of ``result`` into ``out_dir`` (created); return the metrics."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = metrics if metrics is not None else summarize(result)
+    files = {
+        "metrics.json": json.dumps(_clean(metrics), indent=2) + "\n",
+        "requests.csv": requests_csv(result),
+        "timeseries.csv": timeseries_csv(result),
+    }
+    temps = []
+    for name, text in files.items():
+        tmp = out / f".{name}.partial"
+        tmp.write_text(text, "utf-8")
+        temps.append((tmp, out / name))
+    for tmp, final in temps:
+        os.replace(tmp, final)
+    return metrics

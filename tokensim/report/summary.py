@@ -1,0 +1,51 @@
+"""The table the terminal shows at the end of a run."""
+
+from __future__ import annotations
+
+
+def _ms(x) -> str:
+    return "-" if x is None or x != x else f"{x * 1e3:.1f}"
+
+
+def summary_table(metrics: dict) -> str:
+    """A short aligned table: counts, throughput, latencies, SLO."""
+    req, tput = metrics["requests"], metrics["throughput"]
+    lines = [
+        f"{metrics['spec']}: {req['completed']} of {req['total']} requests completed"
+        + (f", {req['rejected']} rejected" if req["rejected"] else "")
+        + f", {req['preemptions']} preemptions, seed {metrics['seed']}",
+        f"throughput  {tput['requests_per_s']:.2f} req/s"
+        f"  {tput['output_tokens_per_s']:.0f} output tok/s"
+        f"  {tput['total_tokens_per_s']:.0f} total tok/s over {tput['duration_s']:.1f} s",
+        "",
+        f"{'latency (ms)':<14}{'mean':>10}{'p50':>10}{'p90':>10}{'p99':>10}",
+    ]
+    for key, label in (
+        ("ttft_s", "TTFT"),
+        ("tpot_s", "TPOT"),
+        ("itl_s", "ITL"),
+        ("e2e_s", "E2E"),
+        ("queue_s", "queue"),
+    ):
+        s = metrics[key]
+        lines.append(
+            f"{label:<14}" + "".join(f"{_ms(s[k]):>10}" for k in ("mean", "p50", "p90", "p99"))
+        )
+    slo = metrics.get("slo")
+    if slo:
+        lines.append("")
+        for t in slo["targets"]:
+            mark = "ok " if t["met"] else "MISS"
+            lines.append(
+                f"SLO {mark} {t['metric']} {t['stat']} {t['op']} {_ms(t['limit_s'])} ms:"
+                f" {_ms(t['value_s'])} ms"
+            )
+        lines.append(
+            f"attainment {slo['attainment']:.1%}, goodput {slo['goodput_requests_per_s']:.2f} req/s"
+        )
+    lines.append(
+        f"peak KV use {metrics['kv']['peak_utilization']:.1%}; simulated "
+        f"{metrics['sim']['simulated_s']:.1f} s in {metrics['sim']['wall_s']:.2f} s wall, "
+        f"{metrics['sim']['events']} events"
+    )
+    return "\n".join(lines) + "\n"

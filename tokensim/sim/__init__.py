@@ -1,0 +1,1 @@
+"""The simulation stage: the event engine, its state machines and KV-cache block memory."""

@@ -1,0 +1,413 @@
+"""A model instance: its waiting queue, running batch, KV blocks and iterations.
+
+Each iteration's batch comes from the pool's batching policy
+(:mod:`tokensim.policies.batching`); its time from the cost model. A batch of
+decode steps only, which cannot change until a request finishes, memory runs
+short or a new request arrives, runs as one *decode run*: ``k`` steps whose
+total time has a closed form (a step costs ``A + C * context`` and the context
+grows by the batch size each step), so a decode step costs O(1) and the
+simulator jumps over steps where nothing can change. A run is cut at the next
+step boundary when a request arrives, and brought up to date (``sync``)
+whenever someone reads the instance's state.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tokensim.perf import Batch, CostModel
+from tokensim.sim.events import Kernel, Priority
+from tokensim.sim.kv import BlockManager
+from tokensim.sim.queue import WaitQueue
+from tokensim.sim.request import Request, State
+
+
+def _resume(req: Request, now: float) -> None:
+    """Account the time ``req`` spent preempted, now that it runs again."""
+    paused = now - req.preempted_at_s
+    req.preempted_s += paused
+    if req.first_token_s < 0:
+        req.preempted_early_s += paused
+    req.preempted_at_s = -1.0
+
+
+class _Run:
+    """``k`` decode steps of ``reqs`` from ``t0``.
+
+    Step j (1-based) costs ``a + c * (ctx + j n)`` seconds: ``ctx`` is the batch's
+    KV tokens before the run, and each step adds one token per sequence.
+    """
+
+    __slots__ = ("t0", "reqs", "n", "ctx", "a", "c", "k")
+
+    def __init__(self, t0, reqs, ctx, a, c, k):
+        self.t0, self.reqs, self.n, self.ctx, self.a, self.c, self.k = (
+            t0,
+            reqs,
+            len(reqs),
+            ctx,
+            a,
+            c,
+            k,
+        )
+
+    def end(self, j: int) -> float:
+        """Time at which step ``j`` ends."""
+        return self.t0 + j * self.a + self.c * (j * self.ctx + self.n * j * (j + 1) / 2)
+
+    def done_by(self, now: float) -> int:
+        """Steps completed by ``now`` (at most ``k``)."""
+        if now >= self.end(self.k):
+            return self.k
+        # solve end(j) <= now for j, then fix rounding by checking neighbours
+        qa = self.c * self.n / 2
+        qb = self.a + self.c * (self.ctx + self.n / 2)
+        rhs = now - self.t0
+        j = int(rhs / qb) if qa == 0 else int((-qb + math.sqrt(qb * qb + 4 * qa * rhs)) / (2 * qa))
+        j = max(0, min(j, self.k))
+        while j > 0 and self.end(j) > now:
+            j -= 1
+        while j < self.k and self.end(j + 1) <= now:
+            j += 1
+        return j
+
+
+class Instance:
+    """One replica of a pool's model on its GPUs."""
+
+    def __init__(
+        self,
+        sim,
+        pool,
+        index: int,
+        cost: CostModel,
+        kv: BlockManager,
+        policy,
+        swap_Bps: float,
+        block_bytes: float,
+    ):
+        self.sim = sim
+        self.kernel: Kernel = sim.kernel
+        self.pool = pool
+        self.index = index
+        self.name = f"{pool.name}[{index}]"
+        self.cost = cost
+        self.kv = kv
+        self.policy = policy
+        self.swap_Bps = swap_Bps  # host link bandwidth for swapping, per GPU
+        self.block_bytes = block_bytes  # one KV block's bytes on one GPU
+        self.waiting = WaitQueue(policy.order)
+        self.running: list[Request] = []  # in admission order
+        self.swapped: list[Request] = []
+        self.busy = False
+        self.run: _Run | None = None
+        self.version = 0  # invalidates a scheduled end event when a run is cut
+        self.plan = None  # the batch of the iteration in flight
+        self.iteration_start = 0.0
+        self._lines: dict[int, tuple[float, float]] = {}
+        self._schedule_pending = False
+        # statistics
+        self.iterations = 0
+        self.busy_s = 0.0
+        self.preemptions = 0
+        self.series: list[tuple] = []  # (time, running, waiting, kv_used_blocks, batch_tokens)
+        self.itl_values: list[np.ndarray] = []
+        self.itl_weights: list[np.ndarray] = []
+
+    # -- arrivals --------------------------------------------------------------------------
+
+    def enqueue(self, req: Request) -> None:
+        """A request routed here joins the waiting queue."""
+        req.instance = self
+        req.enqueued_s = self.kernel.now
+        req.state = State.QUEUED
+        self.waiting.push(req)
+        if self.run is not None and self.policy.joins_mid_batch:
+            self._cut_run()
+        elif not self.busy and not self._schedule_pending:
+            self._schedule_pending = True
+            self.kernel.at(self.kernel.now, Priority.SCHEDULE, self._scheduled)
+
+    def _scheduled(self) -> None:
+        self._schedule_pending = False
+        if not self.busy:
+            self._start()
+
+    # -- what policies call ------------------------------------------------------------------
+
+    def prompt_need(self, req: Request) -> int:
+        """Tokens ``req`` would compute if admitted now (prefix-cache hits excluded)."""
+        return req.tokens - self.kv.hit_tokens(req.hashes, req.tokens) if req.hashes else req.tokens
+
+    def reject_impossible(self) -> None:
+        """Reject waiting requests at the head that could not fit even in an empty instance
+        (as vLLM rejects a sequence longer than its KV cache) instead of waiting forever."""
+        room = self.kv.capacity_blocks - self.kv.watermark_blocks
+        while len(self.waiting):
+            req = self.waiting.peek()
+            whole = self.kv.blocks_for(req.prompt + req.output)
+            if whole <= room:
+                return
+            self.waiting.pop()
+            req.rejected = (
+                f"needs {whole} KV blocks; an instance of pool {self.pool.name} has {room}"
+            )
+            req.state = State.DONE
+            self.sim.finished(req)
+
+    def try_admit(self, req: Request) -> bool:
+        """Admit the head of the waiting queue if its KV fits (leaving the watermark)."""
+        if not self.kv.can_admit(req.id, req.tokens, req.hashes):
+            return False
+        self.waiting.pop()
+        hit = self.kv.admit(req.id, req.tokens, req.hashes)
+        req.hit_tokens = hit
+        req.computed = hit
+        req.state = State.PREFILL
+        now = self.kernel.now
+        if req.admitted_s < 0:
+            req.admitted_s = now
+        if req.preempted_at_s >= 0:
+            _resume(req, now)
+        self.running.append(req)
+        return True
+
+    def prepare_decode(self) -> tuple[list[Request], float]:
+        """The running decoders that get KV for their next token, preempting the most
+        recently admitted requests when blocks run out; also the swap-out seconds."""
+        decoders = [r for r in self.running if r.state is State.DECODE]
+        out: list[Request] = []
+        swap_s = 0.0
+        kv = self.kv
+        i = 0
+        while i < len(decoders):
+            req = decoders[i]
+            if req.state is not State.DECODE:  # preempted meanwhile as a victim
+                i += 1
+                continue
+            if kv.grow(req.id, req.computed + 1):
+                out.append(req)
+                i += 1
+                continue
+            victim = self.running[-1]
+            swap_s += self._preempt(victim)
+            if victim is req:
+                i += 1
+        return out, swap_s
+
+    def resume_swapped(self) -> float:
+        """Swap back in what fits, oldest first; return the seconds it takes."""
+        seconds = 0.0
+        while self.swapped and self.kv.swap_in(self.swapped[0].id):
+            req = self.swapped.pop(0)
+            req.state = State.DECODE
+            _resume(req, self.kernel.now)
+            self.running.append(req)
+            seconds += self.kv.blocks_for(req.computed) * self.block_bytes / self.swap_Bps
+        return seconds
+
+    def _preempt(self, victim: Request) -> float:
+        self.running.remove(victim)
+        victim.preemptions += 1
+        self.preemptions += 1
+        victim.preempted_at_s = self.kernel.now
+        if (
+            self.pool.kv.preempt == "swap"
+            and victim.state is State.DECODE
+            and self.kv.can_swap_out(victim.id)
+        ):
+            blocks = self.kv.swap_out(victim.id)
+            victim.state = State.SWAPPED
+            victim.swapped_out += 1
+            self.swapped.append(victim)
+            return blocks * self.block_bytes / self.swap_Bps
+        self.kv.release(victim.id)
+        victim.computed = 0
+        victim.state = State.QUEUED
+        self.waiting.push_front(victim)
+        return 0.0
+
+    # -- iterations ------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Form and start the next iteration (or go idle)."""
+        plan = self.policy.plan(self)
+        now = self.kernel.now
+        if plan is None:
+            self.busy = False
+            self._sample(0)
+            return
+        prefill, decode, extra_s = plan
+        self.busy = True
+        if not prefill:
+            self._start_run(decode, extra_s)
+            return
+        tokens = sum(chunk for _, chunk in prefill)
+        pairs = sum(Batch.pairs(chunk, req.computed) for req, chunk in prefill)
+        completing = sum(1 for req, chunk in prefill if req.computed + chunk == req.tokens)
+        ctx = sum(r.computed + 1 for r in decode)
+        batch = Batch(tokens, pairs, len(decode), ctx, len(decode) + completing)
+        duration = self.cost.iteration_s(batch) + extra_s
+        self.plan = (prefill, decode)
+        self.iteration_start = now
+        self._sample(tokens + len(decode))
+        self.version += 1
+        self.kernel.at(now + duration, Priority.ITERATION_END, self._end_iteration, self.version)
+
+    def _line(self, n: int) -> tuple[float, float]:
+        line = self._lines.get(n)
+        if line is None:
+            a = self.cost.iteration_s(Batch(decode_seqs=n, decode_context=0))
+            big = 1_000_000
+            c = (self.cost.iteration_s(Batch(decode_seqs=n, decode_context=big)) - a) / big
+            line = self._lines[n] = (a, c)
+        return line
+
+    def _start_run(self, decode: list[Request], extra_s: float) -> None:
+        now = self.kernel.now
+        n = len(decode)
+        steps_to_finish = min(r.output - r.generated for r in decode)
+        k = min(steps_to_finish, self._steps_that_fit(decode, steps_to_finish))
+        a, c = self._line(n)
+        ctx = sum(r.computed for r in decode)
+        self.run = _Run(now + extra_s, decode, ctx, a, c, k)
+        self.iteration_start = now
+        self._sample(n)
+        self.version += 1
+        self.kernel.at(self.run.end(k), Priority.ITERATION_END, self._end_run, self.version)
+
+    def _steps_that_fit(self, decode: list[Request], limit: int) -> int:
+        """Most decode steps (<= limit, >= 1) whose KV growth fits the free blocks."""
+        kv = self.kv
+        b = kv.block_tokens
+        computed = np.fromiter((r.computed for r in decode), dtype=np.int64, count=len(decode))
+        held = -(-(computed + 1) // b)  # blocks after the first step's growth, already taken
+        available = kv.available_blocks
+
+        def needed(k: int) -> int:
+            return int(np.maximum(0, -(-(computed + k) // b) - held).sum())
+
+        if needed(limit) <= available:
+            return limit
+        lo, hi = 1, limit  # needed(lo) == 0 <= available
+        while lo + 1 < hi:
+            mid = (lo + hi) // 2
+            if needed(mid) <= available:
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def _apply_run_steps(self, run: _Run, j: int) -> None:
+        """Bring ``j`` completed steps of ``run`` into the requests' state."""
+        if j == 0:
+            return
+        first_end = run.end(1)
+        kv = self.kv
+        for req in run.reqs:
+            kv.grow(req.id, req.computed + j)
+            req.computed += j
+            req.generated += j
+        self.itl_values.append(
+            np.fromiter(
+                (first_end - r.last_token_s for r in run.reqs), dtype=np.float64, count=run.n
+            )
+        )
+        self.itl_weights.append(np.ones(run.n))
+        if j > 1:
+            steps = np.arange(2, j + 1)
+            self.itl_values.append(run.a + run.c * (run.ctx + steps * run.n))
+            self.itl_weights.append(np.full(j - 1, float(run.n)))
+        last_end = run.end(j)
+        for req in run.reqs:
+            req.last_token_s = last_end
+        self.iterations += j
+        self.busy_s += last_end - run.t0
+
+    def sync(self) -> None:
+        """Apply the steps of the current run completed by now (state reads are exact)."""
+        run = self.run
+        if run is None:
+            return
+        j = run.done_by(self.kernel.now)
+        if j == 0 or j == run.k:
+            return  # nothing done yet, or the end event applies it all
+        self._apply_run_steps(run, j)
+        run.t0, run.ctx, run.k = run.end(j), run.ctx + j * run.n, run.k - j
+
+    def _cut_run(self) -> None:
+        """End the current run at its next step boundary (a request arrived)."""
+        self.sync()
+        run = self.run
+        if run.k > 1:
+            run.k = 1
+            self.version += 1
+            self.kernel.at(run.end(1), Priority.ITERATION_END, self._end_run, self.version)
+
+    def _end_run(self, version: int) -> None:
+        if version != self.version:
+            return
+        run = self.run
+        self.run = None
+        self._apply_run_steps(run, run.k)
+        for req in run.reqs:
+            if req.generated >= req.output:
+                self._finish(req)
+        self._start()
+
+    def _end_iteration(self, version: int) -> None:
+        if version != self.version:
+            return
+        now = self.kernel.now
+        prefill, decode = self.plan
+        self.plan = None
+        self.iterations += 1
+        self.busy_s += now - self.iteration_start
+        if decode:
+            self.itl_values.append(
+                np.fromiter(
+                    (now - r.last_token_s for r in decode), dtype=np.float64, count=len(decode)
+                )
+            )
+            self.itl_weights.append(np.ones(len(decode)))
+        for req in decode:
+            req.computed += 1
+            req.generated += 1
+            req.last_token_s = now
+        for req, chunk in prefill:
+            req.computed += chunk
+            if req.computed == req.tokens:
+                req.generated += 1
+                req.state = State.DECODE
+                if req.first_token_s < 0:
+                    req.first_token_s = now
+                else:
+                    self.itl_values.append(np.array([now - req.last_token_s]))
+                    self.itl_weights.append(np.ones(1))
+                req.last_token_s = now
+        for req in decode + [r for r, _ in prefill]:
+            if req.state is State.DECODE and req.generated >= req.output:
+                self._finish(req)
+        self._start()
+
+    def _finish(self, req: Request) -> None:
+        req.state = State.DONE
+        req.finish_s = self.kernel.now
+        self.kv.release(req.id)
+        self.running.remove(req)
+        self.sim.finished(req)
+
+    # -- state for routing and time series ------------------------------------------------
+
+    def _sample(self, batch_tokens: int) -> None:
+        self.series.append(
+            (
+                self.kernel.now,
+                len(self.running),
+                len(self.waiting) + len(self.swapped),
+                self.kv.used_blocks,
+                batch_tokens,
+            )
+        )

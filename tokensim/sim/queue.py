@@ -1,0 +1,55 @@
+"""Waiting queues in admission order: first come first served, shortest prompt
+first, or priority classes. Preempted requests go back to the front."""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+
+from tokensim.sim.request import Request
+
+
+class WaitQueue:
+    """Requests waiting at an instance. ``order`` is fcfs, spf or priority."""
+
+    def __init__(self, order: str):
+        self.order = order
+        self._front: deque[Request] = deque()  # preempted requests, resumed first
+        self._fifo: deque[Request] = deque()
+        self._heap: list[tuple[int, int, int, Request]] = []
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._front) + len(self._fifo) + len(self._heap)
+
+    def __iter__(self):
+        yield from self._front
+        yield from self._fifo
+        yield from (entry[-1] for entry in sorted(self._heap))
+
+    def push(self, req: Request) -> None:
+        """Add a newly arrived request."""
+        if self.order == "fcfs":
+            self._fifo.append(req)
+            return
+        key = req.prompt if self.order == "spf" else req.priority
+        self._seq += 1
+        heapq.heappush(self._heap, (key, self._seq, req.id, req))
+
+    def push_front(self, req: Request) -> None:
+        """Put back a preempted request; the most recently preempted goes first."""
+        self._front.appendleft(req)
+
+    def peek(self) -> Request:
+        if self._front:
+            return self._front[0]
+        if self._fifo:
+            return self._fifo[0]
+        return self._heap[0][-1]
+
+    def pop(self) -> Request:
+        if self._front:
+            return self._front.popleft()
+        if self._fifo:
+            return self._fifo.popleft()
+        return heapq.heappop(self._heap)[-1]

@@ -1,0 +1,90 @@
+"""A request's state machine and the times of its transitions.
+
+``QUEUED`` (at an instance, waiting) -> ``PREFILL`` (admitted; prompt being
+computed, maybe in chunks) -> ``DECODE`` (first token out) -> ``DONE``; from
+``PREFILL``/``DECODE`` a preemption returns it to ``QUEUED`` (recompute) or
+``SWAPPED``. Every transition time is kept: they make the latency breakdown.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class State(IntEnum):
+    QUEUED = 0
+    PREFILL = 1
+    DECODE = 2
+    SWAPPED = 3
+    DONE = 4
+
+
+class Request:
+    """One request. Token counts are tokens; times are seconds of simulated time."""
+
+    __slots__ = (
+        "id",
+        "arrival_s",
+        "prompt",
+        "output",
+        "priority",
+        "hashes",
+        "state",
+        "instance",
+        "computed",
+        "generated",
+        "hit_tokens",
+        "enqueued_s",
+        "admitted_s",
+        "first_token_s",
+        "finish_s",
+        "preemptions",
+        "preempted_at_s",
+        "preempted_s",
+        "swapped_out",
+        "last_token_s",
+        "rejected",
+        "preempted_early_s",
+    )
+
+    def __init__(
+        self,
+        rid: int,
+        arrival_s: float,
+        prompt: int,
+        output: int,
+        priority: int = 0,
+        hashes: tuple | None = None,
+    ):
+        self.id = rid
+        self.arrival_s = arrival_s
+        self.prompt = prompt
+        self.output = output
+        self.priority = priority
+        self.hashes = hashes
+        self.state = State.QUEUED
+        self.instance = None
+        self.computed = 0  # tokens whose KV is computed (prompt, then prompt + generated)
+        self.generated = 0  # output tokens produced
+        self.hit_tokens = 0  # prompt tokens served from the prefix cache (last admission)
+        self.enqueued_s = -1.0
+        self.admitted_s = -1.0  # first admission
+        self.first_token_s = -1.0
+        self.finish_s = -1.0
+        self.preemptions = 0
+        self.preempted_at_s = -1.0
+        self.preempted_s = 0.0  # total time spent preempted
+        self.preempted_early_s = 0.0  # of which before the first token
+        self.swapped_out = 0  # times swapped out
+        self.last_token_s = -1.0
+        self.rejected = ""  # why the request could never run, if it could not
+
+    @property
+    def tokens(self) -> int:
+        """Tokens in the sequence now (prompt plus generated)."""
+        return self.prompt + self.generated
+
+    @property
+    def to_compute(self) -> int:
+        """Tokens still to prefill before the next token can be sampled."""
+        return self.tokens - self.computed

@@ -1,0 +1,305 @@
+"""Stage 4: ``simulate(graph, seed) -> Result``.
+
+Builds one :class:`Instance` per pool replica (cost model, KV block pool,
+batching policy), generates the workload, routes each request on arrival and
+runs the event kernel until every request is done. All state is on the
+:class:`Simulation` object; the random generator is seeded from the spec's
+workload seed (or ``seed``), so the same spec and seed give identical results.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tokensim import ir
+from tokensim.lang.diagnostics import CompileError, Diagnostic
+from tokensim.perf import for_pool
+from tokensim.policies.batching import BATCHING
+from tokensim.policies.routing import router_for
+from tokensim.sim.events import Kernel, Priority
+from tokensim.sim.instance import Instance
+from tokensim.sim.kv import BlockManager
+from tokensim.sim.request import Request, State
+from tokensim.workload import TraceError, generate
+
+ACTIVATION_BYTES = 2
+
+
+class SimulationError(CompileError):
+    """A spec that checks but cannot be simulated (reported like a compile error)."""
+
+
+@dataclass
+class InstanceResult:
+    """What one instance did: its counters and its time series."""
+
+    name: str
+    pool: str
+    gpus: tuple[str, ...]
+    kv_capacity_blocks: int
+    iterations: int
+    busy_s: float
+    preemptions: int
+    series: np.ndarray  # columns: time_s, running, waiting, kv_used_blocks, batch_tokens
+
+
+@dataclass
+class Result:
+    """Plain data out of the simulator: per-request columns, per-instance results."""
+
+    spec: ir.Spec
+    seed: int
+    requests: dict[str, np.ndarray]
+    instances: list[InstanceResult]
+    itl_s: np.ndarray
+    itl_weights: np.ndarray
+    simulated_s: float
+    events: int
+    wall_s: float
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _kv_geometry(pool: ir.Pool) -> tuple[int, float]:
+    """(capacity in blocks, bytes of one block on one GPU) for an instance of ``pool``."""
+    m, gpu, kv = pool.model, pool.gpu, pool.kv
+    policy = BATCHING.get(pool.batching.name).from_use(pool.batching)
+    batch_tokens = getattr(policy, "max_tokens", None) or getattr(policy, "budget", None) or 8192
+    max_seqs = policy.max_seqs
+    # Activations of the largest iteration (vLLM profiles this peak before sizing the cache):
+    # hidden states and the MLP intermediate in 16 bit, plus fp32 logits of every sequence.
+    reserve = batch_tokens * (4 * m.hidden + 2 * m.ffn / pool.tp) * ACTIVATION_BYTES
+    reserve += max_seqs * m.vocab * 4 / pool.tp
+    usable = gpu.memory_B * kv.gpu_util - pool.weights_per_gpu_B - reserve
+    kv_heads_per_gpu = max(1, m.kv_heads // pool.tp)
+    per_token = (
+        2 * math.ceil(m.layers / pool.pp) * kv_heads_per_gpu * m.head_dim * ir.DTYPE_BYTES[kv.dtype]
+    )
+    block_bytes = per_token * kv.block_tokens
+    return max(0, int(usable // block_bytes)), block_bytes
+
+
+class Simulation:
+    """One run of one spec: kernel, instances, routers, requests."""
+
+    def __init__(self, graph, seed: int | None = None, progress=None):
+        spec = graph.spec
+        self.spec = spec
+        if spec.deployment is None or spec.workload is None:
+            missing = "deployment" if spec.deployment is None else "workload"
+            raise SimulationError([Diagnostic(f"the spec has no `{missing}` to simulate", None)])
+        roles = {p.role for p in spec.deployment.pools}
+        if roles & {"prefill", "decode"}:
+            pool = next(p for p in spec.deployment.pools if p.role != "colocated")
+            raise SimulationError(
+                [
+                    Diagnostic(
+                        "prefill/decode pools are not simulated yet; use colocated pools", pool.span
+                    )
+                ]
+            )
+        self.seed = spec.workload.seed if seed is None else seed
+        self.rng = np.random.default_rng(self.seed)
+        self.kernel = Kernel()
+        self.progress = progress
+        self.instances: list[Instance] = []
+        for pool in spec.deployment.pools:
+            cost = for_pool(pool, graph)
+            capacity, block_bytes = _kv_geometry(pool)
+            if capacity < 1:
+                raise SimulationError(
+                    [
+                        Diagnostic(
+                            f"pool `{pool.name}` has no memory left for the KV cache once "
+                            "weights and activations are placed",
+                            pool.span,
+                        )
+                    ]
+                )
+            kv = pool.kv
+            swap_blocks = int(kv.swap_B / (pool.tp * pool.pp) // block_bytes)
+            policy = BATCHING.get(pool.batching.name).from_use(pool.batching)
+            host_Bps = pool.gpu.host_link.bandwidth_Bps * pool.gpu.efficiency.network
+            for inst in pool.instances:
+                manager = BlockManager(
+                    capacity,
+                    kv.block_tokens,
+                    int(kv.watermark * capacity),
+                    kv.prefix_cache,
+                    swap_blocks,
+                )
+                self.instances.append(
+                    Instance(
+                        self,
+                        pool,
+                        inst.index,
+                        cost,
+                        manager,
+                        BATCHING.get(pool.batching.name).from_use(pool.batching),
+                        host_Bps,
+                        block_bytes,
+                    )
+                )
+            del policy
+        routes = {r.pool: r for r in spec.deployment.routes}
+        route = routes.get(None) or routes[spec.deployment.pools[0].name]
+        self.router = router_for(route.policy)
+        self.entry = [i for i in self.instances if i.pool.role != "decode"]
+        self.check = os.environ.get("TOKENSIM_CHECK") == "1"
+        self.done = 0
+
+    def _requests(self) -> list[Request]:
+        try:
+            work = generate(self.spec.workload, Path(self.spec.file).parent, self.rng)
+        except TraceError as err:
+            raise err.to_compile_error() from None
+        block_tokens = {p.kv.block_tokens for p in self.spec.deployment.pools}
+        caching = any(p.kv.prefix_cache for p in self.spec.deployment.pools)
+        out = []
+        for i in range(len(work)):
+            hashes = None
+            if caching and work.prefix_hashes is not None and work.prefix_hashes[i]:
+                hashes = _kv_hashes(
+                    work.prefix_hashes[i],
+                    work.prefix_block_tokens,
+                    min(block_tokens),
+                    int(work.prompt_tokens[i]),
+                )
+            out.append(
+                Request(
+                    i,
+                    float(work.arrival_s[i]),
+                    int(work.prompt_tokens[i]),
+                    int(work.output_tokens[i]),
+                    int(work.priority[i]),
+                    hashes,
+                )
+            )
+        return out
+
+    def run(self) -> Result:
+        """Simulate every request to the end; return the plain-data :class:`Result`."""
+        started = time.perf_counter()
+        self.requests = self._requests()
+        max_context = min(p.model.max_context for p in self.spec.deployment.pools)
+        self.total = len(self.requests)
+        if self.requests:
+            self.kernel.at(
+                self.requests[0].arrival_s, Priority.ARRIVAL, self._arrive, 0, max_context
+            )
+        self.kernel.run(self._after_event if (self.check or self.progress) else None)
+        if self.done != self.total:
+            raise AssertionError(f"{self.total - self.done} requests never finished")
+        for inst in self.instances:
+            if not inst.kv.all_free():
+                raise AssertionError(f"{inst.name} holds KV blocks after the run")
+        return self._result(time.perf_counter() - started)
+
+    def _arrive(self, index: int, max_context: int) -> None:
+        req = self.requests[index]
+        if index + 1 < len(self.requests):
+            nxt = self.requests[index + 1]
+            self.kernel.at(nxt.arrival_s, Priority.ARRIVAL, self._arrive, index + 1, max_context)
+        if req.prompt + req.output > max_context:
+            req.rejected = (
+                f"prompt + output = {req.prompt + req.output} tokens > max_context {max_context}"
+            )
+            req.state = State.DONE
+            self.finished(req)
+            return
+        candidates = self.entry
+        if getattr(self.router, "reads_state", True):
+            for inst in candidates:
+                inst.sync()
+        choice = self.router.choose(candidates, req, self.rng)
+        candidates[choice].enqueue(req)
+
+    def finished(self, req: Request) -> None:
+        self.done += 1
+
+    def _after_event(self) -> None:
+        if self.check:
+            for inst in self.instances:
+                inst.kv.check()
+                held = sum(1 for r in inst.running)
+                if held != len(inst.running) or inst.kv.used_blocks > inst.kv.capacity_blocks:
+                    raise AssertionError(f"{inst.name}: KV accounting broken")
+        if self.progress is not None and self.kernel.events % 5000 == 0:
+            self.progress(self.done, self.total, self.kernel.now)
+
+    def _result(self, wall_s: float) -> Result:
+        reqs = self.requests
+        cols = {
+            "id": np.array([r.id for r in reqs], dtype=np.int64),
+            "arrival_s": np.array([r.arrival_s for r in reqs]),
+            "prompt_tokens": np.array([r.prompt for r in reqs], dtype=np.int64),
+            "output_tokens": np.array([r.output for r in reqs], dtype=np.int64),
+            "instance": np.array(
+                [r.instance.name if r.instance else "" for r in reqs], dtype=object
+            ),
+            "enqueued_s": np.array([r.enqueued_s for r in reqs]),
+            "admitted_s": np.array([r.admitted_s for r in reqs]),
+            "first_token_s": np.array([r.first_token_s for r in reqs]),
+            "finish_s": np.array([r.finish_s for r in reqs]),
+            "preemptions": np.array([r.preemptions for r in reqs], dtype=np.int64),
+            "preempted_s": np.array([r.preempted_s for r in reqs]),
+            "preempted_early_s": np.array([r.preempted_early_s for r in reqs]),
+            "cached_tokens": np.array([r.hit_tokens for r in reqs], dtype=np.int64),
+            "rejected": np.array([bool(r.rejected) for r in reqs]),
+        }
+        instances = [
+            InstanceResult(
+                i.name,
+                i.pool.name,
+                tuple(str(g) for g in i.pool.instances[i.index].gpus),
+                i.kv.capacity_blocks,
+                i.iterations,
+                i.busy_s,
+                i.preemptions,
+                np.array(i.series, dtype=np.float64).reshape(-1, 5),
+            )
+            for i in self.instances
+        ]
+        values = [v for i in self.instances for v in i.itl_values]
+        weights = [w for i in self.instances for w in i.itl_weights]
+        return Result(
+            spec=self.spec,
+            seed=self.seed,
+            requests=cols,
+            instances=instances,
+            itl_s=np.concatenate(values) if values else np.zeros(0),
+            itl_weights=np.concatenate(weights) if weights else np.zeros(0),
+            simulated_s=self.kernel.now,
+            events=self.kernel.events,
+            wall_s=wall_s,
+            rejected=[(r.id, r.rejected) for r in reqs if r.rejected],
+        )
+
+
+def _kv_hashes(trace_ids, trace_block: int, block: int, prompt: int) -> tuple:
+    """One id per full KV block of the prompt from a trace's prefix-block ids.
+
+    KV block ``i`` lies in trace block ``j``; two prompts share it when they share
+    trace blocks ``0..j`` (the ids are prefix-chained), so its id is ``(ids[j], i)``.
+    """
+    out = []
+    for i in range(prompt // block):
+        j = ((i + 1) * block - 1) // trace_block
+        if j >= len(trace_ids):
+            break
+        out.append((trace_ids[j], i))
+    return tuple(out)
+
+
+def simulate(graph, seed: int | None = None, progress=None) -> Result:
+    """Simulate the lowered spec ``graph``; ``seed`` overrides the workload's seed.
+
+    ``progress(done, total, now_s)`` is called now and then on long runs.
+    Raises :class:`SimulationError` for a spec that checks but cannot run.
+    """
+    return Simulation(graph, seed, progress).run()

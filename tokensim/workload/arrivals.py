@@ -1,0 +1,84 @@
+"""Arrival processes: when requests arrive, in seconds from the start.
+
+Every process puts its first arrival at t = 0 (as a benchmark client that
+sends its first request at once); the gaps after it follow the process.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tokensim.policies import PolicyUse
+
+
+def arrival_times(
+    policy: PolicyUse, count: int | None, duration_s: float | None, rng: np.random.Generator
+) -> np.ndarray:
+    """Arrival times (float64 seconds, non-decreasing, the first 0) from ``policy``.
+
+    ``policy`` is an ``arrivals`` use: ``poisson`` (rate, 1/s: exponential gaps),
+    ``gamma`` (rate, 1/s, and cv: gamma gaps of mean 1/rate, shape 1/cv²),
+    ``constant`` (rate: gaps of exactly 1/rate) or ``burst`` (all at 0).
+    Arrivals stop after ``count`` requests or before ``duration_s`` seconds
+    (arrivals at or after it are dropped), whichever comes first; at least one
+    of the two must be given. Draws from ``rng`` only for poisson and gamma.
+    """
+    if count is None and duration_s is None:
+        raise ValueError("arrival_times needs a count or a duration")
+    name = policy.name
+    if name == "burst":
+        if count is None:
+            raise ValueError("burst arrivals need a count")
+        return np.zeros(count)
+    rate = float(policy.get("rate"))
+    if name == "constant":
+        n = count if duration_s is None else math.ceil(duration_s * rate) + 1
+        if count is not None:
+            n = min(n, count)
+        times = np.arange(n) / rate
+        return times if duration_s is None else times[times < duration_s]
+    if name == "poisson":
+        scale = 1.0 / rate
+
+        def draw(size: int) -> np.ndarray:
+            return rng.exponential(scale, size)
+
+    elif name == "gamma":
+        shape = 1.0 / float(policy.get("cv")) ** 2
+
+        def draw(size: int) -> np.ndarray:
+            return rng.gamma(shape, 1.0 / (rate * shape), size)
+
+    else:
+        raise ValueError(f"unknown arrival process {name!r}")
+    return _accumulate(draw, rate, count, duration_s)
+
+
+def _accumulate(draw, rate: float, count: int | None, duration_s: float | None) -> np.ndarray:
+    """Sum gaps into times, a chunk at a time until ``count`` or ``duration_s``."""
+    chunks = []
+    have = 0
+    t = 0.0  # the time of the next arrival
+    while True:
+        want = count - have if count is not None else None
+        if duration_s is not None:
+            expected = rate * (duration_s - t)
+            size = int(expected * 1.05 + 4 * math.sqrt(expected) + 16)
+            want = size if want is None else min(want, size)
+        gaps = draw(want)
+        ends = np.cumsum(gaps)
+        times = np.empty(want)
+        times[0] = t
+        times[1:] = t + ends[:-1]
+        t += float(ends[-1])
+        if duration_s is not None and t >= duration_s:
+            times = times[times < duration_s]
+            chunks.append(times)
+            break
+        chunks.append(times)
+        have += want
+        if count is not None and have >= count:
+            break
+    return np.concatenate(chunks)

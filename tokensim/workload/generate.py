@@ -1,0 +1,76 @@
+"""The workload stage: a checked ``workload`` block becomes concrete requests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tokensim import ir
+from tokensim.lang.diagnostics import Diagnostic, Note
+from tokensim.workload.arrivals import arrival_times
+from tokensim.workload.lengths import draw_lengths
+from tokensim.workload.requests import Requests
+from tokensim.workload.traces import TraceError, read_trace
+
+
+def generate(workload: ir.Workload, base_dir: str | Path, rng: np.random.Generator) -> Requests:
+    """The requests ``workload`` describes, in arrival order (deterministic given ``rng``).
+
+    Arrival times (seconds, the first at 0) come from ``workload.arrivals`` if
+    given, else from the trace: shifted so its first request arrives at 0 and
+    multiplied by the trace's ``time_scale``. Lengths (tokens) come from
+    ``workload.lengths`` if given, else from the trace; priorities come from
+    the trace if there is one (else 0), prefix ids only with the trace's
+    lengths. ``workload.requests`` caps the count (it truncates a trace, never
+    extends it); ``workload.duration_s`` drops arrivals at or after it. A
+    relative trace path is taken from ``base_dir``. Arrivals are drawn from
+    ``rng`` before lengths. Raises :class:`TraceError` for a bad trace file.
+    """
+    trace = _read(workload.trace, base_dir) if workload.trace is not None else None
+    count = workload.requests
+    if trace is not None:
+        count = len(trace) if count is None else min(count, len(trace))
+    if workload.arrivals is not None:
+        arrival = arrival_times(workload.arrivals, count, workload.duration_s, rng)
+    else:
+        arrival = _trace_arrivals(trace, workload, count)
+    n = len(arrival)
+    trace = trace.head(n) if trace is not None else None
+    if workload.lengths is not None:
+        prompt, output = draw_lengths(workload.lengths, n, rng)
+        hashes, block = None, 0
+    else:
+        prompt, output = trace.prompt_tokens, trace.output_tokens
+        hashes, block = trace.prefix_hashes, trace.prefix_block_tokens
+    priority = trace.priority if trace is not None else np.zeros(n, dtype=np.int64)
+    return Requests(arrival, prompt, output, priority, hashes, block)
+
+
+def _read(trace: ir.Trace, base_dir: str | Path) -> Requests:
+    """Read the trace; its errors also point at the spec's ``trace`` statement."""
+    try:
+        return read_trace(Path(base_dir) / trace.path, trace.format)
+    except TraceError as err:
+        raise err.with_note(Note("the trace is named here", trace.span)) from None
+
+
+def _trace_arrivals(trace: Requests | None, workload: ir.Workload, count: int) -> np.ndarray:
+    """The trace's arrival times: shifted to start at 0, scaled, capped."""
+    if trace is None:
+        raise ValueError("a workload without arrivals needs a trace")
+    if not trace.has_arrivals:
+        raise TraceError(
+            [
+                Diagnostic(
+                    f"trace `{workload.trace.path}` has no arrival times",
+                    workload.trace.span,
+                    help="give them with an arrival process, e.g. `arrivals poisson 10/s`",
+                )
+            ]
+        )
+    times = trace.arrival_s[:count]
+    times = (times - times[0]) * workload.trace.time_scale
+    if workload.duration_s is not None:
+        times = times[times < workload.duration_s]
+    return times
