@@ -109,6 +109,7 @@ def summarize(result) -> dict:
             "preempted": int((r["preemptions"] > 0).sum()),
             "preemptions": int(r["preemptions"].sum()),
             "cached_prompt_tokens": int(r["cached_tokens"].sum()),
+            "rejected_why": sorted({why for _, why in result.rejected})[:5],
         },
     }
     for key in ("ttft_s", "tpot_s", "e2e_s", "queue_s"):

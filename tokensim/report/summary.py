@@ -10,10 +10,12 @@ def _ms(x) -> str:
 def summary_table(metrics: dict) -> str:
     """A short aligned table: counts, throughput, latencies, SLO."""
     req, tput = metrics["requests"], metrics["throughput"]
+    why = "".join(f"\n  rejected: {w}" for w in req.get("rejected_why", []))
     lines = [
         f"{metrics['spec']}: {req['completed']} of {req['total']} requests completed"
         + (f", {req['rejected']} rejected" if req["rejected"] else "")
-        + f", {req['preemptions']} preemptions, seed {metrics['seed']}",
+        + f", {req['preemptions']} preemptions, seed {metrics['seed']}"
+        + why,
         f"throughput  {tput['requests_per_s']:.2f} req/s"
         f"  {tput['output_tokens_per_s']:.0f} output tok/s"
         f"  {tput['total_tokens_per_s']:.0f} total tok/s over {tput['duration_s']:.1f} s",

@@ -113,8 +113,9 @@ class Instance:
         self.busy_s = 0.0
         self.preemptions = 0
         self.series: list[tuple] = []  # (time, running, waiting, kv_used_blocks, batch_tokens)
+        # inter-token gaps: arrays of values, each with one weight (how many tokens had it)
         self.itl_values: list[np.ndarray] = []
-        self.itl_weights: list[np.ndarray] = []
+        self.itl_weights: list[float] = []
 
     # -- arrivals --------------------------------------------------------------------------
 
@@ -181,13 +182,16 @@ class Instance:
         out: list[Request] = []
         swap_s = 0.0
         kv = self.kv
+        b = kv.block_tokens
         i = 0
         while i < len(decoders):
             req = decoders[i]
             if req.state is not State.DECODE:  # preempted meanwhile as a victim
                 i += 1
                 continue
-            if kv.grow(req.id, req.computed + 1):
+            # KV holds `computed` tokens in ceil(computed / b) blocks; the next token needs a
+            # new block only when the last one is full.
+            if req.computed % b or kv.grow(req.id, req.computed + 1):
                 out.append(req)
                 i += 1
                 continue
@@ -282,9 +286,11 @@ class Instance:
         """Most decode steps (<= limit, >= 1) whose KV growth fits the free blocks."""
         kv = self.kv
         b = kv.block_tokens
+        available = kv.available_blocks
+        if available >= len(decode) * (limit // b + 1):
+            return limit  # even if every sequence crossed every boundary it could
         computed = np.fromiter((r.computed for r in decode), dtype=np.int64, count=len(decode))
         held = -(-(computed + 1) // b)  # blocks after the first step's growth, already taken
-        available = kv.available_blocks
 
         def needed(k: int) -> int:
             return int(np.maximum(0, -(-(computed + k) // b) - held).sum())
@@ -305,24 +311,24 @@ class Instance:
         if j == 0:
             return
         first_end = run.end(1)
+        last_end = run.end(j)
         kv = self.kv
+        b = kv.block_tokens
+        first = []
         for req in run.reqs:
-            kv.grow(req.id, req.computed + j)
-            req.computed += j
+            c = req.computed
+            if (c + j - 1) // b > (c - 1) // b:  # may hold fewer blocks than c + j needs
+                kv.grow(req.id, c + j)
+            req.computed = c + j
             req.generated += j
-        self.itl_values.append(
-            np.fromiter(
-                (first_end - r.last_token_s for r in run.reqs), dtype=np.float64, count=run.n
-            )
-        )
-        self.itl_weights.append(np.ones(run.n))
+            first.append(first_end - req.last_token_s)
+            req.last_token_s = last_end
+        self.itl_values.append(np.array(first))
+        self.itl_weights.append(1.0)
         if j > 1:
             steps = np.arange(2, j + 1)
             self.itl_values.append(run.a + run.c * (run.ctx + steps * run.n))
-            self.itl_weights.append(np.full(j - 1, float(run.n)))
-        last_end = run.end(j)
-        for req in run.reqs:
-            req.last_token_s = last_end
+            self.itl_weights.append(float(run.n))
         self.iterations += j
         self.busy_s += last_end - run.t0
 
@@ -366,12 +372,8 @@ class Instance:
         self.iterations += 1
         self.busy_s += now - self.iteration_start
         if decode:
-            self.itl_values.append(
-                np.fromiter(
-                    (now - r.last_token_s for r in decode), dtype=np.float64, count=len(decode)
-                )
-            )
-            self.itl_weights.append(np.ones(len(decode)))
+            self.itl_values.append(np.array([now - r.last_token_s for r in decode]))
+            self.itl_weights.append(1.0)
         for req in decode:
             req.computed += 1
             req.generated += 1
@@ -385,7 +387,7 @@ class Instance:
                     req.first_token_s = now
                 else:
                     self.itl_values.append(np.array([now - req.last_token_s]))
-                    self.itl_weights.append(np.ones(1))
+                    self.itl_weights.append(1.0)
                 req.last_token_s = now
         for req in decode + [r for r, _ in prefill]:
             if req.state is State.DECODE and req.generated >= req.output:

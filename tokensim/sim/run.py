@@ -266,7 +266,11 @@ class Simulation:
             for i in self.instances
         ]
         values = [v for i in self.instances for v in i.itl_values]
-        weights = [w for i in self.instances for w in i.itl_weights]
+        weights = [
+            np.full(len(v), w)
+            for i in self.instances
+            for v, w in zip(i.itl_values, i.itl_weights, strict=True)
+        ]
         return Result(
             spec=self.spec,
             seed=self.seed,

@@ -1,0 +1,195 @@
+"""The simulator on scenarios small enough to compute by hand, and its invariants."""
+
+import numpy as np
+import pytest
+from conftest import compile_text
+
+from tokensim.graph import lower
+from tokensim.metrics import summarize
+from tokensim.perf import Batch, for_pool
+from tokensim.report import write
+from tokensim.sim.run import SimulationError, simulate
+
+LIB = """
+link NVL { bandwidth 400 GB/s; latency 2 us }
+link PCI { bandwidth 50 GB/s; latency 2 us }
+gpu G { memory 80 GB; bandwidth 2 TB/s; host_link PCI
+        compute { bf16 1000 TFLOPS }
+        efficiency { gemm 0.5; attention 0.25; memory 0.5; kv_read 0.25; network 0.5
+                     overhead 1 ms } }
+model m { layers 10; hidden 4096; heads 32; kv_heads 8; ffn 16384; vocab 32000; max_context 8192 }
+cluster { node n0 { gpus G x 8; link NVL } }
+"""
+
+
+def run(pool: str, workload: str, extra: str = "", seed=None):
+    spec = compile_text(
+        LIB + f"deployment {{ pool p {{ model m; {pool} }}\n {extra} }}\nworkload {{ {workload} }}"
+    )
+    graph = lower(spec)
+    return simulate(graph, seed=seed), for_pool(spec.deployment.pools[0], graph)
+
+
+def col(result, name):
+    return result.requests[name]
+
+
+def test_one_request_on_an_idle_gpu_ttft_is_the_prefill_time():
+    result, cost = run("on n0[0]", "arrivals poisson 1/s; lengths fixed 1000 -> 1; requests 1")
+    ttft = col(result, "first_token_s")[0] - col(result, "arrival_s")[0]
+    assert ttft == pytest.approx(cost.prefill_s(1000))
+    assert col(result, "finish_s")[0] == col(result, "first_token_s")[0]  # one output token
+
+
+def test_one_request_decodes_step_by_step():
+    result, cost = run("on n0[0]", "arrivals poisson 1/s; lengths fixed 100 -> 5; requests 1")
+    prefill = cost.prefill_s(100)
+    # decode step i reads the KV of 100 + i tokens (i = 1..4)
+    steps = [cost.iteration_s(Batch(decode_seqs=1, decode_context=100 + i)) for i in range(1, 5)]
+    assert col(result, "finish_s")[0] - col(result, "arrival_s")[0] == pytest.approx(
+        prefill + sum(steps)
+    )
+    assert summarize(result)["itl_s"]["mean"] == pytest.approx(sum(steps) / 4)
+
+
+def test_two_simultaneous_requests_are_prefilled_together():
+    result, cost = run("on n0[0]", "arrivals burst; lengths fixed 500 -> 2; requests 2")
+    both = cost.iteration_s(
+        Batch(prefill_tokens=1000, prefill_pairs=2 * Batch.pairs(500, 0), samples=2)
+    )
+    assert list(col(result, "first_token_s")) == pytest.approx([both, both])
+
+
+def test_static_batching_makes_a_late_request_wait_for_the_whole_batch():
+    workload = "arrivals constant 20/s; lengths fixed 200 -> 50; requests 2"
+    static, _ = run("on n0[0]; batching static { max_seqs 8 }", workload)
+    cont, _ = run("on n0[0]; batching continuous", workload)
+    # the second request arrives at 50 ms, while the first is decoding
+    assert col(static, "admitted_s")[1] == pytest.approx(col(static, "finish_s")[0])
+    assert col(cont, "admitted_s")[1] < col(cont, "finish_s")[0]
+    assert col(cont, "first_token_s")[1] < col(static, "first_token_s")[1]
+
+
+def test_continuous_beats_static_on_ttft_at_high_load():
+    workload = "arrivals poisson 30/s; lengths uniform 100..1000 -> 20..300; requests 300; seed 4"
+    static = summarize(run("on n0[0]; batching static { max_seqs 32 }", workload)[0])
+    cont = summarize(run("on n0[0]; batching continuous { max_seqs 32 }", workload)[0])
+    assert cont["ttft_s"]["p90"] < static["ttft_s"]["p90"]
+
+
+def test_chunked_prefill_mixes_decodes_with_prompt_chunks():
+    result, cost = run(
+        "on n0[0]; batching chunked { budget 256 }",
+        "arrivals burst; lengths fixed 1000 -> 3; requests 1",
+    )
+    # a 1000-token prompt in chunks of 256, 256, 256, 232
+    chunks = [(256, 0), (256, 256), (256, 512), (232, 768)]
+    t = sum(
+        cost.iteration_s(
+            Batch(prefill_tokens=c, prefill_pairs=Batch.pairs(c, p), samples=int(p + c == 1000))
+        )
+        for c, p in chunks
+    )
+    assert col(result, "first_token_s")[0] == pytest.approx(t)
+
+
+def test_a_tiny_kv_budget_preempts_and_still_completes_everything(monkeypatch):
+    monkeypatch.setenv("TOKENSIM_CHECK", "1")  # invariants after every event
+    result, _ = run(
+        "on n0[0]; kv { gpu_util 0.165 }",
+        "arrivals poisson 50/s; lengths fixed 1500 -> 300; requests 120; seed 2",
+    )
+    m = summarize(result)
+    assert m["requests"]["completed"] == 120
+    assert m["requests"]["preemptions"] > 0
+    assert m["kv"]["peak_utilization"] <= 1.0
+
+
+def test_swap_preemption_completes_everything(monkeypatch):
+    monkeypatch.setenv("TOKENSIM_CHECK", "1")
+    result, _ = run(
+        "on n0[0]; kv { gpu_util 0.165; preempt swap; swap 64 GB }",
+        "arrivals poisson 50/s; lengths fixed 1500 -> 300; requests 120; seed 2",
+    )
+    assert summarize(result)["requests"]["completed"] == 120
+    assert col(result, "preemptions").sum() > 0
+
+
+def test_a_request_too_long_for_the_kv_cache_is_rejected_not_stuck():
+    result, _ = run(
+        "on n0[0]; kv { gpu_util 0.08 }",  # room for 4192 tokens
+        "arrivals burst; lengths fixed 6000 -> 2000; requests 2",
+    )
+    m = summarize(result)
+    assert m["requests"]["rejected"] == 2 and m["requests"]["completed"] == 0
+
+
+def test_same_seed_same_files_other_seed_other_results(tmp_path):
+    workload = "arrivals poisson 20/s; lengths chat; requests 200"
+    a = run("instances 2", workload, "route p by least_requests", seed=5)[0]
+    b = run("instances 2", workload, "route p by least_requests", seed=5)[0]
+    c = run("instances 2", workload, "route p by least_requests", seed=6)[0]
+    write(a, tmp_path / "a")
+    write(b, tmp_path / "b")
+    for name in ("requests.csv", "timeseries.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    ma = (tmp_path / "a" / "metrics.json").read_text().splitlines()
+    mb = (tmp_path / "b" / "metrics.json").read_text().splitlines()
+    assert [x for x in ma if "wall_s" not in x] == [x for x in mb if "wall_s" not in x]
+    assert not np.array_equal(col(a, "arrival_s"), col(c, "arrival_s"))
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        "round_robin",
+        "random",
+        "least_requests",
+        "least_tokens",
+        "least_kv",
+        "min(requests + 0.5 * kv_used)",
+    ],
+)
+def test_routing_spreads_load_over_instances(policy):
+    result, _ = run(
+        "instances 4",
+        "arrivals poisson 40/s; lengths fixed 200 -> 50; requests 400",
+        f"route p by {policy}",
+    )
+    counts = np.unique(col(result, "instance"), return_counts=True)[1]
+    assert len(counts) == 4 and counts.min() >= 40
+
+
+def test_round_robin_is_exactly_balanced():
+    result, _ = run(
+        "instances 4",
+        "arrivals poisson 40/s; lengths fixed 200 -> 50; requests 400",
+        "route p by round_robin",
+    )
+    assert list(np.unique(col(result, "instance"), return_counts=True)[1]) == [100] * 4
+
+
+def test_latency_breakdown_adds_up_to_e2e(tmp_path):
+    result, _ = run(
+        "on n0[0]; kv { gpu_util 0.165 }",
+        "arrivals poisson 50/s; lengths fixed 1500 -> 300; requests 120; seed 2",
+    )
+    write(result, tmp_path)
+    import csv
+
+    for row in csv.DictReader(open(tmp_path / "requests.csv")):
+        parts = sum(float(row[k]) for k in ("queue_s", "prefill_s", "decode_s", "preempted_s"))
+        assert parts == pytest.approx(float(row["e2e_s"]), abs=1e-6)
+
+
+def test_disaggregated_pools_are_a_clear_error_for_now():
+    spec = compile_text(
+        LIB
+        + """deployment {
+      pool a { model m; on n0[0]; role prefill }
+      pool b { model m; on n0[1]; role decode }
+      transfer a -> b }
+      workload { arrivals poisson 1/s; lengths fixed 10 -> 10; requests 1 }"""
+    )
+    with pytest.raises(SimulationError, match="not simulated yet"):
+        simulate(lower(spec))
