@@ -51,11 +51,19 @@ def _read(path: str) -> tuple[str, str]:
         raise _Usage(f"cannot read {path}: {err.strerror}") from None
 
 
-def _compile(path: str, stage: str):
-    """Parse and check ``path`` up to ``stage`` ('ast', 'ir' or 'graph')."""
+def _compile(path: str, stage: str, sets: list[str] | None = None):
+    """Parse and check ``path`` up to ``stage`` ('ast', 'ir' or 'graph'), applying
+    ``sets`` (``path=value`` overrides) first."""
+    from tokensim.lang.override import override
+
     text, name = _read(path)
     sources = SourceMap()
     module = parse(text, name, sources)
+    for item in sets or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise _Usage(f"--set takes PATH=VALUE, like workload.arrivals.rate=20/s; got {item!r}")
+        module = override(module, key.strip(), value.strip(), sources)
     if stage == "ast":
         return module
     spec = check(module, sources)
@@ -151,7 +159,7 @@ def cmd_run(args) -> int:
     from tokensim.sim.run import simulate
 
     try:
-        graph = _compile(args.spec, "graph")
+        graph = _compile(args.spec, "graph", args.set)
         progress = None if args.quiet else _progress(sys.stderr)
         result = simulate(graph, seed=args.seed, progress=progress)
     except CompileError as err:
@@ -199,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("-o", "--output", metavar="DIR", help="result folder (default: out/<spec name>)")
     p.add_argument("--seed", type=int, help="override the workload's seed")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="PATH=VALUE",
+        help="set a value of the spec, e.g. --set workload.arrivals.rate=20/s "
+        "(repeatable; checked like the spec)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_run)
 

@@ -1,0 +1,85 @@
+"""The Python API and --set overrides, as a notebook or a shell user would use them."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT, SPECS
+
+import tokensim
+
+SPEC = ROOT / "specs" / "single_gpu_8b.tsim"
+
+
+def test_load_run_and_read_results():
+    spec = tokensim.load(SPEC, {"workload.requests": "150", "workload.arrivals.rate": "12/s"})
+    assert spec.workload.requests == 150 and spec.workload.arrivals.get("rate") == 12
+    run = tokensim.run(spec, seed=4)
+    assert run.metrics["requests"]["completed"] == 150
+    ttft = run.requests["ttft_s"]
+    assert isinstance(ttft, np.ndarray) and len(ttft) == 150
+    assert run.metrics["ttft_s"]["p50"] == pytest.approx(np.percentile(ttft, 50))
+    assert set(run.timeseries) == {"serve[0]"}
+
+
+def test_load_from_text_and_errors_are_compile_errors():
+    text = SPEC.read_text().replace("requests 2000", "requests 20")
+    assert tokensim.load(text).workload.requests == 20
+    with pytest.raises(tokensim.CompileError) as info:
+        tokensim.load(SPEC, {"deployment.serve.tp": "3"})
+    assert "tp 3 does not divide" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("workload.arrivals.rate", "20 GB", "expected a rate, found a size in bytes"),
+        ("deployment.serve.tpp", "2", "did you mean `tp`?"),
+        ("workload.arrivals.rat", "2/s", "has no parameter `rat`"),
+    ],
+)
+def test_bad_overrides_are_located_at_the_set_text(path, value, message):
+    with pytest.raises(tokensim.CompileError) as info:
+        tokensim.load(SPEC, {path: value})
+    assert message in str(info.value) and f"--> --set {path}:1:" in str(info.value)
+
+
+def test_override_moves_shorthand_values_into_the_body():
+    text = SPEC.read_text().replace("arrivals poisson 8/s", "arrivals gamma 8/s { cv 3 }")
+    spec = tokensim.load(text, {"workload.arrivals.cv": "2"})
+    assert dict(spec.workload.arrivals.params) == {"rate": 8, "cv": 2}
+
+
+def test_cli_set_and_seed(tmp_path):
+    out = tmp_path / "r"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tokensim",
+            "run",
+            str(SPEC),
+            "-o",
+            str(out),
+            "-q",
+            "--seed",
+            "9",
+            "--set",
+            "workload.requests=80",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"completed": 80' in (out / "metrics.json").read_text()
+    assert '"seed": 9' in (out / "metrics.json").read_text()
+
+
+def test_every_shipped_single_pool_spec_runs(tmp_path):
+    for path in SPECS:
+        spec = tokensim.load(path, {"workload.requests": "60"})
+        if any(p.role != "colocated" for p in spec.deployment.pools):
+            continue
+        run = tokensim.run(spec)
+        assert run.metrics["requests"]["completed"] == 60, path.name

@@ -1,0 +1,135 @@
+"""Setting a value of a spec from outside it: ``--set workload.arrivals.rate=20/s``.
+
+``override(module, path, value, sources)`` returns a new syntax tree in which the
+statement (or policy parameter) that ``path`` names holds ``value``, parsed as
+the items of a statement. The result is checked like any spec, so a wrong value
+is a located error that quotes the ``--set`` text. Paths are the sweep paths:
+keys, labels of repeated blocks, and policy parameters
+(``deployment.decode.batching.max_seqs``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tokensim.lang import ast
+from tokensim.lang.check import schemas
+from tokensim.lang.diagnostics import CompileError, Diagnostic, Reporter, did_you_mean
+from tokensim.lang.parse import parse
+from tokensim.lang.schema import Block, Shape
+from tokensim.lang.source import SourceMap, Span
+from tokensim.policies import PolicySlot
+
+
+def _fail(message: str, span: Span, sources: SourceMap, help: str | None = None):
+    raise CompileError([Diagnostic(message, span, help=help)], sources)
+
+
+def override(module: ast.Module, path: str, value: str, sources: SourceMap) -> ast.Module:
+    """``module`` with ``path`` set to ``value`` (text of the statement's items)."""
+    name = f"--set {path}"
+    text = f"{path} {value}"
+    parsed = parse(text, name, sources)
+    if len(parsed.statements) != 1:
+        _fail("a --set value is one statement's items", Span(name, 1, 1, 1, len(text) + 1), sources)
+    new = parsed.statements[0]
+    parts = new.key.parts
+    statements = _set(list(module.statements), schemas.TOP, parts, new, sources, 0)
+    return dataclasses.replace(module, statements=tuple(statements))
+
+
+def _set(stmts: list, block: Block, parts, new: ast.Statement, sources, depth: int) -> list:
+    seg = parts[depth]
+    rest = parts[depth + 1 :]
+    attr = block.attr(seg)
+    where = new.key.span
+    if attr is not None and not attr.repeat:
+        index = next((i for i, s in enumerate(stmts) if s.key.text == seg), None)
+        stmt = stmts[index] if index is not None else None
+        if not rest:
+            replaced = ast.Statement(
+                ast.Path((seg,), where),
+                new.items,
+                new.body if new.body is not None else (stmt.body if stmt is not None else None),
+                new.span,
+            )
+            return _put(stmts, index, replaced)
+        if attr.body is not None and not attr.custom_body:
+            body = list(stmt.body or ()) if stmt is not None else []
+            body = _set(body, attr.body, parts, new, sources, depth + 1)
+            made = stmt or ast.Statement(ast.Path((seg,), where), (), None, where)
+            return _put(stmts, index, dataclasses.replace(made, body=tuple(body)))
+        slot = next((s for s in attr.slots if isinstance(s, PolicySlot)), None)
+        if slot is not None and len(rest) == 1:
+            return _put(stmts, index, _set_param(stmt, seg, slot, rest[0], new, sources))
+        _fail(f"`{'.'.join(parts)}` goes past `{seg}`", where, sources)
+    labelled = [
+        i
+        for i, s in enumerate(stmts)
+        if s.label == seg
+        and block.attr(s.key.text)
+        and block.attr(s.key.text).repeat
+        and block.attr(s.key.text).body
+    ]
+    if labelled and rest:
+        index = labelled[0]
+        stmt = stmts[index]
+        inner = block.attr(stmt.key.text).body
+        body = _set(list(stmt.body or ()), inner, parts, new, sources, depth + 1)
+        return _put(stmts, index, dataclasses.replace(stmt, body=tuple(body)))
+    names = [a.key for a in block.attrs if not a.repeat] + [s.label for s in stmts if s.label]
+    _fail(
+        f"the spec has no `{'.'.join(parts[: depth + 1])}`",
+        where,
+        sources,
+        help=did_you_mean(seg, names),
+    )
+
+
+def _put(stmts: list, index: int | None, stmt: ast.Statement) -> list:
+    out = list(stmts)
+    if index is None:
+        out.append(stmt)
+    else:
+        out[index] = stmt
+    return out
+
+
+def _set_param(stmt, key: str, slot: PolicySlot, param: str, new, sources) -> ast.Statement:
+    """Move a policy's shorthand values into its body and set ``param`` there."""
+    where = new.key.span
+    if stmt is not None and stmt.items and isinstance(stmt.items[0], ast.Path):
+        name_item = stmt.items[0]
+    elif stmt is None and slot.default:
+        name_item = ast.Path((slot.default,), where)
+    else:
+        _fail(f"`{key}` must name its policy before `{param}` can be set", where, sources)
+    cls = slot.registry.get(name_item.text)
+    if cls is None or cls.param(param) is None:
+        names = [p.name for p in cls.params] if cls else []
+        _fail(
+            f"`{key} {name_item.text}` has no parameter `{param}`",
+            where,
+            sources,
+            help=did_you_mean(param, names),
+        )
+    body: list[ast.Statement] = []
+    items = stmt.items if stmt is not None else (name_item,)
+    i = 1
+    rep = Reporter(sources)
+    for s in cls.shorthand:  # positional values become named ones
+        try:
+            _, j = s.match(items, i, rep)
+        except Shape:
+            break
+        if s.names() and s.names()[0] != param:
+            body.append(
+                ast.Statement(
+                    ast.Path((s.names()[0],), items[i].span), tuple(items[i:j]), None, items[i].span
+                )
+            )
+        i = j
+    body += [s for s in (stmt.body or ()) if s.key.text != param] if stmt is not None else []
+    body.append(ast.Statement(ast.Path((param,), where), new.items, None, new.span))
+    span = stmt.span if stmt is not None else where
+    return ast.Statement(ast.Path((key,), span), (name_item,), tuple(body), span)
