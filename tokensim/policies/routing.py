@@ -207,29 +207,42 @@ class RouteSlot(PolicySlot):
 # lowest index, so runs are deterministic.
 
 
-def instance_fields(inst, req) -> dict[str, float]:
-    """The values of :data:`FIELDS` for ``inst`` as seen by ``req``."""
-    kv = inst.kv
-    queued = len(inst.waiting) + len(inst.swapped)
-    waiting_tokens = sum(r.to_compute for r in inst.waiting)
-    prefill = waiting_tokens + sum(r.to_compute for r in inst.running if r.state.name == "PREFILL")
+def _prefill_tokens(inst) -> int:
+    running = sum(r.to_compute for r in inst.running if r.state.name == "PREFILL")
+    return inst.waiting.tokens + running
+
+
+def _tokens(inst) -> int:
     decode_left = sum(r.output - r.generated for r in inst.running)
-    decode_left += sum(r.output - r.generated for r in inst.waiting)
-    cap = max(1, kv.capacity_blocks)
-    return {
-        "queued": queued,
-        "running": len(inst.running),
-        "requests": queued + len(inst.running),
-        "tokens": prefill + decode_left,
-        "prefill_tokens": prefill,
-        "kv_used": kv.used_blocks / cap,
-        "kv_free": 1 - kv.used_blocks / cap,
-        "kv_used_blocks": kv.used_blocks,
-        "kv_free_blocks": kv.capacity_blocks - kv.used_blocks,
-        "prefix_hit": kv.hit_tokens(req.hashes, req.prompt) / req.prompt if req.hashes else 0.0,
-        "prompt": req.prompt,
-        "index": inst.index,
-    }
+    return _prefill_tokens(inst) + inst.waiting.output_tokens + decode_left
+
+
+def _requests(inst) -> int:
+    return len(inst.waiting) + len(inst.swapped) + len(inst.running)
+
+
+# How to read each field of FIELDS from an instance (and the request being routed). The
+# waiting queue keeps running totals, so no field costs more than the running batch's size.
+_READERS = {
+    "queued": lambda i, r: len(i.waiting) + len(i.swapped),
+    "running": lambda i, r: len(i.running),
+    "requests": lambda i, r: _requests(i),
+    "tokens": lambda i, r: _tokens(i),
+    "prefill_tokens": lambda i, r: _prefill_tokens(i),
+    "kv_used": lambda i, r: i.kv.used_blocks / max(1, i.kv.capacity_blocks),
+    "kv_free": lambda i, r: 1 - i.kv.used_blocks / max(1, i.kv.capacity_blocks),
+    "kv_used_blocks": lambda i, r: i.kv.used_blocks,
+    "kv_free_blocks": lambda i, r: i.kv.capacity_blocks - i.kv.used_blocks,
+    "prefix_hit": lambda i, r: i.kv.hit_tokens(r.hashes, r.prompt) / r.prompt if r.hashes else 0.0,
+    "prompt": lambda i, r: r.prompt,
+    "index": lambda i, r: i.index,
+}
+assert set(_READERS) == set(FIELDS)
+
+
+def instance_fields(inst, req, names=FIELDS) -> dict[str, float]:
+    """The values of the fields ``names`` (default: all of :data:`FIELDS`) of ``inst``."""
+    return {name: _READERS[name](inst, req) for name in names}
 
 
 def _argmin(values) -> int:
@@ -250,14 +263,16 @@ def _random(self, instances, req, rng) -> int:
 
 
 def _least(field):
+    read = _READERS[field]
+
     def choose(self, instances, req, rng) -> int:
-        return _argmin([instance_fields(i, req)[field] for i in instances])
+        return _argmin([read(i, req) for i in instances])
 
     return choose
 
 
 def _prefix_affinity(self, instances, req, rng) -> int:
-    fields = [instance_fields(i, req) for i in instances]
+    fields = [instance_fields(i, req, ("prefix_hit", "requests")) for i in instances]
     loads = [f["requests"] for f in fields]
     mean = sum(loads) / len(loads)
     order = sorted(range(len(instances)), key=lambda i: (-fields[i]["prefix_hit"], loads[i], i))
@@ -336,7 +351,7 @@ class RuleRouter:
     def choose(self, instances, req, rng) -> int:
         scores = []
         for inst in instances:
-            v = self.fn(instance_fields(inst, req)) * self.sign
+            v = self.fn(instance_fields(inst, req, self.rule.fields)) * self.sign
             scores.append(float("inf") if v != v else v)  # NaN never wins
         return _argmin(scores)
 

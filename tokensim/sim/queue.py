@@ -18,6 +18,8 @@ class WaitQueue:
         self._fifo: deque[Request] = deque()
         self._heap: list[tuple[int, int, int, Request]] = []
         self._seq = 0
+        self.tokens = 0  # tokens the waiting requests still have to prefill
+        self.output_tokens = 0  # output tokens they still have to generate
 
     def __len__(self) -> int:
         return len(self._front) + len(self._fifo) + len(self._heap)
@@ -27,8 +29,13 @@ class WaitQueue:
         yield from self._fifo
         yield from (entry[-1] for entry in sorted(self._heap))
 
+    def _count(self, req: Request, sign: int) -> None:
+        self.tokens += sign * req.to_compute
+        self.output_tokens += sign * (req.output - req.generated)
+
     def push(self, req: Request) -> None:
         """Add a newly arrived request."""
+        self._count(req, 1)
         if self.order == "fcfs":
             self._fifo.append(req)
             return
@@ -38,6 +45,7 @@ class WaitQueue:
 
     def push_front(self, req: Request) -> None:
         """Put back a preempted request; the most recently preempted goes first."""
+        self._count(req, 1)
         self._front.appendleft(req)
 
     def peek(self) -> Request:
@@ -49,7 +57,10 @@ class WaitQueue:
 
     def pop(self) -> Request:
         if self._front:
-            return self._front.popleft()
-        if self._fifo:
-            return self._fifo.popleft()
-        return heapq.heappop(self._heap)[-1]
+            req = self._front.popleft()
+        elif self._fifo:
+            req = self._fifo.popleft()
+        else:
+            req = heapq.heappop(self._heap)[-1]
+        self._count(req, -1)
+        return req

@@ -1,0 +1,89 @@
+"""Speed of the simulator: wall time, requests/s and events/s on three workloads.
+
+    python3 bench/speed.py
+
+1. 10,000 chat-like requests at a high load (40/s) on one H100 serving Llama-3.1-8B;
+2. 100,000 chat-like requests over 8 H100 instances (320/s);
+3. Vidur's reference workload: Llama-2-70B, tp 2 on A100 80GB, continuous batching with at
+   most 128 sequences, lengths from Vidur's splitwise_conv trace, Poisson 0.75 req/s, 10,000
+   requests (skipped when ../shared/data is absent). Vidur needs 50-144 s for it.
+
+Each figure is the best of ``--repeat`` runs (default 3) of parse + check + lower + simulate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import tokensim  # noqa: E402
+from tokensim.graph import lower  # noqa: E402
+from tokensim.sim.run import simulate  # noqa: E402
+
+SHARED = (
+    ROOT.parent / "shared" / "data" / "vidur" / "data" / "processed_traces" / "splitwise_conv.csv"
+)
+
+HEAD = 'import "std/hardware"\nimport "std/models"\n'
+CASES = {
+    "8B, 1 x H100, 10k chat requests at 40/s": HEAD
+    + """
+cluster { node n0 { gpus H100_SXM x 1 } }
+deployment { pool p { model llama3_1_8b } }
+workload { arrivals poisson 40/s; lengths chat; requests 10000; seed 1 }
+""",
+    "8B, 8 x H100 instances, 100k chat requests at 320/s": HEAD
+    + """
+cluster { node n0 { gpus H100_SXM x 8; link NVLINK4 } }
+deployment { pool p { model llama3_1_8b; instances 8 }
+             route p by least_requests }
+workload { arrivals poisson 320/s; lengths chat; requests 100000; seed 1 }
+""",
+    "Vidur reference: Llama-2-70B tp2 A100, splitwise_conv, 0.75/s, 10k": HEAD
+    + f"""
+cluster {{ node n0 {{ gpus A100_80G x 2; link NVLINK3 }} }}
+deployment {{ pool p {{ model llama2_70b; tp 2; batching continuous {{ max_seqs 128 }} }} }}
+workload {{
+  trace "{SHARED}" {{ format vidur }}
+  arrivals poisson 0.75/s
+  requests 10000
+  seed 0
+}}
+""",
+}
+
+
+def measure(text: str, repeat: int) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = simulate(lower(tokensim.load(text)))
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    print(f"{'workload':<68}{'wall s':>8}{'req/s':>10}{'events/s':>11}{'sim s':>10}")
+    for name, text in CASES.items():
+        if "Vidur" in name and not SHARED.exists():
+            print(f"{name:<68}  skipped: {SHARED} is absent")
+            continue
+        wall, result = measure(text, args.repeat)
+        n = len(result.requests["id"])
+        print(
+            f"{name:<68}{wall:>8.2f}{n / wall:>10.0f}{result.events / wall:>11.0f}"
+            f"{result.simulated_s:>10.0f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
