@@ -88,9 +88,10 @@ class Chunked(Policy):
 
 # -- behaviour: how each policy forms an iteration's batch ------------------------------------
 # ``plan(inst)`` returns None (nothing to do) or (prefill, decode, extra_s): prefill is a list
-# of (request, chunk tokens), decode the requests taking one decode step, extra_s seconds of
-# swapping to add. The instance API used: waiting, running, try_admit, prompt_need,
-# prepare_decode, resume_swapped.
+# of (request, chunk tokens), decode the number of decoding sequences taking one step (the
+# instance's whole decode batch, or 0), extra_s seconds of swapping to add. The instance API
+# used: waiting, running, swapped, try_admit, prompt_need, reject_impossible, prepare_decode,
+# resume_swapped.
 
 
 def _admit_prompts(inst, max_seqs: int, budget: int, prefill: list) -> int:
@@ -118,7 +119,7 @@ def _plan_continuous(self, inst):
     prefill: list = []
     _admit_prompts(inst, self.max_seqs, self.max_tokens, prefill)
     if prefill:  # prefill-first: this iteration computes the new prompts only
-        return prefill, [], extra
+        return prefill, 0, extra
     decode, swap_s = inst.prepare_decode()
     if not decode and len(inst.waiting):
         _admit_prompts(inst, self.max_seqs, self.max_tokens, prefill)
@@ -130,7 +131,7 @@ def _plan_continuous(self, inst):
 def _plan_chunked(self, inst):
     extra = inst.resume_swapped()
     decode, swap_s = inst.prepare_decode()
-    budget = self.budget - len(decode)
+    budget = self.budget - decode
     prefill: list = []
     for req in inst.running:
         if budget <= 0:
@@ -157,7 +158,7 @@ def _plan_static(self, inst):
         if not inst.try_admit(req):
             break
         prefill.append((req, req.to_compute))
-    return (prefill, [], 0.0) if prefill else None
+    return (prefill, 0, 0.0) if prefill else None
 
 
 Continuous.plan, Continuous.joins_mid_batch = _plan_continuous, True

@@ -213,7 +213,8 @@ def _prefill_tokens(inst) -> int:
 
 
 def _tokens(inst) -> int:
-    decode_left = sum(r.output - r.generated for r in inst.running)
+    prefilling = sum(r.output - r.generated for r in inst.running if r.state.name == "PREFILL")
+    decode_left = inst.batch.tokens_left() + prefilling
     return _prefill_tokens(inst) + inst.waiting.output_tokens + decode_left
 
 

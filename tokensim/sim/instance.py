@@ -6,9 +6,11 @@ decode steps only, which cannot change until a request finishes, memory runs
 short or a new request arrives, runs as one *decode run*: ``k`` steps whose
 total time has a closed form (a step costs ``A + C * context`` and the context
 grows by the batch size each step), so a decode step costs O(1) and the
-simulator jumps over steps where nothing can change. A run is cut at the next
-step boundary when a request arrives, and brought up to date (``sync``)
-whenever someone reads the instance's state.
+simulator jumps over steps where nothing can change. The decode batch is kept
+as columns (:class:`~tokensim.sim.batch.DecodeBatch`), so applying ``k`` steps
+to ``n`` sequences is a few array operations. A run is cut at the next step
+boundary when a request arrives, and brought up to date (``sync``) whenever
+someone reads the instance's state.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import math
 import numpy as np
 
 from tokensim.perf import Batch, CostModel
+from tokensim.sim.batch import DecodeBatch
 from tokensim.sim.events import Kernel, Priority
 from tokensim.sim.kv import BlockManager
 from tokensim.sim.queue import WaitQueue
@@ -34,24 +37,16 @@ def _resume(req: Request, now: float) -> None:
 
 
 class _Run:
-    """``k`` decode steps of ``reqs`` from ``t0``.
+    """``k`` decode steps of the batch from ``t0``.
 
     Step j (1-based) costs ``a + c * (ctx + j n)`` seconds: ``ctx`` is the batch's
     KV tokens before the run, and each step adds one token per sequence.
     """
 
-    __slots__ = ("t0", "reqs", "n", "ctx", "a", "c", "k")
+    __slots__ = ("t0", "n", "ctx", "a", "c", "k")
 
-    def __init__(self, t0, reqs, ctx, a, c, k):
-        self.t0, self.reqs, self.n, self.ctx, self.a, self.c, self.k = (
-            t0,
-            reqs,
-            len(reqs),
-            ctx,
-            a,
-            c,
-            k,
-        )
+    def __init__(self, t0, n, ctx, a, c, k):
+        self.t0, self.n, self.ctx, self.a, self.c, self.k = t0, n, ctx, a, c, k
 
     def end(self, j: int) -> float:
         """Time at which step ``j`` ends."""
@@ -99,7 +94,8 @@ class Instance:
         self.swap_Bps = swap_Bps  # host link bandwidth for swapping, per GPU
         self.block_bytes = block_bytes  # one KV block's bytes on one GPU
         self.waiting = WaitQueue(policy.order)
-        self.running: list[Request] = []  # in admission order
+        self.running: list[Request] = []  # admitted (prefilling or decoding), in admission order
+        self.batch = DecodeBatch()  # the decoding ones, as columns
         self.swapped: list[Request] = []
         self.busy = False
         self.run: _Run | None = None
@@ -175,31 +171,23 @@ class Instance:
         self.running.append(req)
         return True
 
-    def prepare_decode(self) -> tuple[list[Request], float]:
-        """The running decoders that get KV for their next token, preempting the most
-        recently admitted requests when blocks run out; also the swap-out seconds."""
-        decoders = [r for r in self.running if r.state is State.DECODE]
-        out: list[Request] = []
+    def prepare_decode(self) -> tuple[int, float]:
+        """Give every decoding sequence KV for its next token, preempting the most recently
+        admitted requests when blocks run out. Returns (sequences decoding, swap-out s)."""
         swap_s = 0.0
-        kv = self.kv
+        kv, batch = self.kv, self.batch
         b = kv.block_tokens
-        i = 0
-        while i < len(decoders):
-            req = decoders[i]
-            if req.state is not State.DECODE:  # preempted meanwhile as a victim
-                i += 1
-                continue
+        while True:
             # KV holds `computed` tokens in ceil(computed / b) blocks; the next token needs a
             # new block only when the last one is full.
-            if req.computed % b or kv.grow(req.id, req.computed + 1):
-                out.append(req)
-                i += 1
-                continue
-            victim = self.running[-1]
-            swap_s += self._preempt(victim)
-            if victim is req:
-                i += 1
-        return out, swap_s
+            full = np.flatnonzero(batch.computed % b == 0)
+            short = next(
+                (int(i) for i in full if not kv.grow(batch.reqs[i].id, int(batch.computed[i]) + 1)),
+                None,
+            )
+            if short is None:
+                return len(batch), swap_s
+            swap_s += self._preempt(self.running[-1])
 
     def resume_swapped(self) -> float:
         """Swap back in what fits, oldest first; return the seconds it takes."""
@@ -209,11 +197,14 @@ class Instance:
             req.state = State.DECODE
             _resume(req, self.kernel.now)
             self.running.append(req)
+            self.batch.add(req)
             seconds += self.kv.blocks_for(req.computed) * self.block_bytes / self.swap_Bps
         return seconds
 
     def _preempt(self, victim: Request) -> float:
         self.running.remove(victim)
+        if victim.state is State.DECODE:
+            self.batch.remove(np.array([self.batch.index(victim)]))
         victim.preemptions += 1
         self.preemptions += 1
         victim.preempted_at_s = self.kernel.now
@@ -246,17 +237,17 @@ class Instance:
         prefill, decode, extra_s = plan
         self.busy = True
         if not prefill:
-            self._start_run(decode, extra_s)
+            self._start_run(extra_s)
             return
         tokens = sum(chunk for _, chunk in prefill)
         pairs = sum(Batch.pairs(chunk, req.computed) for req, chunk in prefill)
         completing = sum(1 for req, chunk in prefill if req.computed + chunk == req.tokens)
-        ctx = sum(r.computed + 1 for r in decode)
-        batch = Batch(tokens, pairs, len(decode), ctx, len(decode) + completing)
+        ctx = int(self.batch.computed.sum()) + decode if decode else 0
+        batch = Batch(tokens, pairs, decode, ctx, decode + completing)
         duration = self.cost.iteration_s(batch) + extra_s
         self.plan = (prefill, decode)
         self.iteration_start = now
-        self._sample(tokens + len(decode))
+        self._sample(tokens + decode)
         self.version += 1
         self.kernel.at(now + duration, Priority.ITERATION_END, self._end_iteration, self.version)
 
@@ -269,27 +260,26 @@ class Instance:
             line = self._lines[n] = (a, c)
         return line
 
-    def _start_run(self, decode: list[Request], extra_s: float) -> None:
+    def _start_run(self, extra_s: float) -> None:
         now = self.kernel.now
-        n = len(decode)
-        steps_to_finish = min(r.output - r.generated for r in decode)
-        k = min(steps_to_finish, self._steps_that_fit(decode, steps_to_finish))
+        batch = self.batch
+        n = len(batch)
+        steps_to_finish = int((batch.output - batch.generated).min())
+        k = min(steps_to_finish, self._steps_that_fit(steps_to_finish))
         a, c = self._line(n)
-        ctx = sum(r.computed for r in decode)
-        self.run = _Run(now + extra_s, decode, ctx, a, c, k)
+        self.run = _Run(now + extra_s, n, int(batch.computed.sum()), a, c, k)
         self.iteration_start = now
         self._sample(n)
         self.version += 1
         self.kernel.at(self.run.end(k), Priority.ITERATION_END, self._end_run, self.version)
 
-    def _steps_that_fit(self, decode: list[Request], limit: int) -> int:
+    def _steps_that_fit(self, limit: int) -> int:
         """Most decode steps (<= limit, >= 1) whose KV growth fits the free blocks."""
-        kv = self.kv
+        kv, computed = self.kv, self.batch.computed
         b = kv.block_tokens
         available = kv.available_blocks
-        if available >= len(decode) * (limit // b + 1):
+        if available >= len(computed) * (limit // b + 1):
             return limit  # even if every sequence crossed every boundary it could
-        computed = np.fromiter((r.computed for r in decode), dtype=np.int64, count=len(decode))
         held = -(-(computed + 1) // b)  # blocks after the first step's growth, already taken
 
         def needed(k: int) -> int:
@@ -307,28 +297,25 @@ class Instance:
         return lo
 
     def _apply_run_steps(self, run: _Run, j: int) -> None:
-        """Bring ``j`` completed steps of ``run`` into the requests' state."""
+        """Bring ``j`` completed steps of ``run`` into the batch's state."""
         if j == 0:
             return
-        first_end = run.end(1)
-        last_end = run.end(j)
-        kv = self.kv
+        batch, kv = self.batch, self.kv
         b = kv.block_tokens
-        first = []
-        for req in run.reqs:
-            c = req.computed
-            if (c + j - 1) // b > (c - 1) // b:  # may hold fewer blocks than c + j needs
-                kv.grow(req.id, c + j)
-            req.computed = c + j
-            req.generated += j
-            first.append(first_end - req.last_token_s)
-            req.last_token_s = last_end
-        self.itl_values.append(np.array(first))
+        c = batch.computed
+        # sequences that may hold fewer blocks than c + j tokens need
+        for i in np.flatnonzero((c + j - 1) // b > (c - 1) // b):
+            kv.grow(batch.reqs[i].id, int(c[i]) + j)
+        batch.computed = c + j
+        batch.generated = batch.generated + j
+        first_end, last_end = run.end(1), run.end(j)
+        self.itl_values.append(first_end - batch.last)
         self.itl_weights.append(1.0)
         if j > 1:
             steps = np.arange(2, j + 1)
             self.itl_values.append(run.a + run.c * (run.ctx + steps * run.n))
             self.itl_weights.append(float(run.n))
+        batch.last = np.full(len(batch), last_end)
         self.iterations += j
         self.busy_s += last_end - run.t0
 
@@ -358,10 +345,16 @@ class Instance:
         run = self.run
         self.run = None
         self._apply_run_steps(run, run.k)
-        for req in run.reqs:
-            if req.generated >= req.output:
-                self._finish(req)
+        self._finish_done()
         self._start()
+
+    def _finish_done(self) -> None:
+        """Finish every decoding sequence that has produced all its output tokens."""
+        batch = self.batch
+        done = np.flatnonzero(batch.generated >= batch.output)
+        if done.size:
+            for req in batch.remove(done):
+                self._finish(req)
 
     def _end_iteration(self, version: int) -> None:
         if version != self.version:
@@ -371,13 +364,13 @@ class Instance:
         self.plan = None
         self.iterations += 1
         self.busy_s += now - self.iteration_start
+        batch = self.batch
         if decode:
-            self.itl_values.append(np.array([now - r.last_token_s for r in decode]))
+            self.itl_values.append(now - batch.last)
             self.itl_weights.append(1.0)
-        for req in decode:
-            req.computed += 1
-            req.generated += 1
-            req.last_token_s = now
+            batch.computed = batch.computed + 1
+            batch.generated = batch.generated + 1
+            batch.last = np.full(len(batch), now)
         for req, chunk in prefill:
             req.computed += chunk
             if req.computed == req.tokens:
@@ -389,9 +382,11 @@ class Instance:
                     self.itl_values.append(np.array([now - req.last_token_s]))
                     self.itl_weights.append(1.0)
                 req.last_token_s = now
-        for req in decode + [r for r, _ in prefill]:
-            if req.state is State.DECODE and req.generated >= req.output:
-                self._finish(req)
+                if req.generated >= req.output:
+                    self._finish(req)
+                else:
+                    batch.add(req)
+        self._finish_done()
         self._start()
 
     def _finish(self, req: Request) -> None:

@@ -237,7 +237,7 @@ class BlockManager:
         self._evict(blocks - k - self.free_blocks)
         if self.prefix_cache:
             for h in hashes[k:]:
-                if h not in refs:
+                if h not in refs and h not in lru:
                     refs[h] = 1
                     shared.append(h)
         self._private += blocks - len(shared)
