@@ -83,3 +83,10 @@ def test_every_shipped_single_pool_spec_runs(tmp_path):
             continue
         run = tokensim.run(spec)
         assert run.metrics["requests"]["completed"] == 60, path.name
+
+
+def test_setting_another_policy_drops_the_old_policys_parameters():
+    spec = tokensim.load(SPEC, {"deployment.serve.batching": "chunked"})
+    assert spec.deployment.pools[0].batching.name == "chunked"
+    spec = tokensim.load(SPEC, {"deployment.serve.batching": "continuous"})
+    assert dict(spec.deployment.pools[0].batching.params)["max_tokens"] == 8192  # kept

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from tokensim.sim.kv import BlockManager, KvError, checking_enabled
 
@@ -456,10 +456,12 @@ class KvMachine(RuleBasedStateMachine):
             with pytest.raises(KvError, match="does not fit"):
                 self.m.admit(rid, tokens, hashes)
 
-    @precondition(lambda self: self.s.running)
-    @rule(data=st.data(), extra=st.integers(0, 9))
-    def grow(self, data, extra):
-        rid = data.draw(st.sampled_from(sorted(self.s.running)))
+    @rule(rid=IDS, extra=st.integers(0, 9))
+    def grow(self, rid, extra):
+        if rid not in self.s.running:
+            with pytest.raises(KvError, match="not running"):
+                self.m.grow(rid, 1)
+            return
         tokens = self.s.running[rid][0] + extra
         need = self.m.blocks_needed_to_grow(rid, tokens)
         assert need == max(0, self.s.nblocks(tokens) - len(self.s.running[rid][1]))
@@ -473,25 +475,29 @@ class KvMachine(RuleBasedStateMachine):
             self.m.release(rid)
             self.s.release(rid)
         else:
-            with pytest.raises(KvError):
+            with pytest.raises(KvError, match="holds no KV"):
                 self.m.release(rid)
 
-    @precondition(lambda self: self.s.running)
-    @rule(data=st.data())
-    def swap_out(self, data):
-        rid = data.draw(st.sampled_from(sorted(self.s.running)))
+    @rule(rid=IDS)
+    def swap_out(self, rid):
+        if rid not in self.s.running:
+            with pytest.raises(KvError):
+                self.m.swap_out(rid)
+            return
         room = self.s.swapped_blocks() + len(self.s.running[rid][1]) <= self.s.swap
         if self.s.swap and room:
             assert self.m.can_swap_out(rid)
             assert self.m.swap_out(rid) == self.s.swap_out(rid)
         else:
-            with pytest.raises(KvError):
+            with pytest.raises(KvError, match="disabled|full"):
                 self.m.swap_out(rid)
 
-    @precondition(lambda self: self.s.swapped)
-    @rule(data=st.data())
-    def swap_in(self, data):
-        rid = data.draw(st.sampled_from(sorted(self.s.swapped)))
+    @rule(rid=IDS)
+    def swap_in(self, rid):
+        if rid not in self.s.swapped:
+            with pytest.raises(KvError, match="not swapped"):
+                self.m.swap_in(rid)
+            return
         assert self.m.swap_in(rid) == self.s.swap_in(rid)
 
     @rule(raw=PROMPTS)

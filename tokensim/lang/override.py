@@ -47,12 +47,10 @@ def _set(stmts: list, block: Block, parts, new: ast.Statement, sources, depth: i
         index = next((i for i, s in enumerate(stmts) if s.key.text == seg), None)
         stmt = stmts[index] if index is not None else None
         if not rest:
-            replaced = ast.Statement(
-                ast.Path((seg,), where),
-                new.items,
-                new.body if new.body is not None else (stmt.body if stmt is not None else None),
-                new.span,
-            )
+            body = new.body
+            if body is None and stmt is not None and not _renames_policy(attr, stmt, new):
+                body = stmt.body  # keep the parameters of the same policy
+            replaced = ast.Statement(ast.Path((seg,), where), new.items, body, new.span)
             return _put(stmts, index, replaced)
         if attr.body is not None and not attr.custom_body:
             body = list(stmt.body or ()) if stmt is not None else []
@@ -84,6 +82,17 @@ def _set(stmts: list, block: Block, parts, new: ast.Statement, sources, depth: i
         sources,
         help=did_you_mean(seg, names),
     )
+
+
+def _policy_name(stmt: ast.Statement) -> str | None:
+    first = stmt.items[0] if stmt.items else None
+    return first.text if isinstance(first, ast.Path) else None
+
+
+def _renames_policy(attr, old: ast.Statement, new: ast.Statement) -> bool:
+    """Whether ``new`` names another policy than ``old`` (its parameters would not apply)."""
+    policy = any(isinstance(s, PolicySlot) for s in attr.slots)
+    return policy and _policy_name(old) != _policy_name(new)
 
 
 def _put(stmts: list, index: int | None, stmt: ast.Statement) -> list:

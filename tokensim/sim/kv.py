@@ -247,7 +247,7 @@ class BlockManager:
     def _evict(self, n: int) -> None:
         """Drop the ``n`` least recently released cached blocks (nothing if ``n <= 0``)."""
         for _ in range(n):
-            self._lru.popitem(last=False)
+            self._lru.popitem(last=True)
 
     # -- growth and release ---------------------------------------------------------------
 
