@@ -65,4 +65,4 @@ def test_readme_commands_match_ci():
     ci = (ROOT / ".ci" / "run").read_text("utf-8")
     test_command = ci.strip().splitlines()[-1]
     assert test_command in readme, "the README's test command and .ci/run differ"
-    assert "python3 -m pip install . && tokensim check specs/" in readme
+    assert "python3 -m pip install . && tokensim run specs/" in readme

@@ -93,15 +93,6 @@ def test_second_request_hits_all_full_blocks_but_the_last_token():
     assert m.all_free()
 
 
-def test_unheld_cached_blocks_are_counted_as_cached():
-    m = BlockManager(20, 4, prefix_cache=True)
-    hashes = chain("p0", "p1", "p2")
-    m.admit("a", 12, hashes)
-    m.admit("b", 12, hashes)
-    m.release("a")
-    assert (m.used_blocks, m.cached_blocks) == (3, 1)
-
-
 def test_partial_block_prompts_hit_every_full_block():
     m = BlockManager(20, 4, prefix_cache=True)
     hashes = chain("p0", "p1")
@@ -516,6 +507,7 @@ class KvMachine(RuleBasedStateMachine):
         assert (m.used_blocks, m.cached_blocks, m.free_blocks) == (s.used(), len(s.lru), s.free())
         assert m.swapped_blocks == s.swapped_blocks()
         assert m.all_free() == (not s.running and not s.swapped)
+        assert m.running_requests == len(s.running)
         for rid in range(6):
             assert (rid in m) == (rid in s.running)
             assert m.is_swapped(rid) == (rid in s.swapped)

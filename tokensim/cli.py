@@ -13,7 +13,7 @@ from pathlib import Path
 from tokensim import __version__
 from tokensim.dump import dump
 from tokensim.lang.check import check
-from tokensim.lang.diagnostics import CompileError
+from tokensim.lang.diagnostics import CompileError, render_all
 from tokensim.lang.parse import parse
 from tokensim.lang.source import SourceMap
 
@@ -51,13 +51,13 @@ def _read(path: str) -> tuple[str, str]:
         raise _Usage(f"cannot read {path}: {err.strerror}") from None
 
 
-def _compile(path: str, stage: str, sets: list[str] | None = None):
+def _compile(path: str, stage: str, sets: list[str] | None = None, sources=None):
     """Parse and check ``path`` up to ``stage`` ('ast', 'ir' or 'graph'), applying
-    ``sets`` (``path=value`` overrides) first."""
+    ``sets`` (``path=value`` overrides) first. ``sources`` collects the texts read."""
     from tokensim.lang.override import override
 
     text, name = _read(path)
-    sources = SourceMap()
+    sources = sources if sources is not None else SourceMap()
     module = parse(text, name, sources)
     for item in sets or ():
         key, sep, value = item.partition("=")
@@ -153,22 +153,38 @@ def _progress(stream):
     return show
 
 
+def _with_files(err: CompileError, sources: SourceMap) -> SourceMap:
+    """``sources`` plus the texts of ``err``'s own map (a trace quoted by its error)."""
+    for diagnostic in err.diagnostics:
+        for span in [diagnostic.span] + [n.span for n in diagnostic.notes]:
+            if span and sources.get(span.file) is None and err.sources.get(span.file):
+                sources.add(span.file, err.sources.get(span.file).text)
+    return sources
+
+
 def cmd_run(args) -> int:
     from tokensim.metrics import summarize
     from tokensim.report import summary_table, write
     from tokensim.sim.run import simulate
 
+    sources = SourceMap()
+    progress = None
     try:
-        graph = _compile(args.spec, "graph", args.set)
+        graph = _compile(args.spec, "graph", args.set, sources)
         progress = None if args.quiet else _progress(sys.stderr)
         result = simulate(graph, seed=args.seed, progress=progress)
     except CompileError as err:
-        print(err, file=sys.stderr)
+        if progress:
+            sys.stderr.write("\r" + " " * 70 + "\r")
+        print(render_all(err.diagnostics, _with_files(err, sources)), file=sys.stderr)
         return 1
     if progress:
         sys.stderr.write("\r" + " " * 70 + "\r")
     out = Path(args.output) if args.output else Path("out") / Path(args.spec).stem
-    metrics = write(result, out, summarize(result))
+    try:
+        metrics = write(result, out, summarize(result))
+    except OSError as err:
+        raise _Usage(f"cannot write results to {out}: {err.strerror or err}") from None
     if not args.quiet:
         sys.stdout.write(summary_table(metrics))
         print(f"wrote {out}/metrics.json, requests.csv, timeseries.csv")
@@ -205,7 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
         "metrics.json, requests.csv and timeseries.csv.",
     )
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("-o", "--output", metavar="DIR", help="result folder (default: out/<spec name>)")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="DIR",
+        help="result folder (default: out/<spec file name without .tsim>)",
+    )
     p.add_argument("--seed", type=int, help="override the workload's seed")
     p.add_argument(
         "--set",

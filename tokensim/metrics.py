@@ -7,7 +7,8 @@
 * duration: last finish - first arrival; throughputs are totals over the duration;
 * goodput: requests meeting every per-request SLO limit (``ttft``, ``tpot``, ``itl``,
   ``e2e``, ``queue`` <= its limit; ITL uses the request's mean gap) per second; attainment:
-  their share of completed requests. Each SLO target is also checked on its statistic.
+  their share of all requests (a rejected request misses). Each SLO target is also
+  checked on its statistic.
 
 Each latency has ``mean``, ``p50``, ``p90``, ``p99`` in seconds. ``summarize`` returns
 plain data (dicts, floats) for report/ to write.
@@ -146,7 +147,7 @@ def summarize(result) -> dict:
                 }
             )
         metrics["slo"] = {
-            "attainment": float(good.sum() / completed) if completed else 0.0,
+            "attainment": float(good.sum() / len(r["id"])) if len(r["id"]) else 0.0,
             "goodput_requests_per_s": rate(int(good.sum())),
             "met": all(t["met"] for t in targets),
             "targets": targets,

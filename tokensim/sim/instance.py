@@ -139,8 +139,8 @@ class Instance:
         return req.tokens - self.kv.hit_tokens(req.hashes, req.tokens) if req.hashes else req.tokens
 
     def reject_impossible(self) -> None:
-        """Reject waiting requests at the head that could not fit even in an empty instance
-        (as vLLM rejects a sequence longer than its KV cache) instead of waiting forever."""
+        """Reject waiting requests at the head whose prompt and output could not fit even in
+        an empty instance's KV cache, instead of letting them wait forever."""
         room = self.kv.capacity_blocks - self.kv.watermark_blocks
         while len(self.waiting):
             req = self.waiting.peek()
@@ -267,6 +267,7 @@ class Instance:
         steps_to_finish = int((batch.output - batch.generated).min())
         k = min(steps_to_finish, self._steps_that_fit(steps_to_finish))
         a, c = self._line(n)
+        self.busy_s += extra_s  # swapping before the run
         self.run = _Run(now + extra_s, n, int(batch.computed.sum()), a, c, k)
         self.iteration_start = now
         self._sample(n)
@@ -345,6 +346,7 @@ class Instance:
         run = self.run
         self.run = None
         self._apply_run_steps(run, run.k)
+        self._sample(len(self.batch))  # KV use peaks at the end of a run
         self._finish_done()
         self._start()
 

@@ -129,6 +129,11 @@ class BlockManager:
         """Blocks of swapped-out requests held in host memory."""
         return self._swapped_blocks
 
+    @property
+    def running_requests(self) -> int:
+        """Requests holding device blocks here (admitted or swapped in, not released)."""
+        return len(self._running)
+
     def __contains__(self, request_id: Hashable) -> bool:
         """Whether ``request_id`` is running here (holds device blocks)."""
         return request_id in self._running
@@ -247,7 +252,7 @@ class BlockManager:
     def _evict(self, n: int) -> None:
         """Drop the ``n`` least recently released cached blocks (nothing if ``n <= 0``)."""
         for _ in range(n):
-            self._lru.popitem(last=True)
+            self._lru.popitem(last=False)
 
     # -- growth and release ---------------------------------------------------------------
 

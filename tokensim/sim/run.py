@@ -226,9 +226,12 @@ class Simulation:
         if self.check:
             for inst in self.instances:
                 inst.kv.check()
-                held = sum(1 for r in inst.running)
-                if held != len(inst.running) or inst.kv.used_blocks > inst.kv.capacity_blocks:
-                    raise AssertionError(f"{inst.name}: KV accounting broken")
+                prefilling = sum(1 for r in inst.running if r.state is State.PREFILL)
+                decoding = all(r.state is State.DECODE for r in inst.batch.reqs)
+                if len(inst.running) != prefilling + len(inst.batch) or not decoding:
+                    raise AssertionError(f"{inst.name}: running requests and decode batch differ")
+                if inst.kv.running_requests != len(inst.running):
+                    raise AssertionError(f"{inst.name}: KV holds blocks of other requests")
         if self.progress is not None and self.kernel.events % 5000 == 0:
             self.progress(self.done, self.total, self.kernel.now)
 
