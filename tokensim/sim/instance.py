@@ -112,6 +112,8 @@ class Instance:
         # inter-token gaps: arrays of values, each with one weight (how many tokens had it)
         self.itl_values: list[np.ndarray] = []
         self.itl_weights: list[float] = []
+        # the uniform steps of decode runs: (gap of step s = base + slope * s, s = 2..count+1)
+        self.itl_steps: list[tuple[float, float, int, int]] = []
 
     # -- arrivals --------------------------------------------------------------------------
 
@@ -121,11 +123,22 @@ class Instance:
         req.enqueued_s = self.kernel.now
         req.state = State.QUEUED
         self.waiting.push(req)
-        if self.run is not None and self.policy.joins_mid_batch:
+        if self.run is not None and self.policy.joins_mid_batch and self._may_admit_now():
             self._cut_run()
         elif not self.busy and not self._schedule_pending:
             self._schedule_pending = True
             self.kernel.at(self.kernel.now, Priority.SCHEDULE, self._scheduled)
+
+    def _may_admit_now(self) -> bool:
+        """Whether a request that just arrived could join at the next step boundary.
+
+        Not when the batch is full, nor (first come first served) when earlier requests
+        already wait: they wait for memory or a slot, which only a finish frees, and a
+        finish ends the run anyway. Skipping the cut changes no request's timing.
+        """
+        if len(self.running) >= self.policy.max_seqs:
+            return False
+        return self.waiting.order != "fcfs" or len(self.waiting) == 1
 
     def _scheduled(self) -> None:
         self._schedule_pending = False
@@ -307,16 +320,14 @@ class Instance:
         # sequences that may hold fewer blocks than c + j tokens need
         for i in np.flatnonzero((c + j - 1) // b > (c - 1) // b):
             kv.grow(batch.reqs[i].id, int(c[i]) + j)
-        batch.computed = c + j
-        batch.generated = batch.generated + j
+        c += j
+        batch.generated += j
         first_end, last_end = run.end(1), run.end(j)
         self.itl_values.append(first_end - batch.last)
         self.itl_weights.append(1.0)
-        if j > 1:
-            steps = np.arange(2, j + 1)
-            self.itl_values.append(run.a + run.c * (run.ctx + steps * run.n))
-            self.itl_weights.append(float(run.n))
-        batch.last = np.full(len(batch), last_end)
+        if j > 1:  # steps 2..j, each gap a + c (ctx + s n), for all n sequences
+            self.itl_steps.append((run.a + run.c * run.ctx, run.c * run.n, j - 1, run.n))
+        batch.last.fill(last_end)
         self.iterations += j
         self.busy_s += last_end - run.t0
 
@@ -370,9 +381,9 @@ class Instance:
         if decode:
             self.itl_values.append(now - batch.last)
             self.itl_weights.append(1.0)
-            batch.computed = batch.computed + 1
-            batch.generated = batch.generated + 1
-            batch.last = np.full(len(batch), now)
+            batch.computed += 1
+            batch.generated += 1
+            batch.last.fill(now)
         for req, chunk in prefill:
             req.computed += chunk
             if req.computed == req.tokens:
@@ -397,6 +408,22 @@ class Instance:
         self.kv.release(req.id)
         self.running.remove(req)
         self.sim.finished(req)
+
+    def gaps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every inter-token gap of this instance (s) and how many tokens had it."""
+        values = list(self.itl_values)
+        weights = [
+            np.full(len(v), w) for v, w in zip(self.itl_values, self.itl_weights, strict=True)
+        ]
+        if self.itl_steps:
+            base, slope, count, n = (np.array(x) for x in zip(*self.itl_steps, strict=True))
+            seg = np.repeat(np.arange(len(count)), count)
+            s = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count) + 2
+            values.append(base[seg] + slope[seg] * s)
+            weights.append(n[seg].astype(np.float64))
+        if not values:
+            return np.zeros(0), np.zeros(0)
+        return np.concatenate(values), np.concatenate(weights)
 
     # -- state for routing and time series ------------------------------------------------
 

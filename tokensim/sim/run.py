@@ -268,12 +268,9 @@ class Simulation:
             )
             for i in self.instances
         ]
-        values = [v for i in self.instances for v in i.itl_values]
-        weights = [
-            np.full(len(v), w)
-            for i in self.instances
-            for v, w in zip(i.itl_values, i.itl_weights, strict=True)
-        ]
+        gaps = [i.gaps() for i in self.instances]
+        values = [v for v, _ in gaps]
+        weights = [w for _, w in gaps]
         return Result(
             spec=self.spec,
             seed=self.seed,
