@@ -3,7 +3,9 @@
 While a request decodes, its token counts live in numpy arrays here (one row per
 sequence, in the order they entered decoding), so a step of the whole batch is a
 few array operations, not a Python loop over sequences. The Request object is
-brought up to date (``materialize``) when the request leaves the batch.
+brought up to date (``materialize``) when the request leaves the batch. The
+columns are views of buffers that grow by doubling, so adding a row is O(1)
+amortised.
 """
 
 from __future__ import annotations
@@ -12,45 +14,81 @@ import numpy as np
 
 from tokensim.sim.request import Request
 
+_COLUMNS = (
+    ("computed", np.int64),
+    ("generated", np.int64),
+    ("output", np.int64),
+    ("last", np.float64),
+    ("reqs", object),
+)
+
 
 class DecodeBatch:
     """Sequences that are decoding: ``computed`` (KV tokens), ``generated``, ``output`` and
-    ``last`` (time of the last token, s), aligned with ``reqs``."""
+    ``last`` (time of the last token, s), aligned with ``reqs`` (the Request objects)."""
 
-    def __init__(self) -> None:
-        self.reqs = np.empty(0, dtype=object)  # Request objects
-        self.computed = np.zeros(0, dtype=np.int64)
-        self.generated = np.zeros(0, dtype=np.int64)
-        self.output = np.zeros(0, dtype=np.int64)
-        self.last = np.zeros(0, dtype=np.float64)
+    def __init__(self, capacity: int = 16) -> None:
+        self.n = 0
+        self._buf = {name: np.zeros(capacity, dtype=dtype) for name, dtype in _COLUMNS}
 
     def __len__(self) -> int:
-        return len(self.reqs)
+        return self.n
+
+    @property
+    def computed(self) -> np.ndarray:
+        return self._buf["computed"][: self.n]
+
+    @property
+    def generated(self) -> np.ndarray:
+        return self._buf["generated"][: self.n]
+
+    @property
+    def output(self) -> np.ndarray:
+        return self._buf["output"][: self.n]
+
+    @property
+    def last(self) -> np.ndarray:
+        return self._buf["last"][: self.n]
+
+    @property
+    def reqs(self) -> np.ndarray:
+        return self._buf["reqs"][: self.n]
 
     def add(self, req: Request) -> None:
         """A request starts decoding (its object's counts are current)."""
-        self.reqs = np.append(self.reqs, np.array([req], dtype=object))
-        self.computed = np.append(self.computed, req.computed)
-        self.generated = np.append(self.generated, req.generated)
-        self.output = np.append(self.output, req.output)
-        self.last = np.append(self.last, req.last_token_s)
+        buf = self._buf
+        if self.n == len(buf["computed"]):
+            for name, column in buf.items():
+                bigger = np.zeros(2 * len(column), dtype=column.dtype)
+                bigger[: self.n] = column[: self.n]
+                buf[name] = bigger
+        i = self.n
+        buf["computed"][i] = req.computed
+        buf["generated"][i] = req.generated
+        buf["output"][i] = req.output
+        buf["last"][i] = req.last_token_s
+        buf["reqs"][i] = req
+        self.n += 1
 
     def materialize(self, i: int) -> Request:
         """Write row ``i`` back into its Request and return it."""
-        req = self.reqs[i]
-        req.computed = int(self.computed[i])
-        req.generated = int(self.generated[i])
-        req.last_token_s = float(self.last[i])
+        buf = self._buf
+        req = buf["reqs"][i]
+        req.computed = int(buf["computed"][i])
+        req.generated = int(buf["generated"][i])
+        req.last_token_s = float(buf["last"][i])
         return req
 
     def remove(self, rows: np.ndarray) -> list[Request]:
         """Take rows out of the batch (materialized), keeping the others in order."""
         out = [self.materialize(int(i)) for i in rows]
-        keep = np.ones(len(self.reqs), dtype=bool)
+        keep = np.ones(self.n, dtype=bool)
         keep[rows] = False
-        self.reqs = self.reqs[keep]
-        self.computed, self.generated = self.computed[keep], self.generated[keep]
-        self.output, self.last = self.output[keep], self.last[keep]
+        m = int(keep.sum())
+        for column in self._buf.values():
+            column[:m] = column[: self.n][keep]
+        self._buf["reqs"][m : self.n] = None  # drop references
+        self.n = m
         return out
 
     def index(self, req: Request) -> int:

@@ -193,12 +193,9 @@ class Instance:
         while True:
             # KV holds `computed` tokens in ceil(computed / b) blocks; the next token needs a
             # new block only when the last one is full.
-            full = np.flatnonzero(batch.computed % b == 0)
-            short = next(
-                (int(i) for i in full if not kv.grow(batch.reqs[i].id, int(batch.computed[i]) + 1)),
-                None,
-            )
-            if short is None:
+            computed, reqs, grow = batch.computed, batch.reqs, kv.grow
+            full = np.flatnonzero(computed % b == 0).tolist()
+            if all(grow(reqs[i].id, int(computed[i]) + 1) for i in full):
                 return len(batch), swap_s
             swap_s += self._preempt(self.running[-1])
 
@@ -318,10 +315,12 @@ class Instance:
         b = kv.block_tokens
         c = batch.computed
         # sequences that may hold fewer blocks than c + j tokens need
-        for i in np.flatnonzero((c + j - 1) // b > (c - 1) // b):
-            kv.grow(batch.reqs[i].id, int(c[i]) + j)
-        c += j
-        batch.generated += j
+        reqs, grow = batch.reqs, kv.grow
+        for i in np.flatnonzero((c + j - 1) // b > (c - 1) // b).tolist():
+            grow(reqs[i].id, int(c[i]) + j)
+        c += j  # the columns are views: update them in place
+        g = batch.generated
+        g += j
         first_end, last_end = run.end(1), run.end(j)
         self.itl_values.append(first_end - batch.last)
         self.itl_weights.append(1.0)
@@ -381,8 +380,9 @@ class Instance:
         if decode:
             self.itl_values.append(now - batch.last)
             self.itl_weights.append(1.0)
-            batch.computed += 1
-            batch.generated += 1
+            c, g = batch.computed, batch.generated  # views: update in place
+            c += 1
+            g += 1
             batch.last.fill(now)
         for req, chunk in prefill:
             req.computed += chunk
