@@ -225,3 +225,14 @@ def test_priority_classes_admit_lower_classes_first(tmp_path):
     result = simulate(lower(spec))
     order = np.argsort(col(result, "admitted_s"), kind="stable")
     assert list(col(result, "id")[order]) == [3, 1, 0, 2]  # priorities 0, 2, 5, 9
+
+
+@pytest.mark.parametrize("batching", ["static { max_seqs 256 }", "chunked { budget 512 }"])
+def test_every_policy_survives_a_tiny_kv_cache(monkeypatch, batching):
+    monkeypatch.setenv("TOKENSIM_CHECK", "1")
+    result, _ = run(
+        f"on n0[0]; batching {batching}; kv {{ gpu_util 0.13 }}",
+        "arrivals poisson 50/s; lengths fixed 1500 -> 300; requests 120; seed 2",
+    )
+    m = summarize(result)
+    assert m["requests"]["completed"] == 120 and m["requests"]["preemptions"] > 0

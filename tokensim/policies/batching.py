@@ -147,10 +147,13 @@ def _plan_chunked(self, inst):
 
 
 def _plan_static(self, inst):
+    extra = 0.0
     if inst.running or inst.swapped:
         extra = inst.resume_swapped()
         decode, swap_s = inst.prepare_decode()
-        return ([], decode, extra + swap_s) if decode else None
+        if decode:
+            return [], decode, extra + swap_s
+        extra += swap_s  # every member was preempted: start a new batch
     prefill: list = []
     inst.reject_impossible()
     while len(inst.waiting) and len(inst.running) < self.max_seqs:
@@ -158,7 +161,7 @@ def _plan_static(self, inst):
         if not inst.try_admit(req):
             break
         prefill.append((req, req.to_compute))
-    return (prefill, 0, 0.0) if prefill else None
+    return (prefill, 0, extra) if prefill else None
 
 
 Continuous.plan, Continuous.joins_mid_batch = _plan_continuous, True
