@@ -195,36 +195,33 @@ def test_disaggregated_pools_are_a_clear_error_for_now():
         simulate(lower(spec))
 
 
-def test_shortest_prompt_first_admits_short_prompts_first(tmp_path):
+def admission_order(tmp_path, csv_text: str, order: str) -> list[int]:
+    """Request ids in the order one single-slot instance admits the trace's requests."""
     trace = tmp_path / "t.csv"
-    trace.write_text("arrival_s,prompt_tokens,output_tokens\n0,900,2\n0,300,2\n0,600,2\n0,100,2\n")
+    trace.write_text(csv_text)
     spec = compile_text(
         LIB + "deployment { pool p { model m; on n0[0]\n"
-        "  batching continuous { max_seqs 1; order spf } } }\n"
+        f"  batching continuous {{ max_seqs 1; order {order} }} }} }}\n"
         f'workload {{ trace "{trace}" }}',
         str(tmp_path / "s.tsim"),
     )
     result = simulate(lower(spec))
-    order = np.argsort(col(result, "admitted_s"), kind="stable")
+    return list(col(result, "id")[np.argsort(col(result, "admitted_s"), kind="stable")])
+
+
+def test_shortest_prompt_first_admits_short_prompts_first(tmp_path):
+    rows = "arrival_s,prompt_tokens,output_tokens\n0,900,2\n0,300,2\n0,600,2\n0,100,2\n"
     # all arrive at once and are queued before the instance schedules: shortest first
-    assert list(col(result, "prompt_tokens")[order]) == [100, 300, 600, 900]
+    assert admission_order(tmp_path, rows, "spf") == [3, 1, 2, 0]  # 100, 300, 600, 900 tokens
+    assert admission_order(tmp_path, rows, "fcfs") == [0, 1, 2, 3]
 
 
 def test_priority_classes_admit_lower_classes_first(tmp_path):
-    trace = tmp_path / "t.csv"
-    trace.write_text(
+    rows = (
         "arrival_s,prompt_tokens,output_tokens,priority\n"
         "0,100,2,5\n0,100,2,2\n0,100,2,9\n0,100,2,0\n"
     )
-    spec = compile_text(
-        LIB + "deployment { pool p { model m; on n0[0]\n"
-        "  batching continuous { max_seqs 1; order priority } } }\n"
-        f'workload {{ trace "{trace}" }}',
-        str(tmp_path / "s.tsim"),
-    )
-    result = simulate(lower(spec))
-    order = np.argsort(col(result, "admitted_s"), kind="stable")
-    assert list(col(result, "id")[order]) == [3, 1, 0, 2]  # priorities 0, 2, 5, 9
+    assert admission_order(tmp_path, rows, "priority") == [3, 1, 0, 2]  # priorities 0, 2, 5, 9
 
 
 @pytest.mark.parametrize("batching", ["static { max_seqs 256 }", "chunked { budget 512 }"])
