@@ -157,46 +157,27 @@ COMPUTE = Block(
     "Dense peak throughput per data type.",
 )
 
-_EFF = {f.name: f"{f.default:g}" for f in dataclasses.fields(Efficiency)}
+_EFF = {f.name: f.default for f in dataclasses.fields(Efficiency)}
+_FRACTIONS = {
+    "gemm": "achieved share of peak compute in large matrix multiplies",
+    "attention": "achieved share of peak compute in prefill attention",
+    "memory": "achieved share of memory bandwidth streaming weights",
+    "kv_read": "achieved share of memory bandwidth reading the KV cache in decode",
+    "network": "achieved share of link bandwidth in collectives and transfers",
+}
 
 EFFICIENCY = Block(
     "efficiency",
     (
-        Attr(
-            "gemm",
-            (Num("gemm", Dim.FRACTION, above=0, max=1),),
-            "achieved share of peak compute in large matrix multiplies",
-            default=_EFF["gemm"],
-        ),
-        Attr(
-            "attention",
-            (Num("attention", Dim.FRACTION, above=0, max=1),),
-            "achieved share of peak compute in prefill attention",
-            default=_EFF["attention"],
-        ),
-        Attr(
-            "memory",
-            (Num("memory", Dim.FRACTION, above=0, max=1),),
-            "achieved share of memory bandwidth streaming weights",
-            default=_EFF["memory"],
-        ),
-        Attr(
-            "kv_read",
-            (Num("kv_read", Dim.FRACTION, above=0, max=1),),
-            "achieved share of memory bandwidth reading the KV cache in decode",
-            default=_EFF["kv_read"],
-        ),
-        Attr(
-            "network",
-            (Num("network", Dim.FRACTION, above=0, max=1),),
-            "achieved share of link bandwidth in collectives and transfers",
-            default=_EFF["network"],
+        *(
+            Attr(k, (Num(k, Dim.FRACTION, above=0, max=1),), doc, default=f"{_EFF[k]:g}")
+            for k, doc in _FRACTIONS.items()
         ),
         Attr(
             "overhead",
             (Num("overhead", Dim.TIME, min=0),),
             "fixed time per iteration (scheduling, launches)",
-            default="0 s",
+            default=f"{_EFF['overhead_s']:g} s",
         ),
     ),
     "Achieved fractions of peak: what the roofline cost model multiplies the peaks by.",
