@@ -44,16 +44,63 @@ def _max_seqs(default: int) -> Param:
     )
 
 
+class Batching(Policy):
+    """Base of the batching policies.
+
+    ``plan(inst)`` forms the next iteration of instance ``inst``: None when there is
+    nothing to do, else ``(prefill, decode, extra_s)``: ``prefill`` a list of
+    ``(request, chunk tokens)``, ``decode`` the number of decoding sequences taking one
+    step (the instance's whole decode batch, or 0), ``extra_s`` seconds of swapping to
+    add. The instance API used: ``waiting``, ``running``, ``swapped``, ``try_admit``,
+    ``prompt_need``, ``reject_impossible``, ``prepare_decode``, ``resume_swapped``.
+    ``joins_mid_batch``: whether a new arrival may join before the batch ends.
+    """
+
+    joins_mid_batch = True
+    chunks_prompts = False
+
+    def plan(self, inst):
+        raise NotImplementedError
+
+    def admit_prompts(self, inst, budget: int, prefill: list) -> int:
+        """Admit waiting prompts in queue order while slots, token budget and memory allow;
+        return the budget left."""
+        inst.reject_impossible()
+        while len(inst.waiting) and len(inst.running) < self.max_seqs and budget > 0:
+            req = inst.waiting.peek()
+            if prefill and inst.prompt_need(req) > budget and not self.chunks_prompts:
+                break
+            if not inst.try_admit(req):
+                break
+            chunk = min(req.to_compute, budget) if self.chunks_prompts else req.to_compute
+            prefill.append((req, chunk))
+            budget -= chunk
+        return budget
+
+
 @BATCHING.register("static")
-class Static(Policy):
+class Static(Batching):
     """Static batching: take up to ``max_seqs`` waiting requests, run the batch until
     every one of them has finished, then form the next (no joining mid-batch)."""
 
     params = (_max_seqs(32), _order())
+    joins_mid_batch = False
+
+    def plan(self, inst):
+        extra = 0.0
+        if inst.running or inst.swapped:
+            extra = inst.resume_swapped()
+            decode, swap_s = inst.prepare_decode()
+            if decode:
+                return [], decode, extra + swap_s
+            extra += swap_s  # every member was preempted: start a new batch
+        prefill: list = []
+        self.admit_prompts(inst, 2**62, prefill)  # no token limit: the whole batch at once
+        return (prefill, 0, extra) if prefill else None
 
 
 @BATCHING.register("continuous")
-class Continuous(Policy):
+class Continuous(Batching):
     """Continuous batching (vLLM style): requests join and leave at every iteration;
     waiting prompts are admitted first (prefill-first) within ``max_tokens`` per iteration."""
 
@@ -68,9 +115,22 @@ class Continuous(Policy):
         _order(),
     )
 
+    def plan(self, inst):
+        extra = inst.resume_swapped()
+        prefill: list = []
+        self.admit_prompts(inst, self.max_tokens, prefill)
+        if prefill:  # prefill-first: this iteration computes the new prompts only
+            return prefill, 0, extra
+        decode, swap_s = inst.prepare_decode()
+        if not decode and len(inst.waiting):
+            self.admit_prompts(inst, self.max_tokens, prefill)
+        if not decode and not prefill:
+            return None
+        return prefill, decode, extra + swap_s
+
 
 @BATCHING.register("chunked")
-class Chunked(Policy):
+class Chunked(Batching):
     """Chunked prefill (Sarathi / vLLM v1 style): each iteration has a token ``budget``
     filled with decode tokens first, then chunks of waiting prompts."""
 
@@ -84,86 +144,21 @@ class Chunked(Policy):
         ),
         _order(),
     )
+    chunks_prompts = True
 
-
-# -- behaviour: how each policy forms an iteration's batch ------------------------------------
-# ``plan(inst)`` returns None (nothing to do) or (prefill, decode, extra_s): prefill is a list
-# of (request, chunk tokens), decode the number of decoding sequences taking one step (the
-# instance's whole decode batch, or 0), extra_s seconds of swapping to add. The instance API
-# used: waiting, running, swapped, try_admit, prompt_need, reject_impossible, prepare_decode,
-# resume_swapped.
-
-
-def _admit_prompts(inst, max_seqs: int, budget: int, prefill: list) -> int:
-    """Admit waiting prompts in queue order while slots, token budget and memory allow."""
-    inst.reject_impossible()
-    while len(inst.waiting) and len(inst.running) < max_seqs and budget > 0:
-        req = inst.waiting.peek()
-        need = inst.prompt_need(req)
-        if prefill and need > budget and not _chunking(inst):
-            break
-        if not inst.try_admit(req):
-            break
-        chunk = min(req.to_compute, budget) if _chunking(inst) else req.to_compute
-        prefill.append((req, chunk))
-        budget -= chunk
-    return budget
-
-
-def _chunking(inst) -> bool:
-    return isinstance(inst.policy, Chunked)
-
-
-def _plan_continuous(self, inst):
-    extra = inst.resume_swapped()
-    prefill: list = []
-    _admit_prompts(inst, self.max_seqs, self.max_tokens, prefill)
-    if prefill:  # prefill-first: this iteration computes the new prompts only
-        return prefill, 0, extra
-    decode, swap_s = inst.prepare_decode()
-    if not decode and len(inst.waiting):
-        _admit_prompts(inst, self.max_seqs, self.max_tokens, prefill)
-    if not decode and not prefill:
-        return None
-    return prefill, decode, extra + swap_s
-
-
-def _plan_chunked(self, inst):
-    extra = inst.resume_swapped()
-    decode, swap_s = inst.prepare_decode()
-    budget = self.budget - decode
-    prefill: list = []
-    for req in inst.running:
-        if budget <= 0:
-            break
-        if req.state.name == "PREFILL" and req.to_compute > 0:
-            chunk = min(req.to_compute, budget)
-            prefill.append((req, chunk))
-            budget -= chunk
-    _admit_prompts(inst, self.max_seqs, budget, prefill)
-    if not decode and not prefill:
-        return None
-    return prefill, decode, extra + swap_s
-
-
-def _plan_static(self, inst):
-    extra = 0.0
-    if inst.running or inst.swapped:
+    def plan(self, inst):
         extra = inst.resume_swapped()
         decode, swap_s = inst.prepare_decode()
-        if decode:
-            return [], decode, extra + swap_s
-        extra += swap_s  # every member was preempted: start a new batch
-    prefill: list = []
-    inst.reject_impossible()
-    while len(inst.waiting) and len(inst.running) < self.max_seqs:
-        req = inst.waiting.peek()
-        if not inst.try_admit(req):
-            break
-        prefill.append((req, req.to_compute))
-    return (prefill, 0, extra) if prefill else None
-
-
-Continuous.plan, Continuous.joins_mid_batch = _plan_continuous, True
-Chunked.plan, Chunked.joins_mid_batch = _plan_chunked, True
-Static.plan, Static.joins_mid_batch = _plan_static, False
+        budget = self.budget - decode
+        prefill: list = []
+        for req in inst.running:  # prompts already admitted continue first
+            if budget <= 0:
+                break
+            if req.state.name == "PREFILL" and req.to_compute > 0:
+                chunk = min(req.to_compute, budget)
+                prefill.append((req, chunk))
+                budget -= chunk
+        self.admit_prompts(inst, budget, prefill)
+        if not decode and not prefill:
+            return None
+        return prefill, decode, extra + swap_s

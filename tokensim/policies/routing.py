@@ -18,33 +18,71 @@ from tokensim.policies import Param, Policy, PolicySlot, Registry
 ROUTING = Registry("routing", "routing policy")
 
 
+class Routing(Policy):
+    """Base of the routing policies: ``choose(instances, req, rng)`` returns the index of
+    the instance ``req`` goes to (ties go to the lowest index, so runs are deterministic).
+    ``reads_state``: whether instances must be brought up to date before choosing."""
+
+    reads_state = True
+
+    def choose(self, instances, req, rng) -> int:
+        raise NotImplementedError
+
+
+class _Least(Routing):
+    """The instance with the least of ``field`` (a key of :data:`FIELDS`)."""
+
+    field = ""
+
+    def choose(self, instances, req, rng) -> int:
+        read = _READERS[self.field]
+        return _argmin([read(i, req) for i in instances])
+
+
 @ROUTING.register("round_robin")
-class RoundRobin(Policy):
+class RoundRobin(Routing):
     """Instances in turn."""
+
+    reads_state = False
+
+    def choose(self, instances, req, rng) -> int:
+        self._next = getattr(self, "_next", -1) + 1
+        return self._next % len(instances)
 
 
 @ROUTING.register("random")
-class Random(Policy):
+class Random(Routing):
     """An instance drawn uniformly with the run's seeded generator."""
+
+    reads_state = False
+
+    def choose(self, instances, req, rng) -> int:
+        return int(rng.integers(len(instances)))
 
 
 @ROUTING.register("least_requests")
-class LeastRequests(Policy):
+class LeastRequests(_Least):
     """The instance with the fewest requests (queued + running)."""
+
+    field = "requests"
 
 
 @ROUTING.register("least_tokens")
-class LeastTokens(Policy):
+class LeastTokens(_Least):
     """The instance with the fewest tokens still to process (prefill + decode)."""
+
+    field = "tokens"
 
 
 @ROUTING.register("least_kv")
-class LeastKv(Policy):
+class LeastKv(_Least):
     """The instance with the lowest KV-cache utilisation."""
+
+    field = "kv_used"
 
 
 @ROUTING.register("prefix_affinity")
-class PrefixAffinity(Policy):
+class PrefixAffinity(Routing):
     """The instance holding the longest cached prefix of the request's prompt, unless its
     load exceeds ``load_cap`` times the pool's mean load; then the least loaded."""
 
@@ -56,6 +94,15 @@ class PrefixAffinity(Policy):
             "most load, relative to the pool mean, a preferred instance may carry",
         ),
     )
+
+    def choose(self, instances, req, rng) -> int:
+        fields = [instance_fields(i, req, ("prefix_hit", "requests")) for i in instances]
+        loads = [f["requests"] for f in fields]
+        mean = sum(loads) / len(loads)
+        best = min(range(len(instances)), key=lambda i: (-fields[i]["prefix_hit"], loads[i], i))
+        if fields[best]["prefix_hit"] > 0 and loads[best] <= self.load_cap * max(mean, 1.0):
+            return best
+        return _argmin(loads)
 
 
 # What a routing rule may read of an instance, with its meaning (and unit).
@@ -202,9 +249,7 @@ class RouteSlot(PolicySlot):
         return super().bind_body(matched, stmt, rep)
 
 
-# -- behaviour: choosing an instance ---------------------------------------------------------
-# ``choose(instances, req, rng) -> index`` over instances brought up to date; ties go to the
-# lowest index, so runs are deterministic.
+# -- what instances look like to a router --------------------------------------------------
 
 
 def _prefill_tokens(inst) -> int:
@@ -254,45 +299,6 @@ def _argmin(values) -> int:
     return best
 
 
-def _round_robin(self, instances, req, rng) -> int:
-    self._next = getattr(self, "_next", -1) + 1
-    return self._next % len(instances)
-
-
-def _random(self, instances, req, rng) -> int:
-    return int(rng.integers(len(instances)))
-
-
-def _least(field):
-    read = _READERS[field]
-
-    def choose(self, instances, req, rng) -> int:
-        return _argmin([read(i, req) for i in instances])
-
-    return choose
-
-
-def _prefix_affinity(self, instances, req, rng) -> int:
-    fields = [instance_fields(i, req, ("prefix_hit", "requests")) for i in instances]
-    loads = [f["requests"] for f in fields]
-    mean = sum(loads) / len(loads)
-    order = sorted(range(len(instances)), key=lambda i: (-fields[i]["prefix_hit"], loads[i], i))
-    best = order[0]
-    if fields[best]["prefix_hit"] > 0 and loads[best] <= self.load_cap * max(mean, 1.0):
-        return best
-    return _argmin(loads)
-
-
-RoundRobin.choose = _round_robin
-Random.choose = _random
-LeastRequests.choose = _least("requests")
-LeastTokens.choose = _least("tokens")
-LeastKv.choose = _least("kv_used")
-PrefixAffinity.choose = _prefix_affinity
-RoundRobin.reads_state = Random.reads_state = False
-LeastRequests.reads_state = LeastTokens.reads_state = LeastKv.reads_state = True
-PrefixAffinity.reads_state = True
-
 _OPS = {"+": float.__add__, "-": float.__sub__, "*": float.__mul__, "/": float.__truediv__}
 _FUNCS = {
     "min": min,
@@ -339,10 +345,8 @@ def compile_expr(expr):
     raise TypeError(expr)
 
 
-class RuleRouter:
+class RuleRouter(Routing):
     """A user rule as a router: the instance minimising (maximising) the expression."""
-
-    reads_state = True
 
     def __init__(self, rule: Rule):
         self.rule = rule
