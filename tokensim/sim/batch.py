@@ -82,12 +82,19 @@ class DecodeBatch:
     def remove(self, rows: np.ndarray) -> list[Request]:
         """Take rows out of the batch (materialized), keeping the others in order."""
         out = [self.materialize(int(i)) for i in rows]
-        keep = np.ones(self.n, dtype=bool)
-        keep[rows] = False
-        m = int(keep.sum())
-        for column in self._buf.values():
-            column[:m] = column[: self.n][keep]
-        self._buf["reqs"][m : self.n] = None  # drop references
+        n = self.n
+        if len(rows) == 1:  # the common case: shift the tail up by one
+            i = int(rows[0])
+            for column in self._buf.values():
+                column[i : n - 1] = column[i + 1 : n]
+            m = n - 1
+        else:
+            keep = np.ones(n, dtype=bool)
+            keep[rows] = False
+            m = int(keep.sum())
+            for column in self._buf.values():
+                column[:m] = column[:n][keep]
+        self._buf["reqs"][m:n] = None  # drop references
         self.n = m
         return out
 

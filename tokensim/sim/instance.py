@@ -43,10 +43,11 @@ class _Run:
     KV tokens before the run, and each step adds one token per sequence.
     """
 
-    __slots__ = ("t0", "n", "ctx", "a", "c", "k")
+    __slots__ = ("t0", "n", "ctx", "a", "c", "k", "to_finish")
 
-    def __init__(self, t0, n, ctx, a, c, k):
+    def __init__(self, t0, n, ctx, a, c, k, to_finish):
         self.t0, self.n, self.ctx, self.a, self.c, self.k = t0, n, ctx, a, c, k
+        self.to_finish = to_finish  # steps until the first sequence finishes
 
     def end(self, j: int) -> float:
         """Time at which step ``j`` ends."""
@@ -278,7 +279,7 @@ class Instance:
         k = min(steps_to_finish, self._steps_that_fit(steps_to_finish))
         a, c = self._line(n)
         self.busy_s += extra_s  # swapping before the run
-        self.run = _Run(now + extra_s, n, int(batch.computed.sum()), a, c, k)
+        self.run = _Run(now + extra_s, n, int(batch.computed.sum()), a, c, k, steps_to_finish)
         self.iteration_start = now
         self._sample(n)
         self.version += 1
@@ -340,6 +341,7 @@ class Instance:
             return  # nothing done yet, or the end event applies it all
         self._apply_run_steps(run, j)
         run.t0, run.ctx, run.k = run.end(j), run.ctx + j * run.n, run.k - j
+        run.to_finish -= j
 
     def _cut_run(self) -> None:
         """End the current run at its next step boundary (a request arrived)."""
@@ -357,7 +359,8 @@ class Instance:
         self.run = None
         self._apply_run_steps(run, run.k)
         self._sample(len(self.batch))  # KV use peaks at the end of a run
-        self._finish_done()
+        if run.k == run.to_finish:  # else the run was cut short: nobody is done
+            self._finish_done()
         self._start()
 
     def _finish_done(self) -> None:
@@ -377,6 +380,7 @@ class Instance:
         self.iterations += 1
         self.busy_s += now - self.iteration_start
         batch = self.batch
+        finishing = False
         if decode:
             self.itl_values.append(now - batch.last)
             self.itl_weights.append(1.0)
@@ -384,6 +388,7 @@ class Instance:
             c += 1
             g += 1
             batch.last.fill(now)
+            finishing = bool((g >= batch.output).any())
         for req, chunk in prefill:
             req.computed += chunk
             if req.computed == req.tokens:
@@ -399,7 +404,8 @@ class Instance:
                     self._finish(req)
                 else:
                     batch.add(req)
-        self._finish_done()
+        if finishing:
+            self._finish_done()
         self._start()
 
     def _finish(self, req: Request) -> None:

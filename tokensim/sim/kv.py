@@ -213,6 +213,10 @@ class BlockManager:
         Cached hits need no new block; evictable cached blocks count as available.
         ``hashes``: one hashable id per full prompt block, prefix-chained.
         """
+        if hashes is None and request_id not in self._running and request_id not in self._swapped:
+            # no prefix to share: the fast path of _shortfall (called for every waiting head)
+            need = -(-tokens // self.block_tokens)
+            return need <= self.available_blocks - self.watermark_blocks
         return self._shortfall(request_id, tokens, hashes)[2] <= 0
 
     def admit(
