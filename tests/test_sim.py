@@ -233,3 +233,29 @@ def test_every_policy_survives_a_tiny_kv_cache(monkeypatch, batching):
     )
     m = summarize(result)
     assert m["requests"]["completed"] == 120 and m["requests"]["preemptions"] > 0
+
+
+def test_every_transition_is_recorded_in_order(tmp_path):
+    result, _ = run(
+        "on n0[0]; batching chunked { budget 512 }; kv { gpu_util 0.13 }",
+        "arrivals poisson 50/s; lengths fixed 1500 -> 300; requests 120; seed 2",
+    )
+    write(result, tmp_path, transitions=True)
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "transitions.csv")))
+    by_id: dict[int, list] = {}
+    for row in rows:
+        by_id.setdefault(int(row["id"]), []).append(row)
+    preemptions = col(result, "preemptions")
+    for rid, log in by_id.items():
+        times = [float(r["time_s"]) for r in log]
+        events = [r["event"] for r in log]
+        assert times == sorted(times)
+        assert events[:3] == ["arrived", "queued", "scheduled"] and events[-1] == "finished"
+        assert events.count("first_token") == 1
+        assert events.count("preempted") + events.count("swapped_out") == preemptions[rid]
+        assert events.count("resumed") == preemptions[rid]
+        chunks = [int(r["value"]) for r in log if r["event"] == "prefill_chunk"]
+        assert max(chunks) <= 512 and sum(chunks) >= 1500  # re-prefills after preemption add
+        assert int(log[-1]["value"]) == 300

@@ -182,12 +182,13 @@ def cmd_run(args) -> int:
         sys.stderr.write("\r" + " " * 70 + "\r")
     out = Path(args.output) if args.output else Path("out") / Path(args.spec).stem
     try:
-        metrics = write(result, out, summarize(result))
+        metrics = write(result, out, summarize(result), transitions=args.transitions)
     except OSError as err:
         raise _Usage(f"cannot write results to {out}: {err.strerror or err}") from None
     if not args.quiet:
         sys.stdout.write(summary_table(metrics))
-        print(f"wrote {out}/metrics.json, requests.csv, timeseries.csv")
+        extra = ", transitions.csv" if args.transitions else ""
+        print(f"wrote {out}/metrics.json, requests.csv, timeseries.csv{extra}")
     return 0
 
 
@@ -234,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH=VALUE",
         help="set a value of the spec, e.g. --set workload.arrivals.rate=20/s "
         "(repeatable; checked like the spec)",
+    )
+    p.add_argument(
+        "--transitions",
+        action="store_true",
+        help="also write transitions.csv: every state change of every request",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_run)

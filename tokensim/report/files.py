@@ -106,8 +106,25 @@ def timeseries_csv(result) -> str:
     return out.getvalue()
 
 
-def write(result, out_dir: str | Path, metrics: dict | None = None) -> dict:
-    """Write the three files of ``result`` into ``out_dir`` (created); return the metrics."""
+def transitions_csv(result) -> str:
+    """Every transition of every request: request, time, event, value (see
+    :data:`tokensim.sim.request.TRANSITIONS`), in request then time order."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(("id", "time_s", "event", "value"))
+    for rid, log in enumerate(result.transitions):
+        for time_s, event, value in log:
+            w.writerow((rid, _num(time_s), event, value))
+    return out.getvalue()
+
+
+def write(
+    result, out_dir: str | Path, metrics: dict | None = None, transitions: bool = False
+) -> dict:
+    """Write the files of ``result`` into ``out_dir`` (created); return the metrics.
+
+    ``transitions`` adds transitions.csv, every request's state changes.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics = metrics if metrics is not None else summarize(result)
@@ -116,6 +133,8 @@ def write(result, out_dir: str | Path, metrics: dict | None = None) -> dict:
         "requests.csv": requests_csv(result),
         "timeseries.csv": timeseries_csv(result),
     }
+    if transitions:
+        files["transitions.csv"] = transitions_csv(result)
     temps = []
     for name, text in files.items():
         tmp = out / f".{name}.partial"

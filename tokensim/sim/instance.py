@@ -122,6 +122,7 @@ class Instance:
         """A request routed here joins the waiting queue."""
         req.instance = self
         req.enqueued_s = self.kernel.now
+        req.log.append((self.kernel.now, "queued", self.index))
         req.state = State.QUEUED
         self.waiting.push(req)
         if self.run is not None and self.policy.joins_mid_batch and self._may_admit_now():
@@ -166,6 +167,7 @@ class Instance:
                 f"needs {whole} KV blocks; an instance of pool {self.pool.name} has {room}"
             )
             req.state = State.DONE
+            req.log.append((self.kernel.now, "rejected", 0))
             self.sim.finished(req)
 
     def try_admit(self, req: Request) -> bool:
@@ -182,6 +184,9 @@ class Instance:
             req.admitted_s = now
         if req.preempted_at_s >= 0:
             _resume(req, now)
+            req.log.append((now, "resumed", hit))
+        else:
+            req.log.append((now, "scheduled", hit))
         self.running.append(req)
         return True
 
@@ -207,6 +212,7 @@ class Instance:
             req = self.swapped.pop(0)
             req.state = State.DECODE
             _resume(req, self.kernel.now)
+            req.log.append((self.kernel.now, "resumed", req.computed))
             self.running.append(req)
             self.batch.add(req)
             seconds += self.kv.blocks_for(req.computed) * self.block_bytes / self.swap_Bps
@@ -225,11 +231,13 @@ class Instance:
             and self.kv.can_swap_out(victim.id)
         ):
             blocks = self.kv.swap_out(victim.id)
+            victim.log.append((self.kernel.now, "swapped_out", victim.computed))
             victim.state = State.SWAPPED
             victim.swapped_out += 1
             self.swapped.append(victim)
             return blocks * self.block_bytes / self.swap_Bps
         self.kv.release(victim.id)
+        victim.log.append((self.kernel.now, "preempted", victim.computed))
         victim.computed = 0
         victim.state = State.QUEUED
         self.waiting.push_front(victim)
@@ -391,11 +399,13 @@ class Instance:
             finishing = bool((g >= batch.output).any())
         for req, chunk in prefill:
             req.computed += chunk
+            req.log.append((now, "prefill_chunk", chunk))
             if req.computed == req.tokens:
                 req.generated += 1
                 req.state = State.DECODE
                 if req.first_token_s < 0:
                     req.first_token_s = now
+                    req.log.append((now, "first_token", 1))
                 else:
                     self.itl_values.append(np.array([now - req.last_token_s]))
                     self.itl_weights.append(1.0)
@@ -411,6 +421,7 @@ class Instance:
     def _finish(self, req: Request) -> None:
         req.state = State.DONE
         req.finish_s = self.kernel.now
+        req.log.append((self.kernel.now, "finished", req.generated))
         self.kv.release(req.id)
         self.running.remove(req)
         self.sim.finished(req)

@@ -19,6 +19,21 @@ class State(IntEnum):
     DONE = 4
 
 
+# The transitions a request's log records, with the meaning of their value.
+TRANSITIONS = {
+    "arrived": "prompt tokens",
+    "queued": "index of the instance it waits at",
+    "scheduled": "prompt tokens served from the prefix cache (first admission)",
+    "prefill_chunk": "prompt tokens computed by the chunk",
+    "first_token": "output tokens so far (1)",
+    "preempted": "tokens whose KV is dropped (recompute)",
+    "swapped_out": "tokens whose KV moves to host memory",
+    "resumed": "tokens whose KV is back (recompute: prefix-cache hits; swap: all)",
+    "finished": "output tokens",
+    "rejected": "0",
+}
+
+
 class Request:
     """One request. Token counts are tokens; times are seconds of simulated time."""
 
@@ -45,6 +60,7 @@ class Request:
         "last_token_s",
         "rejected",
         "preempted_early_s",
+        "log",
     )
 
     def __init__(
@@ -75,6 +91,8 @@ class Request:
         self.preempted_at_s = -1.0
         self.preempted_s = 0.0  # total time spent preempted
         self.preempted_early_s = 0.0  # of which before the first token
+        # every transition: (time s, event, value); see TRANSITIONS
+        self.log: list[tuple[float, str, int]] = [(arrival_s, "arrived", prompt)]
         self.swapped_out = 0  # times swapped out
         self.last_token_s = -1.0
         self.rejected = ""  # why the request could never run, if it could not

@@ -63,6 +63,7 @@ class Result:
     events: int
     wall_s: float
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    transitions: list[list[tuple[float, str, int]]] = field(default_factory=list)
 
 
 def _kv_geometry(pool: ir.Pool) -> tuple[int, float]:
@@ -210,6 +211,7 @@ class Simulation:
                 f"prompt + output = {req.prompt + req.output} tokens > max_context {max_context}"
             )
             req.state = State.DONE
+            req.log.append((self.kernel.now, "rejected", 0))
             self.finished(req)
             return
         candidates = self.entry
@@ -282,6 +284,7 @@ class Simulation:
             events=self.kernel.events,
             wall_s=wall_s,
             rejected=[(r.id, r.rejected) for r in reqs if r.rejected],
+            transitions=[r.log for r in reqs],
         )
 
 
