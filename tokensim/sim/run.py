@@ -19,6 +19,7 @@ import numpy as np
 
 from tokensim import ir
 from tokensim.lang.diagnostics import CompileError, Diagnostic
+from tokensim.lang.source import Span
 from tokensim.perf import for_pool
 from tokensim.policies.batching import BATCHING
 from tokensim.policies.routing import router_for
@@ -93,7 +94,16 @@ class Simulation:
         self.spec = spec
         if spec.deployment is None or spec.workload is None:
             missing = "deployment" if spec.deployment is None else "workload"
-            raise SimulationError([Diagnostic(f"the spec has no `{missing}` to simulate", None)])
+            start = Span(spec.file, 1, 1, 1, 2)
+            raise SimulationError(
+                [
+                    Diagnostic(
+                        f"the spec has no `{missing}` to simulate",
+                        start,
+                        help=f"add a `{missing} {{ ... }}` block",
+                    )
+                ]
+            )
         roles = {p.role for p in spec.deployment.pools}
         if roles & {"prefill", "decode"}:
             pool = next(p for p in spec.deployment.pools if p.role != "colocated")
@@ -124,7 +134,6 @@ class Simulation:
                 )
             kv = pool.kv
             swap_blocks = int(kv.swap_B / (pool.tp * pool.pp) // block_bytes)
-            policy = BATCHING.get(pool.batching.name).from_use(pool.batching)
             host_Bps = pool.gpu.host_link.bandwidth_Bps * pool.gpu.efficiency.network
             for inst in pool.instances:
                 manager = BlockManager(
@@ -146,7 +155,6 @@ class Simulation:
                         block_bytes,
                     )
                 )
-            del policy
         routes = {r.pool: r for r in spec.deployment.routes}
         route = routes.get(None) or routes[spec.deployment.pools[0].name]
         self.router = router_for(route.policy)
