@@ -37,10 +37,6 @@ class Kernel:
         self._seq += 1
         heapq.heappush(self._heap, (time, priority, self._seq, callback, args))
 
-    def next_time(self) -> float:
-        """The time of the next event (inf when none is left)."""
-        return self._heap[0][0] if self._heap else float("inf")
-
     def run(self, after_each: Callable[[], None] | None = None) -> None:
         """Run events until none is left; ``after_each`` runs after every event (checks)."""
         heap = self._heap

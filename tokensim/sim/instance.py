@@ -27,13 +27,15 @@ from tokensim.sim.queue import WaitQueue
 from tokensim.sim.request import Request, State
 
 
-def _resume(req: Request, now: float) -> None:
-    """Account the time ``req`` spent preempted, now that it runs again."""
+def _resume(req: Request, now: float, kv_tokens: int) -> None:
+    """Account the time ``req`` spent preempted, now that it runs again with the KV of
+    ``kv_tokens`` tokens in place."""
     paused = now - req.preempted_at_s
     req.preempted_s += paused
     if req.first_token_s < 0:
         req.preempted_early_s += paused
     req.preempted_at_s = -1.0
+    req.log.append((now, "resumed", kv_tokens))
 
 
 class _Run:
@@ -163,12 +165,9 @@ class Instance:
             if whole <= room:
                 return
             self.waiting.pop()
-            req.rejected = (
-                f"needs {whole} KV blocks; an instance of pool {self.pool.name} has {room}"
+            self.sim.reject(
+                req, f"needs {whole} KV blocks; an instance of pool {self.pool.name} has {room}"
             )
-            req.state = State.DONE
-            req.log.append((self.kernel.now, "rejected", 0))
-            self.sim.finished(req)
 
     def try_admit(self, req: Request) -> bool:
         """Admit the head of the waiting queue if its KV fits (leaving the watermark)."""
@@ -183,8 +182,7 @@ class Instance:
         if req.admitted_s < 0:
             req.admitted_s = now
         if req.preempted_at_s >= 0:
-            _resume(req, now)
-            req.log.append((now, "resumed", hit))
+            _resume(req, now, hit)
         else:
             req.log.append((now, "scheduled", hit))
         self.running.append(req)
@@ -211,8 +209,7 @@ class Instance:
         while self.swapped and self.kv.swap_in(self.swapped[0].id):
             req = self.swapped.pop(0)
             req.state = State.DECODE
-            _resume(req, self.kernel.now)
-            req.log.append((self.kernel.now, "resumed", req.computed))
+            _resume(req, self.kernel.now, req.computed)
             self.running.append(req)
             self.batch.add(req)
             seconds += self.kv.blocks_for(req.computed) * self.block_bytes / self.swap_Bps

@@ -215,19 +215,22 @@ class Simulation:
             nxt = self.requests[index + 1]
             self.kernel.at(nxt.arrival_s, Priority.ARRIVAL, self._arrive, index + 1, max_context)
         if req.prompt + req.output > max_context:
-            req.rejected = (
-                f"prompt + output = {req.prompt + req.output} tokens > max_context {max_context}"
-            )
-            req.state = State.DONE
-            req.log.append((self.kernel.now, "rejected", 0))
-            self.finished(req)
+            total = req.prompt + req.output
+            self.reject(req, f"prompt + output = {total} tokens > max_context {max_context}")
             return
         candidates = self.entry
-        if getattr(self.router, "reads_state", True):
+        if self.router.reads_state:
             for inst in candidates:
                 inst.sync()
         choice = self.router.choose(candidates, req, self.rng)
         candidates[choice].enqueue(req)
+
+    def reject(self, req: Request, why: str) -> None:
+        """``req`` can never run: it is done, with the reason kept for the metrics."""
+        req.rejected = why
+        req.state = State.DONE
+        req.log.append((self.kernel.now, "rejected", 0))
+        self.finished(req)
 
     def finished(self, req: Request) -> None:
         self.done += 1

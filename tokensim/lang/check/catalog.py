@@ -6,7 +6,6 @@ from tokensim import ir
 from tokensim.lang.check.env import Env
 from tokensim.lang.diagnostics import Note
 from tokensim.lang.schema import BAD, Bodies, Bound, Val
-from tokensim.lang.units import Dim, format_quantity
 
 
 def _sources(body: Bodies) -> tuple[str, ...]:
@@ -165,7 +164,3 @@ def model(bound: Bound, env: Env) -> ir.Model | None:
         sources=_sources(body),
         span=bound.span,
     )
-
-
-def describe_bytes(value: float) -> str:
-    return format_quantity(value, Dim.BYTES)
