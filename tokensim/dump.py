@@ -15,11 +15,19 @@ import os
 from tokensim.lang.source import Span
 
 
+def _relative(path: str, root: str | None) -> str:
+    """``path`` relative to ``root`` when it lies inside it, else unchanged.
+
+    Only paths under ``root`` are rewritten: other strings that merely start
+    with a slash (a unit such as ``/s``) must print as they are.
+    """
+    if root and path.startswith(root.rstrip(os.sep) + os.sep):
+        return os.path.relpath(path, root)
+    return path
+
+
 def _span(span: Span, root: str | None) -> str:
-    file = span.file
-    if root and os.path.isabs(file):
-        file = os.path.relpath(file, root)
-    return f"@{file}:{span.line}:{span.col}"
+    return f"@{_relative(span.file, root)}:{span.line}:{span.col}"
 
 
 def _float(x: float) -> str:
@@ -75,8 +83,8 @@ def dump(obj, root: str | None = None, indent: int = 0, full: bool = True) -> st
         return obj.name
     if isinstance(obj, type):
         return obj.__name__
-    if isinstance(obj, str) and root and os.path.isabs(obj):
-        return repr(os.path.relpath(obj, root))
+    if isinstance(obj, str):
+        return repr(_relative(obj, root))
     return repr(obj)
 
 
