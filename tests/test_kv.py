@@ -77,6 +77,36 @@ def test_grow_uses_the_watermark_but_fails_without_allocating_when_full():
 # -- prefix caching ----------------------------------------------------------------------------
 
 
+def test_reserve_grants_blocks_in_bulk_and_settle_attributes_them():
+    m = BlockManager(10, 4, prefix_cache=True)
+    m.admit("a", 4)  # 1 block, full
+    m.admit("b", 6)  # 2 blocks
+    m.release("b")  # no hashes: its blocks are simply free
+    assert counts(m) == (1, 0, 9)
+    assert m.reserve(3) and m.unsettled_blocks == 3
+    assert counts(m) == (4, 0, 6)  # reserved blocks are used, by nobody yet
+    assert not m.all_free()
+    m.settle("a", 9)  # 9 tokens need 3 blocks: 2 of the 3 reserved
+    assert m.unsettled_blocks == 1 and m.tokens_of("a") == 9
+    with pytest.raises(KvError, match="needs 2 blocks; 1 reserved"):
+        m.settle("a", 17)
+    assert not m.reserve(7)  # 6 free: refused, nothing changes
+    assert counts(m) == (4, 0, 6) and m.unsettled_blocks == 1
+    m.settle("a", 13)
+    m.release("a")
+    assert counts(m) == (0, 0, 10) and m.all_free()
+
+
+def test_reserve_evicts_cached_blocks_when_free_ones_run_out():
+    m = BlockManager(4, 4, prefix_cache=True)
+    m.admit("a", 8, chain("x", "y"))
+    m.release("a")  # both blocks stay cached
+    m.admit("b", 4)
+    assert counts(m) == (1, 2, 1)
+    assert m.reserve(3)  # 1 free + 2 evicted
+    assert counts(m) == (4, 0, 0)
+
+
 def test_second_request_hits_all_full_blocks_but_the_last_token():
     m = BlockManager(20, 4, prefix_cache=True)
     hashes = chain("p0", "p1", "p2")  # 12 tokens = 3 full blocks
@@ -458,6 +488,19 @@ class KvMachine(RuleBasedStateMachine):
         assert need == max(0, self.s.nblocks(tokens) - len(self.s.running[rid][1]))
         ok = self.m.grow(rid, tokens)
         assert ok == self.s.grow(rid, tokens)
+        assert self.m.tokens_of(rid) == self.s.running[rid][0]
+
+    @rule(rid=IDS, extra=st.integers(0, 9))
+    def grow_in_bulk(self, rid, extra):
+        """What a decode batch does: reserve the new blocks, then settle them on ``rid``."""
+        if rid not in self.s.running:
+            return
+        tokens = self.s.running[rid][0] + extra
+        ok = self.m.reserve(self.m.blocks_needed_to_grow(rid, tokens))
+        assert ok == self.s.grow(rid, tokens)
+        if ok:
+            self.m.settle(rid, tokens)
+        assert self.m.unsettled_blocks == 0
         assert self.m.tokens_of(rid) == self.s.running[rid][0]
 
     @rule(rid=IDS)

@@ -6,9 +6,10 @@ decode steps only, which cannot change until a request finishes, memory runs
 short or a new request arrives, runs as one *decode run*: ``k`` steps whose
 total time has a closed form (a step costs ``A + C * context`` and the context
 grows by the batch size each step), so a decode step costs O(1) and the
-simulator jumps over steps where nothing can change. The decode batch is kept
-as columns (:class:`~tokensim.sim.batch.DecodeBatch`), so applying ``k`` steps
-to ``n`` sequences is a few array operations. A run is cut at the next step
+simulator jumps over steps where nothing can change. The decode batch keeps its
+sequences on a step clock (:class:`~tokensim.sim.batch.DecodeBatch`), so applying
+``k`` steps to ``n`` sequences costs O(1) plus O(log n) per sequence that finishes,
+and their KV blocks are granted in bulk (``BlockManager.reserve``). A run is cut at the next step
 boundary when a request arrives, and brought up to date (``sync``) whenever
 someone reads the instance's state.
 """
@@ -98,7 +99,7 @@ class Instance:
         self.block_bytes = block_bytes  # one KV block's bytes on one GPU
         self.waiting = WaitQueue(policy.order)
         self.running: list[Request] = []  # admitted (prefilling or decoding), in admission order
-        self.batch = DecodeBatch()  # the decoding ones, as columns
+        self.batch = DecodeBatch(kv.block_tokens)  # the decoding ones
         self.swapped: list[Request] = []
         self.busy = False
         self.run: _Run | None = None
@@ -112,9 +113,8 @@ class Instance:
         self.busy_s = 0.0
         self.preemptions = 0
         self.series: list[tuple] = []  # (time, running, waiting, kv_used_blocks, batch_tokens)
-        # inter-token gaps: arrays of values, each with one weight (how many tokens had it)
-        self.itl_values: list[np.ndarray] = []
-        self.itl_weights: list[float] = []
+        # inter-token gaps: (gap s, how many tokens had it)
+        self.itl_gaps: list[tuple[float, int]] = []
         # the uniform steps of decode runs: (gap of step s = base + slope * s, s = 2..count+1)
         self.itl_steps: list[tuple[float, float, int, int]] = []
 
@@ -192,16 +192,25 @@ class Instance:
         """Give every decoding sequence KV for its next token, preempting the most recently
         admitted requests when blocks run out. Returns (sequences decoding, swap-out s)."""
         swap_s = 0.0
-        kv, batch = self.kv, self.batch
-        b = kv.block_tokens
-        while True:
-            # KV holds `computed` tokens in ceil(computed / b) blocks; the next token needs a
-            # new block only when the last one is full.
-            computed, reqs, grow = batch.computed, batch.reqs, kv.grow
-            full = np.flatnonzero(computed % b == 0).tolist()
-            if all(grow(reqs[i].id, int(computed[i]) + 1) for i in full):
-                return len(batch), swap_s
+        batch = self.batch
+        while len(batch) and not self._grant(batch.step + 1):
             swap_s += self._preempt(self.running[-1])
+        return len(batch), swap_s
+
+    def _grant(self, step: int) -> bool:
+        """Reserve the KV blocks the decode batch needs up to ``step``; False if they do
+        not fit (nothing changes)."""
+        batch = self.batch
+        if not self.kv.reserve(batch.blocks_through(step)):
+            return False
+        batch.reserved = max(batch.reserved, step)
+        return True
+
+    def _leave(self, req: Request) -> Request:
+        """Take ``req`` out of the decode batch and give it the blocks its tokens fill."""
+        self.batch.remove(req)
+        self.kv.settle(req.id, req.computed)
+        return req
 
     def resume_swapped(self) -> float:
         """Swap back in what fits, oldest first; return the seconds it takes."""
@@ -218,7 +227,7 @@ class Instance:
     def _preempt(self, victim: Request) -> float:
         self.running.remove(victim)
         if victim.state is State.DECODE:
-            self.batch.remove(np.array([self.batch.index(victim)]))
+            self._leave(victim)
         victim.preemptions += 1
         self.preemptions += 1
         victim.preempted_at_s = self.kernel.now
@@ -258,7 +267,7 @@ class Instance:
         tokens = sum(chunk for _, chunk in prefill)
         pairs = sum(Batch.pairs(chunk, req.computed) for req, chunk in prefill)
         completing = sum(1 for req, chunk in prefill if req.computed + chunk == req.tokens)
-        ctx = int(self.batch.computed.sum()) + decode if decode else 0
+        ctx = self.batch.context + decode if decode else 0
         batch = Batch(tokens, pairs, decode, ctx, decode + completing)
         duration = self.cost.iteration_s(batch) + extra_s
         self.plan = (prefill, decode)
@@ -280,34 +289,30 @@ class Instance:
         now = self.kernel.now
         batch = self.batch
         n = len(batch)
-        steps_to_finish = int((batch.output - batch.generated).min())
-        k = min(steps_to_finish, self._steps_that_fit(steps_to_finish))
+        steps_to_finish = batch.steps_to_finish()
+        k = self._steps_that_fit(steps_to_finish)
         a, c = self._line(n)
         self.busy_s += extra_s  # swapping before the run
-        self.run = _Run(now + extra_s, n, int(batch.computed.sum()), a, c, k, steps_to_finish)
+        self.run = _Run(now + extra_s, n, batch.context, a, c, k, steps_to_finish)
         self.iteration_start = now
         self._sample(n)
         self.version += 1
         self.kernel.at(self.run.end(k), Priority.ITERATION_END, self._end_run, self.version)
 
     def _steps_that_fit(self, limit: int) -> int:
-        """Most decode steps (<= limit, >= 1) whose KV growth fits the free blocks."""
-        kv, computed = self.kv, self.batch.computed
-        b = kv.block_tokens
-        available = kv.available_blocks
-        if available >= len(computed) * (limit // b + 1):
+        """Most decode steps (<= limit, >= 1) whose KV growth fits the free blocks (the
+        first step's blocks are granted already)."""
+        batch = self.batch
+        available = self.kv.available_blocks
+        if available >= len(batch) * (limit // batch.block_tokens + 1):
             return limit  # even if every sequence crossed every boundary it could
-        held = -(-(computed + 1) // b)  # blocks after the first step's growth, already taken
-
-        def needed(k: int) -> int:
-            return int(np.maximum(0, -(-(computed + k) // b) - held).sum())
-
-        if needed(limit) <= available:
+        step = batch.step
+        if batch.blocks_through(step + limit) <= available:
             return limit
-        lo, hi = 1, limit  # needed(lo) == 0 <= available
+        lo, hi = 1, limit  # step 1 needs nothing more
         while lo + 1 < hi:
             mid = (lo + hi) // 2
-            if needed(mid) <= available:
+            if batch.blocks_through(step + mid) <= available:
                 lo = mid
             else:
                 hi = mid
@@ -317,22 +322,13 @@ class Instance:
         """Bring ``j`` completed steps of ``run`` into the batch's state."""
         if j == 0:
             return
-        batch, kv = self.batch, self.kv
-        b = kv.block_tokens
-        c = batch.computed
-        # sequences that may hold fewer blocks than c + j tokens need
-        reqs, grow = batch.reqs, kv.grow
-        for i in np.flatnonzero((c + j - 1) // b > (c - 1) // b).tolist():
-            grow(reqs[i].id, int(c[i]) + j)
-        c += j  # the columns are views: update them in place
-        g = batch.generated
-        g += j
-        first_end, last_end = run.end(1), run.end(j)
-        self.itl_values.append(first_end - batch.last)
-        self.itl_weights.append(1.0)
+        batch = self.batch
+        if not self._grant(batch.step + j):
+            raise AssertionError("a decode run outgrew the blocks it was sized for")
+        last_end = run.end(j)
+        self.itl_gaps += batch.advance(j, run.end(1), last_end)
         if j > 1:  # steps 2..j, each gap a + c (ctx + s n), for all n sequences
             self.itl_steps.append((run.a + run.c * run.ctx, run.c * run.n, j - 1, run.n))
-        batch.last.fill(last_end)
         self.iterations += j
         self.busy_s += last_end - run.t0
 
@@ -349,13 +345,17 @@ class Instance:
         run.to_finish -= j
 
     def _cut_run(self) -> None:
-        """End the current run at its next step boundary (a request arrived)."""
-        self.sync()
+        """End the current run at its next step boundary (a request arrived).
+
+        The steps done by now and the one in flight are applied together when the
+        shortened run ends, not now: one batch update instead of two.
+        """
         run = self.run
-        if run.k > 1:
-            run.k = 1
+        k = run.done_by(self.kernel.now) + 1
+        if k < run.k:
+            run.k = k
             self.version += 1
-            self.kernel.at(run.end(1), Priority.ITERATION_END, self._end_run, self.version)
+            self.kernel.at(run.end(k), Priority.ITERATION_END, self._end_run, self.version)
 
     def _end_run(self, version: int) -> None:
         if version != self.version:
@@ -370,11 +370,9 @@ class Instance:
 
     def _finish_done(self) -> None:
         """Finish every decoding sequence that has produced all its output tokens."""
-        batch = self.batch
-        done = np.flatnonzero(batch.generated >= batch.output)
-        if done.size:
-            for req in batch.remove(done):
-                self._finish(req)
+        for req in self.batch.pop_done():
+            self.kv.settle(req.id, req.computed)
+            self._finish(req)
 
     def _end_iteration(self, version: int) -> None:
         if version != self.version:
@@ -385,15 +383,9 @@ class Instance:
         self.iterations += 1
         self.busy_s += now - self.iteration_start
         batch = self.batch
-        finishing = False
         if decode:
-            self.itl_values.append(now - batch.last)
-            self.itl_weights.append(1.0)
-            c, g = batch.computed, batch.generated  # views: update in place
-            c += 1
-            g += 1
-            batch.last.fill(now)
-            finishing = bool((g >= batch.output).any())
+            self.itl_gaps += batch.advance(1, now, now)
+            self._finish_done()
         for req, chunk in prefill:
             req.computed += chunk
             req.log.append((now, "prefill_chunk", chunk))
@@ -404,15 +396,12 @@ class Instance:
                     req.first_token_s = now
                     req.log.append((now, "first_token", 1))
                 else:
-                    self.itl_values.append(np.array([now - req.last_token_s]))
-                    self.itl_weights.append(1.0)
+                    self.itl_gaps.append((now - req.last_token_s, 1))
                 req.last_token_s = now
                 if req.generated >= req.output:
                     self._finish(req)
                 else:
                     batch.add(req)
-        if finishing:
-            self._finish_done()
         self._start()
 
     def _finish(self, req: Request) -> None:
@@ -425,18 +414,14 @@ class Instance:
 
     def gaps(self) -> tuple[np.ndarray, np.ndarray]:
         """Every inter-token gap of this instance (s) and how many tokens had it."""
-        values = list(self.itl_values)
-        weights = [
-            np.full(len(v), w) for v, w in zip(self.itl_values, self.itl_weights, strict=True)
-        ]
+        pairs = np.array(self.itl_gaps, dtype=np.float64).reshape(-1, 2)
+        values, weights = [pairs[:, 0]], [pairs[:, 1]]
         if self.itl_steps:
             base, slope, count, n = (np.array(x) for x in zip(*self.itl_steps, strict=True))
             seg = np.repeat(np.arange(len(count)), count)
             s = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count) + 2
             values.append(base[seg] + slope[seg] * s)
             weights.append(n[seg].astype(np.float64))
-        if not values:
-            return np.zeros(0), np.zeros(0)
         return np.concatenate(values), np.concatenate(weights)
 
     # -- state for routing and time series ------------------------------------------------

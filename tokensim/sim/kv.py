@@ -93,6 +93,7 @@ class BlockManager:
         self.swap_capacity_blocks = swap_capacity_blocks
         self._running: dict[Hashable, _Running] = {}
         self._private = 0  # blocks held by running requests outside the prefix cache
+        self._unsettled = 0  # of which reserved in bulk and not yet attributed (reserve)
         self._refs: dict[Hashable, int] = {}  # prefix block hash -> running holders (> 0)
         self._lru: OrderedDict[Hashable, None] = OrderedDict()  # unheld cached, oldest first
         self._swapped: dict[Hashable, int] = {}  # request -> tokens kept in host memory
@@ -157,7 +158,7 @@ class BlockManager:
 
     def all_free(self) -> bool:
         """True when no request holds blocks here or in swap (cached blocks are allowed)."""
-        return not self._running and not self._swapped
+        return not self._running and not self._swapped and not self._unsettled
 
     # -- admission ------------------------------------------------------------------------
 
@@ -291,6 +292,43 @@ class BlockManager:
         r.tokens = tokens
         return True
 
+    def reserve(self, blocks: int) -> bool:
+        """Grant ``blocks`` new blocks to running requests without saying to whom yet.
+
+        A decode batch grows many sequences at once; it reserves their new blocks in one
+        call and attributes them with :meth:`settle` when a sequence leaves it. Returns
+        False, changing nothing, when free plus evictable blocks are too few. The
+        watermark does not apply (as for :meth:`grow`).
+        """
+        if blocks <= 0:
+            return True
+        free = self.free_blocks
+        if blocks > free + len(self._lru):
+            return False
+        if blocks > free:
+            self._evict(blocks - free)
+        self._private += blocks
+        self._unsettled += blocks
+        return True
+
+    def settle(self, request_id: Hashable, tokens: int) -> None:
+        """The running request now holds ``tokens`` tokens, its new blocks taken from those
+        :meth:`reserve` granted. Raises :class:`KvError` when too few were reserved."""
+        r = self._get(request_id)
+        if tokens < r.tokens:
+            raise KvError(f"request {request_id!r} cannot shrink from {r.tokens} to {tokens}")
+        need = -(-tokens // self.block_tokens) - r.blocks
+        if need > self._unsettled:
+            raise KvError(f"request {request_id!r} needs {need} blocks; {self._unsettled} reserved")
+        r.blocks += need
+        r.tokens = tokens
+        self._unsettled -= need
+
+    @property
+    def unsettled_blocks(self) -> int:
+        """Blocks :meth:`reserve` granted that no :meth:`settle` has attributed yet."""
+        return self._unsettled
+
     def _drop(self, r: _Running) -> None:
         """Give back a running request's blocks; its unheld prefix blocks become cached.
 
@@ -376,6 +414,8 @@ class BlockManager:
             private += r.blocks - len(r.shared)
             for h in r.shared:
                 holders[h] = holders.get(h, 0) + 1
+        _expect(self._unsettled >= 0, f"{self._unsettled} unsettled blocks")
+        private += self._unsettled
         _expect(private == self._private, f"private blocks {self._private}, requests {private}")
         _expect(holders == self._refs, "reference counts differ from the requests holding them")
         _expect(all(c > 0 for c in self._refs.values()), "a held block has refcount 0")

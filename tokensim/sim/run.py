@@ -245,6 +245,17 @@ class Simulation:
                     raise AssertionError(f"{inst.name}: running requests and decode batch differ")
                 if inst.kv.running_requests != len(inst.running):
                     raise AssertionError(f"{inst.name}: KV holds blocks of other requests")
+                kv, batch = inst.kv, inst.batch
+                ahead = batch.reserved - batch.step
+                owed = sum(
+                    kv.blocks_for(batch.computed(r) + ahead) - kv.blocks_for(kv.tokens_of(r.id))
+                    for r in batch.reqs
+                )
+                if owed != kv.unsettled_blocks:
+                    raise AssertionError(
+                        f"{inst.name}: decode batch owes {owed} blocks, "
+                        f"{kv.unsettled_blocks} reserved"
+                    )
         if self.progress is not None and self.kernel.events % 5000 == 0:
             self.progress(self.done, self.total, self.kernel.now)
 
