@@ -8,7 +8,7 @@ from tokensim.graph import lower
 from tokensim.metrics import summarize
 from tokensim.perf import Batch, for_pool
 from tokensim.report import write
-from tokensim.sim.run import SimulationError, simulate
+from tokensim.sim.run import simulate
 
 LIB = """
 link NVL { bandwidth 400 GB/s; latency 2 us }
@@ -178,21 +178,9 @@ def test_latency_breakdown_adds_up_to_e2e(tmp_path):
     import csv
 
     for row in csv.DictReader(open(tmp_path / "requests.csv")):
-        parts = sum(float(row[k]) for k in ("queue_s", "prefill_s", "decode_s", "preempted_s"))
+        keys = ("queue_s", "prefill_s", "transfer_wait_s", "transfer_s", "decode_s", "preempted_s")
+        parts = sum(float(row[k]) for k in keys)
         assert parts == pytest.approx(float(row["e2e_s"]), abs=1e-6)
-
-
-def test_disaggregated_pools_are_a_clear_error_for_now():
-    spec = compile_text(
-        LIB
-        + """deployment {
-      pool a { model m; on n0[0]; role prefill }
-      pool b { model m; on n0[1]; role decode }
-      transfer a -> b }
-      workload { arrivals poisson 1/s; lengths fixed 10 -> 10; requests 1 }"""
-    )
-    with pytest.raises(SimulationError, match="not simulated yet"):
-        simulate(lower(spec))
 
 
 def admission_order(tmp_path, csv_text: str, order: str) -> list[int]:

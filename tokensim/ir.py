@@ -212,6 +212,7 @@ class Transfer:
     src: str
     dst: str
     span: Span
+    direct_below: int = 0  # prompts shorter than this are prefilled on the decode pool
 
 
 @dataclass(frozen=True)

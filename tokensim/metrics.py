@@ -70,8 +70,18 @@ def per_request(result) -> dict[str, np.ndarray]:
     tpot = np.where(multi, (e2e - ttft) / np.maximum(r["output_tokens"] - 1, 1), nan)
     queue = np.where(done, r["admitted_s"] - r["arrival_s"], nan)
     prefill = np.where(done, r["first_token_s"] - r["admitted_s"] - r["preempted_early_s"], nan)
+    moved = done & (r["transfer_end_s"] >= 0)
+    zero = np.zeros(len(r["id"]))
+    wait = np.where(moved, r["transfer_start_s"] - r["handoff_s"], np.where(done, zero, nan))
+    transfer = np.where(moved, r["transfer_end_s"] - r["transfer_start_s"], np.where(done, 0, nan))
     decode = np.where(
-        done, r["finish_s"] - r["first_token_s"] - (r["preempted_s"] - r["preempted_early_s"]), nan
+        done,
+        r["finish_s"]
+        - r["first_token_s"]
+        - (r["preempted_s"] - r["preempted_early_s"])
+        - wait
+        - transfer,
+        nan,
     )
     return {
         "ttft_s": ttft,
@@ -79,6 +89,8 @@ def per_request(result) -> dict[str, np.ndarray]:
         "e2e_s": e2e,
         "queue_s": queue,
         "prefill_s": prefill,
+        "transfer_wait_s": wait,
+        "transfer_s": transfer,
         "decode_s": decode,
         "itl_mean_s": tpot,
     }
@@ -152,20 +164,23 @@ def summarize(result) -> dict:
             "met": all(t["met"] for t in targets),
             "targets": targets,
         }
-    peak = max(
-        (float((i.series[:, 3] / i.kv_capacity_blocks).max()) if len(i.series) else 0.0)
-        for i in result.instances
-    )
-    metrics["kv"] = {"peak_utilization": peak}
+    metrics["kv"] = {"peak_utilization": max(_peak(i) for i in result.instances)}
+    metrics["links"] = {
+        name: {"bytes": moved, "peak_flows": int(result.links[name][:, 1].max())}
+        for name, moved in result.link_bytes.items()
+    }
+    metrics["pools"] = _pools(result, cols)
     metrics["instances"] = [
         {
             "name": i.name,
             "pool": i.pool,
             "gpus": list(i.gpus),
+            "requests": int(((r["instance"] == i.name) | (r["decode_instance"] == i.name)).sum()),
             "iterations": i.iterations,
             "busy_fraction": i.busy_s / result.simulated_s if result.simulated_s else 0.0,
             "preemptions": i.preemptions,
             "kv_capacity_blocks": i.kv_capacity_blocks,
+            "kv_peak_utilization": _peak(i),
         }
         for i in result.instances
     ]
@@ -175,3 +190,58 @@ def summarize(result) -> dict:
         "events": result.events,
     }
     return metrics
+
+
+def _peak(inst) -> float:
+    """Highest share of an instance's KV blocks in use at any sample."""
+    if not len(inst.series):
+        return 0.0
+    return float((inst.series[:, 3] / inst.kv_capacity_blocks).max())
+
+
+def _pools(result, cols: dict[str, np.ndarray]) -> dict[str, dict]:
+    """Per pool: its instances' work, and the latencies of the stage it serves.
+
+    Requests *entering* a pool (queued there first) give its TTFT; requests *decoding*
+    in it (after a transfer, or in the pool they entered when it is not a prefill pool)
+    give its TPOT, and, after a transfer, the copy and the wait for decode memory.
+    """
+    r = result.requests
+    pool_of = {i.name: i.pool for i in result.instances}
+    entered = np.array([pool_of.get(name, "") for name in r["instance"]], dtype=object)
+    decoded_at = np.where(r["decode_instance"] != "", r["decode_instance"], r["instance"])
+    decoded = np.array([pool_of.get(name, "") for name in decoded_at], dtype=object)
+    moved = r["transfer_end_s"] >= 0
+    out: dict[str, dict] = {}
+    for pool in dict.fromkeys(i.pool for i in result.instances):
+        insts = [i for i in result.instances if i.pool == pool]
+        into, here = entered == pool, decoded == pool
+        role = result.spec.deployment.pool(pool).role
+        if role == "prefill":
+            here = np.zeros_like(here)
+        entry: dict = {
+            "role": role,
+            "instances": len(insts),
+            "requests": int((into | here).sum()),
+            "iterations": sum(i.iterations for i in insts),
+            "busy_fraction": (
+                float(np.mean([i.busy_s for i in insts])) / result.simulated_s
+                if result.simulated_s
+                else 0.0
+            ),
+            "preemptions": sum(i.preemptions for i in insts),
+            "kv_peak_utilization": max(_peak(i) for i in insts),
+        }
+        if role != "decode" or into.any():
+            entry["ttft_s"] = _stats(_finite(cols["ttft_s"][into]))
+        if here.any():
+            entry["tpot_s"] = _stats(_finite(cols["tpot_s"][here]))
+        if (here & moved).any():
+            entry["transfer_s"] = _stats(_finite(cols["transfer_s"][here & moved]))
+            entry["transfer_wait_s"] = _stats(_finite(cols["transfer_wait_s"][here & moved]))
+        out[pool] = entry
+    return out
+
+
+def _finite(v: np.ndarray) -> np.ndarray:
+    return v[~np.isnan(v)]

@@ -107,9 +107,10 @@ class PrefixAffinity(Routing):
 
 # What a routing rule may read of an instance, with its meaning (and unit).
 FIELDS: dict[str, str] = {
-    "queued": "requests waiting at the instance",
+    "queued": "requests waiting at the instance (for a decode instance, also KV copies "
+    "waiting for its memory)",
     "running": "requests in the running batch",
-    "requests": "queued + running",
+    "requests": "queued + running (+ KV copies in flight to the instance)",
     "tokens": "tokens still to process: prompt tokens not yet prefilled plus output tokens to go",
     "prefill_tokens": "prompt tokens not yet prefilled",
     "kv_used": "fraction of KV blocks in use (0..1)",
@@ -259,18 +260,23 @@ def _prefill_tokens(inst) -> int:
 
 def _tokens(inst) -> int:
     prefilling = sum(r.output - r.generated for r in inst.running if r.state.name == "PREFILL")
-    decode_left = inst.batch.tokens_left() + prefilling
+    arriving = sum(r.output - r.generated for r in inst.arriving())
+    decode_left = inst.batch.tokens_left() + prefilling + arriving
     return _prefill_tokens(inst) + inst.waiting.output_tokens + decode_left
 
 
+def _queued(inst) -> int:
+    return len(inst.waiting) + len(inst.swapped) + len(inst.incoming)
+
+
 def _requests(inst) -> int:
-    return len(inst.waiting) + len(inst.swapped) + len(inst.running)
+    return _queued(inst) + len(inst.running) + len(inst.receiving) + len(inst.ready)
 
 
 # How to read each field of FIELDS from an instance (and the request being routed). The
 # waiting queue keeps running totals, so no field costs more than the running batch's size.
 _READERS = {
-    "queued": lambda i, r: len(i.waiting) + len(i.swapped),
+    "queued": lambda i, r: _queued(i),
     "running": lambda i, r: len(i.running),
     "requests": lambda i, r: _requests(i),
     "tokens": lambda i, r: _tokens(i),

@@ -16,6 +16,7 @@ from tokensim.metrics import per_request, summarize
 REQUEST_COLUMNS = (
     "id",
     "instance",
+    "decode_instance",
     "arrival_s",
     "prompt_tokens",
     "output_tokens",
@@ -26,6 +27,8 @@ REQUEST_COLUMNS = (
     "finish_s",
     "queue_s",
     "prefill_s",
+    "transfer_wait_s",
+    "transfer_s",
     "decode_s",
     "preempted_s",
     "preemptions",
@@ -42,6 +45,9 @@ SERIES_COLUMNS = (
     "kv_used_blocks",
     "kv_capacity_blocks",
     "batch_tokens",
+    "link",
+    "flows",
+    "bytes_in_flight",
 )
 
 
@@ -86,7 +92,9 @@ def requests_csv(result) -> str:
 
 
 def timeseries_csv(result) -> str:
-    """Per instance and iteration start: running, waiting, KV blocks used, batch tokens."""
+    """Per instance and iteration start: running, waiting, KV blocks used, batch tokens.
+    Then per directed link that carried KV, at every change: flows and bytes in flight
+    (those rows leave the instance columns empty, and instance rows the link columns)."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(SERIES_COLUMNS)
@@ -101,8 +109,14 @@ def timeseries_csv(result) -> str:
                     int(used),
                     inst.kv_capacity_blocks,
                     int(tokens),
+                    "",
+                    "",
+                    "",
                 ]
             )
+    for link, rows in result.links.items():
+        for t, flows, in_flight in rows:
+            w.writerow(["", _num(float(t)), "", "", "", "", "", link, int(flows), _num(in_flight)])
     return out.getvalue()
 
 

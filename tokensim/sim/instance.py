@@ -101,6 +101,11 @@ class Instance:
         self.running: list[Request] = []  # admitted (prefilling or decoding), in admission order
         self.batch = DecodeBatch(kv.block_tokens)  # the decoding ones
         self.swapped: list[Request] = []
+        # disaggregation: KV being sent from here, KV waiting for memory here, KV arrived
+        self.sending: set[Request] = set()
+        self.incoming: list[tuple[Request, Instance]] = []
+        self.receiving: set[Request] = set()
+        self.ready: list[Request] = []
         self.busy = False
         self.run: _Run | None = None
         self.version = 0  # invalidates a scheduled end event when a run is cut
@@ -127,11 +132,70 @@ class Instance:
         req.log.append((self.kernel.now, "queued", self.index))
         req.state = State.QUEUED
         self.waiting.push(req)
-        if self.run is not None and self.policy.joins_mid_batch and self._may_admit_now():
+        self._wake(self._may_admit_now())
+
+    def _wake(self, cut: bool) -> None:
+        """Something may join: start an idle instance, or (``cut``) end the current decode
+        run at its next step boundary."""
+        if self.run is not None and self.policy.joins_mid_batch and cut:
             self._cut_run()
         elif not self.busy and not self._schedule_pending:
             self._schedule_pending = True
             self.kernel.at(self.kernel.now, Priority.SCHEDULE, self._scheduled)
+
+    # -- disaggregation --------------------------------------------------------------------
+
+    def receive(self, req: Request, source: Instance) -> None:
+        """A prefilled request's KV is to come here from ``source``. Its copy starts at this
+        instance's next iteration boundary at which its blocks fit (``_pull``)."""
+        req.decode_instance = self
+        self.incoming.append((req, source))
+        self._wake(len(self.incoming) == 1)
+
+    def _pull(self) -> None:
+        """Reserve memory for the waiting KV copies that fit, first come first served, and
+        start copying them."""
+        kv = self.kv
+        while self.incoming:
+            req, source = self.incoming[0]
+            if not kv.can_admit(req.id, req.computed):
+                return
+            self.incoming.pop(0)
+            kv.admit(req.id, req.computed)
+            self.receiving.add(req)
+            req.transfer_start_s = self.kernel.now
+            req.log.append((self.kernel.now, "transfer_start", req.computed))
+            self.sim.transfer(req, source, self)
+
+    def arrived(self, req: Request, source: Instance) -> None:
+        """``req``'s KV has arrived from ``source``: it joins the batch at the next step
+        boundary, and ``source`` frees its copy."""
+        now = self.kernel.now
+        req.transfer_end_s = now
+        req.log.append((now, "transfer_end", req.computed))
+        self.receiving.remove(req)
+        source.sent(req)
+        self.ready.append(req)
+        self._wake(True)
+
+    def sent(self, req: Request) -> None:
+        """``req``'s KV has left this (prefill) instance: free its blocks."""
+        self.sending.remove(req)
+        self.kv.release(req.id)
+        if len(self.waiting):
+            self._wake(self._may_admit_now())
+
+    def arriving(self) -> list[Request]:
+        """Requests whose KV is on its way here: waiting for memory, copying, or arrived
+        and about to join the batch."""
+        return [r for r, _ in self.incoming] + list(self.receiving) + self.ready
+
+    def _join_ready(self) -> None:
+        for req in self.ready:
+            req.state = State.DECODE
+            self.running.append(req)
+            self.batch.add(req)
+        self.ready.clear()
 
     def _may_admit_now(self) -> bool:
         """Whether a request that just arrived could join at the next step boundary.
@@ -253,6 +317,10 @@ class Instance:
 
     def _start(self) -> None:
         """Form and start the next iteration (or go idle)."""
+        if self.incoming:
+            self._pull()
+        if self.ready:
+            self._join_ready()
         plan = self.policy.plan(self)
         now = self.kernel.now
         if plan is None:
@@ -400,9 +468,20 @@ class Instance:
                 req.last_token_s = now
                 if req.generated >= req.output:
                     self._finish(req)
+                elif self.pool.role == "prefill":
+                    self._hand_off(req)
                 else:
                     batch.add(req)
         self._start()
+
+    def _hand_off(self, req: Request) -> None:
+        """Prefill done on a prefill instance: the request leaves the batch slots, its KV
+        stays here until the copy to a decode instance completes."""
+        req.state = State.TRANSFER
+        req.handoff_s = self.kernel.now
+        self.running.remove(req)
+        self.sending.add(req)
+        self.sim.hand_off(req, self)
 
     def _finish(self, req: Request) -> None:
         req.state = State.DONE

@@ -3,7 +3,10 @@
 ``QUEUED`` (at an instance, waiting) -> ``PREFILL`` (admitted; prompt being
 computed, maybe in chunks) -> ``DECODE`` (first token out) -> ``DONE``; from
 ``PREFILL``/``DECODE`` a preemption returns it to ``QUEUED`` (recompute) or
-``SWAPPED``. Every transition time is kept: they make the latency breakdown.
+``SWAPPED``. Under disaggregation a request prefilled on a prefill instance is
+``TRANSFER`` from its first token until its KV has reached the decode instance
+(waiting there for memory, then copying), and ``DECODE`` after. Every transition
+time is kept: they make the latency breakdown.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ class State(IntEnum):
     PREFILL = 1
     DECODE = 2
     SWAPPED = 3
-    DONE = 4
+    TRANSFER = 4
+    DONE = 5
 
 
 # The transitions a request's log records, with the meaning of their value.
@@ -26,6 +30,9 @@ TRANSITIONS = {
     "scheduled": "prompt tokens served from the prefix cache (first admission)",
     "prefill_chunk": "prompt tokens computed by the chunk",
     "first_token": "output tokens so far (1)",
+    "handed_off": "index of the decode instance its KV goes to",
+    "transfer_start": "tokens whose KV is copied (decode memory is reserved)",
+    "transfer_end": "tokens whose KV arrived at the decode instance",
     "preempted": "tokens whose KV is dropped (recompute)",
     "swapped_out": "tokens whose KV moves to host memory",
     "resumed": "tokens whose KV is back (recompute: prefix-cache hits; swap: all)",
@@ -46,6 +53,10 @@ class Request:
         "hashes",
         "state",
         "instance",
+        "decode_instance",
+        "handoff_s",
+        "transfer_start_s",
+        "transfer_end_s",
         "computed",
         "generated",
         "hit_tokens",
@@ -79,7 +90,11 @@ class Request:
         self.priority = priority
         self.hashes = hashes
         self.state = State.QUEUED
-        self.instance = None
+        self.instance = None  # where it was queued first
+        self.decode_instance = None  # where its KV went after prefill (disaggregation)
+        self.handoff_s = -1.0  # prefill done, KV to move
+        self.transfer_start_s = -1.0  # decode memory reserved, copy starts
+        self.transfer_end_s = -1.0  # KV arrived
         self.computed = 0  # tokens whose KV is computed (prompt, then prompt + generated)
         self.generated = 0  # output tokens produced
         self.hit_tokens = 0  # prompt tokens served from the prefix cache (last admission)

@@ -26,6 +26,7 @@ from tokensim.policies.routing import router_for
 from tokensim.sim.events import Kernel, Priority
 from tokensim.sim.instance import Instance
 from tokensim.sim.kv import BlockManager
+from tokensim.sim.network import Network
 from tokensim.sim.request import Request, State
 from tokensim.workload import TraceError, generate
 
@@ -65,6 +66,9 @@ class Result:
     wall_s: float
     rejected: list[tuple[int, str]] = field(default_factory=list)
     transitions: list[list[tuple[float, str, int]]] = field(default_factory=list)
+    # per directed topology edge that carried KV: (time_s, flows, bytes in flight) rows
+    links: dict[str, np.ndarray] = field(default_factory=dict)
+    link_bytes: dict[str, float] = field(default_factory=dict)  # bytes moved over each
 
 
 def _kv_geometry(pool: ir.Pool) -> tuple[int, float]:
@@ -104,19 +108,11 @@ class Simulation:
                     )
                 ]
             )
-        roles = {p.role for p in spec.deployment.pools}
-        if roles & {"prefill", "decode"}:
-            pool = next(p for p in spec.deployment.pools if p.role != "colocated")
-            raise SimulationError(
-                [
-                    Diagnostic(
-                        "prefill/decode pools are not simulated yet; use colocated pools", pool.span
-                    )
-                ]
-            )
         self.seed = spec.workload.seed if seed is None else seed
         self.rng = np.random.default_rng(self.seed)
         self.kernel = Kernel()
+        self.graph = graph
+        self.network = Network(self.kernel, graph.topology)
         self.progress = progress
         self.instances: list[Instance] = []
         for pool in spec.deployment.pools:
@@ -155,10 +151,21 @@ class Simulation:
                         block_bytes,
                     )
                 )
-        routes = {r.pool: r for r in spec.deployment.routes}
-        route = routes.get(None) or routes[spec.deployment.pools[0].name]
+        dep = spec.deployment
+        routes = {r.pool: r for r in dep.routes}
+        route = routes.get(None) or routes[dep.entry_pools[0].name]
         self.router = router_for(route.policy)
         self.entry = [i for i in self.instances if i.pool.role != "decode"]
+        # disaggregation: per prefill pool, where its KV goes and how that instance is chosen
+        self.by_pool = {p.name: [i for i in self.instances if i.pool is p] for p in dep.pools}
+        self.sends_to: dict[str, tuple[list[Instance], object, int]] = {}
+        for t in dep.transfers:
+            dst = self.by_pool[t.dst]
+            if t.src in self.sends_to:  # several decode pools: one choice among them all
+                targets, router, direct = self.sends_to[t.src]
+                self.sends_to[t.src] = (targets + dst, router, max(direct, t.direct_below))
+            else:
+                self.sends_to[t.src] = (dst, router_for(routes[t.dst].policy), t.direct_below)
         self.check = os.environ.get("TOKENSIM_CHECK") == "1"
         self.done = 0
 
@@ -218,12 +225,50 @@ class Simulation:
             total = req.prompt + req.output
             self.reject(req, f"prompt + output = {total} tokens > max_context {max_context}")
             return
-        candidates = self.entry
-        if self.router.reads_state:
+        target = self._choose(self.entry, self.router, req)
+        sends = self.sends_to.get(target.pool.name)
+        if sends is not None and req.prompt < sends[2]:  # short: prefilled where it decodes
+            target = self._choose(sends[0], sends[1], req)
+        target.enqueue(req)
+
+    def _choose(self, candidates: list[Instance], router, req: Request) -> Instance:
+        if router.reads_state:
             for inst in candidates:
                 inst.sync()
-        choice = self.router.choose(candidates, req, self.rng)
-        candidates[choice].enqueue(req)
+        return candidates[router.choose(candidates, req, self.rng)]
+
+    def hand_off(self, req: Request, source: Instance) -> None:
+        """``req`` was prefilled on ``source`` (a prefill instance): pick the decode
+        instance its KV goes to."""
+        targets, router, _ = self.sends_to[source.pool.name]
+        target = self._choose(targets, router, req)
+        req.log.append((self.kernel.now, "handed_off", target.index))
+        if not target.kv.fits(req.prompt + req.output):
+            source.sent(req)
+            self.reject(
+                req,
+                f"needs {target.kv.blocks_for(req.prompt + req.output)} KV blocks; an "
+                f"instance of pool {target.pool.name} has "
+                f"{target.kv.capacity_blocks - target.kv.watermark_blocks}",
+            )
+            return
+        target.receive(req, source)
+
+    def transfer(self, req: Request, source: Instance, target: Instance) -> None:
+        """Copy ``req``'s KV from ``source`` to ``target``: every GPU of ``source`` sends its
+        shard over its path (see :mod:`tokensim.graph.lower`); done when all have arrived."""
+        paths = self.graph.dataflow.edges[source.name, target.name]["paths"]
+        shard_B = source.kv.blocks_for(req.computed) * source.block_bytes
+        wire_B = shard_B / source.pool.gpu.efficiency.network
+        left = [len(paths)]
+
+        def one_done() -> None:
+            left[0] -= 1
+            if left[0] == 0:
+                target.arrived(req, source)
+
+        for path in paths:
+            self.network.send(path.hops, wire_B, path.latency_s, one_done)
 
     def reject(self, req: Request, why: str) -> None:
         """``req`` can never run: it is done, with the reason kept for the metrics."""
@@ -243,7 +288,8 @@ class Simulation:
                 decoding = all(r.state is State.DECODE for r in inst.batch.reqs)
                 if len(inst.running) != prefilling + len(inst.batch) or not decoding:
                     raise AssertionError(f"{inst.name}: running requests and decode batch differ")
-                if inst.kv.running_requests != len(inst.running):
+                holders = len(inst.running) + len(inst.sending) + len(inst.receiving)
+                if inst.kv.running_requests != holders + len(inst.ready):
                     raise AssertionError(f"{inst.name}: KV holds blocks of other requests")
                 kv, batch = inst.kv, inst.batch
                 ahead = batch.reserved - batch.step
@@ -269,10 +315,16 @@ class Simulation:
             "instance": np.array(
                 [r.instance.name if r.instance else "" for r in reqs], dtype=object
             ),
+            "decode_instance": np.array(
+                [r.decode_instance.name if r.decode_instance else "" for r in reqs], dtype=object
+            ),
             "enqueued_s": np.array([r.enqueued_s for r in reqs]),
             "admitted_s": np.array([r.admitted_s for r in reqs]),
             "first_token_s": np.array([r.first_token_s for r in reqs]),
             "finish_s": np.array([r.finish_s for r in reqs]),
+            "handoff_s": np.array([r.handoff_s for r in reqs]),
+            "transfer_start_s": np.array([r.transfer_start_s for r in reqs]),
+            "transfer_end_s": np.array([r.transfer_end_s for r in reqs]),
             "preemptions": np.array([r.preemptions for r in reqs], dtype=np.int64),
             "preempted_s": np.array([r.preempted_s for r in reqs]),
             "preempted_early_s": np.array([r.preempted_early_s for r in reqs]),
@@ -306,6 +358,11 @@ class Simulation:
             events=self.kernel.events,
             wall_s=wall_s,
             rejected=[(r.id, r.rejected) for r in reqs if r.rejected],
+            links={
+                f"{u}->{v}": np.array(points, dtype=np.float64).reshape(-1, 3)
+                for (u, v), points in sorted(self.network.series.items())
+            },
+            link_bytes={f"{u}->{v}": b for (u, v), b in sorted(self.network.moved_B.items())},
             transitions=[r.log for r in reqs],
         )
 

@@ -320,7 +320,11 @@ def _transfers(body: Bodies, pools: dict[str, ir.Pool], comp, env: Env):
                 help=f"add a network, e.g. `network IB_400G between {a_nodes[0]}, {b_nodes[0]}`",
             )
             ok = False
-        out.append(ir.Transfer(a.name, b.name, bound.span))
+        direct = bound.body.value("direct_below", default=0) if bound.body else 0
+        if direct is BAD:
+            ok = False
+            continue
+        out.append(ir.Transfer(a.name, b.name, bound.span, direct))
     for pool in pools.values():
         if pool.role == "prefill" and not any(t.src == pool.name for t in out) and ok:
             rep.error(

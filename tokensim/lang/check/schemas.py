@@ -380,6 +380,20 @@ POOL = Block(
     "Identical instances of one model.",
 )
 
+TRANSFER = Block(
+    "transfer",
+    (
+        Attr(
+            "direct_below",
+            (Num("direct_below", Dim.TOKENS, integer=True, min=0),),
+            "prompts shorter than this skip the prefill pool: they are routed to the decode "
+            "pool when they arrive and prefilled there",
+            default="0 tokens (every prompt goes through the prefill pool)",
+        ),
+    ),
+    "Options of a prefill -> decode transfer.",
+)
+
 DEPLOYMENT = Block(
     "deployment",
     (
@@ -389,6 +403,7 @@ DEPLOYMENT = Block(
             (Ref("src", "pool"), Lit("->"), Ref("dst", "pool")),
             "KV moves from a prefill pool to a decode pool",
             repeat=True,
+            body=TRANSFER,
         ),
         Attr(
             "route",

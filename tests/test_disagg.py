@@ -1,0 +1,250 @@
+"""Disaggregation: KV transfers timed over the topology, shared links, memory waits,
+routing at handoff, and conservation across pools."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import compile_text, errors_of
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tokensim.graph import lower
+from tokensim.metrics import per_request, summarize
+from tokensim.sim.events import Kernel
+from tokensim.sim.network import Network
+from tokensim.sim.run import simulate
+
+# One GPU type, links with round figures. The network efficiency 0.5 doubles the bytes
+# on the wire. Model: 10 layers x 8 KV heads x 128 dims x (K, V) x 2 B = 40,960 B per
+# token on one GPU; a 16-token block is 655,360 B.
+LIB = """
+link NVL { bandwidth 400 GB/s; latency 2 us }
+link PCI { bandwidth 50 GB/s; latency 2 us }
+link IB { bandwidth 25 GB/s; latency 5 us }
+gpu G { memory 80 GB; bandwidth 2 TB/s; host_link PCI
+        compute { bf16 1000 TFLOPS }
+        efficiency { gemm 0.5; attention 0.25; memory 0.5; kv_read 0.25; network 0.5 } }
+model m { layers 10; hidden 4096; heads 32; kv_heads 8; ffn 16384; vocab 32000; max_context 8192 }
+"""
+BLOCK_B = 10 * 8 * 128 * 2 * 2 * 16
+ONE_NODE = "cluster { node n0 { gpus G x 8; link NVL } }"
+
+
+def two_nodes(ib: str = "IB") -> str:
+    return (
+        "cluster { node n0 { gpus G x 8; link NVL; nics 8 }\n"
+        "          node n1 { gpus G x 8; link NVL; nics 8 }\n"
+        f"          network {ib} between n0, n1 }}"
+    )
+
+
+def disagg(cluster: str, workload: str, prefill="on n0[0]", decode="on n0[1]", extra=""):
+    spec = compile_text(
+        LIB
+        + cluster
+        + f"""
+deployment {{
+  pool a {{ model m; role prefill; {prefill} }}
+  pool b {{ model m; role decode; {decode} }}
+  transfer a -> b {extra}
+}}
+workload {{ {workload} }}"""
+    )
+    return simulate(lower(spec))
+
+
+def wire_s(prompt: int, bandwidth_Bps: float) -> float:
+    """Seconds to copy a prompt's KV blocks at ``bandwidth_Bps`` with efficiency 0.5."""
+    return -(-prompt // 16) * BLOCK_B / 0.5 / bandwidth_Bps
+
+
+def breakdown(result):
+    return per_request(result)
+
+
+def test_one_transfer_over_nvlink_takes_bytes_over_bandwidth_plus_latency():
+    result = disagg(ONE_NODE, "arrivals poisson 1/s; lengths fixed 1000 -> 4; requests 1")
+    cols = breakdown(result)
+    # GPU -> NVSwitch -> GPU: 400 GB/s, the link's 2 us once
+    assert cols["transfer_s"][0] == pytest.approx(wire_s(1000, 400e9) + 2e-6, rel=1e-9)
+    assert cols["transfer_wait_s"][0] == 0
+    r = result.requests
+    assert r["instance"][0] == "a[0]" and r["decode_instance"][0] == "b[0]"
+    assert r["handoff_s"][0] == r["first_token_s"][0]
+
+
+def test_a_transfer_across_nodes_pays_every_hop_and_the_narrowest_link():
+    result = disagg(
+        two_nodes(),
+        "arrivals poisson 1/s; lengths fixed 1000 -> 4; requests 1",
+        decode="on n1[0]",
+    )
+    # GPU -PCI-> NIC -IB-> fabric -IB-> NIC -PCI-> GPU: IB's 25 GB/s is the bottleneck;
+    # latency 2 us + 5 us (the fabric's two halves) + 2 us
+    expected = wire_s(1000, 25e9) + 9e-6
+    assert breakdown(result)["transfer_s"][0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_two_equal_transfers_on_one_link_take_twice_as_long_as_one():
+    one = disagg(ONE_NODE, "arrivals burst; lengths fixed 1000 -> 4; requests 1")
+    two = disagg(ONE_NODE, "arrivals burst; lengths fixed 1000 -> 4; requests 2")
+    alone = breakdown(one)["transfer_s"][0] - 2e-6
+    both = breakdown(two)["transfer_s"] - 2e-6
+    assert two.requests["transfer_start_s"][0] == two.requests["transfer_start_s"][1]
+    assert list(both) == pytest.approx([2 * alone, 2 * alone], rel=1e-9)
+
+
+def test_halving_the_network_bandwidth_doubles_the_copy_time():
+    args = ("arrivals poisson 1/s; lengths fixed 3000 -> 4; requests 1",)
+    fast = disagg(two_nodes("IB"), *args, decode="on n1[0]")
+    slow_ib = "link IB_HALF { bandwidth 12.5 GB/s; latency 5 us }\n" + two_nodes("IB_HALF")
+    slow = disagg(slow_ib, *args, decode="on n1[0]")
+    fast_s = breakdown(fast)["transfer_s"][0] - 9e-6
+    slow_s = breakdown(slow)["transfer_s"][0] - 9e-6
+    assert slow_s / fast_s == pytest.approx(2.0, rel=1e-9)
+
+
+def test_every_tp_rank_sends_its_shard_over_its_own_path():
+    # tp 2 -> tp 2 across nodes: two ranks, each its own NIC and its half of the KV heads
+    result = disagg(
+        two_nodes(),
+        "arrivals poisson 1/s; lengths fixed 1000 -> 4; requests 1",
+        prefill="on n0[0..1]; tp 2",
+        decode="on n1[0..1]; tp 2",
+    )
+    expected = wire_s(1000, 25e9) / 2 + 9e-6
+    assert breakdown(result)["transfer_s"][0] == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_copy_waits_for_decode_memory_and_the_wait_is_visible(monkeypatch):
+    monkeypatch.setenv("TOKENSIM_CHECK", "1")
+    # the decode instance holds 2,703 blocks: 7 prompts of 6,000 tokens (375 blocks each)
+    result = disagg(
+        ONE_NODE,
+        "arrivals burst; lengths fixed 6000 -> 200; requests 12",
+        decode="on n0[1]; kv { gpu_util 0.1 }",
+    )
+    assert result.instances[1].kv_capacity_blocks == 2703
+    cols = breakdown(result)
+    r = result.requests
+    assert not r["rejected"].any()
+    start, end = r["transfer_start_s"], r["transfer_end_s"]
+    assert (start >= r["handoff_s"]).all() and (end > start).all()
+    # the first 7 copy at once (at most one decode iteration later); the rest wait for a
+    # finish on the decode instance to free memory, and start at that very instant
+    waited = cols["transfer_wait_s"] > 0.1
+    assert waited.sum() == 5 and not waited[:7].any()
+    assert set(start[waited]) <= set(r["finish_s"])
+
+
+def test_short_prompts_go_straight_to_decode_when_asked():
+    result = disagg(
+        ONE_NODE,
+        "arrivals poisson 5/s; lengths uniform 10 .. 400 -> 8 .. 8; requests 60; seed 3",
+        extra="{ direct_below 200 tokens }",
+    )
+    r = result.requests
+    short = r["prompt_tokens"] < 200
+    assert short.any() and (~short).any()
+    assert set(r["instance"][short]) == {"b[0]"} and set(r["instance"][~short]) == {"a[0]"}
+    assert (r["transfer_end_s"][short] == -1).all() and (r["transfer_end_s"][~short] > 0).all()
+
+
+@pytest.mark.parametrize("route", ["round_robin", "least_requests", "min(queued + kv_used)"])
+def test_conservation_across_pools(monkeypatch, route):
+    """Every request finishes exactly once, and neither side leaks a block (the engine
+    checks every invariant after every event under TOKENSIM_CHECK)."""
+    monkeypatch.setenv("TOKENSIM_CHECK", "1")
+    spec = compile_text(
+        LIB
+        + ONE_NODE
+        + f"""
+deployment {{
+  pool a {{ model m; role prefill; instances 2; batching chunked {{ budget 1024 }} }}
+  pool b {{ model m; role decode; instances 3; kv {{ gpu_util 0.25; preempt swap; swap 8 GB }} }}
+  transfer a -> b
+  route b by {route}
+}}
+workload {{ arrivals poisson 30/s; lengths chat; requests 300; seed 4 }}"""
+    )
+    result = simulate(lower(spec))
+    r = result.requests
+    done = ~r["rejected"]
+    assert done.sum() + len(result.rejected) == 300
+    assert (r["finish_s"][done] >= r["first_token_s"][done]).all()
+    moved = r["transfer_end_s"] >= 0
+    assert (moved == done & (r["output_tokens"] > 1)).all()
+    assert set(r["decode_instance"][moved]) == {"b[0]", "b[1]", "b[2]"}
+    metrics = summarize(result)
+    assert set(metrics["pools"]) == {"a", "b"}
+    assert metrics["pools"]["a"]["requests"] == 300 - int((r["instance"] == "").sum())
+
+
+def test_a_rule_with_a_typo_is_a_located_error():
+    text = (
+        LIB
+        + ONE_NODE
+        + """
+deployment {
+  pool a { model m; role prefill; on n0[0] }
+  pool b { model m; role decode; on n0[1] }
+  transfer a -> b
+  route b by min(kv_usd + queued)
+}"""
+    )
+    err = errors_of(text)
+    assert "unknown instance field `kv_usd`" in err and "did you mean `kv_used`" in err
+    line = next(n for n, t in enumerate(text.splitlines(), 1) if "kv_usd" in t)
+    assert f"test.tsim:{line}:18" in err
+
+
+# -- the network on its own ---------------------------------------------------------------------
+
+
+class Topo:
+    """A stand-in topology: ``edges[(u, v)]['bandwidth_Bps']``."""
+
+    def __init__(self, bandwidths: dict[tuple[str, str], float]):
+        self.edges = {e: {"bandwidth_Bps": b} for e, b in bandwidths.items()}
+
+
+def finish_times(flows, bandwidths):
+    """When each of ``flows`` ((start s, hops, bytes)) completes on a fresh network."""
+    kernel = Kernel()
+    net = Network(kernel, Topo(bandwidths))
+    done: dict[int, float] = {}
+    for i, (start, hops, size) in enumerate(flows):
+        kernel.at(start, 2, net.send, hops, size, 0.0, lambda i=i: done.__setitem__(i, kernel.now))
+    kernel.run()
+    return [done[i] for i in range(len(flows))]
+
+
+def test_a_flow_limited_elsewhere_leaves_its_share_to_the_others():
+    # x -> y is shared by f0 and f1; f1 is also limited to 1 B/s on y -> z, so f0 gets
+    # 10 - 1 = 9 B/s on x -> y (max-min fairness), not 5. f1 (5 B) ends at 5 s; f0 has
+    # 90 - 45 = 45 B left and takes all 10 B/s: 4.5 s more
+    bw = {("x", "y"): 10.0, ("y", "z"): 1.0}
+    t = finish_times([(0.0, ("x", "y"), 90.0), (0.0, ("x", "y", "z"), 5.0)], bw)
+    assert t == pytest.approx([9.5, 5.0])
+
+
+def test_a_late_flow_slows_the_first_down_from_when_it_starts():
+    bw = {("x", "y"): 10.0}
+    # f0 alone for 1 s (10 B), then both at 5 B/s: f1 (10 B) ends at 3 s; f0 has 30 B
+    # left at 1 s, 20 B by 3 s, then 10 B/s alone: ends at 5 s
+    t = finish_times([(0.0, ("x", "y"), 40.0), (1.0, ("x", "y"), 10.0)], bw)
+    assert t == pytest.approx([5.0, 3.0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.floats(1e3, 1e9), min_size=1, max_size=6))
+def test_flows_on_one_link_move_their_bytes_at_the_full_bandwidth(sizes):
+    """However many flows share a link, the link never idles while one is in flight: the
+    last ends when all the bytes have crossed at the link's bandwidth."""
+    bw = {("x", "y"): 1e9}
+    t = finish_times([(0.0, ("x", "y"), s) for s in sizes], bw)
+    assert max(t) == pytest.approx(sum(sizes) / 1e9, rel=1e-6)
+    # and smaller flows never finish after larger ones
+    order = np.argsort(sizes, kind="stable")
+    assert list(np.array(t)[order]) == sorted(t)

@@ -1,0 +1,131 @@
+"""Data moving over the topology: flows that share links.
+
+A *flow* moves a number of bytes along a path of topology edges. Every edge has a
+bandwidth per direction; the flows crossing an edge in one direction share it. The
+rates are max-min fair (progressive filling): the most contended edge splits its
+bandwidth equally among its flows, those flows are fixed at that rate, their share
+is taken off the other edges they cross, and so on. So two equal flows on one link
+each get half of it and take twice as long as one alone, while a flow limited
+elsewhere leaves its unused share to the others.
+
+Rates change only when a flow starts or ends; between those moments each flow
+drains at a constant rate, so the network needs one pending event (the next flow
+to drain) and O(flows x edges) work per change. A flow's last byte arrives the
+path's latency after it leaves, and then ``on_done`` is called.
+
+Each directed edge that has carried a flow keeps a time series of (time, flows,
+bytes in flight) for the result files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tokensim.sim.events import Kernel, Priority
+
+Edge = tuple[str, str]  # (from vertex, to vertex): one direction of a topology link
+
+
+class Flow:
+    """``bytes`` along ``edges``; ``rate`` (B/s) while it drains."""
+
+    __slots__ = ("edges", "left", "rate", "latency_s", "on_done", "seq")
+
+    def __init__(self, edges, size_B, latency_s, on_done, seq):
+        self.edges: tuple[Edge, ...] = edges
+        self.left = float(size_B)
+        self.rate = 0.0
+        self.latency_s = latency_s
+        self.on_done = on_done
+        self.seq = seq
+
+
+class Network:
+    """The flows in flight on a topology graph (edges with ``bandwidth_Bps``)."""
+
+    def __init__(self, kernel: Kernel, topology) -> None:
+        self.kernel = kernel
+        self.topology = topology
+        self.flows: list[Flow] = []
+        self.updated_s = 0.0
+        self.version = 0
+        self._seq = 0
+        self.series: dict[Edge, list[tuple[float, int, float]]] = {}
+        self.moved_B: dict[Edge, float] = {}
+
+    def capacity(self, edge: Edge) -> float:
+        """Bandwidth of one direction of a topology edge (B/s)."""
+        return self.topology.edges[edge]["bandwidth_Bps"]
+
+    def send(
+        self, hops: tuple[str, ...], size_B: float, latency_s: float, on_done: Callable[[], None]
+    ) -> None:
+        """Start moving ``size_B`` bytes along the vertices ``hops``; ``on_done()`` is called
+        when the last byte has arrived."""
+        edges = tuple(zip(hops, hops[1:], strict=False))
+        if not edges or size_B <= 0:  # same GPU, or nothing to move
+            self.kernel.at(self.kernel.now + latency_s, Priority.TRANSFER_END, on_done)
+            return
+        self._drain()
+        self.flows.append(Flow(edges, size_B, latency_s, on_done, self._seq))
+        self._seq += 1
+        for e in edges:
+            self.moved_B[e] = self.moved_B.get(e, 0.0) + size_B
+        self._reshare()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Bring every flow's bytes left up to now."""
+        now = self.kernel.now
+        dt = now - self.updated_s
+        if dt > 0:
+            for f in self.flows:
+                f.left -= f.rate * dt
+        self.updated_s = now
+
+    def _reshare(self) -> None:
+        """Max-min fair rates for the flows in flight; schedule the next to drain."""
+        flows = self.flows
+        users: dict[Edge, list[Flow]] = {}
+        for f in flows:
+            for e in f.edges:
+                users.setdefault(e, []).append(f)
+        room = {e: self.capacity(e) for e in users}
+        count = {e: len(fs) for e, fs in users.items()}
+        fixed: set[int] = set()
+        while len(fixed) < len(flows):
+            edge = min((e for e in users if count[e] > 0), key=lambda e: (room[e] / count[e], e))
+            share = room[edge] / count[edge]
+            for f in users[edge]:
+                if f.seq in fixed:
+                    continue
+                f.rate = share
+                fixed.add(f.seq)
+                for e in f.edges:
+                    room[e] -= share
+                    count[e] -= 1
+        now = self.kernel.now
+        for e, fs in users.items():
+            self.series.setdefault(e, []).append((now, len(fs), sum(f.left for f in fs)))
+        self.version += 1
+        if flows:
+            first = min(flows, key=lambda f: (f.left / f.rate, f.seq))
+            at = now + max(0.0, first.left / first.rate)
+            self.kernel.at(at, Priority.TRANSFER_END, self._drained, self.version)
+
+    def _drained(self, version: int) -> None:
+        if version != self.version:
+            return
+        self._drain()
+        # flows within a byte of the end are done (rounding of rate x time)
+        done = [f for f in self.flows if f.left <= 1.0]
+        self.flows = [f for f in self.flows if f.left > 1.0]
+        now = self.kernel.now
+        touched = {e for f in done for e in f.edges}
+        for e in touched:
+            if not any(e in f.edges for f in self.flows):
+                self.series[e].append((now, 0, 0.0))
+        self._reshare()
+        for f in done:
+            self.kernel.at(now + f.latency_s, Priority.TRANSFER_END, f.on_done)
