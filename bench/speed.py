@@ -4,7 +4,10 @@
 
 1. 10,000 chat-like requests at a high load (40/s) on one H100 serving Llama-3.1-8B;
 2. 100,000 chat-like requests over 8 H100 instances (320/s);
-3. Vidur's reference workload: Llama-2-70B, tp 2 on A100 80GB, continuous batching with at
+3. 100,000 chat-like requests on a 32-GPU disaggregated cluster: Llama-3.1-70B fp8, eight tp-2
+   prefill instances on two nodes sending KV over InfiniBand to four tp-4 decode instances on
+   two other nodes (60/s);
+4. Vidur's reference workload: Llama-2-70B, tp 2 on A100 80GB, continuous batching with at
    most 128 sequences, lengths from Vidur's splitwise_conv trace, Poisson 0.75 req/s, 10,000
    requests (skipped when ../shared/data is absent). Vidur needs 50-144 s for it.
 
@@ -43,6 +46,24 @@ cluster { node n0 { gpus H100_SXM x 8; link NVLINK4 } }
 deployment { pool p { model llama3_1_8b; instances 8 }
              route p by least_requests }
 workload { arrivals poisson 320/s; lengths chat; requests 100000; seed 1 }
+""",
+    "70B fp8, 32 x H100 disaggregated (8 x tp2 -> 4 x tp4, IB), 100k at 60/s": HEAD
+    + """
+cluster {
+  node n0 { gpus H100_SXM x 8; link NVLINK4; nics 8 }
+  node n1 { gpus H100_SXM x 8; link NVLINK4; nics 8 }
+  node n2 { gpus H100_SXM x 8; link NVLINK4; nics 8 }
+  node n3 { gpus H100_SXM x 8; link NVLINK4; nics 8 }
+  network IB_400G between n0, n1, n2, n3
+}
+deployment {
+  pool prefill { model llama3_1_70b fp8; instances 8; tp 2; on n0, n1; role prefill }
+  pool decode { model llama3_1_70b fp8; instances 4; tp 4; on n2, n3; role decode }
+  transfer prefill -> decode
+  route prefill by least_tokens
+  route decode by least_kv
+}
+workload { arrivals poisson 60/s; lengths chat; requests 100000; seed 1 }
 """,
     "Vidur reference: Llama-2-70B tp2 A100, splitwise_conv, 0.75/s, 10k": HEAD
     + f"""

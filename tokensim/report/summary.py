@@ -33,6 +33,24 @@ def summary_table(metrics: dict) -> str:
         lines.append(
             f"{label:<14}" + "".join(f"{_ms(s[k]):>10}" for k in ("mean", "p50", "p90", "p99"))
         )
+    pools = metrics.get("pools", {})
+    if any("transfer_s" in p for p in pools.values()):
+        for name, p in pools.items():
+            if "transfer_s" in p:
+                for key, label in (("transfer_wait_s", "KV wait"), ("transfer_s", "KV copy")):
+                    s = p[key]
+                    lines.append(
+                        f"{label:<14}"
+                        + "".join(f"{_ms(s[k]):>10}" for k in ("mean", "p50", "p90", "p99"))
+                        + f"  -> {name}"
+                    )
+        lines.append("")
+        lines.append(f"{'pool':<14}{'role':>10}{'busy':>10}{'peak KV':>10}{'requests':>10}")
+        for name, p in pools.items():
+            lines.append(
+                f"{name:<14}{p['role']:>10}{p['busy_fraction']:>10.1%}"
+                f"{p['kv_peak_utilization']:>10.1%}{p['requests']:>10}"
+            )
     slo = metrics.get("slo")
     if slo:
         lines.append("")

@@ -58,20 +58,32 @@ class Network:
         return self.topology.edges[edge]["bandwidth_Bps"]
 
     def send(
-        self, hops: tuple[str, ...], size_B: float, latency_s: float, on_done: Callable[[], None]
+        self, paths: list[tuple[tuple[str, ...], float]], size_B: float, on_done: Callable[[], None]
     ) -> None:
-        """Start moving ``size_B`` bytes along the vertices ``hops``; ``on_done()`` is called
-        when the last byte has arrived."""
-        edges = tuple(zip(hops, hops[1:], strict=False))
-        if not edges or size_B <= 0:  # same GPU, or nothing to move
-            self.kernel.at(self.kernel.now + latency_s, Priority.TRANSFER_END, on_done)
-            return
+        """Start moving ``size_B`` bytes along each of ``paths`` (vertices, latency s) at
+        once; ``on_done()`` is called when the last byte of every one has arrived."""
+        left = [len(paths)]
+
+        def one_done() -> None:
+            left[0] -= 1
+            if left[0] == 0:
+                on_done()
+
+        now = self.kernel.now
         self._drain()
-        self.flows.append(Flow(edges, size_B, latency_s, on_done, self._seq))
-        self._seq += 1
-        for e in edges:
-            self.moved_B[e] = self.moved_B.get(e, 0.0) + size_B
-        self._reshare()
+        added = False
+        for hops, latency_s in paths:
+            edges = tuple(zip(hops, hops[1:], strict=False))
+            if not edges or size_B <= 0:  # same GPU, or nothing to move
+                self.kernel.at(now + latency_s, Priority.TRANSFER_END, one_done)
+                continue
+            self.flows.append(Flow(edges, size_B, latency_s, one_done, self._seq))
+            self._seq += 1
+            for e in edges:
+                self.moved_B[e] = self.moved_B.get(e, 0.0) + size_B
+            added = True
+        if added:
+            self._reshare()
 
     # -- internals --------------------------------------------------------------------------
 

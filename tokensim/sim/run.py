@@ -260,15 +260,9 @@ class Simulation:
         paths = self.graph.dataflow.edges[source.name, target.name]["paths"]
         shard_B = source.kv.blocks_for(req.computed) * source.block_bytes
         wire_B = shard_B / source.pool.gpu.efficiency.network
-        left = [len(paths)]
-
-        def one_done() -> None:
-            left[0] -= 1
-            if left[0] == 0:
-                target.arrived(req, source)
-
-        for path in paths:
-            self.network.send(path.hops, wire_B, path.latency_s, one_done)
+        self.network.send(
+            [(p.hops, p.latency_s) for p in paths], wire_B, lambda: target.arrived(req, source)
+        )
 
     def reject(self, req: Request, why: str) -> None:
         """``req`` can never run: it is done, with the reason kept for the metrics."""
