@@ -116,3 +116,20 @@ def test_a_gpu_without_an_efficiency_block_uses_the_documented_defaults():
     assert cm.iteration_s(Batch()) == 0.0
     b = cm.breakdown(Batch(decode_seqs=1))
     assert b["gemm"] == pytest.approx(10 * LAYER / (2e12 * ir.Efficiency().memory), rel=0.01)
+
+
+def test_a_tp_instance_spanning_two_nodes_pays_the_network():
+    lib = LIB.replace(
+        "cluster { node n0 { gpus G x 8; link NVL } }",
+        """link IB { bandwidth 25 GB/s; latency 5 us }
+cluster { node n0 { gpus G x 1; link NVL; nics 1 }
+          node n1 { gpus G x 1; link NVL; nics 1 }
+          network IB between n0, n1 }""",
+    )
+    _, tp2 = model_for("model m; tp 2; on n0, n1", lib)
+    one = Batch(decode_seqs=8, decode_context=8 * 512)
+    # a ring hop is GPU -PCI-> NIC -IB-> fabric -IB-> NIC -PCI-> GPU: IB's 25 GB/s x 0.5
+    # is the bottleneck; latency 2 + 5 + 2 us
+    size = 8 * 4096 * 2
+    per = 2 * 1 / 2 * size / 12.5e9 + 2 * 1 * 9e-6
+    assert tp2.breakdown(one)["allreduce"] == pytest.approx(10 * 2 * per)
