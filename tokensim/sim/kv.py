@@ -282,14 +282,21 @@ class BlockManager:
             raise KvError(f"request {request_id!r} cannot shrink from {r.tokens} to {tokens}")
         need = -(-tokens // self.block_tokens) - r.blocks
         if need > 0:
-            free = self.free_blocks
-            if need > free + len(self._lru):
+            if not self._take(need):
                 return False
-            if need > free:
-                self._evict(need - free)
             r.blocks += need
-            self._private += need
         r.tokens = tokens
+        return True
+
+    def _take(self, n: int) -> bool:
+        """Allocate ``n`` private blocks, evicting cached ones if free ones run out; False,
+        changing nothing, when free plus evictable blocks are too few."""
+        free = self.free_blocks
+        if n > free + len(self._lru):
+            return False
+        if n > free:
+            self._evict(n - free)
+        self._private += n
         return True
 
     def reserve(self, blocks: int) -> bool:
@@ -302,12 +309,8 @@ class BlockManager:
         """
         if blocks <= 0:
             return True
-        free = self.free_blocks
-        if blocks > free + len(self._lru):
+        if not self._take(blocks):
             return False
-        if blocks > free:
-            self._evict(blocks - free)
-        self._private += blocks
         self._unsettled += blocks
         return True
 
