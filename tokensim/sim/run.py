@@ -1,8 +1,10 @@
 """Stage 4: ``simulate(graph, seed) -> Result``.
 
 Builds one :class:`Instance` per pool replica (cost model, KV block pool,
-batching policy), generates the workload, routes each request on arrival and
-runs the event kernel until every request is done. All state is on the
+batching policy), generates the workload, routes each request on arrival (and,
+under disaggregation, again when its prefill ends, copying its KV over the
+topology as :mod:`tokensim.sim.network` flows) and runs the event kernel until
+every request is done. All state is on the
 :class:`Simulation` object; the random generator is seeded from the spec's
 workload seed (or ``seed``), so the same spec and seed give identical results.
 """
@@ -157,10 +159,10 @@ class Simulation:
         self.router = router_for(route.policy)
         self.entry = [i for i in self.instances if i.pool.role != "decode"]
         # disaggregation: per prefill pool, where its KV goes and how that instance is chosen
-        self.by_pool = {p.name: [i for i in self.instances if i.pool is p] for p in dep.pools}
+        by_pool = {p.name: [i for i in self.instances if i.pool is p] for p in dep.pools}
         self.sends_to: dict[str, tuple[list[Instance], object, int]] = {}
         for t in dep.transfers:
-            dst = self.by_pool[t.dst]
+            dst = by_pool[t.dst]
             if t.src in self.sends_to:  # several decode pools: one choice among them all
                 targets, router, direct = self.sends_to[t.src]
                 self.sends_to[t.src] = (targets + dst, router, max(direct, t.direct_below))
