@@ -71,9 +71,9 @@ def per_request(result) -> dict[str, np.ndarray]:
     queue = np.where(done, r["admitted_s"] - r["arrival_s"], nan)
     prefill = np.where(done, r["first_token_s"] - r["admitted_s"] - r["preempted_early_s"], nan)
     moved = done & (r["transfer_end_s"] >= 0)
-    zero = np.zeros(len(r["id"]))
-    wait = np.where(moved, r["transfer_start_s"] - r["handoff_s"], np.where(done, zero, nan))
-    transfer = np.where(moved, r["transfer_end_s"] - r["transfer_start_s"], np.where(done, 0, nan))
+    none = np.where(done, 0.0, nan)  # completed without a transfer: 0
+    wait = np.where(moved, r["transfer_start_s"] - r["handoff_s"], none)
+    transfer = np.where(moved, r["transfer_end_s"] - r["transfer_start_s"], none)
     decode = np.where(
         done,
         r["finish_s"]
@@ -127,7 +127,7 @@ def summarize(result) -> dict:
     }
     for key in ("ttft_s", "tpot_s", "e2e_s", "queue_s"):
         v = cols[key]
-        metrics[key] = _stats(v[~np.isnan(v)])
+        metrics[key] = _stats(_finite(v))
     metrics["itl_s"] = _stats(result.itl_s, result.itl_weights)
     metrics["throughput"] = {
         "duration_s": duration,
@@ -146,7 +146,7 @@ def summarize(result) -> dict:
             if t.metric == "itl":
                 value = stat(result.itl_s, t.stat, result.itl_weights)
             else:
-                value = stat(column[~np.isnan(column)], t.stat)
+                value = stat(_finite(column), t.stat)
             met = value <= t.limit_s if t.op == "<=" else value < t.limit_s
             targets.append(
                 {
@@ -244,4 +244,5 @@ def _pools(result, cols: dict[str, np.ndarray]) -> dict[str, dict]:
 
 
 def _finite(v: np.ndarray) -> np.ndarray:
+    """``v`` without its NaNs (values undefined for some requests)."""
     return v[~np.isnan(v)]

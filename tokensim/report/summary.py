@@ -7,6 +7,11 @@ def _ms(x) -> str:
     return "-" if x is None or x != x else f"{x * 1e3:.1f}"
 
 
+def _row(label: str, stats: dict) -> str:
+    """One latency line: the label, then mean, p50, p90 and p99 in ms."""
+    return f"{label:<14}" + "".join(f"{_ms(stats[k]):>10}" for k in ("mean", "p50", "p90", "p99"))
+
+
 def summary_table(metrics: dict) -> str:
     """A short aligned table: counts, throughput, latencies, SLO."""
     req, tput = metrics["requests"], metrics["throughput"]
@@ -29,21 +34,13 @@ def summary_table(metrics: dict) -> str:
         ("e2e_s", "E2E"),
         ("queue_s", "queue"),
     ):
-        s = metrics[key]
-        lines.append(
-            f"{label:<14}" + "".join(f"{_ms(s[k]):>10}" for k in ("mean", "p50", "p90", "p99"))
-        )
+        lines.append(_row(label, metrics[key]))
     pools = metrics.get("pools", {})
     if any("transfer_s" in p for p in pools.values()):
         for name, p in pools.items():
             if "transfer_s" in p:
                 for key, label in (("transfer_wait_s", "KV wait"), ("transfer_s", "KV copy")):
-                    s = p[key]
-                    lines.append(
-                        f"{label:<14}"
-                        + "".join(f"{_ms(s[k]):>10}" for k in ("mean", "p50", "p90", "p99"))
-                        + f"  -> {name}"
-                    )
+                    lines.append(_row(label, p[key]) + f"  -> {name}")
         lines.append("")
         lines.append(f"{'pool':<14}{'role':>10}{'busy':>10}{'peak KV':>10}{'requests':>10}")
         for name, p in pools.items():

@@ -54,9 +54,6 @@ class DecodeBatch:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def __contains__(self, req: Request) -> bool:
-        return req in self._rows
-
     @property
     def reqs(self) -> list[Request]:
         """The sequences, in the order they joined."""

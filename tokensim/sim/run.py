@@ -73,6 +73,16 @@ class Result:
     link_bytes: dict[str, float] = field(default_factory=dict)  # bytes moved over each
 
 
+@dataclass
+class _Handoff:
+    """Where a prefill pool's requests go after prefill: the decode instances, the router
+    choosing among them, and the prompt length below which they skip the prefill pool."""
+
+    targets: list[Instance]
+    router: object
+    direct_below: int
+
+
 def _kv_geometry(pool: ir.Pool) -> tuple[int, float]:
     """(capacity in blocks, bytes of one block on one GPU) for an instance of ``pool``."""
     m, gpu, kv = pool.model, pool.gpu, pool.kv
@@ -160,14 +170,17 @@ class Simulation:
         self.entry = [i for i in self.instances if i.pool.role != "decode"]
         # disaggregation: per prefill pool, where its KV goes and how that instance is chosen
         by_pool = {p.name: [i for i in self.instances if i.pool is p] for p in dep.pools}
-        self.sends_to: dict[str, tuple[list[Instance], object, int]] = {}
+        self.sends_to: dict[str, _Handoff] = {}
         for t in dep.transfers:
             dst = by_pool[t.dst]
-            if t.src in self.sends_to:  # several decode pools: one choice among them all
-                targets, router, direct = self.sends_to[t.src]
-                self.sends_to[t.src] = (targets + dst, router, max(direct, t.direct_below))
-            else:
-                self.sends_to[t.src] = (dst, router_for(routes[t.dst].policy), t.direct_below)
+            sends = self.sends_to.get(t.src)
+            if sends is None:
+                self.sends_to[t.src] = _Handoff(
+                    dst, router_for(routes[t.dst].policy), t.direct_below
+                )
+            else:  # several decode pools: one choice among them all
+                sends.targets = sends.targets + dst
+                sends.direct_below = max(sends.direct_below, t.direct_below)
         self.check = os.environ.get("TOKENSIM_CHECK") == "1"
         self.done = 0
 
@@ -229,8 +242,8 @@ class Simulation:
             return
         target = self._choose(self.entry, self.router, req)
         sends = self.sends_to.get(target.pool.name)
-        if sends is not None and req.prompt < sends[2]:  # short: prefilled where it decodes
-            target = self._choose(sends[0], sends[1], req)
+        if sends is not None and req.prompt < sends.direct_below:  # prefilled where it decodes
+            target = self._choose(sends.targets, sends.router, req)
         target.enqueue(req)
 
     def _choose(self, candidates: list[Instance], router, req: Request) -> Instance:
@@ -242,8 +255,8 @@ class Simulation:
     def hand_off(self, req: Request, source: Instance) -> None:
         """``req`` was prefilled on ``source`` (a prefill instance): pick the decode
         instance its KV goes to."""
-        targets, router, _ = self.sends_to[source.pool.name]
-        target = self._choose(targets, router, req)
+        sends = self.sends_to[source.pool.name]
+        target = self._choose(sends.targets, sends.router, req)
         req.log.append((self.kernel.now, "handed_off", target.index))
         if not target.kv.fits(req.prompt + req.output):
             source.sent(req)
