@@ -47,11 +47,19 @@ class Run:
     timeseries: dict[str, np.ndarray]
     result: object  # the simulator's full Result
 
-    def write(self, out_dir: str | Path) -> None:
-        """Write metrics.json, requests.csv and timeseries.csv into ``out_dir``."""
-        from tokensim.report import write
+    def write(self, out_dir: str | Path, page: bool = True) -> None:
+        """Write the result folder into ``out_dir``, as ``tokensim run`` does: metrics.json,
+        requests.csv, timeseries.csv, iterations.csv, graph.json, run.json, spec.tsim
+        (when the spec came from a file) and, unless ``page`` is false, report.html."""
+        from tokensim.graph import lower
+        from tokensim.report import write, write_page
 
-        write(self.result, out_dir, self.metrics)
+        spec = self.result.spec
+        source = Path(spec.file)
+        text = source.read_text("utf-8") if source.is_file() else None
+        write(self.result, out_dir, self.metrics, graph=lower(spec), spec_text=text)
+        if page:
+            write_page(out_dir)
 
 
 def run(

@@ -163,14 +163,20 @@ def _with_files(err: CompileError, sources: SourceMap) -> SourceMap:
 
 
 def cmd_run(args) -> int:
+    from tokensim.graph import lower
     from tokensim.metrics import summarize
-    from tokensim.report import summary_table, write
+    from tokensim.report import summary_table, write, write_page
     from tokensim.sim.run import simulate
 
     sources = SourceMap()
     progress = None
+    out = Path(args.output) if args.output else Path("out") / Path(args.spec).stem
     try:
-        graph = _compile(args.spec, "graph", args.set, sources)
+        module = _compile(args.spec, "ast", args.set, sources)
+        spec = check(module, sources)
+        if spec.sweep is not None and not args.no_sweep:
+            return _run_sweep(args, module, sources, spec, out)
+        graph = lower(spec)
         progress = None if args.quiet else _progress(sys.stderr)
         result = simulate(graph, seed=args.seed, progress=progress)
     except CompileError as err:
@@ -180,15 +186,79 @@ def cmd_run(args) -> int:
         return 1
     if progress:
         sys.stderr.write("\r" + " " * 70 + "\r")
-    out = Path(args.output) if args.output else Path("out") / Path(args.spec).stem
     try:
-        metrics = write(result, out, summarize(result), transitions=args.transitions)
+        metrics = write(
+            result,
+            out,
+            summarize(result),
+            transitions=args.transitions,
+            graph=graph,
+            spec_text=sources.get(args.spec).text,
+            overrides=args.set or [],
+        )
+        if not args.no_report:
+            write_page(out)
     except OSError as err:
         raise _Usage(f"cannot write results to {out}: {err.strerror or err}") from None
     if not args.quiet:
         sys.stdout.write(summary_table(metrics))
         extra = ", transitions.csv" if args.transitions else ""
-        print(f"wrote {out}/metrics.json, requests.csv, timeseries.csv{extra}")
+        page = "" if args.no_report else f"wrote {out}/report.html\n"
+        print(
+            f"{page}wrote {out}/metrics.json, requests.csv, timeseries.csv, iterations.csv{extra}"
+        )
+    return 0
+
+
+def _run_sweep(args, module, sources, spec, out: Path) -> int:
+    """Every point of the spec's sweep, one after another (CompileError propagates)."""
+    from tokensim.explore.sweep import run_sweep
+
+    def show(done: int, total: int, name: str) -> None:
+        if not args.quiet:
+            print(f"  point {done + 1}/{total}: {name}", file=sys.stderr)
+
+    try:
+        info = run_sweep(
+            module,
+            sources,
+            spec,
+            out,
+            seed=args.seed,
+            overrides=args.set or [],
+            page=not args.no_report,
+            progress=show,
+        )
+    except OSError as err:
+        raise _Usage(f"cannot write results to {out}: {err.strerror or err}") from None
+    if not args.quiet:
+        page = "" if args.no_report else f"{out}/index.html, "
+        print(
+            f"swept {len(info['points'])} points: wrote {page}{out}/sweep.csv "
+            f"and a folder per point"
+        )
+    return 0
+
+
+def cmd_report(args) -> int:
+    from tokensim.report import ResultError, write_page
+
+    folder = Path(args.folder)
+    try:
+        if (folder / "sweep.json").exists():
+            from tokensim.explore.sweep import read_info, write_index
+
+            for point in read_info(folder)["points"]:
+                write_page(folder / point["folder"])
+            page = write_index(folder)
+        else:
+            page = write_page(folder)
+    except ResultError as err:
+        raise _Usage(str(err)) from None
+    except OSError as err:
+        raise _Usage(f"cannot write {args.folder}/report.html: {err.strerror or err}") from None
+    if not args.quiet:
+        print(f"wrote {page}")
     return 0
 
 
@@ -219,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="simulate a spec and write its metrics",
         description="Simulate every request of SPEC's workload on its deployment and write "
-        "metrics.json, requests.csv and timeseries.csv.",
+        "report.html, metrics.json, requests.csv, timeseries.csv and iterations.csv.",
     )
     p.add_argument("spec", metavar="SPEC")
     p.add_argument(
@@ -241,8 +311,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write transitions.csv: every state change of every request",
     )
+    p.add_argument(
+        "--no-report", action="store_true", help="write the data files only, not report.html"
+    )
+    p.add_argument(
+        "--no-sweep",
+        action="store_true",
+        help="run the spec as written, ignoring its sweep block",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "report",
+        help="re-render the report.html of a result folder",
+        description="Render DIR/report.html from the files `tokensim run` wrote into DIR, "
+        "without simulating again (for a sweep's folder: every point's page and index.html).",
+    )
+    p.add_argument("folder", metavar="DIR", help="a result folder of `tokensim run`")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
         "graph",

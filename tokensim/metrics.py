@@ -9,6 +9,8 @@
   ``e2e``, ``queue`` <= its limit; ITL uses the request's mean gap) per second; attainment:
   their share of all requests (a rejected request misses). Each SLO target is also
   checked on its statistic.
+* cost (when every GPU of the cluster has a ``price``): the cluster's GPUs rented for the
+  duration, per million output tokens and per million tokens (prompt + output) completed.
 
 Each latency has ``mean``, ``p50``, ``p90``, ``p99`` in seconds. ``summarize`` returns
 plain data (dicts, floats) for report/ to write.
@@ -164,6 +166,9 @@ def summarize(result) -> dict:
             "met": all(t["met"] for t in targets),
             "targets": targets,
         }
+    cost = _cost(result.spec, duration, out_tokens, in_tokens)
+    if cost is not None:
+        metrics["cost"] = cost
     metrics["kv"] = {"peak_utilization": max(_peak(i) for i in result.instances)}
     metrics["links"] = {
         name: {"bytes": moved, "peak_flows": int(result.links[name][:, 1].max())}
@@ -190,6 +195,26 @@ def summarize(result) -> dict:
         "events": result.events,
     }
     return metrics
+
+
+def _cost(spec, duration_s: float, out_tokens: int, in_tokens: int) -> dict | None:
+    """Rental cost of the cluster's GPUs over the run, when every one has a ``price``."""
+    nodes = spec.cluster.nodes if spec.cluster else ()
+    if not nodes or any(n.gpu.price_per_h is None for n in nodes):
+        return None
+    per_h = sum(n.count * n.gpu.price_per_h for n in nodes)
+    spent = per_h * duration_s / 3600
+
+    def per_million(tokens: int) -> float:
+        return spent / tokens * 1e6 if tokens else float("nan")
+
+    return {
+        "gpus": sum(n.count for n in nodes),
+        "usd_per_hour": per_h,
+        "usd": spent,
+        "usd_per_million_output_tokens": per_million(out_tokens),
+        "usd_per_million_tokens": per_million(out_tokens + in_tokens),
+    }
 
 
 def _peak(inst) -> float:

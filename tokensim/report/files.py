@@ -48,7 +48,9 @@ SERIES_COLUMNS = (
     "link",
     "flows",
     "bytes_in_flight",
+    "utilization",
 )
+WORK_COLUMNS = ("instance", "start_s", "end_s", "prefill_tokens", "decode_seqs", "steps")
 
 
 def _num(x) -> str:
@@ -93,8 +95,9 @@ def requests_csv(result) -> str:
 
 def timeseries_csv(result) -> str:
     """Per instance and iteration start: running, waiting, KV blocks used, batch tokens.
-    Then per directed link that carried KV, at every change: flows and bytes in flight
-    (those rows leave the instance columns empty, and instance rows the link columns)."""
+    Then per directed link that carried KV, at every change: flows, bytes in flight and
+    utilization (those rows leave the instance columns empty, and instance rows the link
+    columns)."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(SERIES_COLUMNS)
@@ -112,11 +115,30 @@ def timeseries_csv(result) -> str:
                     "",
                     "",
                     "",
+                    "",
                 ]
             )
     for link, rows in result.links.items():
-        for t, flows, in_flight in rows:
-            w.writerow(["", _num(float(t)), "", "", "", "", "", link, int(flows), _num(in_flight)])
+        for t, flows, in_flight, used in rows:
+            w.writerow(
+                ["", _num(float(t)), "", "", "", "", "", link, int(flows), _num(in_flight)]
+                + [_num(float(used))]
+            )
+    return out.getvalue()
+
+
+def iterations_csv(result) -> str:
+    """Per instance, one row per iteration or run of decode steps: when it ran, the prompt
+    tokens it prefilled, the sequences it decoded and how many steps (1 unless a run)."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(WORK_COLUMNS)
+    for inst in result.instances:
+        for start, end, prefill, decode, steps in inst.work:
+            w.writerow(
+                [inst.name, _num(float(start)), _num(float(end)), int(prefill), int(decode)]
+                + [int(steps)]
+            )
     return out.getvalue()
 
 
@@ -133,22 +155,50 @@ def transitions_csv(result) -> str:
 
 
 def write(
-    result, out_dir: str | Path, metrics: dict | None = None, transitions: bool = False
+    result,
+    out_dir: str | Path,
+    metrics: dict | None = None,
+    transitions: bool = False,
+    graph=None,
+    spec_text: str | None = None,
+    overrides: list[str] = (),
 ) -> dict:
     """Write the files of ``result`` into ``out_dir`` (created); return the metrics.
 
-    ``transitions`` adds transitions.csv, every request's state changes.
+    ``transitions`` adds transitions.csv, every request's state changes. With ``graph``
+    (the compiled graph) the folder also gets what its page needs: graph.json, run.json
+    (the run described) and ``spec_text`` as spec.tsim. A report.html of an earlier run
+    is removed first: the page is written after the data, from it.
     """
+    from tokensim.graph.render import to_json
+    from tokensim.report.manifest import manifest
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "report.html").unlink(missing_ok=True)
     metrics = metrics if metrics is not None else summarize(result)
     files = {
         "metrics.json": json.dumps(_clean(metrics), indent=2) + "\n",
         "requests.csv": requests_csv(result),
         "timeseries.csv": timeseries_csv(result),
+        "iterations.csv": iterations_csv(result),
     }
     if transitions:
         files["transitions.csv"] = transitions_csv(result)
+    if graph is not None:
+        files["graph.json"] = to_json(graph)
+        files["run.json"] = (
+            json.dumps(_clean(manifest(result.spec, result.seed, list(overrides))), indent=2) + "\n"
+        )
+        if spec_text is not None:
+            files["spec.tsim"] = spec_text
+    publish(out, files)
+    return metrics
+
+
+def publish(out: Path, files: dict[str, str]) -> None:
+    """Write ``files`` (name -> text) into ``out`` under temporary names, then rename them
+    all into place: a folder never holds a half-written file under its final name."""
     temps = []
     for name, text in files.items():
         tmp = out / f".{name}.partial"
@@ -156,4 +206,3 @@ def write(
         temps.append((tmp, out / name))
     for tmp, final in temps:
         os.replace(tmp, final)
-    return metrics

@@ -118,6 +118,10 @@ class Instance:
         self.busy_s = 0.0
         self.preemptions = 0
         self.series: list[tuple] = []  # (time, running, waiting, kv_used_blocks, batch_tokens)
+        # one row per iteration, or per run of decode steps:
+        # (start, end, prefill tokens, decode sequences, steps)
+        self.work: list[tuple] = []
+        self._run_first = 0  # self.iterations when the current run started
         # inter-token gaps: (gap s, how many tokens had it)
         self.itl_gaps: list[tuple[float, int]] = []
         # the uniform steps of decode runs: (gap of step s = base + slope * s, s = 2..count+1)
@@ -363,6 +367,7 @@ class Instance:
         self.busy_s += extra_s  # swapping before the run
         self.run = _Run(now + extra_s, n, batch.context, a, c, k, steps_to_finish)
         self.iteration_start = now
+        self._run_first = self.iterations
         self._sample(n)
         self.version += 1
         self.kernel.at(self.run.end(k), Priority.ITERATION_END, self._end_run, self.version)
@@ -431,6 +436,9 @@ class Instance:
         run = self.run
         self.run = None
         self._apply_run_steps(run, run.k)
+        self.work.append(
+            (self.iteration_start, self.kernel.now, 0, run.n, self.iterations - self._run_first)
+        )
         self._sample(len(self.batch))  # KV use peaks at the end of a run
         if run.k == run.to_finish:  # else the run was cut short: nobody is done
             self._finish_done()
@@ -450,6 +458,7 @@ class Instance:
         self.plan = None
         self.iterations += 1
         self.busy_s += now - self.iteration_start
+        self.work.append((self.iteration_start, now, sum(chunk for _, chunk in prefill), decode, 1))
         batch = self.batch
         if decode:
             self.itl_gaps += batch.advance(1, now, now)

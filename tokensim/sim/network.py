@@ -14,7 +14,8 @@ to drain) and O(flows x edges) work per change. A flow's last byte arrives the
 path's latency after it leaves, and then ``on_done`` is called.
 
 Each directed edge that has carried a flow keeps a time series of (time, flows,
-bytes in flight) for the result files.
+bytes in flight, utilization: the share of its bandwidth the flows use) for the
+result files.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Network:
         self.updated_s = 0.0
         self.version = 0
         self._seq = 0
-        self.series: dict[Edge, list[tuple[float, int, float]]] = {}
+        self.series: dict[Edge, list[tuple[float, int, float, float]]] = {}
         self.moved_B: dict[Edge, float] = {}
 
     def capacity(self, edge: Edge) -> float:
@@ -119,7 +120,8 @@ class Network:
                     count[e] -= 1
         now = self.kernel.now
         for e, fs in users.items():
-            self.series.setdefault(e, []).append((now, len(fs), sum(f.left for f in fs)))
+            used = 1.0 - room[e] / self.capacity(e)
+            self.series.setdefault(e, []).append((now, len(fs), sum(f.left for f in fs), used))
         self.version += 1
         if flows:
             first = min(flows, key=lambda f: (f.left / f.rate, f.seq))
@@ -137,7 +139,7 @@ class Network:
         touched = {e for f in done for e in f.edges}
         for e in touched:
             if not any(e in f.edges for f in self.flows):
-                self.series[e].append((now, 0, 0.0))
+                self.series[e].append((now, 0, 0.0, 0.0))
         self._reshare()
         for f in done:
             self.kernel.at(now + f.latency_s, Priority.TRANSFER_END, f.on_done)

@@ -51,6 +51,8 @@ class InstanceResult:
     busy_s: float
     preemptions: int
     series: np.ndarray  # columns: time_s, running, waiting, kv_used_blocks, batch_tokens
+    # one row per iteration or run of decode steps (see Instance.work)
+    work: np.ndarray  # columns: start_s, end_s, prefill_tokens, decode_seqs, steps
 
 
 @dataclass
@@ -68,7 +70,8 @@ class Result:
     wall_s: float
     rejected: list[tuple[int, str]] = field(default_factory=list)
     transitions: list[list[tuple[float, str, int]]] = field(default_factory=list)
-    # per directed topology edge that carried KV: (time_s, flows, bytes in flight) rows
+    # per directed topology edge that carried KV: (time_s, flows, bytes in flight,
+    # utilization) rows
     links: dict[str, np.ndarray] = field(default_factory=dict)
     link_bytes: dict[str, float] = field(default_factory=dict)  # bytes moved over each
 
@@ -350,6 +353,7 @@ class Simulation:
                 i.busy_s,
                 i.preemptions,
                 np.array(i.series, dtype=np.float64).reshape(-1, 5),
+                np.array(i.work, dtype=np.float64).reshape(-1, 5),
             )
             for i in self.instances
         ]
@@ -368,7 +372,7 @@ class Simulation:
             wall_s=wall_s,
             rejected=[(r.id, r.rejected) for r in reqs if r.rejected],
             links={
-                f"{u}->{v}": np.array(points, dtype=np.float64).reshape(-1, 3)
+                f"{u}->{v}": np.array(points, dtype=np.float64).reshape(-1, 4)
                 for (u, v), points in sorted(self.network.series.items())
             },
             link_bytes={f"{u}->{v}": b for (u, v), b in sorted(self.network.moved_B.items())},

@@ -1,0 +1,1 @@
+"""Exploring many configurations: sweeps (and, later, searches)."""

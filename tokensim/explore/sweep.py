@@ -1,0 +1,198 @@
+"""Running a spec's ``sweep``: every point a full run in its own folder, one table.
+
+``points(sweep)`` lists the points: the axes combined as a grid, each ``zip`` group
+varying together. ``run_sweep`` applies a point's values to the syntax tree (as
+``--set`` does, so a value is checked like the spec), simulates it, writes its folder
+``DIR/NNN-<values>/`` with its page, and finally ``DIR/sweep.csv`` (one row a point),
+``DIR/sweep.json`` (the axes and points) and the comparison page ``DIR/index.html``.
+Points run one after another.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from tokensim import ir
+
+# (name in sweep.csv, path into metrics.json)
+COLUMNS = (
+    ("requests_per_s", ("throughput", "requests_per_s")),
+    ("output_tokens_per_s", ("throughput", "output_tokens_per_s")),
+    *(
+        (f"{m}_{s}_s", (f"{m}_s", s))
+        for m in ("ttft", "tpot", "e2e", "queue")
+        for s in ("p50", "p90", "p99")
+    ),
+    ("slo_attainment", ("slo", "attainment")),
+    ("goodput_requests_per_s", ("slo", "goodput_requests_per_s")),
+    ("slo_met", ("slo", "met")),
+    ("preemptions", ("requests", "preemptions")),
+    ("rejected", ("requests", "rejected")),
+    ("kv_peak_utilization", ("kv", "peak_utilization")),
+    ("usd_per_million_output_tokens", ("cost", "usd_per_million_output_tokens")),
+)
+
+
+def points(sweep: ir.Sweep) -> list[list[tuple[str, str]]]:
+    """Every point as ``[(path, value text), ...]``: a grid over the axes and zip groups,
+    the first axis varying slowest."""
+    dims: list[list[list[tuple[str, str]]]] = [[[(a.path, t)] for t in a.texts] for a in sweep.axes]
+    for group in sweep.zipped:
+        dims.append([[(a.path, a.texts[k]) for a in group] for k in range(len(group[0].texts))])
+    return [[pair for part in combo for pair in part] for combo in itertools.product(*dims)]
+
+
+def folder_name(index: int, point: list[tuple[str, str]]) -> str:
+    """``003-rate=25_s``: the point's number and values, safe as a file name."""
+    label = ",".join(f"{path.rsplit('.', 1)[-1]}={text}" for path, text in point)
+    return f"{index:03d}-" + re.sub(r"[^A-Za-z0-9.,=+-]+", "_", label)[:80]
+
+
+def metric_row(metrics: dict) -> dict[str, object]:
+    """The sweep.csv columns of one point's metrics (None where the run has no such value)."""
+    row: dict[str, object] = {}
+    for name, (a, b) in COLUMNS:
+        part = metrics.get(a)
+        row[name] = part.get(b) if isinstance(part, dict) else None
+    return row
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.9g}"
+    return str(value)
+
+
+def table(sweep_info: dict, rows: list[dict]) -> str:
+    """sweep.csv: the point's folder, its value on every axis, then :data:`COLUMNS`."""
+    paths = [a["path"] for a in sweep_info["axes"]]
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["point", *paths, *(name for name, _ in COLUMNS)])
+    for point, row in zip(sweep_info["points"], rows, strict=True):
+        w.writerow(
+            [point["folder"], *(point["values"][p] for p in paths)]
+            + [_cell(row[name]) for name, _ in COLUMNS]
+        )
+    return out.getvalue()
+
+
+def describe(spec: ir.Spec, pts: list[list[tuple[str, str]]]) -> dict:
+    """sweep.json: the axes (path, value texts, numbers when the values are numbers) and
+    every point's folder and values."""
+    axes = [*spec.sweep.axes, *(a for group in spec.sweep.zipped for a in group)]
+    return {
+        "spec": spec.name,
+        "axes": [
+            {
+                "path": a.path,
+                "texts": list(a.texts),
+                "numbers": (
+                    [float(v) for v in a.values]
+                    if all(isinstance(v, (int, float)) for v in a.values)
+                    else None
+                ),
+                "zip": any(a in group for group in spec.sweep.zipped),
+            }
+            for a in axes
+        ],
+        "points": [
+            {"folder": folder_name(k, point), "values": dict(point)} for k, point in enumerate(pts)
+        ],
+    }
+
+
+def run_sweep(
+    module,
+    sources,
+    spec: ir.Spec,
+    out: Path,
+    seed: int | None = None,
+    overrides: list[str] = (),
+    page: bool = True,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict:
+    """Simulate every point of ``spec.sweep`` (``module`` is its syntax tree, with any
+    ``--set`` already applied) into ``out``; return sweep.json's content."""
+    from tokensim.graph import lower
+    from tokensim.lang.check import check
+    from tokensim.lang.override import override
+    from tokensim.metrics import summarize
+    from tokensim.report import publish, write, write_page
+    from tokensim.sim.run import simulate
+
+    pts = points(spec.sweep)
+    info = describe(spec, pts)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "index.html").unlink(missing_ok=True)
+    rows = []
+    text = sources.get(spec.file).text if sources.get(spec.file) else None
+    for k, (point, entry) in enumerate(zip(pts, info["points"], strict=True)):
+        if progress:
+            progress(k, len(pts), entry["folder"])
+        m = module
+        for path, value in point:
+            m = override(m, path, value, sources)
+        graph = lower(check(m, sources))
+        result = simulate(graph, seed=seed)
+        sets = [*overrides, *(f"{p}={v}" for p, v in point)]
+        metrics = write(
+            result,
+            out / entry["folder"],
+            summarize(result),
+            graph=graph,
+            spec_text=text,
+            overrides=sets,
+        )
+        if page:
+            write_page(out / entry["folder"])
+        rows.append(metric_row(metrics))
+    publish(
+        out,
+        {
+            "sweep.csv": table(info, rows),
+            "sweep.json": json.dumps(info, indent=2) + "\n",
+        },
+    )
+    if page:
+        write_index(out)
+    return info
+
+
+def read_info(folder: Path) -> dict:
+    """``folder``/sweep.json, checked to have what the pages need."""
+    from tokensim.report.load import ResultError
+
+    path = folder / "sweep.json"
+    try:
+        info = json.loads(path.read_text("utf-8"))
+        axes, pts = info["axes"], info["points"]
+        if not axes or any(not {"path", "texts", "numbers"} <= set(a) for a in axes):
+            raise ValueError("an axis lacks path, texts or numbers")
+        if any(not {"folder", "values"} <= set(p) for p in pts):
+            raise ValueError("a point lacks folder or values")
+    except FileNotFoundError:
+        raise ResultError(f"{path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ResultError(f"{path} is not a sweep description ({err})") from None
+    return info
+
+
+def write_index(out: Path) -> Path:
+    """Render ``out``/index.html from sweep.json and the points' metrics.json."""
+    from tokensim.report import publish
+    from tokensim.report.sweep_page import render_index
+
+    publish(out, {"index.html": render_index(out)})
+    return out / "index.html"

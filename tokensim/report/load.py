@@ -1,0 +1,136 @@
+"""Reading a result folder back: what ``tokensim report DIR`` renders a page from.
+
+``load(dir)`` returns a :class:`Results` with the JSON files as dicts and the CSV files
+as numpy columns. A missing or malformed file is a :class:`ResultError` that names the
+file (and line) and says what was expected.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tokensim.report.files import REQUEST_COLUMNS, SERIES_COLUMNS, WORK_COLUMNS
+
+TEXT_COLUMNS = {"id", "instance", "decode_instance", "link"}
+
+
+class ResultError(Exception):
+    """A result folder that cannot be read: the message says which file and why."""
+
+
+@dataclass
+class Results:
+    """A run's result folder, read back."""
+
+    folder: Path
+    metrics: dict
+    run: dict
+    graph: dict | None
+    spec_text: str | None
+    requests: dict[str, np.ndarray]
+    # per instance: columns of timeseries.csv (time_s, running, ...) and iterations.csv
+    series: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    links: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    work: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+def _json(path: Path, required: bool = True) -> dict | None:
+    if not path.exists():
+        if required:
+            raise ResultError(f"{path} is missing")
+        return None
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ResultError(f"{path} is not valid JSON ({err})") from None
+
+
+def _table(path: Path, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The CSV at ``path`` as columns: text for :data:`TEXT_COLUMNS`, else float (empty
+    cells NaN). Its header must be ``columns``."""
+    if not path.exists():
+        raise ResultError(f"{path} is missing")
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ResultError(f"{path} is not a CSV file ({err})") from None
+    if not rows or tuple(rows[0]) != columns:
+        got = ", ".join(rows[0]) if rows else "nothing"
+        raise ResultError(f"{path}: expected the header {', '.join(columns)}; found {got}")
+    body = rows[1:]
+    if set(map(len, body)) - {len(columns)}:
+        n, row = next((n, r) for n, r in enumerate(body, start=2) if len(r) != len(columns))
+        raise ResultError(
+            f"{path}:{n}: expected {len(columns)} values, found {len(row)} (file cut short?)"
+        )
+    cols = list(zip(*body, strict=True)) if body else [() for _ in columns]
+    out: dict[str, np.ndarray] = {}
+    for name, values in zip(columns, cols, strict=True):
+        if name in TEXT_COLUMNS:
+            out[name] = np.array(values, dtype=object)
+            continue
+        try:
+            try:
+                out[name] = np.array(values, dtype=np.float64)
+            except ValueError:  # empty cells: no value (a rejected request's times, ...)
+                out[name] = np.array([v or "nan" for v in values], dtype=np.float64)
+        except ValueError:
+            bad = next(i for i, v in enumerate(values) if v and not _is_float(v))
+            raise ResultError(
+                f"{path}:{bad + 2}: `{values[bad]}` in column {name} is not a number"
+            ) from None
+    return out
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _split(table: dict[str, np.ndarray], key: str, names) -> dict[str, dict[str, np.ndarray]]:
+    """Rows of ``table`` grouped by the value of column ``key`` (in ``names`` order)."""
+    out = {}
+    for name in names:
+        rows = table[key] == name
+        out[name] = {c: v[rows] for c, v in table.items() if c != key}
+    return out
+
+
+def load(folder: str | Path) -> Results:
+    """Read the result folder ``folder`` written by ``tokensim run``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ResultError(f"{folder} is not a folder")
+    if not (folder / "metrics.json").exists():
+        raise ResultError(f"{folder} has no metrics.json: not a result folder of `tokensim run`")
+    metrics = _json(folder / "metrics.json")
+    run = _json(folder / "run.json")
+    graph = _json(folder / "graph.json", required=False)
+    spec = folder / "spec.tsim"
+    requests = _table(folder / "requests.csv", REQUEST_COLUMNS)
+    series = _table(folder / "timeseries.csv", SERIES_COLUMNS)
+    work = _table(folder / "iterations.csv", WORK_COLUMNS)
+    names = [i["name"] for i in metrics.get("instances", [])]
+    inst_rows = {c: v[series["instance"] != ""] for c, v in series.items()}
+    link_rows = {c: v[series["link"] != ""] for c, v in series.items()}
+    links = list(dict.fromkeys(link_rows["link"]))
+    return Results(
+        folder=folder,
+        metrics=metrics,
+        run=run,
+        graph=graph,
+        spec_text=spec.read_text("utf-8") if spec.exists() else None,
+        requests=requests,
+        series=_split(inst_rows, "instance", names),
+        links=_split(link_rows, "link", links),
+        work=_split(work, "instance", names),
+    )

@@ -1,0 +1,101 @@
+"""run.json: what was simulated, in words and plain data, so a result folder can be
+read (and its page re-rendered) without the spec's imports or traces at hand."""
+
+from __future__ import annotations
+
+from tokensim.lang.units import Dim, format_quantity
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' * (n != 1)}"
+
+
+def _policy(use) -> str:
+    """``poisson 12/s``, ``chat``: a policy's name, and its rate if it has one."""
+    if use is None:
+        return "from the trace"
+    rate = dict(use.params).get("rate")
+    return use.name + (f" {format_quantity(rate, Dim.RATE)}" if rate is not None else "")
+
+
+def pools(spec) -> list[dict]:
+    """One dict per pool: what runs on it and where."""
+    if spec.deployment is None:
+        return []
+    return [
+        {
+            "name": p.name,
+            "role": p.role,
+            "model": p.model.name,
+            "dtype": p.dtype,
+            "instances": len(p.instances),
+            "tp": p.tp,
+            "pp": p.pp,
+            "gpu": p.gpu.name,
+            "batching": p.batching.name,
+        }
+        for p in spec.deployment.pools
+    ]
+
+
+def sentence(spec) -> str:
+    """The deployment in one sentence: models, pools, GPUs, nodes, how KV moves."""
+    d, c = spec.deployment, spec.cluster
+    if d is None or c is None:
+        return "a catalogue (no deployment)"
+    parts = []
+    for p in d.pools:
+        par = f"tp{p.tp}" + (f" pp{p.pp}" if p.pp > 1 else "")
+        role = "" if p.role == "colocated" else f" {p.role}"
+        parts.append(
+            f"{len(p.instances)} × {par} {p.model.name} {p.dtype}{role} instance"
+            f"{'s' * (len(p.instances) != 1)} on {p.gpu.name} (pool {p.name})"
+        )
+    used = sum(len(p.instances) * p.tp * p.pp for p in d.pools)
+    total = sum(n.count for n in c.nodes)
+    where = f"{_plural(used, 'GPU')}" + (f" of {total}" if total != used else "")
+    where += f" in {_plural(len(c.nodes), 'node')}"
+    text = f"{'; '.join(parts)}: {where}"
+    if d.transfers:
+        moves = ", ".join(f"{t.src} → {t.dst}" for t in d.transfers)
+        nets = ", ".join(sorted({n.link.name for n in c.networks}))
+        text += f"; KV moves {moves}" + (f" over {nets}" if nets else " within the node")
+    return text + "."
+
+
+def workload(spec) -> str:
+    """``4000 requests, poisson 12/s arrivals, chat lengths, seed 11``."""
+    w = spec.workload
+    if w is None:
+        return "no workload"
+    size = (
+        _plural(w.requests, "request")
+        if w.requests
+        else f"{format_quantity(w.duration_s, Dim.TIME)} of arrivals"
+    )
+    if w.trace is not None and w.arrivals is None and w.lengths is None:
+        return f"{size} from the trace {w.trace.path.rsplit('/', 1)[-1]}"
+    return f"{size}, {_policy(w.arrivals)} arrivals, {_policy(w.lengths)} lengths"
+
+
+def manifest(spec, seed: int, overrides: list[str]) -> dict:
+    """run.json's content."""
+    from tokensim import __version__
+
+    gpus = {}
+    for n in spec.cluster.nodes if spec.cluster else ():
+        gpus[n.gpu.name] = {
+            "count": gpus.get(n.gpu.name, {}).get("count", 0) + n.count,
+            "price_per_h": n.gpu.price_per_h,
+        }
+    return {
+        "spec": spec.name,
+        "spec_file": spec.file,
+        "seed": seed,
+        "tokensim_version": __version__,
+        "overrides": list(overrides),
+        "deployment": sentence(spec),
+        "workload": workload(spec),
+        "pools": pools(spec),
+        "gpus": gpus,
+    }

@@ -1,0 +1,455 @@
+"""report.html: one self-contained page of a run, rendered from its result folder.
+
+``render(results) -> str`` draws every chart as inline SVG (:mod:`tokensim.report.svg`),
+the deployment (:mod:`tokensim.report.diagram`) and the spec
+(:mod:`tokensim.report.highlight`), and fills the Jinja2 template
+``templates/report.html.j2``. Nothing is fetched when the page opens: CSS and the
+small zoom script are inline.
+"""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+
+import jinja2
+import numpy as np
+from markupsafe import Markup
+
+from tokensim.report import series as ts
+from tokensim.report import svg
+from tokensim.report.load import Results
+
+PART_COLORS = ("#999999", "#0072B2", "#F0E442", "#E69F00", "#009E73", "#D55E00")
+KINDS = {"prefill": "#0072B2", "mixed": "#CC79A7", "decode": "#009E73"}
+MOST_LANES = 16
+MOST_LINKS = 6
+MOST_LINES = 8
+
+
+def _asset(name: str) -> str:
+    """A file of templates/ as text (CSS and the script go into the page verbatim)."""
+    return resources.files("tokensim.report").joinpath("templates", name).read_text("utf-8")
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("tokensim.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["ms"] = _ms
+    env.filters["pct"] = lambda x: "–" if x is None else f"{x:.1%}"
+    env.filters["num"] = _num
+    return env
+
+
+def _ms(x) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if x >= 10:
+        return f"{x:.1f} s"
+    if x >= 1:
+        return f"{x:.2f} s"
+    return f"{x * 1e3:.1f} ms" if x >= 0.01 else f"{x * 1e3:.2f} ms"
+
+
+def _num(x, digits: int = 0) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:,.{digits}f}"
+
+
+# -- the parts of the page -----------------------------------------------------------------
+
+
+def _cards(m: dict) -> list[dict]:
+    """Headline figures: label, value, detail, and a state (ok / miss / plain)."""
+    tput = m["throughput"]
+    req = m["requests"]
+    cards = [
+        {
+            "label": "Throughput",
+            "value": f"{tput['requests_per_s']:.2f} req/s",
+            "detail": f"{tput['output_tokens_per_s']:,.0f} output tok/s · "
+            f"{tput['total_tokens_per_s']:,.0f} total tok/s",
+            "state": "plain",
+        }
+    ]
+    targets = {t["metric"]: t for t in m.get("slo", {}).get("targets", [])}
+    for key, label in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E")):
+        s = m[key]
+        t = targets.get(key[:-2])
+        stat = t["stat"] if t else "p90"  # the statistic the SLO limits, if any
+        value = t["value_s"] if t else s["p90"]
+        others = " · ".join(f"{k} {_ms(s[k])}" for k in ("p50", "p90", "p99") if k != stat)
+        slo = f" · SLO {stat} {t['op']} {_ms(t['limit_s'])}" if t else ""
+        cards.append(
+            {
+                "label": f"{label} {stat}",
+                "value": _ms(value),
+                "detail": others + slo,
+                "state": ("ok" if t["met"] else "miss") if t else "plain",
+            }
+        )
+    slo = m.get("slo")
+    if slo:
+        cards.append(
+            {
+                "label": "SLO attainment",
+                "value": f"{slo['attainment']:.1%}",
+                "detail": f"goodput {slo['goodput_requests_per_s']:.2f} req/s · "
+                + ("every target met" if slo["met"] else "a target is missed"),
+                "state": "ok" if slo["met"] else "miss",
+            }
+        )
+    cards.append(
+        {
+            "label": "Preemptions",
+            "value": f"{req['preemptions']:,}",
+            "detail": f"{req['preempted']:,} of {req['total']:,} requests preempted"
+            + (f" · {req['rejected']:,} rejected" if req["rejected"] else ""),
+            "state": "miss" if req["rejected"] else "plain",
+        }
+    )
+    cards.append(
+        {
+            "label": "Peak KV use",
+            "value": f"{m['kv']['peak_utilization']:.1%}",
+            "detail": "highest share of any instance's KV blocks",
+            "state": "plain",
+        }
+    )
+    cost = m.get("cost")
+    if cost:
+        cards.append(
+            {
+                "label": "Cost per 1M output tokens",
+                "value": f"${cost['usd_per_million_output_tokens']:.2f}",
+                "detail": f"{cost['gpus']} GPUs at ${cost['usd_per_hour']:.2f}/h · "
+                f"${cost['usd_per_million_tokens']:.2f} per 1M tokens with prompts",
+                "state": "plain",
+            }
+        )
+    return cards
+
+
+def _time_parts(r: Results) -> tuple[list[dict], str]:
+    """The table of where the time goes (per part: mean, p50, p90, p99, share of the
+    mean E2E) and a stacked-bar chart: all requests, the slowest 10 % and 1 %."""
+    parts = ts.breakdown(r.requests)
+    e2e = r.requests["e2e_s"][r.requests["rejected"] == 0]
+    total = float(np.nansum(list(parts.values()), axis=0).mean()) if e2e.size else 0.0
+    rows = []
+    for name, v in parts.items():
+        if not v.size:
+            continue
+        p = np.percentile(v, [50, 90, 99])
+        rows.append(
+            {
+                "part": name,
+                "mean": float(v.mean()),
+                "p50": float(p[0]),
+                "p90": float(p[1]),
+                "p99": float(p[2]),
+                "share": float(v.mean()) / total if total > 0 else 0.0,
+            }
+        )
+    groups = []
+    if e2e.size:
+        order = np.argsort(-np.nan_to_num(e2e), kind="stable")
+        for label, share in (("all", 1.0), ("slowest 10%", 0.1), ("slowest 1%", 0.01)):
+            pick = order[: max(1, int(round(len(order) * share)))]
+            groups.append((label, [float(v[pick].mean()) for v in parts.values()]))
+    chart = svg.breakdown_chart(
+        groups,
+        list(ts.PARTS),
+        id="parts",
+        title="Where a request's time goes: mean over all, the slowest 10% and 1% by E2E",
+        colors=list(PART_COLORS),
+        row_height=22,
+    )
+    return rows, chart
+
+
+def _request_bars(r: Results) -> str:
+    req = r.requests
+    top, sample = ts.sample_requests(req)
+    cols = [np.nan_to_num(req[c]) for c in ts.PART_COLUMNS]
+
+    def rows(indices, tag):
+        return [(f"{tag} {int(float(req['id'][i]))}", [float(c[i]) for c in cols]) for i in indices]
+
+    return svg.breakdown_chart(
+        rows(top, "slowest") + rows(sample, "sample"),
+        list(ts.PARTS),
+        id="requests",
+        title=f"The {len(top)} slowest requests and {len(sample)} sampled ones (E2E split)",
+        colors=list(PART_COLORS),
+    )
+
+
+def _cdfs(r: Results) -> list[str]:
+    m = r.metrics
+    targets = m.get("slo", {}).get("targets", [])
+    out = []
+    for key, label in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E")):
+        values = r.requests[key]
+        rules = [
+            svg.Rule(t["limit_s"], f"SLO {t['stat']} {t['op']} {_ms(t['limit_s'])}", axis="x")
+            for t in targets
+            if t["metric"] == key[:-2]
+        ]
+        samples = {"all requests": values[~np.isnan(values)]}
+        entered = _pool_of_requests(r)
+        pools = [p["name"] for p in r.run.get("pools", []) if p["role"] != "decode"]
+        if len(pools) > 1:
+            for pool in pools:
+                v = values[entered == pool]
+                samples[pool] = v[~np.isnan(v)]
+        out.append(
+            svg.cdf_chart(
+                samples, id=f"cdf-{key[:-2]}", title=f"{label} CDF", x_label=label, rules=rules
+            )
+        )
+    return out
+
+
+def _pool_of_requests(r: Results) -> np.ndarray:
+    pool_of = {i["name"]: i["pool"] for i in r.metrics.get("instances", [])}
+    return np.array([pool_of.get(n, "") for n in r.requests["instance"]], dtype=object)
+
+
+def _pools(r: Results) -> dict[str, list[str]]:
+    """Pool name -> its instance names, in the order of the spec."""
+    out: dict[str, list[str]] = {}
+    for inst in r.metrics.get("instances", []):
+        out.setdefault(inst["pool"], []).append(inst["name"])
+    return out
+
+
+def _load_charts(r: Results, e: np.ndarray) -> list[str]:
+    """Running and waiting requests per pool; throughput over time."""
+    x = e[:-1]
+    lines = []
+    for k, (pool, names) in enumerate(_pools(r).items()):
+        color = svg.PALETTE[k % len(svg.PALETTE)]
+        for col, dash in (("running", False), ("waiting", True)):
+            total = sum(
+                (ts.step_mean(r.series[n]["time_s"], r.series[n][col], e) for n in names),
+                start=np.zeros(len(x)),
+            )
+            lines.append(svg.Series(f"{col} ({pool})", x, total, color=color, dash=dash))
+    running = svg.line_chart(
+        lines,
+        id="load",
+        title="Requests running and waiting (mean over each interval)",
+        x_label="time",
+        y_label="requests",
+    )
+    req = r.requests
+    done = req["rejected"] == 0
+    tokens = ts.token_rate(
+        req["first_token_s"][done], req["finish_s"][done], req["output_tokens"][done], e
+    )
+    arrived = ts.per_second(req["arrival_s"], e)
+    finished = ts.per_second(req["finish_s"][done], e)
+    rates = svg.line_chart(
+        [svg.Series("arrived", x, arrived, dash=True), svg.Series("completed", x, finished)],
+        id="rates",
+        title="Requests per second, arriving and completed",
+        x_label="time",
+        y_label="requests/s",
+    )
+    tok = svg.line_chart(
+        [svg.Series("output tokens/s", x, tokens)],
+        id="tokens",
+        title="Output tokens per second (a request's tokens spread between its first and last)",
+        x_label="time",
+        y_label="tokens/s",
+    )
+    return [running, rates, tok]
+
+
+def _kv_charts(r: Results, e: np.ndarray) -> list[str]:
+    """KV blocks used per instance (peak in each interval), one chart per pool."""
+    x = e[:-1]
+    caps = {i["name"]: i["kv_capacity_blocks"] for i in r.metrics.get("instances", [])}
+    out = []
+    for pool, names in _pools(r).items():
+        peaks = [
+            ts.step_max(r.series[n]["time_s"], r.series[n]["kv_used_blocks"], e) for n in names
+        ]
+        cap = max(caps[n] for n in names)
+        rules = [svg.Rule(cap, f"capacity {cap:,} blocks", color="#555555")]
+        if len(names) <= MOST_LINES:
+            lines = [svg.Series(n, x, p, step=True) for n, p in zip(names, peaks, strict=True)]
+            bands = []
+        else:
+            stack = np.vstack(peaks)
+            lines = [svg.Series(f"mean of {len(names)} instances", x, stack.mean(axis=0))]
+            bands = [svg.Band("min .. max", x, stack.min(axis=0), stack.max(axis=0))]
+        out.append(
+            svg.line_chart(
+                lines,
+                id=f"kv-{pool}",
+                title=f"KV blocks used, pool {pool} (peak in each interval)",
+                x_label="time",
+                y_label="blocks",
+                rules=rules,
+                bands=bands,
+            )
+        )
+    return out
+
+
+def _batch_charts(r: Results, e: np.ndarray) -> list[str]:
+    """Per pool: sequences decoded and prompt tokens prefilled per iteration."""
+    x = e[:-1]
+    out = []
+    for pool, names in _pools(r).items():
+        w = {c: np.concatenate([r.work[n][c] for n in names]) for c in r.work[names[0]]}
+        steps = w["steps"]
+        seqs = ts.binned_mean(w["start_s"], w["decode_seqs"], steps, e)
+        prompt = ts.binned_mean(w["start_s"], w["prefill_tokens"] / np.maximum(steps, 1), steps, e)
+        lines = [
+            svg.Series(label, x, y, color=color)
+            for label, y, color in (
+                ("sequences decoded", seqs, svg.PALETTE[0]),
+                ("prompt tokens prefilled", prompt, svg.PALETTE[1]),
+            )
+            if np.nansum(y) > 0  # a prefill pool decodes nothing, a decode pool prefills nothing
+        ]
+        out.append(
+            svg.line_chart(
+                lines,
+                id=f"batch-{pool}",
+                title=f"Batch per iteration, pool {pool} (mean over each interval)",
+                x_label="time",
+                y_label="per iteration",
+            )
+        )
+    return out
+
+
+def _link_chart(r: Results, e: np.ndarray) -> tuple[str | None, int]:
+    """Utilization of the links that moved most KV (and how many others moved some)."""
+    if not r.links:
+        return None, 0
+    moved = r.metrics.get("links", {})
+    names = sorted(r.links, key=lambda n: (-moved.get(n, {}).get("bytes", 0.0), n))
+    shown = names[:MOST_LINKS]
+    x = e[:-1]
+    lines = [
+        svg.Series(n, x, ts.step_mean(r.links[n]["time_s"], r.links[n]["utilization"], e))
+        for n in shown
+    ]
+    chart = svg.line_chart(
+        lines,
+        id="links",
+        title="Links that carried the most KV: share of bandwidth in use (mean over intervals)",
+        x_label="time",
+        y_label="utilization",
+        y_percent=True,
+    )
+    return chart, len(names) - len(shown)
+
+
+def _transfer_cdf(r: Results) -> str:
+    """How long requests waited for decode memory and how long their KV copy took."""
+    req = r.requests
+    moved = ~np.isnan(req["transfer_s"]) & (req["decode_instance"] != "")
+    samples = {
+        "KV wait": req["transfer_wait_s"][moved],
+        "KV copy": req["transfer_s"][moved],
+        "KV wait + copy": req["transfer_wait_s"][moved] + req["transfer_s"][moved],
+    }
+    return svg.cdf_chart(samples, id="cdf-transfer", title="KV wait and copy CDF", x_label="time")
+
+
+def _gantt(r: Results) -> tuple[str, int, int]:
+    """Iterations per instance in a window of the run (zoomable)."""
+    names = [n for names in _pools(r).values() for n in names]
+    lanes = names[:MOST_LANES]
+    starts = np.concatenate([r.work[n]["start_s"] for n in lanes]) if lanes else np.zeros(0)
+    end_s = r.metrics["sim"]["simulated_s"]
+    t0, t1 = ts.window(starts, end_s)
+    bars = []
+    for lane, n in enumerate(lanes):
+        w = r.work[n]
+        inside = (w["end_s"] >= t0) & (w["start_s"] <= t1)
+        for s, f, p, d, k in zip(
+            w["start_s"][inside],
+            w["end_s"][inside],
+            w["prefill_tokens"][inside],
+            w["decode_seqs"][inside],
+            w["steps"][inside],
+            strict=True,
+        ):
+            p, d, k = int(p), int(d), int(k)
+            kind = "decode" if p == 0 else "mixed" if d > 0 else "prefill"
+            what = (
+                f"{k} decode step{'s' * (k != 1)} × {d} seqs"
+                if kind == "decode"
+                else f"prefill {p} tokens" + (f" + decode {d} seqs" if d else "")
+            )
+            bars.append((lane, float(s), float(f), kind, f"{n}: {what}, {_ms(f - s)}"))
+    chart = svg.gantt_chart(
+        lanes,
+        bars,
+        id="gantt",
+        title="Iterations per instance (scroll to zoom, drag to pan, double-click to reset)",
+        kinds=KINDS,
+        window=(t0, t1),
+    )
+    return chart, len(lanes), len(names)
+
+
+def _tables(m: dict) -> tuple[list[dict], list[dict]]:
+    pools = [{"name": k, **v} for k, v in m.get("pools", {}).items()]
+    return pools, m.get("instances", [])
+
+
+def render(r: Results) -> str:
+    """The page of the result folder ``r``."""
+    from tokensim.report.diagram import deployment_svg
+    from tokensim.report.highlight import CSS as SPEC_CSS
+    from tokensim.report.highlight import highlight
+
+    m = r.metrics
+    e = ts.edges(m["sim"]["simulated_s"])
+    parts, parts_chart = _time_parts(r)
+    link_chart, more_links = _link_chart(r, e)
+    gantt, lanes, instances = _gantt(r)
+    pools, insts = _tables(m)
+    env = environment()
+    diagram = deployment_svg(r.graph, r.run.get("pools", [])) if r.graph else ""
+    page = env.get_template("report.html.j2").render(
+        m=m,
+        run=r.run,
+        cards=_cards(m),
+        diagram=Markup(diagram),
+        parts=parts,
+        parts_chart=Markup(parts_chart),
+        request_chart=Markup(_request_bars(r)),
+        cdfs=[Markup(c) for c in _cdfs(r)],
+        load=[Markup(c) for c in _load_charts(r, e)],
+        kv=[Markup(c) for c in _kv_charts(r, e)],
+        batch=[Markup(c) for c in _batch_charts(r, e)],
+        links=Markup(link_chart) if link_chart else None,
+        transfer_cdf=Markup(_transfer_cdf(r)) if link_chart else None,
+        more_links=more_links,
+        gantt=Markup(gantt),
+        lanes=lanes,
+        instance_count=instances,
+        pools=pools,
+        instances=insts,
+        spec=Markup(highlight(r.spec_text)) if r.spec_text is not None else None,
+        spec_css=Markup(SPEC_CSS),
+        css=Markup(_asset("style.css")),
+        script=Markup(_asset("gantt.js")),
+    )
+    return page

@@ -1,0 +1,155 @@
+"""index.html of a sweep: every point's metrics against the swept values, linking to
+each point's own page. Rendered from sweep.json and the points' metrics.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from markupsafe import Markup
+
+from tokensim.explore.sweep import metric_row, read_info
+from tokensim.report import svg
+from tokensim.report.load import ResultError
+from tokensim.report.page import _asset, environment
+
+
+def _read(path: Path) -> dict:
+    if not path.exists():
+        raise ResultError(f"{path} is missing")
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ResultError(f"{path} is not valid JSON ({err})") from None
+
+
+def _lines(info: dict, rows: list[dict], column: str, scale: float = 1.0):
+    """One series per combination of the other axes' values, x along the first axis.
+    With a non-numeric first axis, x is the value's position (ticks name the values)."""
+    first = info["axes"][0]
+    xs = first["numbers"] or list(range(len(first["texts"])))
+    groups: dict[str, tuple[list, list]] = {}
+    for point, row in zip(info["points"], rows, strict=True):
+        others = ", ".join(
+            f"{a['path'].rsplit('.', 1)[-1]}={point['values'][a['path']]}" for a in info["axes"][1:]
+        )
+        x = xs[first["texts"].index(point["values"][first["path"]])]
+        value = row[column]
+        xs_, ys_ = groups.setdefault(others, ([], []))
+        xs_.append(x)
+        ys_.append(float("nan") if value is None else float(value) * scale)
+    return groups
+
+
+def _chart(info, rows, columns, *, id, title, y_label, y_time=False, y_percent=False, rules=()):
+    first = info["axes"][0]
+    series = []
+    for column, label, dash in columns:
+        for others, (x, y) in _lines(info, rows, column).items():
+            name = label + (f" ({others})" if others else "")
+            series.append(svg.Series(name, x, y, dash=dash))
+    return svg.line_chart(
+        series,
+        id=id,
+        title=title,
+        x_label=first["path"],
+        y_label=y_label,
+        x_time=False,
+        y_time=y_time,
+        y_percent=y_percent,
+        rules=list(rules),
+        y_max=1.0 if y_percent else None,
+    )
+
+
+def render_index(folder: Path) -> str:
+    """The comparison page of the sweep in ``folder``."""
+    info = read_info(folder)
+    metrics = [_read(folder / p["folder"] / "metrics.json") for p in info["points"]]
+    rows = [metric_row(m) for m in metrics]
+    targets = metrics[0].get("slo", {}).get("targets", []) if metrics else []
+
+    def limits(metric):
+        return [
+            svg.Rule(t["limit_s"], f"SLO {t['metric']} {t['stat']}")
+            for t in targets
+            if t["metric"] == metric
+        ]
+
+    charts = [
+        _chart(
+            info,
+            rows,
+            [
+                ("ttft_p50_s", "p50", True),
+                ("ttft_p90_s", "p90", False),
+                ("ttft_p99_s", "p99", True),
+            ],
+            id="sweep-ttft",
+            title="TTFT",
+            y_label="TTFT",
+            y_time=True,
+            rules=limits("ttft"),
+        ),
+        _chart(
+            info,
+            rows,
+            [
+                ("tpot_p50_s", "p50", True),
+                ("tpot_p90_s", "p90", False),
+                ("tpot_p99_s", "p99", True),
+            ],
+            id="sweep-tpot",
+            title="TPOT",
+            y_label="TPOT",
+            y_time=True,
+            rules=limits("tpot"),
+        ),
+    ]
+    if targets:
+        charts.append(
+            _chart(
+                info,
+                rows,
+                [("slo_attainment", "attainment", False)],
+                id="sweep-slo",
+                title="SLO attainment (requests meeting every limit)",
+                y_label="attainment",
+                y_percent=True,
+            )
+        )
+    charts.append(
+        _chart(
+            info,
+            rows,
+            [("requests_per_s", "completed", False), ("goodput_requests_per_s", "goodput", True)],
+            id="sweep-tput",
+            title="Throughput and goodput",
+            y_label="requests/s",
+        )
+    )
+    if any(r["usd_per_million_output_tokens"] is not None for r in rows):
+        charts.append(
+            _chart(
+                info,
+                rows,
+                [("usd_per_million_output_tokens", "$ per 1M output tokens", False)],
+                id="sweep-cost",
+                title="Cost per million output tokens",
+                y_label="$",
+            )
+        )
+    met = [p for p, r in zip(info["points"], rows, strict=True) if r["slo_met"]]
+    env = environment()
+    return env.get_template("index.html.j2").render(
+        info=info,
+        rows=[
+            {"point": p, "row": r, "metrics": m}
+            for p, r, m in zip(info["points"], rows, metrics, strict=True)
+        ],
+        charts=[Markup(c) for c in charts],
+        targets=targets,
+        met=met,
+        version=metrics[0]["tokensim_version"] if metrics else "",
+        css=Markup(_asset("style.css")),
+    )
