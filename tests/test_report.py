@@ -378,6 +378,19 @@ def test_sweep_runs_every_point_and_links_them(tmp_path):
     assert (out / "index.html").read_bytes() == before
 
 
+def test_a_sweep_over_names_compares_them_in_bars(tmp_path):
+    spec = tmp_path / "names.tsim"
+    spec.write_text(
+        SMALL.replace("requests 300", "requests 40")
+        + "sweep { deployment.p.batching in continuous, chunked }\n"
+    )
+    result = tokensim("run", spec, "-o", tmp_path / "s", "-q")
+    assert result.returncode == 0, result.stderr
+    index = (tmp_path / "s" / "index.html").read_text()
+    assert index.count('class="chart"') >= 4
+    assert ">continuous<" in index and ">chunked<" in index  # the bars' group labels
+
+
 def test_no_sweep_runs_the_spec_as_written(tmp_path):
     spec = tmp_path / "sweep.tsim"
     spec.write_text(

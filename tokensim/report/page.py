@@ -404,6 +404,7 @@ def _gantt(r: Results) -> tuple[str, int, int]:
         title="Iterations per instance (scroll to zoom, drag to pan, double-click to reset)",
         kinds=KINDS,
         window=(t0, t1),
+        width=1100,
     )
     return chart, len(lanes), len(names)
 

@@ -4,6 +4,7 @@ each point's own page. Rendered from sweep.json and the points' metrics.json."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from markupsafe import Markup
@@ -43,16 +44,29 @@ def _lines(info: dict, rows: list[dict], column: str, scale: float = 1.0):
 
 def _chart(info, rows, columns, *, id, title, y_label, y_time=False, y_percent=False, rules=()):
     first = info["axes"][0]
+    several = len(info["axes"]) > 1
+    if several:  # a line per combination of the other axes: only the solid (main) statistics
+        columns = [c for c in columns if not c[2]] or columns[:1]
     series = []
     for column, label, dash in columns:
-        for others, (x, y) in _lines(info, rows, column).items():
+        for g, (others, (x, y)) in enumerate(_lines(info, rows, column).items()):
             name = label + (f" ({others})" if others else "")
-            series.append(svg.Series(name, x, y, dash=dash))
+            color = svg.PALETTE[g % len(svg.PALETTE)] if several else None
+            series.append(svg.Series(name, x, y, dash=dash, color=color))
+    if not first["numbers"]:  # names (models, policies): bars, one group per name
+        values = {}
+        for s in series:
+            by_x = dict(zip(s.x, s.y, strict=True))
+            values[s.label] = [by_x.get(k, float("nan")) for k in range(len(first["texts"]))]
+        return svg.bar_chart(
+            list(first["texts"]), values, id=id, title=title, y_label=y_label, y_time=y_time
+        )
+    unit = re.sub(r"^[-+0-9.eE]+\s*", "", first["texts"][0]) if first["numbers"] else ""
     return svg.line_chart(
         series,
         id=id,
         title=title,
-        x_label=first["path"],
+        x_label=first["path"] + (f" ({unit})" if unit else ""),
         y_label=y_label,
         x_time=False,
         y_time=y_time,
