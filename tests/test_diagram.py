@@ -22,30 +22,18 @@ from tokensim.report.diagram import (
     deployment_svg,
     text_width,
 )
+from tokensim.report.manifest import pools as manifest_pools
 
 NS = "{http://www.w3.org/2000/svg}"
 KV_STROKE = "#9A6700"
 
 
 def compiled(text: str, filename: str):
-    """(graph as ``tokensim graph --format json`` prints it, parsed; pools as the report passes)."""
+    """(graph as ``tokensim graph --format json`` prints it, parsed; pools as run.json has them)."""
     sources = SourceMap()
     spec = check(parse(text, filename, sources), sources)
     graph = json.loads(to_json(lower(spec)))
-    pools = [
-        {
-            "name": p.name,
-            "role": p.role,
-            "model": p.model.name,
-            "dtype": p.dtype,
-            "instances": len(p.instances),
-            "tp": p.tp,
-            "pp": p.pp,
-            "gpu": p.gpu.name,
-            "batching": p.batching.name,
-        }
-        for p in spec.deployment.pools
-    ]
+    pools = manifest_pools(spec)
     return graph, pools
 
 

@@ -94,31 +94,14 @@ def render_index(folder: Path) -> str:
         _chart(
             info,
             rows,
-            [
-                ("ttft_p50_s", "p50", True),
-                ("ttft_p90_s", "p90", False),
-                ("ttft_p99_s", "p99", True),
-            ],
-            id="sweep-ttft",
-            title="TTFT",
-            y_label="TTFT",
+            [(f"{key}_{s}_s", s, s != "p90") for s in ("p50", "p90", "p99")],
+            id=f"sweep-{key}",
+            title=label,
+            y_label=label,
             y_time=True,
-            rules=limits("ttft"),
-        ),
-        _chart(
-            info,
-            rows,
-            [
-                ("tpot_p50_s", "p50", True),
-                ("tpot_p90_s", "p90", False),
-                ("tpot_p99_s", "p99", True),
-            ],
-            id="sweep-tpot",
-            title="TPOT",
-            y_label="TPOT",
-            y_time=True,
-            rules=limits("tpot"),
-        ),
+            rules=limits(key),
+        )
+        for key, label in (("ttft", "TTFT"), ("tpot", "TPOT"))
     ]
     if targets:
         charts.append(
