@@ -39,7 +39,8 @@ class Results:
     work: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
-def _json(path: Path, required: bool = True) -> dict | None:
+def read_json(path: Path, required: bool = True) -> dict | None:
+    """The JSON file at ``path`` (None if absent and not ``required``), or a ResultError."""
     if not path.exists():
         if required:
             raise ResultError(f"{path} is missing")
@@ -112,9 +113,9 @@ def load(folder: str | Path) -> Results:
         raise ResultError(f"{folder} is not a folder")
     if not (folder / "metrics.json").exists():
         raise ResultError(f"{folder} has no metrics.json: not a result folder of `tokensim run`")
-    metrics = _json(folder / "metrics.json")
-    run = _json(folder / "run.json")
-    graph = _json(folder / "graph.json", required=False)
+    metrics = read_json(folder / "metrics.json")
+    run = read_json(folder / "run.json")
+    graph = read_json(folder / "graph.json", required=False)
     spec = folder / "spec.tsim"
     requests = _table(folder / "requests.csv", REQUEST_COLUMNS)
     series = _table(folder / "timeseries.csv", SERIES_COLUMNS)

@@ -195,6 +195,8 @@ def _request_bars(r: Results) -> str:
 def _cdfs(r: Results) -> list[str]:
     m = r.metrics
     targets = m.get("slo", {}).get("targets", [])
+    entered = _pool_of_requests(r)
+    pools = [p["name"] for p in r.run.get("pools", []) if p["role"] != "decode"]
     out = []
     for key, label in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E")):
         values = r.requests[key]
@@ -204,8 +206,6 @@ def _cdfs(r: Results) -> list[str]:
             if t["metric"] == key[:-2]
         ]
         samples = {"all requests": values[~np.isnan(values)]}
-        entered = _pool_of_requests(r)
-        pools = [p["name"] for p in r.run.get("pools", []) if p["role"] != "decode"]
         if len(pools) > 1:
             for pool in pools:
                 v = values[entered == pool]

@@ -3,7 +3,6 @@ each point's own page. Rendered from sweep.json and the points' metrics.json."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -11,17 +10,8 @@ from markupsafe import Markup
 
 from tokensim.explore.sweep import metric_row, read_info
 from tokensim.report import svg
-from tokensim.report.load import ResultError
+from tokensim.report.load import read_json
 from tokensim.report.page import _asset, environment
-
-
-def _read(path: Path) -> dict:
-    if not path.exists():
-        raise ResultError(f"{path} is missing")
-    try:
-        return json.loads(path.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ResultError(f"{path} is not valid JSON ({err})") from None
 
 
 def _lines(info: dict, rows: list[dict], column: str, scale: float = 1.0):
@@ -79,7 +69,7 @@ def _chart(info, rows, columns, *, id, title, y_label, y_time=False, y_percent=F
 def render_index(folder: Path) -> str:
     """The comparison page of the sweep in ``folder``."""
     info = read_info(folder)
-    metrics = [_read(folder / p["folder"] / "metrics.json") for p in info["points"]]
+    metrics = [read_json(folder / p["folder"] / "metrics.json") for p in info["points"]]
     rows = [metric_row(m) for m in metrics]
     targets = metrics[0].get("slo", {}).get("targets", []) if metrics else []
 

@@ -342,7 +342,7 @@ class Instance:
         ctx = self.batch.context + decode if decode else 0
         batch = Batch(tokens, pairs, decode, ctx, decode + completing)
         duration = self.cost.iteration_s(batch) + extra_s
-        self.plan = (prefill, decode)
+        self.plan = (prefill, decode, tokens)
         self.iteration_start = now
         self._sample(tokens + decode)
         self.version += 1
@@ -454,11 +454,11 @@ class Instance:
         if version != self.version:
             return
         now = self.kernel.now
-        prefill, decode = self.plan
+        prefill, decode, tokens = self.plan
         self.plan = None
         self.iterations += 1
         self.busy_s += now - self.iteration_start
-        self.work.append((self.iteration_start, now, sum(chunk for _, chunk in prefill), decode, 1))
+        self.work.append((self.iteration_start, now, tokens, decode, 1))
         batch = self.batch
         if decode:
             self.itl_gaps += batch.advance(1, now, now)
