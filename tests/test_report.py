@@ -376,6 +376,11 @@ def test_sweep_runs_every_point_and_links_them(tmp_path):
     (out / "index.html").unlink()
     assert tokensim("report", out).returncode == 0
     assert (out / "index.html").read_bytes() == before
+    for text, message in (("{", "sweep.json is not valid JSON"), ('{"axes": []}', "points")):
+        (out / "sweep.json").write_text(text)
+        result = tokensim("report", out)
+        assert result.returncode == 2 and message in result.stderr
+        assert "Traceback" not in result.stderr
 
 
 def test_a_sweep_over_names_compares_them_in_bars(tmp_path):

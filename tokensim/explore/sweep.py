@@ -172,19 +172,17 @@ def run_sweep(
 
 def read_info(folder: Path) -> dict:
     """``folder``/sweep.json, checked to have what the pages need."""
-    from tokensim.report.load import ResultError
+    from tokensim.report.load import ResultError, read_json
 
     path = folder / "sweep.json"
+    info = read_json(path)
     try:
-        info = json.loads(path.read_text("utf-8"))
         axes, pts = info["axes"], info["points"]
         if not axes or any(not {"path", "texts", "numbers"} <= set(a) for a in axes):
             raise ValueError("an axis lacks path, texts or numbers")
         if any(not {"folder", "values"} <= set(p) for p in pts):
             raise ValueError("a point lacks folder or values")
-    except FileNotFoundError:
-        raise ResultError(f"{path} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError) as err:
         raise ResultError(f"{path} is not a sweep description ({err})") from None
     return info
 
