@@ -58,6 +58,28 @@ class Efficiency:
     overhead_s: float = 0.0
 
 
+COST_KINDS = ("roofline", "table", "calibrated")
+
+
+@dataclass(frozen=True)
+class CostSpec:
+    """Which cost-model backend times a pool's iterations.
+
+    ``roofline``: peaks times the efficiency factors; ``table``: measured operator
+    timings (tokensim table format, CSV), interpolated; ``calibrated``: the roofline
+    with efficiency factors fitted by ``tokensim calibrate`` (JSON). ``path`` is the
+    file of ``table``/``calibrated``, absolute and resolved (None for ``roofline``);
+    ``span`` is the ``cost`` statement (None when no statement chose it).
+    """
+
+    kind: str  # roofline | table | calibrated
+    path: str | None
+    span: Span | None = None
+
+
+ROOFLINE = CostSpec("roofline", None, None)
+
+
 @dataclass(frozen=True)
 class Gpu:
     """A kind of accelerator. ``compute_flops`` maps a dtype to dense peak FLOP/s."""
@@ -74,6 +96,7 @@ class Gpu:
     price_per_h: float | None
     sources: tuple[str, ...]
     span: Span
+    cost: CostSpec = ROOFLINE  # the GPU's `cost`; pools on it use it unless they set their own
 
     def flops(self, dtype: str) -> float | None:
         """Peak dense FLOP/s for ``dtype`` (None if the GPU has no such unit)."""
@@ -203,6 +226,7 @@ class Pool:
     kv: KvConfig
     weights_per_gpu_B: float
     span: Span
+    cost: CostSpec = ROOFLINE  # the effective choice: the pool's `cost`, else its GPU's
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,28 @@ class CostModel:
         steps = 2 * (self.tp - 1)
         return steps / self.tp * nbytes / self.ring_Bps + steps * self.ring_latency_s
 
+    def _dense_gemms(self, tokens: int) -> float:
+        """One layer's projection and (dense) MLP GEMMs over ``tokens`` tokens."""
+        return sum(self._gemm(g, tokens) for g in self.gemms)
+
+    def _lm_head(self, samples: int) -> float:
+        return self._gemm(self.head, samples)
+
+    def _prefill_attention(self, pairs: float) -> float:
+        """One layer's prefill attention over ``pairs`` causal query-key pairs."""
+        return pairs * self.attn_flops_per_pair / self.attn_flops
+
+    def _decode_attention(self, context: int, seqs: int) -> float:
+        """One layer's decode attention of ``seqs`` sequences over ``context`` tokens in all."""
+        return max(
+            context * self.attn_flops_per_ctx / self.attn_flops,
+            context * self.kv_bytes_per_token / self.kv_Bps,
+        )
+
+    def _norms(self, tokens: int) -> float:
+        """One layer's norms and residual adds over ``tokens`` tokens."""
+        return NORM_PASSES * tokens * self.hidden_bytes / self.mem_Bps
+
     def breakdown(self, batch: Batch) -> dict[str, float]:
         """Seconds per operation class for one iteration of ``batch`` (all layers and stages)."""
         tokens = batch.prefill_tokens + batch.decode_seqs
@@ -148,7 +170,7 @@ class CostModel:
         if tokens == 0:
             return {"overhead": self.overhead_s}
         layers = self.layers_per_stage * self.pp
-        gemm = sum(self._gemm(g, tokens) for g in self.gemms)
+        gemm = self._dense_gemms(tokens)
         if self.expert is not None:
             pairs = tokens * self.top_k
             touched = self.experts * (1 - (1 - self.top_k / self.experts) ** tokens)
@@ -157,12 +179,9 @@ class CostModel:
                 e.flops_per_token * pairs / self.gemm_flops,
                 (e.weight_bytes * touched + e.act_bytes_per_token * pairs) / self.mem_Bps,
             )
-        prefill_attn = batch.prefill_pairs * self.attn_flops_per_pair / self.attn_flops
-        decode_attn = max(
-            batch.decode_context * self.attn_flops_per_ctx / self.attn_flops,
-            batch.decode_context * self.kv_bytes_per_token / self.kv_Bps,
-        )
-        norms = NORM_PASSES * tokens * self.hidden_bytes / self.mem_Bps
+        prefill_attn = self._prefill_attention(batch.prefill_pairs)
+        decode_attn = self._decode_attention(batch.decode_context, batch.decode_seqs)
+        norms = self._norms(tokens)
         allreduce = 2 * self._allreduce(tokens * self.hidden_bytes)
         handoff = (
             (self.pp - 1) * (tokens * self.hidden_bytes / self.stage_Bps + self.stage_latency_s)
@@ -175,7 +194,7 @@ class CostModel:
             "attention_decode": layers * decode_attn,
             "norms": layers * norms,
             "allreduce": layers * allreduce,
-            "lm_head": self._gemm(self.head, samples) if samples else 0.0,
+            "lm_head": self._lm_head(samples) if samples else 0.0,
             "pp_handoff": handoff,
             "overhead": self.overhead_s,
         }
@@ -218,4 +237,8 @@ def for_pool(pool: ir.Pool, graph) -> CostModel:
             path = graph.path(stage[-1], gpus[(s + 1) * tp])
             stage_bw = min(stage_bw, path.bottleneck_Bps)
             stage_lat = max(stage_lat, path.latency_s)
-    return CostModel(pool, ring_bw, ring_lat, stage_bw, stage_lat)
+    if pool.cost.kind == "roofline":
+        return CostModel(pool, ring_bw, ring_lat, stage_bw, stage_lat)
+    from tokensim.perf.backend import measured
+
+    return measured(pool, ring_bw, ring_lat, stage_bw, stage_lat)

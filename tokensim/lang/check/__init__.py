@@ -152,6 +152,9 @@ def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
     _index_std(env, sources)
     loader = _Loader(sources, rep)
     loader.load_imports(module, (module.file,))
+    if not module.file.startswith("<"):
+        env.files.add(module.file)
+    env.files.update(name for name, loaded in loader.done.items() if loaded.import_name is None)
 
     # Definitions from imported files first, then the spec's own statements.
     bound_files = []

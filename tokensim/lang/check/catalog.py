@@ -6,6 +6,7 @@ from tokensim import ir
 from tokensim.lang.check.env import Env
 from tokensim.lang.diagnostics import Note
 from tokensim.lang.schema import BAD, Bodies, Bound, Val
+from tokensim.lang.source import Span
 
 
 def _sources(body: Bodies) -> tuple[str, ...]:
@@ -26,6 +27,49 @@ def link(bound: Bound, env: Env) -> ir.Link | None:
     return ir.Link(bound.get("name"), bw, lat, _sources(body), bound.span)
 
 
+_COST_FILES = {"table": "an operator-timing table (CSV)", "calibrated": "a calibration (JSON)"}
+
+
+def cost(bound: Bound | None, env: Env):
+    """The :class:`ir.CostSpec` of a ``cost`` statement; None when there is none, BAD
+    after reporting an error. A path is taken from the folder of the file it is in."""
+    if bound is None:
+        return None
+    kind, ref = bound.get("kind"), bound.get("path")
+    if kind in (None, BAD):
+        return BAD  # reported when the statement was matched
+    if kind == "roofline":
+        if ref is not None:
+            env.rep.error(
+                "`cost roofline` takes no file",
+                ref.span,
+                help='remove the path, or write `cost table "<csv>"` or `cost calibrated "<json>"`',
+            )
+            return BAD
+        return ir.CostSpec("roofline", None, bound.span)
+    if ref is None:
+        end = bound.stmt.items[-1].span
+        env.rep.error(
+            f"`cost {kind}` needs a file: {_COST_FILES[kind]}",
+            Span(end.file, end.end_line, end.end_col, end.end_line, end.end_col + 1),
+            Note(f'usage: cost {kind} "<path>"'),
+        )
+        return BAD
+    written = env.folder_of(ref.span) / ref.value  # as the user can find it, for messages
+    path = written.resolve()
+    if not path.is_file():
+        env.rep.error(
+            f"`{ref.value}` is a folder, not a file"
+            if path.is_dir()
+            else f"no such file `{ref.value}` for `cost {kind}`",
+            ref.span,
+            help=f"looked for {written}; a relative path is taken from the folder of the file "
+            "the `cost` statement is in",
+        )
+        return BAD
+    return ir.CostSpec(kind, str(path), bound.span)
+
+
 def gpu(bound: Bound, env: Env) -> ir.Gpu | None:
     body = bound.body
     memory, bandwidth = body.value("memory"), body.value("bandwidth")
@@ -39,7 +83,8 @@ def gpu(bound: Bound, env: Env) -> ir.Gpu | None:
                 compute[key] = value
         if not compute_body.body.by_key:
             env.rep.error("`compute` lists no data type", compute_body.span)
-    if not _ok(memory, bandwidth, host_link) or not compute:
+    cost_spec = cost(body.one("cost"), env)
+    if not _ok(memory, bandwidth, host_link) or not compute or cost_spec is BAD:
         return None
     eff = body.one("efficiency")
     given = {}
@@ -59,6 +104,7 @@ def gpu(bound: Bound, env: Env) -> ir.Gpu | None:
         price_per_h=body.value("price"),
         sources=_sources(body),
         span=bound.span,
+        cost=cost_spec or ir.ROOFLINE,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tokensim import ir
+from tokensim.lang.check.catalog import cost as check_cost
 from tokensim.lang.check.cluster import components
 from tokensim.lang.check.env import Env
 from tokensim.lang.diagnostics import Note, did_you_mean, one_of
@@ -110,11 +111,12 @@ def _pool(name, bound: Bound, cluster, free, owner, comp, env: Env) -> ir.Pool |
             tuple(sorted((p.name, p.default) for p in BATCHING.get("continuous").params)),
             None,
         )
+    own_cost = check_cost(pb.one("cost"), env)
     if model is None or placement is None or BAD in (instances, tp, pp, role, batching, dtype):
         return None
     dtype = dtype or model.dtype
     where = pb.one("model").span
-    ok = True
+    ok = own_cost is not BAD  # reported; the pool's other checks still run
     if model.heads % tp or not (model.kv_heads % tp == 0 or tp % model.kv_heads == 0):
         rep.error(
             f"tp {tp} does not divide the heads of `{model.name}` "
@@ -223,6 +225,7 @@ def _pool(name, bound: Bound, cluster, free, owner, comp, env: Env) -> ir.Pool |
         kv,
         weights,
         bound.span,
+        own_cost or gpu.cost,
     )
 
 

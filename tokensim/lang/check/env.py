@@ -21,6 +21,16 @@ class Env:
     std_index: dict[str, dict[str, str]] = field(default_factory=dict)
     # names whose definition had errors: uses of them are not reported again
     broken: set[tuple[str, str]] = field(default_factory=set)
+    # files read from disk (the spec and what it imports), as spans name them
+    files: set[str] = field(default_factory=set)
+
+    def folder_of(self, span: Span) -> FsPath:
+        """The folder a relative path written at ``span`` is taken from: that of the file
+        holding the statement, or the spec's folder for text that is no file on disk
+        (a ``std/`` catalogue, a ``--set`` value, a spec checked from a string)."""
+        if span.file in self.files:
+            return FsPath(span.file).parent
+        return self.base_dir
 
     def define(self, kind: str, name: str, value: object, span: Span) -> None:
         table = self.defs.setdefault(kind, {})

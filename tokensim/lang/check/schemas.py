@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from tokensim.ir import DTYPE_BYTES, Efficiency
+from tokensim.ir import COST_KINDS, DTYPE_BYTES, Efficiency
 from tokensim.lang import ast
 from tokensim.lang.diagnostics import Note, did_you_mean
 from tokensim.lang.schema import (
@@ -183,6 +183,17 @@ EFFICIENCY = Block(
     "Achieved fractions of peak: what the roofline cost model multiplies the peaks by.",
 )
 
+
+def _cost(doc: str, default: str) -> Attr:
+    """``cost roofline`` / ``cost table "<path>"`` / ``cost calibrated "<path>"``."""
+    return Attr(
+        "cost",
+        (_words("kind", COST_KINDS, "cost model"), Opt((Str("path"),))),
+        doc,
+        default=default,
+    )
+
+
 GPU = Block(
     "gpu",
     (
@@ -212,6 +223,11 @@ GPU = Block(
             body=EFFICIENCY,
             body_required=True,
             default="the efficiency block's defaults",
+        ),
+        _cost(
+            "the cost model that times iterations: the roofline, measured operator tables "
+            "(a CSV file) or the roofline calibrated by `tokensim calibrate` (a JSON file)",
+            "roofline",
         ),
         Attr("power", (Num("power", Dim.POWER, above=0),), "board power"),
         Attr("price", (Num("price", Dim.PRICE, min=0),), "price per GPU-hour"),
@@ -376,6 +392,7 @@ POOL = Block(
             custom_body=True,
         ),
         Attr("kv", (), "KV-cache memory policy", body=KV, body_required=True),
+        _cost("the cost model, overriding its GPU's `cost`", "the GPU's cost, else roofline"),
     ),
     "Identical instances of one model.",
 )

@@ -1,0 +1,49 @@
+"""How accurate is tokensim's cost model? Predicted against measured op times.
+
+Reads the measured tables in ../shared/data (Vidur's per-layer operator
+profiles and NVIDIA's kernel tables), imports them into tokensim tables, and
+prints for each source, per GPU x model x op class and overall, the median and
+p90 absolute relative error of the datasheet roofline, of the calibrated model
+fitted with the model (or shape family) held out, and of a calibration carried
+to another GPU. Run: python3 bench/accuracy.py [DATA_DIR] [--source vidur|nvidia]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from tokensim.perf import importers, validate
+
+SOURCES = {
+    "vidur": "vidur/data/profiling",
+    "nvidia": "nvidia_kernels",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "data", nargs="?", default=str(Path(__file__).parents[1] / ".." / "shared" / "data")
+    )
+    ap.add_argument("--source", choices=sorted(SOURCES), action="append")
+    args = ap.parse_args(argv)
+    data = Path(args.data)
+    if not data.is_dir():
+        print(f"error: {data}: no measured data here (the shared data folder)", file=sys.stderr)
+        return 2
+    for source in args.source or sorted(SOURCES):
+        start = time.perf_counter()
+        table = importers.load(data / SOURCES[source])
+        scores = validate.evaluate(table, progress=lambda s: print(f"  {s}", file=sys.stderr))
+        print(f"## {source}: {len(table)} measured op times\n")
+        print(validate.markdown(validate.overall(scores)))
+        print(validate.markdown(scores))
+        print(f"({time.perf_counter() - start:.0f} s)\n", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

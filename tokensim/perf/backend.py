@@ -1,0 +1,241 @@
+"""Cost models whose op times come from measurements: ``cost table`` and ``cost calibrated``.
+
+Both price the same ops as the roofline (:class:`~tokensim.perf.roofline.CostModel`),
+but each op's time comes from a *predictor*:
+
+* ``calibrated``: a :mod:`~tokensim.perf.calibrate` file's fitted formulas;
+* ``table``: a tokensim table, interpolated in log-log space along the one key
+  that varies with the batch (tokens, length or bytes) among rows whose other
+  keys equal the op's shape exactly.
+
+At construction every op of one layer is evaluated once on a grid of sizes, and
+an iteration then reads the curves (log-log interpolation), so a simulated
+iteration costs what it costs with the roofline. Where the predictor has nothing
+(a shape the table lacks, an op class the calibration did not fit, a size
+outside the table's range) the roofline's value is used and a note says so, once.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from functools import cache
+
+import numpy as np
+
+from tokensim import ir
+from tokensim.perf import calibrate, tables
+from tokensim.perf.roofline import CostModel
+
+GRID = 2.0 ** np.arange(0, 17.01, 0.25)  # 1 .. 131072
+_said: set[str] = set()
+
+
+def note(message: str) -> None:
+    """Print ``message`` to stderr once per process."""
+    if message not in _said:
+        _said.add(message)
+        print(f"note: {message}", file=sys.stderr)
+
+
+@cache
+def _calibration(path: str) -> calibrate.Calibration:
+    return calibrate.read(path)
+
+
+@cache
+def _table(path: str) -> tables.Table:
+    return tables.read(path)
+
+
+class TablePredictor:
+    """Interpolates a table's rows of equal shape along the key that grows with the batch."""
+
+    AXIS = {
+        "gemm": "m",
+        "attention_prefill": "length",
+        "attention_decode": "length",
+        "elementwise": "bytes",
+        "allreduce": "bytes",
+    }
+
+    def __init__(self, table: tables.Table):
+        self.table = table
+
+    def __call__(self, gpu: str, op: str, kernel: str, q: tables.Table) -> np.ndarray | None:
+        rows = self.table.select(gpu=gpu, op=op)
+        if op == "elementwise":
+            rows = rows.select(kernel=kernel)
+        if len(rows) == 0:
+            return None
+        axis = self.AXIS[op]
+        fixed = [
+            c for c in tables.KEYS[op] if c != axis and not (op == "elementwise" and c == "bytes")
+        ]
+        out = np.full(len(q), np.nan)
+        for i in range(len(q)):
+            mask = np.ones(len(rows), bool)
+            for c in fixed:
+                mask &= rows[c] == q[c][i]
+            if not mask.any():
+                continue
+            x, y = rows[axis][mask], rows["seconds"][mask]
+            order = np.argsort(x)
+            x, y = x[order], y[order]  # equal x (several models): np.interp takes one
+            v = q[axis][i]
+            if v < x[0] or v > x[-1]:
+                continue
+            out[i] = math.exp(np.interp(math.log(v), np.log(x), np.log(y)))
+        return out
+
+
+class CalibrationPredictor:
+    def __init__(self, cal: calibrate.Calibration):
+        self.cal = cal
+
+    def __call__(self, gpu: str, op: str, kernel: str, q: tables.Table) -> np.ndarray | None:
+        name = f"{op}:{kernel}" if op == "elementwise" else op
+        return self.cal.predict(q, gpu, name)
+
+
+def _query(op: str, count: int, **cols) -> tables.Table:
+    rows = [{"op": op, **{k: (v[i] if isinstance(v, np.ndarray) else v) for k, v in cols.items()}}
+            for i in range(count)]  # fmt: skip
+    return tables.from_rows(rows)
+
+
+class MeasuredCostModel(CostModel):
+    """The roofline's structure with op times from a predictor, read off precomputed curves."""
+
+    def __init__(self, pool: ir.Pool, predictor, label: str, *links):
+        super().__init__(pool, *links)
+        self.predictor, self.label = predictor, label
+        m, tp = pool.model, pool.tp
+        self.gpu_name = pool.gpu.name
+        d, hq, hkv = m.hidden, m.heads * m.head_dim, m.kv_heads * m.head_dim
+        shapes = [((hq + 2 * hkv) // tp, d), (d, hq // tp)]
+        if m.experts == 1:
+            shapes += [((2 if m.mlp == "gated" else 1) * m.ffn // tp, d), (d, m.ffn // tp)]
+        self.moe = m.experts > 1
+        grid = GRID
+        dtype = pool.dtype
+        # GEMMs of one layer, summed on the grid (MoE expert GEMMs stay with the roofline)
+        gemm = np.zeros(len(grid))
+        for n, k in shapes:
+            gemm += self._predict("gemm", "", grid, dtype, self._roof_gemm(n, k), m=grid, n=n, k=k)
+        if self.moe:  # the router stays with the roofline (the experts are added by breakdown)
+            gemm += np.array([self._gemm(self.gemms[2], t) for t in grid])
+        self._gemm_curve = np.log(gemm)
+        head = self._predict(
+            "gemm", "", grid, dtype, self._roof_gemm(m.vocab // tp, d), m=grid, n=m.vocab // tp, k=d
+        )
+        self._head_curve = np.log(head)
+        # norms and residual adds (2 each per layer), rope and the MLP activation
+        elementwise = np.zeros(len(grid))
+        for kernel, calls, per_token in (
+            ("norm", 2, 4 * d),
+            ("add", 2, 6 * d),
+            ("rope", 1, 4 * (m.heads + m.kv_heads) * m.head_dim // tp),
+            ("act", 1, (6 if m.mlp == "gated" else 4) * m.ffn // tp),
+        ):
+            elementwise += calls * self._predict(
+                "elementwise", kernel, grid, "fp16", lambda t, b=per_token: t * b / self.mem_Bps,
+                m=grid, bytes=per_token * grid,
+            )  # fmt: skip
+        self._norm_curve = np.log(elementwise)
+        # attention: prefill by the length of one prompt; decode as a line in the context read
+        heads, kv_heads = m.heads // tp, max(1, m.kv_heads // tp)
+        pre = self._predict(
+            "attention_prefill", "", grid, "bf16",
+            lambda L: CostModel._prefill_attention(self, L * (L + 1) / 2),
+            batch=1, length=grid, heads=heads, kv_heads=kv_heads, head_dim=m.head_dim,
+        )  # fmt: skip
+        self._prefill_curve = np.log(pre)
+        ref_batch, lengths = 32, np.array([512.0, 4096.0])
+        dec = self._predict(
+            "attention_decode", "", lengths, "bf16",
+            lambda L: CostModel._decode_attention(self, int(ref_batch * L), ref_batch),
+            batch=ref_batch, length=lengths, heads=heads, kv_heads=kv_heads, head_dim=m.head_dim,
+        )  # fmt: skip
+        self._decode_per_token = max(
+            0.0, (dec[1] - dec[0]) / (ref_batch * (lengths[1] - lengths[0]))
+        )
+        self._decode_fixed = max(0.0, dec[0] - self._decode_per_token * ref_batch * lengths[0])
+        # tensor-parallel all-reduce of the hidden states
+        if tp > 1:
+            nbytes = grid * self.hidden_bytes
+            ar = self._predict(
+                "allreduce", "", nbytes, "bf16",
+                lambda b: CostModel._allreduce(self, b), gpus=tp, bytes=nbytes,
+            )  # fmt: skip
+            self._allreduce_curve = np.log(ar)
+
+    def _roof_gemm(self, n: int, k: int):
+        w = ir.DTYPE_BYTES[self.pool.dtype]
+
+        def seconds(tokens: float) -> float:
+            return max(
+                2 * tokens * n * k / self.gemm_flops,
+                (n * k * w + tokens * (n + k) * 2) / self.mem_Bps,
+            )
+
+        return seconds
+
+    def _predict(self, op, kernel, sizes, dtype, roofline, **cols) -> np.ndarray:
+        """The predictor's times on ``sizes``; the roofline's (or NaN) where it has none."""
+        q = _query(op, len(sizes), gpu=self.gpu_name, dtype=dtype, kernel=kernel, **cols)
+        got = self.predictor(self.gpu_name, op, kernel, q)
+        if got is None:
+            got = np.full(len(sizes), np.nan)
+        missing = np.isnan(got)
+        if missing.any():
+            what = f"{op}:{kernel}" if kernel else op
+            shape = ", ".join(f"{k}={v}" for k, v in cols.items() if not isinstance(v, np.ndarray))
+            note(
+                f"{self.label}: {what} ({shape}) outside the measurements for "
+                f"{self.gpu_name} at {missing.sum()} of {len(sizes)} sizes; roofline used there"
+            )
+            got = got.copy()
+            got[missing] = [roofline(float(s)) for s in sizes[missing]]
+        return got
+
+    @staticmethod
+    def _read(curve: np.ndarray, x: float) -> float:
+        return math.exp(np.interp(math.log(max(x, 1.0)), _LOG_GRID, curve))
+
+    def _dense_gemms(self, tokens: int) -> float:
+        return self._read(self._gemm_curve, tokens)
+
+    def _lm_head(self, samples: int) -> float:
+        return self._read(self._head_curve, samples)
+
+    def _norms(self, tokens: int) -> float:
+        return self._read(self._norm_curve, tokens)
+
+    def _prefill_attention(self, pairs: float) -> float:
+        if pairs <= 0:
+            return 0.0
+        length = (math.sqrt(8 * pairs + 1) - 1) / 2  # the one prompt with that many pairs
+        return self._read(self._prefill_curve, length)
+
+    def _decode_attention(self, context: int, seqs: int) -> float:
+        if seqs == 0:
+            return 0.0
+        return self._decode_fixed + self._decode_per_token * context
+
+    def _allreduce(self, nbytes: float) -> float:
+        if self.tp == 1:
+            return 0.0
+        return self._read(self._allreduce_curve, nbytes / self.hidden_bytes)
+
+
+_LOG_GRID = np.log(GRID)
+
+
+def measured(pool: ir.Pool, *links) -> MeasuredCostModel:
+    """The cost model ``pool.cost`` names (``table`` or ``calibrated``)."""
+    path = pool.cost.path
+    label = f"pool {pool.name}: cost {pool.cost.kind} {path}"
+    if pool.cost.kind == "calibrated":
+        return MeasuredCostModel(pool, CalibrationPredictor(_calibration(path)), label, *links)
+    return MeasuredCostModel(pool, TablePredictor(_table(path)), label, *links)

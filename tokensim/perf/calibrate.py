@@ -1,0 +1,223 @@
+"""Calibration: fit the op formulas of :mod:`tokensim.perf.ops` to measured tables.
+
+Per GPU and op class, a least-squares fit in log space (relative error) of
+the compute and memory efficiencies, a fixed time per call and the sharpness of
+the bend between the bounds; then the residuals at the measured shapes are kept
+as :class:`~tokensim.perf.ops.Corrections`. GEMMs are fitted on 16-bit rows
+only (fp8 rows would mix two peaks); the fit is applied to every dtype.
+
+The result is a JSON file (:data:`FORMAT`) a spec names with
+``cost calibrated "file.json"``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from tokensim import ir
+from tokensim.perf import ops, tables
+
+FORMAT = "tokensim calibration"
+VERSION = 1
+# the link the collectives of each GPU's tables ran over (an 8-GPU DGX/HGX node)
+NODE_LINK = {"A100_80G": "NVLINK3", "H100_SXM": "NVLINK4", "H200": "NVLINK4", "B200": "NVLINK5"}
+SIXTEEN_BIT = ("bf16", "fp16")
+
+
+class CalibrationError(ValueError):
+    """A calibration that cannot be made or read; the message says where and why."""
+
+
+@cache
+def catalogue() -> dict[str, tuple[ir.Gpu, ir.Link | None]]:
+    """The std catalogue's GPUs, each with the link its node's collectives use."""
+    from tokensim.lang.check import check_text, std_dir
+
+    text = std_dir().joinpath("hardware.tsim").read_text("utf-8")
+    spec = check_text(text, "<std>/hardware.tsim")
+    links = {link.name: link for link in spec.links}
+    return {g.name: (g, links.get(NODE_LINK.get(g.name, ""))) for g in spec.gpus}
+
+
+def peaks(gpu: str) -> ops.Peaks:
+    """The peaks of catalogue GPU ``gpu``."""
+    cat = catalogue()
+    if gpu not in cat:
+        raise CalibrationError(
+            f"GPU {gpu!r} is not in the std catalogue ({', '.join(sorted(cat))}); "
+            "a table's gpu column must name a catalogue GPU"
+        )
+    return ops.Peaks.of(*cat[gpu])
+
+
+@dataclass
+class OpFit:
+    """One GPU's fitted formula for one op class."""
+
+    params: ops.Params
+    corrections: ops.Corrections | None
+    rows: int
+    error: dict[str, float] = field(default_factory=dict)
+
+    def predict(self, t: tables.Table, op: str, pk: ops.Peaks) -> np.ndarray:
+        return ops.predict(t, op, pk, self.params, self.corrections)
+
+
+def fit_classes(t: tables.Table):
+    """(class name, op, rows) for every class of ops in ``t``: the op, except that
+    elementwise rows split by kernel (``elementwise:norm``), as a norm and an
+    activation move their bytes at different rates."""
+    for op in t.values("op"):
+        rows = t.select(op=op)
+        if op != "elementwise":
+            yield op, op, rows
+            continue
+        for kernel in rows.values("kernel"):
+            yield f"{op}:{kernel}", op, rows.select(kernel=kernel)
+
+
+def op_of(name: str) -> str:
+    """The op of a fit class name (``elementwise:norm`` -> ``elementwise``)."""
+    return name.split(":", 1)[0]
+
+
+def _training_rows(t: tables.Table, op: str) -> tables.Table:
+    if op == "gemm":
+        return t.where(np.isin(t["dtype"], SIXTEEN_BIT))
+    return t
+
+
+def fit_op(t: tables.Table, op: str, pk: ops.Peaks, corrections: bool = True) -> OpFit:
+    """Fit ``op``'s formula to the rows of ``t`` (one GPU, one op class)."""
+    from scipy.optimize import least_squares
+
+    t = _training_rows(t, op)
+    if len(t) == 0:
+        raise CalibrationError(f"no {op} rows to fit")
+    flops, nbytes = ops.work(t, op)
+    target = np.log(t["seconds"])
+    has_compute = bool(np.any(flops > 0))
+
+    def params(x) -> ops.Params:
+        if has_compute:
+            return ops.Params(math.exp(x[0]), math.exp(x[1]), x[2] * 1e-6, x[3])
+        return ops.Params(1.0, math.exp(x[0]), x[1] * 1e-6)
+
+    def residual(x):
+        return np.log(ops.combine(flops, nbytes, op, t, pk, params(x))) - target
+
+    if has_compute:
+        x0, lo, hi = [-0.3, -0.3, 2.0, 3.0], [-5, -5, 0, 1], [1, 1, 1000, 30]
+    else:
+        x0, lo, hi = [-0.3, 2.0], [-5, 0], [2, 1000]
+    fit = least_squares(residual, x0, bounds=(lo, hi), x_scale="jac")
+    p = params(fit.x)
+    log_res = -residual(fit.x)  # log(measured / fitted)
+    corr = ops.Corrections.fit(t, op, log_res) if corrections else None
+    return OpFit(p, corr, len(t))
+
+
+@dataclass
+class Calibration:
+    """Fitted formulas per GPU and op class, with the notes of the tables they came from."""
+
+    fits: dict[str, dict[str, OpFit]]
+    sources: list[str] = field(default_factory=list)
+
+    def predict(self, t: tables.Table, gpu: str, name: str) -> np.ndarray | None:
+        """Seconds for rows of ``t`` of fit class ``name`` on ``gpu`` (None if not fitted)."""
+        fit = self.fits.get(gpu, {}).get(name)
+        return None if fit is None else fit.predict(t, op_of(name), peaks(gpu))
+
+    def to_json(self) -> dict:
+        from tokensim import __version__
+
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "tokensim": __version__,
+            "sources": self.sources,
+            "gpus": {
+                gpu: {
+                    op: {
+                        "compute_efficiency": f.params.compute,
+                        "memory_efficiency": f.params.memory,
+                        "overhead_s": f.params.overhead_s,
+                        "sharpness": f.params.sharpness,
+                        "rows": f.rows,
+                        "fit_error": f.error,
+                        "corrections": f.corrections.to_json() if f.corrections else None,
+                    }
+                    for op, f in sorted(by_op.items())
+                }
+                for gpu, by_op in sorted(self.fits.items())
+            },
+        }
+
+    def write(self, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+
+def read(path: str | Path) -> Calibration:
+    """Read a calibration file; problems raise :class:`CalibrationError` naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CalibrationError(f"{path}: no such file") from None
+    except json.JSONDecodeError as e:
+        raise CalibrationError(f"{path}:{e.lineno}: not JSON: {e.msg}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CalibrationError(f"{path}: cannot read: {e}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CalibrationError(f"{path}: not a tokensim calibration (made by `tokensim calibrate`)")
+    if data.get("version") != VERSION:
+        raise CalibrationError(
+            f"{path}: calibration version {data.get('version')!r}; expected {VERSION}"
+        )
+    fits: dict[str, dict[str, OpFit]] = {}
+    try:
+        for gpu, by_op in data["gpus"].items():
+            for op, f in by_op.items():
+                if op_of(op) not in ops.KEY_WEIGHTS:
+                    raise CalibrationError(f"{path}: gpus.{gpu}: unknown op class {op!r}")
+                p = ops.Params(
+                    float(f["compute_efficiency"]),
+                    float(f["memory_efficiency"]),
+                    float(f["overhead_s"]),
+                    float(f["sharpness"]),
+                )
+                corr = f.get("corrections")
+                fits.setdefault(gpu, {})[op] = OpFit(
+                    p,
+                    ops.Corrections.from_json(op_of(op), corr) if corr else None,
+                    int(f["rows"]),
+                    dict(f.get("fit_error") or {}),
+                )
+    except (KeyError, TypeError, ValueError) as e:
+        if isinstance(e, CalibrationError):
+            raise
+        raise CalibrationError(f"{path}: malformed calibration ({type(e).__name__}: {e})") from None
+    return Calibration(fits, list(data.get("sources") or []))
+
+
+def calibrate(t: tables.Table, corrections: bool = True) -> Calibration:
+    """Fit every (GPU, op class) present in ``t``."""
+    fits: dict[str, dict[str, OpFit]] = {}
+    for gpu in t.values("gpu"):
+        pk = peaks(gpu)
+        for name, op, sub in fit_classes(t.select(gpu=gpu)):
+            f = fit_op(sub, op, pk, corrections)
+            err = np.abs(f.predict(sub, op, pk) / sub["seconds"] - 1)
+            f.error = {"median": float(np.median(err)), "p90": float(np.percentile(err, 90))}
+            fits.setdefault(gpu, {})[name] = f
+    return Calibration(fits, list(t.comments))

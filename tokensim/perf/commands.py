@@ -1,0 +1,133 @@
+"""The cost-model commands: ``tokensim import``, ``calibrate``, ``validate`` (and ``profile``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tokensim.perf import tables
+
+
+def load_any(paths: list[str], gpu: str | None = None) -> tables.Table:
+    """Tokensim tables, or Vidur/NVIDIA files and folders (imported), as one table."""
+    from tokensim.perf import importers
+
+    parts = []
+    for p in map(Path, paths):
+        if p.is_dir() or p.name in importers.VIDUR_FILES + importers.NVIDIA_FILES:
+            parts.append(importers.load(p, gpu))
+        else:
+            parts.append(tables.read(p))
+    return tables.concat(parts)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _write_table(table: tables.Table, out: Path) -> None:
+    tmp = out.with_name(out.name + ".part")
+    tables.write(table, tmp)
+    tmp.replace(out)
+
+
+def cmd_import(args) -> int:
+    try:
+        table = load_any(args.sources, args.gpu)
+        _write_table(table, Path(args.output))
+    except tables.TableError as e:
+        return _fail(str(e))
+    except OSError as e:
+        return _fail(f"cannot write {args.output}: {e.strerror or e}")
+    if not args.quiet:
+        print(f"wrote {args.output}: {len(table)} op times")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from tokensim.perf import calibrate
+
+    try:
+        table = load_any(args.tables, args.gpu)
+        cal = calibrate.calibrate(table, corrections=not args.no_corrections)
+        cal.write(args.output)
+    except (tables.TableError, calibrate.CalibrationError) as e:
+        return _fail(str(e))
+    except OSError as e:
+        return _fail(f"cannot write {args.output}: {e.strerror or e}")
+    if not args.quiet:
+        for gpu, by_class in sorted(cal.fits.items()):
+            for name, f in sorted(by_class.items()):
+                p = f.params
+                print(
+                    f"{gpu:10} {name:24} rows {f.rows:6}  compute {p.compute:.2f}  "
+                    f"memory {p.memory:.2f}  overhead {p.overhead_s * 1e6:.1f} us  "
+                    f"error median {100 * f.error['median']:.1f}% p90 {100 * f.error['p90']:.1f}%"
+                )
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from tokensim.perf import calibrate, validate
+
+    try:
+        table = load_any(args.tables, args.gpu)
+        progress = None if args.quiet else (lambda s: print(f"  {s}", file=sys.stderr))
+        scores = validate.evaluate(table, progress=progress, cross=not args.no_cross)
+    except (tables.TableError, calibrate.CalibrationError) as e:
+        return _fail(str(e))
+    print(validate.markdown(validate.overall(scores)))
+    print(validate.markdown(scores), end="")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """Register the commands on ``tokensim``'s subparsers."""
+    p = sub.add_parser(
+        "import",
+        help="convert measured op timings (Vidur, NVIDIA) into a tokensim table",
+        description="Read Vidur profiles (mlp.csv, all_reduce.csv, send_recv.csv) or NVIDIA "
+        "kernel tables (*_perf.csv), files or folders, and write one tokensim table (CSV).",
+    )
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="files or folders")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the table to write")
+    p.add_argument("--gpu", help="catalogue GPU name, when the path does not tell it")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="fit the cost model to measured op tables",
+        description="Fit, per GPU and op class, the roofline's efficiencies, a fixed time per "
+        "call and its corrections at the measured shapes; write a calibration a spec uses "
+        'with `cost calibrated "FILE"`.',
+    )
+    p.add_argument("tables", nargs="+", metavar="TABLE", help="tokensim tables or sources")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="calibration to write")
+    p.add_argument("--gpu", help="catalogue GPU name for sources whose path does not tell it")
+    p.add_argument(
+        "--no-corrections",
+        action="store_true",
+        help="fit the formula only (no per-shape corrections)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser(
+        "validate",
+        help="measure the cost model's error against op tables",
+        description="Compare predicted with measured op times: the datasheet roofline, the "
+        "calibration with each model (or shape family) held out, and a calibration carried "
+        "to another GPU. Prints Markdown tables of median and p90 relative error.",
+    )
+    p.add_argument("tables", nargs="+", metavar="TABLE", help="tokensim tables or sources")
+    p.add_argument("--gpu", help="catalogue GPU name for sources whose path does not tell it")
+    p.add_argument("--no-cross", action="store_true", help="skip the cross-hardware rows")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_validate)
+
+    from tokensim.perf import profile
+
+    profile.add_parser(sub)

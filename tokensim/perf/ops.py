@@ -1,0 +1,203 @@
+"""Operator-level time models: the roofline per op class, its fitted form, and corrections.
+
+Every op of a :mod:`tokensim.perf.tables` table is priced from its *work*, a
+FLOP count and a byte count computed from its keys, against a GPU's peaks:
+
+    seconds = overhead + (compute ** q + memory ** q) ** (1 / q)
+    compute = flops / (peak FLOP/s x efficiency.compute)
+    memory  = bytes / (peak bandwidth x efficiency.memory)
+
+``q`` (the *sharpness*) is infinite in the plain roofline, where the sum is
+``max(compute, memory)``; a calibration fits it, since real kernels bend
+smoothly from one bound to the other. Collectives use the link bandwidth
+instead of the memory's and a ring's traffic ``2 (g - 1) / g x bytes``.
+
+:class:`Corrections` hold what a calibration's fitted formula still misses at
+the measured shapes (``log(measured / fitted)``) and bring it to a new shape as
+the inverse-distance mean of its nearest measured neighbours in log2 key space.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tokensim import ir
+from tokensim.perf import tables
+
+ATTN_BYTES = 2  # activations and the KV cache in 16-bit
+DTYPE_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "int4": 0.5}
+# which efficiency-block factors the datasheet roofline uses for each op class
+DEFAULT_FACTORS = {
+    "gemm": ("gemm", "memory"),
+    "attention_prefill": ("attention", "memory"),
+    "attention_decode": ("attention", "kv_read"),
+    "elementwise": (None, "memory"),
+    "allreduce": (None, "network"),
+    "send_recv": (None, "network"),
+}
+# key weights for the nearest-neighbour corrections (distance in log2 units)
+KEY_WEIGHTS = {
+    "gemm": {"m": 4.0, "n": 1.0, "k": 1.0},
+    "attention_prefill": {"batch": 1.0, "length": 2.0, "heads": 1.0, "kv_heads": 1.0},
+    "attention_decode": {"batch": 2.0, "length": 2.0, "heads": 1.0, "kv_heads": 1.0},
+    "elementwise": {"m": 2.0, "bytes": 1.0},
+    "allreduce": {"gpus": 4.0, "bytes": 1.0},
+    "send_recv": {"gpus": 4.0, "bytes": 1.0},
+}
+
+
+@dataclass(frozen=True)
+class Peaks:
+    """What a GPU offers an op: FLOP/s per dtype, memory and link bandwidth, link latency."""
+
+    flops: dict[str, float]
+    memory_Bps: float
+    link_Bps: float
+    link_latency_s: float
+
+    @staticmethod
+    def of(gpu: ir.Gpu, link: ir.Link | None) -> Peaks:
+        return Peaks(
+            dict(gpu.compute_flops),
+            gpu.bandwidth_Bps,
+            link.bandwidth_Bps if link else math.inf,
+            link.latency_s if link else 0.0,
+        )
+
+    def flops_for(self, dtypes: np.ndarray) -> np.ndarray:
+        half = self.flops.get("bf16") or self.flops.get("fp16") or max(self.flops.values())
+        return np.array([self.flops.get(d) or half for d in dtypes], float)
+
+
+def work(t: tables.Table, op: str) -> tuple[np.ndarray, np.ndarray]:
+    """(FLOPs, bytes) of each row of ``t`` (all rows of class ``op``)."""
+    if op == "gemm":
+        m, n, k = t["m"], t["n"], t["k"]
+        wb = np.array([DTYPE_BYTES.get(d, 2) for d in t["dtype"]], float)
+        return 2 * m * n * k, n * k * wb + m * (n + k) * ATTN_BYTES
+    if op in ("attention_prefill", "attention_decode"):
+        b, length, h, kv, hd = t["batch"], t["length"], t["heads"], t["kv_heads"], t["head_dim"]
+        if op == "attention_prefill":
+            pairs = length * (length + 1) / 2
+            nbytes = b * length * (2 * h + 2 * kv) * hd * ATTN_BYTES
+        else:
+            pairs = length
+            nbytes = b * (length * 2 * kv + 2 * h) * hd * ATTN_BYTES
+        return b * 4 * h * hd * pairs, nbytes
+    if op == "elementwise":
+        return np.zeros(len(t)), t["bytes"]
+    if op == "allreduce":
+        g = t["gpus"]
+        return np.zeros(len(t)), 2 * (g - 1) / g * t["bytes"]
+    if op == "send_recv":
+        return np.zeros(len(t)), t["bytes"]
+    raise ValueError(f"unknown op {op!r}")
+
+
+@dataclass(frozen=True)
+class Params:
+    """One op class's formula: efficiencies, a fixed time per call, and sharpness."""
+
+    compute: float = 1.0
+    memory: float = 1.0
+    overhead_s: float = 0.0
+    sharpness: float = math.inf
+
+    @staticmethod
+    def datasheet(eff: ir.Efficiency, op: str) -> Params:
+        """The roofline as the simulator's default cost model prices ``op``."""
+        c, m = DEFAULT_FACTORS[op]
+        return Params(getattr(eff, c) if c else 1.0, getattr(eff, m))
+
+
+def predict(
+    t: tables.Table, op: str, peaks: Peaks, p: Params, corrections: Corrections | None = None
+) -> np.ndarray:
+    """Seconds for each row of ``t`` (all of class ``op``)."""
+    flops, nbytes = work(t, op)
+    seconds = combine(flops, nbytes, op, t, peaks, p)
+    if corrections is not None:
+        seconds = seconds * np.exp(corrections(t))
+    return seconds
+
+
+def combine(flops, nbytes, op, t, peaks: Peaks, p: Params) -> np.ndarray:
+    """The formula on precomputed work (shared by :func:`predict` and the fitter)."""
+    collective = op in ("allreduce", "send_recv")
+    bandwidth = peaks.link_Bps if collective else peaks.memory_Bps
+    mem = nbytes / (bandwidth * p.memory)
+    if collective:
+        hops = 2 * (t["gpus"] - 1) if op == "allreduce" else np.ones(len(t))
+        base = mem + hops * peaks.link_latency_s
+    elif np.any(flops > 0):
+        comp = flops / (peaks.flops_for(t["dtype"]) * p.compute)
+        if math.isinf(p.sharpness):
+            base = np.maximum(comp, mem)
+        else:
+            q = p.sharpness
+            hi = np.maximum(comp, mem)  # scaled to keep the powers finite
+            base = hi * ((comp / hi) ** q + (mem / hi) ** q) ** (1 / q)
+    else:
+        base = mem
+    return p.overhead_s + base
+
+
+class Corrections:
+    """Residual log-ratios at measured shapes, carried to new shapes by nearest neighbours."""
+
+    NEIGHBOURS = 4
+
+    def __init__(self, op: str, keys: np.ndarray, residuals: np.ndarray):
+        from scipy.spatial import cKDTree
+
+        self.op = op
+        self.weights = KEY_WEIGHTS[op]
+        self.keys = keys  # log2 keys, unscaled, one row per measured shape
+        self.residuals = residuals
+        scale = np.sqrt(np.array(list(self.weights.values())))
+        self.scale = scale
+        self.tree = cKDTree(keys * scale) if len(keys) else None
+
+    @classmethod
+    def fit(cls, t: tables.Table, op: str, log_residual: np.ndarray) -> Corrections:
+        """Average ``log_residual`` over rows with equal keys, and index them."""
+        keys = log2_keys(t, op)
+        uniq, inverse = np.unique(np.round(keys, 6), axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        sums = np.bincount(inverse, weights=log_residual, minlength=len(uniq))
+        counts = np.bincount(inverse, minlength=len(uniq))
+        return cls(op, uniq, sums / counts)
+
+    def __call__(self, t: tables.Table) -> np.ndarray:
+        if self.tree is None or len(t) == 0:
+            return np.zeros(len(t))
+        q = log2_keys(t, self.op) * self.scale
+        k = min(self.NEIGHBOURS, len(self.keys))
+        dist, idx = self.tree.query(q, k=k)
+        dist, idx = dist.reshape(len(q), k), idx.reshape(len(q), k)
+        w = 1.0 / (dist + 0.25)
+        mean = (w * self.residuals[idx]).sum(axis=1) / w.sum(axis=1)
+        # far from every measured shape the correction fades out
+        return mean / (1.0 + (dist[:, 0] / 2.0) ** 2)
+
+    def to_json(self) -> dict:
+        return {
+            "keys": list(self.weights),
+            "points": [
+                [*(round(float(v), 4) for v in row), round(float(r), 5)]
+                for row, r in zip(self.keys, self.residuals, strict=True)
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, op: str, data: dict) -> Corrections:
+        pts = np.array(data["points"], float).reshape(-1, len(KEY_WEIGHTS[op]) + 1)
+        return cls(op, pts[:, :-1], pts[:, -1])
+
+
+def log2_keys(t: tables.Table, op: str) -> np.ndarray:
+    names = list(KEY_WEIGHTS[op])
+    return np.log2(np.maximum(np.column_stack([t[c] for c in names]), 1.0))
