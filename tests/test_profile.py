@@ -135,7 +135,7 @@ def test_a_failed_write_keeps_the_old_table_and_leaves_no_temporary_file(tmp_pat
         [{"gpu": "CPU", "op": "gemm", "m": 1, "n": 2, "k": 3, "seconds": 1e-3}]
     )
     out = tmp_path / "t.csv"
-    prof.write_atomic(table, out)
+    tables.write_atomic(table, out)
     before = out.read_text()
 
     def broken(table, path):
@@ -145,7 +145,7 @@ def test_a_failed_write_keeps_the_old_table_and_leaves_no_temporary_file(tmp_pat
 
     monkeypatch.setattr(tables, "write", broken)
     with pytest.raises(KeyboardInterrupt):
-        prof.write_atomic(table, out)
+        tables.write_atomic(table, out)
     assert out.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]
 
@@ -169,7 +169,7 @@ def tiny_table(torch, tmp_path_factory):
     assert steps[-1] == (len(steps), len(steps)) and len(steps) == len(table)
     assert torch.get_num_threads() == threads  # restored
     path = tmp_path_factory.mktemp("profile") / "cpu.csv"
-    prof.write_atomic(table, path)
+    tables.write_atomic(table, path)
     return tables.read(path)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tokensim.lang.check import check_text, schemas, std_dir, std_names
+from tokensim.lang.check import schemas, std_names, std_spec
 from tokensim.lang.schema import Block
 from tokensim.lang.units import Dim, format_quantity, units_of
 from tokensim.policies.batching import BATCHING, ORDER
@@ -140,8 +140,7 @@ def catalogue() -> str:
     ]
     for name in std_names():
         stem = name.removeprefix("std/")
-        text = std_dir().joinpath(stem + ".tsim").read_text("utf-8")
-        spec = check_text(text, f"<std>/{stem}.tsim")
+        spec = std_spec(stem)
         out += [f"## `{name}`", ""]
         if spec.links:
             out += ["| link | bandwidth | latency | sources |", "|---|---|---|---|"]

@@ -25,7 +25,8 @@ import numpy as np
 
 from tokensim import ir
 from tokensim.perf import calibrate, tables
-from tokensim.perf.roofline import CostModel
+from tokensim.perf.profile import ModelShape
+from tokensim.perf.roofline import ACTIVATION_BYTES, CostModel, _Gemm
 
 GRID = 2.0 ** np.arange(0, 17.01, 0.25)  # 1 .. 131072
 _said: set[str] = set()
@@ -112,39 +113,33 @@ class MeasuredCostModel(CostModel):
         self.predictor, self.label = predictor, label
         m, tp = pool.model, pool.tp
         self.gpu_name = pool.gpu.name
-        d, hq, hkv = m.hidden, m.heads * m.head_dim, m.kv_heads * m.head_dim
-        shapes = [((hq + 2 * hkv) // tp, d), (d, hq // tp)]
-        if m.experts == 1:
-            shapes += [((2 if m.mlp == "gated" else 1) * m.ffn // tp, d), (d, m.ffn // tp)]
-        self.moe = m.experts > 1
+        shape = ModelShape.from_ir(m)
+        layer = shape.gemms(tp)
+        shapes = [(n, k) for _, n, k in (layer if m.experts == 1 else layer[:2])]
         grid = GRID
         dtype = pool.dtype
         # GEMMs of one layer, summed on the grid (MoE expert GEMMs stay with the roofline)
         gemm = np.zeros(len(grid))
         for n, k in shapes:
             gemm += self._predict("gemm", "", grid, dtype, self._roof_gemm(n, k), m=grid, n=n, k=k)
-        if self.moe:  # the router stays with the roofline (the experts are added by breakdown)
+        if m.experts > 1:  # the router stays with the roofline (the experts are added by breakdown)
             gemm += np.array([self._gemm(self.gemms[2], t) for t in grid])
         self._gemm_curve = np.log(gemm)
         head = self._predict(
-            "gemm", "", grid, dtype, self._roof_gemm(m.vocab // tp, d), m=grid, n=m.vocab // tp, k=d
-        )
+            "gemm", "", grid, dtype, self._roof_gemm(m.vocab // tp, m.hidden),
+            m=grid, n=m.vocab // tp, k=m.hidden,
+        )  # fmt: skip
         self._head_curve = np.log(head)
         # norms and residual adds (2 each per layer), rope and the MLP activation
         elementwise = np.zeros(len(grid))
-        for kernel, calls, per_token in (
-            ("norm", 2, 4 * d),
-            ("add", 2, 6 * d),
-            ("rope", 1, 4 * (m.heads + m.kv_heads) * m.head_dim // tp),
-            ("act", 1, (6 if m.mlp == "gated" else 4) * m.ffn // tp),
-        ):
+        for kernel, calls, per_token in shape.elementwise(tp):
             elementwise += calls * self._predict(
                 "elementwise", kernel, grid, "fp16", lambda t, b=per_token: t * b / self.mem_Bps,
                 m=grid, bytes=per_token * grid,
             )  # fmt: skip
         self._norm_curve = np.log(elementwise)
         # attention: prefill by the length of one prompt; decode as a line in the context read
-        heads, kv_heads = m.heads // tp, max(1, m.kv_heads // tp)
+        heads, kv_heads = shape.heads_per_gpu(tp)
         pre = self._predict(
             "attention_prefill", "", grid, "bf16",
             lambda L: CostModel._prefill_attention(self, L * (L + 1) / 2),
@@ -171,15 +166,9 @@ class MeasuredCostModel(CostModel):
             self._allreduce_curve = np.log(ar)
 
     def _roof_gemm(self, n: int, k: int):
-        w = ir.DTYPE_BYTES[self.pool.dtype]
-
-        def seconds(tokens: float) -> float:
-            return max(
-                2 * tokens * n * k / self.gemm_flops,
-                (n * k * w + tokens * (n + k) * 2) / self.mem_Bps,
-            )
-
-        return seconds
+        """The roofline's seconds for an ``n x k`` weight GEMM, as a function of tokens."""
+        g = _Gemm(2 * n * k, n * k * ir.DTYPE_BYTES[self.pool.dtype], (n + k) * ACTIVATION_BYTES)
+        return lambda tokens: self._gemm(g, tokens)
 
     def _predict(self, op, kernel, sizes, dtype, roofline, **cols) -> np.ndarray:
         """The predictor's times on ``sizes``; the roofline's (or NaN) where it has none."""

@@ -37,10 +37,9 @@ class CalibrationError(ValueError):
 @cache
 def catalogue() -> dict[str, tuple[ir.Gpu, ir.Link | None]]:
     """The std catalogue's GPUs, each with the link its node's collectives use."""
-    from tokensim.lang.check import check_text, std_dir
+    from tokensim.lang.check import std_spec
 
-    text = std_dir().joinpath("hardware.tsim").read_text("utf-8")
-    spec = check_text(text, "<std>/hardware.tsim")
+    spec = std_spec("hardware")
     links = {link.name: link for link in spec.links}
     return {g.name: (g, links.get(NODE_LINK.get(g.name, ""))) for g in spec.gpus}
 
@@ -161,10 +160,8 @@ class Calibration:
         }
 
     def write(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        with tables.replacing(path) as tmp:
+            tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
 
 
 def read(path: str | Path) -> Calibration:
@@ -203,9 +200,9 @@ def read(path: str | Path) -> Calibration:
                     int(f["rows"]),
                     dict(f.get("fit_error") or {}),
                 )
+    except CalibrationError:
+        raise
     except (KeyError, TypeError, ValueError) as e:
-        if isinstance(e, CalibrationError):
-            raise
         raise CalibrationError(f"{path}: malformed calibration ({type(e).__name__}: {e})") from None
     return Calibration(fits, list(data.get("sources") or []))
 

@@ -26,16 +26,10 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _write_table(table: tables.Table, out: Path) -> None:
-    tmp = out.with_name(out.name + ".part")
-    tables.write(table, tmp)
-    tmp.replace(out)
-
-
 def cmd_import(args) -> int:
     try:
         table = load_any(args.sources, args.gpu)
-        _write_table(table, Path(args.output))
+        tables.write_atomic(table, args.output)
     except tables.TableError as e:
         return _fail(str(e))
     except OSError as e:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tokensim.perf import tables
+from tokensim.perf.profile import ModelShape
 
 # folder names the sources use -> catalogue GPU names
 GPU_NAMES = {
@@ -41,6 +42,15 @@ NVIDIA_FILES = (
     "custom_allreduce_perf.csv",
 )
 VIDUR_FILES = ("mlp.csv", "all_reduce.csv", "send_recv.csv")
+# Vidur's GEMM columns, in the order of ModelShape.gemms; its elementwise columns' kinds
+VIDUR_GEMMS = ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj")
+VIDUR_ELEMENTWISE = {
+    "input_layernorm": "norm",
+    "post_attention_layernorm": "norm",
+    "attn_rope": "rope",
+    "mlp_act": "act",
+    "add": "add",
+}
 
 
 class SourceError(tables.TableError):
@@ -128,32 +138,19 @@ def vidur_mlp(path: Path, gpu: str | None = None) -> Iterator[dict]:
         kv = int(_num(r, "n_kv_head", where))
         ffn = int(_num(r, "n_expanded_embd", where))
         gated = str(r.get("use_gated_mlp")).strip().lower() == "true"
-        hd = d // heads
+        shape = ModelShape(model, d, heads, kv, d // heads, ffn, gated)
         base = {"gpu": gpu, "model": model, "tp": tp, "dtype": "fp16"}
-        gemms = {
-            "attn_pre_proj": (d, (heads + 2 * kv) * hd // tp),
-            "attn_post_proj": (heads * hd // tp, d),
-            "mlp_up_proj": (d, (2 if gated else 1) * ffn // tp),
-            "mlp_down_proj": (ffn // tp, d),
-        }
-        for op, (k, n) in gemms.items():
-            ms = _num(r, f"time_stats.{op}.median", where)
-            yield {**base, "op": "gemm", "kernel": op, "m": tokens, "n": n, "k": k,
+        for column, (_, n, k) in zip(VIDUR_GEMMS, shape.gemms(tp), strict=True):
+            ms = _num(r, f"time_stats.{column}.median", where)
+            yield {**base, "op": "gemm", "kernel": column, "m": tokens, "n": n, "k": k,
                    "seconds": ms * 1e-3}  # fmt: skip
-        # bytes moved (fp16): read + write of the activations each op touches
-        moved = {  # column: (kernel, bytes)
-            "input_layernorm": ("norm", 4 * tokens * d),
-            "post_attention_layernorm": ("norm", 4 * tokens * d),
-            "attn_rope": ("rope", 4 * tokens * (heads + kv) * hd // tp),
-            "mlp_act": ("act", (6 if gated else 4) * tokens * ffn // tp),
-            "add": ("add", 6 * tokens * d),
-        }
-        for column, (kernel, nbytes) in moved.items():
+        per_token = {kernel: nbytes for kernel, _, nbytes in shape.elementwise(tp)}
+        for column, kernel in VIDUR_ELEMENTWISE.items():
             if f"time_stats.{column}.median" not in r:
                 continue  # not in every block (phi-2 has no second norm)
             ms = _num(r, f"time_stats.{column}.median", where)
-            yield {**base, "op": "elementwise", "kernel": kernel, "m": tokens, "bytes": nbytes,
-                   "seconds": ms * 1e-3}  # fmt: skip
+            yield {**base, "op": "elementwise", "kernel": kernel, "m": tokens,
+                   "bytes": per_token[kernel] * tokens, "seconds": ms * 1e-3}  # fmt: skip
 
 
 def vidur_network(path: Path, gpu: str | None = None) -> Iterator[dict]:

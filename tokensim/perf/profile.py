@@ -14,7 +14,7 @@ tokensim for that hardware:
   cached tokens read through a paged KV cache (blocks of 16 tokens in one pool,
   gathered by a block table); the gather and the attention are timed together,
   since a paged decode kernel pays for both;
-* ``elementwise``: RMSNorm over ``m`` tokens of the hidden size;
+* ``elementwise``: RMSNorm (kernel ``norm``) over ``m`` tokens of the hidden size;
 * ``allreduce``: NCCL all-reduce over 2, 4, ... of the local GPUs, when there
   are several.
 
@@ -134,6 +134,17 @@ class ModelShape:
             ("down_proj", self.hidden, ffn),
         ]
 
+    def elementwise(self, tp: int) -> list[tuple[str, int, int]]:
+        """``(kernel, calls per layer, bytes per token)`` of the layer's elementwise ops on
+        one of ``tp`` GPUs, with 16-bit activations read and written once per op."""
+        heads, kv_heads = self.heads_per_gpu(tp)
+        return [
+            ("norm", 2, 4 * self.hidden),
+            ("add", 2, 6 * self.hidden),
+            ("rope", 1, 4 * (heads + kv_heads) * self.head_dim),
+            ("act", 1, (6 if self.gated else 4) * (self.ffn // tp)),
+        ]
+
     def describe(self) -> str:
         return (
             f"hidden={self.hidden} heads={self.heads} kv_heads={self.kv_heads} "
@@ -144,11 +155,9 @@ class ModelShape:
 @cache
 def catalogue_models() -> dict:
     """The models of tokensim's std catalogue (``std/models``), by name, as checked IR."""
-    from tokensim.lang.check import check_text, std_dir
+    from tokensim.lang.check import std_spec
 
-    text = std_dir().joinpath("models.tsim").read_text("utf-8")
-    spec = check_text(text, "<std>/models.tsim")
-    return {m.name: m for m in spec.models}
+    return {m.name: m for m in std_spec("models").models}
 
 
 def catalogue_model(name: str) -> ModelShape:
@@ -607,9 +616,9 @@ def _profile(torch, model, tp, device, grid, gpu_name, dtype, allreduce, flush_c
             )
         for m in grid.m:
             run.measure(
-                f"elementwise rmsnorm m={m}",
+                f"elementwise norm m={m}",
                 "elementwise",
-                {"kernel": "rmsnorm", "m": m, "bytes": 2 * m * model.hidden * DTYPE_BYTES[dtype]},
+                {"kernel": "norm", "m": m, "bytes": 2 * m * model.hidden * DTYPE_BYTES[dtype]},
                 lambda m=m: _rmsnorm(run, m, model.hidden),
             )
     if groups and grid.allreduce_bytes:
@@ -748,21 +757,6 @@ def _allreduce_worker(rank: int, world: int, init: str, out: str, groups, grid: 
 # ---------------------------------------------------------------- output and CLI
 
 
-def write_atomic(table: tables.Table, path: str | Path) -> None:
-    """Write ``table`` to ``path`` through a temporary file renamed into place, so an
-    interrupted write leaves either the old file or none, never half a table."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
-    try:
-        tables.write(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``profile`` subcommand on an argparse ``subparsers`` object."""
     p = subparsers.add_parser(
@@ -865,7 +859,7 @@ def _run(args) -> int:
     )
     if progress is not None:
         sys.stderr.write("\r" + " " * 100 + "\r")
-    write_atomic(table, out)
+    tables.write_atomic(table, out)
     if not args.quiet:
         print(f"wrote {out}: {len(table)} timings of {shape.name}, tp {args.tp}", file=sys.stderr)
     return 0

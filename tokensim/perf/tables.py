@@ -33,9 +33,12 @@ Cells an op does not use are empty. :data:`KEYS` lists the ones each op needs.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
-from collections.abc import Iterable, Sequence
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,6 +151,28 @@ def write(table: Table, path: str | Path) -> None:
             w.writerow(
                 v[i] if c in TEXT else _fmt(v[i]) for c, v in zip(COLUMNS, text, strict=True)
             )
+
+
+@contextlib.contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` that is renamed onto it when the block ends well
+    and removed when it does not: an interrupted write leaves the old file or none."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_atomic(table: Table, path: str | Path) -> None:
+    """:func:`write` through :func:`replacing`: never half a table under ``path``."""
+    with replacing(path) as tmp:
+        write(table, tmp)
 
 
 def read(path: str | Path) -> Table:

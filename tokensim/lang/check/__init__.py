@@ -271,6 +271,13 @@ def check_text(text: str, filename: str = "<string>") -> ir.Spec:
     return check(parse(text, filename, sources), sources)
 
 
+@cache
+def std_spec(stem: str) -> ir.Spec:
+    """The checked definitions of the std catalogue ``std/<stem>`` (``hardware``, ``models``)."""
+    text = std_dir().joinpath(stem + ".tsim").read_text("utf-8")
+    return check_text(text, f"<std>/{stem}.tsim")
+
+
 def check_file(path: str | FsPath) -> ir.Spec:
     """Read, parse and check the spec at ``path``."""
     path = FsPath(path)
