@@ -5,7 +5,9 @@ profiles and NVIDIA's kernel tables), imports them into tokensim tables, and
 prints for each source, per GPU x model x op class and overall, the median and
 p90 absolute relative error of the datasheet roofline, of the calibrated model
 fitted with the model (or shape family) held out, and of a calibration carried
-to another GPU. Run: python3 bench/accuracy.py [DATA_DIR] [--source vidur|nvidia]
+to another GPU. Then whole iterations of one layer (Vidur's GEMMs and
+elementwise ops, NVIDIA's attention and all-reduce), per GPU, model and kind.
+Run: python3 bench/accuracy.py [DATA_DIR] [--source vidur|nvidia]
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from tokensim.perf import importers, validate
+from tokensim.perf import importers, iterations, validate
 
 SOURCES = {
     "vidur": "vidur/data/profiling",
@@ -34,14 +36,24 @@ def main(argv: list[str] | None = None) -> int:
     if not data.is_dir():
         print(f"error: {data}: no measured data here (the shared data folder)", file=sys.stderr)
         return 2
+    parts = []
     for source in args.source or sorted(SOURCES):
         start = time.perf_counter()
         table = importers.load(data / SOURCES[source])
-        scores = validate.evaluate(table, progress=lambda s: print(f"  {s}", file=sys.stderr))
+        p = validate.predict(table, progress=lambda s: print(f"  {s}", file=sys.stderr))
+        parts.append(p)
+        scores = validate.scores(p)
         print(f"## {source}: {len(table)} measured op times\n")
         print(validate.markdown(validate.overall(scores)))
         print(validate.markdown(scores))
         print(f"({time.perf_counter() - start:.0f} s)\n", file=sys.stderr)
+    joined = validate.join(parts)
+    its = iterations.compose(joined.table)
+    if its:
+        scores = iterations.score(joined, its)
+        print(f"## whole iterations of one layer: {len(its)}\n")
+        print(validate.markdown(validate.overall(scores)))
+        print(validate.markdown(scores))
     return 0
 
 

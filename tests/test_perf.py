@@ -13,7 +13,7 @@ link PCI { bandwidth 50 GB/s; latency 2 us }
 gpu G { memory 80 GB; bandwidth 2 TB/s; host_link PCI
         compute { bf16 1000 TFLOPS; fp8 2000 TFLOPS }
         efficiency { gemm 0.5; attention 0.25; memory 0.5; kv_read 0.25; network 0.5
-                     overhead 1 ms } }
+                     kernel 0 us; overhead 1 ms } }
 model m { layers 10; hidden 4096; heads 32; kv_heads 8; ffn 16384; vocab 32000; max_context 8192 }
 model moe { layers 10; hidden 4096; heads 32; kv_heads 8; ffn 4096; vocab 32000; max_context 8192
             experts 8; top_k 2 }
@@ -112,10 +112,28 @@ def test_a_gpu_without_an_efficiency_block_uses_the_documented_defaults():
     start = LIB.index("efficiency {")
     lib = LIB[:start] + LIB[LIB.index("overhead 1 ms }") + len("overhead 1 ms }") :]
     pool, cm = model_for("model m", lib)
-    assert pool.gpu.efficiency == ir.Efficiency()
+    eff = ir.Efficiency()
+    assert pool.gpu.efficiency == eff
     assert cm.iteration_s(Batch()) == 0.0
     b = cm.breakdown(Batch(decode_seqs=1))
-    assert b["gemm"] == pytest.approx(10 * LAYER / (2e12 * ir.Efficiency().memory), rel=0.01)
+    streamed = 10 * LAYER / (2e12 * eff.memory)
+    assert b["gemm"] == pytest.approx(streamed + 10 * 4 * eff.kernel_s, rel=0.01)
+
+
+def test_every_kernel_pays_the_kernel_time():
+    _, none = model_for("model m; tp 2")
+    _, some = model_for("model m; tp 2", LIB.replace("kernel 0 us", "kernel 10 us"))
+    batch = Batch(prefill_tokens=64, prefill_pairs=Batch.pairs(64, 0), decode_seqs=2,
+                  decode_context=2 * 100, samples=3)  # fmt: skip
+    a, b = none.breakdown(batch), some.breakdown(batch)
+    # per layer: QKV, O, the MLP's up/gate and down (one kernel each); prefill and
+    # decode attention (two each: KV-cache write and attention); six elementwise;
+    # two all-reduces
+    per_layer = {"gemm": 4, "attention_prefill": 2, "attention_decode": 2, "norms": 6,
+                 "allreduce": 2}  # fmt: skip
+    for term, kernels in per_layer.items():
+        assert b[term] - a[term] == pytest.approx(10 * kernels * 10e-6), term
+    assert b["lm_head"] - a["lm_head"] == pytest.approx(10e-6)
 
 
 def test_a_tp_instance_spanning_two_nodes_pays_the_network():

@@ -43,11 +43,12 @@ class Link:
 
 @dataclass(frozen=True)
 class Efficiency:
-    """Achieved fractions of a GPU's peaks, and a fixed cost per iteration.
+    """Achieved fractions of a GPU's peaks, and fixed costs per kernel and per iteration.
 
     ``gemm``/``attention`` scale peak FLOP/s, ``memory``/``kv_read`` scale peak
-    bandwidth, ``network`` scales link bandwidth; ``overhead_s`` is added once
-    per iteration.
+    bandwidth, ``network`` scales link bandwidth; ``kernel_s`` is added for every
+    kernel an op launches (launch and ramp: what a tiny op costs) and
+    ``overhead_s`` once per iteration.
     """
 
     gemm: float = 0.8
@@ -55,6 +56,7 @@ class Efficiency:
     memory: float = 0.8
     kv_read: float = 0.5
     network: float = 0.8
+    kernel_s: float = 5e-6
     overhead_s: float = 0.0
 
 

@@ -6,7 +6,10 @@ but each op's time comes from a *predictor*:
 * ``calibrated``: a :mod:`~tokensim.perf.calibrate` file's fitted formulas;
 * ``table``: a tokensim table, interpolated in log-log space along the one key
   that varies with the batch (tokens, length or bytes) among rows whose other
-  keys equal the op's shape exactly.
+  keys equal the op's shape exactly (GEMMs: of the pool's precision).
+
+Where several kernels measure one all-reduce (NCCL and an engine's own), the
+fastest is used, as an engine picks its fastest implementation per size.
 
 At construction every op of one layer is evaluated once on a grid of sizes, and
 an iteration then reads the curves (log-log interpolation), so a simulated
@@ -67,6 +70,10 @@ class TablePredictor:
         rows = self.table.select(gpu=gpu, op=op)
         if op == "elementwise":
             rows = rows.select(kernel=kernel)
+        if op == "gemm":
+            want = calibrate.class_of(op, dtype=q["dtype"][0])
+            rows = rows.where(np.array([calibrate.class_of(op, dtype=d) == want
+                                        for d in rows["dtype"]], bool))  # fmt: skip
         if len(rows) == 0:
             return None
         axis = self.AXIS[op]
@@ -80,9 +87,10 @@ class TablePredictor:
                 mask &= rows[c] == q[c][i]
             if not mask.any():
                 continue
-            x, y = rows[axis][mask], rows["seconds"][mask]
-            order = np.argsort(x)
-            x, y = x[order], y[order]  # equal x (several models): np.interp takes one
+            # equal x (several models or kernels measured one size): the fastest
+            x, inverse = np.unique(rows[axis][mask], return_inverse=True)
+            y = np.full(len(x), np.inf)
+            np.minimum.at(y, inverse.reshape(-1), rows["seconds"][mask])
             v = q[axis][i]
             if v < x[0] or v > x[-1]:
                 continue
@@ -91,12 +99,18 @@ class TablePredictor:
 
 
 class CalibrationPredictor:
+    """Prices ops with a calibration's fitted formulas (the fit class of the op's
+    kernel and precision; collectives: the fastest fitted kernel)."""
+
     def __init__(self, cal: calibrate.Calibration):
         self.cal = cal
 
     def __call__(self, gpu: str, op: str, kernel: str, q: tables.Table) -> np.ndarray | None:
-        name = f"{op}:{kernel}" if op == "elementwise" else op
-        return self.cal.predict(q, gpu, name)
+        if op in calibrate.BY_KERNEL and not kernel:
+            fitted = self.cal.fits.get(gpu, {})
+            got = [self.cal.predict(q, gpu, n) for n in sorted(fitted) if calibrate.op_of(n) == op]
+            return np.min(got, axis=0) if got else None
+        return self.cal.predict(q, gpu, calibrate.class_of(op, kernel, q["dtype"][0]))
 
 
 def _query(op: str, count: int, **cols) -> tables.Table:

@@ -1,10 +1,12 @@
 """Calibration: fit the op formulas of :mod:`tokensim.perf.ops` to measured tables.
 
-Per GPU and op class, a least-squares fit in log space (relative error) of
+Per GPU and fit class, a least-squares fit in log space (relative error) of
 the compute and memory efficiencies, a fixed time per call and the sharpness of
-the bend between the bounds; then the residuals at the measured shapes are kept
-as :class:`~tokensim.perf.ops.Corrections`. GEMMs are fitted on 16-bit rows
-only (fp8 rows would mix two peaks); the fit is applied to every dtype.
+the bend between the bounds (collectives: the link efficiency, a fixed time and
+a latency per ring step); then the residuals at the measured shapes are kept as
+:class:`~tokensim.perf.ops.Corrections`. A fit class is an op and a variant
+(:func:`class_of`): GEMMs per precision, elementwise ops and collectives per
+kernel, since each runs its own code at its own rates.
 
 The result is a JSON file (:data:`FORMAT`) a spec names with
 ``cost calibrated "file.json"``.
@@ -28,6 +30,8 @@ VERSION = 1
 # the link the collectives of each GPU's tables ran over (an 8-GPU DGX/HGX node)
 NODE_LINK = {"A100_80G": "NVLINK3", "H100_SXM": "NVLINK4", "H200": "NVLINK4", "B200": "NVLINK5"}
 SIXTEEN_BIT = ("bf16", "fp16")
+# ops whose fit classes split by kernel
+BY_KERNEL = ("elementwise", "allreduce", "send_recv")
 
 
 class CalibrationError(ValueError):
@@ -68,17 +72,24 @@ class OpFit:
         return ops.predict(t, op, pk, self.params, self.corrections)
 
 
+def class_of(op: str, kernel: str = "", dtype: str = "") -> str:
+    """The fit class of an op: ``gemm:16bit``/``gemm:fp8`` (a precision has its own
+    peak and kernels), ``elementwise:norm`` or ``allreduce:NCCL`` (a kernel moves
+    bytes at its own rate), else the op itself."""
+    if op == "gemm":
+        return f"gemm:{'16bit' if dtype in SIXTEEN_BIT else dtype}"
+    if op in BY_KERNEL and kernel:
+        return f"{op}:{kernel}"
+    return op
+
+
 def fit_classes(t: tables.Table):
-    """(class name, op, rows) for every class of ops in ``t``: the op, except that
-    elementwise rows split by kernel (``elementwise:norm``), as a norm and an
-    activation move their bytes at different rates."""
-    for op in t.values("op"):
-        rows = t.select(op=op)
-        if op != "elementwise":
-            yield op, op, rows
-            continue
-        for kernel in rows.values("kernel"):
-            yield f"{op}:{kernel}", op, rows.select(kernel=kernel)
+    """(class name, op, rows) for every fit class of ops in ``t``."""
+    names = np.array(
+        [class_of(*r) for r in zip(t["op"], t["kernel"], t["dtype"], strict=True)], dtype=object
+    )
+    for name in sorted(set(names)):
+        yield name, op_of(name), t.where(names == name)
 
 
 def op_of(name: str) -> str:
@@ -86,26 +97,22 @@ def op_of(name: str) -> str:
     return name.split(":", 1)[0]
 
 
-def _training_rows(t: tables.Table, op: str) -> tables.Table:
-    if op == "gemm":
-        return t.where(np.isin(t["dtype"], SIXTEEN_BIT))
-    return t
-
-
 def fit_op(t: tables.Table, op: str, pk: ops.Peaks, corrections: bool = True) -> OpFit:
     """Fit ``op``'s formula to the rows of ``t`` (one GPU, one op class)."""
     from scipy.optimize import least_squares
 
-    t = _training_rows(t, op)
     if len(t) == 0:
         raise CalibrationError(f"no {op} rows to fit")
     flops, nbytes = ops.work(t, op)
     target = np.log(t["seconds"])
     has_compute = bool(np.any(flops > 0))
+    collective = op in ("allreduce", "send_recv")
 
     def params(x) -> ops.Params:
         if has_compute:
             return ops.Params(math.exp(x[0]), math.exp(x[1]), x[2] * 1e-6, x[3])
+        if collective:
+            return ops.Params(1.0, math.exp(x[0]), x[1] * 1e-6, step_s=x[2] * 1e-6)
         return ops.Params(1.0, math.exp(x[0]), x[1] * 1e-6)
 
     def residual(x):
@@ -113,6 +120,8 @@ def fit_op(t: tables.Table, op: str, pk: ops.Peaks, corrections: bool = True) ->
 
     if has_compute:
         x0, lo, hi = [-0.3, -0.3, 2.0, 3.0], [-5, -5, 0, 1], [1, 1, 1000, 30]
+    elif collective:
+        x0, lo, hi = [-0.3, 2.0, 1.0], [-5, 0, 0], [2, 1000, 100]
     else:
         x0, lo, hi = [-0.3, 2.0], [-5, 0], [2, 1000]
     fit = least_squares(residual, x0, bounds=(lo, hi), x_scale="jac")
@@ -149,6 +158,7 @@ class Calibration:
                         "memory_efficiency": f.params.memory,
                         "overhead_s": f.params.overhead_s,
                         "sharpness": f.params.sharpness,
+                        "step_latency_s": f.params.step_s,
                         "rows": f.rows,
                         "fit_error": f.error,
                         "corrections": f.corrections.to_json() if f.corrections else None,
@@ -192,6 +202,7 @@ def read(path: str | Path) -> Calibration:
                     float(f["memory_efficiency"]),
                     float(f["overhead_s"]),
                     float(f["sharpness"]),
+                    None if f.get("step_latency_s") is None else float(f["step_latency_s"]),
                 )
                 corr = f.get("corrections")
                 fits.setdefault(gpu, {})[op] = OpFit(

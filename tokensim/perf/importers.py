@@ -2,11 +2,12 @@
 
 * Vidur (microsoft/vidur) profiling data: ``compute/<gpu>/<org>/<model>/mlp.csv``
   (per-layer operators of a Llama-style block, ms, one GPU, one layer) and
-  ``network/<node>/all_reduce.csv`` / ``send_recv.csv`` (NCCL, ms by bytes).
+  ``network/<node>/all_reduce.csv`` / ``send_recv.csv`` (NCCL, ms by size in fp16
+  elements).
 * NVIDIA's kernel tables (ai-dynamo/aiconfigurator, vLLM kernels):
   ``<gpu>/gemm_perf.csv``, ``context_attention_perf.csv``,
   ``generation_attention_perf.csv``, ``nccl_perf.csv``,
-  ``custom_allreduce_perf.csv`` (ms).
+  ``custom_allreduce_perf.csv`` (ms; all-reduce message sizes in elements).
 
 :func:`load` takes a file or a folder (searched recursively) and picks the
 importer by file name. The GPU comes from the folder names the sources use;
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tokensim.perf import tables
+from tokensim.perf.ops import DTYPE_BYTES
 from tokensim.perf.profile import ModelShape
 
 # folder names the sources use -> catalogue GPU names
@@ -171,7 +173,8 @@ def vidur_network(path: Path, gpu: str | None = None) -> Iterator[dict]:
         kernel = "nccl" if collective == "allreduce" else (
             "nccl intra-node" if per_node > 1 else "nccl inter-node")  # fmt: skip
         yield {"gpu": gpu, "op": collective, "kernel": kernel, "dtype": "fp16", "gpus": workers,
-               "bytes": _num(r, "size", where), "seconds": _num(r, stat, where) * 1e-3}  # fmt: skip
+               "bytes": _num(r, "size", where) * _element_bytes("fp16", where),
+               "seconds": _num(r, stat, where) * 1e-3}  # fmt: skip
 
 
 def nvidia(path: Path, gpu: str | None = None) -> Iterator[dict]:
@@ -206,6 +209,16 @@ def nvidia(path: Path, gpu: str | None = None) -> Iterator[dict]:
             if name == "custom_allreduce_perf.csv" and backend != "vllm_graph":
                 continue  # eager launches: not what a serving engine runs
             dtype = r.get("allreduce_dtype") or r.get("nccl_dtype") or ""
-            yield {**base, "op": "allreduce", "kernel": backend,
-                   "dtype": DTYPES.get(dtype, dtype), "gpus": _num(r, "num_gpus", where),
-                   "bytes": _num(r, "message_size", where)}  # fmt: skip
+            dtype = DTYPES.get(dtype, dtype)
+            size = _num(r, "message_size", where) * _element_bytes(dtype, where)
+            yield {**base, "op": "allreduce", "kernel": backend, "dtype": dtype,
+                   "gpus": _num(r, "num_gpus", where), "bytes": size}  # fmt: skip
+
+
+def _element_bytes(dtype: str, where: str) -> float:
+    """Bytes of one element: both sources give collective message sizes in elements
+    (Vidur's buffers are ``size`` fp16 elements; NVIDIA's ``message_size`` is the
+    byte size over the element size)."""
+    if dtype not in DTYPE_BYTES:
+        raise SourceError(f"{where}: unknown all-reduce dtype {dtype!r}")
+    return DTYPE_BYTES[dtype]

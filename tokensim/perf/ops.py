@@ -9,8 +9,10 @@ FLOP count and a byte count computed from its keys, against a GPU's peaks:
 
 ``q`` (the *sharpness*) is infinite in the plain roofline, where the sum is
 ``max(compute, memory)``; a calibration fits it, since real kernels bend
-smoothly from one bound to the other. Collectives use the link bandwidth
-instead of the memory's and a ring's traffic ``2 (g - 1) / g x bytes``.
+smoothly from one bound to the other. The datasheet's ``overhead`` is the
+efficiency block's kernel time times the op's kernels (attention: two).
+Collectives use the link bandwidth instead of the memory's, a ring's traffic
+``2 (g - 1) / g x bytes`` and a latency per ring step (the link's, or fitted).
 
 :class:`Corrections` hold what a calibration's fitted formula still misses at
 the measured shapes (``log(measured / fitted)``) and bring it to a new shape as
@@ -26,6 +28,7 @@ import numpy as np
 
 from tokensim import ir
 from tokensim.perf import tables
+from tokensim.perf.roofline import ATTENTION_KERNELS
 
 ATTN_BYTES = 2  # activations and the KV cache in 16-bit
 DTYPE_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "int4": 0.5}
@@ -38,6 +41,8 @@ DEFAULT_FACTORS = {
     "allreduce": (None, "network"),
     "send_recv": (None, "network"),
 }
+# kernels one op launches, as the roofline counts them
+KERNELS = {"attention_prefill": ATTENTION_KERNELS, "attention_decode": ATTENTION_KERNELS}
 # key weights for the nearest-neighbour corrections (distance in log2 units)
 KEY_WEIGHTS = {
     "gemm": {"m": 4.0, "n": 1.0, "k": 1.0},
@@ -99,18 +104,21 @@ def work(t: tables.Table, op: str) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class Params:
-    """One op class's formula: efficiencies, a fixed time per call, and sharpness."""
+    """One op class's formula: efficiencies, a fixed time per call, sharpness, and for
+    collectives the latency of a ring step (None: the link's)."""
 
     compute: float = 1.0
     memory: float = 1.0
     overhead_s: float = 0.0
     sharpness: float = math.inf
+    step_s: float | None = None
 
     @staticmethod
     def datasheet(eff: ir.Efficiency, op: str) -> Params:
         """The roofline as the simulator's default cost model prices ``op``."""
         c, m = DEFAULT_FACTORS[op]
-        return Params(getattr(eff, c) if c else 1.0, getattr(eff, m))
+        kernels = KERNELS.get(op, 1)
+        return Params(getattr(eff, c) if c else 1.0, getattr(eff, m), kernels * eff.kernel_s)
 
 
 def predict(
@@ -131,7 +139,7 @@ def combine(flops, nbytes, op, t, peaks: Peaks, p: Params) -> np.ndarray:
     mem = nbytes / (bandwidth * p.memory)
     if collective:
         hops = 2 * (t["gpus"] - 1) if op == "allreduce" else np.ones(len(t))
-        base = mem + hops * peaks.link_latency_s
+        base = mem + hops * (peaks.link_latency_s if p.step_s is None else p.step_s)
     elif np.any(flops > 0):
         comp = flops / (peaks.flops_for(t["dtype"]) * p.compute)
         if math.isinf(p.sharpness):

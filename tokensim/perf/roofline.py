@@ -14,6 +14,10 @@ Per layer and per GPU (tensor-parallel shard), each operation costs
   ``2 (tp - 1) / tp * bytes / (ring bandwidth * efficiency.network) + 2 (tp - 1) * latency``,
   where the ring's bandwidth and latency come from the topology graph;
 * the LM head for every sequence that samples a token;
+* ``efficiency.kernel`` for every kernel launched: each GEMM (the MLP's two) and
+  all-reduce is one, attention two (the KV-cache write and the attention kernel), the
+  elementwise ops six (two norms, two residual adds, rotary embedding and the MLP
+  activation), MoE experts two, a pipeline hand-off one;
 * pipeline parallelism: the stages run one after another (no micro-batching)
   with a hand-off of the activations between consecutive stages;
 * plus ``efficiency.overhead`` once per iteration.
@@ -30,6 +34,9 @@ from tokensim import ir
 
 ACTIVATION_BYTES = 2  # activations stay in 16-bit, whatever the weight dtype
 NORM_PASSES = 6  # activation reads and writes per layer for 2 norms and 2 residual adds
+ATTENTION_KERNELS = 2  # KV-cache write and attention
+ELEMENTWISE_KERNELS = 6  # 2 norms, 2 residual adds, rotary embedding, MLP activation
+EXPERT_KERNELS = 2  # fused MoE: the up/gate and the down grouped GEMMs
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,7 @@ class _Gemm:
     flops_per_token: float
     weight_bytes: float
     act_bytes_per_token: float
+    kernels: int = 1  # the dense MLP is two (up/gate, down)
 
 
 class CostModel:
@@ -103,6 +111,7 @@ class CostModel:
                     2 * matrices * d * m.ffn / tp,
                     matrices * d * m.ffn * w / tp,
                     (d + m.ffn / tp) * a * 2,
+                    kernels=2,
                 )
             )
             self.expert = None
@@ -127,10 +136,11 @@ class CostModel:
         self.ring_latency_s = ring_latency_s
         self.stage_Bps = stage_bandwidth_Bps * eff.network
         self.stage_latency_s = stage_latency_s
+        self.kernel_s = eff.kernel_s
         self.overhead_s = eff.overhead_s
 
     def _gemm(self, g: _Gemm, tokens: float) -> float:
-        return max(
+        return g.kernels * self.kernel_s + max(
             g.flops_per_token * tokens / self.gemm_flops,
             (g.weight_bytes + g.act_bytes_per_token * tokens) / self.mem_Bps,
         )
@@ -139,7 +149,9 @@ class CostModel:
         if self.tp == 1:
             return 0.0
         steps = 2 * (self.tp - 1)
-        return steps / self.tp * nbytes / self.ring_Bps + steps * self.ring_latency_s
+        return (
+            self.kernel_s + steps / self.tp * nbytes / self.ring_Bps + steps * self.ring_latency_s
+        )
 
     def _dense_gemms(self, tokens: int) -> float:
         """One layer's projection and (dense) MLP GEMMs over ``tokens`` tokens."""
@@ -150,18 +162,27 @@ class CostModel:
 
     def _prefill_attention(self, pairs: float) -> float:
         """One layer's prefill attention over ``pairs`` causal query-key pairs."""
-        return pairs * self.attn_flops_per_pair / self.attn_flops
+        if pairs <= 0:
+            return 0.0
+        return (
+            ATTENTION_KERNELS * self.kernel_s + pairs * self.attn_flops_per_pair / self.attn_flops
+        )
 
     def _decode_attention(self, context: int, seqs: int) -> float:
         """One layer's decode attention of ``seqs`` sequences over ``context`` tokens in all."""
-        return max(
+        if seqs <= 0:
+            return 0.0
+        return ATTENTION_KERNELS * self.kernel_s + max(
             context * self.attn_flops_per_ctx / self.attn_flops,
             context * self.kv_bytes_per_token / self.kv_Bps,
         )
 
     def _norms(self, tokens: int) -> float:
         """One layer's norms and residual adds over ``tokens`` tokens."""
-        return NORM_PASSES * tokens * self.hidden_bytes / self.mem_Bps
+        return (
+            ELEMENTWISE_KERNELS * self.kernel_s
+            + NORM_PASSES * tokens * self.hidden_bytes / self.mem_Bps
+        )
 
     def breakdown(self, batch: Batch) -> dict[str, float]:
         """Seconds per operation class for one iteration of ``batch`` (all layers and stages)."""
@@ -175,7 +196,7 @@ class CostModel:
             pairs = tokens * self.top_k
             touched = self.experts * (1 - (1 - self.top_k / self.experts) ** tokens)
             e = self.expert
-            gemm += max(
+            gemm += EXPERT_KERNELS * self.kernel_s + max(
                 e.flops_per_token * pairs / self.gemm_flops,
                 (e.weight_bytes * touched + e.act_bytes_per_token * pairs) / self.mem_Bps,
             )
@@ -184,7 +205,8 @@ class CostModel:
         norms = self._norms(tokens)
         allreduce = 2 * self._allreduce(tokens * self.hidden_bytes)
         handoff = (
-            (self.pp - 1) * (tokens * self.hidden_bytes / self.stage_Bps + self.stage_latency_s)
+            (self.pp - 1)
+            * (self.kernel_s + tokens * self.hidden_bytes / self.stage_Bps + self.stage_latency_s)
             if self.pp > 1
             else 0.0
         )

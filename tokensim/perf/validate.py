@@ -4,8 +4,11 @@
   measurement of the GPU at all), as the simulator's default cost model prices ops;
 * ``calibrated``: :func:`~tokensim.perf.calibrate.fit_op` fitted with one group
   held out and tested on it. A group is a model where rows name one (leave one
-  model out); in generic grids it is a shape family (one ``n`` of GEMMs, one head
-  count of attention, one GPU count of all-reduce);
+  model out). Generic grids name no model; there a group is one value of the key
+  a model sets (GEMMs: a dimension ``n``, held out of ``k`` too, as a new hidden
+  size would be; attention: a head count; collectives: a message size), and only
+  values strictly inside the measured range are held out, since a new model's
+  dimensions lie between measured ones, not beyond them;
 * ``cross-hardware``: fitted on all of one GPU's rows, predicting another GPU's
   (the target's peaks, the source's efficiencies and corrections).
 
@@ -45,61 +48,154 @@ class Score:
         return float(np.percentile(self.errors, 90))
 
 
+FAMILY = {
+    "gemm": "n",
+    "attention_prefill": "heads",
+    "attention_decode": "heads",
+    "elementwise": "bytes",
+    "allreduce": "bytes",
+    "send_recv": "bytes",
+}
+
+
 def groups(t: tables.Table, op: str) -> np.ndarray:
-    """The held-out group of each row: its model, else its shape family."""
-    family = {"gemm": "n", "attention_prefill": "heads", "attention_decode": "heads"}.get(
-        op, "gpus" if op in ("allreduce", "send_recv") else "m"
-    )
+    """The held-out group of each row: its model, else its shape family (``""``
+    for a family at either end of the grid's range: always trained on, never tested)."""
+    family = FAMILY[op]
     out = t["model"].copy()
     generic = out == ""
-    out[generic] = [f"{GENERIC} {family}={v:g}" for v in t[family][generic]]
+    if generic.any():
+        values = t[family][generic]
+        lo, hi = values.min(), values.max()
+        out[generic] = [
+            f"{GENERIC} {family}={v:g}" if lo < v < hi else "" for v in values
+        ]  # fmt: skip
     return out
+
+
+def training(t: tables.Table, op: str, g: np.ndarray, held: str) -> np.ndarray:
+    """Rows a fit that holds out group ``held`` may see: not the group's, and for a
+    GEMM family ``n=v`` no row with ``k=v`` either (a new hidden size is both)."""
+    keep = g != held
+    if op == "gemm" and held.startswith(GENERIC):
+        v = float(held.rsplit("=", 1)[1])
+        keep &= t["k"] != v
+    return keep
 
 
 def _labels(g: np.ndarray) -> np.ndarray:
     return np.array([GENERIC if s.startswith(GENERIC) else s for s in g], dtype=object)
 
 
-def _slices(method, gpu, name, t, g, errors) -> list[Score]:
-    labels = _labels(g)
-    return [Score(method, gpu, m, name, errors[labels == m]) for m in sorted(set(labels))]
+@dataclass
+class Predictions:
+    """Every method's seconds for every row of ``table`` (NaN: the method has none).
+
+    ``classes`` and ``groups`` are each row's fit class and held-out group;
+    ``scored`` marks the rows whose calibrated prediction counts in the scores
+    (held out as a model or as an interior family; the ends of a grid are
+    predicted too, by a fit without them, but only for whole iterations).
+    """
+
+    table: tables.Table
+    methods: dict[str, np.ndarray]
+    classes: np.ndarray
+    groups: np.ndarray
+    scored: np.ndarray
 
 
-def evaluate(
+def predict(
     t: tables.Table, progress: Callable[[str], None] | None = None, cross: bool = True
-) -> list[Score]:
-    """Scores of every method on every (GPU, model, fit class) of ``t``."""
-    scores: list[Score] = []
+) -> Predictions:
+    """Predictions of every method for every row of ``t``."""
+    n = len(t)
+    t = tables.Table({**t.columns, "row": np.arange(n)}, list(t.comments))
+    methods = {"roofline": np.full(n, np.nan), "calibrated": np.full(n, np.nan)}
+    classes = np.full(n, "", dtype=object)
+    groups_ = np.full(n, "", dtype=object)
+    scored = np.zeros(n, bool)
     fitted: dict[tuple[str, str], calibrate.OpFit] = {}
     for gpu in t.values("gpu"):
         pk = calibrate.peaks(gpu)
         for name, op, rows in calibrate.fit_classes(t.select(gpu=gpu)):
             if progress:
                 progress(f"{gpu} {name}: {len(rows)} rows")
-            measured = rows["seconds"]
+            idx = rows["row"]
+            classes[idx] = name
             datasheet = ops.Params.datasheet(ir.Efficiency(), op)
-            err = np.abs(ops.predict(rows, op, pk, datasheet) / measured - 1)
+            methods["roofline"][idx] = ops.predict(rows, op, pk, datasheet)
             g = groups(rows, op)
-            scores += _slices("roofline", gpu, name, rows, g, err)
+            groups_[idx] = g
             fitted[gpu, name] = calibrate.fit_op(rows, op, pk)
-            if len(set(g)) < 2:
+            families = sorted(set(g) - {""})
+            if not families:
                 continue  # nothing to hold out
-            lomo = np.full(len(rows), np.nan)
-            for held in sorted(set(g)):
-                test = g == held
-                fit = calibrate.fit_op(rows.where(~test), op, pk)
-                lomo[test] = np.abs(fit.predict(rows.where(test), op, pk) / measured[test] - 1)
-            scores += _slices("calibrated", gpu, name, rows, g, lomo)
+            ends = sorted(set(rows[FAMILY[op]][g == ""])) if len(families) > 1 else []
+            for held in families + [f"{GENERIC} {FAMILY[op]}={v:g}" for v in ends]:
+                test = (g == held) if held in families else _family(rows, op, held)
+                train = training(rows, op, np.where(test, held, g), held)
+                if not train.any():
+                    continue
+                fit = calibrate.fit_op(rows.where(train), op, pk)
+                methods["calibrated"][idx[test]] = fit.predict(rows.where(test), op, pk)
+                scored[idx[test]] = held in families
     if cross:
         for src, dst in CROSS:
             for name, op, rows in calibrate.fit_classes(t.select(gpu=dst)):
                 fit = fitted.get((src, name))
                 if fit is None:
                     continue
-                err = np.abs(fit.predict(rows, op, calibrate.peaks(dst)) / rows["seconds"] - 1)
-                g = groups(rows, op)
-                scores += _slices(f"cross {src}->{dst}", dst, name, rows, g, err)
-    return scores
+                got = methods.setdefault(f"cross {src}->{dst}", np.full(n, np.nan))
+                got[rows["row"]] = fit.predict(rows, op, calibrate.peaks(dst))
+    return Predictions(t, methods, classes, groups_, scored)
+
+
+def join(parts: list[Predictions]) -> Predictions:
+    """The predictions of several tables as one (a method missing from a part: NaN there)."""
+    names = sorted({m for p in parts for m in p.methods}, key=lambda m: (m != "roofline", m))
+    cols = {c: np.concatenate([p.table[c] for p in parts]) for c in tables.COLUMNS}
+    methods = {
+        m: np.concatenate([p.methods.get(m, np.full(len(p.table), np.nan)) for p in parts])
+        for m in names
+    }
+    return Predictions(
+        tables.Table(cols, [c for p in parts for c in p.table.comments]),
+        methods,
+        np.concatenate([p.classes for p in parts]),
+        np.concatenate([p.groups for p in parts]),
+        np.concatenate([p.scored for p in parts]),
+    )
+
+
+def _family(rows: tables.Table, op: str, held: str) -> np.ndarray:
+    return rows[FAMILY[op]] == float(held.rsplit("=", 1)[1])
+
+
+def scores(p: Predictions) -> list[Score]:
+    """Errors of every method on every (GPU, model, fit class) of ``p``'s rows."""
+    t = p.table
+    measured = t["seconds"]
+    labels = _labels(p.groups)
+    labels[(p.groups == "") & (t["model"] == "")] = GENERIC
+    out: list[Score] = []
+    for method, predicted in p.methods.items():
+        err = np.abs(predicted / measured - 1)
+        keep = ~np.isnan(err)
+        if method == "calibrated":
+            keep &= p.scored
+        keys = sorted({(g, m, c) for g, m, c in zip(t["gpu"][keep], labels[keep],
+                                                     p.classes[keep], strict=True)})  # fmt: skip
+        for gpu, model, name in keys:
+            mask = keep & (t["gpu"] == gpu) & (labels == model) & (p.classes == name)
+            out.append(Score(method, gpu, model, name, err[mask]))
+    return out
+
+
+def evaluate(
+    t: tables.Table, progress: Callable[[str], None] | None = None, cross: bool = True
+) -> list[Score]:
+    """Scores of every method on every (GPU, model, fit class) of ``t``."""
+    return scores(predict(t, progress, cross))
 
 
 def overall(scores: list[Score]) -> list[Score]:

@@ -27,6 +27,8 @@ def link(bound: Bound, env: Env) -> ir.Link | None:
     return ir.Link(bound.get("name"), bw, lat, _sources(body), bound.span)
 
 
+# efficiency statements whose IR field carries a unit suffix
+TIMES = {"overhead": "overhead_s", "kernel": "kernel_s"}
 _COST_FILES = {"table": "an operator-timing table (CSV)", "calibrated": "a calibration (JSON)"}
 
 
@@ -90,9 +92,7 @@ def gpu(bound: Bound, env: Env) -> ir.Gpu | None:
     given = {}
     if eff is not None and eff.body is not None:
         given = {key: eff.body.value(key) for key in eff.body.by_key}
-        given = {
-            ("overhead_s" if k == "overhead" else k): v for k, v in given.items() if v is not None
-        }
+        given = {TIMES.get(k, k): v for k, v in given.items() if v is not None}
     return ir.Gpu(
         name=bound.get("name"),
         memory_B=memory,

@@ -174,9 +174,15 @@ EFFICIENCY = Block(
             for k, doc in _FRACTIONS.items()
         ),
         Attr(
+            "kernel",
+            (Num("kernel", Dim.TIME, min=0),),
+            "fixed time of every kernel an op launches (launch and ramp)",
+            default=f"{_EFF['kernel_s'] * 1e6:g} us",
+        ),
+        Attr(
             "overhead",
             (Num("overhead", Dim.TIME, min=0),),
-            "fixed time per iteration (scheduling, launches)",
+            "fixed time per iteration (scheduling, sampling)",
             default=f"{_EFF['overhead_s']:g} s",
         ),
     ),
