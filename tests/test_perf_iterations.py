@@ -160,3 +160,13 @@ def test_a_model_whose_heads_are_not_in_the_grid_forms_no_iteration():
     t = layer_tables()
     t.columns["heads"] = np.where(np.isnan(t["heads"]), np.nan, 12.0)
     assert iterations.compose(t) == []
+
+
+def test_cli_validate_prints_whole_iterations(tmp_path, capsys):
+    from tokensim.cli import main
+
+    tables.write(layer_tables(), tmp_path / "layer.csv")
+    assert main(["validate", str(tmp_path / "layer.csv"), "-q", "--no-cross"]) == 0
+    out = capsys.readouterr().out
+    assert "Whole iterations of one layer: 8" in out
+    assert "| H100_SXM | M | prefill |" in out

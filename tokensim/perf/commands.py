@@ -64,16 +64,23 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from tokensim.perf import calibrate, validate
+    from tokensim.perf import calibrate, iterations, validate
 
     try:
         table = load_any(args.tables, args.gpu)
         progress = None if args.quiet else (lambda s: print(f"  {s}", file=sys.stderr))
-        scores = validate.evaluate(table, progress=progress, cross=not args.no_cross)
+        predictions = validate.predict(table, progress=progress, cross=not args.no_cross)
     except (tables.TableError, calibrate.CalibrationError) as e:
         return _fail(str(e))
+    scores = validate.scores(predictions)
     print(validate.markdown(validate.overall(scores)))
     print(validate.markdown(scores), end="")
+    its = iterations.compose(predictions.table)
+    if its:  # the tables hold a model's layer ops and attention of its shape
+        scores = iterations.score(predictions, its)
+        print(f"\nWhole iterations of one layer: {len(its)}\n")
+        print(validate.markdown(validate.overall(scores)))
+        print(validate.markdown(scores), end="")
     return 0
 
 
