@@ -148,9 +148,8 @@ def test_iteration_scores_sum_the_predictions():
     t = layer_tables()
     n = len(t)
     exact = validate.Predictions(
-        t, {"m": t["seconds"] * 1.0, "off": t["seconds"] * 1.1},
-        np.full(n, ""), np.full(n, ""), np.ones(n, bool),
-    )  # fmt: skip
+        t, {"m": t["seconds"] * 1.0, "off": t["seconds"] * 1.1}, np.full(n, ""), np.ones(n, bool)
+    )
     scores = {s.method: s for s in iterations.score(exact, iterations.compose(t))}
     assert scores["m"].median == pytest.approx(0.0)
     assert scores["off"].median == pytest.approx(0.1)
@@ -170,3 +169,12 @@ def test_cli_validate_prints_whole_iterations(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Whole iterations of one layer: 8" in out
     assert "| H100_SXM | M | prefill |" in out
+
+
+def test_every_grid_row_is_predicted_held_out_even_at_large_ends():
+    # message sizes up to 2^30 bytes: the ends must be matched exactly, not through text
+    t = allreduce_rows("NCCL", ops.Params(1.0, 0.7, 3e-6))
+    t.columns["bytes"] = t["bytes"] * 2**10 + 1  # 2^20 + 1 .. 2^38 + 1: no short decimal
+    p = validate.predict(t, cross=False)
+    assert not np.isnan(p.methods["calibrated"]).any()
+    assert set(t["bytes"][~p.scored]) == {t["bytes"].min(), t["bytes"].max()}

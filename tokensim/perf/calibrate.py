@@ -31,7 +31,7 @@ VERSION = 1
 NODE_LINK = {"A100_80G": "NVLINK3", "H100_SXM": "NVLINK4", "H200": "NVLINK4", "B200": "NVLINK5"}
 SIXTEEN_BIT = ("bf16", "fp16")
 # ops whose fit classes split by kernel
-BY_KERNEL = ("elementwise", "allreduce", "send_recv")
+BY_KERNEL = ("elementwise", *ops.COLLECTIVES)
 
 
 class CalibrationError(ValueError):
@@ -106,7 +106,7 @@ def fit_op(t: tables.Table, op: str, pk: ops.Peaks, corrections: bool = True) ->
     flops, nbytes = ops.work(t, op)
     target = np.log(t["seconds"])
     has_compute = bool(np.any(flops > 0))
-    collective = op in ("allreduce", "send_recv")
+    collective = op in ops.COLLECTIVES
 
     def params(x) -> ops.Params:
         if has_compute:

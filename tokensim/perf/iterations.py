@@ -111,19 +111,20 @@ def _allreduce(t, rows, on, tp, nbytes) -> tuple[tuple[int, ...], ...] | None:
 
 def score(p: validate.Predictions, iterations: list[Iteration]) -> list[validate.Score]:
     """Errors of every method on the iterations, per GPU, model and kind."""
-    measured = p.table["seconds"]
+    by_kind: dict[tuple[str, str, str], list[Iteration]] = {}
+    for it in iterations:
+        by_kind.setdefault((it.gpu, it.model, it.kind), []).append(it)
     out = []
-    keys = sorted({(it.gpu, it.model, it.kind) for it in iterations})
-    for method, predicted in p.methods.items():
-        for gpu, model, kind in keys:
-            errs = []
-            for it in iterations:
-                if (it.gpu, it.model, it.kind) != (gpu, model, kind):
-                    continue
-                meas = sum(measured[list(alts)].min() for alts in it.ops)
-                pred = sum(predicted[list(alts)].min() for alts in it.ops)
-                if not np.isnan(pred):
-                    errs.append(abs(pred / meas - 1))
-            if errs:
-                out.append(validate.Score(method, gpu, model, kind, np.array(errs)))
+    for key, its in sorted(by_kind.items()):
+        measured = _totals(p.table["seconds"], its)
+        for method, predicted in p.methods.items():
+            err = np.abs(_totals(predicted, its) / measured - 1)
+            err = err[~np.isnan(err)]
+            if len(err):
+                out.append(validate.Score(method, *key, err))
     return out
+
+
+def _totals(seconds: np.ndarray, its: list[Iteration]) -> np.ndarray:
+    """Each iteration's time: per op the fastest of its rows, summed."""
+    return np.array([sum(seconds[list(alts)].min() for alts in it.ops) for it in its])

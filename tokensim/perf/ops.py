@@ -41,6 +41,8 @@ DEFAULT_FACTORS = {
     "allreduce": (None, "network"),
     "send_recv": (None, "network"),
 }
+# ops priced on the link between GPUs rather than on one GPU's memory
+COLLECTIVES = ("allreduce", "send_recv")
 # kernels one op launches, as the roofline counts them
 KERNELS = {"attention_prefill": ATTENTION_KERNELS, "attention_decode": ATTENTION_KERNELS}
 # key weights for the nearest-neighbour corrections (distance in log2 units)
@@ -134,7 +136,7 @@ def predict(
 
 def combine(flops, nbytes, op, t, peaks: Peaks, p: Params) -> np.ndarray:
     """The formula on precomputed work (shared by :func:`predict` and the fitter)."""
-    collective = op in ("allreduce", "send_recv")
+    collective = op in COLLECTIVES
     bandwidth = peaks.link_Bps if collective else peaks.memory_Bps
     mem = nbytes / (bandwidth * p.memory)
     if collective:

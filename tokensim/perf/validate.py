@@ -73,34 +73,39 @@ def groups(t: tables.Table, op: str) -> np.ndarray:
     return out
 
 
-def training(t: tables.Table, op: str, g: np.ndarray, held: str) -> np.ndarray:
-    """Rows a fit that holds out group ``held`` may see: not the group's, and for a
-    GEMM family ``n=v`` no row with ``k=v`` either (a new hidden size is both)."""
-    keep = g != held
-    if op == "gemm" and held.startswith(GENERIC):
-        v = float(held.rsplit("=", 1)[1])
-        keep &= t["k"] != v
-    return keep
-
-
-def _labels(g: np.ndarray) -> np.ndarray:
-    return np.array([GENERIC if s.startswith(GENERIC) else s for s in g], dtype=object)
+def holdouts(t: tables.Table, op: str):
+    """``(test, train, scored)`` row masks of every hold-out of ``t`` (one GPU, one fit
+    class): each group of :func:`groups`, scored; and, where a grid has interior
+    families, each family at its ends, predicted (for whole iterations) but not
+    scored. A GEMM family ``n=v`` is also held out of the rows with ``k=v`` (a new
+    hidden size is both)."""
+    g = groups(t, op)
+    family = t[FAMILY[op]]
+    held = sorted(set(g) - {""})
+    tests = [(g == name, name.startswith(GENERIC), True) for name in held]
+    if len(held) > 1:
+        ends = g == ""
+        tests += [(ends & (family == v), True, False) for v in sorted(set(family[ends]))]
+    for test, generic, scored in tests:
+        train = ~test
+        if op == "gemm" and generic:
+            train &= t["k"] != family[test][0]
+        yield test, train, scored
 
 
 @dataclass
 class Predictions:
     """Every method's seconds for every row of ``table`` (NaN: the method has none).
 
-    ``classes`` and ``groups`` are each row's fit class and held-out group;
-    ``scored`` marks the rows whose calibrated prediction counts in the scores
-    (held out as a model or as an interior family; the ends of a grid are
-    predicted too, by a fit without them, but only for whole iterations).
+    ``classes`` is each row's fit class; ``scored`` marks the rows whose calibrated
+    prediction counts in the scores (held out as a model or as an interior family;
+    the ends of a grid are predicted too, by a fit without them, but only for
+    whole iterations).
     """
 
     table: tables.Table
     methods: dict[str, np.ndarray]
     classes: np.ndarray
-    groups: np.ndarray
     scored: np.ndarray
 
 
@@ -112,7 +117,6 @@ def predict(
     t = tables.Table({**t.columns, "row": np.arange(n)}, list(t.comments))
     methods = {"roofline": np.full(n, np.nan), "calibrated": np.full(n, np.nan)}
     classes = np.full(n, "", dtype=object)
-    groups_ = np.full(n, "", dtype=object)
     scored = np.zeros(n, bool)
     fitted: dict[tuple[str, str], calibrate.OpFit] = {}
     for gpu in t.values("gpu"):
@@ -124,21 +128,13 @@ def predict(
             classes[idx] = name
             datasheet = ops.Params.datasheet(ir.Efficiency(), op)
             methods["roofline"][idx] = ops.predict(rows, op, pk, datasheet)
-            g = groups(rows, op)
-            groups_[idx] = g
             fitted[gpu, name] = calibrate.fit_op(rows, op, pk)
-            families = sorted(set(g) - {""})
-            if not families:
-                continue  # nothing to hold out
-            ends = sorted(set(rows[FAMILY[op]][g == ""])) if len(families) > 1 else []
-            for held in families + [f"{GENERIC} {FAMILY[op]}={v:g}" for v in ends]:
-                test = (g == held) if held in families else _family(rows, op, held)
-                train = training(rows, op, np.where(test, held, g), held)
+            for test, train, counts in holdouts(rows, op):
                 if not train.any():
-                    continue
+                    continue  # one group only: nothing to fit on
                 fit = calibrate.fit_op(rows.where(train), op, pk)
                 methods["calibrated"][idx[test]] = fit.predict(rows.where(test), op, pk)
-                scored[idx[test]] = held in families
+                scored[idx[test]] = counts
     if cross:
         for src, dst in CROSS:
             for name, op, rows in calibrate.fit_classes(t.select(gpu=dst)):
@@ -147,7 +143,7 @@ def predict(
                     continue
                 got = methods.setdefault(f"cross {src}->{dst}", np.full(n, np.nan))
                 got[rows["row"]] = fit.predict(rows, op, calibrate.peaks(dst))
-    return Predictions(t, methods, classes, groups_, scored)
+    return Predictions(t, methods, classes, scored)
 
 
 def join(parts: list[Predictions]) -> Predictions:
@@ -162,21 +158,15 @@ def join(parts: list[Predictions]) -> Predictions:
         tables.Table(cols, [c for p in parts for c in p.table.comments]),
         methods,
         np.concatenate([p.classes for p in parts]),
-        np.concatenate([p.groups for p in parts]),
         np.concatenate([p.scored for p in parts]),
     )
-
-
-def _family(rows: tables.Table, op: str, held: str) -> np.ndarray:
-    return rows[FAMILY[op]] == float(held.rsplit("=", 1)[1])
 
 
 def scores(p: Predictions) -> list[Score]:
     """Errors of every method on every (GPU, model, fit class) of ``p``'s rows."""
     t = p.table
     measured = t["seconds"]
-    labels = _labels(p.groups)
-    labels[(p.groups == "") & (t["model"] == "")] = GENERIC
+    labels = np.where(t["model"] == "", GENERIC, t["model"])
     out: list[Score] = []
     for method, predicted in p.methods.items():
         err = np.abs(predicted / measured - 1)
