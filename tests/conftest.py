@@ -39,3 +39,9 @@ def golden(path: Path, actual: str) -> None:
         return
     expected = path.read_text("utf-8")
     assert actual == expected, f"{path.name} differs (TOKENSIM_UPDATE_GOLDEN=1 refreshes it)"
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path_factory, monkeypatch):
+    """Sweeps and searches keep their results out of the working tree: one cache per test."""
+    monkeypatch.setenv("TOKENSIM_CACHE", str(tmp_path_factory.mktemp("cache")))

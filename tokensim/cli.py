@@ -7,6 +7,7 @@ on stderr), 2 on a usage error (bad option, unreadable file).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -210,33 +211,135 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _explorer(args):
+    """The executor and cache that ``args`` ask for (run's sweeps, search)."""
+    from tokensim.explore.cache import Cache
+    from tokensim.explore.execute import ExecutorError, executor
+
+    if args.jobs is not None and args.jobs < 1:
+        raise _Usage(f"--jobs takes a number of processes, at least 1; got {args.jobs}")
+    try:
+        run_on = executor(args.executor, args.jobs, args.address)
+    except ExecutorError as err:
+        raise _Usage(str(err)) from None
+    if args.no_cache:
+        return run_on, Cache(None)
+    return run_on, Cache(args.cache or os.environ.get("TOKENSIM_CACHE") or ".tokensim-cache")
+
+
+def _interrupted(tally, total: int | None, what: str) -> int:
+    of = f" of {total}" if total is not None else ""
+    print(
+        f"\ninterrupted: {tally.ran + tally.cached}{of} {what} done and cached; "
+        "run the same command again to go on from there",
+        file=sys.stderr,
+    )
+    return 130
+
+
 def _run_sweep(args, module, sources, spec, out: Path) -> int:
-    """Every point of the spec's sweep, one after another (CompileError propagates)."""
+    """Every point of the spec's sweep (CompileError propagates)."""
+    from tokensim.explore.execute import ExecutorError, Tally
     from tokensim.explore.sweep import run_sweep
 
-    def show(done: int, total: int, name: str) -> None:
-        if not args.quiet:
-            print(f"  point {done + 1}/{total}: {name}", file=sys.stderr)
-
+    run_on, cache = _explorer(args)
+    tally = Tally()
     try:
         info = run_sweep(
             module,
             sources,
             spec,
             out,
+            run_on,
+            cache,
             seed=args.seed,
             overrides=args.set or [],
             page=not args.no_report,
-            progress=show,
+            bar=not args.quiet,
+            tally=tally,
         )
+    except KeyboardInterrupt:
+        return _interrupted(tally, spec.sweep.points, "points")
+    except ExecutorError as err:
+        raise _Usage(str(err)) from None
     except OSError as err:
         raise _Usage(f"cannot write results to {out}: {err.strerror or err}") from None
     if not args.quiet:
         page = "" if args.no_report else f"{out}/index.html, "
+        reused = f" ({tally.cached} from the cache)" if tally.cached else ""
         print(
-            f"swept {len(info['points'])} points: wrote {page}{out}/sweep.csv "
-            f"and a folder per point"
+            f"swept {len(info['points'])} points{reused} on {run_on.name}: wrote {page}"
+            f"{out}/sweep.csv and a folder per point"
         )
+    return 0
+
+
+def cmd_search(args) -> int:
+    import tempfile
+
+    from tokensim.explore import search as s
+    from tokensim.explore.cache import Cache
+    from tokensim.explore.execute import ExecutorError, Tally
+
+    sources = SourceMap()
+    out = Path(args.output) if args.output else Path("out") / (Path(args.spec).stem + "-search")
+    if args.seeds < 1:
+        raise _Usage(f"--seeds takes a number of seeds, at least 1; got {args.seeds}")
+    if args.attainment is not None and not 0 < args.attainment <= 1:
+        raise _Usage(f"--attainment takes a fraction in (0, 1], like 0.9; got {args.attainment}")
+    if not 0 < args.tolerance < 1:
+        raise _Usage(f"--tolerance takes a fraction in (0, 1), like 0.02; got {args.tolerance}")
+    try:
+        module = _compile(args.spec, "ast", args.set, sources)
+        spec = check(module, sources)
+    except CompileError as err:
+        print(render_all(err.diagnostics, _with_files(err, sources)), file=sys.stderr)
+        return 1
+    base = args.seed if args.seed is not None else (spec.workload.seed if spec.workload else 0)
+    settings = s.Settings(
+        goal=args.goal,
+        seeds=tuple(range(base, base + args.seeds)),
+        attainment=args.attainment,
+        tolerance=args.tolerance,
+    )
+    run_on, cache = _explorer(args)
+    scratch = None
+    if cache.folder is None:  # the answers' folders are written from cached results
+        scratch = tempfile.TemporaryDirectory(prefix="tokensim-search-")
+        cache = Cache(scratch.name)
+    if not args.quiet:
+        for warning in s.tail_warnings(spec, settings):
+            print(f"warning: {warning}", file=sys.stderr)
+    tally = Tally()
+    try:
+        outcomes = s.search(
+            module, sources, spec, settings, run_on, cache, bar=not args.quiet, tally=tally
+        )
+        from tokensim.explore.search_out import write_search
+
+        write_search(out, outcomes, settings, spec, sources, cache, page=not args.no_report)
+    except KeyboardInterrupt:
+        return _interrupted(tally, None, "simulations")
+    except s.SearchError as err:
+        raise _Usage(f"{args.spec}: {err}") from None
+    except CompileError as err:
+        print(render_all(err.diagnostics, _with_files(err, sources)), file=sys.stderr)
+        return 1
+    except ExecutorError as err:
+        raise _Usage(str(err)) from None
+    except OSError as err:
+        raise _Usage(f"cannot write results to {out}: {err.strerror or err}") from None
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+    if not args.quiet:
+        from tokensim.explore.search_out import front_table
+
+        sys.stdout.write(front_table(outcomes, settings.goal))
+        print(s.answer(outcomes, settings.goal, spec))
+        reused = f", {tally.cached} from the cache" if tally.cached else ""
+        page = "" if args.no_report else f"{out}/index.html, "
+        print(f"ran {tally.ran} simulations{reused} on {run_on.name}: wrote {page}{out}/search.csv")
     return 0
 
 
@@ -260,6 +363,38 @@ def cmd_report(args) -> int:
     if not args.quiet:
         print(f"wrote {page}")
     return 0
+
+
+def _explore_options(p) -> None:
+    """How many configurations run: where, how many at a time, and their cache."""
+    g = p.add_argument_group("running many configurations (sweeps, search)")
+    g.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="simulations at a time (default: one per CPU)",
+    )
+    g.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="local processes (default), or Ray tasks (needs pip install 'tokensim[ray]')",
+    )
+    g.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="the Ray cluster to use, e.g. ray://head:10001 (default: start a local Ray)",
+    )
+    g.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="where finished simulations are kept, by content hash, so a re-run skips them "
+        "(default: $TOKENSIM_CACHE, else .tokensim-cache)",
+    )
+    g.add_argument(
+        "--no-cache", action="store_true", help="neither use nor fill the cache: run everything"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -319,8 +454,60 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run the spec as written, ignoring its sweep block",
     )
+    _explore_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "search",
+        help="find the highest rate, or the cheapest configuration, that meets the SLO",
+        description="Answer a capacity question over the configurations of SPEC's sweep "
+        "(or SPEC alone): the highest arrival rate each meets its SLO at (max-rate), or "
+        "which one meets it at the spec's rate for the least $/h (min-cost) or the fewest "
+        "GPUs (min-gpus). Writes search.csv (every configuration, best first, the Pareto "
+        "front marked), a page and a folder for each configuration on the front.",
+    )
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--goal", choices=["max-rate", "min-cost", "min-gpus"], required=True)
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        metavar="K",
+        help="runs per configuration and rate, each with its own seed; a configuration "
+        "passes only when all K meet the SLO (default 3)",
+    )
+    p.add_argument("--seed", type=int, help="the first seed (default: the workload's)")
+    p.add_argument(
+        "--attainment",
+        type=float,
+        metavar="FRACTION",
+        help="pass when this share of requests meets every SLO limit (e.g. 0.9), instead of "
+        "when every target's statistic is met",
+    )
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.02,
+        metavar="FRACTION",
+        help="max-rate: stop when the pass/fail bracket is this narrow (default 0.02)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="PATH=VALUE",
+        help="set a value of the spec first, e.g. --set workload.arrivals.rate=20/s",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="DIR",
+        help="result folder (default: out/<spec file name>-search)",
+    )
+    p.add_argument("--no-report", action="store_true", help="write search.csv only, no pages")
+    _explore_options(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser(
         "report",

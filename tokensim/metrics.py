@@ -9,8 +9,8 @@
   ``e2e``, ``queue`` <= its limit; ITL uses the request's mean gap) per second; attainment:
   their share of all requests (a rejected request misses). Each SLO target is also
   checked on its statistic.
-* cost (when every GPU of the cluster has a ``price``): the cluster's GPUs rented for the
-  duration, per million output tokens and per million tokens (prompt + output) completed.
+* cost (when every GPU the pools run on has a ``price``): the deployment's GPUs rented for
+  the duration, per million output tokens and per million tokens (prompt + output) completed.
 
 Each latency has ``mean``, ``p50``, ``p90``, ``p99`` in seconds. ``summarize`` returns
 plain data (dicts, floats) for report/ to write.
@@ -198,18 +198,21 @@ def summarize(result) -> dict:
 
 
 def _cost(spec, duration_s: float, out_tokens: int, in_tokens: int) -> dict | None:
-    """Rental cost of the cluster's GPUs over the run, when every one has a ``price``."""
-    nodes = spec.cluster.nodes if spec.cluster else ()
-    if not nodes or any(n.gpu.price_per_h is None for n in nodes):
+    """Rental cost of the GPUs the deployment's pools run on, over the run, when every one
+    has a ``price``. GPUs of the cluster that no pool uses are not counted: a sweep over
+    instances or tp prices what each point uses."""
+    pools = spec.deployment.pools if spec.deployment else ()
+    if not pools or any(p.gpu.price_per_h is None for p in pools):
         return None
-    per_h = sum(n.count * n.gpu.price_per_h for n in nodes)
+    gpus = sum(len(p.instances) * p.tp * p.pp for p in pools)
+    per_h = sum(len(p.instances) * p.tp * p.pp * p.gpu.price_per_h for p in pools)
     spent = per_h * duration_s / 3600
 
     def per_million(tokens: int) -> float:
         return spent / tokens * 1e6 if tokens else float("nan")
 
     return {
-        "gpus": sum(n.count for n in nodes),
+        "gpus": gpus,
         "usd_per_hour": per_h,
         "usd": spent,
         "usd_per_million_output_tokens": per_million(out_tokens),

@@ -5,7 +5,9 @@ varying together. ``run_sweep`` applies a point's values to the syntax tree (as
 ``--set`` does, so a value is checked like the spec), simulates it, writes its folder
 ``DIR/NNN-<values>/`` with its page, and finally ``DIR/sweep.csv`` (one row a point),
 ``DIR/sweep.json`` (the axes and points) and the comparison page ``DIR/index.html``.
-Points run one after another.
+Points run on an executor (:mod:`tokensim.explore.execute`: local processes or Ray), and
+each result is cached under its content hash (:mod:`tokensim.explore.cache`), so a sweep
+that was stopped resumes where it was, and a point that is already done is not run again.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 from tokensim import ir
+from tokensim.report.files import publish
 
 # (name in sweep.csv, path into metrics.json)
 COLUMNS = (
@@ -113,51 +115,63 @@ def describe(spec: ir.Spec, pts: list[list[tuple[str, str]]]) -> dict:
     }
 
 
+def compile_points(module, sources, spec: ir.Spec, pts, seed=None, overrides=(), page=True):
+    """A keyed :class:`~tokensim.explore.execute.Job` per point: its values applied to the
+    syntax tree (as ``--set`` does), checked and lowered. A point that does not compile
+    raises its located error before anything runs."""
+    from tokensim.explore.execute import Job
+    from tokensim.graph import lower
+    from tokensim.lang.check import check
+    from tokensim.lang.override import override
+
+    text = sources.get(spec.file).text if sources.get(spec.file) else None
+    jobs = []
+    for point in pts:
+        m = module
+        for path, value in point:
+            m = override(m, path, value, sources)
+        graph = lower(check(m, sources))
+        sets = (*overrides, *(f"{p}={v}" for p, v in point))
+        jobs.append(Job(graph, seed, text, sets, page).keyed())
+    return jobs
+
+
 def run_sweep(
     module,
     sources,
     spec: ir.Spec,
     out: Path,
+    run_on,
+    cache,
     seed: int | None = None,
     overrides: list[str] = (),
     page: bool = True,
-    progress: Callable[[int, int, str], None] | None = None,
-) -> dict:
+    bar: bool = True,
+    tally=None,
+):
     """Simulate every point of ``spec.sweep`` (``module`` is its syntax tree, with any
-    ``--set`` already applied) into ``out``; return sweep.json's content."""
-    from tokensim.graph import lower
-    from tokensim.lang.check import check
-    from tokensim.lang.override import override
-    from tokensim.metrics import summarize
-    from tokensim.report import publish, write, write_page
-    from tokensim.sim.run import simulate
+    ``--set`` already applied) on the executor ``run_on`` into ``out``, serving points
+    from ``cache`` where it has them, counting them in ``tally``; return sweep.json's content."""
+    from tokensim.explore.execute import execute
 
     pts = points(spec.sweep)
     info = describe(spec, pts)
+    jobs = compile_points(module, sources, spec, pts, seed, overrides, page)
     out.mkdir(parents=True, exist_ok=True)
     (out / "index.html").unlink(missing_ok=True)
-    rows = []
-    text = sources.get(spec.file).text if sources.get(spec.file) else None
-    for k, (point, entry) in enumerate(zip(pts, info["points"], strict=True)):
-        if progress:
-            progress(k, len(pts), entry["folder"])
-        m = module
-        for path, value in point:
-            m = override(m, path, value, sources)
-        graph = lower(check(m, sources))
-        result = simulate(graph, seed=seed)
-        sets = [*overrides, *(f"{p}={v}" for p, v in point)]
-        metrics = write(
-            result,
-            out / entry["folder"],
-            summarize(result),
-            graph=graph,
-            spec_text=text,
-            overrides=sets,
-        )
-        if page:
-            write_page(out / entry["folder"])
-        rows.append(metric_row(metrics))
+    (out / "sweep.csv").unlink(missing_ok=True)
+    rows: list[dict | None] = [None] * len(jobs)
+
+    def done(i: int, files: dict[str, str], cached: bool) -> None:
+        folder = out / info["points"][i]["folder"]
+        if cached:
+            place(folder, jobs[i], files, page)
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            publish(folder, files)
+        rows[i] = metric_row(json.loads(files["metrics.json"]))
+
+    execute(jobs, run_on, cache, done, label="points", bar=bar, tally=tally)
     publish(
         out,
         {
@@ -168,6 +182,26 @@ def run_sweep(
     if page:
         write_index(out)
     return info
+
+
+def place(folder: Path, job, files: dict[str, str], page: bool) -> None:
+    """Write a cached result into its point's folder, unless the folder already holds
+    it (a resumed sweep); draw its page there."""
+    from tokensim.report import write_page
+    from tokensim.report.files import described
+
+    metrics = json.loads(files["metrics.json"])
+    wanted = {**files, **described(job.graph, metrics["seed"], job.spec_text, job.overrides)}
+    have = all(
+        (folder / name).is_file() and (folder / name).read_text("utf-8") == text
+        for name, text in wanted.items()
+    )
+    if have and (not page or (folder / "report.html").is_file()):
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    publish(folder, wanted)
+    if page:
+        write_page(folder)
 
 
 def read_info(folder: Path) -> dict:
@@ -189,7 +223,6 @@ def read_info(folder: Path) -> dict:
 
 def write_index(out: Path) -> Path:
     """Render ``out``/index.html from sweep.json and the points' metrics.json."""
-    from tokensim.report import publish
     from tokensim.report.sweep_page import render_index
 
     publish(out, {"index.html": render_index(out)})

@@ -54,6 +54,9 @@ class CompileError(Exception):
         self.sources = sources or SourceMap()
         super().__init__(render_all(self.diagnostics, self.sources))
 
+    def __reduce__(self):  # crosses process boundaries whole (sweeps run in workers)
+        return type(self), (self.diagnostics, self.sources)
+
 
 @dataclass
 class Reporter:

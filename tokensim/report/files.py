@@ -170,9 +170,6 @@ def write(
     (the run described) and ``spec_text`` as spec.tsim. A report.html of an earlier run
     is removed first: the page is written after the data, from it.
     """
-    from tokensim.graph.render import to_json
-    from tokensim.report.manifest import manifest
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.html").unlink(missing_ok=True)
@@ -186,14 +183,25 @@ def write(
     if transitions:
         files["transitions.csv"] = transitions_csv(result)
     if graph is not None:
-        files["graph.json"] = to_json(graph)
-        files["run.json"] = (
-            json.dumps(_clean(manifest(result.spec, result.seed, list(overrides))), indent=2) + "\n"
-        )
-        if spec_text is not None:
-            files["spec.tsim"] = spec_text
+        files.update(described(graph, result.seed, spec_text, overrides))
     publish(out, files)
     return metrics
+
+
+def described(graph, seed: int, spec_text: str | None, overrides: list[str] = ()) -> dict:
+    """The files that describe a run rather than its result: graph.json, run.json (the
+    run in words, with ``seed`` as used) and, when given, ``spec_text`` as spec.tsim."""
+    from tokensim.graph.render import to_json
+    from tokensim.report.manifest import manifest
+
+    files = {
+        "graph.json": to_json(graph),
+        "run.json": json.dumps(_clean(manifest(graph.spec, seed, list(overrides))), indent=2)
+        + "\n",
+    }
+    if spec_text is not None:
+        files["spec.tsim"] = spec_text
+    return files
 
 
 def publish(out: Path, files: dict[str, str]) -> None:

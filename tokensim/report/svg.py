@@ -549,6 +549,77 @@ def line_chart(
     )
 
 
+@dataclass(frozen=True)
+class Points:
+    """Labelled markers (a tooltip each); ``joined`` draws a line through them in x order."""
+
+    label: str
+    x: Values
+    y: Values
+    names: Sequence[str]
+    color: str | None = None
+    joined: bool = False
+    radius: float = 4.0
+
+
+def scatter_chart(
+    groups: list[Points],
+    *,
+    id: str,
+    title: str,
+    x_label: str,
+    y_label: str,
+    y_time: bool = False,
+    rules: Sequence[Rule] = (),
+    width: int = 640,
+    height: int = 300,
+) -> str:
+    """Markers, a group (:class:`Points`) per colour, over shared number axes from zero; each
+    marker's tooltip reads "name · x, y". Non-finite points are not drawn."""
+    _check_id(id)
+    drawn = [(g, _color(g.color, i), *_arrays(g.label, g.x, g.y)) for i, g in enumerate(groups)]
+    drawn = [d for d in drawn if (np.isfinite(d[2]) & np.isfinite(d[3])).any()]
+    if not drawn:
+        return _no_data(id, title, width, height)
+    rule_y = np.array([r.value for r in rules if r.axis == "y"], dtype=float)
+    x_lo, x_hi = _extent([d[2] for d in drawn])
+    y_lo, y_hi = _extent([d[3] for d in drawn] + [rule_y])
+    xa = _axis(min(x_lo, 0.0), x_hi, "number", n=max(3, round(width / 128)))
+    ya = _axis(min(y_lo, 0.0), y_hi, "time" if y_time else "number")
+    fmt_y = fmt_seconds if y_time else fmt_number
+    items = [(g.label, c, "line" if g.joined else "box") for g, c, *_ in drawn]
+    legend, legend_h = _legend(items if len(items) > 1 else [], 8, 34, width - 8)
+    fr = _layout(ya, width, height, legend_h, 36)
+    body = [_clip(id, fr), f'<g clip-path="url(#{id}-clip)">']
+    for g, color, x, y in drawn:
+        keep = np.isfinite(x) & np.isfinite(y)
+        names = [n for n, k in zip(g.names, keep, strict=True) if k]
+        x, y = x[keep], y[keep]
+        px, py = fr.px(xa, x), fr.py(ya, y)
+        if g.joined and len(x) > 1:
+            order = np.argsort(x, kind="stable")
+            body.append(
+                f'<path class="series" d="{_path_d(px[order], py[order])}" fill="none" '
+                f'stroke="{color}" stroke-width="1.5"/>'
+            )
+        body.append(f'<g class="points" fill="{color}">')
+        for name, a, b, vx, vy in zip(names, px, py, x, y, strict=True):
+            body.append(
+                f'<circle cx="{_f(a)}" cy="{_f(b)}" r="{g.radius:g}"><title>{_esc(name)} · '
+                f"{_esc(fmt_number(float(vx)))}, {_esc(fmt_y(float(vy)))}</title></circle>"
+            )
+        body.append("</g>")
+    body.append("</g>")
+    return (
+        _open(id, title, width, height)
+        + _axes(fr, xa, ya, x_label, y_label, height)
+        + "".join(body)
+        + _rules(rules, fr, xa, ya)
+        + legend
+        + "</svg>"
+    )
+
+
 def _ecdf(values: np.ndarray, max_points: int = 300) -> tuple[np.ndarray, np.ndarray]:
     """The empirical CDF of ``values`` (finite, any order) at no more than ``max_points`` evenly
     spaced quantiles, always the smallest and the largest: (sorted values, fraction <= value)."""

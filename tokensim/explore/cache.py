@@ -1,0 +1,151 @@
+"""Results cached under a content hash, so a sweep or search resumes and never runs a
+configuration twice.
+
+``run_key(spec, seed)`` hashes what decides a run's result: the checked spec (every value of
+the IR, but not where it was written: spans, the file name and the sweep block are left
+out), the contents of the files it reads (traces, cost tables), the seed, and tokensim's
+version with a digest of its own source, so a changed simulator never serves stale results.
+
+``Cache(folder)`` keeps one folder per key holding a run's result files. An entry is
+written under a temporary name and renamed into place, so an interrupted write leaves no
+entry, never a partial one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from tokensim.lang.source import Span
+
+# What a simulation itself produces: cached. The rest of a point's folder (its page, the
+# spec text, run.json, graph.json) is made from the spec and the point, not stored.
+RESULT_FILES = ("metrics.json", "requests.csv", "timeseries.csv", "iterations.csv")
+# Fields that say where a value was written, not what it is.
+_SKIPPED = {"span", "sweep", "file"}
+# Fields that name a file the run reads: its content is part of the key.
+_FILE_FIELDS = {"path"}
+
+
+@functools.cache
+def code_version() -> str:
+    """tokensim's version and a digest of every file of the package (sources, grammar,
+    catalogues, templates)."""
+    from tokensim import __version__
+
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256(__version__.encode())
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix in (".py", ".lark", ".tsim", ".html", ".css", ".js"):
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+    return f"{__version__}+{h.hexdigest()[:16]}"
+
+
+@functools.cache
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _digest_of(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return _file_digest(path, st.st_mtime_ns, st.st_size)
+
+
+def _canonical(obj, out: list[str]) -> None:
+    """Append an exact, position-free text of ``obj`` to ``out``."""
+    if isinstance(obj, Span) or obj is None:
+        out.append("~")
+    elif isinstance(obj, enum.Enum):
+        out.append(f"{type(obj).__name__}.{obj.name}")
+    elif isinstance(obj, (bool, int, str)):
+        out.append(repr(obj))
+    elif isinstance(obj, float):
+        out.append(obj.hex())
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out.append(type(obj).__name__ + "(")
+        for f in dataclasses.fields(obj):
+            if f.name in _SKIPPED:
+                continue
+            value = getattr(obj, f.name)
+            out.append(f.name + "=")
+            _canonical(value, out)
+            if f.name in _FILE_FIELDS and isinstance(value, str):
+                out.append("#" + _digest_of(value))
+            out.append(",")
+        out.append(")")
+    elif isinstance(obj, (tuple, list)):
+        out.append("[")
+        for item in obj:
+            _canonical(item, out)
+            out.append(",")
+        out.append("]")
+    elif isinstance(obj, dict):
+        out.append("{")
+        for k in sorted(obj, key=repr):
+            _canonical(k, out)
+            out.append(":")
+            _canonical(obj[k], out)
+            out.append(",")
+        out.append("}")
+    else:
+        raise TypeError(f"cannot key a {type(obj).__name__}")
+
+
+def run_key(spec, seed: int | None) -> str:
+    """The content hash of a run of ``spec`` (an :class:`tokensim.ir.Spec`) with ``seed``
+    (None: the workload's own)."""
+    out: list[str] = [code_version(), f"seed={seed!r};"]
+    _canonical(spec, out)
+    return hashlib.sha256("".join(out).encode()).hexdigest()
+
+
+class Cache:
+    """Result files by key, one folder each: ``folder/ab/abcdef.../``."""
+
+    def __init__(self, folder: str | Path | None):
+        self.folder = Path(folder) if folder is not None else None
+
+    def _entry(self, key: str) -> Path:
+        return self.folder / key[:2] / key
+
+    def get(self, key: str) -> dict[str, str] | None:
+        """The files stored under ``key``, or None (also when caching is off)."""
+        if self.folder is None:
+            return None
+        entry = self._entry(key)
+        try:
+            return {name: (entry / name).read_text("utf-8") for name in RESULT_FILES}
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def put(self, key: str, files: dict[str, str]) -> None:
+        """Store the :data:`RESULT_FILES` of ``files`` under ``key`` (all or nothing)."""
+        if self.folder is None:
+            return
+        entry = self._entry(key)
+        if entry.exists():
+            return
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:8]}-", dir=entry.parent))
+        try:
+            for name in RESULT_FILES:
+                (tmp / name).write_text(files[name], "utf-8")
+            os.replace(tmp, entry)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not entry.exists():
+                raise

@@ -1,0 +1,161 @@
+"""What ``tokensim search`` writes: search.csv, search.json, a folder per configuration
+on the Pareto front (its run at its answer, first seed, with its page) and index.html."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from markupsafe import Markup
+
+from tokensim.explore import search as s
+from tokensim.explore.execute import Job
+from tokensim.explore.sweep import place
+from tokensim.report import svg
+from tokensim.report.files import publish
+
+GOAL_TITLES = {
+    "max-rate": "the highest rate that meets the SLO",
+    "min-cost": "the cheapest configuration that meets the SLO",
+    "min-gpus": "the fewest GPUs that meet the SLO",
+}
+
+
+def write_search(out: Path, outcomes, settings: s.Settings, spec, sources, cache, page=True):
+    """Write the search's result folder ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("index.html", "search.csv", "search.json"):
+        (out / name).unlink(missing_ok=True)
+    text = sources.get(spec.file).text if sources.get(spec.file) else None
+    paths = list(outcomes[0].config.values) if outcomes else []
+    best = s.ranked(outcomes, settings.goal)
+    shown = [o for o in best if o.pareto or (o is best[0] and o.answer is not None)]
+    folders = {}
+    for o in shown:
+        t = o.answer
+        span = s.window(spec) if settings.goal == "max-rate" else None
+        job = s._job(o.config, t.rate, settings.seeds[0], sources, span)
+        sets = [f"{p}={v}" for p, v in o.config.values.items()]
+        sets += [f"{p}={v}" for p, v in s.rate_values(t.rate, span)]
+        job = Job(job.graph, job.seed, text, tuple(sets), page).keyed()
+        files = cache.get(job.key)
+        if files is None:  # not cached: the cache was cleared meanwhile
+            continue
+        place(out / o.config.folder, job, files, page)
+        folders[o.config.index] = o.config.folder
+    info = {
+        "spec": spec.name,
+        "goal": settings.goal,
+        "seeds": list(settings.seeds),
+        "attainment": settings.attainment,
+        "tolerance": settings.tolerance,
+        "answer": s.answer(outcomes, settings.goal, spec),
+        "axes": paths,
+        "configurations": [
+            {**s.row(o, settings.goal), "folder": folders.get(o.config.index)} for o in best
+        ],
+    }
+    files = {
+        "search.csv": s.table(outcomes, settings.goal, paths),
+        "search.json": json.dumps(_clean(info), indent=2) + "\n",
+    }
+    publish(out, files)
+    if page:
+        publish(out, {"index.html": render(info, spec)})
+
+
+def _clean(value):
+    from tokensim.report.files import _clean as clean
+
+    return clean(value)
+
+
+def front_table(outcomes, goal: str) -> str:
+    """The Pareto front as a text table (for the terminal), best first."""
+    rows = [s.row(o, goal) for o in s.ranked(outcomes, goal) if o.pareto]
+    if not rows:
+        return "No configuration meets the SLO: no Pareto front.\n"
+    head = ["configuration", "GPUs", "$/h", "rate", "TTFT p90", "TPOT p90", "out tok/s"]
+    body = [
+        [
+            r["config"],
+            _text(r["gpus"], "{:.0f}"),
+            _text(r["usd_per_hour"], "{:.2f}"),
+            "spec" if r["rate_per_s"] is None else f"{r['rate_per_s']:g}/s",
+            s._seconds(r["ttft_p90_s"]),
+            s._seconds(r["tpot_p90_s"]),
+            _text(r["output_tokens_per_s"], "{:.0f}"),
+        ]
+        for r in rows
+    ]
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in [head, *body]
+    ]
+    return (
+        f"Pareto front ({len(rows)} of {len(outcomes)} configurations):\n"
+        + "\n".join("  " + line for line in lines)
+        + "\n"
+    )
+
+
+def _text(value, fmt: str) -> str:
+    return "" if value is None else fmt.format(value)
+
+
+def _chart(info: dict) -> str:
+    """Cost (or GPUs) against TTFT p90: passing configurations, the front joined."""
+    rows = [r for r in info["configurations"] if r["passes"]]
+    priced = all(r["usd_per_hour"] is not None for r in rows)
+    x_key, x_label = ("usd_per_hour", "$ per hour") if priced else ("gpus", "GPUs")
+
+    def group(label, chosen, joined, color=None):
+        return svg.Points(
+            label,
+            [float(r[x_key]) for r in chosen],
+            [
+                float(r["ttft_p90_s"]) if r["ttft_p90_s"] is not None else float("nan")
+                for r in chosen
+            ],
+            [r["config"] for r in chosen],
+            color=color,
+            joined=joined,
+        )
+
+    front = [r for r in rows if r["pareto"]]
+    others = [r for r in rows if not r["pareto"]]
+    groups = [group("Pareto front", front, True, svg.PALETTE[0])]
+    if others:
+        groups.append(group("meets the SLO", others, False, "#9aa5b1"))
+    return svg.scatter_chart(
+        groups,
+        id="search-front",
+        title=f"{'Cost' if priced else 'GPUs'} against TTFT p90, configurations that pass",
+        x_label=x_label,
+        y_label="TTFT p90",
+        y_time=True,
+    )
+
+
+def render(info: dict, spec) -> str:
+    from tokensim import __version__
+    from tokensim.report.page import _asset, environment
+
+    targets = spec.slo.targets if spec.slo else ()
+    return (
+        environment()
+        .get_template("search.html.j2")
+        .render(
+            info=info,
+            question=GOAL_TITLES[info["goal"]],
+            targets=targets,
+            chart=Markup(_chart(info)),
+            passing=sum(r["passes"] for r in info["configurations"]),
+            version=__version__,
+            css=Markup(_asset("style.css")),
+        )
+    )
