@@ -32,7 +32,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 
 from tokensim.explore.execute import Job, Tally, execute
-from tokensim.explore.sweep import folder_name, points
+from tokensim.explore.sweep import folder_name, labels, points
 
 GOALS = ("max-rate", "min-cost", "min-gpus")
 RATE_PATH = "workload.arrivals.rate"
@@ -54,14 +54,15 @@ class Config:
     module: object
     error: str | None = None
     gpus: int | None = None
+    names: tuple[str, ...] = ()  # its values as ``name=value`` (sweep.labels)
 
     @property
     def label(self) -> str:
-        return ", ".join(f"{p.rsplit('.', 1)[-1]}={v}" for p, v in self.values.items()) or "spec"
+        return ", ".join(self.names) or "spec"
 
     @property
     def folder(self) -> str:
-        return folder_name(self.index, list(self.values.items()))
+        return folder_name(self.index, list(self.names))
 
 
 @dataclass
@@ -126,7 +127,7 @@ def configurations(module, sources, spec) -> list[Config]:
 
     pts = points(spec.sweep) if spec.sweep is not None else [[]]
     out = []
-    for k, point in enumerate(pts):
+    for k, (point, names) in enumerate(zip(pts, labels(pts), strict=True)):
         m = module
         error = gpus = None
         try:
@@ -136,7 +137,7 @@ def configurations(module, sources, spec) -> list[Config]:
             gpus = sum(len(p.instances) * p.tp * p.pp for p in pools)
         except CompileError as err:
             error = err.diagnostics[0].message if err.diagnostics else str(err)
-        out.append(Config(k, dict(point), m, error, gpus))
+        out.append(Config(k, dict(point), m, error, gpus, tuple(names)))
     return out
 
 
@@ -144,12 +145,10 @@ def window(spec) -> tuple[int, float] | None:
     """(requests, rate) of a workload given as a count of requests at a rate: a rate
     search keeps its arrival window (requests / rate) at every rate it tries, so a fast
     rate is not judged on a run too short to fill the queues. None for a ``duration``."""
-    w = spec.workload
-    arrivals = w.arrivals if w is not None else None
-    rate = dict(arrivals.params).get("rate") if arrivals is not None else None
-    if w is None or not w.requests or not rate:
+    rate = arrival_rate(spec)
+    if not rate or not spec.workload.requests:
         return None
-    return w.requests, float(rate)
+    return spec.workload.requests, rate
 
 
 def _job(config: Config, rate: float | None, seed: int, sources, span=None) -> Job:
@@ -213,16 +212,22 @@ def passes(metrics: dict, attainment: float | None) -> bool:
     return bool(slo.get("met"))
 
 
-def spec_rate(spec) -> float:
-    """The spec's arrival rate (requests per second), for ``max-rate`` to start from."""
+def arrival_rate(spec) -> float | None:
+    """The spec's arrival rate in requests per second (None: a trace sets the times)."""
     arrivals = spec.workload.arrivals if spec.workload else None
     rate = dict(arrivals.params).get("rate") if arrivals is not None else None
+    return float(rate) if rate is not None else None
+
+
+def spec_rate(spec) -> float:
+    """The spec's arrival rate, for ``max-rate`` to start from."""
+    rate = arrival_rate(spec)
     if rate is None:
         raise SearchError(
             "--goal max-rate varies workload.arrivals.rate, and this spec's workload has "
             "no arrival rate (a trace sets its own times)"
         )
-    return float(rate)
+    return rate
 
 
 def search(
@@ -241,15 +246,18 @@ def search(
         raise SearchError("a search needs an slo block: the targets a configuration must meet")
     configs = configurations(module, sources, spec)
     outcomes = [Outcome(c) for c in configs]
-    start = spec_rate(spec) if settings.goal == "max-rate" else None
-    span = window(spec) if start is not None else None
+    if settings.goal == "max-rate":
+        start = spec_rate(spec)
+        span = window(spec)
+    else:  # the spec's own rate, named so the table shows it (None: a trace's times)
+        start, span, fixed = None, None, arrival_rate(spec)
     walks: dict[int, Generator] = {}
     pending: dict[int, float | None] = {}
     for o in outcomes:
         if o.config.error is not None:
             continue
         if start is None:
-            pending[o.config.index] = None
+            pending[o.config.index] = fixed
         else:
             walks[o.config.index] = bracket(start, settings.tolerance)
             pending[o.config.index] = next(walks[o.config.index])
@@ -326,13 +334,14 @@ def ranked(outcomes: list[Outcome], goal: str) -> list[Outcome]:
         state = 0 if t is not None else 1 if o.trials else 2
         gpus = o.config.gpus or math.inf
         usd = (t and t.mean("cost", "usd_per_hour")) or math.inf
+        dominated = not o.pareto  # among equals, one on the front first
         if goal == "max-rate":
             rate = -(t.rate if t is not None else 0.0)
             per = usd / -rate if t is not None and usd != math.inf and rate else math.inf
-            return (state, rate, per, o.config.index)
+            return (state, rate, per, dominated, o.config.index)
         if goal == "min-gpus":
-            return (state, gpus, usd, o.config.index)
-        return (state, usd, gpus, o.config.index)
+            return (state, gpus, usd, dominated, o.config.index)
+        return (state, usd, dominated, gpus, o.config.index)
 
     return sorted(outcomes, key=key)
 
@@ -392,8 +401,8 @@ def _why(trial: Trial) -> str:
         for target in (m.get("slo") or {}).get("targets", []):
             if not target["met"]:
                 return (
-                    f"{target['metric']} {target['stat']} {_seconds(target['value_s'])} "
-                    f"{target['op']} {_seconds(target['limit_s'])} missed"
+                    f"{target['metric']} {target['stat']} is {_seconds(target['value_s'])} "
+                    f"(needs {target['op']} {_seconds(target['limit_s'])})"
                 )
     return "attainment below the target"
 
@@ -461,8 +470,7 @@ def answer(outcomes: list[Outcome], goal: str, spec) -> str:
 
 
 def _spec_rate_text(spec) -> str:
-    arrivals = spec.workload.arrivals if spec.workload else None
-    rate = dict(arrivals.params).get("rate") if arrivals is not None else None
+    rate = arrival_rate(spec)
     return f"{rate:g}/s" if rate is not None else "the spec's workload"
 
 

@@ -108,29 +108,31 @@ def _text(value, fmt: str) -> str:
 
 
 def _chart(info: dict) -> str:
-    """Cost (or GPUs) against TTFT p90: passing configurations, the front joined."""
+    """Cost (or GPUs) against TTFT p90 of the configurations that pass: the answer, the
+    rest of the Pareto front, the others."""
     rows = [r for r in info["configurations"] if r["passes"]]
     priced = all(r["usd_per_hour"] is not None for r in rows)
     x_key, x_label = ("usd_per_hour", "$ per hour") if priced else ("gpus", "GPUs")
 
-    def group(label, chosen, joined, color=None):
+    def group(label, chosen, color, radius=4.0):
         return svg.Points(
             label,
             [float(r[x_key]) for r in chosen],
-            [
-                float(r["ttft_p90_s"]) if r["ttft_p90_s"] is not None else float("nan")
-                for r in chosen
-            ],
+            [float("nan") if r["ttft_p90_s"] is None else float(r["ttft_p90_s"]) for r in chosen],
             [r["config"] for r in chosen],
             color=color,
-            joined=joined,
+            radius=radius,
         )
 
-    front = [r for r in rows if r["pareto"]]
-    others = [r for r in rows if not r["pareto"]]
-    groups = [group("Pareto front", front, True, svg.PALETTE[0])]
+    groups = []
+    if rows:  # configurations come best first: the first that passes is the answer
+        groups.append(group("answer", rows[:1], svg.PALETTE[1], 7.0))
+    front = [r for r in rows[1:] if r["pareto"]]
+    others = [r for r in rows[1:] if not r["pareto"]]
+    if front:
+        groups.append(group("on the Pareto front", front, svg.PALETTE[0]))
     if others:
-        groups.append(group("meets the SLO", others, False, "#9aa5b1"))
+        groups.append(group("passes, not on the front", others, "#9aa5b1"))
     return svg.scatter_chart(
         groups,
         id="search-front",

@@ -51,10 +51,31 @@ def points(sweep: ir.Sweep) -> list[list[tuple[str, str]]]:
     return [[pair for part in combo for pair in part] for combo in itertools.product(*dims)]
 
 
-def folder_name(index: int, point: list[tuple[str, str]]) -> str:
-    """``003-rate=25_s``: the point's number and values, safe as a file name."""
-    label = ",".join(f"{path.rsplit('.', 1)[-1]}={text}" for path, text in point)
-    return f"{index:03d}-" + re.sub(r"[^A-Za-z0-9.,=+-]+", "_", label)[:80]
+def labels(pts: list[list[tuple[str, str]]]) -> list[list[str]]:
+    """``name=value`` for each value of each point, the names as short as stay clear over
+    the whole sweep: the last part of the path (``rate``); more of it where two paths end
+    alike (``prefill.tp``, ``decode.tp``), unless those always hold the same value (the
+    GPU of every node: ``gpus=H200``, named once)."""
+    paths = list(dict.fromkeys(p for point in pts for p, _ in point))
+    ends: dict[str, list[str]] = {}
+    for p in paths:
+        ends.setdefault(p.rsplit(".", 1)[-1], []).append(p)
+    names = {}
+    for group in ends.values():
+        same = all(len({t for p, t in point if p in group}) <= 1 for point in pts)
+        for p in group:
+            parts, n = p.split("."), 1
+            if not same:
+                others = [o.split(".") for o in paths if o != p]
+                while n < len(parts) and any(o[-n:] == parts[-n:] for o in others):
+                    n += 1
+            names[p] = ".".join(parts[-n:])
+    return [list(dict.fromkeys(f"{names[p]}={t}" for p, t in point)) for point in pts]
+
+
+def folder_name(index: int, label: list[str]) -> str:
+    """``003-rate=25_s``: a point's number and its :func:`labels`, safe as a file name."""
+    return f"{index:03d}-" + re.sub(r"[^A-Za-z0-9.,=+-]+", "_", ",".join(label))[:80]
 
 
 def metric_row(metrics: dict) -> dict[str, object]:
@@ -110,7 +131,8 @@ def describe(spec: ir.Spec, pts: list[list[tuple[str, str]]]) -> dict:
             for a in axes
         ],
         "points": [
-            {"folder": folder_name(k, point), "values": dict(point)} for k, point in enumerate(pts)
+            {"folder": folder_name(k, label), "values": dict(point)}
+            for k, (point, label) in enumerate(zip(pts, labels(pts), strict=True))
         ],
     }
 

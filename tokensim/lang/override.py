@@ -3,7 +3,9 @@
 ``override(module, path, value, sources)`` returns a new syntax tree in which the
 statement (or policy parameter) that ``path`` names holds ``value``, parsed as
 the items of a statement. The result is checked like any spec, so a wrong value
-is a located error that quotes the ``--set`` text. Paths are the sweep paths:
+is a located error that quotes the ``--set`` text. A lone name for a statement of several
+values that starts with one (``gpus A100_80G`` for ``gpus H100_SXM x 8``) replaces that name
+and keeps the rest. Paths are the sweep paths:
 keys, labels of repeated blocks, and policy parameters
 (``deployment.decode.batching.max_seqs``).
 """
@@ -50,7 +52,10 @@ def _set(stmts: list, block: Block, parts, new: ast.Statement, sources, depth: i
             body = new.body
             if body is None and stmt is not None and not _renames_policy(attr, stmt, new):
                 body = stmt.body  # keep the parameters of the same policy
-            replaced = ast.Statement(ast.Path((seg,), where), new.items, body, new.span)
+            items = new.items
+            if _names_head(attr, stmt, new):  # `gpus A100_80G` keeps `x 8`
+                items = (*new.items, *stmt.items[1:])
+            replaced = ast.Statement(ast.Path((seg,), where), items, body, new.span)
             return _put(stmts, index, replaced)
         if attr.body is not None and not attr.custom_body:
             body = list(stmt.body or ()) if stmt is not None else []
@@ -81,6 +86,21 @@ def _set(stmts: list, block: Block, parts, new: ast.Statement, sources, depth: i
         where,
         sources,
         help=did_you_mean(seg, names),
+    )
+
+
+def _names_head(attr, old: ast.Statement | None, new: ast.Statement) -> bool:
+    """Whether ``new`` gives only the leading name of a statement of several values
+    (``model <model> [<dtype>]``, ``gpus <gpu> x <n>``): the rest of ``old`` is kept."""
+    from tokensim.lang.schema import Ref
+
+    value_slots = [s for s in attr.slots if s.names()]
+    return (
+        old is not None
+        and len(value_slots) > 1
+        and isinstance(value_slots[0], Ref)
+        and len(new.items) == 1
+        and len(old.items) > 1
     )
 
 

@@ -3,7 +3,9 @@
 A path names statements by key, and repeated labelled blocks by label:
 ``workload.arrivals.rate``, ``deployment.decode.tp``,
 ``deployment.decode.batching.max_seqs``, ``deployment.decode.kv.block``.
-Each value is checked against what that statement (or policy parameter) takes.
+Each value is checked against what that statement (or policy parameter) takes. A
+statement of several values that starts with a name (``model <model> [<dtype>]``,
+``gpus <gpu> x <n>``) is swept on that name; its other values stay as written.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def resolve(parts: tuple[str, ...], statements, block: Block) -> tuple[Slot | No
             return param.slot, ""
         if rest:
             return None, f"`{seg}` has no `{rest[0]}`"
-        if len(value_slots) > 1 and attr.key != "model":
+        if len(value_slots) > 1 and not isinstance(head, Ref):
             return None, f"`{seg}` takes several values ({attr.usage()}); it cannot be swept"
         return head, ""
     return None, "empty path"
