@@ -389,3 +389,17 @@ def test_the_shipped_capacity_example_checks_and_sweeps_its_choices():
         "cluster.n0.gpus",
         "deployment.chat.dtype",
     }
+
+
+def test_min_cost_keeps_the_rate_each_point_sets(tmp_path):
+    """A sweep that sets the rate per point is searched at each point's own rate."""
+    text = SPEC + "sweep { workload.arrivals.rate in 5/s, 40/s }\n"
+    (tmp_path / "c.tsim").write_text(text)
+    result = tokensim(
+        "search", "c.tsim", "--goal", "min-cost", "--seeds", "1", "-o", "o", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    rates = {r["config"]: r["rate_per_s"] for r in rows(tmp_path / "o" / "search.csv")}
+    assert rates == {"rate=5/s": "5", "rate=40/s": "40"}
+    again = tokensim("search", "c.tsim", "--goal", "max-rate", cwd=tmp_path)
+    assert again.returncode == 2 and "take it out of the sweep" in again.stderr

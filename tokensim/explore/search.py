@@ -55,6 +55,8 @@ class Config:
     error: str | None = None
     gpus: int | None = None
     names: tuple[str, ...] = ()  # its values as ``name=value`` (sweep.labels)
+    rate: float | None = None  # its arrival rate (None: a trace's times)
+    span: tuple[int, float] | None = None  # its :func:`window`
 
     @property
     def label(self) -> str:
@@ -129,15 +131,19 @@ def configurations(module, sources, spec) -> list[Config]:
     out = []
     for k, (point, names) in enumerate(zip(pts, labels(pts), strict=True)):
         m = module
-        error = gpus = None
+        config = Config(k, dict(point), m, names=tuple(names))
         try:
             for path, value in point:
                 m = override(m, path, value, sources)
-            pools = lower(check(m, sources)).spec.deployment.pools
-            gpus = sum(len(p.instances) * p.tp * p.pp for p in pools)
+            compiled = lower(check(m, sources)).spec
         except CompileError as err:
-            error = err.diagnostics[0].message if err.diagnostics else str(err)
-        out.append(Config(k, dict(point), m, error, gpus, tuple(names)))
+            config.error = err.diagnostics[0].message if err.diagnostics else str(err)
+        else:
+            pools = compiled.deployment.pools
+            config.module = m
+            config.gpus = sum(len(p.instances) * p.tp * p.pp for p in pools)
+            config.rate, config.span = arrival_rate(compiled), window(compiled)
+        out.append(config)
     return out
 
 
@@ -244,33 +250,37 @@ def search(
     :class:`Outcome` per configuration, in sweep order, with the Pareto front marked."""
     if spec.slo is None:
         raise SearchError("a search needs an slo block: the targets a configuration must meet")
+    rating = settings.goal == "max-rate"
+    if rating:
+        spec_rate(spec)
+        swept = [a.path for a in spec.sweep.axes] if spec.sweep is not None else []
+        swept += [a.path for g in spec.sweep.zipped for a in g] if spec.sweep is not None else []
+        if RATE_PATH in swept:
+            raise SearchError(
+                f"--goal max-rate varies {RATE_PATH} itself: take it out of the sweep"
+            )
     configs = configurations(module, sources, spec)
     outcomes = [Outcome(c) for c in configs]
-    if settings.goal == "max-rate":
-        start = spec_rate(spec)
-        span = window(spec)
-    else:  # the spec's own rate, named so the table shows it (None: a trace's times)
-        start, span, fixed = None, None, arrival_rate(spec)
     walks: dict[int, Generator] = {}
     pending: dict[int, float | None] = {}
     for o in outcomes:
         if o.config.error is not None:
             continue
-        if start is None:
-            pending[o.config.index] = fixed
-        else:
-            walks[o.config.index] = bracket(start, settings.tolerance)
+        if rating:
+            walks[o.config.index] = bracket(o.config.rate, settings.tolerance)
             pending[o.config.index] = next(walks[o.config.index])
+        else:  # its own rate, named so that the table shows it (None: a trace's times)
+            pending[o.config.index] = o.config.rate
     round_no = 0
     while pending:
         round_no += 1
         order = sorted(pending)
         jobs = [
-            _job(configs[i], pending[i], seed, sources, span)
+            _job(configs[i], pending[i], seed, sources, configs[i].span if rating else None)
             for i in order
             for seed in settings.seeds
         ]
-        got = _metrics_of(jobs, run_on, cache, bar, tally, round_no if start else None)
+        got = _metrics_of(jobs, run_on, cache, bar, tally, round_no if rating else None)
         n = len(settings.seeds)
         following: dict[int, float | None] = {}
         for k, i in enumerate(order):
@@ -451,6 +461,8 @@ def answer(outcomes: list[Outcome], goal: str, spec) -> str:
         return f"No configuration meets the SLO{at}."
     o = ok[0]
     t = o.answer
+    if goal != "max-rate" and t.rate is not None:  # a sweep may set the rate per point
+        at = f" at {_rate(t.rate)}"
     r = row(o, goal)
     figures = []
     if r["gpus"] is not None:

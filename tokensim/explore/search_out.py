@@ -33,7 +33,7 @@ def write_search(out: Path, outcomes, settings: s.Settings, spec, sources, cache
     folders = {}
     for o in shown:
         t = o.answer
-        span = s.window(spec) if settings.goal == "max-rate" else None
+        span = o.config.span if settings.goal == "max-rate" else None
         job = s._job(o.config, t.rate, settings.seeds[0], sources, span)
         sets = [f"{p}={v}" for p, v in o.config.values.items()]
         sets += [f"{p}={v}" for p, v in s.rate_values(t.rate, span)]

@@ -75,7 +75,8 @@ def labels(pts: list[list[tuple[str, str]]]) -> list[list[str]]:
 
 def folder_name(index: int, label: list[str]) -> str:
     """``003-rate=25_s``: a point's number and its :func:`labels`, safe as a file name."""
-    return f"{index:03d}-" + re.sub(r"[^A-Za-z0-9.,=+-]+", "_", ",".join(label))[:80]
+    text = ",".join(label) or "spec"
+    return f"{index:03d}-" + re.sub(r"[^A-Za-z0-9.,=+-]+", "_", text)[:80]
 
 
 def metric_row(metrics: dict) -> dict[str, object]:
