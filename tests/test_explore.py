@@ -403,3 +403,20 @@ def test_min_cost_keeps_the_rate_each_point_sets(tmp_path):
     assert rates == {"rate=5/s": "5", "rate=40/s": "40"}
     again = tokensim("search", "c.tsim", "--goal", "max-rate", cwd=tmp_path)
     assert again.returncode == 2 and "take it out of the sweep" in again.stderr
+
+
+def test_search_warns_when_a_percentile_rests_on_few_requests(tmp_path):
+    (tmp_path / "c.tsim").write_text(
+        SPEC.replace("requests 200", "requests 100").replace("ttft p90", "ttft p99")
+    )
+    result = tokensim(
+        "search", "c.tsim", "--goal", "min-cost", "--seeds", "1", "-o", "o", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "warning: ttft p99 is decided by the slowest 1 of 100 requests" in result.stderr
+    assert "warning: tpot p90 is decided by the slowest 10 of 100 requests" in result.stderr
+    (tmp_path / "c.tsim").write_text(SPEC)  # p90 of 200 requests: 20 beyond it, enough
+    quiet = tokensim(
+        "search", "c.tsim", "--goal", "min-cost", "--seeds", "1", "-o", "o", cwd=tmp_path
+    )
+    assert "warning" not in quiet.stderr

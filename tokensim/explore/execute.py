@@ -201,7 +201,7 @@ def execute(
             on_result(i, files, True)
             if progress is not None:
                 progress.update(1)
-        for i, files in run_on.run(todo):
+        for i, files in run_on.run(todo) if todo else ():
             cache.put(jobs[i].key, files)
             tally.ran += 1
             on_result(i, files, False)

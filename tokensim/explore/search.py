@@ -157,8 +157,8 @@ def window(spec) -> tuple[int, float] | None:
     return spec.workload.requests, rate
 
 
-def _job(config: Config, rate: float | None, seed: int, sources, span=None) -> Job:
-    """The job of ``config`` at ``rate`` (None: as written); ``span`` is :func:`window`'s
+def _graph(config: Config, rate: float | None, sources, span=None):
+    """``config`` at ``rate`` (None: as written), compiled; ``span`` is :func:`window`'s
     (requests, rate), to keep the arrival window."""
     from tokensim.graph import lower
     from tokensim.lang.check import check
@@ -167,7 +167,7 @@ def _job(config: Config, rate: float | None, seed: int, sources, span=None) -> J
     m = config.module
     for path, value in rate_values(rate, span):
         m = override(m, path, value, sources)
-    return Job(lower(check(m, sources)), seed).keyed()
+    return lower(check(m, sources))
 
 
 def rate_values(rate: float | None, span) -> list[tuple[str, str]]:
@@ -266,7 +266,9 @@ def search(
     for o in outcomes:
         if o.config.error is not None:
             continue
-        if rating:
+        if rating and o.config.rate is None:
+            o.config.error = "its workload has no arrival rate to vary"
+        elif rating:
             walks[o.config.index] = bracket(o.config.rate, settings.tolerance)
             pending[o.config.index] = next(walks[o.config.index])
         else:  # its own rate, named so that the table shows it (None: a trace's times)
@@ -275,11 +277,11 @@ def search(
     while pending:
         round_no += 1
         order = sorted(pending)
-        jobs = [
-            _job(configs[i], pending[i], seed, sources, configs[i].span if rating else None)
+        graphs = [
+            _graph(configs[i], pending[i], sources, configs[i].span if rating else None)
             for i in order
-            for seed in settings.seeds
         ]
+        jobs = [Job(g, seed).keyed() for g in graphs for seed in settings.seeds]
         got = _metrics_of(jobs, run_on, cache, bar, tally, round_no if rating else None)
         n = len(settings.seeds)
         following: dict[int, float | None] = {}
@@ -496,7 +498,7 @@ def tail_warnings(spec, settings: Settings) -> list[str]:
     for t in spec.slo.targets:
         if not t.stat.startswith("p"):
             continue
-        beyond = w.requests * (1 - float(t.stat[1:]) / 100)
+        beyond = w.requests * (100 - float(t.stat[1:])) / 100
         if beyond < 20:
             out.append(
                 f"{t.metric} {t.stat} is decided by the slowest {beyond:.0f} of "

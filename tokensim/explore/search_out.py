@@ -34,10 +34,10 @@ def write_search(out: Path, outcomes, settings: s.Settings, spec, sources, cache
     for o in shown:
         t = o.answer
         span = o.config.span if settings.goal == "max-rate" else None
-        job = s._job(o.config, t.rate, settings.seeds[0], sources, span)
+        graph = s._graph(o.config, t.rate, sources, span)
         sets = [f"{p}={v}" for p, v in o.config.values.items()]
         sets += [f"{p}={v}" for p, v in s.rate_values(t.rate, span)]
-        job = Job(job.graph, job.seed, text, tuple(sets), page).keyed()
+        job = Job(graph, settings.seeds[0], text, tuple(sets), page).keyed()
         files = cache.get(job.key)
         if files is None:  # not cached: the cache was cleared meanwhile
             continue
