@@ -320,7 +320,7 @@ def test_min_gpus_answers_with_the_smallest_configuration_that_passes(tmp_path):
     folder = next(p for p in (tmp_path / "out").iterdir() if p.name.endswith(answer["config"]))
     assert json.loads((folder / "metrics.json").read_text())["slo"]["met"]
     page = (tmp_path / "out" / "index.html").read_text()
-    assert 'id="search-front"' in page and answer["config"] in page
+    assert 'id="search-ttft"' in page and answer["config"] in page
     info = json.loads((tmp_path / "out" / "search.json").read_text())
     assert info["seeds"] == [3, 4] and info["goal"] == "min-gpus"
     again = tokensim(

@@ -150,7 +150,11 @@ class Ray:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
                 for ref in done:
-                    yield ray.get(ref)
+                    try:
+                        yield ray.get(ref)
+                    except ray.exceptions.RayTaskError as err:  # the task's own error, as is
+                        cause = getattr(err, "cause", None)
+                        raise (cause if isinstance(cause, Exception) else err) from None
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)

@@ -107,40 +107,54 @@ def _text(value, fmt: str) -> str:
     return "" if value is None else fmt.format(value)
 
 
-def _chart(info: dict) -> str:
-    """Cost (or GPUs) against TTFT p90 of the configurations that pass: the answer, the
-    rest of the Pareto front, the others."""
+def _charts(info: dict) -> list[str]:
+    """Cost (GPUs where a GPU has no price) against TTFT p90, TPOT p90 and throughput, for
+    the configurations that pass: the answer, the rest of the Pareto front, the others."""
     rows = [r for r in info["configurations"] if r["passes"]]
     priced = all(r["usd_per_hour"] is not None for r in rows)
     x_key, x_label = ("usd_per_hour", "$ per hour") if priced else ("gpus", "GPUs")
+    rate = info["goal"] == "max-rate"
+    ys = (
+        ("ttft_p90_s", "TTFT p90", True),
+        ("tpot_p90_s", "TPOT p90", True),
+        ("rate_per_s", "highest rate (requests/s)", False)
+        if rate
+        else ("output_tokens_per_s", "output tokens/s", False),
+    )
 
-    def group(label, chosen, color, radius=4.0):
+    def group(label, chosen, y_key, color, radius=4.0):
         return svg.Points(
             label,
             [float(r[x_key]) for r in chosen],
-            [float("nan") if r["ttft_p90_s"] is None else float(r["ttft_p90_s"]) for r in chosen],
+            [float("nan") if r[y_key] is None else float(r[y_key]) for r in chosen],
             [r["config"] for r in chosen],
             color=color,
             radius=radius,
         )
 
-    groups = []
-    if rows:  # configurations come best first: the first that passes is the answer
-        groups.append(group("answer", rows[:1], svg.PALETTE[1], 7.0))
-    front = [r for r in rows[1:] if r["pareto"]]
-    others = [r for r in rows[1:] if not r["pareto"]]
-    if front:
-        groups.append(group("on the Pareto front", front, svg.PALETTE[0]))
-    if others:
-        groups.append(group("passes, not on the front", others, "#9aa5b1"))
-    return svg.scatter_chart(
-        groups,
-        id="search-front",
-        title=f"{'Cost' if priced else 'GPUs'} against TTFT p90, configurations that pass",
-        x_label=x_label,
-        y_label="TTFT p90",
-        y_time=True,
-    )
+    charts = []
+    for y_key, y_label, y_time in ys:
+        groups = []
+        if rows:  # configurations come best first: the first that passes is the answer
+            groups.append(group("answer", rows[:1], y_key, svg.PALETTE[1], 7.0))
+        front = [r for r in rows[1:] if r["pareto"]]
+        others = [r for r in rows[1:] if not r["pareto"]]
+        if front:
+            groups.append(group("on the Pareto front", front, y_key, svg.PALETTE[0]))
+        if others:
+            groups.append(group("passes, not on the front", others, y_key, "#9aa5b1"))
+        charts.append(
+            svg.scatter_chart(
+                groups,
+                id=f"search-{y_key.split('_')[0]}",
+                title=f"{y_label} against {'cost' if priced else 'GPUs'}",
+                x_label=x_label,
+                y_label=y_label,
+                y_time=y_time,
+                width=460,
+            )
+        )
+    return charts
 
 
 def render(info: dict, spec) -> str:
@@ -155,7 +169,7 @@ def render(info: dict, spec) -> str:
             info=info,
             question=GOAL_TITLES[info["goal"]],
             targets=targets,
-            chart=Markup(_chart(info)),
+            charts=[Markup(c) for c in _charts(info)],
             passing=sum(r["passes"] for r in info["configurations"]),
             version=__version__,
             css=Markup(_asset("style.css")),

@@ -191,6 +191,8 @@ def run_sweep(
             place(folder, jobs[i], files, page)
         else:
             folder.mkdir(parents=True, exist_ok=True)
+            if "report.html" not in files:  # no page asked for: none of an earlier run
+                (folder / "report.html").unlink(missing_ok=True)
             publish(folder, files)
         rows[i] = metric_row(json.loads(files["metrics.json"]))
 
@@ -222,6 +224,7 @@ def place(folder: Path, job, files: dict[str, str], page: bool) -> None:
     if have and (not page or (folder / "report.html").is_file()):
         return
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.html").unlink(missing_ok=True)  # drawn again from the files below
     publish(folder, wanted)
     if page:
         write_page(folder)
