@@ -32,7 +32,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 
 from tokensim.explore.execute import Job, Tally, execute
-from tokensim.explore.sweep import folder_name, labels, points
+from tokensim.explore.sweep import cell, folder_name, labels, points
 
 GOALS = ("max-rate", "min-cost", "min-gpus")
 RATE_PATH = "workload.arrivals.rate"
@@ -429,16 +429,6 @@ def _rate(r: float | None) -> str:
     return "the spec's rate" if r is None else f"{r:g}/s"
 
 
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.6g}"
-    return str(value)
-
-
 def table(outcomes: list[Outcome], goal: str, paths: list[str]) -> str:
     """search.csv: one row per configuration, best first."""
     rows = [row(o, goal) for o in ranked(outcomes, goal)]
@@ -450,7 +440,7 @@ def table(outcomes: list[Outcome], goal: str, paths: list[str]) -> str:
     w = csv.writer(out, lineterminator="\n")
     w.writerow(names)
     for r in rows:
-        w.writerow([_cell(r.get(n)) for n in names])
+        w.writerow([cell(r.get(n)) for n in names])
     return out.getvalue()
 
 

@@ -88,7 +88,8 @@ def metric_row(metrics: dict) -> dict[str, object]:
     return row
 
 
-def _cell(value) -> str:
+def cell(value) -> str:
+    """A CSV cell: empty for None and NaN, 1/0 for booleans, 9 significant digits."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -107,7 +108,7 @@ def table(sweep_info: dict, rows: list[dict]) -> str:
     for point, row in zip(sweep_info["points"], rows, strict=True):
         w.writerow(
             [point["folder"], *(point["values"][p] for p in paths)]
-            + [_cell(row[name]) for name, _ in COLUMNS]
+            + [cell(row[name]) for name, _ in COLUMNS]
         )
     return out.getvalue()
 
