@@ -420,3 +420,33 @@ def test_search_warns_when_a_percentile_rests_on_few_requests(tmp_path):
         "search", "c.tsim", "--goal", "min-cost", "--seeds", "1", "-o", "o", cwd=tmp_path
     )
     assert "warning" not in quiet.stderr
+
+
+def test_a_sweep_lists_the_points_that_do_not_deploy_and_runs_the_others(tmp_path):
+    (tmp_path / "s.tsim").write_text(SPEC + "sweep { deployment.p.instances in 2, 8 }\n")
+    result = tokensim("run", "s.tsim", "-o", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "1 of 2 points do not deploy (first: 001-instances=8: pool `p` needs 8 GPUs"
+        in result.stderr
+    )
+    assert "swept 1 points" in result.stdout
+    table = rows(tmp_path / "out" / "sweep.csv")
+    assert table[0]["error"] == "" and table[0]["requests_per_s"] != ""
+    assert (
+        table[1]["error"].startswith("pool `p` needs 8 GPUs") and table[1]["requests_per_s"] == ""
+    )
+    assert not (tmp_path / "out" / "001-instances=8").exists()
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert (
+        "does not deploy: pool `p` needs 8 GPUs" in page and "1 of 2 points do not deploy" in page
+    )
+    assert tokensim("report", tmp_path / "out").returncode == 0  # the page again, from the files
+
+
+def test_a_sweep_where_no_point_deploys_is_an_error_at_a_point(tmp_path):
+    (tmp_path / "s.tsim").write_text(SPEC + "sweep { deployment.p.instances in 8, 16 }\n")
+    result = tokensim("run", "s.tsim", "-o", "out", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "needs 8 GPUs" in result.stderr
+    assert "note: at the sweep point deployment.p.instances = 8" in result.stderr

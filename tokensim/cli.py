@@ -264,12 +264,19 @@ def _run_sweep(args, module, sources, spec, out: Path) -> int:
         raise _Usage(str(err)) from None
     except OSError as err:
         raise _Usage(f"cannot write results to {out}: {err.strerror or err}") from None
+    failed = [p for p in info["points"] if p.get("error")]
+    if failed and not args.quiet:
+        print(
+            f"{len(failed)} of {len(info['points'])} points do not deploy (first: "
+            f"{failed[0]['folder']}: {failed[0]['error']}); sweep.csv says why for each",
+            file=sys.stderr,
+        )
     if not args.quiet:
         page = "" if args.no_report else f"{out}/index.html, "
         reused = f" ({tally.cached} from the cache)" if tally.cached else ""
         print(
-            f"swept {len(info['points'])} points{reused} on {run_on.name}: wrote {page}"
-            f"{out}/sweep.csv and a folder per point"
+            f"swept {len(info['points']) - len(failed)} points{reused} on {run_on.name}: "
+            f"wrote {page}{out}/sweep.csv and a folder per point"
         )
     return 0
 
@@ -352,7 +359,8 @@ def cmd_report(args) -> int:
             from tokensim.explore.sweep import read_info, write_index
 
             for point in read_info(folder)["points"]:
-                write_page(folder / point["folder"])
+                if not point.get("error"):  # a point that did not deploy has no folder
+                    write_page(folder / point["folder"])
             page = write_index(folder)
         else:
             page = write_page(folder)

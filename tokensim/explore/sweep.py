@@ -100,15 +100,17 @@ def cell(value) -> str:
 
 
 def table(sweep_info: dict, rows: list[dict]) -> str:
-    """sweep.csv: the point's folder, its value on every axis, then :data:`COLUMNS`."""
+    """sweep.csv: the point's folder, its value on every axis, then :data:`COLUMNS`, then
+    why the point does not deploy (empty when it does)."""
     paths = [a["path"] for a in sweep_info["axes"]]
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(["point", *paths, *(name for name, _ in COLUMNS)])
+    w.writerow(["point", *paths, *(name for name, _ in COLUMNS), "error"])
     for point, row in zip(sweep_info["points"], rows, strict=True):
         w.writerow(
             [point["folder"], *(point["values"][p] for p in paths)]
             + [cell(row[name]) for name, _ in COLUMNS]
+            + [point.get("error") or ""]
         )
     return out.getvalue()
 
@@ -141,23 +143,38 @@ def describe(spec: ir.Spec, pts: list[list[tuple[str, str]]]) -> dict:
 
 def compile_points(module, sources, spec: ir.Spec, pts, seed=None, overrides=(), page=True):
     """A keyed :class:`~tokensim.explore.execute.Job` per point: its values applied to the
-    syntax tree (as ``--set`` does), checked and lowered. A point that does not compile
-    raises its located error before anything runs."""
+    syntax tree (as ``--set`` does), checked and lowered; or, for a point whose combination
+    does not deploy, its :class:`CompileError`, with a note naming the point."""
     from tokensim.explore.execute import Job
     from tokensim.graph import lower
     from tokensim.lang.check import check
+    from tokensim.lang.diagnostics import CompileError
     from tokensim.lang.override import override
 
     text = sources.get(spec.file).text if sources.get(spec.file) else None
-    jobs = []
+    out: list = []
     for point in pts:
-        m = module
-        for path, value in point:
-            m = override(m, path, value, sources)
-        graph = lower(check(m, sources))
+        try:
+            m = module
+            for path, value in point:
+                m = override(m, path, value, sources)
+            graph = lower(check(m, sources))
+        except CompileError as err:
+            out.append(_at_point(err, point))
+            continue
         sets = (*overrides, *(f"{p}={v}" for p, v in point))
-        jobs.append(Job(graph, seed, text, sets, page).keyed())
-    return jobs
+        out.append(Job(graph, seed, text, sets, page).keyed())
+    return out
+
+
+def _at_point(err, point):
+    """``err`` with a note on each diagnostic saying at which sweep point it happened."""
+    from dataclasses import replace
+
+    from tokensim.lang.diagnostics import Note
+
+    where = Note("at the sweep point " + ", ".join(f"{p} = {v}" for p, v in point))
+    return type(err)([replace(d, notes=(*d.notes, where)) for d in err.diagnostics], err.sources)
 
 
 def run_sweep(
@@ -175,21 +192,30 @@ def run_sweep(
 ):
     """Simulate every point of ``spec.sweep`` (``module`` is its syntax tree, with any
     ``--set`` already applied) on the executor ``run_on`` into ``out``, serving points
-    from ``cache`` where it has them, counting them in ``tally``; return sweep.json's content."""
-    from tokensim.explore.execute import execute
+    from ``cache`` where it has them, counting them in ``tally``; return sweep.json's
+    content. A point that does not deploy is listed with its error (``error`` in
+    sweep.json and sweep.csv) and not run; when no point deploys, the first one's error
+    is raised."""
+    from tokensim.explore.execute import Job, execute
 
     pts = points(spec.sweep)
     info = describe(spec, pts)
-    jobs = compile_points(module, sources, spec, pts, seed, overrides, page)
+    compiled = compile_points(module, sources, spec, pts, seed, overrides, page)
+    runnable = [i for i, c in enumerate(compiled) if isinstance(c, Job)]
+    if not runnable:
+        raise compiled[0]
+    for entry, c in zip(info["points"], compiled, strict=True):
+        entry["error"] = None if isinstance(c, Job) else c.diagnostics[0].message
     out.mkdir(parents=True, exist_ok=True)
     (out / "index.html").unlink(missing_ok=True)
     (out / "sweep.csv").unlink(missing_ok=True)
-    rows: list[dict | None] = [None] * len(jobs)
+    rows: list[dict] = [metric_row({}) for _ in pts]
 
-    def done(i: int, files: dict[str, str], cached: bool) -> None:
+    def done(k: int, files: dict[str, str], cached: bool) -> None:
+        i = runnable[k]
         folder = out / info["points"][i]["folder"]
         if cached:
-            place(folder, jobs[i], files, page)
+            place(folder, compiled[i], files, page)
         else:
             folder.mkdir(parents=True, exist_ok=True)
             if "report.html" not in files:  # no page asked for: none of an earlier run
@@ -197,6 +223,7 @@ def run_sweep(
             publish(folder, files)
         rows[i] = metric_row(json.loads(files["metrics.json"]))
 
+    jobs = [compiled[i] for i in runnable]
     execute(jobs, run_on, cache, done, label="points", bar=bar, tally=tally)
     publish(
         out,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from markupsafe import Markup
 
-from tokensim.explore.sweep import metric_row, read_info
+from tokensim.explore.sweep import labels, metric_row, read_info
 from tokensim.report import svg
 from tokensim.report.load import read_json
 from tokensim.report.page import _asset, environment
@@ -20,10 +20,9 @@ def _lines(info: dict, rows: list[dict], column: str, scale: float = 1.0):
     first = info["axes"][0]
     xs = first["numbers"] or list(range(len(first["texts"])))
     groups: dict[str, tuple[list, list]] = {}
-    for point, row in zip(info["points"], rows, strict=True):
-        others = ", ".join(
-            f"{a['path'].rsplit('.', 1)[-1]}={point['values'][a['path']]}" for a in info["axes"][1:]
-        )
+    rest = [[(a["path"], p["values"][a["path"]]) for a in info["axes"][1:]] for p in info["points"]]
+    for point, row, names in zip(info["points"], rows, labels(rest), strict=True):
+        others = ", ".join(names)
         x = xs[first["texts"].index(point["values"][first["path"]])]
         value = row[column]
         xs_, ys_ = groups.setdefault(others, ([], []))
@@ -69,9 +68,13 @@ def _chart(info, rows, columns, *, id, title, y_label, y_time=False, y_percent=F
 def render_index(folder: Path) -> str:
     """The comparison page of the sweep in ``folder``."""
     info = read_info(folder)
-    metrics = [read_json(folder / p["folder"] / "metrics.json") for p in info["points"]]
+    metrics = [
+        {} if p.get("error") else read_json(folder / p["folder"] / "metrics.json")
+        for p in info["points"]
+    ]
     rows = [metric_row(m) for m in metrics]
-    targets = metrics[0].get("slo", {}).get("targets", []) if metrics else []
+    ran = [m for m in metrics if m]
+    targets = ran[0].get("slo", {}).get("targets", []) if ran else []
 
     def limits(metric):
         return [
@@ -137,6 +140,7 @@ def render_index(folder: Path) -> str:
         charts=[Markup(c) for c in charts],
         targets=targets,
         met=met,
-        version=metrics[0]["tokensim_version"] if metrics else "",
+        version=ran[0]["tokensim_version"] if ran else "",
+        failed=sum(1 for p in info["points"] if p.get("error")),
         css=Markup(_asset("style.css")),
     )
