@@ -323,6 +323,13 @@ def test_min_gpus_answers_with_the_smallest_configuration_that_passes(tmp_path):
     assert 'id="search-ttft"' in page and answer["config"] in page
     info = json.loads((tmp_path / "out" / "search.json").read_text())
     assert info["seeds"] == [3, 4] and info["goal"] == "min-gpus"
+    (tmp_path / "out" / "index.html").unlink()  # tokensim report draws it again, the same
+    assert tokensim("report", tmp_path / "out").returncode == 0
+    assert (tmp_path / "out" / "index.html").read_text() == page
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "search.json").write_text('{"goal": "min-gpus"}')
+    damaged = tokensim("report", tmp_path / "other")
+    assert damaged.returncode == 2 and "is not a search result" in damaged.stderr
     again = tokensim(
         "search", "c.tsim", "--goal", "min-gpus", "--seeds", "2", "-o", "out", cwd=tmp_path
     )

@@ -355,7 +355,16 @@ def cmd_report(args) -> int:
 
     folder = Path(args.folder)
     try:
-        if (folder / "sweep.json").exists():
+        if (folder / "search.json").exists():
+            from tokensim.explore.search_out import read_info as read_search
+            from tokensim.explore.search_out import write_index as write_search_index
+
+            info = read_search(folder)
+            for r in info["configurations"]:
+                if r.get("folder"):
+                    write_page(folder / r["folder"])
+            page = write_search_index(folder)
+        elif (folder / "sweep.json").exists():
             from tokensim.explore.sweep import read_info, write_index
 
             for point in read_info(folder)["points"]:

@@ -50,6 +50,10 @@ def write_search(out: Path, outcomes, settings: s.Settings, spec, sources, cache
         "attainment": settings.attainment,
         "tolerance": settings.tolerance,
         "answer": s.answer(outcomes, settings.goal, spec),
+        "targets": [
+            {"metric": t.metric, "stat": t.stat, "op": t.op, "limit_s": t.limit_s}
+            for t in (spec.slo.targets if spec.slo else ())
+        ],
         "axes": paths,
         "configurations": [
             {**s.row(o, settings.goal), "folder": folders.get(o.config.index)} for o in best
@@ -61,7 +65,30 @@ def write_search(out: Path, outcomes, settings: s.Settings, spec, sources, cache
     }
     publish(out, files)
     if page:
-        publish(out, {"index.html": render(info, spec)})
+        publish(out, {"index.html": render(info)})
+
+
+def read_info(out: Path) -> dict:
+    """``out``/search.json, checked to have what the page needs."""
+    from tokensim.report.load import ResultError, read_json
+
+    path = out / "search.json"
+    info = read_json(path)
+    try:
+        if not all(k in info for k in ("spec", "goal", "seeds", "answer", "axes")):
+            raise KeyError("spec, goal, seeds, answer or axes")
+        for r in info["configurations"]:
+            if not {"config", "passes", "pareto", "gpus", "usd_per_hour", "folder"} <= set(r):
+                raise KeyError("a configuration's figures")
+    except (KeyError, TypeError) as err:
+        raise ResultError(f"{path} is not a search result (it lacks {err})") from None
+    return info
+
+
+def write_index(out: Path) -> Path:
+    """Draw ``out``/index.html again from ``out``/search.json (``tokensim report``)."""
+    publish(out, {"index.html": render(read_info(out))})
+    return out / "index.html"
 
 
 def _clean(value):
@@ -157,18 +184,18 @@ def _charts(info: dict) -> list[str]:
     return charts
 
 
-def render(info: dict, spec) -> str:
+def render(info: dict) -> str:
+    """index.html of a search, from search.json's content alone."""
     from tokensim import __version__
     from tokensim.report.page import _asset, environment
 
-    targets = spec.slo.targets if spec.slo else ()
     return (
         environment()
         .get_template("search.html.j2")
         .render(
             info=info,
             question=GOAL_TITLES[info["goal"]],
-            targets=targets,
+            targets=info.get("targets", []),
             charts=[Markup(c) for c in _charts(info)],
             passing=sum(r["passes"] for r in info["configurations"]),
             version=__version__,
