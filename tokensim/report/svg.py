@@ -516,6 +516,7 @@ def line_chart(
     items = [(s.label, c, "dash" if s.dash else "line") for s, c, *_ in lines]
     items += [(b.label, c, "band") for b, c, *_ in areas]
     legend, legend_h = _legend(items if len(items) > 1 else [], 8, 34, width - 8)
+    height += max(0.0, legend_h - 16)  # legend rows past the first: a taller chart
     fr = _layout(ya, width, height, legend_h, 36 if x_label else 24)
 
     body = [_clip(id, fr), f'<g clip-path="url(#{id}-clip)">']
@@ -589,6 +590,7 @@ def scatter_chart(
     fmt_y = fmt_seconds if y_time else fmt_number
     items = [(g.label, c, "line" if g.joined else "box") for g, c, *_ in drawn]
     legend, legend_h = _legend(items if len(items) > 1 else [], 8, 34, width - 8)
+    height += max(0.0, legend_h - 16)  # legend rows past the first: a taller chart
     fr = _layout(ya, width, height, legend_h, 36)
     body = [_clip(id, fr), f'<g clip-path="url(#{id}-clip)">']
     for g, color, x, y in drawn:
@@ -668,6 +670,7 @@ def cdf_chart(
     ya = _axis(0.0, 1.0, "percent", fix_lo=0.0, fix_hi=1.0)
     items = [(k, PALETTE[i % len(PALETTE)], "line") for i, k in enumerate(curves)]
     legend, legend_h = _legend(items if len(items) > 1 else [], 8, 34, width - 8)
+    height += max(0.0, legend_h - 16)  # legend rows past the first: a taller chart
     fr = _layout(ya, width, height, legend_h, 36 if x_label else 24)
 
     out = [_open(id, title, width, height), _axes(fr, xa, ya, x_label, "CDF", height)]
@@ -726,6 +729,7 @@ def bar_chart(
     fmt = fmt_seconds if y_time else fmt_number
     items = [(k, PALETTE[i % len(PALETTE)], "box") for i, k in enumerate(keys)]
     legend, legend_h = _legend(items if len(items) > 1 else [], 8, 34, width - 8)
+    height += max(0.0, legend_h - 16)  # legend rows past the first: a taller chart
     fr = _layout(ya, width, height, legend_h, 24)
 
     band = fr.w / len(categories)
