@@ -268,8 +268,8 @@ def test_bracket_and_bisect_finds_the_limit_within_the_tolerance(limit):
 
 
 def test_bracket_gives_up_beyond_its_range():
-    assert max(walk(1e9)) == 10.0 * 2**s.MAX_STEPS  # passes everywhere: stops at the cap
-    assert min(walk(-1.0)) == pytest.approx(10.0 / 2**s.MAX_STEPS, rel=1e-3)
+    assert max(walk(1e9)) == 10.0 * 2**s.UP_STEPS  # passes everywhere: stops at the cap
+    assert min(walk(-1.0)) == pytest.approx(10.0 / 2**s.DOWN_STEPS, rel=1e-3)
 
 
 def outcome(index, cost, ttft, tpot, rate, passed=True):

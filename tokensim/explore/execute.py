@@ -103,7 +103,8 @@ class Processes:
             return
         import multiprocessing
 
-        context = multiprocessing.get_context("forkserver")
+        methods = multiprocessing.get_all_start_methods()  # no forkserver on Windows
+        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         pool = context.Pool(min(self.jobs, len(jobs)), initializer=_ignore_interrupt)
         try:
             yield from pool.imap_unordered(_indexed, jobs, chunksize=1)

@@ -36,8 +36,10 @@ from tokensim.explore.sweep import cell, folder_name, labels, points
 
 GOALS = ("max-rate", "min-cost", "min-gpus")
 RATE_PATH = "workload.arrivals.rate"
-# Doublings (or halvings) from the spec's rate before a search gives up on a bracket.
-MAX_STEPS = 10
+# Doublings and halvings from the spec's rate before a search gives up on a bracket. A run
+# keeps its arrival window, so 64 times the rate is 64 times the requests: the cap up is lower.
+UP_STEPS = 6
+DOWN_STEPS = 10
 
 
 class SearchError(Exception):
@@ -194,11 +196,11 @@ def bracket(start: float, tolerance: float) -> Generator[float, bool, None]:
         passed = yield rate
         lo, hi = (rate, hi) if passed else (lo, rate)
         if lo is None:
-            if rate <= start / 2**MAX_STEPS:
+            if rate <= start / 2**DOWN_STEPS:
                 return
             rate = _round(rate / 2)
         elif hi is None:
-            if rate >= start * 2**MAX_STEPS:
+            if rate >= start * 2**UP_STEPS:
                 return
             rate = _round(rate * 2)
         else:
