@@ -255,9 +255,9 @@ def search(
     rating = settings.goal == "max-rate"
     if rating:
         spec_rate(spec)
-        swept = [a.path for a in spec.sweep.axes] if spec.sweep is not None else []
-        swept += [a.path for g in spec.sweep.zipped for a in g] if spec.sweep is not None else []
-        if RATE_PATH in swept:
+        sweep = spec.sweep
+        axes = [*sweep.axes, *(a for g in sweep.zipped for a in g)] if sweep is not None else []
+        if RATE_PATH in {a.path for a in axes}:
             raise SearchError(
                 f"--goal max-rate varies {RATE_PATH} itself: take it out of the sweep"
             )
