@@ -392,6 +392,18 @@ def _axes(fr: _Frame, xa: _Axis | None, ya: _Axis, x_label: str, y_label: str, h
     return "".join(out)
 
 
+def _plotted(id, title, width, height, fr, xa, ya, x_label, y_label, body, rules, legend) -> str:
+    """A whole chart of x/y axes: title, axes, the drawn ``body``, rules, legend."""
+    return (
+        _open(id, title, width, height)
+        + _axes(fr, xa, ya, x_label, y_label, height)
+        + "".join(body)
+        + _rules(rules, fr, xa, ya)
+        + legend
+        + "</svg>"
+    )
+
+
 def _path_d(px: np.ndarray, py: np.ndarray, close: bool = False) -> str:
     """Path data through the points, rounded to 0.1 px. A non-finite point lifts the pen (the
     next finite one starts a new piece); a point equal after rounding to the one before it is
@@ -540,14 +552,7 @@ def line_chart(
             f"<title>{_esc(s.label)}</title></path>"
         )
     body.append("</g>")
-    return (
-        _open(id, title, width, height)
-        + _axes(fr, xa, ya, x_label, y_label, height)
-        + "".join(body)
-        + _rules(rules, fr, xa, ya)
-        + legend
-        + "</svg>"
-    )
+    return _plotted(id, title, width, height, fr, xa, ya, x_label, y_label, body, rules, legend)
 
 
 @dataclass(frozen=True)
@@ -612,14 +617,7 @@ def scatter_chart(
             )
         body.append("</g>")
     body.append("</g>")
-    return (
-        _open(id, title, width, height)
-        + _axes(fr, xa, ya, x_label, y_label, height)
-        + "".join(body)
-        + _rules(rules, fr, xa, ya)
-        + legend
-        + "</svg>"
-    )
+    return _plotted(id, title, width, height, fr, xa, ya, x_label, y_label, body, rules, legend)
 
 
 def _ecdf(values: np.ndarray, max_points: int = 300) -> tuple[np.ndarray, np.ndarray]:
