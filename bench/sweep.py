@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tokensim.explore.cache import Cache  # noqa: E402
 
 SPEC = """import "std/hardware"
 import "std/models"
@@ -137,13 +140,13 @@ def interrupt(folder: Path, cache: Path, jobs: str) -> int:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    while len(list(cache.glob("*/*"))) < 100 and proc.poll() is None:
+    while len(Cache(cache)) < 100 and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate()
     if proc.returncode != 130:
         sys.exit(f"the interrupted sweep exited {proc.returncode}:\n{err.decode()}")
-    return len(list(cache.glob("*/*")))
+    return len(Cache(cache))
 
 
 if __name__ == "__main__":

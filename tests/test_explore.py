@@ -175,14 +175,14 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(serial_sweep, tmp_path):
         [*cmd, "--cache", str(cache)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     deadline = time.monotonic() + 120
-    while len(list(cache.glob("*/*"))) < 2 and proc.poll() is None:
+    while len(Cache(cache)) < 2 and proc.poll() is None:
         assert time.monotonic() < deadline, "no point finished in 120 s"
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()
     assert b"interrupted:" in err and b"Traceback" not in err
-    done = len(list(cache.glob("*/*")))
+    done = len(Cache(cache))
     assert 2 <= done < 6
     assert not (tmp_path / "out" / "sweep.csv").exists()  # no table passing as whole
     again = subprocess.run([*cmd, "--cache", str(cache)], cwd=tmp_path, capture_output=True)
@@ -355,11 +355,27 @@ def test_max_rate_grows_with_the_instances(tmp_path):
 def test_configurations_that_do_not_deploy_are_listed_with_why(tmp_path):
     (tmp_path / "c.tsim").write_text(CHOICES.replace("1, 2, 4", "2, 8"))
     result = tokensim(
-        "search", "c.tsim", "--goal", "min-cost", "--seeds", "1", "-o", "o", cwd=tmp_path
-    )
+        "search", "c.tsim", "--goal", "min-cost", "--seeds", "1", "-o", "o",
+        "--set", "workload.requests=150", cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     table = {r["config"]: r for r in rows(tmp_path / "o" / "search.csv")}
     assert table["instances=8"]["note"].startswith("does not deploy: pool `p` needs 8 GPUs")
+    run = json.loads(next((tmp_path / "o").glob("*/run.json")).read_text())
+    assert run["overrides"] == ["workload.requests=150", "deployment.p.instances=2"]
+
+
+def test_an_interrupted_cache_write_leaves_nothing(tmp_path, monkeypatch):
+    from tokensim.explore import cache as cache_module
+
+    def stop(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache_module.os, "replace", stop)
+    cache = Cache(tmp_path / "c")
+    with pytest.raises(KeyboardInterrupt):
+        cache.put("ab" * 32, {name: "x" for name in RESULT_FILES})
+    assert len(cache) == 0 and list((tmp_path / "c").rglob("*")) == [tmp_path / "c" / "ab"]
 
 
 @pytest.mark.parametrize(

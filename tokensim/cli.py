@@ -324,7 +324,16 @@ def cmd_search(args) -> int:
         )
         from tokensim.explore.search_out import write_search
 
-        write_search(out, outcomes, settings, spec, sources, cache, page=not args.no_report)
+        write_search(
+            out,
+            outcomes,
+            settings,
+            spec,
+            sources,
+            cache,
+            page=not args.no_report,
+            overrides=args.set or [],
+        )
     except KeyboardInterrupt:
         return _interrupted(tally, None, "simulations")
     except s.SearchError as err:

@@ -146,6 +146,13 @@ class Cache:
                 (tmp / name).write_text(files[name], "utf-8")
             os.replace(tmp, entry)
         except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not entry.exists():
+            if not entry.exists():  # (another process may have stored it first)
                 raise
+        finally:  # also on Ctrl-C: no half-written folder is left behind
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def __len__(self) -> int:
+        """How many entries the cache holds."""
+        if self.folder is None:
+            return 0
+        return sum(1 for p in self.folder.glob("*/*") if not p.name.startswith("."))

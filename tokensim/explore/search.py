@@ -159,7 +159,7 @@ def window(spec) -> tuple[int, float] | None:
     return spec.workload.requests, rate
 
 
-def _graph(config: Config, rate: float | None, sources, span=None):
+def graph_at(config: Config, rate: float | None, sources, span=None):
     """``config`` at ``rate`` (None: as written), compiled; ``span`` is :func:`window`'s
     (requests, rate), to keep the arrival window."""
     from tokensim.graph import lower
@@ -280,7 +280,9 @@ def search(
         round_no += 1
         order = sorted(pending)
         graphs = [
-            _graph(configs[i], pending[i], sources, configs[i].span if rating else None)
+            graph_at(configs[i], pending[i], sources, configs[i].span)
+            if rating
+            else graph_at(configs[i], None, sources)  # as written: its own rate
             for i in order
         ]
         jobs = [Job(g, seed).keyed() for g in graphs for seed in settings.seeds]

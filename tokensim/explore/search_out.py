@@ -12,6 +12,7 @@ from tokensim.explore import search as s
 from tokensim.explore.execute import Job
 from tokensim.explore.sweep import place
 from tokensim.report import svg
+from tokensim.report.files import _clean as json_safe
 from tokensim.report.files import publish
 
 GOAL_TITLES = {
@@ -21,8 +22,11 @@ GOAL_TITLES = {
 }
 
 
-def write_search(out: Path, outcomes, settings: s.Settings, spec, sources, cache, page=True):
-    """Write the search's result folder ``out``."""
+def write_search(
+    out: Path, outcomes, settings: s.Settings, spec, sources, cache, page=True, overrides=()
+):
+    """Write the search's result folder ``out``; ``overrides`` are the ``--set`` values the
+    search was given (run.json of each folder lists them)."""
     out.mkdir(parents=True, exist_ok=True)
     for name in ("index.html", "search.csv", "search.json"):
         (out / name).unlink(missing_ok=True)
@@ -33,10 +37,11 @@ def write_search(out: Path, outcomes, settings: s.Settings, spec, sources, cache
     folders = {}
     for o in shown:
         t = o.answer
-        span = o.config.span if settings.goal == "max-rate" else None
-        graph = s._graph(o.config, t.rate, sources, span)
-        sets = [f"{p}={v}" for p, v in o.config.values.items()]
-        sets += [f"{p}={v}" for p, v in s.rate_values(t.rate, span)]
+        rating = settings.goal == "max-rate"  # else each ran at its own rate, as written
+        rate, span = (t.rate, o.config.span) if rating else (None, None)
+        graph = s.graph_at(o.config, rate, sources, span)
+        sets = [*overrides, *(f"{p}={v}" for p, v in o.config.values.items())]
+        sets += [f"{p}={v}" for p, v in s.rate_values(rate, span)]
         job = Job(graph, settings.seeds[0], text, tuple(sets), page).keyed()
         files = cache.get(job.key)
         if files is None:  # not cached: the cache was cleared meanwhile
@@ -61,7 +66,7 @@ def write_search(out: Path, outcomes, settings: s.Settings, spec, sources, cache
     }
     files = {
         "search.csv": s.table(outcomes, settings.goal, paths),
-        "search.json": json.dumps(_clean(info), indent=2) + "\n",
+        "search.json": json.dumps(json_safe(info), indent=2) + "\n",
     }
     publish(out, files)
     if page:
@@ -89,12 +94,6 @@ def write_index(out: Path) -> Path:
     """Draw ``out``/index.html again from ``out``/search.json (``tokensim report``)."""
     publish(out, {"index.html": render(read_info(out))})
     return out / "index.html"
-
-
-def _clean(value):
-    from tokensim.report.files import _clean as clean
-
-    return clean(value)
 
 
 def front_table(outcomes, goal: str) -> str:
