@@ -145,3 +145,28 @@ def test_sweep_index_opens_and_links_its_points(browser, tmp_path):
     page.wait_for_load_state("load")
     assert page.url.endswith("/report.html") and page.locator("section#summary").count() == 1
     page.screenshot(path=str(_shots(tmp_path) / "sweep-point.png"))
+
+
+def test_search_page_opens_and_links_the_answer(browser, tmp_path):
+    spec = tmp_path / "search.tsim"
+    text = (ROOT / "specs" / "single_gpu_8b.tsim").read_text()
+    spec.write_text(text + "\nsweep { workload.requests in 100, 200 }\n")
+    out = tmp_path / "search"
+    result = subprocess.run(
+        [sys.executable, "-m", "tokensim", "search", spec, "--goal", "min-cost"]
+        + ["--seeds", "1", "-o", out, "-q"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    page, errors, _ = _open(browser, out / "index.html")
+    assert errors == []
+    assert page.locator("svg.chart").count() == 3
+    assert page.locator("svg.chart circle").count() >= 3  # every passing point, in each chart
+    answer = page.locator("#search-table tr.answer a")
+    assert answer.count() == 1
+    page.screenshot(path=str(_shots(tmp_path) / "search.png"), full_page=True)
+    answer.click()
+    page.wait_for_load_state("load")
+    assert page.url.endswith("/report.html") and page.locator("section#summary").count() == 1
