@@ -79,6 +79,14 @@ def _ignore_interrupt() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def cpus() -> int:
+    """The CPUs this process may run on (fewer than the machine's under an affinity mask)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no affinity masks on macOS and Windows
+        return os.cpu_count() or 1
+
+
 class Serial:
     """Every job in this process, one after another."""
 
@@ -95,7 +103,7 @@ class Processes:
     name = "local"
 
     def __init__(self, jobs: int | None = None):
-        self.jobs = jobs or os.cpu_count() or 1
+        self.jobs = jobs or cpus()
 
     def run(self, jobs: Sequence[tuple[int, Job]]) -> Iterator[tuple[int, dict[str, str]]]:
         if self.jobs == 1 or len(jobs) <= 1:
