@@ -124,18 +124,23 @@ def test_timeline_zooms_and_resets(browser, disaggregated, tmp_path):
     assert errors == []
 
 
-def test_sweep_index_opens_and_links_its_points(browser, tmp_path):
-    spec = tmp_path / "sweep.tsim"
-    text = (ROOT / "specs" / "single_gpu_8b.tsim").read_text()
-    spec.write_text(text + "\nsweep { workload.requests in 40, 80, 120 }\n")
-    out = tmp_path / "sweep"
+def _swept(tmp_path: Path, sweep: str, command: str, *args: str) -> Path:
+    """``tokensim COMMAND`` on single_gpu_8b.tsim with ``sweep`` added; its result folder."""
+    spec = tmp_path / f"{command}.tsim"
+    spec.write_text((ROOT / "specs" / "single_gpu_8b.tsim").read_text() + f"\n{sweep}\n")
+    out = tmp_path / command
     result = subprocess.run(
-        [sys.executable, "-m", "tokensim", "run", spec, "-o", out, "-q"],
+        [sys.executable, "-m", "tokensim", command, spec, *args, "-o", out, "-q"],
         capture_output=True,
         text=True,
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_sweep_index_opens_and_links_its_points(browser, tmp_path):
+    out = _swept(tmp_path, "sweep { workload.requests in 40, 80, 120 }", "run")
     page, errors, _ = _open(browser, out / "index.html")
     assert errors == []
     assert page.locator("svg.chart").count() >= 3
@@ -148,18 +153,8 @@ def test_sweep_index_opens_and_links_its_points(browser, tmp_path):
 
 
 def test_search_page_opens_and_links_the_answer(browser, tmp_path):
-    spec = tmp_path / "search.tsim"
-    text = (ROOT / "specs" / "single_gpu_8b.tsim").read_text()
-    spec.write_text(text + "\nsweep { workload.requests in 100, 200 }\n")
-    out = tmp_path / "search"
-    result = subprocess.run(
-        [sys.executable, "-m", "tokensim", "search", spec, "--goal", "min-cost"]
-        + ["--seeds", "1", "-o", out, "-q"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr
+    sweep = "sweep { workload.requests in 100, 200 }"
+    out = _swept(tmp_path, sweep, "search", "--goal", "min-cost", "--seeds", "1")
     page, errors, _ = _open(browser, out / "index.html")
     assert errors == []
     assert page.locator("svg.chart").count() == 3
