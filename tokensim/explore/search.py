@@ -400,7 +400,7 @@ def note(o: Outcome, goal: str) -> str:
     if t is None:
         if not o.trials:
             return ""
-        why = _why(o.trials[0])
+        why = _why(o.trials[-1])  # the last tried: for max-rate, the lowest rate
         if goal == "max-rate":
             return f"fails even at {_rate(o.trials[-1].rate)}" + (f" ({why})" if why else "")
         return f"fails: {why}" if why else "fails"
