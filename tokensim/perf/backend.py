@@ -29,7 +29,7 @@ import numpy as np
 from tokensim import ir
 from tokensim.perf import calibrate, tables
 from tokensim.perf.profile import ModelShape
-from tokensim.perf.roofline import ACTIVATION_BYTES, CostModel, _Gemm
+from tokensim.perf.roofline import ACTIVATION_BYTES, QUANT_DTYPES, CostModel, _Gemm
 
 GRID = 2.0 ** np.arange(0, 17.01, 0.25)  # 1 .. 131072
 _said: set[str] = set()
@@ -140,7 +140,7 @@ class MeasuredCostModel(CostModel):
             gemm += np.array([self._gemm(self.gemms[2], t) for t in grid])
         self._gemm_curve = np.log(gemm)
         head = self._predict(
-            "gemm", "", grid, dtype, self._roof_gemm(m.vocab // tp, m.hidden),
+            "gemm", "", grid, dtype, self._roof_gemm(m.vocab // tp, m.hidden, quantized=False),
             m=grid, n=m.vocab // tp, k=m.hidden,
         )  # fmt: skip
         self._head_curve = np.log(head)
@@ -179,9 +179,13 @@ class MeasuredCostModel(CostModel):
             )  # fmt: skip
             self._allreduce_curve = np.log(ar)
 
-    def _roof_gemm(self, n: int, k: int):
-        """The roofline's seconds for an ``n x k`` weight GEMM, as a function of tokens."""
-        g = _Gemm(2 * n * k, n * k * ir.DTYPE_BYTES[self.pool.dtype], (n + k) * ACTIVATION_BYTES)
+    def _roof_gemm(self, n: int, k: int, quantized: bool = True):
+        """The roofline's seconds for an ``n x k`` weight GEMM, as a function of tokens
+        (with its input's quantization under 8-bit compute, unless not ``quantized``)."""
+        q = k if quantized and self.pool.dtype in QUANT_DTYPES else 0.0
+        g = _Gemm(
+            2 * n * k, n * k * ir.DTYPE_BYTES[self.pool.dtype], (n + k) * ACTIVATION_BYTES, 1, q
+        )
         return lambda tokens: self._gemm(g, tokens)
 
     def _predict(self, op, kernel, sizes, dtype, roofline, **cols) -> np.ndarray:

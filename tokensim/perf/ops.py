@@ -28,7 +28,7 @@ import numpy as np
 
 from tokensim import ir
 from tokensim.perf import tables
-from tokensim.perf.roofline import ATTENTION_KERNELS
+from tokensim.perf.roofline import ATTENTION_KERNELS, QUANT_BYTES, QUANT_DTYPES
 
 ATTN_BYTES = 2  # activations and the KV cache in 16-bit
 DTYPE_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "int4": 0.5}
@@ -116,10 +116,11 @@ class Params:
     step_s: float | None = None
 
     @staticmethod
-    def datasheet(eff: ir.Efficiency, op: str) -> Params:
-        """The roofline as the simulator's default cost model prices ``op``."""
+    def datasheet(eff: ir.Efficiency, op: str, quantized: bool = False) -> Params:
+        """The roofline as the simulator's default cost model prices ``op`` (a GEMM of
+        8-bit compute, ``quantized``, launches its activations' quantization too)."""
         c, m = DEFAULT_FACTORS[op]
-        kernels = KERNELS.get(op, 1)
+        kernels = KERNELS.get(op, 1) + (op == "gemm" and quantized)
         return Params(getattr(eff, c) if c else 1.0, getattr(eff, m), kernels * eff.kernel_s)
 
 
@@ -152,6 +153,9 @@ def combine(flops, nbytes, op, t, peaks: Peaks, p: Params) -> np.ndarray:
             base = hi * ((comp / hi) ** q + (mem / hi) ** q) ** (1 / q)
     else:
         base = mem
+    if op == "gemm":  # 8-bit compute quantizes the activations first, as the simulator does
+        quantized = np.isin(t["dtype"], QUANT_DTYPES)
+        base = base + quantized * t["m"] * t["k"] * QUANT_BYTES / (peaks.memory_Bps * p.memory)
     return p.overhead_s + base
 
 

@@ -14,6 +14,11 @@ Per layer and per GPU (tensor-parallel shard), each operation costs
   ``2 (tp - 1) / tp * bytes / (ring bandwidth * efficiency.network) + 2 (tp - 1) * latency``,
   where the ring's bandwidth and latency come from the topology graph;
 * the LM head for every sequence that samples a token;
+* with 8-bit compute (``fp8``, ``int8``: weights and activations), each GEMM's input is
+  first quantized by a kernel of its own, as vLLM's W8A8 linear layers do (dynamic scales):
+  reading the 16-bit activations and writing 8-bit ones, ``3`` bytes an element at
+  ``bandwidth * efficiency.memory``, plus a kernel; the LM head and MoE experts are left
+  as they are;
 * ``efficiency.kernel`` for every kernel launched: each GEMM (the MLP's two) and
   all-reduce is one, attention two (the KV-cache write and the attention kernel), the
   elementwise ops six (two norms, two residual adds, rotary embedding and the MLP
@@ -37,6 +42,8 @@ NORM_PASSES = 6  # activation reads and writes per layer for 2 norms and 2 resid
 ATTENTION_KERNELS = 2  # KV-cache write and attention
 ELEMENTWISE_KERNELS = 6  # 2 norms, 2 residual adds, rotary embedding, MLP activation
 EXPERT_KERNELS = 2  # fused MoE: the up/gate and the down grouped GEMMs
+QUANT_DTYPES = ("fp8", "int8")  # 8-bit compute: a GEMM's activations are quantized first
+QUANT_BYTES = 3  # per element quantized: a 16-bit read and an 8-bit write
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,7 @@ class _Gemm:
     weight_bytes: float
     act_bytes_per_token: float
     kernels: int = 1  # the dense MLP is two (up/gate, down)
+    quant_per_token: float = 0.0  # input elements quantized per token (8-bit compute)
 
 
 class CostModel:
@@ -95,13 +103,15 @@ class CostModel:
         self.mem_Bps = gpu.bandwidth_Bps * eff.memory
         self.kv_Bps = gpu.bandwidth_Bps * eff.kv_read
         d, hq, hkv = m.hidden, m.heads * m.head_dim, m.kv_heads * m.head_dim
+        q = 1.0 if pool.dtype in QUANT_DTYPES else 0.0
         gemms = [
             _Gemm(
                 2 * d * (hq + 2 * hkv) / tp,
                 d * (hq + 2 * hkv) * w / tp,
                 (d + (hq + 2 * hkv) / tp) * a,
+                quant_per_token=q * d,
             ),
-            _Gemm(2 * hq * d / tp, hq * d * w / tp, (hq / tp + d) * a),
+            _Gemm(2 * hq * d / tp, hq * d * w / tp, (hq / tp + d) * a, quant_per_token=q * hq / tp),
         ]
         matrices = 3 if m.mlp == "gated" else 2
         self.experts, self.top_k = m.experts, m.top_k
@@ -112,6 +122,7 @@ class CostModel:
                     matrices * d * m.ffn * w / tp,
                     (d + m.ffn / tp) * a * 2,
                     kernels=2,
+                    quant_per_token=q * (d + m.ffn / tp),
                 )
             )
             self.expert = None
@@ -140,10 +151,14 @@ class CostModel:
         self.overhead_s = eff.overhead_s
 
     def _gemm(self, g: _Gemm, tokens: float) -> float:
-        return g.kernels * self.kernel_s + max(
+        seconds = g.kernels * self.kernel_s + max(
             g.flops_per_token * tokens / self.gemm_flops,
             (g.weight_bytes + g.act_bytes_per_token * tokens) / self.mem_Bps,
         )
+        if g.quant_per_token:  # the activations' quantization kernels
+            quant = g.quant_per_token * tokens * QUANT_BYTES / self.mem_Bps
+            seconds += g.kernels * self.kernel_s + quant
+        return seconds
 
     def _allreduce(self, nbytes: float) -> float:
         if self.tp == 1:

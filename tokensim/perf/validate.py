@@ -24,6 +24,7 @@ import numpy as np
 
 from tokensim import ir
 from tokensim.perf import calibrate, ops, tables
+from tokensim.perf.roofline import QUANT_DTYPES
 
 CROSS = (("A100_80G", "H100_SXM"), ("H100_SXM", "H200"), ("A100_80G", "H200"))
 GENERIC = "(grid)"
@@ -126,7 +127,8 @@ def predict(
                 progress(f"{gpu} {name}: {len(rows)} rows")
             idx = rows["row"]
             classes[idx] = name
-            datasheet = ops.Params.datasheet(ir.Efficiency(), op)
+            quantized = name.split(":", 1)[-1] in QUANT_DTYPES
+            datasheet = ops.Params.datasheet(ir.Efficiency(), op, quantized)
             methods["roofline"][idx] = ops.predict(rows, op, pk, datasheet)
             fitted[gpu, name] = calibrate.fit_op(rows, op, pk)
             for test, train, counts in holdouts(rows, op):
