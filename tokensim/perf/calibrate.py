@@ -103,7 +103,7 @@ def fit_op(t: tables.Table, op: str, pk: ops.Peaks, corrections: bool = True) ->
 
     if len(t) == 0:
         raise CalibrationError(f"no {op} rows to fit")
-    flops, nbytes = ops.work(t, op)
+    flops, nbytes, serial = ops.work(t, op)
     target = np.log(t["seconds"])
     has_compute = bool(np.any(flops > 0))
     collective = op in ops.COLLECTIVES
@@ -116,7 +116,7 @@ def fit_op(t: tables.Table, op: str, pk: ops.Peaks, corrections: bool = True) ->
         return ops.Params(1.0, math.exp(x[0]), x[1] * 1e-6)
 
     def residual(x):
-        return np.log(ops.combine(flops, nbytes, op, t, pk, params(x))) - target
+        return np.log(ops.combine(flops, nbytes, serial, op, t, pk, params(x))) - target
 
     if has_compute:
         x0, lo, hi = [-0.3, -0.3, 2.0, 3.0], [-5, -5, 0, 1], [1, 1, 1000, 30]

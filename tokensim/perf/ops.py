@@ -79,12 +79,15 @@ class Peaks:
         return np.array([self.flops.get(d) or half for d in dtypes], float)
 
 
-def work(t: tables.Table, op: str) -> tuple[np.ndarray, np.ndarray]:
-    """(FLOPs, bytes) of each row of ``t`` (all rows of class ``op``)."""
+def work(t: tables.Table, op: str):
+    """(FLOPs, bytes, serial bytes) of each row of ``t`` (all rows of class ``op``). Serial
+    bytes are moved by a memory-bound kernel before the op, not overlapped with it: an 8-bit
+    GEMM's activation quantization, as the simulator prices it (0 for other ops)."""
     if op == "gemm":
         m, n, k = t["m"], t["n"], t["k"]
         wb = np.array([DTYPE_BYTES.get(d, 2) for d in t["dtype"]], float)
-        return 2 * m * n * k, n * k * wb + m * (n + k) * ATTN_BYTES
+        quant = np.isin(t["dtype"], QUANT_DTYPES) * m * k * QUANT_BYTES
+        return 2 * m * n * k, n * k * wb + m * (n + k) * ATTN_BYTES, quant
     if op in ("attention_prefill", "attention_decode"):
         b, length, h, kv, hd = t["batch"], t["length"], t["heads"], t["kv_heads"], t["head_dim"]
         if op == "attention_prefill":
@@ -93,14 +96,14 @@ def work(t: tables.Table, op: str) -> tuple[np.ndarray, np.ndarray]:
         else:
             pairs = length
             nbytes = b * (length * 2 * kv + 2 * h) * hd * ATTN_BYTES
-        return b * 4 * h * hd * pairs, nbytes
+        return b * 4 * h * hd * pairs, nbytes, 0.0
     if op == "elementwise":
-        return np.zeros(len(t)), t["bytes"]
+        return np.zeros(len(t)), t["bytes"], 0.0
     if op == "allreduce":
         g = t["gpus"]
-        return np.zeros(len(t)), 2 * (g - 1) / g * t["bytes"]
+        return np.zeros(len(t)), 2 * (g - 1) / g * t["bytes"], 0.0
     if op == "send_recv":
-        return np.zeros(len(t)), t["bytes"]
+        return np.zeros(len(t)), t["bytes"], 0.0
     raise ValueError(f"unknown op {op!r}")
 
 
@@ -128,15 +131,14 @@ def predict(
     t: tables.Table, op: str, peaks: Peaks, p: Params, corrections: Corrections | None = None
 ) -> np.ndarray:
     """Seconds for each row of ``t`` (all of class ``op``)."""
-    flops, nbytes = work(t, op)
-    seconds = combine(flops, nbytes, op, t, peaks, p)
+    seconds = combine(*work(t, op), op, t, peaks, p)
     if corrections is not None:
         seconds = seconds * np.exp(corrections(t))
     return seconds
 
 
-def combine(flops, nbytes, op, t, peaks: Peaks, p: Params) -> np.ndarray:
-    """The formula on precomputed work (shared by :func:`predict` and the fitter)."""
+def combine(flops, nbytes, serial, op, t, peaks: Peaks, p: Params) -> np.ndarray:
+    """The formula on precomputed :func:`work` (shared by :func:`predict` and the fitter)."""
     collective = op in COLLECTIVES
     bandwidth = peaks.link_Bps if collective else peaks.memory_Bps
     mem = nbytes / (bandwidth * p.memory)
@@ -153,10 +155,7 @@ def combine(flops, nbytes, op, t, peaks: Peaks, p: Params) -> np.ndarray:
             base = hi * ((comp / hi) ** q + (mem / hi) ** q) ** (1 / q)
     else:
         base = mem
-    if op == "gemm":  # 8-bit compute quantizes the activations first, as the simulator does
-        quantized = np.isin(t["dtype"], QUANT_DTYPES)
-        base = base + quantized * t["m"] * t["k"] * QUANT_BYTES / (peaks.memory_Bps * p.memory)
-    return p.overhead_s + base
+    return p.overhead_s + base + serial / (peaks.memory_Bps * p.memory)
 
 
 class Corrections:
