@@ -59,6 +59,7 @@ class Config:
     names: tuple[str, ...] = ()  # its values as ``name=value`` (sweep.labels)
     rate: float | None = None  # its arrival rate (None: a trace's times)
     span: tuple[int, float] | None = None  # its :func:`window`
+    graph: object = None  # compiled as written (None: it does not deploy)
 
     @property
     def label(self) -> str:
@@ -137,12 +138,13 @@ def configurations(module, sources, spec) -> list[Config]:
         try:
             for path, value in point:
                 m = override(m, path, value, sources)
-            compiled = lower(check(m, sources)).spec
+            graph = lower(check(m, sources))
         except CompileError as err:
             config.error = err.diagnostics[0].message if err.diagnostics else str(err)
         else:
+            compiled = graph.spec
             pools = compiled.deployment.pools
-            config.module = m
+            config.module, config.graph = m, graph
             config.gpus = sum(len(p.instances) * p.tp * p.pp for p in pools)
             config.rate, config.span = arrival_rate(compiled), window(compiled)
         out.append(config)
@@ -166,8 +168,11 @@ def graph_at(config: Config, rate: float | None, sources, span=None):
     from tokensim.lang.check import check
     from tokensim.lang.override import override
 
+    values = rate_values(rate, span)
+    if not values:
+        return config.graph  # compiled once, by :func:`configurations`
     m = config.module
-    for path, value in rate_values(rate, span):
+    for path, value in values:
         m = override(m, path, value, sources)
     return lower(check(m, sources))
 
