@@ -32,7 +32,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 
 from tokensim.explore.execute import Job, Tally, execute
-from tokensim.explore.sweep import cell, folder_name, labels, points
+from tokensim.explore.sweep import cell, compiled, folder_name, labels, points
 
 GOALS = ("max-rate", "min-cost", "min-gpus")
 RATE_PATH = "workload.arrivals.rate"
@@ -125,28 +125,20 @@ class Settings:
 def configurations(module, sources, spec) -> list[Config]:
     """Every point of ``spec``'s sweep as a :class:`Config` (the spec alone without one);
     a point that does not compile keeps its first error as the reason."""
-    from tokensim.graph import lower
-    from tokensim.lang.check import check
     from tokensim.lang.diagnostics import CompileError
-    from tokensim.lang.override import override
 
     pts = points(spec.sweep) if spec.sweep is not None else [[]]
     out = []
     for k, (point, names) in enumerate(zip(pts, labels(pts), strict=True)):
-        m = module
-        config = Config(k, dict(point), m, names=tuple(names))
+        config = Config(k, dict(point), module, names=tuple(names))
         try:
-            for path, value in point:
-                m = override(m, path, value, sources)
-            graph = lower(check(m, sources))
+            m, graph = compiled(module, point, sources)
         except CompileError as err:
             config.error = err.diagnostics[0].message if err.diagnostics else str(err)
         else:
-            compiled = graph.spec
-            pools = compiled.deployment.pools
             config.module, config.graph = m, graph
-            config.gpus = sum(len(p.instances) * p.tp * p.pp for p in pools)
-            config.rate, config.span = arrival_rate(compiled), window(compiled)
+            config.gpus = sum(len(p.instances) * p.tp * p.pp for p in graph.spec.deployment.pools)
+            config.rate, config.span = arrival_rate(graph.spec), window(graph.spec)
         out.append(config)
     return out
 
@@ -164,17 +156,10 @@ def window(spec) -> tuple[int, float] | None:
 def graph_at(config: Config, rate: float | None, sources, span=None):
     """``config`` at ``rate`` (None: as written), compiled; ``span`` is :func:`window`'s
     (requests, rate), to keep the arrival window."""
-    from tokensim.graph import lower
-    from tokensim.lang.check import check
-    from tokensim.lang.override import override
-
     values = rate_values(rate, span)
     if not values:
         return config.graph  # compiled once, by :func:`configurations`
-    m = config.module
-    for path, value in values:
-        m = override(m, path, value, sources)
-    return lower(check(m, sources))
+    return compiled(config.module, values, sources)[1]
 
 
 def rate_values(rate: float | None, span) -> list[tuple[str, str]]:

@@ -141,24 +141,31 @@ def describe(spec: ir.Spec, pts: list[list[tuple[str, str]]]) -> dict:
     }
 
 
+def compiled(module, values, sources):
+    """``module`` with ``values`` (``[(path, text)]``) set as ``--set`` does, and its checked
+    and lowered graph: ``(module, graph)``. A combination that does not deploy raises its
+    :class:`CompileError`."""
+    from tokensim.graph import lower
+    from tokensim.lang.check import check
+    from tokensim.lang.override import override
+
+    for path, value in values:
+        module = override(module, path, value, sources)
+    return module, lower(check(module, sources))
+
+
 def compile_points(module, sources, spec: ir.Spec, pts, seed=None, overrides=(), page=True):
     """A keyed :class:`~tokensim.explore.execute.Job` per point: its values applied to the
     syntax tree (as ``--set`` does), checked and lowered; or, for a point whose combination
     does not deploy, its :class:`CompileError`, with a note naming the point."""
     from tokensim.explore.execute import Job
-    from tokensim.graph import lower
-    from tokensim.lang.check import check
     from tokensim.lang.diagnostics import CompileError
-    from tokensim.lang.override import override
 
     text = sources.get(spec.file).text if sources.get(spec.file) else None
     out: list = []
     for point in pts:
         try:
-            m = module
-            for path, value in point:
-                m = override(m, path, value, sources)
-            graph = lower(check(m, sources))
+            _, graph = compiled(module, point, sources)
         except CompileError as err:
             out.append(_at_point(err, point))
             continue
