@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from tokensim.explore.execute import Job, Tally, execute
 from tokensim.explore.sweep import cell, compiled, folder_name, labels, points
 
-GOALS = ("max-rate", "min-cost", "min-gpus")
 RATE_PATH = "workload.arrivals.rate"
 # Doublings and halvings from the spec's rate before a search gives up on a bracket. A run
 # keeps its arrival window, so 64 times the rate is 64 times the requests: the cap up is lower.
