@@ -178,3 +178,69 @@ def test_every_grid_row_is_predicted_held_out_even_at_large_ends():
     p = validate.predict(t, cross=False)
     assert not np.isnan(p.methods["calibrated"]).any()
     assert set(t["bytes"][~p.scored]) == {t["bytes"].min(), t["bytes"].max()}
+
+
+def decode_rows(heads: int, kv_heads: int, truth: ops.Params) -> tables.Table:
+    rows = [
+        {"gpu": GPU, "op": "attention_decode", "dtype": "bf16", "batch": b, "length": n,
+         "heads": heads, "kv_heads": kv_heads, "head_dim": 128, "seconds": 1.0}
+        for b in (1, 4, 16, 64, 256) for n in (16, 256, 4096, 65536)
+    ]  # fmt: skip
+    t = tables.from_rows(rows)
+    t.columns["seconds"] = ops.predict(t, "attention_decode", calibrate.peaks(GPU), truth)
+    return t
+
+
+def test_decode_that_does_not_split_the_context_is_bound_by_one_sequence():
+    """A kernel reading one sequence's context per KV head in one thread block takes as
+    long for one sequence as for several, until the blocks fill the GPU."""
+    slow = ops.Params(1.0, 0.6, 10e-6, 4.0, unit=0.02)
+    t = decode_rows(4, 4, slow)
+    at = {(b, n): s for b, n, s in zip(t["batch"], t["length"], t["seconds"], strict=True)}
+    assert at[4, 65536] == pytest.approx(at[1, 65536], rel=0.03)
+    assert at[256, 65536] > 10 * at[4, 65536]  # 1024 blocks: bandwidth-bound again
+    plain = decode_rows(4, 4, ops.Params(1.0, 0.6, 10e-6, 4.0))["seconds"]
+    assert (plain <= t["seconds"] * 1.0001).all()
+    fit = calibrate.fit_op(t, "attention_decode", calibrate.peaks(GPU), corrections=False)
+    assert fit.params.unit == pytest.approx(0.02, rel=0.05)
+    np.testing.assert_allclose(fit.predict(t, "attention_decode", calibrate.peaks(GPU)),
+                               t["seconds"], rtol=0.02)  # fmt: skip
+
+
+def test_decode_fits_one_head_per_kv_head_apart_from_groups():
+    mha = decode_rows(8, 8, ops.Params(1.0, 0.6, 10e-6, 4.0, unit=0.02))
+    gqa = decode_rows(8, 2, ops.Params(1.0, 0.8, 5e-6, 4.0))
+    cal = calibrate.calibrate(tables.concat([mha, gqa]), corrections=False)
+    assert sorted(cal.fits[GPU]) == ["attention_decode:gqa", "attention_decode:mha"]
+    predictor = backend.CalibrationPredictor(cal)
+    for truth in (mha, gqa):
+        got = predictor(GPU, "attention_decode", "", truth)
+        np.testing.assert_allclose(got, truth["seconds"], rtol=0.03)
+
+
+def test_the_simulator_prices_decode_as_the_calibration_does_at_every_batch(tmp_path):
+    from conftest import compile_text
+
+    from tokensim.perf.roofline import Batch, for_pool
+
+    truth = ops.Params(1.0, 0.6, 10e-6, 4.0, unit=0.005)  # one sequence's context bounds
+    calibrate.calibrate(decode_rows(32, 32, truth), corrections=False).write(tmp_path / "c.json")
+    spec = compile_text(
+        'import "std/hardware"\nimport "std/models"\n'
+        "cluster { node n0 { gpus H100_SXM x 1 } }\n"
+        f'deployment {{ pool p {{ model llama2_7b; cost calibrated "{tmp_path / "c.json"}" }} }}\n'
+        "workload { arrivals poisson 1/s; lengths fixed 64 -> 8; requests 1 }\n"
+    )
+    pool = spec.deployment.pools[0]
+    cost = for_pool(pool, None)
+    for b in (1, 3, 16, 200):
+        for n in (512, 2048, 4096):
+            q = decode_rows(32, 32, truth)  # llama2_7b on one GPU: 32 heads, 32 KV heads
+            q = q.where((q["batch"] == 1) & (q["length"] == 16))
+            q.columns["batch"][:], q.columns["length"][:] = b, n
+            want = ops.predict(q, "attention_decode", calibrate.peaks(GPU), truth)[0]
+            got = cost.breakdown(Batch(decode_seqs=b, decode_context=b * n))["attention_decode"]
+            # on the batch sizes the lines pass through, the calibration's time; between
+            # them, interpolated in log batch
+            rel = 0.03 if b in (1, 16) else 0.1
+            assert got / pool.model.layers == pytest.approx(want, rel=rel), (b, n)

@@ -72,17 +72,22 @@ def test_missing_table():
         tables.read("/nonexistent/table.csv")
 
 
-def vidur_mlp(folder, tokens=(1, 64, 512)):
-    """A small mlp.csv in Vidur's layout (ms per layer), written by this test."""
+def vidur_mlp(folder, tokens=(1, 64, 512), model="meta-llama/Tiny-8B", parallel=False):
+    """A small mlp.csv in Vidur's layout (ms per layer), written by this test: a Llama
+    block, or (``parallel``) a phi-2-like one (attention and a GELU MLP side by side,
+    no second norm)."""
     ops_ = "input_layernorm attn_pre_proj attn_rope attn_post_proj post_attention_layernorm"
     ops_ = (ops_ + " mlp_up_proj mlp_act mlp_down_proj add").split()
+    if parallel:
+        ops_.remove("post_attention_layernorm")
     cols = [f"time_stats.{o}.median" for o in ops_]
     geo = ["n_head", "n_kv_head", "n_embd", "n_expanded_embd", "vocab_size", "use_gated_mlp"]
     lines = [",".join(cols + geo + ["num_tokens", "num_tensor_parallel_workers"])]
+    gated = str(not parallel)
     for t in tokens:
         times = [f"{0.01 * (j + 1) * t:g}" for j in range(len(ops_))]
-        lines.append(",".join(times + ["32", "8", "4096", "14336", "128256", "True", str(t), "2"]))
-    path = folder / "compute" / "h100" / "meta-llama" / "Tiny-8B" / "mlp.csv"
+        lines.append(",".join(times + ["32", "8", "4096", "14336", "128256", gated, str(t), "2"]))
+    path = folder / "compute" / "h100" / model / "mlp.csv"
     path.parent.mkdir(parents=True)
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -99,6 +104,29 @@ def test_vidur_import_shapes(tmp_path):
     assert sorted(set(t.select(op="elementwise")["kernel"])) == ["act", "add", "norm", "rope"]
     # ms -> s: attn_pre_proj is column 2, at 512 tokens 0.02 * 512 ms
     assert math.isclose(g.where(g["m"] == 512)["seconds"][0], 0.02 * 512e-3)
+
+
+def test_vidur_import_names_the_kernels_each_block_runs(tmp_path):
+    t = importers.load(vidur_mlp(tmp_path, model="microsoft/phi-2", parallel=True))
+    ew = t.select(op="elementwise")
+    # torch's LayerNorm and GELU, and two adds in one timing: kernels of their own
+    assert sorted(set(ew["kernel"])) == ["add3", "gelu", "layer_norm", "rope"]
+    add = ew.select(kernel="add3")
+    assert set(add["bytes"] / add["m"]) == {12 * 4096}  # attention + MLP + residual, 16-bit
+    act = ew.select(kernel="gelu")
+    assert set(act["bytes"] / act["m"]) == {4 * 14336 / 2}  # read and write, not gated
+
+
+def test_a_kernel_one_model_runs_is_not_held_out_and_is_listed(tmp_path):
+    tokens = (1, 16, 64, 256, 512)
+    llama = importers.load(vidur_mlp(tmp_path / "a", tokens))
+    other = importers.load(vidur_mlp(tmp_path / "b", tokens, "meta-llama/Other-8B"))
+    phi = importers.load(vidur_mlp(tmp_path / "c", tokens, "microsoft/phi-2", parallel=True))
+    p = validate.predict(tables.concat([llama, other, phi]), cross=False)
+    lone = {(name, model) for _, name, model, _ in validate.unheld(p)}
+    assert lone == {(f"elementwise:{k}", "phi-2") for k in ("add3", "gelu", "layer_norm")}
+    both = p.classes == "elementwise:rope"  # run by both models: each predicted held out
+    assert p.scored[both].all()
 
 
 def test_import_unknown_gpu_folder(tmp_path):

@@ -32,6 +32,8 @@ from tokensim.perf.profile import ModelShape
 from tokensim.perf.roofline import ACTIVATION_BYTES, QUANT_DTYPES, CostModel, _Gemm
 
 GRID = 2.0 ** np.arange(0, 17.01, 0.25)  # 1 .. 131072
+DECODE_BATCHES = 2.0 ** np.arange(0, 11)  # sequences in a decode step: 1 .. 1024
+DECODE_LENGTHS = (512.0, 4096.0)  # context per sequence the decode lines pass through
 _said: set[str] = set()
 
 
@@ -110,7 +112,10 @@ class CalibrationPredictor:
             fitted = self.cal.fits.get(gpu, {})
             got = [self.cal.predict(q, gpu, n) for n in sorted(fitted) if calibrate.op_of(n) == op]
             return np.min(got, axis=0) if got else None
-        return self.cal.predict(q, gpu, calibrate.class_of(op, kernel, q["dtype"][0]))
+        name = calibrate.class_of(op, kernel, q["dtype"][0], q["heads"][0], q["kv_heads"][0])
+        if name not in self.cal.fits.get(gpu, {}):
+            name = op  # a calibration fitted on one class for every grouping of heads
+        return self.cal.predict(q, gpu, name)
 
 
 def _query(op: str, count: int, **cols) -> tables.Table:
@@ -152,7 +157,7 @@ class MeasuredCostModel(CostModel):
                 m=grid, bytes=per_token * grid,
             )  # fmt: skip
         self._norm_curve = np.log(elementwise)
-        # attention: prefill by the length of one prompt; decode as a line in the context read
+        # attention: prefill by the length of one prompt
         heads, kv_heads = shape.heads_per_gpu(tp)
         pre = self._predict(
             "attention_prefill", "", grid, "bf16",
@@ -160,16 +165,23 @@ class MeasuredCostModel(CostModel):
             batch=1, length=grid, heads=heads, kv_heads=kv_heads, head_dim=m.head_dim,
         )  # fmt: skip
         self._prefill_curve = np.log(pre)
-        ref_batch, lengths = 32, np.array([512.0, 4096.0])
+        # decode: per batch size, a line in the context read (through the times at two
+        # lengths per sequence), so a decode run's steps stay linear in the context
+        b = np.repeat(DECODE_BATCHES, 2)
+        n = np.tile(DECODE_LENGTHS, len(DECODE_BATCHES))
         dec = self._predict(
-            "attention_decode", "", lengths, "bf16",
-            lambda L: CostModel._decode_attention(self, int(ref_batch * L), ref_batch),
-            batch=ref_batch, length=lengths, heads=heads, kv_heads=kv_heads, head_dim=m.head_dim,
-        )  # fmt: skip
-        self._decode_per_token = max(
-            0.0, (dec[1] - dec[0]) / (ref_batch * (lengths[1] - lengths[0]))
+            "attention_decode", "", np.arange(len(b)), "bf16",
+            lambda i: CostModel._decode_attention(self, int(b[int(i)] * n[int(i)]), int(b[int(i)])),
+            batch=b, length=n, heads=heads, kv_heads=kv_heads, head_dim=m.head_dim,
+        ).reshape(len(DECODE_BATCHES), 2)  # fmt: skip
+        lo, hi = DECODE_LENGTHS
+        self._decode_per_token = np.maximum(
+            0.0, (dec[:, 1] - dec[:, 0]) / (DECODE_BATCHES * (hi - lo))
         )
-        self._decode_fixed = max(0.0, dec[0] - self._decode_per_token * ref_batch * lengths[0])
+        self._decode_fixed = np.maximum(
+            0.0, dec[:, 0] - self._decode_per_token * DECODE_BATCHES * lo
+        )
+        self._decode_lines: dict[int, tuple[float, float]] = {}
         # tensor-parallel all-reduce of the hidden states
         if tp > 1:
             nbytes = grid * self.hidden_bytes
@@ -226,9 +238,18 @@ class MeasuredCostModel(CostModel):
         return self._read(self._prefill_curve, length)
 
     def _decode_attention(self, context: int, seqs: int) -> float:
+        """The line of the batch size (between those measured, interpolated in log batch;
+        beyond the largest, that one's)."""
         if seqs == 0:
             return 0.0
-        return self._decode_fixed + self._decode_per_token * context
+        line = self._decode_lines.get(seqs)
+        if line is None:
+            x = math.log(seqs)
+            line = self._decode_lines[seqs] = (
+                float(np.interp(x, _LOG_BATCHES, self._decode_fixed)),
+                float(np.interp(x, _LOG_BATCHES, self._decode_per_token)),
+            )
+        return line[0] + line[1] * context
 
     def _allreduce(self, nbytes: float) -> float:
         if self.tp == 1:
@@ -237,6 +258,7 @@ class MeasuredCostModel(CostModel):
 
 
 _LOG_GRID = np.log(GRID)
+_LOG_BATCHES = np.log(DECODE_BATCHES)
 
 
 def measured(pool: ir.Pool, *links) -> MeasuredCostModel:

@@ -32,6 +32,8 @@ NODE_LINK = {"A100_80G": "NVLINK3", "H100_SXM": "NVLINK4", "H200": "NVLINK4", "B
 SIXTEEN_BIT = ("bf16", "fp16")
 # ops whose fit classes split by kernel
 BY_KERNEL = ("elementwise", *ops.COLLECTIVES)
+# ops whose fit classes split by query heads per KV head (one, or a group)
+BY_GROUPING = ("attention_decode",)
 
 
 class CalibrationError(ValueError):
@@ -72,22 +74,27 @@ class OpFit:
         return ops.predict(t, op, pk, self.params, self.corrections)
 
 
-def class_of(op: str, kernel: str = "", dtype: str = "") -> str:
+def class_of(
+    op: str, kernel: str = "", dtype: str = "", heads: float = 0, kv_heads: float = 0
+) -> str:
     """The fit class of an op: ``gemm:16bit``/``gemm:fp8`` (a precision has its own
     peak and kernels), ``elementwise:norm`` or ``allreduce:NCCL`` (a kernel moves
-    bytes at its own rate), else the op itself."""
+    bytes at its own rate), ``attention_decode:mha``/``:gqa`` (a query head per KV
+    head, or a group of them: attention kernels take another path for groups), else
+    the op itself."""
     if op == "gemm":
         return f"gemm:{'16bit' if dtype in SIXTEEN_BIT else dtype}"
     if op in BY_KERNEL and kernel:
         return f"{op}:{kernel}"
+    if op in BY_GROUPING and kv_heads:
+        return f"{op}:{'mha' if heads == kv_heads else 'gqa'}"
     return op
 
 
 def fit_classes(t: tables.Table):
     """(class name, op, rows) for every fit class of ops in ``t``."""
-    names = np.array(
-        [class_of(*r) for r in zip(t["op"], t["kernel"], t["dtype"], strict=True)], dtype=object
-    )
+    keys = zip(t["op"], t["kernel"], t["dtype"], t["heads"], t["kv_heads"], strict=True)
+    names = np.array([class_of(*r) for r in keys], dtype=object)
     for name in sorted(set(names)):
         yield name, op_of(name), t.where(names == name)
 
@@ -103,23 +110,27 @@ def fit_op(t: tables.Table, op: str, pk: ops.Peaks, corrections: bool = True) ->
 
     if len(t) == 0:
         raise CalibrationError(f"no {op} rows to fit")
-    flops, nbytes, serial = ops.work(t, op)
+    flops, nbytes, serial, unit = ops.work(t, op)
     target = np.log(t["seconds"])
     has_compute = bool(np.any(flops > 0))
+    has_units = bool(np.any(unit))
     collective = op in ops.COLLECTIVES
 
     def params(x) -> ops.Params:
         if has_compute:
-            return ops.Params(math.exp(x[0]), math.exp(x[1]), x[2] * 1e-6, x[3])
+            share = math.exp(x[4]) if has_units else 1.0
+            return ops.Params(math.exp(x[0]), math.exp(x[1]), x[2] * 1e-6, x[3], unit=share)
         if collective:
             return ops.Params(1.0, math.exp(x[0]), x[1] * 1e-6, step_s=x[2] * 1e-6)
         return ops.Params(1.0, math.exp(x[0]), x[1] * 1e-6)
 
     def residual(x):
-        return np.log(ops.combine(flops, nbytes, serial, op, t, pk, params(x))) - target
+        return np.log(ops.combine(flops, nbytes, serial, unit, op, t, pk, params(x))) - target
 
     if has_compute:
         x0, lo, hi = [-0.3, -0.3, 2.0, 3.0], [-5, -5, 0, 1], [1, 1, 1000, 30]
+        if has_units:  # log of the bandwidth share of one unit: 0 is no bound of its own
+            x0, lo, hi = x0 + [-3.0], lo + [-12], hi + [0]
     elif collective:
         x0, lo, hi = [-0.3, 2.0, 1.0], [-5, 0, 0], [2, 1000, 100]
     else:
@@ -159,6 +170,7 @@ class Calibration:
                         "overhead_s": f.params.overhead_s,
                         "sharpness": f.params.sharpness,
                         "step_latency_s": f.params.step_s,
+                        "unit_bandwidth_share": f.params.unit,
                         "rows": f.rows,
                         "fit_error": f.error,
                         "corrections": f.corrections.to_json() if f.corrections else None,
@@ -203,6 +215,7 @@ def read(path: str | Path) -> Calibration:
                     float(f["overhead_s"]),
                     float(f["sharpness"]),
                     None if f.get("step_latency_s") is None else float(f["step_latency_s"]),
+                    float(f.get("unit_bandwidth_share", 1.0)),
                 )
                 corr = f.get("corrections")
                 fits.setdefault(gpu, {})[op] = OpFit(

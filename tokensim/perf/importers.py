@@ -54,6 +54,9 @@ VIDUR_ELEMENTWISE = {
     "add": "add",
 }
 
+# Vidur's models whose norm is torch's LayerNorm (its model configs); the others use RMSNorm
+VIDUR_NORMS = {"phi-2": "layer_norm"}
+
 
 class SourceError(tables.TableError):
     """A source file that cannot be imported."""
@@ -147,12 +150,22 @@ def vidur_mlp(path: Path, gpu: str | None = None) -> Iterator[dict]:
             yield {**base, "op": "gemm", "kernel": column, "m": tokens, "n": n, "k": k,
                    "seconds": ms * 1e-3}  # fmt: skip
         per_token = {kernel: nbytes for kernel, _, nbytes in shape.elementwise(tp)}
+        # the kernels Vidur's block runs (vidur/profiling/mlp/mlp_impl.py): its own
+        # RMSNorm and SiLU-and-mul, or torch's LayerNorm and GELU; a block without a
+        # second norm runs attention and MLP side by side and adds both to the
+        # residual: two adds in one timing, 12 bytes an element
+        names = {"norm": VIDUR_NORMS.get(model, "norm"), "act": "act" if gated else "gelu"}
+        if "time_stats.post_attention_layernorm.median" not in r:
+            names["add"] = "add3"
+            per_token["add3"] = 12 * d
         for column, kernel in VIDUR_ELEMENTWISE.items():
             if f"time_stats.{column}.median" not in r:
                 continue  # not in every block (phi-2 has no second norm)
             ms = _num(r, f"time_stats.{column}.median", where)
-            yield {**base, "op": "elementwise", "kernel": kernel, "m": tokens,
-                   "bytes": per_token[kernel] * tokens, "seconds": ms * 1e-3}  # fmt: skip
+            name = names.get(kernel, kernel)
+            yield {**base, "op": "elementwise", "kernel": name, "m": tokens,
+                   "bytes": per_token.get(name, per_token[kernel]) * tokens,
+                   "seconds": ms * 1e-3}  # fmt: skip
 
 
 def vidur_network(path: Path, gpu: str | None = None) -> Iterator[dict]:

@@ -3,14 +3,18 @@
 Every op of a :mod:`tokensim.perf.tables` table is priced from its *work*, a
 FLOP count and a byte count computed from its keys, against a GPU's peaks:
 
-    seconds = overhead + (compute ** q + memory ** q) ** (1 / q)
+    seconds = overhead + (compute ** q + memory ** q + unit ** q) ** (1 / q)
     compute = flops / (peak FLOP/s x efficiency.compute)
     memory  = bytes / (peak bandwidth x efficiency.memory)
+    unit    = unit bytes / (peak bandwidth x unit share)     (decode attention, fitted)
 
 ``q`` (the *sharpness*) is infinite in the plain roofline, where the sum is
 ``max(compute, memory)``; a calibration fits it, since real kernels bend
 smoothly from one bound to the other. The datasheet's ``overhead`` is the
 efficiency block's kernel time times the op's kernels (attention: two).
+The *unit* bound is one sequence's context for one KV head, streamed by one
+thread block at a share of the bandwidth: a decode kernel that does not split
+the context takes that long however few sequences it has (1: no such bound).
 Collectives use the link bandwidth instead of the memory's, a ring's traffic
 ``2 (g - 1) / g x bytes`` and a latency per ring step (the link's, or fitted).
 
@@ -80,14 +84,17 @@ class Peaks:
 
 
 def work(t: tables.Table, op: str):
-    """(FLOPs, bytes, serial bytes) of each row of ``t`` (all rows of class ``op``). Serial
-    bytes are moved by a memory-bound kernel before the op, not overlapped with it: an 8-bit
-    GEMM's activation quantization, as the simulator prices it (0 for other ops)."""
+    """(FLOPs, bytes, serial bytes, unit bytes) of each row of ``t`` (all rows of class
+    ``op``). Serial bytes are moved by a memory-bound kernel before the op, not overlapped
+    with it: an 8-bit GEMM's activation quantization, as the simulator prices it. Unit bytes
+    are what one of the op's parallel units streams on its own: decode attention's context of
+    one sequence and one KV head, which a kernel that does not split the context reads in
+    one thread block, however idle the rest of the GPU is (0: no such bound)."""
     if op == "gemm":
         m, n, k = t["m"], t["n"], t["k"]
         wb = np.array([DTYPE_BYTES.get(d, 2) for d in t["dtype"]], float)
         quant = np.isin(t["dtype"], QUANT_DTYPES) * m * k * QUANT_BYTES
-        return 2 * m * n * k, n * k * wb + m * (n + k) * ATTN_BYTES, quant
+        return 2 * m * n * k, n * k * wb + m * (n + k) * ATTN_BYTES, quant, 0.0
     if op in ("attention_prefill", "attention_decode"):
         b, length, h, kv, hd = t["batch"], t["length"], t["heads"], t["kv_heads"], t["head_dim"]
         if op == "attention_prefill":
@@ -96,27 +103,30 @@ def work(t: tables.Table, op: str):
         else:
             pairs = length
             nbytes = b * (length * 2 * kv + 2 * h) * hd * ATTN_BYTES
-        return b * 4 * h * hd * pairs, nbytes, 0.0
+        unit = length * 2 * hd * ATTN_BYTES if op == "attention_decode" else 0.0
+        return b * 4 * h * hd * pairs, nbytes, 0.0, unit
     if op == "elementwise":
-        return np.zeros(len(t)), t["bytes"], 0.0
+        return np.zeros(len(t)), t["bytes"], 0.0, 0.0
     if op == "allreduce":
         g = t["gpus"]
-        return np.zeros(len(t)), 2 * (g - 1) / g * t["bytes"], 0.0
+        return np.zeros(len(t)), 2 * (g - 1) / g * t["bytes"], 0.0, 0.0
     if op == "send_recv":
-        return np.zeros(len(t)), t["bytes"], 0.0
+        return np.zeros(len(t)), t["bytes"], 0.0, 0.0
     raise ValueError(f"unknown op {op!r}")
 
 
 @dataclass(frozen=True)
 class Params:
-    """One op class's formula: efficiencies, a fixed time per call, sharpness, and for
-    collectives the latency of a ring step (None: the link's)."""
+    """One op class's formula: efficiencies, a fixed time per call, sharpness, for
+    collectives the latency of a ring step (None: the link's), and the share of the
+    memory bandwidth one parallel unit streams at alone (1: no bound of its own)."""
 
     compute: float = 1.0
     memory: float = 1.0
     overhead_s: float = 0.0
     sharpness: float = math.inf
     step_s: float | None = None
+    unit: float = 1.0
 
     @staticmethod
     def datasheet(eff: ir.Efficiency, op: str, quantized: bool = False) -> Params:
@@ -137,7 +147,7 @@ def predict(
     return seconds
 
 
-def combine(flops, nbytes, serial, op, t, peaks: Peaks, p: Params) -> np.ndarray:
+def combine(flops, nbytes, serial, unit, op, t, peaks: Peaks, p: Params) -> np.ndarray:
     """The formula on precomputed :func:`work` (shared by :func:`predict` and the fitter)."""
     collective = op in COLLECTIVES
     bandwidth = peaks.link_Bps if collective else peaks.memory_Bps
@@ -146,13 +156,15 @@ def combine(flops, nbytes, serial, op, t, peaks: Peaks, p: Params) -> np.ndarray
         hops = 2 * (t["gpus"] - 1) if op == "allreduce" else np.ones(len(t))
         base = mem + hops * (peaks.link_latency_s if p.step_s is None else p.step_s)
     elif np.any(flops > 0):
-        comp = flops / (peaks.flops_for(t["dtype"]) * p.compute)
+        bounds = [flops / (peaks.flops_for(t["dtype"]) * p.compute), mem]
+        if p.unit < 1.0:
+            bounds.append(unit / (bandwidth * p.unit))
+        hi = np.maximum.reduce(bounds)
         if math.isinf(p.sharpness):
-            base = np.maximum(comp, mem)
-        else:
+            base = hi
+        else:  # a smooth maximum, scaled by the largest bound to keep the powers finite
             q = p.sharpness
-            hi = np.maximum(comp, mem)  # scaled to keep the powers finite
-            base = hi * ((comp / hi) ** q + (mem / hi) ** q) ** (1 / q)
+            base = hi * sum((b / hi) ** q for b in bounds) ** (1 / q)
     else:
         base = mem
     return p.overhead_s + base + serial / (peaks.memory_Bps * p.memory)

@@ -11,8 +11,10 @@ gpu        catalogue GPU name (``H100_SXM``)
 op         ``gemm`` | ``attention_prefill`` | ``attention_decode`` |
            ``elementwise`` | ``allreduce`` | ``send_recv``
 kernel     a label: the measured operator (``mlp_up_proj``, ``nccl``); for
-           elementwise ops the kind, ``norm`` | ``rope`` | ``act`` | ``add``
-           (each is fitted on its own)
+           elementwise ops the kind, ``norm`` | ``rope`` | ``act`` | ``add``,
+           which the simulator prices (each is fitted on its own); other
+           kinds (``layer_norm``, ``gelu``, ``add3`` from Vidur's phi-2
+           block) are fitted too, but no simulated layer asks for them
 model      the model the shape came from, or empty for a generic grid
 tp         the tensor-parallel degree of that shape, or empty
 dtype      ``bf16`` | ``fp16`` | ``fp8`` ... (the compute dtype)

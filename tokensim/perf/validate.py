@@ -148,6 +148,19 @@ def predict(
     return Predictions(t, methods, classes, scored)
 
 
+def unheld(p: Predictions) -> list[tuple[str, str, str, int]]:
+    """``(GPU, fit class, model, rows)`` of the classes one model alone runs (a kernel
+    of its own, such as torch's LayerNorm in Vidur's phi-2 block): nothing is left to
+    fit on when that model is held out, so they have no held-out prediction."""
+    t = p.table
+    lone = np.isnan(p.methods["calibrated"]) & (t["model"] != "")
+    keys = zip(t["gpu"][lone], p.classes[lone], t["model"][lone], strict=True)
+    counts: dict[tuple[str, str, str], int] = {}
+    for key in keys:
+        counts[key] = counts.get(key, 0) + 1
+    return [(*key, n) for key, n in sorted(counts.items())]
+
+
 def join(parts: list[Predictions]) -> Predictions:
     """The predictions of several tables as one (a method missing from a part: NaN there)."""
     names = sorted({m for p in parts for m in p.methods}, key=lambda m: (m != "roofline", m))
