@@ -46,12 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"## {source}: {len(table)} measured op times\n")
         print(validate.markdown(validate.overall(scores)))
         print(validate.markdown(scores))
-        lone = validate.unheld(p)
+        lone = validate.unheld_markdown(p)
         if lone:
-            print("Not held out (a kernel only one model runs; no other model to fit on):\n")
-            for gpu, name, model, n in lone:
-                print(f"- {gpu} {model} {name}: {n} rows")
-            print()
+            print(lone)
         print(f"({time.perf_counter() - start:.0f} s)\n", file=sys.stderr)
     joined = validate.join(parts)
     its = iterations.compose(joined.table)

@@ -218,13 +218,13 @@ def test_decode_fits_one_head_per_kv_head_apart_from_groups():
         np.testing.assert_allclose(got, truth["seconds"], rtol=0.03)
 
 
-def test_the_simulator_prices_decode_as_the_calibration_does_at_every_batch(tmp_path):
+def calibrated_cost(tmp_path, cal: calibrate.Calibration):
+    """The cost model of llama2_7b on one H100 priced by ``cal`` (32 heads, 32 KV heads)."""
     from conftest import compile_text
 
-    from tokensim.perf.roofline import Batch, for_pool
+    from tokensim.perf.roofline import for_pool
 
-    truth = ops.Params(1.0, 0.6, 10e-6, 4.0, unit=0.005)  # one sequence's context bounds
-    calibrate.calibrate(decode_rows(32, 32, truth), corrections=False).write(tmp_path / "c.json")
+    cal.write(tmp_path / "c.json")
     spec = compile_text(
         'import "std/hardware"\nimport "std/models"\n'
         "cluster { node n0 { gpus H100_SXM x 1 } }\n"
@@ -232,10 +232,18 @@ def test_the_simulator_prices_decode_as_the_calibration_does_at_every_batch(tmp_
         "workload { arrivals poisson 1/s; lengths fixed 64 -> 8; requests 1 }\n"
     )
     pool = spec.deployment.pools[0]
-    cost = for_pool(pool, None)
+    return pool, for_pool(pool, None)
+
+
+def test_the_simulator_prices_decode_as_the_calibration_does_at_every_batch(tmp_path):
+    from tokensim.perf.roofline import Batch
+
+    truth = ops.Params(1.0, 0.6, 10e-6, 4.0, unit=0.005)  # one sequence's context bounds
+    cal = calibrate.calibrate(decode_rows(32, 32, truth), corrections=False)
+    pool, cost = calibrated_cost(tmp_path, cal)
     for b in (1, 3, 16, 200):
         for n in (512, 2048, 4096):
-            q = decode_rows(32, 32, truth)  # llama2_7b on one GPU: 32 heads, 32 KV heads
+            q = decode_rows(32, 32, truth)
             q = q.where((q["batch"] == 1) & (q["length"] == 16))
             q.columns["batch"][:], q.columns["length"][:] = b, n
             want = ops.predict(q, "attention_decode", calibrate.peaks(GPU), truth)[0]
@@ -244,3 +252,14 @@ def test_the_simulator_prices_decode_as_the_calibration_does_at_every_batch(tmp_
             # them, interpolated in log batch
             rel = 0.03 if b in (1, 16) else 0.1
             assert got / pool.model.layers == pytest.approx(want, rel=rel), (b, n)
+
+
+def test_ops_a_calibration_lacks_pay_the_roofline_kernel_time(tmp_path):
+    from tokensim.perf.roofline import Batch, CostModel
+
+    cal = calibrate.calibrate(decode_rows(32, 32, ops.Params(1.0, 0.6, 10e-6)), False)
+    pool, cost = calibrated_cost(tmp_path, cal)  # no elementwise fits: the roofline's
+    roof = CostModel(pool)
+    one = cost.breakdown(Batch(decode_seqs=1))["norms"]
+    assert one >= 6 * roof.kernel_s * pool.model.layers  # 6 kernels a layer, each launched
+    assert one == pytest.approx(roof.breakdown(Batch(decode_seqs=1))["norms"], rel=0.05)

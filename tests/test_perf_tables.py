@@ -127,6 +127,7 @@ def test_a_kernel_one_model_runs_is_not_held_out_and_is_listed(tmp_path):
     assert lone == {(f"elementwise:{k}", "phi-2") for k in ("add3", "gelu", "layer_norm")}
     both = p.classes == "elementwise:rope"  # run by both models: each predicted held out
     assert p.scored[both].all()
+    assert "- H100_SXM phi-2 elementwise:gelu: 5 rows" in validate.unheld_markdown(p)
 
 
 def test_import_unknown_gpu_folder(tmp_path):

@@ -153,7 +153,8 @@ class MeasuredCostModel(CostModel):
         elementwise = np.zeros(len(grid))
         for kernel, calls, per_token in shape.elementwise(tp):
             elementwise += calls * self._predict(
-                "elementwise", kernel, grid, "fp16", lambda t, b=per_token: t * b / self.mem_Bps,
+                "elementwise", kernel, grid, "fp16",
+                lambda t, b=per_token: self.kernel_s + t * b / self.mem_Bps,
                 m=grid, bytes=per_token * grid,
             )  # fmt: skip
         self._norm_curve = np.log(elementwise)

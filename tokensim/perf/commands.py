@@ -75,6 +75,9 @@ def cmd_validate(args) -> int:
     scores = validate.scores(predictions)
     print(validate.markdown(validate.overall(scores)))
     print(validate.markdown(scores), end="")
+    lone = validate.unheld_markdown(predictions)
+    if lone:
+        print("\n" + lone, end="")
     its = iterations.compose(predictions.table)
     if its:  # the tables hold a model's layer ops and attention of its shape
         scores = iterations.score(predictions, its)

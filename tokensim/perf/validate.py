@@ -161,6 +161,16 @@ def unheld(p: Predictions) -> list[tuple[str, str, str, int]]:
     return [(*key, n) for key, n in sorted(counts.items())]
 
 
+def unheld_markdown(p: Predictions) -> str:
+    """:func:`unheld` as a Markdown list under a line saying why ("" if there are none)."""
+    lone = unheld(p)
+    if not lone:
+        return ""
+    lines = [f"- {gpu} {model} {name}: {n} rows" for gpu, name, model, n in lone]
+    head = "Not held out (a kernel only one model runs; no other model to fit on):"
+    return head + "\n\n" + "\n".join(lines) + "\n"
+
+
 def join(parts: list[Predictions]) -> Predictions:
     """The predictions of several tables as one (a method missing from a part: NaN there)."""
     names = sorted({m for p in parts for m in p.methods}, key=lambda m: (m != "roofline", m))
