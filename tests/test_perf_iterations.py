@@ -263,3 +263,14 @@ def test_ops_a_calibration_lacks_pay_the_roofline_kernel_time(tmp_path):
     one = cost.breakdown(Batch(decode_seqs=1))["norms"]
     assert one >= 6 * roof.kernel_s * pool.model.layers  # 6 kernels a layer, each launched
     assert one == pytest.approx(roof.breakdown(Batch(decode_seqs=1))["norms"], rel=0.05)
+
+
+def test_a_decode_grouping_the_calibration_lacks_takes_the_other_one(capsys):
+    gqa = decode_rows(8, 2, ops.Params(1.0, 0.8, 5e-6, 4.0))
+    cal = calibrate.calibrate(gqa, corrections=False)
+    mha = decode_rows(8, 8, ops.Params(1.0, 0.8, 5e-6, 4.0))
+    got = backend.CalibrationPredictor(cal)(GPU, "attention_decode", "", mha)
+    np.testing.assert_allclose(got, mha["seconds"], rtol=0.03)  # the same truth, other heads
+    assert "no attention_decode:mha fit in the calibration; attention_decode:gqa used" in (
+        capsys.readouterr().err
+    )

@@ -113,8 +113,14 @@ class CalibrationPredictor:
             got = [self.cal.predict(q, gpu, n) for n in sorted(fitted) if calibrate.op_of(n) == op]
             return np.min(got, axis=0) if got else None
         name = calibrate.class_of(op, kernel, q["dtype"][0], q["heads"][0], q["kv_heads"][0])
-        if name not in self.cal.fits.get(gpu, {}):
-            name = op  # a calibration fitted on one class for every grouping of heads
+        fitted = self.cal.fits.get(gpu, {})
+        if name not in fitted and op in calibrate.BY_GROUPING:
+            # one class for every grouping of heads (an older calibration), else the
+            # other grouping's: closer than the datasheet
+            other = [n for n in sorted(fitted) if calibrate.op_of(n) == op]
+            if other:
+                note(f"{gpu}: no {name} fit in the calibration; {other[0]} used")
+                name = other[0]
         return self.cal.predict(q, gpu, name)
 
 
