@@ -17,6 +17,7 @@ Errors are absolute relative errors ``|predicted / measured - 1|``.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -154,10 +155,7 @@ def unheld(p: Predictions) -> list[tuple[str, str, str, int]]:
     fit on when that model is held out, so they have no held-out prediction."""
     t = p.table
     lone = np.isnan(p.methods["calibrated"]) & (t["model"] != "")
-    keys = zip(t["gpu"][lone], p.classes[lone], t["model"][lone], strict=True)
-    counts: dict[tuple[str, str, str], int] = {}
-    for key in keys:
-        counts[key] = counts.get(key, 0) + 1
+    counts = Counter(zip(t["gpu"][lone], p.classes[lone], t["model"][lone], strict=True))
     return [(*key, n) for key, n in sorted(counts.items())]
 
 
