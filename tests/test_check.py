@@ -27,14 +27,16 @@ def test_documented_defaults_are_filled():
         "colocated",
         "bf16",
     )
-    assert pool.batching.name == "continuous"
-    assert dict(pool.batching.params) == {"max_seqs": 256, "max_tokens": 8192, "order": "fcfs"}
+    # the default engine, vLLM V1, on a GPU it gives its small defaults
+    assert pool.engine.name == "vllm_v1"
+    assert pool.batching.name == "chunked"
+    assert dict(pool.batching.params) == {"max_seqs": 256, "budget": 2048, "order": "fcfs"}
     kv = pool.kv
     assert (kv.block_tokens, kv.gpu_util, kv.preempt, kv.prefix_cache, kv.swap_B) == (
         16,
         0.9,
         "recompute",
-        False,
+        True,
         0,
     )
     assert kv.dtype == "bf16"

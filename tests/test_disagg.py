@@ -20,7 +20,9 @@ from tokensim.sim.run import simulate
 # One GPU type, links with round figures. The network efficiency 0.5 doubles the bytes
 # on the wire. Model: 10 layers x 8 KV heads x 128 dims x (K, V) x 2 B = 40,960 B per
 # token on one GPU; a 16-token block is 655,360 B.
+# Pools run the `ideal` engine: these scenarios compute the GPU work and routing by hand.
 LIB = """
+import "std/engines"
 link NVL { bandwidth 400 GB/s; latency 2 us }
 link PCI { bandwidth 50 GB/s; latency 2 us }
 link IB { bandwidth 25 GB/s; latency 5 us }
@@ -46,7 +48,7 @@ def disagg(cluster: str, workload: str, prefill="on n0[0]", decode="on n0[1]", e
         LIB
         + cluster
         + f"""
-deployment {{
+deployment {{ engine ideal
   pool a {{ model m; role prefill; {prefill} }}
   pool b {{ model m; role decode; {decode} }}
   transfer a -> b {extra}
@@ -162,7 +164,7 @@ def test_conservation_across_pools(monkeypatch, route):
         LIB
         + ONE_NODE
         + f"""
-deployment {{
+deployment {{ engine ideal
   pool a {{ model m; role prefill; instances 2; batching chunked {{ budget 1024 }} }}
   pool b {{ model m; role decode; instances 3; kv {{ gpu_util 0.25; preempt swap; swap 8 GB }} }}
   transfer a -> b
@@ -188,7 +190,7 @@ def test_a_rule_with_a_typo_is_a_located_error():
         LIB
         + ONE_NODE
         + """
-deployment {
+deployment { engine ideal
   pool a { model m; role prefill; on n0[0] }
   pool b { model m; role decode; on n0[1] }
   transfer a -> b
@@ -284,7 +286,7 @@ def routed_counts(policy: str, instances: int, requests: int, pool_text: str = "
         LIB
         + ONE_NODE
         + f"""
-deployment {{ pool p {{ model m; instances {instances} {pool_text} }}
+deployment {{ engine ideal; pool p {{ model m; instances {instances} {pool_text} }}
               route p by {policy} }}
 workload {{ arrivals burst; lengths fixed 300 -> 4; requests {requests} }}"""
     )

@@ -10,7 +10,9 @@ from tokensim.perf import Batch, for_pool
 from tokensim.report import write
 from tokensim.sim.run import simulate
 
+# Pools run the `ideal` engine: these scenarios compute the GPU work by hand.
 LIB = """
+import "std/engines"
 link NVL { bandwidth 400 GB/s; latency 2 us }
 link PCI { bandwidth 50 GB/s; latency 2 us }
 gpu G { memory 80 GB; bandwidth 2 TB/s; host_link PCI
@@ -24,7 +26,9 @@ cluster { node n0 { gpus G x 8; link NVL } }
 
 def run(pool: str, workload: str, extra: str = "", seed=None):
     spec = compile_text(
-        LIB + f"deployment {{ pool p {{ model m; {pool} }}\n {extra} }}\nworkload {{ {workload} }}"
+        LIB
+        + f"deployment {{ engine ideal; pool p {{ model m; {pool} }}\n {extra} }}\n"
+        + f"workload {{ {workload} }}"
     )
     graph = lower(spec)
     return simulate(graph, seed=seed), for_pool(spec.deployment.pools[0], graph)
@@ -188,7 +192,7 @@ def admission_order(tmp_path, csv_text: str, order: str) -> list[int]:
     trace = tmp_path / "t.csv"
     trace.write_text(csv_text)
     spec = compile_text(
-        LIB + "deployment { pool p { model m; on n0[0]\n"
+        LIB + "deployment { engine ideal; pool p { model m; on n0[0]\n"
         f"  batching continuous {{ max_seqs 1; order {order} }} }} }}\n"
         f'workload {{ trace "{trace}" }}',
         str(tmp_path / "s.tsim"),

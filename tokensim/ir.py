@@ -191,6 +191,69 @@ class Cluster:
 
 
 @dataclass(frozen=True)
+class HostTime:
+    """CPU time of the serving engine around each iteration's GPU work (seconds).
+
+    ``iteration_s`` once per scheduling (schedule, prepare inputs, sample, process
+    outputs); ``per_seq_s`` per sequence in the batch; ``per_prefill_token_s`` per
+    prompt token computed (input preparation, block tables); ``per_rank_s`` per GPU
+    of the instance beyond the first (broadcasting the step to the workers);
+    ``per_layer_s`` the launch time of one layer's kernels when the iteration runs
+    eager (not from a captured CUDA graph).
+    """
+
+    iteration_s: float = 0.0
+    per_seq_s: float = 0.0
+    per_prefill_token_s: float = 0.0
+    per_rank_s: float = 0.0
+    per_layer_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Frontend:
+    """The API server in front of the engine: each request is handled (parsed,
+    tokenized, queued to the engine) by one of ``workers`` servers, first come first
+    served, in ``per_request_s + per_input_token_s * prompt tokens``."""
+
+    per_request_s: float = 0.0
+    per_input_token_s: float = 0.0
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A serving engine's semantics and host costs, as one pool runs it.
+
+    ``batching`` and ``kv`` are the defaults the pool's own statements override
+    (already applied in :class:`Pool`); ``memory`` says what ``kv.gpu_util`` is a share
+    of (``total`` device memory, or the memory ``free`` after weights and activations);
+    ``cuda_graphs`` is the most tokens an iteration may have to run from a captured
+    graph (0: never), ``graph_prefill`` whether iterations with prompt tokens may;
+    ``scheduler_steps`` decode steps per scheduling (multi-step); ``async_scheduling``
+    overlaps the host time with the previous step's GPU time; ``reserve_output``
+    admits a request only when the KV of its whole output fits; ``stream_tokens`` is how
+    many tokens a client receives at once; ``kernels`` multiplies the cost model's
+    op times by class.
+    """
+
+    name: str
+    version: str
+    sources: tuple[str, ...]
+    memory: str  # total | free
+    cuda_graphs: int
+    graph_prefill: bool
+    scheduler_steps: int
+    async_scheduling: bool
+    reserve_output: bool
+    stream_tokens: int
+    host: HostTime
+    frontend: Frontend
+    kernels: tuple[tuple[str, float], ...]
+    span: Span | None
+    overrides: tuple[str, ...] = ()  # engine statements the spec changed (pool or deployment)
+
+
+@dataclass(frozen=True)
 class KvConfig:
     """A pool's KV-cache memory policy."""
 
@@ -229,6 +292,7 @@ class Pool:
     weights_per_gpu_B: float
     span: Span
     cost: CostSpec = ROOFLINE  # the effective choice: the pool's `cost`, else its GPU's
+    engine: Engine | None = None  # None only for pools built outside the checker
 
 
 @dataclass(frozen=True)

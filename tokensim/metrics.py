@@ -18,6 +18,8 @@ plain data (dicts, floats) for report/ to write.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 STATS = ("mean", "p50", "p90", "p99")
@@ -259,6 +261,7 @@ def _pools(result, cols: dict[str, np.ndarray]) -> dict[str, dict]:
             ),
             "preemptions": sum(i.preemptions for i in insts),
             "kv_peak_utilization": max(_peak(i) for i in insts),
+            **_runs_on(result.spec.deployment.pool(pool)),
         }
         if role != "decode" or into.any():
             entry["ttft_s"] = _stats(_finite(cols["ttft_s"][into]))
@@ -268,6 +271,26 @@ def _pools(result, cols: dict[str, np.ndarray]) -> dict[str, dict]:
             entry["transfer_s"] = _stats(_finite(cols["transfer_s"][here & moved]))
             entry["transfer_wait_s"] = _stats(_finite(cols["transfer_wait_s"][here & moved]))
         out[pool] = entry
+    return out
+
+
+STD_FOLDER = Path(__file__).parent / "dsl" / "std"  # shipped catalogues and calibrations
+
+
+def _runs_on(pool) -> dict:
+    """What prices a pool's iterations: its engine (and the statements the spec changed
+    in it) and its cost model (a shipped calibration is named as such)."""
+    out: dict = {}
+    if pool.engine is not None:
+        e = pool.engine
+        out["engine"] = {"name": e.name, "version": e.version, "changed": list(e.overrides)}
+    path = pool.cost.path
+    shipped = path is not None and Path(path).is_relative_to(STD_FOLDER)
+    out["cost"] = {
+        "kind": pool.cost.kind,
+        "file": (f"std/{Path(path).relative_to(STD_FOLDER).as_posix()}" if shipped else path),
+        "shipped": shipped,
+    }
     return out
 
 

@@ -69,8 +69,8 @@ def write_search(
         "search.json": json.dumps(json_safe(info), indent=2) + "\n",
     }
     publish(out, files)
-    if page:
-        publish(out, {"index.html": render(info)})
+    if page:  # drawn from search.json as written, so `tokensim report` draws it the same
+        publish(out, {"index.html": render(json.loads(files["search.json"]))})
 
 
 def read_info(out: Path) -> dict:

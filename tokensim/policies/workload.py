@@ -39,6 +39,23 @@ class Constant(Policy):
     shorthand = (Num("rate", Dim.RATE, above=0),)
 
 
+@ARRIVALS.register("closed")
+class Closed(Policy):
+    """A closed loop of ``clients`` clients (a benchmark's maximum concurrency): each
+    sends its first request at time 0 and its next one as soon as the last token of
+    its previous one has arrived (or it was rejected), until ``requests`` are sent."""
+
+    params = (
+        Param(
+            "clients",
+            Num("clients", integer=True, min=1),
+            None,
+            "requests in flight at once (clients)",
+        ),
+    )
+    shorthand = (Num("clients", integer=True, min=1),)
+
+
 @ARRIVALS.register("burst")
 class Burst(Policy):
     """Every request arrives at once, at time 0 (offline batch inference)."""

@@ -12,6 +12,22 @@ def _row(label: str, stats: dict) -> str:
     return f"{label:<14}" + "".join(f"{_ms(stats[k]):>10}" for k in ("mean", "p50", "p90", "p99"))
 
 
+def runs_on(pool: dict) -> str:
+    """``engine vllm_v1 (0.10-0.11), cost calibrated (shipped std/calibrations/H100.json)``."""
+    parts = []
+    engine = pool.get("engine")
+    if engine:
+        text = f"engine {engine['name']}" + (f" ({engine['version']})" if engine["version"] else "")
+        if engine["changed"]:
+            text += f" with {', '.join(engine['changed'])} changed"
+        parts.append(text)
+    cost = pool.get("cost")
+    if cost:
+        where = f" ({'shipped ' if cost['shipped'] else ''}{cost['file']})" if cost["file"] else ""
+        parts.append(f"cost {cost['kind']}{where}")
+    return ", ".join(parts)
+
+
 def summary_table(metrics: dict) -> str:
     """A short aligned table: counts, throughput, latencies, SLO."""
     req, tput = metrics["requests"], metrics["throughput"]
@@ -60,6 +76,8 @@ def summary_table(metrics: dict) -> str:
         lines.append(
             f"attainment {slo['attainment']:.1%}, goodput {slo['goodput_requests_per_s']:.2f} req/s"
         )
+    for name, p in pools.items():
+        lines.append(f"pool {name}: {runs_on(p)}")
     lines.append(
         f"peak KV use {metrics['kv']['peak_utilization']:.1%}; simulated "
         f"{metrics['sim']['simulated_s']:.1f} s in {metrics['sim']['wall_s']:.2f} s wall, "

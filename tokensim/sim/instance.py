@@ -22,6 +22,7 @@ import numpy as np
 
 from tokensim.perf import Batch, CostModel
 from tokensim.sim.batch import DecodeBatch
+from tokensim.sim.engine import EngineCost
 from tokensim.sim.events import Kernel, Priority
 from tokensim.sim.kv import BlockManager
 from tokensim.sim.queue import WaitQueue
@@ -46,11 +47,18 @@ class _Run:
     KV tokens before the run, and each step adds one token per sequence.
     """
 
-    __slots__ = ("t0", "n", "ctx", "a", "c", "k", "to_finish")
+    __slots__ = ("t0", "n", "ctx", "a", "c", "k", "to_finish", "window_left")
 
     def __init__(self, t0, n, ctx, a, c, k, to_finish):
         self.t0, self.n, self.ctx, self.a, self.c, self.k = t0, n, ctx, a, c, k
         self.to_finish = to_finish  # steps until the first sequence finishes
+        self.window_left = 1  # steps left in the scheduling window at t0
+
+    def boundary(self, j: int, window: int) -> int:
+        """The first step >= ``j`` that ends a scheduling window of ``window`` steps."""
+        if j <= self.window_left:
+            return self.window_left
+        return self.window_left + -(-(j - self.window_left) // window) * window
 
     def end(self, j: int) -> float:
         """Time at which step ``j`` ends."""
@@ -93,6 +101,14 @@ class Instance:
         self.index = index
         self.name = f"{pool.name}[{index}]"
         self.cost = cost
+        self.timing = EngineCost(pool, cost)  # the engine around the cost model
+        engine = pool.engine
+        self.window = engine.scheduler_steps  # decode steps per scheduling
+        self.window_left = 0  # steps left in the current multi-step window (0: at a boundary)
+        self.stream = engine.stream_tokens
+        self.reserve_output = engine.reserve_output
+        self.promised: dict[int, int] = {}  # reserve_output: request id -> blocks promised
+        self.promised_blocks = 0
         self.kv = kv
         self.policy = policy
         self.swap_Bps = swap_Bps  # host link bandwidth for swapping, per GPU
@@ -238,9 +254,18 @@ class Instance:
             )
 
     def try_admit(self, req: Request) -> bool:
-        """Admit the head of the waiting queue if its KV fits (leaving the watermark)."""
+        """Admit the head of the waiting queue if its KV fits (leaving the watermark); with
+        the engine's ``reserve_output``, only if the KV of every admitted request's whole
+        output would fit as well."""
         if not self.kv.can_admit(req.id, req.tokens, req.hashes):
             return False
+        if self.reserve_output:
+            whole = self.kv.blocks_for(req.prompt + req.output)
+            room = self.kv.capacity_blocks - self.kv.watermark_blocks
+            if self.promised_blocks + whole > room:
+                return False
+            self.promised[req.id] = whole
+            self.promised_blocks += whole
         self.waiting.pop()
         hit = self.kv.admit(req.id, req.tokens, req.hashes)
         req.hit_tokens = hit
@@ -285,6 +310,9 @@ class Instance:
         seconds = 0.0
         while self.swapped and self.kv.swap_in(self.swapped[0].id):
             req = self.swapped.pop(0)
+            if self.reserve_output:
+                self.promised[req.id] = self.kv.blocks_for(req.prompt + req.output)
+                self.promised_blocks += self.promised[req.id]
             req.state = State.DECODE
             _resume(req, self.kernel.now, req.computed)
             self.running.append(req)
@@ -292,8 +320,13 @@ class Instance:
             seconds += self.kv.blocks_for(req.computed) * self.block_bytes / self.swap_Bps
         return seconds
 
+    def _unpromise(self, req: Request) -> None:
+        if self.reserve_output:
+            self.promised_blocks -= self.promised.pop(req.id, 0)
+
     def _preempt(self, victim: Request) -> float:
         self.running.remove(victim)
+        self._unpromise(victim)
         if victim.state is State.DECODE:
             self._leave(victim)
         victim.preemptions += 1
@@ -320,7 +353,15 @@ class Instance:
     # -- iterations ------------------------------------------------------------------------
 
     def _start(self) -> None:
-        """Form and start the next iteration (or go idle)."""
+        """Form and start the next iteration (or go idle). Inside a multi-step window the
+        batch takes its next decode steps as it is: nothing joins until the window ends."""
+        if self.window_left and len(self.batch):
+            decode, swap_s = self.prepare_decode()
+            if decode:
+                self.busy = True
+                self._start_run(swap_s)
+                return
+            self.window_left = 0
         if self.incoming:
             self._pull()
         if self.ready:
@@ -341,20 +382,23 @@ class Instance:
         completing = sum(1 for req, chunk in prefill if req.computed + chunk == req.tokens)
         ctx = self.batch.context + decode if decode else 0
         batch = Batch(tokens, pairs, decode, ctx, decode + completing)
-        duration = self.cost.iteration_s(batch) + extra_s
+        duration = self.timing.iteration_s(batch, len(prefill) + decode) + extra_s
         self.plan = (prefill, decode, tokens)
         self.iteration_start = now
         self._sample(tokens + decode)
         self.version += 1
         self.kernel.at(now + duration, Priority.ITERATION_END, self._end_iteration, self.version)
 
-    def _line(self, n: int) -> tuple[float, float]:
+    def _line(self, n: int) -> tuple[float, float, float, float]:
+        """(H, F, a, c) of a decode step of ``n`` sequences: it takes
+        ``H + max(F, a + c * context)`` seconds (see :mod:`tokensim.sim.engine`)."""
         line = self._lines.get(n)
         if line is None:
-            a = self.cost.iteration_s(Batch(decode_seqs=n, decode_context=0))
+            gpu = self.timing.gpu_s
+            a = gpu(Batch(decode_seqs=n, decode_context=0))
             big = 1_000_000
-            c = (self.cost.iteration_s(Batch(decode_seqs=n, decode_context=big)) - a) / big
-            line = self._lines[n] = (a, c)
+            c = (gpu(Batch(decode_seqs=n, decode_context=big)) - a) / big
+            line = self._lines[n] = (*self.timing.decode_line(n, a, c), a, c)
         return line
 
     def _start_run(self, extra_s: float) -> None:
@@ -363,9 +407,19 @@ class Instance:
         n = len(batch)
         steps_to_finish = batch.steps_to_finish()
         k = self._steps_that_fit(steps_to_finish)
-        a, c = self._line(n)
+        h, f, a, c = self._line(n)
+        ctx = batch.context
+        if f > a + c * (ctx + n):  # the floor (launches, or async host time) sets the pace
+            if c > 0:  # ... until the context has grown past it
+                k = max(1, min(k, int((f - a - c * ctx) / (c * n))))
+            a, c = h + f, 0.0
+        else:
+            a += h
+        if not self.window_left:
+            self.window_left = self.window  # a new scheduling window starts
         self.busy_s += extra_s  # swapping before the run
-        self.run = _Run(now + extra_s, n, batch.context, a, c, k, steps_to_finish)
+        self.run = _Run(now + extra_s, n, ctx, a, c, k, steps_to_finish)
+        self.run.window_left = self.window_left
         self.iteration_start = now
         self._run_first = self.iterations
         self._sample(n)
@@ -404,6 +458,7 @@ class Instance:
             self.itl_steps.append((run.a + run.c * run.ctx, run.c * run.n, j - 1, run.n))
         self.iterations += j
         self.busy_s += last_end - run.t0
+        self.window_left = (self.window_left - j) % self.window
 
     def sync(self) -> None:
         """Apply the steps of the current run completed by now (state reads are exact)."""
@@ -416,6 +471,7 @@ class Instance:
         self._apply_run_steps(run, j)
         run.t0, run.ctx, run.k = run.end(j), run.ctx + j * run.n, run.k - j
         run.to_finish -= j
+        run.window_left = self.window_left or self.window
 
     def _cut_run(self) -> None:
         """End the current run at its next step boundary (a request arrived).
@@ -425,6 +481,8 @@ class Instance:
         """
         run = self.run
         k = run.done_by(self.kernel.now) + 1
+        if self.window > 1:  # a new request joins when the window ends
+            k = run.boundary(k, self.window)
         if k < run.k:
             run.k = k
             self.version += 1
@@ -441,14 +499,17 @@ class Instance:
         )
         self._sample(len(self.batch))  # KV use peaks at the end of a run
         if run.k == run.to_finish:  # else the run was cut short: nobody is done
-            self._finish_done()
+            # inside a multi-step window, the last tokens reach the client when it ends
+            step_s = run.end(run.k) - run.end(run.k - 1)
+            self._finish_done(self.window_left * step_s)
         self._start()
 
-    def _finish_done(self) -> None:
-        """Finish every decoding sequence that has produced all its output tokens."""
+    def _finish_done(self, delivered_after_s: float = 0.0) -> None:
+        """Finish every decoding sequence that has produced all its output tokens (its
+        client has them ``delivered_after_s`` later)."""
         for req in self.batch.pop_done():
             self.kv.settle(req.id, req.computed)
-            self._finish(req)
+            self._finish(req, delivered_after_s)
 
     def _end_iteration(self, version: int) -> None:
         if version != self.version:
@@ -492,11 +553,12 @@ class Instance:
         self.sending.add(req)
         self.sim.hand_off(req, self)
 
-    def _finish(self, req: Request) -> None:
+    def _finish(self, req: Request, delivered_after_s: float = 0.0) -> None:
         req.state = State.DONE
-        req.finish_s = self.kernel.now
-        req.log.append((self.kernel.now, "finished", req.generated))
+        req.finish_s = self.kernel.now + delivered_after_s
+        req.log.append((req.finish_s, "finished", req.generated))
         self.kv.release(req.id)
+        self._unpromise(req)
         self.running.remove(req)
         self.sim.finished(req)
 
@@ -510,7 +572,10 @@ class Instance:
             s = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count) + 2
             values.append(base[seg] + slope[seg] * s)
             weights.append(n[seg].astype(np.float64))
-        return np.concatenate(values), np.concatenate(weights)
+        values, weights = np.concatenate(values), np.concatenate(weights)
+        if self.stream > 1:  # a client sees one gap per chunk of `stream` tokens
+            return values * self.stream, weights / self.stream
+        return values, weights
 
     # -- state for routing and time series ------------------------------------------------
 

@@ -11,6 +11,7 @@ workload seed (or ``seed``), so the same spec and seed give identical results.
 
 from __future__ import annotations
 
+import heapq
 import math
 import os
 import time
@@ -96,7 +97,10 @@ def _kv_geometry(pool: ir.Pool) -> tuple[int, float]:
     # hidden states and the MLP intermediate in 16 bit, plus fp32 logits of every sequence.
     reserve = batch_tokens * (4 * m.hidden + 2 * m.ffn / pool.tp) * ACTIVATION_BYTES
     reserve += max_seqs * m.vocab * 4 / pool.tp
-    usable = gpu.memory_B * kv.gpu_util - pool.weights_per_gpu_B - reserve
+    if pool.engine is not None and pool.engine.memory == "free":  # a share of what is left
+        usable = (gpu.memory_B - pool.weights_per_gpu_B - reserve) * kv.gpu_util
+    else:  # a share of the device
+        usable = gpu.memory_B * kv.gpu_util - pool.weights_per_gpu_B - reserve
     kv_heads_per_gpu = max(1, m.kv_heads // pool.tp)
     per_token = (
         2 * math.ceil(m.layers / pool.pp) * kv_heads_per_gpu * m.head_dim * ir.DTYPE_BYTES[kv.dtype]
@@ -186,6 +190,14 @@ class Simulation:
                 sends.direct_below = max(sends.direct_below, t.direct_below)
         self.check = os.environ.get("TOKENSIM_CHECK") == "1"
         self.done = 0
+        # the front end of the entry pools' engine: a first-come-first-served queue
+        engine = dep.entry_pools[0].engine
+        self.frontend = engine.frontend if engine is not None else None
+        self.frontend_free = [0.0] * (self.frontend.workers if self.frontend else 1)
+        # a closed loop: how many clients, and the next request to send
+        arrivals = spec.workload.arrivals
+        self.clients = arrivals.get("clients") if arrivals and arrivals.name == "closed" else 0
+        self.sent = 0
 
     def _requests(self) -> list[Request]:
         try:
@@ -222,7 +234,12 @@ class Simulation:
         self.requests = self._requests()
         max_context = min(p.model.max_context for p in self.spec.deployment.pools)
         self.total = len(self.requests)
-        if self.requests:
+        self.max_context = max_context
+        if self.clients:
+            self.sent = min(self.clients, self.total)
+            for i in range(self.sent):
+                self.kernel.at(0.0, Priority.ARRIVAL, self._arrive, i, max_context, False)
+        elif self.requests:
             self.kernel.at(
                 self.requests[0].arrival_s, Priority.ARRIVAL, self._arrive, 0, max_context
             )
@@ -234,15 +251,26 @@ class Simulation:
                 raise AssertionError(f"{inst.name} holds KV blocks after the run")
         return self._result(time.perf_counter() - started)
 
-    def _arrive(self, index: int, max_context: int) -> None:
+    def _arrive(self, index: int, max_context: int, chain: bool = True) -> None:
         req = self.requests[index]
-        if index + 1 < len(self.requests):
+        if chain and index + 1 < len(self.requests):
             nxt = self.requests[index + 1]
             self.kernel.at(nxt.arrival_s, Priority.ARRIVAL, self._arrive, index + 1, max_context)
         if req.prompt + req.output > max_context:
             total = req.prompt + req.output
             self.reject(req, f"prompt + output = {total} tokens > max_context {max_context}")
             return
+        fe = self.frontend
+        service_s = fe.per_request_s + fe.per_input_token_s * req.prompt if fe else 0.0
+        if service_s > 0:  # the API server takes it in when one of its workers is free
+            done = max(self.kernel.now, heapq.heappop(self.frontend_free)) + service_s
+            heapq.heappush(self.frontend_free, done)
+            self.kernel.at(done, Priority.ARRIVAL, self._route, req)
+            return
+        self._route(req)
+
+    def _route(self, req: Request) -> None:
+        """Send ``req`` (taken in by the front end) to an instance."""
         target = self._choose(self.entry, self.router, req)
         sends = self.sends_to.get(target.pool.name)
         if sends is not None and req.prompt < sends.direct_below:  # prefilled where it decodes
@@ -291,6 +319,13 @@ class Simulation:
 
     def finished(self, req: Request) -> None:
         self.done += 1
+        if self.clients and self.sent < self.total:  # its client sends the next request
+            nxt = self.requests[self.sent]
+            at = max(self.kernel.now, req.finish_s)
+            nxt.arrival_s = at
+            nxt.log[0] = (at, "arrived", nxt.prompt)
+            self.kernel.at(at, Priority.ARRIVAL, self._arrive, self.sent, self.max_context, False)
+            self.sent += 1
 
     def _after_event(self) -> None:
         if self.check:

@@ -20,7 +20,8 @@ def arrival_times(
 
     ``policy`` is an ``arrivals`` use: ``poisson`` (rate, 1/s: exponential gaps),
     ``gamma`` (rate, 1/s, and cv: gamma gaps of mean 1/rate, shape 1/cv²),
-    ``constant`` (rate: gaps of exactly 1/rate) or ``burst`` (all at 0).
+    ``constant`` (rate: gaps of exactly 1/rate) or ``burst`` (all at 0); ``closed``
+    (a closed loop) gives 0 for all, and the simulator sends each when a client is free.
     Arrivals stop after ``count`` requests or before ``duration_s`` seconds
     (arrivals at or after it are dropped), whichever comes first; at least one
     of the two must be given. Draws from ``rng`` only for poisson and gamma.
@@ -28,9 +29,9 @@ def arrival_times(
     if count is None and duration_s is None:
         raise ValueError("arrival_times needs a count or a duration")
     name = policy.name
-    if name == "burst":
+    if name in ("burst", "closed"):  # closed: the simulator sets the times as clients free
         if count is None:
-            raise ValueError("burst arrivals need a count")
+            raise ValueError(f"{name} arrivals need a count")
         return np.zeros(count)
     rate = float(policy.get("rate"))
     if name == "constant":

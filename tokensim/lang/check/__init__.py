@@ -15,6 +15,7 @@ from pathlib import Path as FsPath
 from tokensim import ir
 from tokensim.lang import ast
 from tokensim.lang.check import catalog, schemas
+from tokensim.lang.check import engine as engines
 from tokensim.lang.check.cluster import cluster as check_cluster
 from tokensim.lang.check.deployment import deployment as check_deployment
 from tokensim.lang.check.env import Env
@@ -134,7 +135,7 @@ def _index_std(env: Env, sources: SourceMap) -> None:
         except CompileError:
             continue
         for stmt in found[0].statements:
-            if stmt.key.text in ("gpu", "link", "model") and stmt.label:
+            if stmt.key.text in ("gpu", "link", "model", "engine") and stmt.label:
                 env.std_index.setdefault(stmt.key.text, {}).setdefault(stmt.label, name)
 
 
@@ -163,14 +164,21 @@ def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
         for key in ("cluster", "deployment", "workload", "slo", "sweep", "name"):
             for b in top.all(key):
                 rep.error(
-                    f"an imported file may only define gpus, links and models; found `{key}`",
+                    "an imported file may only define gpus, links, models and engines; "
+                    f"found `{key}`",
                     b.stmt.key.span,
                 )
         bound_files.append(top)
     top = bind(module.statements, schemas.TOP, rep, "a spec file", None)
     bound_files.append(top)
 
-    for kind, build in (("link", catalog.link), ("gpu", catalog.gpu), ("model", catalog.model)):
+    definitions = (
+        ("link", catalog.link),
+        ("gpu", catalog.gpu),
+        ("model", catalog.model),
+        ("engine", engines.definition),
+    )
+    for kind, build in definitions:
         for file_top in bound_files:
             for b in file_top.all(kind):
                 if b.body is None or not isinstance(b.get("name"), str):
@@ -269,6 +277,36 @@ def check_text(text: str, filename: str = "<string>") -> ir.Spec:
     """Parse and check ``text`` in one step (names in errors use ``filename``)."""
     sources = SourceMap()
     return check(parse(text, filename, sources), sources)
+
+
+@cache
+def std_engines() -> dict[str, engines.EngineDef]:
+    """The engines ``std/engines`` defines, checked once per process (the default
+    engine comes from here when a spec neither defines nor imports it)."""
+    module, text = _std_module("engines")
+    sources = SourceMap()
+    sources.add(module.file, text)
+    rep = Reporter(sources)
+    env = Env(rep, FsPath.cwd())
+    _index_std(env, sources)
+    top = bind(module.statements, schemas.TOP, rep, f"`{module.file}`", None)
+    out = {}
+    for b in top.all("engine"):
+        value = engines.definition(b, env)
+        if value is not None:
+            out[value.name] = value
+    rep.raise_if_any()
+    return out
+
+
+@cache
+def std_engine(name: str, gpu: str | None = None) -> engines.PoolEngine:
+    """The std engine ``name`` as a pool on ``gpu`` (None: a GPU it has no choices for)
+    runs it, without overrides."""
+    rep = Reporter(SourceMap())
+    engine = engines.build(std_engines()[name], gpu, (), Env(rep, FsPath.cwd()))
+    rep.raise_if_any()
+    return engine
 
 
 @cache

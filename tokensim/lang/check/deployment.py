@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from tokensim import ir
+from tokensim.lang.check import engine as engines
+from tokensim.lang.check import schemas
 from tokensim.lang.check.catalog import cost as check_cost
 from tokensim.lang.check.cluster import components
 from tokensim.lang.check.env import Env
 from tokensim.lang.diagnostics import Note, did_you_mean, one_of
-from tokensim.lang.schema import BAD, Bodies, Bound, Val
+from tokensim.lang.schema import BAD, Bodies, Bound, Val, bind
 from tokensim.lang.source import Span
 from tokensim.lang.units import Dim, format_quantity
 from tokensim.policies import PolicyUse
@@ -42,7 +44,7 @@ def deployment(body: Bodies, cluster: ir.Cluster, env: Env) -> ir.Deployment | N
             )
             continue
         names[name] = label_span
-        pool = _pool(name, bound, cluster, free, owner, comp, env)
+        pool = _pool(name, bound, cluster, free, owner, comp, body.one("engine"), env)
         if pool is not None:
             pools.append(pool)
     if len(pools) != len(names):
@@ -92,7 +94,9 @@ def _placement(bound: Bound, cluster: ir.Cluster, env: Env) -> list[ir.GpuRef] |
     return out if ok else None
 
 
-def _pool(name, bound: Bound, cluster, free, owner, comp, env: Env) -> ir.Pool | None:
+def _pool(
+    name, bound: Bound, cluster, free, owner, comp, engine_bound: Bound | None, env: Env
+) -> ir.Pool | None:
     pb, rep = bound.body, env.rep
     model_bound = pb.one("model")
     model = env.lookup("model", model_bound.get("model")) if model_bound else None
@@ -104,13 +108,6 @@ def _pool(name, bound: Bound, cluster, free, owner, comp, env: Env) -> ir.Pool |
     role = pb.value("role", default="colocated")
     placement = _placement(bound, cluster, env)
     batching = pb.value("batching", "batching")
-    if batching is None:
-        batching = PolicyUse(
-            "batching",
-            "continuous",
-            tuple(sorted((p.name, p.default) for p in BATCHING.get("continuous").params)),
-            None,
-        )
     own_cost = check_cost(pb.one("cost"), env)
     if model is None or placement is None or BAD in (instances, tp, pp, role, batching, dtype):
         return None
@@ -164,6 +161,19 @@ def _pool(name, bound: Bound, cluster, free, owner, comp, env: Env) -> ir.Pool |
         )
         return None
     gpu = nodes[gpus[0].node].gpu
+    run_by = engines.for_pool(pb, engine_bound, gpu.name, env)
+    if run_by is None:
+        return None
+    batching = run_by.batching_for(pb.one("batching"), env)
+    if batching is BAD:
+        return None
+    if batching is None:
+        batching = PolicyUse(
+            "batching",
+            "continuous",
+            tuple(sorted((p.name, p.default) for p in BATCHING.get("continuous").params)),
+            None,
+        )
     instances_ir = []
     for i in range(instances):
         mine = tuple(gpus[i * tp * pp : (i + 1) * tp * pp])
@@ -183,11 +193,11 @@ def _pool(name, bound: Bound, cluster, free, owner, comp, env: Env) -> ir.Pool |
             Note(f"{gpu.name} computes in {one_of(have)}"),
         )
         ok = False
-    kv = _kv(pb, dtype, env)
+    kv = _kv(pb, run_by.kv, dtype, env)
     if kv is None or not ok:
         return None
     weights = model.params * ir.DTYPE_BYTES[dtype] / (tp * pp)
-    usable = gpu.memory_B * kv.gpu_util
+    usable = gpu.memory_B * (kv.gpu_util if run_by.engine.memory == "total" else 1.0)
     if weights >= usable:
         total = model.params * ir.DTYPE_BYTES[dtype]
         rep.error(
@@ -196,7 +206,8 @@ def _pool(name, bound: Bound, cluster, free, owner, comp, env: Env) -> ir.Pool |
             where,
             Note(
                 f"{_size(total)} of weights over tp {tp} x pp {pp} = {_gpus(tp * pp)};"
-                f" usable memory is {_size(gpu.memory_B)} x gpu_util {kv.gpu_util:g}"
+                f" usable memory is {_size(gpu.memory_B)}"
+                + (f" x gpu_util {kv.gpu_util:g}" if run_by.engine.memory == "total" else "")
             ),
             help=f"raise tp or pp, or use a smaller dtype; tp {_fits(total, usable, model)}",
         )
@@ -204,10 +215,11 @@ def _pool(name, bound: Bound, cluster, free, owner, comp, env: Env) -> ir.Pool |
     kv_per_token = model.kv_bytes_per_token(ir.DTYPE_BYTES[kv.dtype]) / (
         pp * min(tp, model.kv_heads)
     )
-    if usable - weights < kv_per_token * kv.block_tokens:
+    left = usable - weights if run_by.engine.memory == "total" else (usable - weights) * kv.gpu_util
+    if left < kv_per_token * kv.block_tokens:
         rep.error(
             f"`{model.name}` leaves no room for the KV cache on {gpu.name} "
-            f"({_size(usable - weights)} left, one block needs "
+            f"({_size(left)} left, one block needs "
             f"{_size(kv_per_token * kv.block_tokens)})",
             where,
         )
@@ -226,6 +238,7 @@ def _pool(name, bound: Bound, cluster, free, owner, comp, env: Env) -> ir.Pool |
         weights,
         bound.span,
         own_cost or gpu.cost,
+        run_by.engine,
     )
 
 
@@ -246,9 +259,13 @@ def _divisors(heads: int, kv_heads: int) -> str:
     return ", ".join(str(t) for t in good[:8])
 
 
-def _kv(pb: Bodies, dtype: str, env: Env) -> ir.KvConfig | None:
+def _kv(pb: Bodies, engine_kv, dtype: str, env: Env) -> ir.KvConfig | None:
+    """The pool's KV policy: its own ``kv`` statements over its engine's."""
     bound = pb.one("kv")
     kb = bound.body if bound else None
+    if engine_kv:
+        own = bound.stmt.body if bound and bound.stmt.body else ()
+        kb = bind(engines.merge(engine_kv, own), schemas.KV, env.rep, "`kv`", None)
 
     def get(key, default):
         return kb.value(key, default=default) if kb else default

@@ -37,6 +37,7 @@ from tokensim.policies.workload import ARRIVALS, LENGTHS, TRACE_FORMATS
 
 DTYPES = tuple(DTYPE_BYTES)
 ROLES = ("colocated", "prefill", "decode")
+DEFAULT_ENGINE = "vllm_v1"  # the engine of a pool that names none
 METRICS = ("ttft", "tpot", "itl", "e2e", "queue")
 
 
@@ -362,6 +363,173 @@ KV = Block(
     "KV-cache memory policy of a pool.",
 )
 
+HOST = Block(
+    "host",
+    tuple(
+        Attr(k, (Num(k, Dim.TIME, min=0),), doc, default="0 s")
+        for k, doc in [
+            ("iteration", "CPU time per scheduling: schedule, prepare inputs, sample, outputs"),
+            ("per_seq", "CPU time per sequence in the batch, per scheduling"),
+            ("per_prefill_token", "CPU time per prompt token computed"),
+            ("per_rank", "CPU time per GPU of the instance beyond the first (worker broadcast)"),
+            ("per_layer", "launch time of one layer's kernels when an iteration runs eager"),
+        ]
+    ),
+    "The serving engine's CPU time around each iteration.",
+)
+
+FRONTEND = Block(
+    "frontend",
+    (
+        Attr(
+            "per_request",
+            (Num("per_request", Dim.TIME, min=0),),
+            "time to take in one request (HTTP, parsing, queueing to the engine)",
+            default="0 s",
+        ),
+        Attr(
+            "per_input_token",
+            (Num("per_input_token", Dim.TIME, min=0),),
+            "time per prompt token (tokenization)",
+            default="0 s",
+        ),
+        Attr(
+            "workers",
+            (Num("workers", integer=True, min=1),),
+            "requests taken in at once (servers of the front end's queue)",
+            default="1",
+        ),
+    ),
+    "The API server in front of the engine: a first-come-first-served queue.",
+)
+
+KERNELS = Block(
+    "kernels",
+    tuple(
+        Attr(k, (Num(k, above=0),), f"multiplies the cost model's {what}", default="1")
+        for k, what in [
+            ("gemm", "GEMM times (projections, MLP, experts, LM head)"),
+            ("attention", "attention times (prefill and decode)"),
+            ("allreduce", "tensor-parallel all-reduce times"),
+            ("elementwise", "norm, residual, rotary and activation times"),
+        ]
+    ),
+    "This engine's kernels against the cost model's: a time multiplier per op class.",
+)
+
+
+def _engine_block(kind: str, with_gpus: bool) -> Block:
+    """The statements of an engine definition (``with_gpus``: also ``on_gpu``), or of the
+    overrides a pool writes after ``engine <name>``."""
+    attrs = [
+        Attr(
+            "batching",
+            (PolicySlot("batching", BATCHING),),
+            "the local scheduler pools of this engine use unless they set their own",
+            default="continuous",
+            body=Block("batching", ()),
+            custom_body=True,
+        ),
+        Attr(
+            "kv",
+            (),
+            "KV-cache defaults (a pool's `kv` statements override them)",
+            body=KV,
+            body_required=True,
+        ),  # fmt: skip
+        Attr(
+            "memory",
+            (_words("memory", ("total", "free"), "memory rule"),),
+            "what `kv.gpu_util` is a share of: `total` device memory (vLLM, SGLang) or the "
+            "memory `free` once weights and activations are placed (TensorRT-LLM)",
+            default="total",
+        ),
+        Attr(
+            "cuda_graphs",
+            (CudaGraphs(),),
+            "the most tokens an iteration may have to run from a captured CUDA graph "
+            "(larger ones run eager); `off`: always eager",
+            default="off",
+        ),
+        Attr(
+            "graph_prefill",
+            (Bool("graph_prefill"),),
+            "iterations with prompt tokens may run from graphs (piecewise graphs)",
+            default="off",
+        ),
+        Attr(
+            "scheduler_steps",
+            (Num("scheduler_steps", integer=True, min=1),),
+            "decode steps per scheduling (multi-step): new requests join, and tokens "
+            "leave, at the end of a window",
+            default="1",
+        ),
+        Attr(
+            "async_scheduling",
+            (Bool("async_scheduling"),),
+            "the next step is scheduled while the GPU runs this one (host time overlaps)",
+            default="off",
+        ),
+        Attr(
+            "reserve_output",
+            (Bool("reserve_output"),),
+            "admit a request only when the KV of its whole output fits too (no eviction)",
+            default="off",
+        ),
+        Attr(
+            "stream",
+            (Num("stream", Dim.TOKENS, integer=True, min=1),),
+            "tokens a client receives at once",
+            default="`scheduler_steps` tokens",
+        ),
+        Attr("host", (), "CPU time around each iteration", body=HOST, body_required=True),
+        Attr("frontend", (), "the API server's queue", body=FRONTEND, body_required=True),
+        Attr("kernels", (), "time multipliers per op class", body=KERNELS, body_required=True),
+    ]
+    if with_gpus:
+        attrs.insert(0, SOURCE)
+        attrs.insert(1, Attr("version", (Str("version"),), "the engine version described"))
+        attrs.append(
+            Attr(
+                "on_gpu",
+                (ListOf("gpus", Ref("gpu", "gpu")),),
+                "engine statements that hold on these GPUs only (defaults that depend on the GPU)",
+                repeat=True,
+                body=Block("on_gpu", tuple(attrs[2:])),
+                body_required=True,
+            )
+        )
+    return Block(kind, tuple(attrs), "A serving engine: scheduler semantics and host costs.")
+
+
+class CudaGraphs(Slot):
+    """``cuda_graphs 512`` (tokens) or ``cuda_graphs off``."""
+
+    name = "cuda_graphs"
+
+    def usage(self) -> str:
+        return "<tokens>|off"
+
+    def match(self, items, i, rep):
+        if i >= len(items):
+            raise Shape(None)
+        item = items[i]
+        if isinstance(item, ast.Path) and item.parts == ("off",):
+            return 0, i + 1
+        return Num("cuda_graphs", Dim.TOKENS, integer=True, min=1).match(items, i, rep)
+
+
+ENGINE = _engine_block("engine", with_gpus=True)
+ENGINE_OVERRIDES = _engine_block("engine", with_gpus=False)
+
+
+def _engine_use(doc: str, default: str) -> Attr:
+    """``engine [<name>] [{ statements }]`` in a deployment or a pool."""
+    return Attr(
+        "engine", (Opt((Ref("engine", "engine"),)),), doc, default=default, body=ENGINE_OVERRIDES
+    )
+
+
 POOL = Block(
     "pool",
     (
@@ -399,6 +567,11 @@ POOL = Block(
         ),
         Attr("kv", (), "KV-cache memory policy", body=KV, body_required=True),
         _cost("the cost model, overriding its GPU's `cost`", "the GPU's cost, else roofline"),
+        _engine_use(
+            "the serving engine, optionally with some of its statements changed in braces; "
+            "without a name, changes to the deployment's engine",
+            "the deployment's `engine`",
+        ),
     ),
     "Identical instances of one model.",
 )
@@ -420,6 +593,11 @@ TRANSFER = Block(
 DEPLOYMENT = Block(
     "deployment",
     (
+        _engine_use(
+            "the serving engine of the pools that name none, optionally with some of its "
+            "statements changed in braces",
+            f"`{DEFAULT_ENGINE}` (std/engines)",
+        ),
         _named("pool", POOL, "a pool of instances", required=True),
         Attr(
             "transfer",
@@ -510,6 +688,7 @@ TOP = Block(
         _named("gpu", GPU, "define a GPU"),
         _named("link", LINK, "define a link"),
         _named("model", MODEL, "define a model"),
+        _named("engine", ENGINE, "define a serving engine"),
         Attr("cluster", (), "the hardware", body=CLUSTER, body_required=True),
         Attr("deployment", (), "the pools and their wiring", body=DEPLOYMENT, body_required=True),
         Attr("workload", (), "the requests", body=WORKLOAD, body_required=True),

@@ -32,8 +32,8 @@ def workload(body: Bodies, env: Env) -> ir.Workload | None:
             help="e.g. `requests 1000` or `duration 10 min`",
         )
         return None
-    if arrivals is not None and arrivals.name == "burst" and requests is None:
-        rep.error("`arrivals burst` needs `requests`", body.one("arrivals").span)
+    if arrivals is not None and arrivals.name in ("burst", "closed") and requests is None:
+        rep.error(f"`arrivals {arrivals.name}` needs `requests`", body.one("arrivals").span)
         return None
     if None in (arrivals, lengths) and trace is None:
         return None  # reported above, or by the statement's own error

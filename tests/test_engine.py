@@ -1,0 +1,274 @@
+"""Serving engines: the language (definitions, layers of overrides, defaults by GPU) and
+each mechanism the simulator runs (host time, async scheduling, eager launches,
+multi-step windows, the front end's queue, output reservation, memory rules, closed loops).
+
+Each scenario starts from the ``ideal`` engine (no overheads) and switches on one
+mechanism, so the expected times are computed by hand from the cost model."""
+
+import numpy as np
+import pytest
+from conftest import compile_text, errors_of
+
+from tokensim.graph import lower
+from tokensim.lang.check import std_engines
+from tokensim.lang.override import override
+from tokensim.lang.parse import parse
+from tokensim.lang.source import SourceMap
+from tokensim.perf import Batch, for_pool
+from tokensim.sim.run import simulate
+
+LIB = """
+import "std/hardware"
+import "std/engines"
+link NVL { bandwidth 400 GB/s; latency 2 us }
+link PCI { bandwidth 50 GB/s; latency 2 us }
+gpu G { memory 80 GB; bandwidth 2 TB/s; host_link PCI
+        compute { bf16 1000 TFLOPS }
+        efficiency { gemm 0.5; attention 0.25; memory 0.5; kv_read 0.25; network 0.5 } }
+model m { layers 10; hidden 4096; heads 32; kv_heads 8; ffn 16384; vocab 32000; max_context 8192 }
+cluster { node n0 { gpus G x 8; link NVL } }
+"""
+
+
+def spec_of(engine: str, workload: str, pool: str = "") -> object:
+    return compile_text(
+        LIB
+        + f"deployment {{ pool p {{ model m; on n0[0]; {pool}; engine {engine} }} }}\n"
+        + f"workload {{ {workload} }}"
+    )
+
+
+def run(engine: str, workload: str, pool: str = ""):
+    spec = spec_of(engine, workload, pool)
+    graph = lower(spec)
+    return simulate(graph), for_pool(spec.deployment.pools[0], graph)
+
+
+def ttft(result) -> np.ndarray:
+    r = result.requests
+    return r["first_token_s"] - r["arrival_s"]
+
+
+# -- the language -------------------------------------------------------------------------
+
+
+def test_std_engines_are_defined_with_sources():
+    engines = std_engines()
+    assert {"vllm_v1", "vllm_0_6", "sglang", "trtllm", "ideal"} <= set(engines)
+    assert all(e.sources for e in engines.values())
+
+
+def test_a_pool_without_an_engine_runs_vllm_v1_with_its_defaults_for_the_gpu():
+    text = """
+import "std/hardware"
+import "std/models"
+cluster { node a { gpus A100_80G x 1 }
+          node h { gpus H100_SXM x 1 } }
+deployment { pool pa { model llama3_1_8b; on a }
+             pool ph { model llama3_1_8b; on h } }
+"""
+    pools = {p.name: p for p in compile_text(text).deployment.pools}
+    assert {p.engine.name for p in pools.values()} == {"vllm_v1"}
+    # vLLM's arg_utils: 2048 tokens / 256 sequences on an A100, 8192 / 1024 on an H100
+    assert dict(pools["pa"].batching.params)["budget"] == 2048
+    assert dict(pools["ph"].batching.params) == {"budget": 8192, "max_seqs": 1024, "order": "fcfs"}
+    assert pools["ph"].engine.overrides == ()  # the engine's own default for the GPU
+    assert pools["pa"].kv.prefix_cache and pools["pa"].kv.block_tokens == 16
+
+
+def test_overrides_layer_statement_by_statement():
+    spec = compile_text(
+        LIB
+        + """deployment {
+  engine vllm_0_6 { host { per_seq 1 us } }
+  pool a { model m; on n0[0] }
+  pool b { model m; on n0[1]; engine { scheduler_steps 10; host { iteration 7 ms } }
+           kv { gpu_util 0.5 } }
+  pool c { model m; on n0[2]; engine sglang; batching continuous { max_seqs 8 } }
+}"""
+    )
+    a, b, c = spec.deployment.pools
+    v06 = std_engines()["vllm_0_6"]
+    assert a.engine.name == b.engine.name == "vllm_0_6" and a.engine.host.per_seq_s == 1e-6
+    assert a.engine.host.iteration_s > 0  # the definition's, kept beside the override
+    assert b.engine.scheduler_steps == 10 and b.engine.stream_tokens == 10
+    assert b.engine.host.iteration_s == 7e-3 and b.engine.host.per_seq_s == 1e-6
+    assert b.kv.gpu_util == 0.5 and b.kv.block_tokens == 16  # the engine's block size
+    assert c.engine.name == "sglang" and c.engine.host.per_seq_s != 1e-6  # a new engine
+    assert c.kv.block_tokens == 1 and dict(c.batching.params)["max_seqs"] == 8
+    # the same policy merges parameters: the engine's max_tokens stays
+    assert dict(c.batching.params)["max_tokens"] == 16384
+    assert v06.name == "vllm_0_6"
+
+
+def test_set_reaches_an_engine_statement_of_a_pool_that_names_none():
+    text = LIB + "deployment { pool p { model m; on n0[0] } }\n"
+    sources = SourceMap()
+    module = parse(text, "t.tsim", sources)
+    changed = override(module, "deployment.p.engine.scheduler_steps", "4", sources)
+    from tokensim.lang.check import check
+
+    pool = check(changed, sources).deployment.pools[0]
+    assert pool.engine.name == "vllm_v1" and pool.engine.scheduler_steps == 4
+
+
+def test_engine_mistakes_are_located_errors():
+    err = errors_of(LIB + "deployment { pool p { model m; engine vllm_v2 } }")
+    assert "unknown engine `vllm_v2`" in err and "did you mean `vllm_v1`" in err
+    err = errors_of(
+        LIB.replace('import "std/engines"', "") + "deployment { pool p { model m; engine sglang } }"
+    )
+    assert 'add `import "std/engines"`' in err
+    err = errors_of(LIB + "deployment { pool p { model m; engine sglang { schedular_steps 2 } } }")
+    assert "unknown statement `schedular_steps`" in err and "did you mean `scheduler_steps`" in err
+    assert err.count("error:") == 1  # reported once, not once per layer
+    err = errors_of(LIB + "deployment { pool p { model m; engine { host { per_seq 2 GB } } } }")
+    assert "expected a time" in err
+    err = errors_of(LIB + "engine e { on_gpu H100_SMX { scheduler_steps 2 } }")
+    assert "unknown gpu `H100_SMX`" in err and "did you mean `H100_SXM`" in err
+
+
+# -- the mechanisms -----------------------------------------------------------------------
+
+
+ONE = "arrivals poisson 1/s; lengths fixed 1000 -> 1; requests 1"
+
+
+def test_host_time_adds_to_an_iteration():
+    base, cost = run("ideal", ONE)
+    host, _ = run("ideal { host { iteration 3 ms; per_seq 1 ms; per_prefill_token 1 us } }", ONE)
+    assert ttft(base)[0] == pytest.approx(cost.prefill_s(1000))
+    assert ttft(host)[0] == pytest.approx(cost.prefill_s(1000) + 3e-3 + 1e-3 + 1000e-6)
+
+
+def test_tp_ranks_add_host_time():
+    spec = compile_text(
+        LIB
+        + "deployment { pool p { model m; tp 4; engine ideal { host { per_rank 2 ms } } } }\n"
+        + f"workload {{ {ONE} }}"
+    )
+    graph = lower(spec)
+    cost = for_pool(spec.deployment.pools[0], graph)
+    assert ttft(simulate(graph))[0] == pytest.approx(cost.prefill_s(1000) + 3 * 2e-3)
+
+
+DECODE = "arrivals poisson 1/s; lengths fixed 100 -> 51; requests 1"
+
+
+def tpot(result) -> float:
+    r = result.requests
+    return float(((r["finish_s"] - r["first_token_s"]) / (r["output_tokens"] - 1))[0])
+
+
+def test_async_scheduling_overlaps_host_time_with_the_gpu():
+    _, cost = run("ideal", DECODE)
+    step = cost.decode_step_s(1, 125)  # a step mid-way, for scale
+    host = f"host {{ iteration {step * 0.5 * 1e3:.6f} ms }}"
+    sync, _ = run(f"ideal {{ {host} }}", DECODE)
+    over, _ = run(f"ideal {{ {host}; async_scheduling on }}", DECODE)
+    gpu, _ = run("ideal", DECODE)
+    assert tpot(sync) == pytest.approx(tpot(gpu) + step * 0.5, rel=1e-6)
+    assert tpot(over) == pytest.approx(tpot(gpu), rel=1e-6)  # hidden behind the GPU
+    slow = f"host {{ iteration {step * 3 * 1e3:.6f} ms }}; async_scheduling on"
+    bound, _ = run(f"ideal {{ {slow} }}", DECODE)
+    assert tpot(bound) == pytest.approx(step * 3, rel=1e-6)  # the CPU sets the pace
+
+
+def test_eager_iterations_are_bound_by_kernel_launches():
+    _, cost = run("ideal", DECODE)
+    step = cost.decode_step_s(1, 125)
+    per_layer = step * 2 / 10  # 10 layers launch in twice the GPU time
+    eager = f"host {{ per_layer {per_layer * 1e3:.6f} ms }}"
+    graphs, _ = run(f"ideal {{ {eager}; cuda_graphs 8 tokens; graph_prefill on }}", DECODE)
+    no_graphs, _ = run(f"ideal {{ {eager}; cuda_graphs off }}", DECODE)
+    gpu, _ = run("ideal", DECODE)
+    assert tpot(graphs) == pytest.approx(tpot(gpu), rel=1e-6)
+    assert tpot(no_graphs) == pytest.approx(step * 2, rel=1e-6)
+    # a prompt runs eager without graph_prefill: its launches bound the prefill
+    long = 10 * cost.prefill_s(1000)
+    eager = f"host {{ per_layer {long * 100:.6f} ms }}; cuda_graphs 8 tokens"
+    slow, _ = run(f"ideal {{ {eager} }}", ONE)
+    assert ttft(slow)[0] == pytest.approx(long, rel=1e-6)
+
+
+def test_a_decode_run_leaves_the_launch_floor_when_its_context_outgrows_it():
+    _, cost = run("ideal", "arrivals poisson 1/s; lengths fixed 100 -> 2001; requests 1")
+    early, late = cost.decode_step_s(1, 100), cost.decode_step_s(1, 2100)
+    floor = (early + late) / 2
+    spec = f"ideal {{ host {{ per_layer {floor / 10 * 1e3:.6f} ms }}; cuda_graphs off }}"
+    result, _ = run(spec, "arrivals poisson 1/s; lengths fixed 100 -> 2001; requests 1")
+    # each step: max(floor, GPU step); summed by hand
+    # (step s reads the prompt, the first token and s - 1 more)
+    steps = [max(floor, cost.decode_step_s(1, 101 + s)) for s in range(2000)]
+    r = result.requests
+    assert r["finish_s"][0] - r["first_token_s"][0] == pytest.approx(sum(steps), rel=1e-6)
+
+
+def test_multi_step_windows_delay_joins_and_deliver_tokens_in_chunks():
+    work = "arrivals constant 20/s; lengths fixed 200 -> 41; requests 2"
+    one, _ = run("ideal", work)
+    ten, _ = run("ideal { scheduler_steps 10 }", work)
+    # the second request arrives while the first decodes: it waits for the window to end
+    assert ttft(ten)[1] > ttft(one)[1]
+    # tokens leave in chunks of 10: the client's gaps are 10 steps long
+    assert np.average(ten.itl_s, weights=ten.itl_weights) == pytest.approx(
+        10 * np.average(one.itl_s, weights=one.itl_weights), rel=0.2
+    )
+    # 45 decode steps end inside the fifth window: the last tokens leave when it ends
+    alone = "arrivals poisson 1/s; lengths fixed 200 -> 46; requests 1"
+    one, ten = run("ideal", alone)[0], run("ideal { scheduler_steps 10 }", alone)[0]
+    assert tpot(ten) == pytest.approx(tpot(one) * 50 / 45, rel=0.01)
+
+
+def test_the_front_end_queues_a_burst():
+    burst = "arrivals burst; lengths fixed 100 -> 1; requests 20"
+    serial, _ = run("ideal { frontend { per_request 10 ms } }", burst)
+    two, _ = run("ideal { frontend { per_request 10 ms; workers 2 } }", burst)
+    gpu, _ = run("ideal", burst)
+    # one server takes them in one after the other, two in pairs
+    assert serial.requests["enqueued_s"].max() == pytest.approx(20 * 10e-3)
+    assert two.requests["enqueued_s"].max() == pytest.approx(10 * 10e-3)
+    assert gpu.requests["enqueued_s"].max() == 0
+    assert ttft(serial).max() >= 20 * 10e-3
+    tokens, _ = run("ideal { frontend { per_input_token 100 us } }", ONE)
+    alone, _ = run("ideal", ONE)
+    assert ttft(tokens)[0] == pytest.approx(ttft(alone)[0] + 1000 * 100e-6, rel=1e-6)
+
+
+TIGHT = "kv { gpu_util 0.085; block 16 tokens }"  # a few hundred blocks: outputs compete
+
+
+def test_reserving_the_output_at_admission_avoids_preemption():
+    work = "arrivals burst; lengths fixed 400 -> 3000; requests 40"
+    plain, _ = run("ideal", work, TIGHT)
+    reserved, _ = run("ideal { reserve_output on }", work, TIGHT)
+    assert plain.requests["preemptions"].sum() > 0
+    assert reserved.requests["preemptions"].sum() == 0
+    assert ~reserved.requests["rejected"].any()
+
+
+def test_memory_free_takes_its_share_after_the_weights():
+    total = simulate(lower(spec_of("ideal { memory total }", ONE, "kv { gpu_util 0.5 };")))
+    free = simulate(lower(spec_of("ideal { memory free }", ONE, "kv { gpu_util 0.5 };")))
+    # 80 GB x 0.5 - weights  <  (80 GB - weights) x 0.5
+    assert free.instances[0].kv_capacity_blocks > total.instances[0].kv_capacity_blocks
+
+
+def test_kernel_factors_scale_the_cost_models_ops():
+    base, cost = run("ideal", ONE)
+    slow, _ = run("ideal { kernels { gemm 2 } }", ONE)
+    gemm = cost.breakdown(Batch(1000, Batch.pairs(1000, 0), samples=1))
+    extra = gemm["gemm"] + gemm["lm_head"]
+    assert ttft(slow)[0] == pytest.approx(ttft(base)[0] + extra, rel=1e-6)
+
+
+def test_a_closed_loop_keeps_its_clients_busy_and_no_more():
+    result, _ = run("ideal", "arrivals closed 4; lengths fixed 300 -> 20; requests 30")
+    r = result.requests
+    order = np.argsort(r["arrival_s"], kind="stable")
+    arrival, finish = r["arrival_s"][order], np.sort(r["finish_s"])
+    assert (arrival[:4] == 0).all()
+    # the k-th request after the first four arrives when the (k-4)-th finishes
+    assert arrival[4:] == pytest.approx(finish[: len(arrival) - 4])
+    for t in arrival:
+        assert ((r["arrival_s"] <= t) & (r["finish_s"] > t)).sum() <= 4

@@ -1,0 +1,224 @@
+"""Serving engines: ``engine`` definitions and the engine each pool runs.
+
+An engine definition (``std/engines`` ships vLLM, SGLang and TensorRT-LLM) is kept
+as its statements. A pool's engine is built from them in three layers, later ones
+winning statement by statement: the definition, then its ``on_gpu`` blocks that
+name the pool's GPU, then the statements the pool writes in braces after the
+engine's name (``engine vllm_v1 { scheduler_steps 4 }``). ``kv``, ``host``,
+``frontend`` and ``kernels`` merge statement by statement too, and so does
+``batching`` when both layers name the same policy. The merged statements are
+checked once against the engine schema, so an error points at the line that
+wrote the bad value, wherever it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tokensim import ir
+from tokensim.lang import ast
+from tokensim.lang.check import schemas
+from tokensim.lang.check.env import Env
+from tokensim.lang.diagnostics import Note, did_you_mean
+from tokensim.lang.schema import BAD, Bodies, Bound, Val, bind
+from tokensim.lang.source import Span
+
+NESTED = ("kv", "host", "frontend", "kernels")  # blocks merged statement by statement
+_HOST = {
+    "iteration": "iteration_s",
+    "per_seq": "per_seq_s",
+    "per_prefill_token": "per_prefill_token_s",
+    "per_rank": "per_rank_s",
+    "per_layer": "per_layer_s",
+}
+_FRONTEND = {"per_request": "per_request_s", "per_input_token": "per_input_token_s"}
+
+
+@dataclass(frozen=True)
+class EngineDef:
+    """An engine as defined: its statements (``on_gpu`` blocks apart) and where."""
+
+    name: str
+    version: str
+    sources: tuple[str, ...]
+    statements: tuple[ast.Statement, ...]
+    on_gpu: tuple[tuple[tuple[str, ...], tuple[ast.Statement, ...]], ...]
+    span: Span
+
+
+def definition(bound: Bound, env: Env) -> EngineDef | None:
+    """An ``engine NAME { ... }`` block as an :class:`EngineDef` (its statements are
+    checked when a pool uses it; the definition alone is checked here too)."""
+    body = bound.body
+    sources = tuple(
+        b.get("source").value for b in body.all("source") if isinstance(b.get("source"), Val)
+    )
+    version = body.value("version")
+    plain = tuple(s for s in bound.stmt.body if s.key.text not in ("source", "version", "on_gpu"))
+    on_gpu = []
+    for b in body.all("on_gpu"):
+        gpus = b.get("gpus")
+        if gpus in (None, BAD) or b.stmt.body is None:
+            return None
+        known = set(env.defs.get("gpu", {})) | set(env.std_index.get("gpu", {}))
+        for ref in gpus:
+            if ref.value not in known:
+                env.rep.error(
+                    f"unknown gpu `{ref.value}`",
+                    ref.span,
+                    Note("`on_gpu` names GPUs defined in scope or in std/hardware"),
+                    help=did_you_mean(ref.value, known),
+                )
+                return None
+        on_gpu.append((tuple(r.value for r in gpus), tuple(b.stmt.body)))
+    engine = EngineDef(
+        bound.get("name"),
+        version.value if isinstance(version, Val) else "",
+        sources,
+        plain,
+        tuple(on_gpu),
+        bound.span,
+    )
+    errors = len(env.rep.diagnostics)
+    build(engine, None, (), env)  # report a bad value once, where it is defined
+    return engine if len(env.rep.diagnostics) == errors else None
+
+
+def merge(base: Sequence[ast.Statement], over: Sequence[ast.Statement]) -> list[ast.Statement]:
+    """``base`` with the statements of ``over`` laid on top, key by key."""
+    out = list(base)
+    for stmt in over:
+        key = stmt.key.text
+        at = next((i for i, s in enumerate(out) if s.key.text == key), None)
+        if at is None:
+            out.append(stmt)
+            continue
+        old = out[at]
+        same_policy = key == "batching" and old.label is not None and old.label == stmt.label
+        if (key in NESTED or same_policy) and old.body is not None and stmt.body is not None:
+            stmt = dataclasses.replace(stmt, body=tuple(merge(old.body, stmt.body)))
+        elif same_policy and stmt.body is None:
+            stmt = dataclasses.replace(stmt, body=old.body)
+        out[at] = stmt
+    return out
+
+
+@dataclass(frozen=True)
+class PoolEngine:
+    """What a pool takes from its engine: the engine, and the defaults of its batching
+    (None: the language's) and KV statements."""
+
+    engine: ir.Engine
+    batching: object  # PolicyUse | None
+    kv: tuple[ast.Statement, ...]
+    batching_stmt: ast.Statement | None = None
+
+    def batching_for(self, own: Bound | None, env: Env):
+        """The pool's batching: its own ``batching`` statement over the engine's (the
+        same policy keeps the engine's parameters the pool does not set)."""
+        if own is None:
+            return self.batching
+        base = self.batching_stmt
+        if base is None or base.label != own.stmt.label:
+            return own.get("batching")
+        merged = merge([base], [own.stmt])
+        attr = schemas.POOL.attr("batching")
+        bound = bind(merged, schemas.Block("pool", (attr,)), env.rep, "`batching`", None)
+        return bound.value("batching", "batching")
+
+
+def build(
+    engine: EngineDef, gpu: str | None, overrides: Sequence[ast.Statement], env: Env
+) -> PoolEngine | None:
+    """The engine a pool on ``gpu`` runs, with the statements a spec wrote in braces
+    after its name (``overrides``); None after reporting an error."""
+    stmts = list(engine.statements)
+    chosen: list[str] = []
+    for gpus, extra in engine.on_gpu:
+        if gpu in gpus:
+            stmts = merge(stmts, extra)
+    if overrides:
+        stmts = merge(stmts, overrides)
+        chosen += [s.key.text for s in overrides]
+    errors = len(env.rep.diagnostics)
+    body = bind(stmts, schemas.ENGINE_OVERRIDES, env.rep, "`engine`", engine.span)
+    if len(env.rep.diagnostics) > errors:
+        return None
+    host = _sub(body, "host", _HOST)
+    frontend = _sub(body, "frontend", _FRONTEND)
+    kernels = _sub(body, "kernels", {})
+    steps = body.value("scheduler_steps", default=1)
+    value = ir.Engine(
+        name=engine.name,
+        version=engine.version,
+        sources=engine.sources,
+        memory=body.value("memory", default="total"),
+        cuda_graphs=body.value("cuda_graphs", default=0),
+        graph_prefill=body.value("graph_prefill", default=False),
+        scheduler_steps=steps,
+        async_scheduling=body.value("async_scheduling", default=False),
+        reserve_output=body.value("reserve_output", default=False),
+        stream_tokens=body.value("stream", default=steps),
+        host=ir.HostTime(**host),
+        frontend=ir.Frontend(**frontend),
+        kernels=tuple(sorted(kernels.items())),
+        span=engine.span,
+        overrides=tuple(sorted(set(chosen))),
+    )
+    kv = body.one("kv")
+    batching = body.one("batching")
+    return PoolEngine(
+        value,
+        body.value("batching", "batching"),
+        tuple(kv.stmt.body) if kv is not None and kv.stmt.body else (),
+        batching.stmt if batching is not None else None,
+    )
+
+
+def _sub(body: Bodies, key: str, names: dict[str, str]) -> dict:
+    """The values of the sub-block ``key`` by IR field name."""
+    bound = body.one(key)
+    if bound is None or bound.body is None:
+        return {}
+    return {
+        names.get(k, k): bound.body.value(k)
+        for k in bound.body.by_key
+        if bound.body.value(k) is not None
+    }
+
+
+def for_pool(pb: Bodies, deployment: Bound | None, gpu: str, env: Env) -> PoolEngine | None:
+    """The engine of the pool whose body is ``pb`` on ``gpu``.
+
+    The deployment's ``engine`` statement (``deployment``) sets the engine of every pool
+    that names none; a pool's ``engine NAME`` replaces it, and a pool's ``engine { ... }``
+    without a name changes some of its statements. With neither, pools run
+    ``std/engines``'s ``vllm_v1`` (found even when the spec does not import it).
+    """
+    ref, overrides = None, []
+    for bound in (deployment, pb.one("engine")):
+        if bound is None:
+            continue
+        if isinstance(bound.get("engine"), Val):
+            ref, overrides = bound.get("engine"), []
+        overrides += bound.stmt.body or ()
+    if ref is not None:
+        engine = env.lookup("engine", ref)
+        if engine is None:
+            return None
+    else:
+        engine = default_engine(env)
+    return build(engine, gpu, overrides, env)
+
+
+def default_engine(env: Env) -> EngineDef:
+    """The default engine: the spec's own ``vllm_v1`` if it defines or imports one, else
+    the std catalogue's."""
+    found = env.defs.get("engine", {}).get(schemas.DEFAULT_ENGINE)
+    if found is not None:
+        return found[0]
+    from tokensim.lang.check import std_engines
+
+    return std_engines()[schemas.DEFAULT_ENGINE]
