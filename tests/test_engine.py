@@ -272,3 +272,23 @@ def test_a_closed_loop_keeps_its_clients_busy_and_no_more():
     assert arrival[4:] == pytest.approx(finish[: len(arrival) - 4])
     for t in arrival:
         assert ((r["arrival_s"] <= t) & (r["finish_s"] > t)).sum() <= 4
+
+
+# -- what a run says besides its figures ----------------------------------------------------
+
+
+def test_a_static_batch_that_memory_cuts_short_is_reported(tmp_path):
+    work = "arrivals burst; lengths fixed 3000 -> 200; requests 64"
+    short = simulate(lower(spec_of("ideal", work, "batching static { max_seqs 32 }; " + TIGHT)))
+    assert any("static batch" in w and "fewer than max_seqs 32" in w for w in short.warnings)
+    roomy = simulate(lower(spec_of("ideal", work, "batching static { max_seqs 4 }")))
+    assert roomy.warnings == []
+    from tokensim.metrics import summarize
+    from tokensim.report import summary_table
+
+    assert "warning: p[0]:" in summary_table(summarize(short))
+
+
+def test_a_run_that_serves_nothing_says_so():
+    result, _ = run("ideal", "arrivals burst; lengths fixed 9000 -> 10; requests 3")
+    assert result.warnings == ["every request (3) was rejected: nothing was served"]

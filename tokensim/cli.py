@@ -201,7 +201,10 @@ def cmd_run(args) -> int:
             write_page(out)
     except OSError as err:
         raise _Usage(f"cannot write results to {out}: {err.strerror or err}") from None
-    if not args.quiet:
+    if args.quiet:  # what the figures would hide is said even then
+        for warning in metrics.get("warnings", []):
+            print(f"warning: {warning}", file=sys.stderr)
+    else:
         sys.stdout.write(summary_table(metrics))
         extra = ", transitions.csv" if args.transitions else ""
         page = "" if args.no_report else f"wrote {out}/report.html\n"

@@ -128,6 +128,7 @@ def summarize(result) -> dict:
             "cached_prompt_tokens": int(r["cached_tokens"].sum()),
             "rejected_why": sorted({why for _, why in result.rejected})[:5],
         },
+        "warnings": list(getattr(result, "warnings", [])),
     }
     for key in ("ttft_s", "tpot_s", "e2e_s", "queue_s"):
         v = cols[key]

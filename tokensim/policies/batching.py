@@ -96,6 +96,8 @@ class Static(Batching):
             extra += swap_s  # every member was preempted: start a new batch
         prefill: list = []
         self.admit_prompts(inst, 2**62, prefill)  # no token limit: the whole batch at once
+        if prefill and len(prefill) < self.max_seqs and len(inst.waiting):
+            inst.short_batch(len(prefill))  # memory, not the queue, cut the batch short
         return (prefill, 0, extra) if prefill else None
 
 

@@ -36,7 +36,8 @@ def summary_table(metrics: dict) -> str:
         f"{metrics['spec']}: {req['completed']} of {req['total']} requests completed"
         + (f", {req['rejected']} rejected" if req["rejected"] else "")
         + f", {req['preemptions']} preemptions, seed {metrics['seed']}"
-        + why,
+        + why
+        + "".join(f"\nwarning: {w}" for w in metrics.get("warnings", [])),
         f"throughput  {tput['requests_per_s']:.2f} req/s"
         f"  {tput['output_tokens_per_s']:.0f} output tok/s"
         f"  {tput['total_tokens_per_s']:.0f} total tok/s over {tput['duration_s']:.1f} s",

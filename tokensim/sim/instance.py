@@ -133,6 +133,7 @@ class Instance:
         self.iterations = 0
         self.busy_s = 0.0
         self.preemptions = 0
+        self.short_batches: list[int] = []  # sizes of static batches memory cut short
         self.series: list[tuple] = []  # (time, running, waiting, kv_used_blocks, batch_tokens)
         # one row per iteration, or per run of decode steps:
         # (start, end, prefill tokens, decode sequences, steps)
@@ -280,6 +281,29 @@ class Instance:
             req.log.append((now, "scheduled", hit))
         self.running.append(req)
         return True
+
+    def short_batch(self, size: int) -> None:
+        """A static batch of ``size`` sequences started while requests waited: their KV
+        did not fit beside it."""
+        self.short_batches.append(size)
+
+    def warnings(self) -> list[str]:
+        """What a user should know about this instance's run that the figures hide."""
+        out = []
+        if self.short_batches:
+            policy = self.policy
+            out.append(
+                f"{self.name}: {len(self.short_batches)} static batch"
+                f"{'es' * (len(self.short_batches) > 1)} ran with fewer than max_seqs "
+                f"{policy.max_seqs} sequences (as few as {min(self.short_batches)}) while "
+                "requests waited: their prompts' KV did not fit"
+            )
+        if self.preemptions and not self.policy.joins_mid_batch:
+            out.append(
+                f"{self.name}: static batch members were preempted {self.preemptions} times "
+                "as their outputs grew past the KV cache"
+            )
+        return out
 
     def prepare_decode(self) -> tuple[int, float]:
         """Give every decoding sequence KV for its next token, preempting the most recently

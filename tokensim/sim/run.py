@@ -70,6 +70,7 @@ class Result:
     events: int
     wall_s: float
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what the figures alone would hide
     transitions: list[list[tuple[float, str, int]]] = field(default_factory=list)
     # per directed topology edge that carried KV: (time_s, flows, bytes in flight,
     # utilization) rows
@@ -352,6 +353,13 @@ class Simulation:
         if self.progress is not None and self.kernel.events % 5000 == 0:
             self.progress(self.done, self.total, self.kernel.now)
 
+    def _warnings(self) -> list[str]:
+        out = [w for inst in self.instances for w in inst.warnings()]
+        rejected = sum(1 for r in self.requests if r.rejected)
+        if rejected and rejected == len(self.requests):
+            out.append(f"every request ({rejected}) was rejected: nothing was served")
+        return out
+
     def _result(self, wall_s: float) -> Result:
         reqs = self.requests
         cols = {
@@ -406,6 +414,7 @@ class Simulation:
             events=self.kernel.events,
             wall_s=wall_s,
             rejected=[(r.id, r.rejected) for r in reqs if r.rejected],
+            warnings=self._warnings(),
             links={
                 f"{u}->{v}": np.array(points, dtype=np.float64).reshape(-1, 4)
                 for (u, v), points in sorted(self.network.series.items())
