@@ -97,7 +97,7 @@ def test_overrides_layer_statement_by_statement():
     assert c.engine.name == "sglang" and c.engine.host.per_seq_s != 1e-6  # a new engine
     assert c.kv.block_tokens == 1 and dict(c.batching.params)["max_seqs"] == 8
     # the same policy merges parameters: the engine's max_tokens stays
-    assert dict(c.batching.params)["max_tokens"] == 16384
+    assert dict(c.batching.params)["max_tokens"] == 8192 and dict(c.batching.params)["chunk"]
     assert v06.name == "vllm_0_6"
 
 
@@ -292,3 +292,14 @@ def test_a_static_batch_that_memory_cuts_short_is_reported(tmp_path):
 def test_a_run_that_serves_nothing_says_so():
     result, _ = run("ideal", "arrivals burst; lengths fixed 9000 -> 10; requests 3")
     assert result.warnings == ["every request (3) was rejected: nothing was served"]
+
+
+def test_continuous_batching_can_chunk_prompts_prefill_first():
+    work = "arrivals burst; lengths fixed 3000 -> 2; requests 2"
+    whole, cost = run("ideal", work, "batching continuous { max_tokens 2048 }")
+    split, _ = run("ideal", work, "batching continuous { max_tokens 2048; chunk on }")
+    # whole prompts: each longer than the budget runs alone; split: 2048-token iterations
+    work_of = split.instances[0].work
+    assert [int(t) for t in work_of[:, 2] if t] == [2048, 2048, 1904]
+    assert [int(t) for t in whole.instances[0].work[:, 2] if t] == [3000, 3000]
+    assert ttft(split).max() > 0 and ~split.requests["rejected"].any()

@@ -6,7 +6,7 @@ Chosen per pool with ``batching NAME { params }``; admission order is the
 
 from __future__ import annotations
 
-from tokensim.lang.schema import Num, Word
+from tokensim.lang.schema import Bool, Num, Word
 from tokensim.lang.units import Dim
 from tokensim.policies import Param, Policy, Registry
 
@@ -78,6 +78,20 @@ class Batching(Policy):
         return budget
 
 
+def continue_prompts(inst, budget: int, prefill: list) -> int:
+    """Chunks of the prompts already admitted and partly computed, in admission order,
+    within ``budget`` tokens; returns the tokens taken."""
+    taken = 0
+    for req in inst.running:
+        if taken >= budget:
+            break
+        if req.state.name == "PREFILL" and req.to_compute > 0:
+            chunk = min(req.to_compute, budget - taken)
+            prefill.append((req, chunk))
+            taken += chunk
+    return taken
+
+
 @BATCHING.register("static")
 class Static(Batching):
     """Static batching: take up to ``max_seqs`` waiting requests, run the batch until
@@ -103,8 +117,9 @@ class Static(Batching):
 
 @BATCHING.register("continuous")
 class Continuous(Batching):
-    """Continuous batching (vLLM style): requests join and leave at every iteration;
-    waiting prompts are admitted first (prefill-first) within ``max_tokens`` per iteration."""
+    """Continuous batching (vLLM V0 and SGLang style): requests join and leave at every
+    iteration; waiting prompts are admitted first (prefill-first) within ``max_tokens`` per
+    iteration, whole or (``chunk``) with the last one split to fill the budget."""
 
     params = (
         _max_seqs(256),
@@ -114,13 +129,25 @@ class Continuous(Batching):
             8192,
             "most prompt tokens prefilled in one iteration",
         ),
+        Param(
+            "chunk",
+            Bool("chunk"),
+            False,
+            "split the last prompt of an iteration to fill max_tokens; a split prompt goes "
+            "on first in the next one (SGLang's chunked prefill)",
+        ),
         _order(),
     )
+
+    @property
+    def chunks_prompts(self) -> bool:
+        return self.chunk
 
     def plan(self, inst):
         extra = inst.resume_swapped()
         prefill: list = []
-        self.admit_prompts(inst, self.max_tokens, prefill)
+        taken = continue_prompts(inst, self.max_tokens, prefill) if self.chunk else 0
+        self.admit_prompts(inst, self.max_tokens - taken, prefill)
         if prefill:  # prefill-first: this iteration computes the new prompts only
             return prefill, 0, extra
         decode, swap_s = inst.prepare_decode()
@@ -151,15 +178,9 @@ class Chunked(Batching):
     def plan(self, inst):
         extra = inst.resume_swapped()
         decode, swap_s = inst.prepare_decode()
-        budget = self.budget - decode
         prefill: list = []
-        for req in inst.running:  # prompts already admitted continue first
-            if budget <= 0:
-                break
-            if req.state.name == "PREFILL" and req.to_compute > 0:
-                chunk = min(req.to_compute, budget)
-                prefill.append((req, chunk))
-                budget -= chunk
+        budget = self.budget - decode
+        budget -= continue_prompts(inst, budget, prefill)
         self.admit_prompts(inst, budget, prefill)
         if not decode and not prefill:
             return None
