@@ -74,26 +74,49 @@ class OpFit:
         return ops.predict(t, op, pk, self.params, self.corrections)
 
 
+def kv_class(kv_dtype: str) -> str:
+    """The KV cache's precision as fit classes tell it apart: ``""`` for a 16-bit
+    cache (or none given), else its dtype (``fp8``)."""
+    return "" if kv_dtype in ("", *SIXTEEN_BIT) else kv_dtype
+
+
 def class_of(
-    op: str, kernel: str = "", dtype: str = "", heads: float = 0, kv_heads: float = 0
+    op: str,
+    kernel: str = "",
+    dtype: str = "",
+    heads: float = 0,
+    kv_heads: float = 0,
+    kv_dtype: str = "",
 ) -> str:
     """The fit class of an op: ``gemm:16bit``/``gemm:fp8`` (a precision has its own
     peak and kernels), ``elementwise:norm`` or ``allreduce:NCCL`` (a kernel moves
     bytes at its own rate), ``attention_decode:mha``/``:gqa`` (a query head per KV
     head, or a group of them: attention kernels take another path for groups), else
-    the op itself."""
+    the op itself. Attention over an 8-bit KV cache is a class of its own, suffixed
+    ``:kv_fp8`` (``attention_decode:gqa:kv_fp8``): another kernel path."""
     if op == "gemm":
         return f"gemm:{'16bit' if dtype in SIXTEEN_BIT else dtype}"
     if op in BY_KERNEL and kernel:
         return f"{op}:{kernel}"
+    name = op
     if op in BY_GROUPING and kv_heads:
-        return f"{op}:{'mha' if heads == kv_heads else 'gqa'}"
-    return op
+        name = f"{op}:{'mha' if heads == kv_heads else 'gqa'}"
+    if op.startswith("attention") and kv_class(kv_dtype):
+        name += f":kv_{kv_class(kv_dtype)}"
+    return name
+
+
+def sixteen_bit_kv(name: str) -> str:
+    """The class of 16-bit KV caches that an attention class ``name`` of another KV
+    cache comes from (``attention_decode:gqa:kv_fp8`` -> ``attention_decode:gqa``)."""
+    return name.split(":kv_", 1)[0]
 
 
 def fit_classes(t: tables.Table):
     """(class name, op, rows) for every fit class of ops in ``t``."""
-    keys = zip(t["op"], t["kernel"], t["dtype"], t["heads"], t["kv_heads"], strict=True)
+    keys = zip(
+        t["op"], t["kernel"], t["dtype"], t["heads"], t["kv_heads"], t["kv_dtype"], strict=True
+    )
     names = np.array([class_of(*r) for r in keys], dtype=object)
     for name in sorted(set(names)):
         yield name, op_of(name), t.where(names == name)
@@ -148,6 +171,8 @@ class Calibration:
 
     fits: dict[str, dict[str, OpFit]]
     sources: list[str] = field(default_factory=list)
+    # where a shipped calibration came from: what it was fitted on, how to remake it
+    fitted_on: dict = field(default_factory=dict)
 
     def predict(self, t: tables.Table, gpu: str, name: str) -> np.ndarray | None:
         """Seconds for rows of ``t`` of fit class ``name`` on ``gpu`` (None if not fitted)."""
@@ -161,6 +186,7 @@ class Calibration:
             "format": FORMAT,
             "version": VERSION,
             "tokensim": __version__,
+            **({"fitted_on": self.fitted_on} if self.fitted_on else {}),
             "sources": self.sources,
             "gpus": {
                 gpu: {
@@ -181,9 +207,27 @@ class Calibration:
             },
         }
 
-    def write(self, path: str | Path) -> None:
+    def write(self, path: str | Path, compact: bool = False) -> None:
+        """Write the calibration as JSON (``compact``: one line a GPU's op class, for
+        files shipped in the package)."""
+        data = self.to_json()
+        if compact:
+            head = {k: v for k, v in data.items() if k != "gpus"}
+            text = json.dumps(head, indent=1)[:-2] + ',\n "gpus": {\n'
+            text += ",\n".join(
+                f"  {json.dumps(gpu)}: {{\n"
+                + ",\n".join(
+                    f"   {json.dumps(name)}: {json.dumps(fit, separators=(',', ':'))}"
+                    for name, fit in by_op.items()
+                )
+                + "\n  }"
+                for gpu, by_op in data["gpus"].items()
+            )
+            text += "\n }\n}\n"
+        else:
+            text = json.dumps(data, indent=1) + "\n"
         with tables.replacing(path) as tmp:
-            tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
+            tmp.write_text(text, encoding="utf-8")
 
 
 def read(path: str | Path) -> Calibration:
@@ -228,7 +272,7 @@ def read(path: str | Path) -> Calibration:
         raise
     except (KeyError, TypeError, ValueError) as e:
         raise CalibrationError(f"{path}: malformed calibration ({type(e).__name__}: {e})") from None
-    return Calibration(fits, list(data.get("sources") or []))
+    return Calibration(fits, list(data.get("sources") or []), dict(data.get("fitted_on") or {}))
 
 
 def calibrate(t: tables.Table, corrections: bool = True) -> Calibration:

@@ -191,7 +191,8 @@ def vidur_network(path: Path, gpu: str | None = None) -> Iterator[dict]:
 
 
 def nvidia(path: Path, gpu: str | None = None) -> Iterator[dict]:
-    """Rows of one of NVIDIA's kernel tables (bf16/fp16/fp8 compute; bf16 KV cache)."""
+    """Rows of one of NVIDIA's kernel tables (bf16/fp16/fp8 compute; attention with a
+    16-bit or an fp8 KV cache, ``kv_dtype``: vLLM runs another kernel path for each)."""
     gpu = _gpu_from_path(path, gpu)
     name = path.name
     for number, r in _csv(path):
@@ -205,12 +206,12 @@ def nvidia(path: Path, gpu: str | None = None) -> Iterator[dict]:
             yield {**base, "op": "gemm", "dtype": dtype, "m": _num(r, "m", where),
                    "n": _num(r, "n", where), "k": _num(r, "k", where)}  # fmt: skip
         elif name in ("context_attention_perf.csv", "generation_attention_perf.csv"):
-            if r.get("kv_cache_dtype") != r.get("attn_dtype"):
-                continue  # fp8 KV cache rows: another kernel
             decode = name.startswith("generation")
             length = _num(r, "isl", where) + (_num(r, "step", where) if decode else 0)
+            kv = r.get("kv_cache_dtype") or r.get("attn_dtype", "")
             yield {**base, "op": "attention_decode" if decode else "attention_prefill",
                    "dtype": DTYPES.get(r.get("attn_dtype", ""), r.get("attn_dtype", "")),
+                   "kv_dtype": DTYPES.get(kv, kv),
                    "batch": _num(r, "batch_size", where), "length": length,
                    "heads": _num(r, "num_heads", where),
                    "kv_heads": _num(r, "num_key_value_heads", where),

@@ -5,7 +5,7 @@ measured rows of several sources on one GPU:
 
 * the model's GEMMs and elementwise ops at ``m`` tokens (Vidur's per-layer rows,
   which name the model and tp);
-* its attention (NVIDIA's grid at the model's heads and KV heads per GPU):
+* its attention (NVIDIA's grid at the model's heads and KV heads per GPU, 16-bit KV cache):
   a *prefill* of ``N`` tokens (one prompt, ``m = N``) or a *decode* step of batch
   ``B`` at context ``C`` (``m = B``);
 * with tp > 1, two all-reduces of ``m x hidden`` 16-bit values over tp GPUs (the
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tokensim.perf import tables, validate
+from tokensim.perf import calibrate, tables, validate
 
 HEAD_DIM = 128  # NVIDIA's attention grid measures head_dim 128 only
 DECODE_CONTEXTS = (512, 2048, 8192)
@@ -61,6 +61,7 @@ def _model_iterations(t, rows, on, mine, gpu, model, tp) -> list[Iteration]:
         return []
     heads, kv_heads, hidden = shape
     attn = on & (t["heads"] == heads) & (t["kv_heads"] == kv_heads) & (t["head_dim"] == HEAD_DIM)
+    attn &= np.array([calibrate.kv_class(d) == "" for d in t["kv_dtype"]], bool)  # 16-bit KV
     out = []
     for m in sorted(set(t["m"][mine])):
         layer = tuple((int(i),) for i in rows[mine & (t["m"] == m)])

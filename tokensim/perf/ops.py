@@ -34,7 +34,7 @@ from tokensim import ir
 from tokensim.perf import tables
 from tokensim.perf.roofline import ATTENTION_KERNELS, QUANT_BYTES, QUANT_DTYPES
 
-ATTN_BYTES = 2  # activations and the KV cache in 16-bit
+ATTN_BYTES = 2  # activations in 16-bit (and the KV cache, unless a row's kv_dtype says not)
 DTYPE_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "int4": 0.5}
 # which efficiency-block factors the datasheet roofline uses for each op class
 DEFAULT_FACTORS = {
@@ -83,13 +83,19 @@ class Peaks:
         return np.array([self.flops.get(d) or half for d in dtypes], float)
 
 
+def kv_bytes(kv_dtypes: np.ndarray) -> np.ndarray:
+    """Bytes of one KV-cache element per row (an empty ``kv_dtype``: 16-bit)."""
+    return np.array([DTYPE_BYTES.get(d, ATTN_BYTES) if d else ATTN_BYTES for d in kv_dtypes])
+
+
 def work(t: tables.Table, op: str):
     """(FLOPs, bytes, serial bytes, unit bytes) of each row of ``t`` (all rows of class
     ``op``). Serial bytes are moved by a memory-bound kernel before the op, not overlapped
     with it: an 8-bit GEMM's activation quantization, as the simulator prices it. Unit bytes
     are what one of the op's parallel units streams on its own: decode attention's context of
     one sequence and one KV head, which a kernel that does not split the context reads in
-    one thread block, however idle the rest of the GPU is (0: no such bound)."""
+    one thread block, however idle the rest of the GPU is (0: no such bound). Attention's K
+    and V bytes are those of the row's ``kv_dtype`` (an 8-bit cache reads half as many)."""
     if op == "gemm":
         m, n, k = t["m"], t["n"], t["k"]
         wb = np.array([DTYPE_BYTES.get(d, 2) for d in t["dtype"]], float)
@@ -97,13 +103,14 @@ def work(t: tables.Table, op: str):
         return 2 * m * n * k, n * k * wb + m * (n + k) * ATTN_BYTES, quant, 0.0
     if op in ("attention_prefill", "attention_decode"):
         b, length, h, kv, hd = t["batch"], t["length"], t["heads"], t["kv_heads"], t["head_dim"]
+        kvb = kv_bytes(t["kv_dtype"])
         if op == "attention_prefill":
             pairs = length * (length + 1) / 2
-            nbytes = b * length * (2 * h + 2 * kv) * hd * ATTN_BYTES
+            nbytes = b * length * (2 * h * ATTN_BYTES + 2 * kv * kvb) * hd
         else:
             pairs = length
-            nbytes = b * (length * 2 * kv + 2 * h) * hd * ATTN_BYTES
-        unit = length * 2 * hd * ATTN_BYTES if op == "attention_decode" else 0.0
+            nbytes = b * (length * 2 * kv * kvb + 2 * h * ATTN_BYTES) * hd
+        unit = length * 2 * hd * kvb if op == "attention_decode" else 0.0
         return b * 4 * h * hd * pairs, nbytes, 0.0, unit
     if op == "elementwise":
         return np.zeros(len(t)), t["bytes"], 0.0, 0.0

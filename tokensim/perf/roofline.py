@@ -257,7 +257,9 @@ def for_pool(pool: ir.Pool, graph) -> CostModel:
     The tp ring of each pipeline stage runs over consecutive GPUs of instance 0
     (all instances of a pool are placed alike); its bandwidth is the narrowest
     hop's and its latency the slowest hop's. Stage hand-offs use the path from
-    the last GPU of one stage to the first of the next.
+    the last GPU of one stage to the first of the next. A pool priced by the
+    roofline because nothing chose a cost model (its GPU has no calibration) gets
+    a note on stderr, once.
     """
     gpus = pool.instances[0].gpus
     tp, pp = pool.tp, pool.pp
@@ -275,6 +277,13 @@ def for_pool(pool: ir.Pool, graph) -> CostModel:
             stage_bw = min(stage_bw, path.bottleneck_Bps)
             stage_lat = max(stage_lat, path.latency_s)
     if pool.cost.kind == "roofline":
+        if pool.cost.span is None:  # nobody chose it: the GPU has no calibration
+            from tokensim.perf.backend import note
+
+            note(
+                f"pool {pool.name}: no calibration for {pool.gpu.name}: every op priced from "
+                "its datasheet figures and efficiency block (cost roofline)"
+            )
         return CostModel(pool, ring_bw, ring_lat, stage_bw, stage_lat)
     from tokensim.perf.backend import measured
 

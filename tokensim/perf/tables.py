@@ -18,6 +18,7 @@ kernel     a label: the measured operator (``mlp_up_proj``, ``nccl``); for
 model      the model the shape came from, or empty for a generic grid
 tp         the tensor-parallel degree of that shape, or empty
 dtype      ``bf16`` | ``fp16`` | ``fp8`` ... (the compute dtype)
+kv_dtype   attention: the KV cache's dtype (``bf16``, ``fp8``); empty: 16-bit
 m n k      gemm: ``m x k`` times ``k x n``; elementwise: ``m`` = tokens
 batch      attention: sequences
 length     attention_prefill: prompt tokens per sequence;
@@ -31,6 +32,8 @@ seconds    the measured time of one call (median where repeated)
 ========== ==============================================================
 
 Cells an op does not use are empty. :data:`KEYS` lists the ones each op needs.
+A file without the ``kv_dtype`` column (written before it existed) reads as
+16-bit KV caches.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ COLUMNS = (
     "model",
     "tp",
     "dtype",
+    "kv_dtype",
     "m",
     "n",
     "k",
@@ -65,7 +69,9 @@ COLUMNS = (
     "bytes",
     "seconds",
 )
-TEXT = ("gpu", "op", "kernel", "model", "dtype")
+TEXT = ("gpu", "op", "kernel", "model", "dtype", "kv_dtype")
+# columns a file may lack (empty in every row then)
+OPTIONAL = ("kv_dtype",)
 NUMBERS = tuple(c for c in COLUMNS if c not in TEXT)
 KEYS = {
     "gemm": ("m", "n", "k"),
@@ -195,20 +201,20 @@ def read(path: str | Path) -> Table:
         raise TableError(f"{path}: no header row (expected: {','.join(COLUMNS)})")
     reader = csv.reader(lines[start:])
     header = next(reader)
-    missing = [c for c in COLUMNS if c not in header]
+    missing = [c for c in COLUMNS if c not in header and c not in OPTIONAL]
     if missing:
         raise TableError(
             f"{path}:{start + 1}: header lacks {', '.join(missing)}; "
             f"a tokensim table has the columns {','.join(COLUMNS)}"
         )
-    index = {c: header.index(c) for c in COLUMNS}
+    index = {c: header.index(c) for c in COLUMNS if c in header}
     rows = []
     for number, cells in enumerate(reader, start=start + 2):
         if not cells:
             continue
         if len(cells) != len(header):
             raise TableError(f"{path}:{number}: expected {len(header)} values, found {len(cells)}")
-        row = {c: cells[i].strip() for c, i in index.items()}
+        row = {c: cells[index[c]].strip() if c in index else "" for c in COLUMNS}
         _check(row, f"{path}:{number}")
         rows.append(row)
     if not rows:
