@@ -243,3 +243,11 @@ def test_sweep_into_a_statement_body(tmp_path):
         str(tmp_path / "s.tsim"),
     )
     assert spec.sweep.axes[0].values == (0.5, 1)
+
+
+def test_the_kv_cache_of_8_bit_weights_stays_16_bit_unless_asked():
+    # vLLM's `--kv-cache-dtype auto`: an fp8 checkpoint keeps a 16-bit cache
+    spec = compile_text(LIB + "deployment { pool a { model m fp8 }\n pool b { model m fp8; "
+                        "kv { dtype fp8 } }\n pool c { model m } }")  # fmt: skip
+    a, b, c = spec.deployment.pools
+    assert (a.kv.dtype, b.kv.dtype, c.kv.dtype) == ("bf16", "fp8", "bf16")

@@ -276,7 +276,9 @@ def _kv(pb: Bodies, engine_kv, dtype: str, env: Env) -> ir.KvConfig | None:
         preempt=get("preempt", "recompute"),
         prefix_cache=get("prefix_cache", False),
         swap_B=get("swap", 0.0),
-        dtype=get("dtype", dtype),
+        # like vLLM's `--kv-cache-dtype auto`: the activations' 16-bit type for 8- and 4-bit
+        # weights (their GEMMs quantize 16-bit activations), else the weights' own
+        dtype=get("dtype", dtype if ir.DTYPE_BYTES[dtype] >= 2 else "bf16"),
         watermark=get("watermark", 0.01),
     )
     if any(v is BAD for v in values.values()):

@@ -351,7 +351,7 @@ KV = Block(
             "dtype",
             (_words("dtype", DTYPES, "data type"),),
             "KV-cache data type",
-            default="the pool's dtype",
+            default="the pool's dtype; bf16 for 8- and 4-bit weights",
         ),
         Attr(
             "watermark",
