@@ -163,3 +163,24 @@ def test_a_table_continues_from_its_last_measured_size_without_a_jump(tmp_path, 
     last, past = cost._dense_gemms(4096), cost._dense_gemms(4096 * 2**0.25)
     assert 1.0 < past / last < 1.25  # the roofline's growth from the measured time, no jump
     assert "scaled to meet the nearest measured size" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cost", ["roofline", "calibrated"])
+def test_the_lm_head_of_an_8_bit_pool_stays_16_bit(cost):
+    """vLLM quantizes the layers' linear ops, not the LM head: an fp8 pool's head costs
+    what a bf16 pool's does (before the fix it read fp8 weights at fp8 peak)."""
+    from tokensim.graph import lower
+
+    heads = []
+    for dtype in ("bf16", "fp8"):
+        text = (
+            'import "std/hardware"\nimport "std/models"\n'
+            "cluster { node n0 { gpus H100_SXM x 1 } }\n"
+            f"deployment {{ pool p {{ model llama3_1_8b {dtype}; cost {cost} }} }}"
+        )
+        text = text.replace(f"cost {cost}", "cost roofline") if cost == "roofline" else text
+        text = text.replace("; cost calibrated", "")  # the H100's shipped calibration
+        spec = compile_text(text)
+        model = for_pool(spec.deployment.pools[0], lower(spec))
+        heads.append(model.breakdown(Batch(decode_seqs=64, decode_context=64 * 1000))["lm_head"])
+    assert heads[1] == pytest.approx(heads[0], rel=1e-9)

@@ -238,10 +238,13 @@ class MeasuredCostModel(CostModel):
             roof_gemms.append(lambda t: self._gemm(self.gemms[2], t))
             self._datasheet.append("MoE router and experts")
         self._gemm_curve = self._curve(gemm, lambda t: sum(r(t) for r in roof_gemms), "GEMMs")
-        roof_head = self._roof_gemm(m.vocab // tp, m.hidden, quantized=False)
+        # the LM head stays in 16 bit when the layers are quantized, as in vLLM
+        head_dtype = dtype if ir.DTYPE_BYTES[dtype] >= 2 else "bf16"
+        roof_head = lambda t: CostModel._lm_head(self, t)  # noqa: E731
         head = self._predict(
-            "gemm", "", grid, dtype, roof_head, extend=True, m=grid, n=m.vocab // tp, k=m.hidden
-        )
+            "gemm", "", grid, head_dtype, roof_head, extend=True, m=grid, n=m.vocab // tp,
+            k=m.hidden,
+        )  # fmt: skip
         self._head_curve = self._curve(head, roof_head, "LM head")
         # norms and residual adds (2 each per layer), rope and the MLP activation
         elementwise = np.zeros(len(grid))
@@ -302,10 +305,10 @@ class MeasuredCostModel(CostModel):
     def _curve(self, seconds: np.ndarray, roofline, what: str) -> _Curve:
         return _Curve(seconds, roofline, what, self.label)
 
-    def _roof_gemm(self, n: int, k: int, quantized: bool = True):
+    def _roof_gemm(self, n: int, k: int):
         """The roofline's seconds for an ``n x k`` weight GEMM, as a function of tokens
-        (with its input's quantization under 8-bit compute, unless not ``quantized``)."""
-        q = k if quantized and self.pool.dtype in QUANT_DTYPES else 0.0
+        (with its input's quantization under 8-bit compute)."""
+        q = k if self.pool.dtype in QUANT_DTYPES else 0.0
         g = _Gemm(
             2 * n * k, n * k * ir.DTYPE_BYTES[self.pool.dtype], (n + k) * ACTIVATION_BYTES, 1, q
         )

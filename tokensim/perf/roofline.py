@@ -78,6 +78,7 @@ class _Gemm:
     act_bytes_per_token: float
     kernels: int = 1  # the dense MLP is two (up/gate, down)
     quant_per_token: float = 0.0  # input elements quantized per token (8-bit compute)
+    flops: float = 0.0  # the peak it computes at (FLOP/s, efficiency applied); 0: the pool's
 
 
 class CostModel:
@@ -134,7 +135,12 @@ class CostModel:
                 (d + m.ffn / tp) * a * 2,
             )
         self.gemms = gemms
-        self.head = _Gemm(2 * d * m.vocab / tp, d * m.vocab * w / tp, (d + m.vocab / tp) * a)
+        # the LM head stays in 16 bit when the layers are quantized (vLLM does not quantize it)
+        head_w = max(w, ACTIVATION_BYTES)
+        head_flops = (gpu.flops("bf16") or gpu.flops(pool.dtype)) * eff.gemm if w < 2 else 0.0
+        self.head = _Gemm(
+            2 * d * m.vocab / tp, d * m.vocab * head_w / tp, (d + m.vocab / tp) * a, flops=head_flops
+        )
         self.layers_per_stage = math.ceil(m.layers / pp)
         self.pp = pp
         self.tp = tp
@@ -152,7 +158,7 @@ class CostModel:
 
     def _gemm(self, g: _Gemm, tokens: float) -> float:
         seconds = g.kernels * self.kernel_s + max(
-            g.flops_per_token * tokens / self.gemm_flops,
+            g.flops_per_token * tokens / (g.flops or self.gemm_flops),
             (g.weight_bytes + g.act_bytes_per_token * tokens) / self.mem_Bps,
         )
         if g.quant_per_token:  # the activations' quantization kernels
