@@ -139,7 +139,10 @@ class CostModel:
         head_w = max(w, ACTIVATION_BYTES)
         head_flops = (gpu.flops("bf16") or gpu.flops(pool.dtype)) * eff.gemm if w < 2 else 0.0
         self.head = _Gemm(
-            2 * d * m.vocab / tp, d * m.vocab * head_w / tp, (d + m.vocab / tp) * a, flops=head_flops
+            2 * d * m.vocab / tp,
+            d * m.vocab * head_w / tp,
+            (d + m.vocab / tp) * a,
+            flops=head_flops,
         )
         self.layers_per_stage = math.ceil(m.layers / pp)
         self.pp = pp
