@@ -230,6 +230,8 @@ def test_the_front_end_queues_a_burst():
     assert two.requests["enqueued_s"].max() == pytest.approx(10 * 10e-3)
     assert gpu.requests["enqueued_s"].max() == 0
     assert ttft(serial).max() >= 20 * 10e-3
+    late, _ = run("ideal { frontend { latency 50 ms } }", burst)
+    assert (late.requests["enqueued_s"] == 50e-3).all()  # a delay, not a queue
     tokens, _ = run("ideal { frontend { per_input_token 100 us } }", ONE)
     alone, _ = run("ideal", ONE)
     assert ttft(tokens)[0] == pytest.approx(ttft(alone)[0] + 1000 * 100e-6, rel=1e-6)

@@ -213,11 +213,14 @@ class HostTime:
 class Frontend:
     """The API server in front of the engine: each request is handled (parsed,
     tokenized, queued to the engine) by one of ``workers`` servers, first come first
-    served, in ``per_request_s + per_input_token_s * prompt tokens``."""
+    served, in ``per_request_s + per_input_token_s * prompt tokens``; then it reaches the
+    engine ``latency_s`` later (time that holds up no other request: the network, the
+    server's asynchronous hand-offs)."""
 
     per_request_s: float = 0.0
     per_input_token_s: float = 0.0
     workers: int = 1
+    latency_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -263,12 +263,15 @@ class Simulation:
             return
         fe = self.frontend
         service_s = fe.per_request_s + fe.per_input_token_s * req.prompt if fe else 0.0
+        done = self.kernel.now
         if service_s > 0:  # the API server takes it in when one of its workers is free
-            done = max(self.kernel.now, heapq.heappop(self.frontend_free)) + service_s
+            done = max(done, heapq.heappop(self.frontend_free)) + service_s
             heapq.heappush(self.frontend_free, done)
+        done += fe.latency_s if fe else 0.0
+        if done > self.kernel.now:
             self.kernel.at(done, Priority.ARRIVAL, self._route, req)
-            return
-        self._route(req)
+        else:
+            self._route(req)
 
     def _route(self, req: Request) -> None:
         """Send ``req`` (taken in by the front end) to an instance."""

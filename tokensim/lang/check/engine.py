@@ -33,7 +33,11 @@ _HOST = {
     "per_rank": "per_rank_s",
     "per_layer": "per_layer_s",
 }
-_FRONTEND = {"per_request": "per_request_s", "per_input_token": "per_input_token_s"}
+_FRONTEND = {
+    "per_request": "per_request_s",
+    "per_input_token": "per_input_token_s",
+    "latency": "latency_s",
+}
 
 
 @dataclass(frozen=True)

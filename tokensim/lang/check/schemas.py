@@ -399,6 +399,13 @@ FRONTEND = Block(
             "requests taken in at once (servers of the front end's queue)",
             default="1",
         ),
+        Attr(
+            "latency",
+            (Num("latency", Dim.TIME, min=0),),
+            "time every request takes besides the queue, holding up no other one "
+            "(network, asynchronous hand-offs)",
+            default="0 s",
+        ),
     ),
     "The API server in front of the engine: a first-come-first-served queue.",
 )
