@@ -305,3 +305,18 @@ def test_continuous_batching_can_chunk_prompts_prefill_first():
     assert [int(t) for t in work_of[:, 2] if t] == [2048, 2048, 1904]
     assert [int(t) for t in whole.instances[0].work[:, 2] if t] == [3000, 3000]
     assert ttft(split).max() > 0 and ~split.requests["rejected"].any()
+
+
+def test_a_sweep_reaches_engines_and_their_statements():
+    text = LIB + (
+        "deployment { pool p { model m; on n0[0]; engine vllm_0_6 { scheduler_steps 4 } } }\n"
+        f"workload {{ {ONE} }}\n"
+        "sweep { deployment.p.engine in vllm_v1, sglang\n"
+        "        deployment.p.engine.host.iteration in 1 ms, 3 ms }"
+    )
+    spec = compile_text(text)
+    axes = {a.path: a.values for a in spec.sweep.axes}
+    assert axes["deployment.p.engine"] == ("vllm_v1", "sglang")
+    assert axes["deployment.p.engine.host.iteration"] == (1e-3, 3e-3)
+    err = errors_of(text.replace("vllm_v1, sglang", "vllm_v1, sglng"))
+    assert "unknown engine `sglng`" in err and "did you mean `sglang`" in err

@@ -16,7 +16,7 @@ from tokensim import ir
 from tokensim.lang import ast
 from tokensim.lang.check.env import Env
 from tokensim.lang.diagnostics import Note, Reporter, did_you_mean, one_of
-from tokensim.lang.schema import BAD, Block, Ref, Shape, Slot, describe_item, match_slots
+from tokensim.lang.schema import BAD, Block, Opt, Ref, Shape, Slot, describe_item, match_slots
 from tokensim.lang.units import UNITS, Dim, UnitError, convert, with_unit
 from tokensim.policies import PolicySlot
 
@@ -71,6 +71,8 @@ def resolve(parts: tuple[str, ...], statements, block: Block) -> tuple[Slot | No
         if not value_slots:
             return None, f"`{seg}` has no value to sweep"
         head = value_slots[0]
+        if isinstance(head, Opt) and len(head.slots) == 1:  # `engine [<name>]`: the name
+            head = head.slots[0]
         if isinstance(head, PolicySlot) and rest:
             if len(rest) > 1:
                 return None, f"`{'.'.join(parts)}` goes past a parameter"
