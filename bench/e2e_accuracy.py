@@ -665,7 +665,18 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="simulate steady-state (constant, Poisson, closed-loop) runs with at most N requests",
     )
+    ap.add_argument(
+        "--loso",
+        action="store_true",
+        help="fit the engines (bench/fit_engines.py) and print the error in sample and "
+        "leave-one-source-out, per source and metric family",
+    )
     args = ap.parse_args(argv)
+    if args.loso:
+        import fit_engines
+
+        extra = ["--max-requests", str(args.max_requests)] if args.max_requests else []
+        return fit_engines.main(["--loso", "-j", str(args.processes), *extra])
     if not sr.DATA.is_dir():
         print(f"error: {sr.DATA}: the measured serving data is not here", file=sys.stderr)
         return 2

@@ -405,3 +405,29 @@ def test_a_real_run_simulates_in_process():
     ev = e2e.evaluate(runs[:1], processes=1)
     assert ev.rows and not ev.skips
     assert {r.metric.family for r in ev.rows} >= {"TTFT", "TPOT", "E2E", "throughput"}
+
+
+# ----------------------------------------------------------------------- engine fitting
+
+
+def test_the_fit_changes_what_it_says_and_weighs_runs_equally():
+    import fit_engines as fe
+
+    values = np.array([k.start for k in fe.KNOBS]) * 2
+    over = fe.overrides(values)
+    assert over["host.iteration"] == f"{2 * fe.KNOBS[0].start:g} ms"
+    assert over["kernels.gemm"] == "2"  # a factor has no unit
+    # the statements are ones the engine takes: the spec compiles with all of them
+    run = _run(metrics=(sr.Metric("ttft", "mean", 0.1, "s"),))
+    spec = tokensim.load(e2e.spec_text(run, over, True))
+    engine = spec.deployment.pools[0].engine
+    assert engine.host.iteration_s == pytest.approx(2 * fe.KNOBS[0].start * 1e-3)
+    assert dict(engine.kernels)["gemm"] == 2
+    # a run of two metrics weighs what a run of one does; a 10x miss counts as 4x
+    one = _run(id="a", metrics=(sr.Metric("ttft", "mean", 1.0, "s"),))
+    two = _run(id="b")
+    rows = [e2e.Row(one, one.metrics[0], 10.0)] + [e2e.Row(two, m, m.value) for m in two.metrics]
+    r = fe.residuals(rows)
+    assert r[0] == pytest.approx(np.log(4.0)) and np.allclose(r[1:], 0)
+    rows = [e2e.Row(two, m, 2 * m.value) for m in two.metrics]
+    assert np.sum(fe.residuals(rows) ** 2) == pytest.approx(np.log(2.0) ** 2)
