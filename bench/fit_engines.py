@@ -1,0 +1,258 @@
+"""Fit the serving engines' host and front-end times on the measured serving runs.
+
+Each engine of ``std/engines`` (vLLM V1, vLLM 0.6, SGLang, TensorRT-LLM) is fitted on the
+runs its server served (``bench/serving_runs.py``): every run is simulated with the
+engine's statements in place and the figures below changed, and ``scipy.optimize``
+minimises the log-ratios between simulated and measured TTFT, TPOT, ITL, E2E and
+throughput (robust loss; each run weighs the same whatever its number of metrics).
+Only what no engine documents is fitted: the CPU time per scheduling and per sequence,
+the front end's time per request (a queue) and its latency (no queue). Everything else —
+schedulers, budgets, block sizes, memory rules, CUDA graphs, multi-step — is the engine's
+own default or the run's own flag.
+
+``--loso`` also reports leave-one-source-out error: for each source, every engine is
+fitted again without that source's runs and predicts them; an engine left with no runs
+takes the geometric mean of the others' figures.
+
+    python3 bench/fit_engines.py [--loso] [--max-requests 400] [--max-nfev 40] [--json F]
+
+Needs ../shared/data/serving (the training runs); prints the figures to write in
+``tokensim/dsl/std/engines.tsim`` and the error tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import e2e_accuracy as ea  # noqa: E402
+import serving_runs as sr  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A fitted engine statement: its path in the engine's braces, unit, bounds, start."""
+
+    path: str
+    unit: str
+    lo: float
+    hi: float
+    start: float
+
+
+KNOBS = (
+    Knob("host.iteration", "ms", 0.02, 20.0, 1.0),
+    Knob("host.per_seq", "us", 0.1, 300.0, 10.0),
+    Knob("frontend.per_request", "ms", 0.01, 100.0, 2.0),
+    Knob("frontend.latency", "ms", 0.01, 300.0, 10.0),
+    Knob("kernels.gemm", "", 0.3, 2.0, 1.0),
+    Knob("kernels.attention", "", 0.3, 2.0, 1.0),
+    Knob("kernels.elementwise", "", 0.1, 2.0, 1.0),
+)
+ENGINES = ("vllm_v1", "vllm_0_6", "sglang", "trtllm")
+CLIP = math.log(4.0)  # a run off by more than 4x counts as 4x: one broken run cannot steer
+SCALE = 0.1  # log-ratios beyond ~10% count linearly, not squared (soft L1)
+
+
+def overrides(values: np.ndarray) -> dict[str, str]:
+    """Engine statements for the figures ``values`` (in each knob's unit)."""
+    return {k.path: f"{v:.6g} {k.unit}".strip() for k, v in zip(KNOBS, values, strict=True)}
+
+
+def residuals(rows: list[ea.Row]) -> np.ndarray:
+    """Clipped log-ratios, each run's rows weighted 1/sqrt(rows of the run)."""
+    per_run: dict[str, int] = {}
+    for r in rows:
+        per_run[r.run.id] = per_run.get(r.run.id, 0) + 1
+    out = []
+    for r in rows:
+        ratio = r.simulated / r.metric.value
+        x = math.log(ratio) if ratio > 0 and math.isfinite(ratio) else CLIP
+        out.append(max(-CLIP, min(CLIP, x)) / math.sqrt(per_run[r.run.id]))
+    return np.array(out)
+
+
+class Fit:
+    """Fits one engine's knobs on ``runs`` (all served by that engine)."""
+
+    def __init__(self, engine: str, runs: list, max_requests: int, processes: int):
+        self.engine, self.runs = engine, runs
+        self.max_requests, self.processes = max_requests, processes
+        self.evaluations = 0
+
+    def rows(self, values: np.ndarray) -> list[ea.Row]:
+        self.evaluations += 1
+        ev = ea.evaluate(
+            self.runs, overrides(values), self.processes, max_requests=self.max_requests
+        )
+        return ev.rows
+
+    def __call__(self, start: np.ndarray, max_nfev: int) -> np.ndarray:
+        """Nelder-Mead in the logs of the figures, from a simplex a factor e wide: the
+        simulated metrics move in steps (a batch forms or not), which gradients miss."""
+        lo = np.log([k.lo for k in KNOBS])
+        hi = np.log([k.hi for k in KNOBS])
+        x0 = np.clip(np.log(start), lo + 1e-6, hi - 1e-6)
+        size = len(residuals(self.rows(np.exp(x0))))
+
+        def loss(x):
+            r = residuals(self.rows(np.exp(x)))
+            if len(r) != size:  # a run failed to simulate: far off
+                r = np.full(size, CLIP)
+            z = (r / SCALE) ** 2
+            return float(np.sum(2 * (np.sqrt(1 + z) - 1)))  # soft L1: robust to outliers
+
+        simplex = [x0] + [np.clip(x0 + np.eye(len(x0))[i] * np.where(x0[i] + 1 < hi[i], 1, -1),
+                                  lo, hi) for i in range(len(x0))]  # fmt: skip
+        fit = minimize(
+            loss, x0, method="Nelder-Mead", bounds=list(zip(lo, hi, strict=True)),
+            options={"maxfev": max_nfev, "initial_simplex": np.array(simplex),
+                     "xatol": 0.02, "fatol": 1e-3},
+        )  # fmt: skip
+        return np.exp(fit.x)
+
+
+def by_engine(runs) -> dict[str, list]:
+    out: dict[str, list] = {e: [] for e in ENGINES}
+    for run in runs:
+        out[ea.engine_name(run)].append(run)
+    return out
+
+
+def fit_all(
+    runs, args, start: dict | None = None, keep: dict | None = None
+) -> dict[str, np.ndarray]:
+    """Each engine's figures fitted on its runs among ``runs`` (those in ``keep`` were
+    fitted on these same runs already and are kept); an engine without runs takes the
+    geometric mean of the others'."""
+    fitted = dict(keep or {})
+    for engine, mine in by_engine(runs).items():
+        if not mine or engine in fitted:
+            continue
+        t = time.perf_counter()
+        x0 = (start or {}).get(engine, np.array([k.start for k in KNOBS]))
+        fit = Fit(engine, mine, args.max_requests, args.processes)
+        fitted[engine] = fit(x0, args.max_nfev)
+        figures = ", ".join(
+            f"{k.path} {v:.4g} {k.unit}" for k, v in zip(KNOBS, fitted[engine], strict=True)
+        )
+        print(
+            f"  {engine}: {len(mine)} runs, {fit.evaluations} evaluations, "
+            f"{time.perf_counter() - t:.0f} s: {figures}",
+            file=sys.stderr,
+        )
+    if fitted:
+        mean = np.exp(np.mean([np.log(v) for v in fitted.values()], axis=0))
+        for engine in ENGINES:
+            fitted.setdefault(engine, mean)
+    return fitted
+
+
+def evaluate(runs, fitted: dict[str, np.ndarray] | None, args) -> ea.Evaluation:
+    over = (lambda run: overrides(fitted[ea.engine_name(run)])) if fitted else None
+    return ea.evaluate(runs, over, args.processes, max_requests=args.max_requests)
+
+
+FAMILIES = ("TTFT", "TPOT", "ITL", "E2E", "throughput")
+
+
+def table(columns: dict[str, list[ea.Row]]) -> str:
+    """Median / p90 |error| per metric family (rows) for each column of rows."""
+    head = "| family | " + " | ".join(columns) + " |"
+    out = [head, "|---|" + "---|" * len(columns)]
+    for fam in (*FAMILIES, "all"):
+        cells = []
+        for rows in columns.values():
+            errs = np.array([abs(r.error) for r in rows if fam == "all" or r.metric.family == fam])
+            cells.append(
+                f"{np.median(errs):.0%} / {np.percentile(errs, 90):.0%} ({len(errs)})"
+                if len(errs)
+                else "—"
+            )
+        out.append(f"| {fam} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--loso", action="store_true", help="leave-one-source-out error too")
+    p.add_argument("--max-requests", type=int, default=400)
+    p.add_argument("--max-nfev", type=int, default=120, help="simulations of each fit")
+    p.add_argument("-j", "--processes", type=int, default=2)
+    p.add_argument("--json", help="write the fitted figures and the errors here")
+    args = p.parse_args(argv)
+    if not sr.DATA.is_dir():
+        print(f"error: {sr.DATA}: the measured serving data is not here", file=sys.stderr)
+        return 2
+    runs = sr.load().runs
+    print(f"{len(runs)} runs", file=sys.stderr)
+    before = evaluate(runs, None, args)
+    print("fitting on every run", file=sys.stderr)
+    fitted = fit_all(runs, args)
+    after = evaluate(runs, fitted, args)
+    report = {
+        "knobs": [k.path + f" ({k.unit})" for k in KNOBS],
+        "fitted": {e: [float(x) for x in v] for e, v in fitted.items()},
+    }
+    print("## Fitted figures\n")
+    for engine, values in fitted.items():
+        host = "; ".join(
+            f"{k.path.split('.')[1]} {v:.3g} {k.unit}"
+            for k, v in zip(KNOBS, values, strict=True)
+            if k.path.startswith("host")
+        )
+        front = "; ".join(
+            f"{k.path.split('.')[1]} {v:.3g} {k.unit}"
+            for k, v in zip(KNOBS, values, strict=True)
+            if k.path.startswith("frontend")
+        )
+        print(f"- `{engine}`: host {{ {host} }}, frontend {{ {front} }}")
+    columns = {"defaults (before)": before.rows, "fitted, in sample": after.rows}
+    by_source = {}
+    if args.loso:
+        loso_rows: list[ea.Row] = []
+        for source in sr.SOURCES:
+            train = [r for r in runs if r.source != source]
+            test = [r for r in runs if r.source == source]
+            if not test:
+                continue
+            print(f"leaving out {source}", file=sys.stderr)
+            # an engine none of whose runs come from `source` was fitted on `train` already
+            untouched = {
+                e: fitted[e]
+                for e, mine in by_engine(runs).items()
+                if mine and all(r.source != source for r in mine)
+            }
+            held = fit_all(train, args, start=fitted, keep=untouched)
+            rows = evaluate(test, held, args).rows
+            loso_rows += rows
+            by_source[source] = rows
+            report.setdefault("loso_fitted", {})[source] = {
+                e: [float(x) for x in v] for e, v in held.items()
+            }
+        columns["leave-one-source-out"] = loso_rows
+    print("\n## Error, all sources: median / p90 |error| (rows)\n")
+    print(table(columns))
+    in_sample = {s: [r for r in after.rows if r.run.source == s] for s in sr.SOURCES}
+    print("\n## Per source, in sample\n")
+    print(table({s: rows for s, rows in in_sample.items() if rows}))
+    if by_source:
+        print("\n## Per source, held out (leave-one-source-out)\n")
+        print(table(by_source))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
