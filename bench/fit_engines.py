@@ -6,7 +6,8 @@ engine's statements in place and the figures below changed, and ``scipy.optimize
 minimises the log-ratios between simulated and measured TTFT, TPOT, ITL, E2E and
 throughput (robust loss; each run weighs the same whatever its number of metrics).
 Only what no engine documents is fitted: the CPU time per scheduling and per sequence,
-the front end's time per request (a queue) and its latency (no queue). Everything else —
+the front end's time per request (a queue), per output token and its latency (no queue), and
+the engine's kernels against the calibration's (a factor per op class). Everything else —
 schedulers, budgets, block sizes, memory rules, CUDA graphs, multi-step — is the engine's
 own default or the run's own flag.
 
@@ -51,12 +52,13 @@ class Knob:
 
 
 KNOBS = (
-    Knob("host.iteration", "ms", 0.02, 20.0, 1.0),
-    Knob("host.per_seq", "us", 0.1, 300.0, 10.0),
-    Knob("frontend.per_request", "ms", 0.01, 100.0, 2.0),
-    Knob("frontend.latency", "ms", 0.01, 300.0, 10.0),
+    Knob("host.iteration", "ms", 0.02, 20.0, 0.5),
+    Knob("host.per_seq", "us", 0.1, 300.0, 8.0),
+    Knob("frontend.per_request", "ms", 0.01, 100.0, 5.0),
+    Knob("frontend.latency", "ms", 0.01, 300.0, 12.0),
+    Knob("frontend.per_output_token", "us", 0.01, 300.0, 5.0),
     Knob("kernels.gemm", "", 0.3, 2.0, 1.0),
-    Knob("kernels.attention", "", 0.3, 2.0, 1.0),
+    Knob("kernels.attention", "", 0.3, 2.0, 0.8),
     Knob("kernels.elementwise", "", 0.1, 2.0, 1.0),
 )
 ENGINES = ("vllm_v1", "vllm_0_6", "sglang", "trtllm")
@@ -163,6 +165,37 @@ def evaluate(runs, fitted: dict[str, np.ndarray] | None, args) -> ea.Evaluation:
     return ea.evaluate(runs, over, args.processes, max_requests=args.max_requests)
 
 
+VIDUR_CPU = sr.DATA.parent / "vidur" / "history" / "7f14d6a" / "data" / "profiling"
+CPU_PARTS = (
+    "schedule_median",
+    "prepare_inputs_e2e_median",
+    "sampler_e2e_median",
+    "process_model_outputs_median",
+)
+
+
+def vidur_host_fit(gpu: str = "a100") -> str | None:
+    """The host model fitted by least squares on Vidur's measured per-iteration CPU times
+    of (2023) vLLM: ``iteration + per_seq * batch + per_rank * (tp - 1)``, a cross-check of
+    the engine fit (those runs measured no serving end to end)."""
+    import csv
+
+    path = VIDUR_CPU / gpu / "cpu_overheads.csv"
+    if not path.is_file():
+        return None
+    rows = list(csv.DictReader(path.open()))
+    x = np.array([[1.0, int(r["batch_size"]), int(r["tensor_parallel_degree"]) - 1] for r in rows])
+    y = np.array([sum(float(r[k]) for k in CPU_PARTS) for r in rows])  # ms
+    c = np.linalg.lstsq(x, y, rcond=None)[0]
+    err = np.abs(x @ c - y) / y
+    return (
+        f"Vidur's {gpu} CPU times ({len(rows)} rows, batch {int(x[:, 1].min())}-"
+        f"{int(x[:, 1].max())}, tp 1-{int(x[:, 2].max()) + 1}): iteration {c[0]:.3g} ms, "
+        f"per_seq {c[1] * 1e3:.3g} us, per_rank {c[2]:.3g} ms "
+        f"(|error| median {np.median(err):.0%}, p90 {np.percentile(err, 90):.0%})"
+    )
+
+
 FAMILIES = ("TTFT", "TPOT", "ITL", "E2E", "throughput")
 
 
@@ -249,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     if by_source:
         print("\n## Per source, held out (leave-one-source-out)\n")
         print(table(by_source))
+    cross = vidur_host_fit()
+    if cross:
+        print(f"\n## Cross-check of the host model\n\n{cross}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0

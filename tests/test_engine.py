@@ -320,3 +320,14 @@ def test_a_sweep_reaches_engines_and_their_statements():
     assert axes["deployment.p.engine.host.iteration"] == (1e-3, 3e-3)
     err = errors_of(text.replace("vllm_v1, sglang", "vllm_v1, sglng"))
     assert "unknown engine `sglng`" in err and "did you mean `sglang`" in err
+
+
+def test_the_front_end_bounds_the_rate_tokens_reach_clients():
+    work = "arrivals burst; lengths fixed 100 -> 51; requests 8"
+    gpu, cost = run("ideal", work)
+    step = cost.decode_step_s(8, 130)
+    slow = step * 3 / 8  # 8 tokens a step take the front end three GPU steps
+    bound, _ = run(f"ideal {{ frontend {{ per_output_token {slow * 1e3:.6f} ms }} }}", work)
+    assert tpot(bound) == pytest.approx(step * 3, rel=1e-6)
+    quick, _ = run(f"ideal {{ frontend {{ per_output_token {slow / 30 * 1e3:.6f} ms }} }}", work)
+    assert tpot(quick) == pytest.approx(tpot(gpu), rel=1e-9)  # it keeps up: no change

@@ -215,12 +215,16 @@ class Frontend:
     tokenized, queued to the engine) by one of ``workers`` servers, first come first
     served, in ``per_request_s + per_input_token_s * prompt tokens``; then it reaches the
     engine ``latency_s`` later (time that holds up no other request: the network, the
-    server's asynchronous hand-offs)."""
+    server's asynchronous hand-offs). Every output token costs the front end
+    ``per_output_token_s`` (detokenizing, streaming), so clients receive the tokens of an
+    iteration of ``n`` sequences no sooner than ``n * per_output_token_s`` after the
+    previous iteration's."""
 
     per_request_s: float = 0.0
     per_input_token_s: float = 0.0
     workers: int = 1
     latency_s: float = 0.0
+    per_output_token_s: float = 0.0  # detokenizing and streaming: bounds the token rate
 
 
 @dataclass(frozen=True)

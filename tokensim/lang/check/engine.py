@@ -37,6 +37,7 @@ _FRONTEND = {
     "per_request": "per_request_s",
     "per_input_token": "per_input_token_s",
     "latency": "latency_s",
+    "per_output_token": "per_output_token_s",
 }
 
 

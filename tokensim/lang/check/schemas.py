@@ -400,6 +400,13 @@ FRONTEND = Block(
             default="1",
         ),
         Attr(
+            "per_output_token",
+            (Num("per_output_token", Dim.TIME, min=0),),
+            "time per output token (detokenizing, streaming): an iteration's tokens reach "
+            "their clients no faster than the front end handles them",
+            default="0 s",
+        ),
+        Attr(
             "latency",
             (Num("latency", Dim.TIME, min=0),),
             "time every request takes besides the queue, holding up no other one "
