@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -405,3 +406,14 @@ def test_no_sweep_runs_the_spec_as_written(tmp_path):
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "one" / "sweep.csv").exists()
     assert load(tmp_path / "one").metrics["requests"]["total"] == 50
+
+
+def test_the_page_says_what_prices_each_pool(small):
+    page = (small / "report.html").read_text("utf-8")
+    metrics = json.loads((small / "metrics.json").read_text("utf-8"))
+    (name, pool), *_ = metrics["pools"].items()
+    assert (
+        f'data-runs-on="{name}">Pool <code>{name}</code> runs engine {pool["engine"]["name"]}'
+        in page
+    )
+    assert f"cost {pool['cost']['kind']}" in page

@@ -428,9 +428,12 @@ def render(r: Results) -> str:
     pools, insts = _tables(m)
     env = environment()
     diagram = deployment_svg(r.graph, r.run.get("pools", [])) if r.graph else ""
+    from tokensim.report.summary import runs_on
+
     page = env.get_template("report.html.j2").render(
         m=m,
         run=r.run,
+        runs_on=[(name, runs_on(p)) for name, p in m.get("pools", {}).items() if runs_on(p)],
         cards=_cards(m),
         diagram=Markup(diagram),
         parts=parts,
