@@ -58,10 +58,18 @@ KNOBS = (
     Knob("frontend.latency", "ms", 0.01, 300.0, 12.0),
     Knob("frontend.per_output_token", "us", 0.01, 300.0, 5.0),
     Knob("kernels.gemm", "", 0.3, 2.0, 1.0),
-    Knob("kernels.attention", "", 0.3, 2.0, 0.8),
+    Knob("kernels.attention", "", 0.3, 2.0, 1.0),
     Knob("kernels.elementwise", "", 0.1, 2.0, 1.0),
 )
 ENGINES = ("vllm_v1", "vllm_0_6", "sglang", "trtllm")
+# with --shared: the figures fitted for every engine at once (the kernels stay as calibrated)
+SHARED = (
+    "host.iteration",
+    "host.per_seq",
+    "frontend.per_request",
+    "frontend.latency",
+    "frontend.per_output_token",
+)
 CLIP = math.log(4.0)  # a run off by more than 4x counts as 4x: one broken run cannot steer
 SCALE = 0.1  # log-ratios beyond ~10% count linearly, not squared (soft L1)
 
@@ -85,12 +93,14 @@ def residuals(rows: list[ea.Row]) -> np.ndarray:
 
 
 class Fit:
-    """Fits one engine's knobs on ``runs`` (all served by that engine)."""
+    """Fits one set of knobs on ``runs`` (one engine's, or every engine's with ``shared``:
+    then the figures apply to every engine, and only the ``SHARED`` knobs move)."""
 
     def __init__(self, engine: str, runs: list, max_requests: int, processes: int):
         self.engine, self.runs = engine, runs
         self.max_requests, self.processes = max_requests, processes
         self.evaluations = 0
+        self.free = [i for i, k in enumerate(KNOBS) if engine != "shared" or k.path in SHARED]
 
     def rows(self, values: np.ndarray) -> list[ea.Row]:
         self.evaluations += 1
@@ -102,13 +112,21 @@ class Fit:
     def __call__(self, start: np.ndarray, max_nfev: int) -> np.ndarray:
         """Nelder-Mead in the logs of the figures, from a simplex a factor e wide: the
         simulated metrics move in steps (a batch forms or not), which gradients miss."""
-        lo = np.log([k.lo for k in KNOBS])
-        hi = np.log([k.hi for k in KNOBS])
-        x0 = np.clip(np.log(start), lo + 1e-6, hi - 1e-6)
-        size = len(residuals(self.rows(np.exp(x0))))
+        free = self.free
+        lo = np.log([k.lo for k in KNOBS])[free]
+        hi = np.log([k.hi for k in KNOBS])[free]
+        full = np.log(np.asarray(start, dtype=float))
+        x0 = np.clip(full[free], lo + 1e-6, hi - 1e-6)
+
+        def values(x):
+            out = full.copy()
+            out[free] = x
+            return np.exp(out)
+
+        size = len(residuals(self.rows(values(x0))))
 
         def loss(x):
-            r = residuals(self.rows(np.exp(x)))
+            r = residuals(self.rows(values(x)))
             if len(r) != size:  # a run failed to simulate: far off
                 r = np.full(size, CLIP)
             z = (r / SCALE) ** 2
@@ -121,7 +139,7 @@ class Fit:
             options={"maxfev": max_nfev, "initial_simplex": np.array(simplex),
                      "xatol": 0.02, "fatol": 1e-3},
         )  # fmt: skip
-        return np.exp(fit.x)
+        return values(fit.x)
 
 
 def by_engine(runs) -> dict[str, list]:
@@ -138,6 +156,18 @@ def fit_all(
     fitted on these same runs already and are kept); an engine without runs takes the
     geometric mean of the others'."""
     fitted = dict(keep or {})
+    if args.shared:
+        t = time.perf_counter()
+        x0 = (start or {}).get("vllm_v1", np.array([k.start for k in KNOBS]))
+        x0 = np.where([k.path in SHARED for k in KNOBS], x0, 1.0)
+        fit = Fit("shared", list(runs), args.max_requests, args.processes)
+        values = fit(x0, args.max_nfev)
+        print(
+            f"  every engine: {len(runs)} runs, {fit.evaluations} evaluations, "
+            f"{time.perf_counter() - t:.0f} s: {values}",
+            file=sys.stderr,
+        )
+        return {e: values for e in ENGINES}
     for engine, mine in by_engine(runs).items():
         if not mine or engine in fitted:
             continue
@@ -196,6 +226,83 @@ def vidur_host_fit(gpu: str = "a100") -> str | None:
     )
 
 
+CATALOGUE = Path(__file__).resolve().parents[1] / "tokensim" / "dsl" / "std" / "engines.tsim"
+
+
+def fitted_on(runs) -> dict[str, str]:
+    """What each engine was fitted on: its runs by source, with their GPUs."""
+    out = {}
+    for engine, mine in by_engine(runs).items():
+        parts = []
+        for source in sr.SOURCES:
+            here = [r for r in mine if r.source == source]
+            if here:
+                gpus = ", ".join(sorted({r.gpu for r in here}))
+                parts.append(f"{len(here)} {source} runs ({gpus})")
+        out[engine] = " and ".join(parts)
+    return out
+
+
+def fitted_on_sources(runs) -> dict[str, str]:
+    """Runs by source with their GPUs: ``{"blis": "20 blis runs (H100_SXM)"}``."""
+    out = {}
+    for source in sr.SOURCES:
+        here = [r for r in runs if r.source == source]
+        if here:
+            out[source] = f"{len(here)} {source} ({', '.join(sorted({r.gpu for r in here}))})"
+    return out
+
+
+def write_catalogue(
+    fitted: dict[str, np.ndarray],
+    on: dict[str, str],
+    paths: tuple[str, ...] = tuple(k.path for k in KNOBS),
+    path: Path = CATALOGUE,
+) -> None:
+    """Put the fitted figures (the knobs ``paths``) into ``std/engines``: each engine's
+    ``host``, ``frontend`` and ``kernels`` lines keep their other statements (estimates)
+    and say what was fitted on what (``on``: by engine)."""
+    import re
+
+    text = path.read_text("utf-8")
+    for engine, values in fitted.items():
+        if not on.get(engine):
+            continue
+        start = text.index(f"\nengine {engine} {{")
+        end = text.index("\n}\n", start)
+        block = text[start:end]
+        for name in ("host", "frontend", "kernels"):
+            mine = {
+                k.path.split(".")[1]: f"{v:.3g} {k.unit}".strip()
+                for k, v in zip(KNOBS, values, strict=True)
+                if k.path.startswith(name + ".") and k.path in paths
+            }
+            if not mine:
+                continue
+            line = re.search(rf"\n  {name} {{([^}}]*)}}[^\n]*", block)
+            statements = {}
+            if line:
+                for part in line.group(1).split(";"):
+                    key, _, value = part.strip().partition(" ")
+                    if key:
+                        statements[key] = value.strip()
+            statements.update(mine)
+            body = "; ".join(f"{k} {v}" for k, v in statements.items())
+            rest = [k for k in statements if k not in mine and k != "workers"]
+            note = f"fitted ({', '.join(mine)}) by bench/fit_engines.py on {on[engine]}"
+            note += f"; {', '.join(rest)}: estimates" if rest else ""
+            new = f"\n  {name} {{ {body} }}\n    // {note}"
+            if line:
+                old_note = re.match(r"\n    // fitted[^\n]*", block[line.end() :])
+                cut = line.end() + (old_note.end() if old_note else 0)
+                block = block[: line.start()] + new + block[cut:]
+            else:  # after the front end's lines
+                after = re.search(r"\n  frontend \{[^\n]*(\n    //[^\n]*)?", block)
+                block = block[: after.end()] + new + block[after.end() :]
+        text = text[:start] + block + text[end:]
+    path.write_text(text, "utf-8")
+
+
 FAMILIES = ("TTFT", "TPOT", "ITL", "E2E", "throughput")
 
 
@@ -223,10 +330,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-nfev", type=int, default=120, help="simulations of each fit")
     p.add_argument("-j", "--processes", type=int, default=2)
     p.add_argument("--json", help="write the fitted figures and the errors here")
+    p.add_argument("--from-json", help="take the fitted figures from this --json file")
+    p.add_argument(
+        "--shared",
+        action="store_true",
+        help="fit one set of host and front-end figures for every engine (kernels as "
+        "calibrated) instead of each engine's own",
+    )
+    p.add_argument(
+        "--write", action="store_true", help="write the fitted figures into std/engines.tsim"
+    )
     args = p.parse_args(argv)
     if not sr.DATA.is_dir():
         print(f"error: {sr.DATA}: the measured serving data is not here", file=sys.stderr)
         return 2
+    if args.from_json and args.write:
+        saved = json.loads(Path(args.from_json).read_text())["fitted"]
+        runs = sr.load().runs
+        on = fitted_on(runs)
+        if args.shared:
+            everything = " and ".join(v for v in fitted_on_sources(runs).values())
+            on = {e: f"every engine's runs together: {everything}" for e in on}
+        paths = SHARED if args.shared else tuple(k.path for k in KNOBS)
+        write_catalogue({e: np.array(v) for e, v in saved.items()}, on, paths)
+        print(f"wrote {CATALOGUE}", file=sys.stderr)
+        return 0
     runs = sr.load().runs
     print(f"{len(runs)} runs", file=sys.stderr)
     before = evaluate(runs, None, args)
@@ -266,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
                 for e, mine in by_engine(runs).items()
                 if mine and all(r.source != source for r in mine)
             }
-            held = fit_all(train, args, start=fitted, keep=untouched)
+            held = fit_all(train, args, start=fitted, keep=None if args.shared else untouched)
             rows = evaluate(test, held, args).rows
             loso_rows += rows
             by_source[source] = rows
@@ -287,6 +415,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n## Cross-check of the host model\n\n{cross}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    if args.write:
+        on = fitted_on(runs)
+        if args.shared:
+            everything = " and ".join(v for v in fitted_on_sources(runs).values())
+            on = {e: f"every engine's runs together: {everything}" for e in on}
+        write_catalogue(fitted, on, SHARED if args.shared else tuple(k.path for k in KNOBS))
+        print(f"wrote {CATALOGUE}", file=sys.stderr)
     return 0
 
 
