@@ -229,28 +229,25 @@ def vidur_host_fit(gpu: str = "a100") -> str | None:
 CATALOGUE = Path(__file__).resolve().parents[1] / "tokensim" / "dsl" / "std" / "engines.tsim"
 
 
-def fitted_on(runs) -> dict[str, str]:
-    """What each engine was fitted on: its runs by source, with their GPUs."""
-    out = {}
-    for engine, mine in by_engine(runs).items():
-        parts = []
-        for source in sr.SOURCES:
-            here = [r for r in mine if r.source == source]
-            if here:
-                gpus = ", ".join(sorted({r.gpu for r in here}))
-                parts.append(f"{len(here)} {source} runs ({gpus})")
-        out[engine] = " and ".join(parts)
-    return out
-
-
-def fitted_on_sources(runs) -> dict[str, str]:
-    """Runs by source with their GPUs: ``{"blis": "20 blis runs (H100_SXM)"}``."""
-    out = {}
+def describe(runs) -> str:
+    """Runs by source with their GPUs: ``20 blis (H100_SXM) and 20 datacrunch (H200)``."""
+    parts = []
     for source in sr.SOURCES:
         here = [r for r in runs if r.source == source]
         if here:
-            out[source] = f"{len(here)} {source} ({', '.join(sorted({r.gpu for r in here}))})"
-    return out
+            parts.append(f"{len(here)} {source} ({', '.join(sorted({r.gpu for r in here}))})")
+    return " and ".join(parts)
+
+
+def write_fit(fitted: dict[str, np.ndarray], runs, shared: bool) -> None:
+    """Write ``fitted`` into ``std/engines`` with what each engine was fitted on: its own
+    runs, or (``shared``) every run, and only the knobs that were fitted."""
+    if shared:
+        on = {e: f"every engine's runs together: {describe(runs)}" for e in ENGINES}
+    else:
+        on = {e: describe(mine) for e, mine in by_engine(runs).items()}
+    write_catalogue(fitted, on, SHARED if shared else tuple(k.path for k in KNOBS))
+    print(f"wrote {CATALOGUE}", file=sys.stderr)
 
 
 def write_catalogue(
@@ -346,14 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.from_json and args.write:
         saved = json.loads(Path(args.from_json).read_text())["fitted"]
-        runs = sr.load().runs
-        on = fitted_on(runs)
-        if args.shared:
-            everything = " and ".join(v for v in fitted_on_sources(runs).values())
-            on = {e: f"every engine's runs together: {everything}" for e in on}
-        paths = SHARED if args.shared else tuple(k.path for k in KNOBS)
-        write_catalogue({e: np.array(v) for e, v in saved.items()}, on, paths)
-        print(f"wrote {CATALOGUE}", file=sys.stderr)
+        write_fit({e: np.array(v) for e, v in saved.items()}, sr.load().runs, args.shared)
         return 0
     runs = sr.load().runs
     print(f"{len(runs)} runs", file=sys.stderr)
@@ -416,12 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     if args.write:
-        on = fitted_on(runs)
-        if args.shared:
-            everything = " and ".join(v for v in fitted_on_sources(runs).values())
-            on = {e: f"every engine's runs together: {everything}" for e in on}
-        write_catalogue(fitted, on, SHARED if args.shared else tuple(k.path for k in KNOBS))
-        print(f"wrote {CATALOGUE}", file=sys.stderr)
+        write_fit(fitted, runs, args.shared)
     return 0
 
 

@@ -259,6 +259,14 @@ class Engine:
     span: Span | None
     overrides: tuple[str, ...] = ()  # engine statements the spec changed (pool or deployment)
 
+    def kv_room_bytes(self, memory_B: float, gpu_util: float, placed_B: float) -> float:
+        """Bytes left for the KV cache on a GPU of ``memory_B`` once ``placed_B`` (weights,
+        activations) are placed, by the ``memory`` rule: ``total`` takes ``gpu_util`` of the
+        device, ``free`` that share of what is left."""
+        if self.memory == "free":
+            return (memory_B - placed_B) * gpu_util
+        return memory_B * gpu_util - placed_B
+
 
 @dataclass(frozen=True)
 class KvConfig:

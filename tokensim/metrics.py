@@ -128,7 +128,7 @@ def summarize(result) -> dict:
             "cached_prompt_tokens": int(r["cached_tokens"].sum()),
             "rejected_why": sorted({why for _, why in result.rejected})[:5],
         },
-        "warnings": list(getattr(result, "warnings", [])),
+        "warnings": list(result.warnings),
     }
     for key in ("ttft_s", "tpot_s", "e2e_s", "queue_s"):
         v = cols[key]
@@ -275,21 +275,21 @@ def _pools(result, cols: dict[str, np.ndarray]) -> dict[str, dict]:
     return out
 
 
-STD_FOLDER = Path(__file__).parent / "dsl" / "std"  # shipped catalogues and calibrations
-
-
 def _runs_on(pool) -> dict:
     """What prices a pool's iterations: its engine (and the statements the spec changed
     in it) and its cost model (a shipped calibration is named as such)."""
+    from tokensim.lang.check import std_dir
+
+    std = Path(str(std_dir()))
     out: dict = {}
     if pool.engine is not None:
         e = pool.engine
         out["engine"] = {"name": e.name, "version": e.version, "changed": list(e.overrides)}
     path = pool.cost.path
-    shipped = path is not None and Path(path).is_relative_to(STD_FOLDER)
+    shipped = path is not None and Path(path).is_relative_to(std)
     out["cost"] = {
         "kind": pool.cost.kind,
-        "file": (f"std/{Path(path).relative_to(STD_FOLDER).as_posix()}" if shipped else path),
+        "file": (f"std/{Path(path).relative_to(std).as_posix()}" if shipped else path),
         "shipped": shipped,
     }
     return out

@@ -94,7 +94,7 @@ class EngineCost:
         samples = batch.decode_seqs if batch.samples is None else batch.samples
         return max(step, samples * self.out_token_s)  # the front end streams the tokens
 
-    def decode_line(self, n: int, a: float, c: float) -> tuple[float, float]:
+    def decode_line(self, n: int) -> tuple[float, float]:
         """(H, F) of a decode step of ``n`` sequences whose GPU time is ``a + c * ctx``: the
         step takes ``H + max(F, a + c * ctx)``."""
         h = self.host_s(n, 0) / self.steps

@@ -422,7 +422,7 @@ class Instance:
             a = gpu(Batch(decode_seqs=n, decode_context=0))
             big = 1_000_000
             c = (gpu(Batch(decode_seqs=n, decode_context=big)) - a) / big
-            line = self._lines[n] = (*self.timing.decode_line(n, a, c), a, c)
+            line = self._lines[n] = (*self.timing.decode_line(n), a, c)
         return line
 
     def _start_run(self, extra_s: float) -> None:

@@ -98,10 +98,11 @@ def _kv_geometry(pool: ir.Pool) -> tuple[int, float]:
     # hidden states and the MLP intermediate in 16 bit, plus fp32 logits of every sequence.
     reserve = batch_tokens * (4 * m.hidden + 2 * m.ffn / pool.tp) * ACTIVATION_BYTES
     reserve += max_seqs * m.vocab * 4 / pool.tp
-    if pool.engine is not None and pool.engine.memory == "free":  # a share of what is left
-        usable = (gpu.memory_B - pool.weights_per_gpu_B - reserve) * kv.gpu_util
-    else:  # a share of the device
-        usable = gpu.memory_B * kv.gpu_util - pool.weights_per_gpu_B - reserve
+    placed = pool.weights_per_gpu_B + reserve
+    if pool.engine is not None:
+        usable = pool.engine.kv_room_bytes(gpu.memory_B, kv.gpu_util, placed)
+    else:  # a pool built outside the checker: a share of the device
+        usable = gpu.memory_B * kv.gpu_util - placed
     kv_heads_per_gpu = max(1, m.kv_heads // pool.tp)
     per_token = (
         2 * math.ceil(m.layers / pool.pp) * kv_heads_per_gpu * m.head_dim * ir.DTYPE_BYTES[kv.dtype]
@@ -239,11 +240,9 @@ class Simulation:
         if self.clients:
             self.sent = min(self.clients, self.total)
             for i in range(self.sent):
-                self.kernel.at(0.0, Priority.ARRIVAL, self._arrive, i, max_context, False)
+                self.kernel.at(0.0, Priority.ARRIVAL, self._arrive, i, False)
         elif self.requests:
-            self.kernel.at(
-                self.requests[0].arrival_s, Priority.ARRIVAL, self._arrive, 0, max_context
-            )
+            self.kernel.at(self.requests[0].arrival_s, Priority.ARRIVAL, self._arrive, 0)
         self.kernel.run(self._after_event if (self.check or self.progress) else None)
         if self.done != self.total:
             raise AssertionError(f"{self.total - self.done} requests never finished")
@@ -252,11 +251,13 @@ class Simulation:
                 raise AssertionError(f"{inst.name} holds KV blocks after the run")
         return self._result(time.perf_counter() - started)
 
-    def _arrive(self, index: int, max_context: int, chain: bool = True) -> None:
+    def _arrive(self, index: int, chain: bool = True) -> None:
+        """Request ``index`` is sent (``chain``: and the next one's arrival is scheduled)."""
         req = self.requests[index]
+        max_context = self.max_context
         if chain and index + 1 < len(self.requests):
             nxt = self.requests[index + 1]
-            self.kernel.at(nxt.arrival_s, Priority.ARRIVAL, self._arrive, index + 1, max_context)
+            self.kernel.at(nxt.arrival_s, Priority.ARRIVAL, self._arrive, index + 1)
         if req.prompt + req.output > max_context:
             total = req.prompt + req.output
             self.reject(req, f"prompt + output = {total} tokens > max_context {max_context}")
@@ -328,7 +329,7 @@ class Simulation:
             at = max(self.kernel.now, req.finish_s)
             nxt.arrival_s = at
             nxt.log[0] = (at, "arrived", nxt.prompt)
-            self.kernel.at(at, Priority.ARRIVAL, self._arrive, self.sent, self.max_context, False)
+            self.kernel.at(at, Priority.ARRIVAL, self._arrive, self.sent, False)
             self.sent += 1
 
     def _after_event(self) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path as FsPath
-
 from tokensim import ir
 from tokensim.lang.check.env import Env
 from tokensim.lang.diagnostics import Note
@@ -34,17 +32,6 @@ TIMES = {"overhead": "overhead_s", "kernel": "kernel_s"}
 _COST_FILES = {"table": "an operator-timing table (CSV)", "calibrated": "a calibration (JSON)"}
 
 
-def _folder(span: Span, env: Env):
-    """The folder a relative path written at ``span`` is taken from: a ``std/``
-    catalogue's is its folder inside the package (its calibrations ship beside it),
-    any other text's :meth:`Env.folder_of`."""
-    if span.file.startswith("<std>/"):
-        from tokensim.lang.check import std_dir
-
-        return FsPath(str(std_dir()))
-    return env.folder_of(span)
-
-
 def cost(bound: Bound | None, env: Env):
     """The :class:`ir.CostSpec` of a ``cost`` statement; None when there is none, BAD
     after reporting an error. A path is taken from the folder of the file it is in
@@ -71,7 +58,7 @@ def cost(bound: Bound | None, env: Env):
             Note(f'usage: cost {kind} "<path>"'),
         )
         return BAD
-    written = _folder(ref.span, env) / ref.value  # as the user can find it, for messages
+    written = env.folder_of(ref.span) / ref.value  # as the user can find it, for messages
     path = written.resolve()
     if not path.is_file():
         env.rep.error(

@@ -215,7 +215,7 @@ def _pool(
     kv_per_token = model.kv_bytes_per_token(ir.DTYPE_BYTES[kv.dtype]) / (
         pp * min(tp, model.kv_heads)
     )
-    left = usable - weights if run_by.engine.memory == "total" else (usable - weights) * kv.gpu_util
+    left = run_by.engine.kv_room_bytes(gpu.memory_B, kv.gpu_util, weights)
     if left < kv_per_token * kv.block_tokens:
         rep.error(
             f"`{model.name}` leaves no room for the KV cache on {gpu.name} "

@@ -63,11 +63,11 @@ def definition(bound: Bound, env: Env) -> EngineDef | None:
     version = body.value("version")
     plain = tuple(s for s in bound.stmt.body if s.key.text not in ("source", "version", "on_gpu"))
     on_gpu = []
+    known = set(env.defs.get("gpu", {})) | set(env.std_index.get("gpu", {}))
     for b in body.all("on_gpu"):
         gpus = b.get("gpus")
         if gpus in (None, BAD) or b.stmt.body is None:
             return None
-        known = set(env.defs.get("gpu", {})) | set(env.std_index.get("gpu", {}))
         for ref in gpus:
             if ref.value not in known:
                 env.rep.error(
@@ -140,13 +140,10 @@ def build(
     """The engine a pool on ``gpu`` runs, with the statements a spec wrote in braces
     after its name (``overrides``); None after reporting an error."""
     stmts = list(engine.statements)
-    chosen: list[str] = []
     for gpus, extra in engine.on_gpu:
         if gpu in gpus:
             stmts = merge(stmts, extra)
-    if overrides:
-        stmts = merge(stmts, overrides)
-        chosen += [s.key.text for s in overrides]
+    stmts = merge(stmts, overrides)
     errors = len(env.rep.diagnostics)
     body = bind(stmts, schemas.ENGINE_OVERRIDES, env.rep, "`engine`", engine.span)
     if len(env.rep.diagnostics) > errors:
@@ -170,7 +167,7 @@ def build(
         frontend=ir.Frontend(**frontend),
         kernels=tuple(sorted(kernels.items())),
         span=engine.span,
-        overrides=tuple(sorted(set(chosen))),
+        overrides=tuple(sorted({s.key.text for s in overrides})),
     )
     kv = body.one("kv")
     batching = body.one("batching")

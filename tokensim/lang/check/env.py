@@ -26,10 +26,15 @@ class Env:
 
     def folder_of(self, span: Span) -> FsPath:
         """The folder a relative path written at ``span`` is taken from: that of the file
-        holding the statement, or the spec's folder for text that is no file on disk
-        (a ``std/`` catalogue, a ``--set`` value, a spec checked from a string)."""
+        holding the statement; for a ``std/`` catalogue its folder inside the package (its
+        calibrations ship beside it); else the spec's folder, for text that is no file on
+        disk (a ``--set`` value, a spec checked from a string)."""
         if span.file in self.files:
             return FsPath(span.file).parent
+        if span.file.startswith("<std>/"):
+            from tokensim.lang.check import std_dir
+
+            return FsPath(str(std_dir()))
         return self.base_dir
 
     def define(self, kind: str, name: str, value: object, span: Span) -> None:
