@@ -197,12 +197,14 @@ def _engines() -> list[str]:
     out = [
         "| engine | version | batching | kv block | memory | CUDA graphs | steps | async |"
         " reserve output | host: iteration / per seq / per prompt token / per rank / per layer |"
-        " front end: per request / per input token | by GPU | sources |",
+        " front end: per request / per input token / per output token / latency | by GPU |"
+        " sources |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, defn in std_engines().items():
         pe = std_engine(name)
         e, h, f = pe.engine, pe.engine.host, pe.engine.frontend
+        t = lambda x: format_quantity(x, Dim.TIME)  # noqa: E731
         b = pe.batching
         batching = (
             f"`{b.name}` " + ", ".join(f"{k} {v}" for k, v in b.params if k != "order")
@@ -210,9 +212,10 @@ def _engines() -> list[str]:
             else "`continuous` (language default)"
         )
         kv = {s.key.text: s.items[0].text for s in pe.kv if s.items}
+        front = " / ".join(t(x) for x in (f.per_request_s, f.per_input_token_s,
+                                          f.per_output_token_s, f.latency_s))  # fmt: skip
         graphs = "off" if not e.cuda_graphs else f"≤ {e.cuda_graphs} tokens"
         graphs += ", prefill too" if e.graph_prefill and e.cuda_graphs else ""
-        t = lambda x: format_quantity(x, Dim.TIME)  # noqa: E731
         host = " / ".join(t(x) for x in (h.iteration_s, h.per_seq_s, h.per_prefill_token_s,
                                          h.per_rank_s, h.per_layer_s))  # fmt: skip
         by_gpu = "; ".join(
@@ -221,9 +224,9 @@ def _engines() -> list[str]:
         )
         out.append(
             f"| `{name}` | {_cell(e.version) or '—'} | {_cell(batching)} |"
-            f" {kv.get('block', '16')} | {e.memory} | {graphs} | {e.scheduler_steps} |"
+            f" {kv.get('block', '16 tokens')} | {e.memory} | {graphs} | {e.scheduler_steps} |"
             f" {'on' if e.async_scheduling else 'off'} | {'on' if e.reserve_output else 'off'} |"
-            f" {host} | {t(f.per_request_s)} / {t(f.per_input_token_s)} | {_cell(by_gpu) or '—'} |"
+            f" {host} | {front} | {_cell(by_gpu) or '—'} |"
             f" {_cell('; '.join(e.sources))} |"
         )
     return out + [""]
