@@ -207,7 +207,12 @@ def _engines() -> list[str]:
         t = lambda x: format_quantity(x, Dim.TIME)  # noqa: E731
         b = pe.batching
         batching = (
-            f"`{b.name}` " + ", ".join(f"{k} {v}" for k, v in b.params if k != "order")
+            f"`{b.name}` "
+            + ", ".join(
+                f"{k} { ({True: 'on', False: 'off'}.get(v, v)) }"
+                for k, v in b.params
+                if k != "order"
+            )
             if b
             else "`continuous` (language default)"
         )
