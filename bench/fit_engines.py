@@ -16,6 +16,11 @@ fitted again without that source's runs and predicts them; an engine left with n
 takes the geometric mean of the others' figures.
 
     python3 bench/fit_engines.py [--loso] [--max-requests 400] [--max-nfev 40] [--json F]
+                                 [--shared [--frontends [--shared-from F]]] [--write]
+
+``--shared`` fits one set of host and front-end figures for every engine; ``--frontends``
+then fits each engine's own front end on its runs (``--shared-from``: the shared figures,
+in sample and per held-out source, from an earlier ``--shared --loso --json`` file).
 
 Needs ../shared/data/serving (the training runs); prints the figures to write in
 ``tokensim/dsl/std/engines.tsim`` and the error tables.
@@ -70,6 +75,8 @@ SHARED = (
     "frontend.latency",
     "frontend.per_output_token",
 )
+# with --frontends: after the shared fit, each engine's own front end (its API server)
+FRONT = ("frontend.per_request", "frontend.latency", "frontend.per_output_token")
 CLIP = math.log(4.0)  # a run off by more than 4x counts as 4x: one broken run cannot steer
 SCALE = 0.1  # log-ratios beyond ~10% count linearly, not squared (soft L1)
 
@@ -96,11 +103,13 @@ class Fit:
     """Fits one set of knobs on ``runs`` (one engine's, or every engine's with ``shared``:
     then the figures apply to every engine, and only the ``SHARED`` knobs move)."""
 
-    def __init__(self, engine: str, runs: list, max_requests: int, processes: int):
+    def __init__(self, engine: str, runs: list, max_requests: int, processes: int, paths=None):
         self.engine, self.runs = engine, runs
         self.max_requests, self.processes = max_requests, processes
         self.evaluations = 0
-        self.free = [i for i, k in enumerate(KNOBS) if engine != "shared" or k.path in SHARED]
+        if paths is None:  # every knob, or the shared ones
+            paths = SHARED if engine == "shared" else tuple(k.path for k in KNOBS)
+        self.free = [i for i, k in enumerate(KNOBS) if k.path in paths]
 
     def rows(self, values: np.ndarray) -> list[ea.Row]:
         self.evaluations += 1
@@ -150,24 +159,45 @@ def by_engine(runs) -> dict[str, list]:
 
 
 def fit_all(
-    runs, args, start: dict | None = None, keep: dict | None = None
+    runs, args, start: dict | None = None, keep: dict | None = None, held_out: str = ""
 ) -> dict[str, np.ndarray]:
     """Each engine's figures fitted on its runs among ``runs`` (those in ``keep`` were
     fitted on these same runs already and are kept); an engine without runs takes the
-    geometric mean of the others'."""
+    geometric mean of the others'. ``held_out``: the source left out of ``runs``, for
+    ``--shared-from`` (the shared fit on these same runs, made before)."""
     fitted = dict(keep or {})
     if args.shared:
         t = time.perf_counter()
-        x0 = (start or {}).get("vllm_v1", np.array([k.start for k in KNOBS]))
-        x0 = np.where([k.path in SHARED for k in KNOBS], x0, 1.0)
-        fit = Fit("shared", list(runs), args.max_requests, args.processes)
-        values = fit(x0, args.max_nfev)
-        print(
-            f"  every engine: {len(runs)} runs, {fit.evaluations} evaluations, "
-            f"{time.perf_counter() - t:.0f} s: {values}",
-            file=sys.stderr,
-        )
-        return {e: values for e in ENGINES}
+        if args.shared_from:
+            saved = json.loads(Path(args.shared_from).read_text())
+            raw = saved["loso_fitted"][held_out] if held_out else saved["fitted"]
+            values = np.array(raw["vllm_v1"])  # every engine alike
+        else:
+            x0 = (start or {}).get("vllm_v1", np.array([k.start for k in KNOBS]))
+            x0 = np.where([k.path in SHARED for k in KNOBS], x0, 1.0)
+            fit = Fit("shared", list(runs), args.max_requests, args.processes)
+            values = fit(x0, args.max_nfev)
+            print(
+                f"  every engine: {len(runs)} runs, {fit.evaluations} evaluations, "
+                f"{time.perf_counter() - t:.0f} s: {values}",
+                file=sys.stderr,
+            )
+        if not args.frontends:
+            return {e: values for e in ENGINES}
+        fitted = {}
+        for engine, mine in by_engine(runs).items():
+            if not mine:  # no runs of its own: the shared front end
+                fitted[engine] = values
+                continue
+            t = time.perf_counter()
+            fit = Fit(engine, mine, args.max_requests, args.processes, FRONT)
+            fitted[engine] = fit(values, args.max_nfev)  # from the shared fit on these runs
+            print(
+                f"  {engine} front end: {len(mine)} runs, {fit.evaluations} evaluations, "
+                f"{time.perf_counter() - t:.0f} s: {fitted[engine]}",
+                file=sys.stderr,
+            )
+        return fitted
     for engine, mine in by_engine(runs).items():
         if not mine or engine in fitted:
             continue
@@ -239,28 +269,45 @@ def describe(runs) -> str:
     return " and ".join(parts)
 
 
-def write_fit(fitted: dict[str, np.ndarray], runs, shared: bool) -> None:
+def write_fit(
+    fitted: dict[str, np.ndarray],
+    runs,
+    shared: bool,
+    frontends: bool = False,
+    path: Path | None = None,
+) -> None:
     """Write ``fitted`` into ``std/engines`` with what each engine was fitted on: its own
-    runs, or (``shared``) every run, and only the knobs that were fitted."""
+    runs, or (``shared``) every run, and only the knobs that were fitted; with
+    ``frontends``, the host on every run and each front end on its engine's runs."""
+    if shared and frontends:
+        every = f"every engine's runs together: {describe(runs)}"
+        write_catalogue(
+            fitted, dict.fromkeys(ENGINES, every), ("host.iteration", "host.per_seq"), path
+        )
+        mine = {e: describe(r) for e, r in by_engine(runs).items() if r}
+        write_catalogue(fitted, mine, FRONT, path)
+        print(f"wrote {path or CATALOGUE}", file=sys.stderr)
+        return
     if shared:
         on = {e: f"every engine's runs together: {describe(runs)}" for e in ENGINES}
     else:
         on = {e: describe(mine) for e, mine in by_engine(runs).items()}
-    write_catalogue(fitted, on, SHARED if shared else tuple(k.path for k in KNOBS))
-    print(f"wrote {CATALOGUE}", file=sys.stderr)
+    write_catalogue(fitted, on, SHARED if shared else tuple(k.path for k in KNOBS), path)
+    print(f"wrote {path or CATALOGUE}", file=sys.stderr)
 
 
 def write_catalogue(
     fitted: dict[str, np.ndarray],
     on: dict[str, str],
     paths: tuple[str, ...] = tuple(k.path for k in KNOBS),
-    path: Path = CATALOGUE,
+    path: Path | None = None,
 ) -> None:
     """Put the fitted figures (the knobs ``paths``) into ``std/engines``: each engine's
     ``host``, ``frontend`` and ``kernels`` lines keep their other statements (estimates)
     and say what was fitted on what (``on``: by engine)."""
     import re
 
+    path = path or CATALOGUE
     text = path.read_text("utf-8")
     for engine, values in fitted.items():
         if not on.get(engine):
@@ -335,6 +382,17 @@ def main(argv: list[str] | None = None) -> int:
         "calibrated) instead of each engine's own",
     )
     p.add_argument(
+        "--frontends",
+        action="store_true",
+        help="with --shared: then fit each engine's own front end (per request, per output "
+        "token, latency) on its runs",
+    )
+    p.add_argument(
+        "--shared-from",
+        help="with --shared: take the shared figures (in sample and per held-out source) "
+        "from this --json file of an earlier --shared run on the same runs",
+    )
+    p.add_argument(
         "--write", action="store_true", help="write the fitted figures into std/engines.tsim"
     )
     args = p.parse_args(argv)
@@ -343,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.from_json and args.write:
         saved = json.loads(Path(args.from_json).read_text())["fitted"]
-        write_fit({e: np.array(v) for e, v in saved.items()}, sr.load().runs, args.shared)
+        fitted = {e: np.array(v) for e, v in saved.items()}
+        write_fit(fitted, sr.load().runs, args.shared, args.frontends)
         return 0
     runs = sr.load().runs
     print(f"{len(runs)} runs", file=sys.stderr)
@@ -384,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
                 for e, mine in by_engine(runs).items()
                 if mine and all(r.source != source for r in mine)
             }
-            held = fit_all(train, args, start=fitted, keep=None if args.shared else untouched)
+            keep = None if args.shared else untouched
+            held = fit_all(train, args, start=fitted, keep=keep, held_out=source)
             rows = evaluate(test, held, args).rows
             loso_rows += rows
             by_source[source] = rows
@@ -406,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     if args.write:
-        write_fit(fitted, runs, args.shared)
+        write_fit(fitted, runs, args.shared, args.frontends)
     return 0
 
 

@@ -431,3 +431,40 @@ def test_the_fit_changes_what_it_says_and_weighs_runs_equally():
     assert r[0] == pytest.approx(np.log(4.0)) and np.allclose(r[1:], 0)
     rows = [e2e.Row(two, m, 2 * m.value) for m in two.metrics]
     assert np.sum(fe.residuals(rows) ** 2) == pytest.approx(np.log(2.0) ** 2)
+
+
+def test_fitted_front_ends_are_written_per_engine_beside_a_shared_host(tmp_path):
+    import fit_engines as fe
+
+    catalogue = tmp_path / "engines.tsim"
+    catalogue.write_text(fe.CATALOGUE.read_text("utf-8"), "utf-8")
+    runs = [
+        _run(id="a", source="blis", engine="vllm", gpu="H100_SXM"),
+        _run(id="b", source="nim", engine="nim", gpu="H100_SXM"),
+    ]
+    base = np.array([k.start for k in fe.KNOBS])
+    fitted = {e: base.copy() for e in fe.ENGINES}
+    front = [i for i, k in enumerate(fe.KNOBS) if k.path == "frontend.per_request"][0]
+    fitted["vllm_v1"][front], fitted["trtllm"][front] = 11.5, 0.75
+    fe.write_fit(fitted, runs, shared=True, frontends=True, path=catalogue)
+    text = catalogue.read_text("utf-8")
+
+    def block(name):
+        start = text.index(f"\nengine {name} {{")
+        return text[start : text.index("\n}\n", start)]
+
+    v1, trt, sgl = block("vllm_v1"), block("trtllm"), block("sglang")
+    assert "per_request 11.5 ms" in v1 and "per_request 0.75 ms" in trt
+    # each front end says the runs it was fitted on; the host, every run
+    every = "every engine's runs together: 1 nim (H100_SXM) and 1 blis (H100_SXM)"
+    for engine in (v1, trt, sgl):
+        host_note = engine.split("\n  host {")[1].split("\n  frontend {")[0]
+        assert every in host_note
+    assert "fitted (per_request, latency, per_output_token) by bench/fit_engines.py on 1 blis" in v1
+    assert "fitted (per_request, latency, per_output_token) by bench/fit_engines.py on 1 nim" in trt
+    # an engine with no runs of its own keeps the front end it had
+    before = fe.CATALOGUE.read_text("utf-8")
+    assert (
+        sgl.split("\n  frontend {")[1]
+        == before.split("\nengine sglang {")[1].split("\n  frontend {")[1].split("\n}\n")[0]
+    )

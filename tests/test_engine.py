@@ -237,6 +237,61 @@ def test_the_front_end_queues_a_burst():
     assert ttft(tokens)[0] == pytest.approx(ttft(alone)[0] + 1000 * 100e-6, rel=1e-6)
 
 
+def test_a_burst_holds_up_the_tokens_of_the_requests_taken_in_first():
+    burst = "arrivals burst; lengths fixed 100 -> 5; requests 20"
+    fe, _ = run("ideal { frontend { per_request 10 ms } }", burst)
+    r = fe.requests
+    # the engine has the first request after 10 ms and runs it at once ...
+    assert r["admitted_s"].min() == pytest.approx(10e-3)
+    # ... but the API server streams its tokens only after taking in the other 19
+    assert ttft(fe).min() >= 20 * 10e-3 - 1e-9
+    two, _ = run("ideal { frontend { per_request 10 ms; workers 2 } }", burst)
+    assert ttft(two).min() >= 10 * 10e-3 - 1e-9 and ttft(two).max() < ttft(fe).min()
+
+
+def test_streaming_holds_up_the_requests_that_arrive_after_it():
+    work = "arrivals constant 10/s; lengths fixed 100 -> 400; requests 2"
+    gpu, cost = run("ideal", work)
+    step = cost.decode_step_s(1, 300)
+    slow = f"ideal {{ frontend {{ per_request 1 ms; per_output_token {5 * step * 1e3:.6f} ms }} }}"
+    lag, _ = run(slow, work)
+    r = lag.requests
+    # the engine makes a token a step; streaming one takes five: by the time the second
+    # request is sent (0.1 s) the server is far behind, and takes it in only then
+    assert r["enqueued_s"][1] - r["arrival_s"][1] > 0.1
+    assert gpu.requests["enqueued_s"][1] == pytest.approx(gpu.requests["arrival_s"][1])
+    # the engine itself never waits: alone, a request's last token is made when the GPU
+    # makes it, and its client sees it about five times later
+    work = "arrivals constant 10/s; lengths fixed 100 -> 400; requests 1"
+    (gpu, _), (lag, _) = run("ideal", work), run(slow, work)
+    made = [t for t, event, _ in lag.transitions[0] if event == "finished"]
+    taken_in = lag.requests["enqueued_s"][0]  # 1 ms after it was sent
+    assert made == [pytest.approx(gpu.requests["finish_s"][0] + taken_in)]
+    assert tpot(lag) == pytest.approx(5 * tpot(gpu), rel=0.05)
+
+
+def test_native_fp8_gemms_take_the_16_bit_profile_with_the_8_bit_gain():
+    def cost(engine: str, dtype: str):
+        text = (
+            'import "std/hardware"\nimport "std/models"\nimport "std/engines"\n'
+            "cluster { node n { gpus H100_SXM x 1 } }\n"
+            f"deployment {{ pool p {{ model llama3_1_8b {dtype}; engine {engine} }} }}\n"
+        )
+        spec = compile_text(text)
+        pool = spec.deployment.pools[0]
+        assert pool.cost.kind == "calibrated"
+        return for_pool(pool, lower(spec)).breakdown(Batch(4096, Batch.pairs(4096, 0), samples=1))
+
+    native = cost("vllm_v1 { fp8_gemm native }", "fp8")["gemm"]
+    profiled = cost("vllm_v1 { fp8_gemm profiled }", "fp8")["gemm"]
+    bf16 = cost("vllm_v1", "bf16")["gemm"]
+    assert native < 0.75 * bf16 < profiled  # NVIDIA's vLLM fp8 rows are slower than bf16
+    assert cost("vllm_v1 { fp8_gemm native }", "bf16")["gemm"] == pytest.approx(bf16)
+    runs = {p.name: p.engine.fp8_gemm for p in spec_of("sglang", ONE).deployment.pools}
+    assert runs == {"p": "native"}
+    assert spec_of("vllm_v1", ONE).deployment.pools[0].engine.fp8_gemm == "profiled"
+
+
 TIGHT = "kv { gpu_util 0.085; block 16 tokens }"  # a few hundred blocks: outputs compete
 
 

@@ -211,20 +211,20 @@ class HostTime:
 
 @dataclass(frozen=True)
 class Frontend:
-    """The API server in front of the engine: each request is handled (parsed,
-    tokenized, queued to the engine) by one of ``workers`` servers, first come first
-    served, in ``per_request_s + per_input_token_s * prompt tokens``; then it reaches the
-    engine ``latency_s`` later (time that holds up no other request: the network, the
-    server's asynchronous hand-offs). Every output token costs the front end
-    ``per_output_token_s`` (detokenizing, streaming), so clients receive the tokens of an
-    iteration of ``n`` sequences no sooner than ``n * per_output_token_s`` after the
-    previous iteration's."""
+    """The API server in front of the engine: ``workers`` servers (request ``r`` is
+    handled by server ``r mod workers``), each a first-come-first-served CPU doing two
+    kinds of work: taking a request in (parsing, tokenizing, queueing to the engine), in
+    ``per_request_s + per_input_token_s * prompt tokens``, after which it reaches the
+    engine ``latency_s`` later (time that holds up no other request); and streaming the
+    tokens the engine makes, ``per_output_token_s`` each (a step's tokens shared by the
+    servers). Clients see a token when its server has streamed it; the engine never
+    waits for the front end (:mod:`tokensim.sim.frontend`)."""
 
     per_request_s: float = 0.0
     per_input_token_s: float = 0.0
     workers: int = 1
     latency_s: float = 0.0
-    per_output_token_s: float = 0.0  # detokenizing and streaming: bounds the token rate
+    per_output_token_s: float = 0.0  # detokenizing and streaming, on the same servers
 
 
 @dataclass(frozen=True)
@@ -240,7 +240,9 @@ class Engine:
     overlaps the host time with the previous step's GPU time; ``reserve_output``
     admits a request only when the KV of its whole output fits; ``stream_tokens`` is how
     many tokens a client receives at once; ``kernels`` multiplies the cost model's
-    op times by class.
+    op times by class; ``fp8_gemm`` says how a measured cost profile prices 8-bit GEMMs
+    (``profiled``: its own 8-bit rows; ``native``: its 16-bit rows times the roofline's
+    8-bit gain).
     """
 
     name: str
@@ -258,6 +260,7 @@ class Engine:
     kernels: tuple[tuple[str, float], ...]
     span: Span | None
     overrides: tuple[str, ...] = ()  # engine statements the spec changed (pool or deployment)
+    fp8_gemm: str = "profiled"  # profiled | native: how a measured profile prices 8-bit GEMMs
 
     def kv_room_bytes(self, memory_B: float, gpu_util: float, placed_B: float) -> float:
         """Bytes left for the KV cache on a GPU of ``memory_B`` once ``placed_B`` (weights,

@@ -196,10 +196,11 @@ def _engines() -> list[str]:
     front-end times, and sources."""
     out = [
         "| engine | version | batching | kv block | memory | CUDA graphs | steps | async |"
-        " reserve output | host: iteration / per seq / per prompt token / per rank / per layer |"
+        " reserve output | fp8 GEMMs |"
+        " host: iteration / per seq / per prompt token / per rank / per layer |"
         " front end: per request / per input token / per output token / latency | by GPU |"
         " sources |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, defn in std_engines().items():
         pe = std_engine(name)
@@ -231,7 +232,7 @@ def _engines() -> list[str]:
             f"| `{name}` | {_cell(e.version) or '—'} | {_cell(batching)} |"
             f" {kv.get('block', '16 tokens')} | {e.memory} | {graphs} | {e.scheduler_steps} |"
             f" {'on' if e.async_scheduling else 'off'} | {'on' if e.reserve_output else 'off'} |"
-            f" {host} | {front} | {_cell(by_gpu) or '—'} |"
+            f" {e.fp8_gemm} | {host} | {front} | {_cell(by_gpu) or '—'} |"
             f" {_cell('; '.join(e.sources))} |"
         )
     return out + [""]

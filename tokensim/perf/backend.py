@@ -231,8 +231,17 @@ class MeasuredCostModel(CostModel):
         # GEMMs of one layer, summed on the grid (MoE expert GEMMs stay with the roofline)
         gemm = np.zeros(len(grid))
         roof_gemms = [self._roof_gemm(n, k) for n, k in shapes]
+        engine = pool.engine
+        native = dtype in QUANT_DTYPES and engine is not None and engine.fp8_gemm == "native"
         for (n, k), roof in zip(shapes, roof_gemms, strict=True):
-            gemm += self._predict("gemm", "", grid, dtype, roof, extend=True, m=grid, n=n, k=k)
+            if native:  # the 16-bit kernels' measured efficiency, with the 8-bit roofline's gain
+                roof16 = self._roof_gemm(n, k, "bf16")
+                gain = np.array([roof(t) / roof16(t) for t in grid])
+                gemm += gain * self._predict(
+                    "gemm", "", grid, "bf16", roof16, extend=True, m=grid, n=n, k=k
+                )
+            else:
+                gemm += self._predict("gemm", "", grid, dtype, roof, extend=True, m=grid, n=n, k=k)
         if m.experts > 1:  # the router stays with the roofline (the experts are added by breakdown)
             gemm += np.array([self._gemm(self.gemms[2], t) for t in grid])
             roof_gemms.append(lambda t: self._gemm(self.gemms[2], t))
@@ -305,14 +314,21 @@ class MeasuredCostModel(CostModel):
     def _curve(self, seconds: np.ndarray, roofline, what: str) -> _Curve:
         return _Curve(seconds, roofline, what, self.label)
 
-    def _roof_gemm(self, n: int, k: int):
-        """The roofline's seconds for an ``n x k`` weight GEMM, as a function of tokens
-        (with its input's quantization under 8-bit compute)."""
-        q = k if self.pool.dtype in QUANT_DTYPES else 0.0
-        g = _Gemm(
-            2 * n * k, n * k * ir.DTYPE_BYTES[self.pool.dtype], (n + k) * ACTIVATION_BYTES, 1, q
-        )
+    def _roof_gemm(self, n: int, k: int, dtype: str | None = None):
+        """The roofline's seconds for an ``n x k`` weight GEMM in ``dtype`` (the pool's by
+        default), as a function of tokens (with its input's quantization under 8-bit
+        compute)."""
+        dtype = dtype or self.pool.dtype
+        q = k if dtype in QUANT_DTYPES else 0.0
+        flops = 0.0 if dtype == self.pool.dtype else self._flops(dtype)
+        g = _Gemm(2 * n * k, n * k * ir.DTYPE_BYTES[dtype], (n + k) * ACTIVATION_BYTES, 1, q, flops)
         return lambda tokens: self._gemm(g, tokens)
+
+    def _flops(self, dtype: str) -> float:
+        """The GEMM peak in ``dtype`` (FLOP/s, efficiency applied)."""
+        gpu = self.pool.gpu
+        peak = gpu.flops(dtype) or gpu.flops("fp16") or gpu.flops(self.pool.dtype)
+        return peak * gpu.efficiency.gemm
 
     def _predict(self, op, kernel, sizes, dtype, roofline, extend=False, **cols) -> np.ndarray:
         """The predictor's times on ``sizes``; the roofline's where it has none. With

@@ -16,9 +16,7 @@ An iteration of GPU time ``g`` then takes ``h + max(l, g)`` when the engine sche
 synchronously, and ``max(h + l, g)`` with ``async_scheduling`` (the CPU prepares the
 next step while the GPU runs this one). With ``scheduler_steps N`` (multi-step) one
 scheduling serves ``N`` decode steps, so a decode step carries ``h / N``. The front end
-(a process of its own) detokenizes and streams each output token in
-``frontend.per_output_token``: tokens cannot reach clients faster, so an iteration that
-samples ``n`` tokens takes at least ``n * per_output_token``.
+is a process of its own that the engine never waits for (:mod:`tokensim.sim.frontend`).
 
 A decode step of ``n`` sequences over ``ctx`` context tokens costs ``a + c * ctx`` on
 the GPU, so its whole time is ``H + max(F, a + c * ctx)`` (:meth:`EngineCost.decode_line`):
@@ -54,7 +52,6 @@ class EngineCost:
         self.ranks = pool.tp * pool.pp
         self.launch_s = engine.host.per_layer_s * pool.model.layers / pool.pp
         self.steps = engine.scheduler_steps
-        self.out_token_s = engine.frontend.per_output_token_s
         self._scaled = any(f != 1.0 for f in self.factors.values())
 
     def gpu_s(self, batch: Batch) -> float:
@@ -90,16 +87,13 @@ class EngineCost:
         h = self.host_s(seqs, batch.prefill_tokens)
         launch = self.launch_s if self.eager(tokens, batch.prefill_tokens) else 0.0
         g = self.gpu_s(batch)
-        step = max(h + launch, g) if self.engine.async_scheduling else h + max(launch, g)
-        samples = batch.decode_seqs if batch.samples is None else batch.samples
-        return max(step, samples * self.out_token_s)  # the front end streams the tokens
+        return max(h + launch, g) if self.engine.async_scheduling else h + max(launch, g)
 
     def decode_line(self, n: int) -> tuple[float, float]:
         """(H, F) of a decode step of ``n`` sequences whose GPU time is ``a + c * ctx``: the
         step takes ``H + max(F, a + c * ctx)``."""
         h = self.host_s(n, 0) / self.steps
         launch = self.launch_s if self.eager(n, 0) else 0.0
-        stream = n * self.out_token_s  # the front end's time for the step's tokens
         if self.engine.async_scheduling:
-            return 0.0, max(h + launch, stream)
-        return h, max(launch, stream - h)
+            return 0.0, h + launch
+        return h, launch

@@ -476,8 +476,9 @@ class Instance:
         batch = self.batch
         if not self._grant(batch.step + j):
             raise AssertionError("a decode run outgrew the blocks it was sized for")
-        last_end = run.end(j)
-        self.itl_gaps += batch.advance(j, run.end(1), last_end)
+        first_end, last_end = run.end(1), run.end(j)
+        self.sim.frontend.stream(first_end, last_end, j, run.n)
+        self.itl_gaps += batch.advance(j, first_end, last_end)
         if j > 1:  # steps 2..j, each gap a + c (ctx + s n), for all n sequences
             self.itl_steps.append((run.a + run.c * run.ctx, run.c * run.n, j - 1, run.n))
         self.iterations += j
@@ -545,6 +546,8 @@ class Instance:
         self.busy_s += now - self.iteration_start
         self.work.append((self.iteration_start, now, tokens, decode, 1))
         batch = self.batch
+        completing = sum(1 for req, chunk in prefill if req.computed + chunk == req.tokens)
+        self.sim.frontend.stream(now, now, 1, decode + completing)
         if decode:
             self.itl_gaps += batch.advance(1, now, now)
             self._finish_done()
@@ -554,8 +557,8 @@ class Instance:
             if req.computed == req.tokens:
                 req.generated += 1
                 req.state = State.DECODE
-                if req.first_token_s < 0:
-                    req.first_token_s = now
+                if req.first_token_s < 0:  # when its client sees it
+                    req.first_token_s = self.sim.frontend.seen(req.id, now)
                     req.log.append((now, "first_token", 1))
                 else:
                     self.itl_gaps.append((now - req.last_token_s, 1))
@@ -579,8 +582,9 @@ class Instance:
 
     def _finish(self, req: Request, delivered_after_s: float = 0.0) -> None:
         req.state = State.DONE
-        req.finish_s = self.kernel.now + delivered_after_s
-        req.log.append((req.finish_s, "finished", req.generated))
+        made = self.kernel.now + delivered_after_s
+        req.finish_s = self.sim.frontend.seen(req.id, made)  # when its client has it all
+        req.log.append((made, "finished", req.generated))
         self.kv.release(req.id)
         self._unpromise(req)
         self.running.remove(req)

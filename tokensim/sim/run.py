@@ -11,7 +11,6 @@ workload seed (or ``seed``), so the same spec and seed give identical results.
 
 from __future__ import annotations
 
-import heapq
 import math
 import os
 import time
@@ -27,6 +26,7 @@ from tokensim.perf import for_pool
 from tokensim.policies.batching import BATCHING
 from tokensim.policies.routing import router_for
 from tokensim.sim.events import Kernel, Priority
+from tokensim.sim.frontend import FrontEnd
 from tokensim.sim.instance import Instance
 from tokensim.sim.kv import BlockManager
 from tokensim.sim.network import Network
@@ -192,10 +192,9 @@ class Simulation:
                 sends.direct_below = max(sends.direct_below, t.direct_below)
         self.check = os.environ.get("TOKENSIM_CHECK") == "1"
         self.done = 0
-        # the front end of the entry pools' engine: a first-come-first-served queue
+        # the front end of the entry pools' engine: takes requests in, streams tokens out
         engine = dep.entry_pools[0].engine
-        self.frontend = engine.frontend if engine is not None else None
-        self.frontend_free = [0.0] * (self.frontend.workers if self.frontend else 1)
+        self.frontend = FrontEnd(engine.frontend if engine is not None else None)
         # a closed loop: how many clients, and the next request to send
         arrivals = spec.workload.arrivals
         self.clients = arrivals.get("clients") if arrivals and arrivals.name == "closed" else 0
@@ -262,13 +261,10 @@ class Simulation:
             total = req.prompt + req.output
             self.reject(req, f"prompt + output = {total} tokens > max_context {max_context}")
             return
-        fe = self.frontend
-        service_s = fe.per_request_s + fe.per_input_token_s * req.prompt if fe else 0.0
-        done = self.kernel.now
-        if service_s > 0:  # the API server takes it in when one of its workers is free
-            done = max(done, heapq.heappop(self.frontend_free)) + service_s
-            heapq.heappush(self.frontend_free, done)
-        done += fe.latency_s if fe else 0.0
+        if self.frontend.token_out_s:  # the tokens made by now are streamed before it
+            for inst in self.instances:
+                inst.sync()
+        done = self.frontend.take_in(req.id, req.prompt, self.kernel.now)
         if done > self.kernel.now:
             self.kernel.at(done, Priority.ARRIVAL, self._route, req)
         else:

@@ -168,6 +168,7 @@ def build(
         kernels=tuple(sorted(kernels.items())),
         span=engine.span,
         overrides=tuple(sorted({s.key.text for s in overrides})),
+        fp8_gemm=body.value("fp8_gemm", default="profiled"),
     )
     kv = body.one("kv")
     batching = body.one("batching")

@@ -396,14 +396,14 @@ FRONTEND = Block(
         Attr(
             "workers",
             (Num("workers", integer=True, min=1),),
-            "requests taken in at once (servers of the front end's queue)",
+            "API servers (request r is handled by server r mod workers)",
             default="1",
         ),
         Attr(
             "per_output_token",
             (Num("per_output_token", Dim.TIME, min=0),),
-            "time per output token (detokenizing, streaming): an iteration's tokens reach "
-            "their clients no faster than the front end handles them",
+            "time per output token (detokenizing, streaming), on the same servers that take "
+            "requests in: a client sees a token when its server has streamed it",
             default="0 s",
         ),
         Attr(
@@ -414,7 +414,8 @@ FRONTEND = Block(
             default="0 s",
         ),
     ),
-    "The API server in front of the engine: a first-come-first-served queue.",
+    "The API server in front of the engine: servers that take requests in and stream "
+    "tokens out, first come first served; the engine never waits for them.",
 )
 
 KERNELS = Block(
@@ -489,6 +490,15 @@ def _engine_block(kind: str, with_gpus: bool) -> Block:
             (Bool("reserve_output"),),
             "admit a request only when the KV of its whole output fits too (no eviction)",
             default="off",
+        ),
+        Attr(
+            "fp8_gemm",
+            (_words("fp8_gemm", ("profiled", "native"), "8-bit GEMM path"),),
+            "how 8-bit (fp8, int8) GEMMs are priced from a measured cost profile: "
+            "`profiled`, as its 8-bit rows (vLLM's own path, which NVIDIA's tables measure "
+            "slower than bf16); `native`, as its 16-bit rows scaled by the roofline's 8-bit "
+            "gain (dedicated 8-bit kernels, as TensorRT-LLM and SGLang run)",
+            default="profiled",
         ),
         Attr(
             "stream",

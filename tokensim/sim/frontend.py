@@ -1,0 +1,63 @@
+"""The API server in front of the engine: one CPU that takes requests in and streams
+tokens out.
+
+A serving engine's front end (vLLM's API server, SGLang's tokenizer manager,
+``trtllm-serve``) is a process of its own, beside the engine's: it parses and tokenizes
+each request before the engine sees it, and detokenizes and streams every token the
+engine makes. Both are work on the same CPU, first come first served, so a burst of new
+requests holds up the tokens of the requests already running, and a flood of tokens
+holds up new requests; the engine itself never waits for it.
+
+:class:`FrontEnd` keeps one clock per server (``workers``; request ``r`` is handled by
+server ``r mod workers``): the time its server is free. Taking in a request costs
+``per_request + per_input_token * prompt``; the tokens of an engine step of ``n``
+sequences cost ``n * per_output_token``, shared evenly by the servers. A request sees a
+token when its server has streamed it, so its first token and its last reach the client
+at :meth:`FrontEnd.seen`, never before the engine made them. A decode run of ``j`` steps
+is streamed in closed form: the step ends ``t_1 .. t_j`` are convex in the step number,
+so the server's clock after them is ``max(F + j w, t_j + w, t_1 + j w)``.
+"""
+
+from __future__ import annotations
+
+from tokensim import ir
+
+
+class FrontEnd:
+    """The front end of ``frontend`` (None: an engine without one, which costs nothing)."""
+
+    def __init__(self, frontend: ir.Frontend | None):
+        fe = frontend or ir.Frontend()
+        self.take_s = fe.per_request_s
+        self.token_in_s = fe.per_input_token_s
+        self.latency_s = fe.latency_s
+        self.servers = fe.workers
+        self.token_out_s = fe.per_output_token_s / fe.workers  # per server, tokens shared
+        self.free = [0.0] * fe.workers  # when each server is next free
+        self.active = any((self.take_s, self.token_in_s, self.token_out_s))
+
+    def take_in(self, rid: int, prompt: int, now: float) -> float:
+        """When request ``rid`` of ``prompt`` tokens, sent at ``now``, reaches the engine."""
+        if not self.active:
+            return now + self.latency_s
+        s = rid % self.servers
+        done = max(now, self.free[s]) + self.take_s + self.token_in_s * prompt
+        self.free[s] = done
+        return done + self.latency_s
+
+    def stream(self, first_s: float, last_s: float, steps: int, tokens: int) -> None:
+        """The engine made ``tokens`` tokens in each of ``steps`` steps, the first ending
+        at ``first_s`` and the last at ``last_s``: the servers stream them."""
+        if not self.active:
+            return
+        w = tokens * self.token_out_s
+        free = self.free
+        for s in range(self.servers):
+            free[s] = max(free[s] + steps * w, last_s + w, first_s + steps * w)
+
+    def seen(self, rid: int, made_s: float) -> float:
+        """When the client of request ``rid`` sees a token the engine made at ``made_s``
+        and the front end has been given (:meth:`stream`)."""
+        if not self.active:
+            return made_s
+        return max(made_s, self.free[rid % self.servers])
