@@ -119,6 +119,8 @@ def test_the_shipped_files_were_fitted_on_the_shared_data_as_they_say():
     )
     rows = calibrate.read(shipped("H100_SXM")).fitted_on["rows"]
     assert rows["gemm:fp8"] == (gemm == "fp8").sum()
+    # and the 16-bit GEMMs NVIDIA's alone: Vidur's 2023 linear layers are left out
+    assert rows["gemm:16bit"] == (gemm == "bfloat16").sum()
 
 
 @needs_data
