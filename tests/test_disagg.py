@@ -313,3 +313,44 @@ def test_least_kv_sends_each_request_to_an_emptiest_instance(instances, requests
     # what it promises; least_requests is the policy that balances a burst
     counts = routed_counts("least_kv", instances, requests)
     assert counts[0] == requests
+
+
+def test_a_flow_ends_at_its_time_however_late_the_clock():
+    # at 2^15 s the clock's step (7e-12 s) is longer than a byte takes at 400 GB/s: a flow
+    # that ends by bytes left never did (the same instant was scheduled forever)
+    bw = {("x", "y"): 400e9}
+    for start in (0.0, 32768.3, 1e9):
+        kernel = Kernel()
+        net = Network(kernel, Topo(bw))
+        done: list[int] = []
+        for tag, size in ((1, 655_360.0 * 3), (2, 123_457.0)):
+            end = lambda tag=tag, done=done: done.append(tag)  # noqa: E731
+            kernel.at(start, 2, net.send, [(("x", "y"), 0.0)], size, end)
+
+        def bounded(kernel=kernel):
+            if kernel.events > 100:
+                raise AssertionError(f"the network livelocks at t = {kernel.now}")
+
+        kernel.run(bounded)
+        assert sorted(done) == [1, 2]
+        one_alone = (655_360.0 * 3 - 123_457.0) / 400e9 + 2 * 123_457.0 / 400e9
+        assert kernel.now == pytest.approx(start + one_alone, abs=max(1e-9, start * 1e-12))
+
+
+def test_a_disaggregated_run_late_in_simulated_time_finishes():
+    # the smallest case that livelocked: requests 10^7 s apart, KV copied over NVLink
+    spec = compile_text(
+        'import "std/hardware"\nimport "std/models"\n'
+        "cluster { node n0 { gpus H100_SXM x 2; link NVLINK4 } }\n"
+        "deployment { pool p { model llama3_1_8b; role prefill; on n0[0] }\n"
+        "             pool d { model llama3_1_8b; role decode; on n0[1] }\n"
+        "             transfer p -> d }\n"
+        "workload { arrivals constant 1e-7/s; lengths fixed 100 -> 10; requests 3 }"
+    )
+
+    def runaway(done, total, now):  # called every 5,000 events: a few dozen are enough
+        raise AssertionError(f"{done}/{total} requests after 5,000 events, t = {now} s")
+
+    result = simulate(lower(spec), progress=runaway)
+    assert (result.requests["finish_s"] > 2e7).sum() == 1
+    assert ~result.requests["rejected"].any()

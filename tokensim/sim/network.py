@@ -10,7 +10,11 @@ elsewhere leaves its unused share to the others.
 
 Rates change only when a flow starts or ends; between those moments each flow
 drains at a constant rate, so the network needs one pending event (the next flow
-to drain) and O(flows x edges) work per change. A flow's last byte arrives the
+to drain) and O(flows x edges) work per change. A flow ends at the *time* its
+rate says (``finish_s``, set whenever rates change), not when its bytes left reach
+some threshold: bytes are ``rate x time`` products, and at large simulated times
+the clock cannot resolve the time a leftover byte takes, so a byte test could wait
+for an instant that never comes. A flow's last byte arrives the
 path's latency after it leaves, and then ``on_done`` is called.
 
 Each directed edge that has carried a flow keeps a time series of (time, flows,
@@ -30,7 +34,7 @@ Edge = tuple[str, str]  # (from vertex, to vertex): one direction of a topology 
 class Flow:
     """``bytes`` along ``edges``; ``rate`` (B/s) while it drains."""
 
-    __slots__ = ("edges", "left", "rate", "latency_s", "on_done", "seq")
+    __slots__ = ("edges", "left", "rate", "latency_s", "on_done", "seq", "finish_s")
 
     def __init__(self, edges, size_B, latency_s, on_done, seq):
         self.edges: tuple[Edge, ...] = edges
@@ -39,6 +43,7 @@ class Flow:
         self.latency_s = latency_s
         self.on_done = on_done
         self.seq = seq
+        self.finish_s = 0.0  # when it drains at its rate (set with the rate)
 
 
 class Network:
@@ -124,18 +129,19 @@ class Network:
             self.series.setdefault(e, []).append((now, len(fs), sum(f.left for f in fs), used))
         self.version += 1
         if flows:
-            first = min(flows, key=lambda f: (f.left / f.rate, f.seq))
-            at = now + max(0.0, first.left / first.rate)
-            self.kernel.at(at, Priority.TRANSFER_END, self._drained, self.version)
+            for f in flows:
+                f.finish_s = now + max(0.0, f.left / f.rate)
+            first = min(flows, key=lambda f: (f.finish_s, f.seq))
+            self.kernel.at(first.finish_s, Priority.TRANSFER_END, self._drained, self.version)
 
     def _drained(self, version: int) -> None:
         if version != self.version:
             return
         self._drain()
-        # flows within a byte of the end are done (rounding of rate x time)
-        done = [f for f in self.flows if f.left <= 1.0]
-        self.flows = [f for f in self.flows if f.left > 1.0]
         now = self.kernel.now
+        # done: the flows whose time is up (at least the one this event was set for)
+        done = [f for f in self.flows if f.finish_s <= now]
+        self.flows = [f for f in self.flows if f.finish_s > now]
         touched = {e for f in done for e in f.edges}
         for e in touched:
             if not any(e in f.edges for f in self.flows):
