@@ -1,5 +1,6 @@
 """The command line as a user runs it: exit codes, stdout/stderr, no tracebacks."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -117,3 +118,44 @@ def test_check_continues_past_an_unreadable_file():
     result = run("check", SPECS[0], "missing.tsim", SPECS[1])
     assert result.returncode == 2
     assert result.stderr.count("ok: ") == 2 and "no such file: missing.tsim" in result.stderr
+
+
+def test_a_trace_only_workload_runs_and_says_how_many_requests_it_served(tmp_path, capsys):
+    # a workload of nothing but a trace (as docs/workloads.md shows it) crashed after
+    # simulating; with `requests` beyond the trace's length the header claimed that many
+    (tmp_path / "t.csv").write_text(
+        "arrival_s,prompt_tokens,output_tokens\n0.0,200,20\n0.5,300,10\n1.0,100,5\n", "utf-8"
+    )
+    spec = tmp_path / "t.tsim"
+    for workload, report in (
+        ('trace "t.csv"', []),
+        ('trace "t.csv"; requests 100000', ["--no-report"]),
+    ):
+        spec.write_text(
+            'import "std/hardware"\nimport "std/models"\n'
+            "cluster { node n0 { gpus H100_SXM x 1 } }\n"
+            "deployment { pool serve { model llama3_1_8b } }\n"
+            f"workload {{ {workload} }}\n",
+            "utf-8",
+        )
+        out = tmp_path / "out"
+        assert main(["run", str(spec), "-q", "-o", str(out), *report]) == 0
+        run_json = json.loads((out / "run.json").read_text("utf-8"))
+        assert run_json["workload"] == "3 requests from the trace t.csv"
+
+
+def test_a_run_that_rejects_every_request_still_draws_its_report(tmp_path):
+    # on a GPU with a price, the cost card formatted the cost of nothing served: a crash
+    spec = tmp_path / "rejected.tsim"
+    spec.write_text(
+        'import "std/hardware"\nimport "std/models"\n'
+        "cluster { node n0 { gpus H100_SXM x 1 } }\n"
+        "deployment { pool serve { model llama3_1_8b } }\n"
+        "workload { arrivals poisson 1/s; lengths fixed 200000 -> 10; requests 5 }\n",
+        "utf-8",
+    )
+    out = tmp_path / "out"
+    main(["run", str(spec), "-q", "-o", str(out)])
+    page = (out / "report.html").read_text("utf-8")
+    assert "Cost per 1M output tokens" in page and "/h · – per 1M tokens with prompts" in page
+    assert json.loads((out / "metrics.json").read_text("utf-8"))["requests"]["rejected"] == 5

@@ -251,7 +251,10 @@ def place(folder: Path, job, files: dict[str, str], page: bool) -> None:
     from tokensim.report.files import described
 
     metrics = json.loads(files["metrics.json"])
-    wanted = {**files, **described(job.graph, metrics["seed"], job.spec_text, job.overrides)}
+    told = described(
+        job.graph, metrics["seed"], job.spec_text, job.overrides, metrics["requests"]["total"]
+    )
+    wanted = {**files, **told}
     have = all(
         (folder / name).is_file() and (folder / name).read_text("utf-8") == text
         for name, text in wanted.items()

@@ -183,20 +183,26 @@ def write(
     if transitions:
         files["transitions.csv"] = transitions_csv(result)
     if graph is not None:
-        files.update(described(graph, result.seed, spec_text, overrides))
+        total = metrics["requests"]["total"]
+        files.update(described(graph, result.seed, spec_text, overrides, total))
     publish(out, files)
     return metrics
 
 
-def described(graph, seed: int, spec_text: str | None, overrides: list[str] = ()) -> dict:
+def described(
+    graph, seed: int, spec_text: str | None, overrides: list[str] = (), requests=None
+) -> dict:
     """The files that describe a run rather than its result: graph.json, run.json (the
-    run in words, with ``seed`` as used) and, when given, ``spec_text`` as spec.tsim."""
+    run in words, with ``seed`` as used and ``requests`` simulated) and, when given,
+    ``spec_text`` as spec.tsim."""
     from tokensim.graph.render import to_json
     from tokensim.report.manifest import manifest
 
     files = {
         "graph.json": to_json(graph),
-        "run.json": json.dumps(_clean(manifest(graph.spec, seed, list(overrides))), indent=2)
+        "run.json": json.dumps(
+            _clean(manifest(graph.spec, seed, list(overrides), requests)), indent=2
+        )
         + "\n",
     }
     if spec_text is not None:

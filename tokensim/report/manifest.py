@@ -63,23 +63,27 @@ def sentence(spec) -> str:
     return text + "."
 
 
-def workload(spec) -> str:
-    """``4000 requests, poisson 12/s arrivals, chat lengths, seed 11``."""
+def workload(spec, requests: int | None = None) -> str:
+    """``4000 requests, poisson 12/s arrivals, chat lengths, seed 11``: ``requests`` is how
+    many the run simulated (a trace may hold fewer than the spec asks for); without it,
+    what the spec asks for."""
     w = spec.workload
     if w is None:
         return "no workload"
-    size = (
-        _plural(w.requests, "request")
-        if w.requests
-        else f"{format_quantity(w.duration_s, Dim.TIME)} of arrivals"
-    )
+    count = requests if requests is not None else w.requests
+    if count is not None:
+        size = _plural(count, "request")
+    elif w.duration_s is not None:
+        size = f"{format_quantity(w.duration_s, Dim.TIME)} of arrivals"
+    else:  # a trace read to its end
+        size = "every request"
     if w.trace is not None and w.arrivals is None and w.lengths is None:
         return f"{size} from the trace {w.trace.path.rsplit('/', 1)[-1]}"
     return f"{size}, {_policy(w.arrivals)} arrivals, {_policy(w.lengths)} lengths"
 
 
-def manifest(spec, seed: int, overrides: list[str]) -> dict:
-    """run.json's content."""
+def manifest(spec, seed: int, overrides: list[str], requests: int | None = None) -> dict:
+    """run.json's content (``requests``: how many the run simulated)."""
     from tokensim import __version__
 
     gpus = {}
@@ -95,7 +99,7 @@ def manifest(spec, seed: int, overrides: list[str]) -> dict:
         "tokensim_version": __version__,
         "overrides": list(overrides),
         "deployment": sentence(spec),
-        "workload": workload(spec),
+        "workload": workload(spec, requests),
         "pools": pools(spec),
         "gpus": gpus,
     }

@@ -125,12 +125,13 @@ def _cards(m: dict) -> list[dict]:
     )
     cost = m.get("cost")
     if cost:
+        dollars = lambda x: "–" if x is None else f"${x:.2f}"  # noqa: E731  (nothing served)
         cards.append(
             {
                 "label": "Cost per 1M output tokens",
-                "value": f"${cost['usd_per_million_output_tokens']:.2f}",
+                "value": dollars(cost["usd_per_million_output_tokens"]),
                 "detail": f"{cost['gpus']} GPUs at ${cost['usd_per_hour']:.2f}/h · "
-                f"${cost['usd_per_million_tokens']:.2f} per 1M tokens with prompts",
+                f"{dollars(cost['usd_per_million_tokens'])} per 1M tokens with prompts",
                 "state": "plain",
             }
         )
