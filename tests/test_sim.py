@@ -251,3 +251,28 @@ def test_every_transition_is_recorded_in_order(tmp_path):
         chunks = [int(r["value"]) for r in log if r["event"] == "prefill_chunk"]
         assert max(chunks) <= 512 and sum(chunks) >= 1500  # re-prefills after preemption add
         assert int(log[-1]["value"]) == 300
+
+
+def test_rejected_requests_miss_every_slo_target():
+    # about a third of the prompts cannot fit the KV cache: served ones meet any limit
+    spec = compile_text(
+        LIB
+        + "deployment { engine ideal; pool p { model m; on n0[0]; kv { gpu_util 0.08 } } }\n"
+        + "workload { arrivals poisson 2/s; lengths uniform 1000..6000 -> 10..20; requests 40 }\n"
+        + "slo { ttft p50 < 100 s; ttft p90 < 100 s; e2e mean < 100 s }"
+    )  # room for 4192 tokens
+    result = simulate(lower(spec))
+    m = summarize(result)
+    rejected = m["requests"]["rejected"]
+    assert 0.1 * 40 < rejected < 0.5 * 40
+    by = {(t["metric"], t["stat"]): t for t in m["slo"]["targets"]}
+    # the p50 is a served request's: the rejected count as the worst, not as absent
+    ttft = result.requests["first_token_s"] - result.requests["arrival_s"]
+    served = ttft[~result.requests["rejected"]]
+    whole = np.concatenate([served, np.full(rejected, 1e9)])
+    assert by["ttft", "p50"]["value_s"] == pytest.approx(np.percentile(whole, 50))
+    assert by["ttft", "p50"]["met"]
+    # more than a tenth rejected: the p90 is a rejection, and so is any mean
+    assert by["ttft", "p90"]["value_s"] == np.inf and not by["ttft", "p90"]["met"]
+    assert by["e2e", "mean"]["value_s"] == np.inf and not m["slo"]["met"]
+    assert m["slo"]["attainment"] == pytest.approx(1 - rejected / 40)

@@ -18,6 +18,7 @@ plain data (dicts, floats) for report/ to write.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -148,10 +149,14 @@ def summarize(result) -> dict:
             column = cols["itl_mean_s" if t.metric == "itl" else f"{t.metric}_s"]
             ok = column <= t.limit_s if t.op == "<=" else column < t.limit_s
             good &= ok | np.isnan(column) & done & (t.metric in ("tpot", "itl"))
+            missed = int((~done).sum())  # a rejected request misses every limit
             if t.metric == "itl":
                 value = stat(result.itl_s, t.stat, result.itl_weights)
+                share = missed / len(done)
+                if share and (t.stat == "mean" or share > 1 - float(t.stat[1:]) / 100):
+                    value = math.inf
             else:
-                value = stat(_finite(column), t.stat)
+                value = _with_missed(_finite(column[done]), t.stat, missed)
             met = value <= t.limit_s if t.op == "<=" else value < t.limit_s
             targets.append(
                 {
@@ -293,6 +298,22 @@ def _runs_on(pool) -> dict:
         "shipped": shipped,
     }
     return out
+
+
+def _with_missed(values: np.ndarray, name: str, missed: int) -> float:
+    """``mean`` or ``pNN`` of ``values`` with ``missed`` more values worse than any limit
+    (rejected requests): infinite once the statistic reaches them; else the percentile of
+    the whole, interpolated as :func:`numpy.percentile` does."""
+    if not missed:
+        return stat(values, name)
+    if name == "mean" or values.size == 0:
+        return math.inf
+    pos = float(name[1:]) / 100 * (values.size + missed - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    if hi >= values.size:
+        return math.inf
+    v = np.sort(values)
+    return float(v[lo] + (v[hi] - v[lo]) * (pos - lo))
 
 
 def _finite(v: np.ndarray) -> np.ndarray:

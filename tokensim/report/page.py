@@ -50,6 +50,8 @@ def environment() -> jinja2.Environment:
 def _ms(x) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
+    if math.isinf(x):  # a statistic that rejected requests reach
+        return "∞"
     if x >= 10:
         return f"{x:.1f} s"
     if x >= 1:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 def _ms(x) -> str:
     return "-" if x is None or x != x else f"{x * 1e3:.1f}"
@@ -70,9 +72,12 @@ def summary_table(metrics: dict) -> str:
         lines.append("")
         for t in slo["targets"]:
             mark = "ok " if t["met"] else "MISS"
+            v = t["value_s"]
+            shown = f"{_ms(v)} ms"
+            if v is not None and math.isinf(v):
+                shown = "none: rejected requests count as misses, and reach this statistic"
             lines.append(
-                f"SLO {mark} {t['metric']} {t['stat']} {t['op']} {_ms(t['limit_s'])} ms:"
-                f" {_ms(t['value_s'])} ms"
+                f"SLO {mark} {t['metric']} {t['stat']} {t['op']} {_ms(t['limit_s'])} ms: {shown}"
             )
         lines.append(
             f"attainment {slo['attainment']:.1%}, goodput {slo['goodput_requests_per_s']:.2f} req/s"
