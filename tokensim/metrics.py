@@ -144,15 +144,15 @@ def summarize(result) -> dict:
     slo = result.spec.slo
     if slo is not None:
         good = done.copy()
+        missed = int((~done).sum())  # a rejected request misses every limit
         targets = []
         for t in slo.targets:
             column = cols["itl_mean_s" if t.metric == "itl" else f"{t.metric}_s"]
             ok = column <= t.limit_s if t.op == "<=" else column < t.limit_s
             good &= ok | np.isnan(column) & done & (t.metric in ("tpot", "itl"))
-            missed = int((~done).sum())  # a rejected request misses every limit
             if t.metric == "itl":
                 value = stat(result.itl_s, t.stat, result.itl_weights)
-                share = missed / len(done)
+                share = missed / len(done) if len(done) else 0.0
                 if share and (t.stat == "mean" or share > 1 - float(t.stat[1:]) / 100):
                     value = math.inf
             else:
