@@ -144,7 +144,7 @@ def test_a_trace_only_workload_runs_and_says_how_many_requests_it_served(tmp_pat
         assert run_json["workload"] == "3 requests from the trace t.csv"
 
 
-def test_a_run_that_rejects_every_request_still_draws_its_report(tmp_path):
+def test_a_run_that_rejects_every_request_still_draws_its_report(tmp_path, capsys):
     # on a GPU with a price, the cost card formatted the cost of nothing served: a crash
     spec = tmp_path / "rejected.tsim"
     spec.write_text(
@@ -155,7 +155,9 @@ def test_a_run_that_rejects_every_request_still_draws_its_report(tmp_path):
         "utf-8",
     )
     out = tmp_path / "out"
-    main(["run", str(spec), "-q", "-o", str(out)])
+    # nothing served: the run failed, and says why; its results are still written
+    assert main(["run", str(spec), "-q", "-o", str(out)]) == 1
+    assert "error: every request (5) was rejected: prompt + output" in capsys.readouterr().err
     page = (out / "report.html").read_text("utf-8")
     assert "Cost per 1M output tokens" in page and "/h · – per 1M tokens with prompts" in page
     assert json.loads((out / "metrics.json").read_text("utf-8"))["requests"]["rejected"] == 5

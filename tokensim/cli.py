@@ -211,6 +211,15 @@ def cmd_run(args) -> int:
         print(
             f"{page}wrote {out}/metrics.json, requests.csv, timeseries.csv, iterations.csv{extra}"
         )
+    counts = metrics["requests"]
+    if counts["total"] and not counts["completed"]:  # nothing served: the run failed
+        why = "; ".join(counts["rejected_why"]) or "no reason recorded"
+        print(
+            f"error: every request ({counts['total']}) was rejected: {why} "
+            f"(the results in {out} show it)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
