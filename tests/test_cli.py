@@ -161,3 +161,24 @@ def test_a_run_that_rejects_every_request_still_draws_its_report(tmp_path, capsy
     page = (out / "report.html").read_text("utf-8")
     assert "Cost per 1M output tokens" in page and "/h · – per 1M tokens with prompts" in page
     assert json.loads((out / "metrics.json").read_text("utf-8"))["requests"]["rejected"] == 5
+
+
+def test_the_report_shows_rejections_apart_from_preemptions(tmp_path):
+    spec = tmp_path / "some.tsim"
+    spec.write_text(
+        'import "std/hardware"\nimport "std/models"\n'
+        "cluster { node n0 { gpus H100_SXM x 1 } }\n"
+        "deployment { pool serve { model llama3_1_8b } }\n"
+        "workload { arrivals poisson 2/s; lengths uniform 100..200000 -> 10..20; requests 40 }\n"
+        "slo { ttft p90 < 5 s }\n",
+        "utf-8",
+    )
+    out = tmp_path / "out"
+    assert main(["run", str(spec), "-q", "-o", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text("utf-8"))
+    rejected, served = m["requests"]["rejected"], m["requests"]["completed"]
+    assert rejected > 4 and m["slo"]["targets"][0]["value_s"] is None
+    page = (out / "report.html").read_text("utf-8")
+    assert f"of the {served} served" in page and "could never run" in page
+    assert "∞" in page  # the p90 reaches the rejected requests
+    assert "requests preempted · " not in page  # rejections are not preemptions

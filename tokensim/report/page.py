@@ -88,11 +88,16 @@ def _cards(m: dict) -> list[dict]:
         stat = t["stat"] if t else "p90"  # the statistic the SLO limits, if any
         value = t["value_s"] if t else s["p90"]
         others = " · ".join(f"{k} {_ms(s[k])}" for k in ("p50", "p90", "p99") if k != stat)
+        if m["requests"]["rejected"]:  # the latencies are the served requests' alone
+            others += f" · of the {m['requests']['completed']:,} served"
         slo = f" · SLO {stat} {t['op']} {_ms(t['limit_s'])}" if t else ""
+        shown = _ms(value)
+        if t and value is None and not t["met"] and m["requests"]["rejected"]:
+            shown = "∞"  # the statistic reaches the rejected requests (null in metrics.json)
         cards.append(
             {
                 "label": f"{label} {stat}",
-                "value": _ms(value),
+                "value": shown,
                 "detail": others + slo,
                 "state": ("ok" if t["met"] else "miss") if t else "plain",
             }
@@ -112,11 +117,21 @@ def _cards(m: dict) -> list[dict]:
         {
             "label": "Preemptions",
             "value": f"{req['preemptions']:,}",
-            "detail": f"{req['preempted']:,} of {req['total']:,} requests preempted"
-            + (f" · {req['rejected']:,} rejected" if req["rejected"] else ""),
-            "state": "miss" if req["rejected"] else "plain",
+            "detail": f"{req['preempted']:,} of {req['total']:,} requests preempted",
+            "state": "plain",
         }
     )
+    if req["rejected"]:
+        why = req.get("rejected_why") or []
+        cards.append(
+            {
+                "label": "Rejected",
+                "value": f"{req['rejected']:,}",
+                "detail": f"of {req['total']:,} requests could never run"
+                + (f": {why[0]}" if why else ""),
+                "state": "miss",
+            }
+        )
     cards.append(
         {
             "label": "Peak KV use",
