@@ -120,24 +120,29 @@ def test_check_continues_past_an_unreadable_file():
     assert result.stderr.count("ok: ") == 2 and "no such file: missing.tsim" in result.stderr
 
 
+def one_h100(tmp_path, rest: str):
+    """A spec file: Llama-3.1-8B on one H100, then ``rest`` (workload, slo)."""
+    spec = tmp_path / "spec.tsim"
+    spec.write_text(
+        'import "std/hardware"\nimport "std/models"\n'
+        "cluster { node n0 { gpus H100_SXM x 1 } }\n"
+        "deployment { pool serve { model llama3_1_8b } }\n" + rest,
+        "utf-8",
+    )
+    return spec
+
+
 def test_a_trace_only_workload_runs_and_says_how_many_requests_it_served(tmp_path, capsys):
     # a workload of nothing but a trace (as docs/workloads.md shows it) crashed after
     # simulating; with `requests` beyond the trace's length the header claimed that many
     (tmp_path / "t.csv").write_text(
         "arrival_s,prompt_tokens,output_tokens\n0.0,200,20\n0.5,300,10\n1.0,100,5\n", "utf-8"
     )
-    spec = tmp_path / "t.tsim"
     for workload, report in (
         ('trace "t.csv"', []),
         ('trace "t.csv"; requests 100000', ["--no-report"]),
     ):
-        spec.write_text(
-            'import "std/hardware"\nimport "std/models"\n'
-            "cluster { node n0 { gpus H100_SXM x 1 } }\n"
-            "deployment { pool serve { model llama3_1_8b } }\n"
-            f"workload {{ {workload} }}\n",
-            "utf-8",
-        )
+        spec = one_h100(tmp_path, f"workload {{ {workload} }}\n")
         out = tmp_path / "out"
         assert main(["run", str(spec), "-q", "-o", str(out), *report]) == 0
         run_json = json.loads((out / "run.json").read_text("utf-8"))
@@ -146,13 +151,8 @@ def test_a_trace_only_workload_runs_and_says_how_many_requests_it_served(tmp_pat
 
 def test_a_run_that_rejects_every_request_still_draws_its_report(tmp_path, capsys):
     # on a GPU with a price, the cost card formatted the cost of nothing served: a crash
-    spec = tmp_path / "rejected.tsim"
-    spec.write_text(
-        'import "std/hardware"\nimport "std/models"\n'
-        "cluster { node n0 { gpus H100_SXM x 1 } }\n"
-        "deployment { pool serve { model llama3_1_8b } }\n"
-        "workload { arrivals poisson 1/s; lengths fixed 200000 -> 10; requests 5 }\n",
-        "utf-8",
+    spec = one_h100(
+        tmp_path, "workload { arrivals poisson 1/s; lengths fixed 200000 -> 10; requests 5 }\n"
     )
     out = tmp_path / "out"
     # nothing served: the run failed, and says why; its results are still written
@@ -164,14 +164,10 @@ def test_a_run_that_rejects_every_request_still_draws_its_report(tmp_path, capsy
 
 
 def test_the_report_shows_rejections_apart_from_preemptions(tmp_path):
-    spec = tmp_path / "some.tsim"
-    spec.write_text(
-        'import "std/hardware"\nimport "std/models"\n'
-        "cluster { node n0 { gpus H100_SXM x 1 } }\n"
-        "deployment { pool serve { model llama3_1_8b } }\n"
+    spec = one_h100(
+        tmp_path,
         "workload { arrivals poisson 2/s; lengths uniform 100..200000 -> 10..20; requests 40 }\n"
         "slo { ttft p90 < 5 s }\n",
-        "utf-8",
     )
     out = tmp_path / "out"
     assert main(["run", str(spec), "-q", "-o", str(out)]) == 0
