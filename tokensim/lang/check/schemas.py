@@ -363,11 +363,16 @@ KV = Block(
     "KV-cache memory policy of a pool.",
 )
 
+
+def _times(pairs) -> tuple[Attr, ...]:
+    """Attributes that each take a time, 0 s unless written: ``(name, doc)`` pairs."""
+    return tuple(Attr(k, (Num(k, Dim.TIME, min=0),), doc, default="0 s") for k, doc in pairs)
+
+
 HOST = Block(
     "host",
-    tuple(
-        Attr(k, (Num(k, Dim.TIME, min=0),), doc, default="0 s")
-        for k, doc in [
+    _times(
+        [
             ("iteration", "CPU time per scheduling: schedule, prepare inputs, sample, outputs"),
             ("per_seq", "CPU time per sequence in the batch, per scheduling"),
             ("per_prefill_token", "CPU time per prompt token computed"),
@@ -381,17 +386,14 @@ HOST = Block(
 FRONTEND = Block(
     "frontend",
     (
-        Attr(
-            "per_request",
-            (Num("per_request", Dim.TIME, min=0),),
-            "time to take in one request (HTTP, parsing, queueing to the engine)",
-            default="0 s",
-        ),
-        Attr(
-            "per_input_token",
-            (Num("per_input_token", Dim.TIME, min=0),),
-            "time per prompt token (tokenization)",
-            default="0 s",
+        *_times(
+            [
+                (
+                    "per_request",
+                    "time to take in one request (HTTP, parsing, queueing to the engine)",
+                ),
+                ("per_input_token", "time per prompt token (tokenization)"),
+            ]
         ),
         Attr(
             "workers",
@@ -399,19 +401,19 @@ FRONTEND = Block(
             "API servers (request r is handled by server r mod workers)",
             default="1",
         ),
-        Attr(
-            "per_output_token",
-            (Num("per_output_token", Dim.TIME, min=0),),
-            "time per output token (detokenizing, streaming), on the same servers that take "
-            "requests in: a client sees a token when its server has streamed it",
-            default="0 s",
-        ),
-        Attr(
-            "latency",
-            (Num("latency", Dim.TIME, min=0),),
-            "time every request takes besides the queue, holding up no other one "
-            "(network, asynchronous hand-offs)",
-            default="0 s",
+        *_times(
+            [
+                (
+                    "per_output_token",
+                    "time per output token (detokenizing, streaming), on the same servers that "
+                    "take requests in: a client sees a token when its server has streamed it",
+                ),
+                (
+                    "latency",
+                    "time every request takes besides the queue, holding up no other one "
+                    "(network, asynchronous hand-offs)",
+                ),
+            ]
         ),
     ),
     "The API server in front of the engine: servers that take requests in and stream "
