@@ -407,7 +407,7 @@ class Instance:
         ctx = self.batch.context + decode if decode else 0
         batch = Batch(tokens, pairs, decode, ctx, decode + completing)
         duration = self.timing.iteration_s(batch, len(prefill) + decode) + extra_s
-        self.plan = (prefill, decode, tokens)
+        self.plan = (prefill, decode, tokens, batch.samples)
         self.iteration_start = now
         self._sample(tokens + decode)
         self.version += 1
@@ -540,14 +540,13 @@ class Instance:
         if version != self.version:
             return
         now = self.kernel.now
-        prefill, decode, tokens = self.plan
+        prefill, decode, tokens, samples = self.plan
         self.plan = None
         self.iterations += 1
         self.busy_s += now - self.iteration_start
         self.work.append((self.iteration_start, now, tokens, decode, 1))
         batch = self.batch
-        completing = sum(1 for req, chunk in prefill if req.computed + chunk == req.tokens)
-        self.sim.frontend.stream(now, now, 1, decode + completing)
+        self.sim.frontend.stream(now, now, 1, samples)  # the tokens this iteration made
         if decode:
             self.itl_gaps += batch.advance(1, now, now)
             self._finish_done()
