@@ -279,20 +279,15 @@ def write_fit(
     """Write ``fitted`` into ``std/engines`` with what each engine was fitted on: its own
     runs, or (``shared``) every run, and only the knobs that were fitted; with
     ``frontends``, the host on every run and each front end on its engine's runs."""
+    every = dict.fromkeys(ENGINES, f"every engine's runs together: {describe(runs)}")
+    own = {e: describe(mine) for e, mine in by_engine(runs).items()}  # "" for no runs: kept
     if shared and frontends:
-        every = f"every engine's runs together: {describe(runs)}"
-        write_catalogue(
-            fitted, dict.fromkeys(ENGINES, every), ("host.iteration", "host.per_seq"), path
-        )
-        mine = {e: describe(r) for e, r in by_engine(runs).items() if r}
-        write_catalogue(fitted, mine, FRONT, path)
-        print(f"wrote {path or CATALOGUE}", file=sys.stderr)
-        return
-    if shared:
-        on = {e: f"every engine's runs together: {describe(runs)}" for e in ENGINES}
+        write_catalogue(fitted, every, tuple(p for p in SHARED if p.startswith("host.")), path)
+        write_catalogue(fitted, own, FRONT, path)
+    elif shared:
+        write_catalogue(fitted, every, SHARED, path)
     else:
-        on = {e: describe(mine) for e, mine in by_engine(runs).items()}
-    write_catalogue(fitted, on, SHARED if shared else tuple(k.path for k in KNOBS), path)
+        write_catalogue(fitted, own, tuple(k.path for k in KNOBS), path)
     print(f"wrote {path or CATALOGUE}", file=sys.stderr)
 
 
