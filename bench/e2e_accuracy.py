@@ -39,6 +39,7 @@ import hashlib
 import io
 import multiprocessing
 import os
+import re
 import sys
 import tempfile
 import time
@@ -105,7 +106,14 @@ def closed_loop_available(engines: bool) -> bool:
 def engine_name(run: MeasuredRun) -> str:
     """The std/engines engine that models the run's server."""
     if run.engine == "vllm":
-        return "vllm_0_6" if run.engine_version.startswith(("0.5", "0.6")) else "vllm_v1"
+        version = run.engine_version
+        if version.startswith(("0.5", "0.6")):
+            return "vllm_0_6"
+        # async scheduling is the default from 0.14 (std/engines: vllm_0_14), released
+        # in 2026; a build of 2026 whose version is not stated has it too
+        number = re.match(r"(\d+)\.(\d+)", version)
+        newer = number is not None and (int(number[1]), int(number[2])) >= (0, 14)
+        return "vllm_0_14" if newer or "2026" in version else "vllm_v1"
     if run.engine == "sglang":
         return "sglang"
     return "trtllm"  # TensorRT-LLM, and NIM (its backend profile is not stated)
@@ -134,7 +142,7 @@ def _scheduler_defaults(run: MeasuredRun) -> dict:
     f, engine = run.flags, engine_name(run)
     a100 = run.gpu == "A100_80G"
     kv: dict[str, str] = {"block": "16 tokens"}
-    if engine == "vllm_v1":
+    if engine in ("vllm_v1", "vllm_0_14"):
         # vllm/engine/arg_utils.py (V1): 8192 tokens / 1024 seqs on >= 70 GiB GPUs not named
         # A100, else 2048 / 256; chunked prefill and prefix caching on
         batching = {
@@ -223,6 +231,7 @@ def _engine_flags(run: MeasuredRun) -> dict:
 
 _ENGINE_POLICY = {
     "vllm_v1": "chunked",
+    "vllm_0_14": "chunked",
     "vllm_0_6": "continuous",
     "sglang": "continuous",
     "trtllm": "chunked",
@@ -308,11 +317,21 @@ def trace_folder() -> Path:
     return Path(env) if env else Path(tempfile.gettempdir()) / "tokensim-e2e"
 
 
-def write_trace(prompts: np.ndarray, outputs: np.ndarray) -> Path:
+def write_trace(
+    prompts: np.ndarray, outputs: np.ndarray, prefixes: list[tuple[int, ...]] | None = None
+) -> Path:
     """A tokensim CSV trace (every arrival at 0: the spec's ``arrivals`` set the times),
+    with each prompt's prefix-block ids when given (:func:`serving_runs.prefix_ids`),
     named by its content so that it is written once and shared by processes."""
-    lines = ["arrival_s,prompt_tokens,output_tokens"]
-    lines += [f"0.0,{int(p)},{int(o)}" for p, o in zip(prompts, outputs, strict=True)]
+    if prefixes is None:
+        lines = ["arrival_s,prompt_tokens,output_tokens"]
+        lines += [f"0.0,{int(p)},{int(o)}" for p, o in zip(prompts, outputs, strict=True)]
+    else:
+        lines = ["arrival_s,prompt_tokens,output_tokens,prefix_hashes,prefix_block_tokens"]
+        lines += [
+            f"0.0,{int(p)},{int(o)},{' '.join(map(str, ids))},{sr.PREFIX_BLOCK}"
+            for p, o, ids in zip(prompts, outputs, prefixes, strict=True)
+        ]
     text = "\n".join(lines) + "\n"
     folder = trace_folder()
     folder.mkdir(parents=True, exist_ok=True)
@@ -337,7 +356,8 @@ def workload_block(run: MeasuredRun) -> str:
     lines = [f"arrivals {_arrivals(w)}"]
     per_request = sr.request_lengths(w)
     if per_request is not None:
-        lines.append(f'trace "{write_trace(*per_request)}"')
+        prefixes = sr.prefix_ids(w, per_request[0])
+        lines.append(f'trace "{write_trace(*per_request, prefixes)}"')
     elif w.lengths == "fixed":
         lines.append(f"lengths fixed {w.prompt} -> {w.output}")
     elif w.lengths == "uniform":
@@ -475,8 +495,12 @@ def per_engine(overrides: dict[str, dict]) -> Callable[[MeasuredRun], dict | Non
 def truncate(run: MeasuredRun, n: int | None) -> MeasuredRun:
     """``run`` with at most ``n`` requests when its load is a steady state (constant,
     Poisson or closed loop: the measured latencies are averages over a long stage); burst
-    runs are kept whole (their queue is the measurement)."""
+    runs are kept whole (their queue is the measurement). A load that cycles through a set
+    of prompts keeps five rounds of it, so that its prefix-cache hits are not lost in the
+    first round's misses."""
     w = run.workload
+    if n is not None and w.prompts is not None:
+        n = max(n, 5 * w.prompts.distinct)
     if n is None or w.requests <= n or w.arrival == "burst":
         return run
     short = replace(w, requests=n, prompt_lens=w.prompt_lens[:n], output_lens=w.output_lens[:n])

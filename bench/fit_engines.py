@@ -1,10 +1,11 @@
 """Fit the serving engines' host and front-end times on the measured serving runs.
 
-Each engine of ``std/engines`` (vLLM V1, vLLM 0.6, SGLang, TensorRT-LLM) is fitted on the
-runs its server served (``bench/serving_runs.py``): every run is simulated with the
-engine's statements in place and the figures below changed, and ``scipy.optimize``
-minimises the log-ratios between simulated and measured TTFT, TPOT, ITL, E2E and
-throughput (robust loss; each run weighs the same whatever its number of metrics).
+Each engine of ``std/engines`` (vLLM V1 before and from 0.14, vLLM 0.6, SGLang,
+TensorRT-LLM) is fitted on the runs its server served (``bench/serving_runs.py``): every
+run is simulated with the engine's statements in place and the figures below changed, and
+``scipy.optimize`` minimises the log-ratios between simulated and measured TTFT, TPOT,
+ITL, E2E and throughput (robust loss; each run weighs the same whatever its number of
+metrics).
 Only what no engine documents is fitted: the CPU time per scheduling and per sequence,
 the front end's time per request (a queue), per output token and its latency (no queue), and
 the engine's kernels against the calibration's (a factor per op class). Everything else —
@@ -66,7 +67,7 @@ KNOBS = (
     Knob("kernels.attention", "", 0.3, 2.0, 1.0),
     Knob("kernels.elementwise", "", 0.1, 2.0, 1.0),
 )
-ENGINES = ("vllm_v1", "vllm_0_6", "sglang", "trtllm")
+ENGINES = ("vllm_v1", "vllm_0_14", "vllm_0_6", "sglang", "trtllm")
 # with --shared: the figures fitted for every engine at once (the kernels stay as calibrated)
 SHARED = (
     "host.iteration",

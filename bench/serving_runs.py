@@ -133,6 +133,21 @@ class Flags:
 
 
 @dataclass(frozen=True)
+class PromptSet:
+    """A load that cycles through ``groups x per_group`` distinct prompts, shuffled once;
+    the prompts of a group open with the same ``shared``-token system prompt
+    (inference-perf's ``shared_prefix`` data: request ``i`` sends prompt ``i mod n``)."""
+
+    groups: int
+    per_group: int
+    shared: int
+
+    @property
+    def distinct(self) -> int:
+        return self.groups * self.per_group
+
+
+@dataclass(frozen=True)
 class Workload:
     """The load a run put on the server.
 
@@ -142,7 +157,10 @@ class Workload:
     (``prompt_range`` -> ``output_range``, inclusive), ``list`` (``prompt_lens`` /
     ``output_lens``, one per request, in arrival order) or ``sharegpt`` (only the mean
     tokens per request ``mean_prompt`` / ``mean_output`` are known; lengths are drawn from
-    :data:`SHAREGPT_SHAPE` scaled to them)."""
+    :data:`SHAREGPT_SHAPE` scaled to them).
+
+    ``prompts``: the load cycles through a fixed set of distinct prompts (a benchmark's
+    shared-prefix dataset), so a prefix cache sees repeats; see :class:`PromptSet`."""
 
     arrival: str
     requests: int
@@ -158,6 +176,7 @@ class Workload:
     mean_prompt: float | None = None
     mean_output: float | None = None
     seed: int = 1
+    prompts: PromptSet | None = None
 
 
 @dataclass(frozen=True)
@@ -414,6 +433,34 @@ def sharegpt_lengths(
     return prompt, output
 
 
+PREFIX_BLOCK = 16  # tokens per prefix id: vLLM's KV block, the unit its prefix cache shares
+
+
+def prefix_ids(w: Workload, prompts: np.ndarray) -> list[tuple[int, ...]] | None:
+    """Per request, one id per full 16-token block of its prompt (equal ids: equal
+    content, prefix-chained), for a workload with a :class:`PromptSet`; else None.
+
+    Blocks wholly inside the group's system prompt carry the group's ids; the rest carry
+    the prompt's own. Which prompt request ``i`` sends is ``order[i mod n]``, with the
+    one shuffle drawn from the workload's seed."""
+    ps = w.prompts
+    if ps is None:
+        return None
+    order = np.random.default_rng(w.seed).permutation(ps.distinct)
+    shared_blocks = ps.shared // PREFIX_BLOCK
+    stride = 1 + int(np.max(prompts, initial=0)) // PREFIX_BLOCK  # ids of one owner apart
+    out = []
+    for i, length in enumerate(prompts):
+        p = int(order[i % ps.distinct])
+        group, own = p // ps.per_group, ps.groups + p  # owners: the groups, then the prompts
+        ids = [
+            (group if j < shared_blocks else own) * stride + j
+            for j in range(int(length) // PREFIX_BLOCK)
+        ]
+        out.append(tuple(ids))
+    return out
+
+
 def request_lengths(w: Workload) -> tuple[np.ndarray, np.ndarray] | None:
     """Per-request (prompt, output) lengths of a workload given as a list or ShareGPT
     totals; None for the distributions a spec writes directly."""
@@ -421,6 +468,8 @@ def request_lengths(w: Workload) -> tuple[np.ndarray, np.ndarray] | None:
         return np.asarray(w.prompt_lens, np.int64), np.asarray(w.output_lens, np.int64)
     if w.lengths == "sharegpt":
         return sharegpt_lengths(w.requests, w.mean_prompt, w.mean_output, w.seed)
+    if w.lengths == "fixed" and w.prompts is not None:  # written out, to carry prefix ids
+        return np.full(w.requests, w.prompt, np.int64), np.full(w.requests, w.output, np.int64)
     return None
 
 
@@ -796,12 +845,19 @@ def load_blis(data: Path = DATA) -> Loaded:
                     rate=float(r["requested_rate_req_per_s"]),
                     prompt=prompt,
                     output=output,
+                    prompts=PromptSet(
+                        int(r["sp_num_groups"]),
+                        int(r["sp_num_prompts_per_group"]),
+                        int(r["sp_system_prompt_len"]),
+                    ),
                 ),
                 metrics=tuple(m),
                 notes=(
                     f"prompt = mean prompt length {float(r['prompt_len_mean']):.1f}; "
-                    f"the {r['sp_system_prompt_len']}-token system prompt shared per group "
-                    "(prefix caching) is not modelled",
+                    f"{r['sp_num_groups']} x {r['sp_num_prompts_per_group']} distinct prompts "
+                    "sent in turn (inference-perf shared_prefix), each group's "
+                    f"{r['sp_system_prompt_len']}-token system prompt shared: the prefix "
+                    "cache sees every prompt again after the first round",
                     "output = the requested sp_output_len (ignore_eos); reported output "
                     "lengths are re-tokenized text, so output tokens/s is not compared",
                 ),

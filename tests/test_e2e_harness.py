@@ -247,6 +247,8 @@ def test_blis_stages_derive_per_token_time_from_e2e(tmp_path):
         "failures": "0",
         "sp_output_len": "247",
         "sp_system_prompt_len": "100",
+        "sp_num_groups": "10",
+        "sp_num_prompts_per_group": "10",
         "prompt_len_mean": "591.63",
         "req_per_s": "4.98",
         **{f"ttft_ms_{s}": "25" for s in ("mean", "median", "p90", "p99")},
@@ -263,6 +265,7 @@ def test_blis_stages_derive_per_token_time_from_e2e(tmp_path):
     assert run.id == "blis/llama-2-7b-tp1-codegen/stage_0"
     w = run.workload
     assert (w.arrival, w.rate, w.requests, w.prompt, w.output) == ("constant", 5.0, 3000, 592, 247)
+    assert w.prompts == sr.PromptSet(10, 10, 100) and run.engine_version.count("2026")
     m = run.measured
     assert m["ttft_p90"].value == pytest.approx(0.025)
     assert m["tpot_e2e_mean"].value == pytest.approx((1.8 - 0.025) / 246)
@@ -334,6 +337,49 @@ def test_engine_statement_puts_flags_and_overrides_in_the_braces():
     assert e2e.engine_statement(_run(engine="sglang", flags=sr.Flags()), None, True) == [
         "engine sglang"
     ]
+
+
+def test_engine_by_version():
+    assert e2e.engine_name(_run(engine_version="0.11.0")) == "vllm_v1"
+    assert e2e.engine_name(_run(engine_version="0.14.1")) == "vllm_0_14"
+    assert e2e.engine_name(_run(engine_version="0.5.4-0.6.0")) == "vllm_0_6"
+    assert e2e.engine_name(_run(engine_version="V1 build of early 2026")) == "vllm_0_14"
+    assert e2e.engine_name(_run(engine="nim", engine_version="1.8.0")) == "trtllm"
+
+
+def test_a_prompt_set_shares_its_prefix_blocks():
+    ps = sr.PromptSet(groups=3, per_group=2, shared=40)  # 2 full 16-token blocks shared
+    w = sr.Workload("constant", 12, "fixed", rate=1.0, prompt=70, output=5, prompts=ps)
+    prompts, outputs = sr.request_lengths(w)
+    assert list(prompts) == [70] * 12 and list(outputs) == [5] * 12
+    ids = sr.prefix_ids(w, prompts)
+    assert all(len(i) == 70 // 16 for i in ids)
+    assert ids[6:] == ids[:6]  # the six distinct prompts are sent again in the same order
+    assert len(set(ids[:6])) == 6  # each distinct
+    heads = {i[:2] for i in ids[:6]}
+    assert len(heads) == 3  # one system prompt per group
+    for a in ids[:6]:  # only a prompt of the same group shares blocks, and only those two
+        for b in ids[:6]:
+            if a != b:
+                common = sum(x == y for x, y in zip(a, b, strict=True))
+                assert common in (0, 2)
+    assert sr.prefix_ids(sr.Workload("burst", 3, "fixed", prompt=70, output=5), prompts) is None
+
+
+def test_a_prompt_set_is_served_from_the_prefix_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOKENSIM_E2E_CACHE", str(tmp_path))
+    ps = sr.PromptSet(groups=2, per_group=2, shared=32)
+    w = sr.Workload("constant", 40, "fixed", rate=4.0, prompt=200, output=4, prompts=ps)
+    run = _run(workload=w, flags=sr.Flags(), gpus=1)
+    text = e2e.spec_text(run, engines=True)
+    trace = text.split('trace "')[1].split('"')[0]
+    assert Path(trace).read_text().splitlines()[0].endswith("prefix_hashes,prefix_block_tokens")
+    cached = tokensim.run(text).requests["cached_tokens"]
+    # first round: only the system prompt of a group's second prompt hits
+    assert sorted(cached[:4]) == [0, 0, 32, 32]
+    assert (cached[4:] >= 192).all()  # later rounds hit every full block (12 of 200 computed)
+    # a truncated run keeps five rounds of the set
+    assert e2e.truncate(run, 5).workload.requests == 20
 
 
 def test_per_request_lengths_go_through_a_trace(tmp_path, monkeypatch):

@@ -58,6 +58,28 @@ def test_std_engines_are_defined_with_sources():
     assert all(e.sources for e in engines.values())
 
 
+def test_vllm_0_14_is_vllm_v1_with_async_scheduling():
+    from dataclasses import replace
+
+    text = """
+import "std/hardware"
+import "std/models"
+import "std/engines"
+cluster { node a { gpus A100_80G x 2; link NVLINK3 }
+          node h { gpus H100_SXM x 2; link NVLINK4 } }
+deployment { pool a1 { model llama3_1_8b; on a[0]; engine vllm_v1 }
+             pool a2 { model llama3_1_8b; on a[1]; engine vllm_0_14 }
+             pool h1 { model llama3_1_8b; on h[0]; engine vllm_v1 }
+             pool h2 { model llama3_1_8b; on h[1]; engine vllm_0_14 } }
+"""
+    pools = compile_text(text).deployment.pools
+    for old, new in (pools[:2], pools[2:]):
+        assert not old.engine.async_scheduling and new.engine.async_scheduling
+        assert old.batching.params == new.batching.params and old.kv == new.kv
+        same = dict(name="", version="", sources=(), span=None)
+        assert replace(new.engine, async_scheduling=False, **same) == replace(old.engine, **same)
+
+
 def test_a_pool_without_an_engine_runs_vllm_v1_with_its_defaults_for_the_gpu():
     text = """
 import "std/hardware"

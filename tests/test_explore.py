@@ -27,7 +27,7 @@ cluster { node n0 { gpus H100_SXM x 4; link NVLINK4 } }
 deployment { pool p { model llama3_1_8b; instances 2 }
              route p by least_requests }
 workload { arrivals poisson 20/s; lengths chat; requests 200; seed 3 }
-slo { ttft p90 < 300 ms; tpot p90 < 15 ms }
+slo { ttft p90 < 300 ms; tpot p90 < 20 ms }
 """
 )
 
@@ -381,7 +381,7 @@ def test_an_interrupted_cache_write_leaves_nothing(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "text, args, message",
     [
-        (SPEC.replace("slo { ttft p90 < 300 ms; tpot p90 < 15 ms }", ""), (), "needs an slo block"),
+        (SPEC.replace("slo { ttft p90 < 300 ms; tpot p90 < 20 ms }", ""), (), "needs an slo block"),
         (SPEC, ("--seeds", "0"), "--seeds takes a number of seeds, at least 1"),
         (SPEC, ("--attainment", "1.5"), "--attainment takes a fraction"),
         (SPEC, ("--set", "deployment.p.tp=3"), "error: "),
