@@ -96,12 +96,18 @@ def test_an_import_that_is_not_text_is_a_located_error(tmp_path, capsys):
         ("arrival_s,prompt_tokens,output_tokens\n0," + "1" * 140_000 + ",5\n",
          "cannot be read as CSV"),
         ("arrival_s,prompt_tokens,output_tokens\n0,\"10,5\n", "expected 3 values"),
+        ("arrival_s,prompt_tokens,output_tokens\n0,\"10,5\n1,10,5\n2,3,4\n",
+         "trace line 2: a quote opened on this line is not closed on it"),
+        ("arrival_s," + "[" * 140_000 + ",output_tokens\n0,10,5\n",
+         "trace line 1: cannot tell the trace format"),
         ('{"arrival_s": 0, "prompt_tokens": 5, "output_tokens": 1}\n'
          '{"arrival_s": 1, "prompt_tokens": ' + "[" * 100_000 + "]" * 100_000
          + ', "output_tokens": 1}\n', "trace line 2: JSON nested too deeply"),
         ("arrival_s,prompt_tokens,output_tokens,prefix_hashes,prefix_block_tokens\n"
          "0,10,5,99999999999999999999,16\n", "an id in prefix_hashes"),
     ],
+    ids=["2^63", "1e30", "long-field", "open-quote", "quote-joins-lines", "long-header",
+         "deep-json", "id-beyond-64-bits"],
 )  # fmt: skip
 def test_a_bad_trace_is_a_located_error(tmp_path, capsys, trace, says):
     suffix = ".jsonl" if trace.startswith("{") else ".csv"

@@ -209,22 +209,35 @@ _Row = tuple[int, str, dict]
 def _csv_rows(lines: list[str], header_at: int, fmt: str, problems: _Problems) -> list[_Row]:
     names = {"tokensim": _TOKENSIM, "azure": _AZURE, "vidur": _VIDUR}[fmt]
     text = lines[header_at - 1]
-    header = [c.strip() for c in next(csv.reader([text]))]
+    try:
+        header = [c.strip() for c in next(csv.reader([text]))]
+    except csv.Error as err:
+        raise problems.fail(header_at, text[:200], f"cannot be read as CSV: {err}") from None
     where = _header_fields(header, fmt, names, header_at, text, problems)
     rows: list[_Row] = []
     width = len(header)
     body = lines[header_at:]
     reader = csv.reader(body)
-    for number, line in enumerate(body, header_at + 1):
+    while True:
+        before = reader.line_num
         try:
             cells = next(reader)
+        except StopIteration:
+            break
         except csv.Error as err:  # a field beyond the csv module's limit (131,072 characters)
+            number = header_at + reader.line_num
             raise problems.fail(
                 number,
-                line[:200],
+                body[reader.line_num - 1][:200],
                 f"cannot be read as CSV: {err}",
                 help="write long prefix-id lists as JSON lines (a .jsonl trace)",
             ) from None
+        number = header_at + before + 1
+        line = body[before]
+        if reader.line_num - before > 1:  # a quote left open joined the lines after it
+            raise problems.fail(
+                number, line[:200], "a quote opened on this line is not closed on it"
+            )
         if not cells or (len(cells) == 1 and not cells[0].strip()):
             continue
         if len(cells) != width:
