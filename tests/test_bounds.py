@@ -200,3 +200,23 @@ def test_report_on_a_damaged_metrics_file_names_it(tmp_path, capsys, change, say
     (out / "metrics.json").write_text(json.dumps(change(metrics)))
     code, err = _cli(capsys, "report", out)
     assert code == 2 and "metrics.json" in err and says in err, err
+
+
+def test_a_sweep_over_strings_runs_each_value(tmp_path, capsys):
+    """A swept string is given to its point as a string (it was rewritten `a string`)."""
+    for name, prompt in (("a.csv", 10), ('b "quoted".csv', 20)):
+        (tmp_path / name).write_text(f"arrival_s,prompt_tokens,output_tokens\n0,{prompt},5\n")
+    text = _workload('arrivals poisson 2/s; trace "a.csv"; requests 1') + (
+        'sweep { workload.trace in "a.csv", "b \\"quoted\\".csv" }\n'
+    )
+    out = tmp_path / "out"
+    code, err = _cli(capsys, "run", _spec(tmp_path, text), "-o", out, "--no-report", "-q")
+    assert code == 0, err
+    rows = (out / "sweep.csv").read_text().splitlines()
+    assert len(rows) == 3 and "quoted" in rows[2]
+    prompts = sorted(
+        (p / "requests.csv").read_text().splitlines()[1].split(",")[4]
+        for p in out.iterdir()
+        if p.is_dir()
+    )
+    assert prompts == ["10", "20"]
