@@ -1,5 +1,7 @@
 """The `cost` statement of gpu and pool blocks: which cost-model backend times a pool."""
 
+import json
+
 import pytest
 from conftest import compile_text, errors_of
 
@@ -10,12 +12,26 @@ from tokensim.lang.diagnostics import CompileError
 from tokensim.lang.override import override
 from tokensim.lang.parse import parse
 from tokensim.lang.source import SourceMap
+from tokensim.perf import calibrate, tables
 
 LINK = "link PCI { bandwidth 64 GB/s; latency 2 us }\n"
 MODEL = (
     "model m { layers 32; hidden 4096; heads 32; kv_heads 8; ffn 14336; vocab 128256;"
     " max_context 8192 }\n"
 )
+
+
+HEADER = ",".join(tables.COLUMNS) + "\n"
+
+
+def _row(**values) -> str:
+    row = {c: "" for c in tables.COLUMNS} | {"gpu": "G", "op": "gemm", "dtype": "bf16", "tp": "1"}
+    row |= {"m": "16", "n": "4096", "k": "4096", "seconds": "1e-5"} | values
+    return ",".join(row[c] for c in tables.COLUMNS) + "\n"
+
+
+TABLE = HEADER + _row()  # one GEMM timing
+CALIBRATION = json.dumps({"format": calibrate.FORMAT, "version": calibrate.VERSION, "gpus": {}})
 
 
 def spec(gpu_cost: str = "", pool_cost: str = "", pools: int = 1) -> str:
@@ -50,7 +66,7 @@ def test_roofline_written_out():
 def test_gpu_table_path_is_resolved_against_the_spec_folder(tmp_path, monkeypatch):
     (tmp_path / "tables").mkdir()
     table = tmp_path / "tables" / "h100.csv"
-    table.write_text("op,tokens,seconds\n")
+    table.write_text(TABLE)
     monkeypatch.chdir("/")  # the path must not depend on the working directory
     s = compile_text(
         spec(gpu_cost='cost table "tables/h100.csv"', pools=2), str(tmp_path / "s.tsim")
@@ -63,8 +79,8 @@ def test_gpu_table_path_is_resolved_against_the_spec_folder(tmp_path, monkeypatc
 
 
 def test_pool_overrides_gpu(tmp_path):
-    (tmp_path / "t.csv").write_text("op\n")
-    (tmp_path / "fit.json").write_text("{}\n")
+    (tmp_path / "t.csv").write_text(TABLE)
+    (tmp_path / "fit.json").write_text(CALIBRATION)
     s = compile_text(
         spec(gpu_cost='cost table "t.csv"', pool_cost='cost calibrated "fit.json"', pools=2),
         str(tmp_path / "s.tsim"),
@@ -82,7 +98,7 @@ def test_pool_overrides_gpu(tmp_path):
 
 def test_path_is_taken_from_the_file_that_holds_the_statement(tmp_path):
     (tmp_path / "lib").mkdir()
-    (tmp_path / "lib" / "fit.json").write_text("{}\n")
+    (tmp_path / "lib" / "fit.json").write_text(CALIBRATION)
     (tmp_path / "lib" / "gpus.tsim").write_text(
         LINK + "gpu G { memory 80 GB; bandwidth 3 TB/s; host_link PCI\n"
         'compute { bf16 1000 TFLOPS }; cost calibrated "fit.json" }\n'
@@ -111,6 +127,39 @@ def test_missing_file_of_a_gpu(tmp_path):
     assert "unknown gpu" not in out  # the broken GPU is not reported again where it is used
 
 
+@pytest.mark.parametrize(
+    "kind, content, says",
+    [
+        ("calibrated", "not json", "line 1: not JSON"),
+        ("calibrated", "{}", "not a tokensim calibration"),
+        ("calibrated", "", "not JSON"),
+        ("calibrated", b"\xf4\x90\x80\x80\x00binary", "cannot read"),
+        ("calibrated", None, "malformed calibration"),
+        ("table", "", "no header row"),
+        ("table", HEADER, "no rows after the header"),
+        ("table", "op,seconds\n", "header lacks"),
+        ("table", None, "m must be a finite number >= 0, not -1"),
+    ],
+)
+def test_a_file_tokensim_cannot_use_is_a_located_error(tmp_path, kind, content, says):
+    """`check` reads the file as `run` would: a bad one is an error at its path, not a
+    traceback when the run starts."""
+    path = tmp_path / ("f.json" if kind == "calibrated" else "f.csv")
+    if content is None and kind == "calibrated":  # the right header, a wrong body
+        content = json.dumps(
+            {"format": calibrate.FORMAT, "version": calibrate.VERSION, "gpus": {"G": {"gemm": 1}}}
+        )
+    elif content is None:
+        content = HEADER + _row(m="-1")
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    out = errors_of(spec(pool_cost=f'cost {kind} "{path.name}"'), str(tmp_path / "s.tsim"))
+    assert f"`{path.name}` is not" in out and says in out
+    assert "s.tsim:10:" in out and "1 error" in out
+
+
 def test_a_folder_is_not_a_file(tmp_path):
     (tmp_path / "tables").mkdir()
     out = errors_of(spec(pool_cost='cost table "tables"'), str(tmp_path / "s.tsim"))
@@ -125,7 +174,7 @@ def test_unknown_kind_lists_the_three():
 
 
 def test_roofline_takes_no_path(tmp_path):
-    (tmp_path / "t.csv").write_text("op\n")
+    (tmp_path / "t.csv").write_text(TABLE)
     out = errors_of(spec(gpu_cost='cost roofline "t.csv"'), str(tmp_path / "s.tsim"))
     assert "`cost roofline` takes no file" in out
     assert ":5:15" in out
@@ -144,7 +193,7 @@ def test_cost_given_twice():
 
 
 def test_set_overrides_cost(tmp_path):
-    (tmp_path / "t.csv").write_text("op\n")
+    (tmp_path / "t.csv").write_text(TABLE)
     path = tmp_path / "s.tsim"
     sources = SourceMap()
     module = parse(spec(), str(path), sources)
@@ -158,7 +207,7 @@ def test_set_overrides_cost(tmp_path):
 
 
 def test_dump_shows_the_cost(tmp_path):
-    (tmp_path / "t.csv").write_text("op\n")
+    (tmp_path / "t.csv").write_text(TABLE)
     s = compile_text(spec(pool_cost='cost table "t.csv"'), str(tmp_path / "s.tsim"))
     text = dump(s, str(tmp_path))
     assert "cost=CostSpec @s.tsim:10:1(kind='table', path='t.csv')" in text

@@ -473,3 +473,22 @@ def test_a_sweep_where_no_point_deploys_is_an_error_at_a_point(tmp_path):
     assert result.returncode == 1
     assert "needs 8 GPUs" in result.stderr
     assert "note: at the sweep point deployment.p.instances = 8" in result.stderr
+
+
+def test_a_damaged_cache_entry_is_made_again(tmp_path):
+    """An entry whose files no longer match their checksums is not served: it is removed,
+    and the next put stores it anew."""
+    from tokensim.explore.cache import CHECKSUMS, RESULT_FILES, Cache
+
+    cache = Cache(tmp_path)
+    files = {name: f"{name} of the run\n" * 50 for name in RESULT_FILES}
+    cache.put("ab" * 32, files)
+    assert cache.get("ab" * 32) == files
+    entry = tmp_path / "ab" / ("ab" * 32)
+    (entry / "requests.csv").write_text("cut sho")  # truncated
+    assert cache.get("ab" * 32) is None and not entry.exists()
+    cache.put("ab" * 32, files)
+    assert cache.get("ab" * 32) == files
+    (entry / CHECKSUMS).unlink()  # an entry without checksums is not trusted either
+    assert cache.get("ab" * 32) is None
+    assert cache.get("cd" * 32) is None  # absent

@@ -336,7 +336,7 @@ def test_unusable_files(tmp_path, make):
     (d,) = info.value.diagnostics
     expected = {
         "missing": "not found",
-        "directory": "cannot be read",
+        "directory": "is a folder, not a file",
         "binary": "cannot be read",
         "empty": "is empty",
         "header_only": "has no requests",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tokensim import __version__
 from tokensim.dump import dump
+from tokensim.lang import limits
 from tokensim.lang.check import check
 from tokensim.lang.diagnostics import CompileError, render_all
 from tokensim.lang.parse import parse
@@ -36,6 +37,17 @@ EPILOG = (
 
 class _Usage(Exception):
     """A problem with the command line or a file that cannot be read."""
+
+
+def _seed(text: str) -> int:
+    """A ``--seed``: a whole number from 0 to the language's limit."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value <= limits.SEED:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {limits.SEED}, not {value}")
+    return value
 
 
 def _read(path: str) -> tuple[str, str]:
@@ -131,7 +143,11 @@ def cmd_graph(args) -> int:
         args.format
     ](graph)
     if args.output:
-        Path(args.output).write_text(out, "utf-8")
+        try:
+            Path(args.output).write_text(out, "utf-8")
+        except OSError as err:  # a folder, a read-only place, a missing parent
+            print(f"error: cannot write {args.output}: {err.strerror or err}", file=sys.stderr)
+            return 1
     else:
         sys.stdout.write(out)
     return 0
@@ -184,7 +200,14 @@ def cmd_run(args) -> int:
         if progress:
             sys.stderr.write("\r" + " " * 70 + "\r")
         print(render_all(err.diagnostics, _with_files(err, sources)), file=sys.stderr)
+        _retract(out)
         return 1
+    except KeyboardInterrupt:
+        if progress:
+            sys.stderr.write("\r" + " " * 70 + "\r")
+        print("interrupted: nothing written", file=sys.stderr)
+        _retract(out)
+        return 130
     if progress:
         sys.stderr.write("\r" + " " * 70 + "\r")
     try:
@@ -200,7 +223,12 @@ def cmd_run(args) -> int:
         if not args.no_report:
             write_page(out)
     except OSError as err:
+        _retract(out)
         raise _Usage(f"cannot write results to {out}: {err.strerror or err}") from None
+    except KeyboardInterrupt:
+        _retract(out)
+        print(f"interrupted: nothing left in {out}", file=sys.stderr)
+        return 130
     if args.quiet:  # what the figures would hide is said even then
         for warning in metrics.get("warnings", []):
             print(f"warning: {warning}", file=sys.stderr)
@@ -223,6 +251,22 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _retract(out: Path) -> None:
+    """After a failed run: no earlier run's results may stay in ``out`` as if they were
+    this run's."""
+    from tokensim.report.files import retract
+
+    try:
+        if retract(out):
+            print(f"note: removed an earlier run's results from {out}", file=sys.stderr)
+    except OSError as err:
+        print(
+            f"warning: {out} holds an earlier run's results that could not be removed "
+            f"({err.strerror or err}): they are not this spec's",
+            file=sys.stderr,
+        )
+
+
 def _explorer(args):
     """The executor and cache that ``args`` ask for (run's sweeps, search)."""
     from tokensim.explore.cache import Cache
@@ -236,7 +280,16 @@ def _explorer(args):
         raise _Usage(str(err)) from None
     if args.no_cache:
         return run_on, Cache(None)
-    return run_on, Cache(args.cache or os.environ.get("TOKENSIM_CACHE") or ".tokensim-cache")
+    folder = Path(args.cache or os.environ.get("TOKENSIM_CACHE") or ".tokensim-cache")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file in the way, a read-only place
+        why = "it is a file" if folder.is_file() else err.strerror or str(err)
+        raise _Usage(
+            f"cannot use {folder} as the cache folder: {why} "
+            "(--cache DIR names another, --no-cache runs without one)"
+        ) from None
+    return run_on, Cache(folder)
 
 
 def _interrupted(tally, total: int | None, what: str) -> int:
@@ -471,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="result folder (default: out/<spec file name without .tsim>)",
     )
-    p.add_argument("--seed", type=int, help="override the workload's seed")
+    p.add_argument("--seed", type=_seed, help="override the workload's seed")
     p.add_argument(
         "--set",
         action="append",
@@ -515,7 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs per configuration and rate, each with its own seed; a configuration "
         "passes only when all K meet the SLO (default 3)",
     )
-    p.add_argument("--seed", type=int, help="the first seed (default: the workload's)")
+    p.add_argument("--seed", type=_seed, help="the first seed (default: the workload's)")
     p.add_argument(
         "--attainment",
         type=float,

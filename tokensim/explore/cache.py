@@ -8,7 +8,9 @@ version with a digest of its own source, so a changed simulator never serves sta
 
 ``Cache(folder)`` keeps one folder per key holding a run's result files. An entry is
 written under a temporary name and renamed into place, so an interrupted write leaves no
-entry, never a partial one.
+entry, never a partial one. Each entry carries the SHA-256 of its files
+(:data:`CHECKSUMS`): an entry damaged afterwards (a truncated file, an edit, a lost file) is
+not served but removed, and the run is made again.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import dataclasses
 import enum
 import functools
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -27,6 +30,7 @@ from tokensim.lang.source import Span
 # What a simulation itself produces: cached. The rest of a point's folder (its page, the
 # spec text, run.json, graph.json) is made from the spec and the point, not stored.
 RESULT_FILES = ("metrics.json", "requests.csv", "timeseries.csv", "iterations.csv")
+CHECKSUMS = "sha256.json"  # in each entry: {file name: SHA-256 of its bytes}
 # Fields that say where a value was written, not what it is.
 _SKIPPED = {"span", "sweep", "file"}
 # Fields that name a file the run reads: its content is part of the key.
@@ -113,6 +117,10 @@ def run_key(spec, seed: int | None) -> str:
     return hashlib.sha256("".join(out).encode()).hexdigest()
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 class Cache:
     """Result files by key, one folder each: ``folder/ab/abcdef.../``."""
 
@@ -128,9 +136,20 @@ class Cache:
             return None
         entry = self._entry(key)
         try:
-            return {name: (entry / name).read_text("utf-8") for name in RESULT_FILES}
-        except (OSError, UnicodeDecodeError):
-            return None
+            raw = {name: (entry / name).read_bytes() for name in RESULT_FILES}
+            sums = json.loads((entry / CHECKSUMS).read_text("utf-8"))
+            intact = isinstance(sums, dict) and all(
+                sums.get(name) == _sha256(data) for name, data in raw.items()
+            )
+            if intact:
+                return {name: data.decode("utf-8") for name, data in raw.items()}
+        except FileNotFoundError:
+            if not entry.exists():
+                return None  # not cached
+        except (OSError, UnicodeDecodeError, ValueError):
+            pass
+        shutil.rmtree(entry, ignore_errors=True)  # damaged: made again, and stored anew
+        return None
 
     def put(self, key: str, files: dict[str, str]) -> None:
         """Store the :data:`RESULT_FILES` of ``files`` under ``key`` (all or nothing)."""
@@ -142,8 +161,12 @@ class Cache:
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key[:8]}-", dir=entry.parent))
         try:
+            sums = {}
             for name in RESULT_FILES:
-                (tmp / name).write_text(files[name], "utf-8")
+                data = files[name].encode("utf-8")
+                (tmp / name).write_bytes(data)
+                sums[name] = _sha256(data)
+            (tmp / CHECKSUMS).write_text(json.dumps(sums, indent=1) + "\n", "utf-8")
             os.replace(tmp, entry)
         except OSError:
             if not entry.exists():  # (another process may have stored it first)

@@ -11,10 +11,10 @@ import re
 from functools import cache
 from importlib import resources
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from tokensim.lang import ast
+from tokensim.lang import ast, limits
 from tokensim.lang.diagnostics import CompileError, Diagnostic, Note
 from tokensim.lang.source import SourceMap, Span
 
@@ -224,4 +224,42 @@ def parse(text: str, filename: str = "<string>", sources: SourceMap | None = Non
         tree = _parser().parse(text)
     except UnexpectedInput as err:
         raise CompileError([_syntax_error(err, text, filename)], sources) from None
+    beyond = _beyond_limits(tree, filename)
+    if beyond:
+        raise CompileError(beyond, sources)
     return _Build(filename).transform(tree)
+
+
+def _beyond_limits(tree: Tree, file: str) -> list[Diagnostic]:
+    """What in the parse tree exceeds the language's limits (lang/limits.py): nesting
+    deeper than :data:`limits.DEPTH` (blocks, brackets, calls, operators), names longer
+    than :data:`limits.NAME`. Walked without recursion, before anything recurses on it."""
+    out: list[Diagnostic] = []
+    stack: list[tuple[Tree | Token, int]] = [(tree, 0)]
+    deep = False
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Token):
+            if node.type == "NAME" and len(node) > limits.NAME:
+                out.append(
+                    Diagnostic(
+                        f"a name of {len(node)} characters: tokensim takes at most {limits.NAME}",
+                        _token_span(file, node),
+                    )
+                )
+            continue
+        # a statement's body adds one level (statement -> body -> statement counts once)
+        level = depth + (node.data not in ("body", "start", "path"))
+        if level > limits.DEPTH and not deep:
+            deep = True
+            out.append(
+                Diagnostic(
+                    f"nested more than {limits.DEPTH} deep (blocks, brackets, calls and "
+                    "operators inside one another)",
+                    _span(file, node.meta),
+                    help="the limits are listed in the language reference (Limits)",
+                )
+            )
+            continue
+        stack.extend((child, level) for child in node.children)
+    return out

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from tokensim.lang.check import schemas, std_engine, std_engines, std_names, std_spec
+from tokensim.lang.limits import LIMITS
 from tokensim.lang.schema import Block
 from tokensim.lang.units import Dim, format_quantity, units_of
 from tokensim.policies.batching import BATCHING, ORDER
@@ -122,6 +123,17 @@ def reference() -> str:
     ]
     out += _policies("Arrival processes (`arrivals`)", ARRIVALS)
     out += _policies("Length distributions (`lengths`)", LENGTHS)
+    out += [
+        "## Limits",
+        "",
+        "What tokensim simulates. Beyond these, `check` gives a located error instead of a run "
+        "that would exhaust memory or overflow.",
+        "",
+        "| what | at most | applies to |",
+        "|---|---|---|",
+    ]
+    out += [f"| {what} | {value:,} | {_cell(doc)} |" for what, value, doc in LIMITS]
+    out += [""]
     out += ["## Units", "", "| dimension | units |", "|---|---|"]
     for dim in Dim:
         units = ", ".join(f"`{u}`" for u in units_of(dim)) or "a bare number"

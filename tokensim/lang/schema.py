@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tokensim.lang import ast
+from tokensim.lang import ast, limits
 from tokensim.lang.diagnostics import Note, Reporter, did_you_mean, one_of
 from tokensim.lang.source import Span
 from tokensim.lang.units import Dim, UnitError, convert
@@ -78,6 +78,7 @@ class Num(Slot):
     max: float | None = None
     above: float | None = None  # strict lower bound
     what: str = ""
+    limit: bool = False  # ``max`` is one of tokensim's documented limits (lang/limits.py)
 
     def usage(self) -> str:
         if self.what:
@@ -109,8 +110,18 @@ class Num(Slot):
                 f"`{self.name}` must be {low[1]} {_g(low[0])}, found `{item.text}`", item.span
             )
             return BAD, i + 1
-        if self.max is not None and value > self.max:
-            rep.error(f"`{self.name}` must be <= {_g(self.max)}, found `{item.text}`", item.span)
+        cap, limit = self.max, self.limit
+        if cap is None and (self.integer or self.dim is Dim.TOKENS):
+            cap, limit = (limits.TOKENS if self.dim is Dim.TOKENS else limits.WHOLE), True
+        if cap is not None and value > cap:
+            if limit:
+                rep.error(
+                    f"`{self.name}` {item.text} is beyond what tokensim simulates: at most {cap:,}",
+                    item.span,
+                    help="the limits are listed in the language reference (Limits)",
+                )
+            else:
+                rep.error(f"`{self.name}` must be <= {_g(cap)}, found `{item.text}`", item.span)
             return BAD, i + 1
         return value, i + 1
 

@@ -64,6 +64,13 @@ def _table(path: str) -> tables.Table:
     return tables.read(path)
 
 
+def read_cost_file(kind: str, path: str) -> None:
+    """Read the file of ``cost table`` / ``cost calibrated`` once per process (the run
+    reuses it); a file that cannot be used raises :class:`tables.TableError` or
+    :class:`calibrate.CalibrationError` naming it."""
+    (_table if kind == "table" else _calibration)(path)
+
+
 def _with_kv(q: tables.Table, kv_dtype: str) -> tables.Table:
     """``q`` with every row's ``kv_dtype`` set to ``kv_dtype``."""
     return tables.Table({**q.columns, "kv_dtype": np.full(len(q), kv_dtype, dtype=object)})

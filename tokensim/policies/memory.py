@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
+from tokensim import ir
 from tokensim.policies import Policy, Registry
+from tokensim.policies.batching import BATCHING
+
+ACTIVATION_BYTES = 2  # activations stay in 16-bit, whatever the weight dtype
 
 PREEMPT = Registry("preempt", "preemption policy")
 
@@ -17,3 +23,28 @@ class Recompute(Policy):
 class Swap(Policy):
     """Copy the preempted request's blocks to host memory over the host link (timed),
     and back when it resumes; needs ``swap`` space in the pool's ``kv`` block."""
+
+
+def kv_geometry(pool: ir.Pool) -> tuple[int, float, float]:
+    """(capacity in blocks, bytes of one block on one GPU, bytes reserved for activations)
+    for an instance of ``pool``: what the checker requires to be at least one block and
+    the simulator sizes each instance's cache by."""
+    m, gpu, kv = pool.model, pool.gpu, pool.kv
+    policy = BATCHING.get(pool.batching.name).from_use(pool.batching)
+    batch_tokens = getattr(policy, "max_tokens", None) or getattr(policy, "budget", None) or 8192
+    max_seqs = policy.max_seqs
+    # Activations of the largest iteration (vLLM profiles this peak before sizing the cache):
+    # hidden states and the MLP intermediate in 16 bit, plus fp32 logits of every sequence.
+    reserve = batch_tokens * (4 * m.hidden + 2 * m.ffn / pool.tp) * ACTIVATION_BYTES
+    reserve += max_seqs * m.vocab * 4 / pool.tp
+    placed = pool.weights_per_gpu_B + reserve
+    if pool.engine is not None:
+        usable = pool.engine.kv_room_bytes(gpu.memory_B, kv.gpu_util, placed)
+    else:  # a pool built outside the checker: a share of the device
+        usable = gpu.memory_B * kv.gpu_util - placed
+    kv_heads_per_gpu = max(1, m.kv_heads // pool.tp)
+    per_token = (
+        2 * math.ceil(m.layers / pool.pp) * kv_heads_per_gpu * m.head_dim * ir.DTYPE_BYTES[kv.dtype]
+    )
+    block_bytes = per_token * kv.block_tokens
+    return max(0, int(usable // block_bytes)), block_bytes, reserve

@@ -214,9 +214,36 @@ def publish(out: Path, files: dict[str, str]) -> None:
     """Write ``files`` (name -> text) into ``out`` under temporary names, then rename them
     all into place: a folder never holds a half-written file under its final name."""
     temps = []
-    for name, text in files.items():
-        tmp = out / f".{name}.partial"
-        tmp.write_text(text, "utf-8")
-        temps.append((tmp, out / name))
+    try:
+        for name, text in files.items():
+            tmp = out / f".{name}.partial"
+            temps.append((tmp, out / name))
+            tmp.write_text(text, "utf-8")
+    except BaseException:  # a full disk, an interrupt: leave no half-written file behind
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+        raise
     for tmp, final in temps:
         os.replace(tmp, final)
+
+
+# every file a run writes into its folder (report.html last, from the others)
+RESULT_FILES = (
+    "metrics.json", "requests.csv", "timeseries.csv", "iterations.csv", "transitions.csv",
+    "graph.json", "run.json", "spec.tsim", "report.html",
+)  # fmt: skip
+
+
+def retract(out: str | Path) -> bool:
+    """Remove the results of an earlier run from ``out`` (only the files a run writes),
+    so that a run that failed leaves no folder that reads as its result. True when
+    there was something to remove."""
+    out = Path(out)
+    if not out.is_dir():
+        return False
+    found = [out / name for name in RESULT_FILES if (out / name).is_file()]
+    for path in found:
+        path.unlink(missing_ok=True)
+    for partial in out.glob(".*.partial"):
+        partial.unlink(missing_ok=True)
+    return bool(found)

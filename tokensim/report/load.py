@@ -97,6 +97,54 @@ def _is_float(text: str) -> bool:
     return True
 
 
+# what the page reads from metrics.json: section -> its type, and for objects the
+# fields it reads with theirs (numbers, lists, objects)
+_NUM = (int, float)
+_STATS = (dict, {"mean": _NUM, "p50": _NUM, "p90": _NUM, "p99": _NUM})
+METRICS_SHAPE: dict = {
+    "requests": (
+        dict,
+        {"total": int, "completed": int, "rejected": int, "preemptions": int,
+         "rejected_why": list},
+    ),
+    "warnings": (list, {}),
+    "ttft_s": _STATS, "tpot_s": _STATS, "e2e_s": _STATS, "queue_s": _STATS, "itl_s": _STATS,
+    "throughput": (dict, {"duration_s": _NUM, "requests_per_s": _NUM}),
+    "kv": (dict, {}),
+    "pools": (dict, {}),
+    "instances": (list, {}),
+}  # fmt: skip
+
+
+def _shaped(path: Path, data, shape: dict):
+    """``data`` if it has the ``shape`` (:data:`METRICS_SHAPE`) that tokensim writes; else
+    a ResultError naming the file and the first field that differs. A statistic may be
+    null (no request to take it over)."""
+    if not isinstance(data, dict):
+        raise ResultError(f"{path}: expected a JSON object, found {_kind(data)}")
+    for key, (kind, fields) in shape.items():
+        value = data.get(key)
+        if not isinstance(value, kind):
+            raise ResultError(f"{path}: `{key}` is {_kind(value)}, not what tokensim run writes")
+        for name, want in fields.items():
+            got = value.get(name)
+            if got is None and want is _NUM:
+                continue  # a statistic over no request
+            if not isinstance(got, want) or isinstance(got, bool):
+                raise ResultError(
+                    f"{path}: `{key}.{name}` is {_kind(got)}, not what tokensim run writes"
+                )
+    return data
+
+
+def _kind(value) -> str:
+    if value is None:
+        return "missing or null"
+    return {dict: "an object", list: "a list", str: "a string", bool: "true/false"}.get(
+        type(value), "a number"
+    )
+
+
 def _split(table: dict[str, np.ndarray], key: str, names) -> dict[str, dict[str, np.ndarray]]:
     """Rows of ``table`` grouped by the value of column ``key`` (in ``names`` order)."""
     out = {}
@@ -113,8 +161,8 @@ def load(folder: str | Path) -> Results:
         raise ResultError(f"{folder} is not a folder")
     if not (folder / "metrics.json").exists():
         raise ResultError(f"{folder} has no metrics.json: not a result folder of `tokensim run`")
-    metrics = read_json(folder / "metrics.json")
-    run = read_json(folder / "run.json")
+    metrics = _shaped(folder / "metrics.json", read_json(folder / "metrics.json"), METRICS_SHAPE)
+    run = _shaped(folder / "run.json", read_json(folder / "run.json"), {})
     graph = read_json(folder / "graph.json", required=False)
     spec = folder / "spec.tsim"
     requests = _table(folder / "requests.csv", REQUEST_COLUMNS)

@@ -11,7 +11,6 @@ workload seed (or ``seed``), so the same spec and seed give identical results.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from tokensim.lang.diagnostics import CompileError, Diagnostic
 from tokensim.lang.source import Span
 from tokensim.perf import for_pool
 from tokensim.policies.batching import BATCHING
+from tokensim.policies.memory import kv_geometry
 from tokensim.policies.routing import router_for
 from tokensim.sim.events import Kernel, Priority
 from tokensim.sim.frontend import FrontEnd
@@ -32,8 +32,6 @@ from tokensim.sim.kv import BlockManager
 from tokensim.sim.network import Network
 from tokensim.sim.request import Request, State
 from tokensim.workload import TraceError, generate
-
-ACTIVATION_BYTES = 2
 
 
 class SimulationError(CompileError):
@@ -88,29 +86,6 @@ class _Handoff:
     direct_below: int
 
 
-def _kv_geometry(pool: ir.Pool) -> tuple[int, float]:
-    """(capacity in blocks, bytes of one block on one GPU) for an instance of ``pool``."""
-    m, gpu, kv = pool.model, pool.gpu, pool.kv
-    policy = BATCHING.get(pool.batching.name).from_use(pool.batching)
-    batch_tokens = getattr(policy, "max_tokens", None) or getattr(policy, "budget", None) or 8192
-    max_seqs = policy.max_seqs
-    # Activations of the largest iteration (vLLM profiles this peak before sizing the cache):
-    # hidden states and the MLP intermediate in 16 bit, plus fp32 logits of every sequence.
-    reserve = batch_tokens * (4 * m.hidden + 2 * m.ffn / pool.tp) * ACTIVATION_BYTES
-    reserve += max_seqs * m.vocab * 4 / pool.tp
-    placed = pool.weights_per_gpu_B + reserve
-    if pool.engine is not None:
-        usable = pool.engine.kv_room_bytes(gpu.memory_B, kv.gpu_util, placed)
-    else:  # a pool built outside the checker: a share of the device
-        usable = gpu.memory_B * kv.gpu_util - placed
-    kv_heads_per_gpu = max(1, m.kv_heads // pool.tp)
-    per_token = (
-        2 * math.ceil(m.layers / pool.pp) * kv_heads_per_gpu * m.head_dim * ir.DTYPE_BYTES[kv.dtype]
-    )
-    block_bytes = per_token * kv.block_tokens
-    return max(0, int(usable // block_bytes)), block_bytes
-
-
 class Simulation:
     """One run of one spec: kernel, instances, routers, requests."""
 
@@ -138,7 +113,7 @@ class Simulation:
         self.instances: list[Instance] = []
         for pool in spec.deployment.pools:
             cost = for_pool(pool, graph)
-            capacity, block_bytes = _kv_geometry(pool)
+            capacity, block_bytes, _ = kv_geometry(pool)
             if capacity < 1:
                 raise SimulationError(
                     [

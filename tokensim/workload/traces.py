@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tokensim.lang import limits
 from tokensim.lang.diagnostics import CompileError, Diagnostic, Note, did_you_mean, one_of
 from tokensim.lang.source import SourceMap, Span
 from tokensim.workload.requests import Requests
@@ -147,6 +148,12 @@ def read_trace(path: str | Path, fmt: str = "auto") -> Requests:
         rows = _csv_rows(lines, first[0], fmt, problems)
     if not rows and not problems.diagnostics:
         raise TraceError([Diagnostic(f"trace file `{name}` has no requests", None)])
+    if len(rows) > limits.REQUESTS:
+        message = (
+            f"trace file `{name}` has {len(rows):,} requests; tokensim simulates at most "
+            f"{limits.REQUESTS:,}"
+        )
+        raise TraceError([Diagnostic(message, None, help="`requests N` takes the first N")])
     return _build(rows, fmt, problems)
 
 
@@ -156,6 +163,8 @@ def _read_lines(name: str) -> list[str]:
             return f.read().splitlines()
     except FileNotFoundError:
         message = f"trace file `{name}` not found"
+    except IsADirectoryError:
+        message = f"trace file `{name}` is a folder, not a file"
     except (OSError, UnicodeDecodeError) as err:
         message = f"trace file `{name}` cannot be read: {err}"
     raise TraceError([Diagnostic(message, None)])
@@ -167,14 +176,17 @@ def _detect(name: str, number: int, text: str) -> str:
     if stripped.startswith("{"):
         try:
             keys = set(json.loads(stripped))
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             keys = set()
         if "input_length" in keys or "hash_ids" in keys:
             return "mooncake"
         if "prompt_tokens" in keys:
             return "tokensim"
     else:
-        header = {c.strip() for c in next(csv.reader([stripped]))}
+        try:
+            header = {c.strip() for c in next(csv.reader([stripped]))}
+        except csv.Error:
+            header = set()
         if "ContextTokens" in header:
             return "azure"
         if "num_prefill_tokens" in header:
@@ -197,12 +209,35 @@ _Row = tuple[int, str, dict]
 def _csv_rows(lines: list[str], header_at: int, fmt: str, problems: _Problems) -> list[_Row]:
     names = {"tokensim": _TOKENSIM, "azure": _AZURE, "vidur": _VIDUR}[fmt]
     text = lines[header_at - 1]
-    header = [c.strip() for c in next(csv.reader([text]))]
+    try:
+        header = [c.strip() for c in next(csv.reader([text]))]
+    except csv.Error as err:
+        raise problems.fail(header_at, text[:200], f"cannot be read as CSV: {err}") from None
     where = _header_fields(header, fmt, names, header_at, text, problems)
     rows: list[_Row] = []
     width = len(header)
     body = lines[header_at:]
-    for number, (line, cells) in enumerate(zip(body, csv.reader(body), strict=True), header_at + 1):
+    reader = csv.reader(body)
+    while True:
+        before = reader.line_num
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:  # a field beyond the csv module's limit (131,072 characters)
+            number = header_at + reader.line_num
+            raise problems.fail(
+                number,
+                body[reader.line_num - 1][:200],
+                f"cannot be read as CSV: {err}",
+                help="write long prefix-id lists as JSON lines (a .jsonl trace)",
+            ) from None
+        number = header_at + before + 1
+        line = body[before]
+        if reader.line_num - before > 1:  # a quote left open joined the lines after it
+            raise problems.fail(
+                number, line[:200], "a quote opened on this line is not closed on it"
+            )
         if not cells or (len(cells) == 1 and not cells[0].strip()):
             continue
         if len(cells) != width:
@@ -256,6 +291,9 @@ def _json_rows(lines: list[str], fmt: str, problems: _Problems) -> list[_Row]:
             continue
         try:
             obj = json.loads(line)
+        except RecursionError:
+            problems.add(number, line[:200], "JSON nested too deeply to read")
+            continue
         except ValueError as err:
             msg = getattr(err, "msg", str(err))
             col = getattr(err, "colno", None)
@@ -300,8 +338,8 @@ def _build(rows: list[_Row], fmt: str, problems: _Problems) -> Requests:
         try:
             if has_arrivals:
                 days[i], arrival[i] = parse_time(raw["arrival"], names["arrival"])
-            prompt[i] = _whole(raw["prompt"], names["prompt"], 1)
-            output[i] = _whole(raw["output"], names["output"], 1)
+            prompt[i] = _whole(raw["prompt"], names["prompt"], 1, limits.TOKENS)
+            output[i] = _whole(raw["output"], names["output"], 1, limits.TOKENS)
             if len(raw) > 3:  # priority or prefix ids
                 if raw.get("priority") not in (None, ""):
                     priority[i] = _whole(raw["priority"], names["priority"], None)
@@ -354,8 +392,9 @@ def _quote(raw) -> str:
     return '"' + (text if len(text) <= 40 else text[:37] + "...") + '"'
 
 
-def _whole(raw, name: str, minimum: int | None) -> int:
-    """``raw`` as an int (a numeral, or a JSON integer), at least ``minimum``."""
+def _whole(raw, name: str, minimum: int | None, maximum: int = limits.WHOLE) -> int:
+    """``raw`` as an int (a numeral, or a JSON integer), at least ``minimum`` and at most
+    ``maximum`` (tokensim's limits: lang/limits.py)."""
     value = None
     if isinstance(raw, str):
         try:
@@ -374,6 +413,8 @@ def _whole(raw, name: str, minimum: int | None) -> int:
         raise _Bad(f"{name} is not a whole number: {_quote(raw)}")
     if minimum is not None and value < minimum:
         raise _Bad(f"{name} must be at least {minimum}, not {value}")
+    if abs(value) > maximum:
+        raise _Bad(f"{name} {_quote(raw)} is beyond what tokensim simulates: at most {maximum:,}")
     return value
 
 
@@ -423,6 +464,9 @@ def _ordinal(day: str) -> int | None:
         return None
 
 
+_ID_MAX = 2**63 - 1  # prefix ids are 64-bit hashes
+
+
 def _ids(raw, name: str) -> tuple[int, ...]:
     """Prefix block ids: a JSON list or space-separated numerals, each a whole number >= 0."""
     items = raw.split() if isinstance(raw, str) else raw
@@ -430,9 +474,9 @@ def _ids(raw, name: str) -> tuple[int, ...]:
         raise _Bad(f"{name} is not a list of ids: {_quote(raw)}")
     if not items:
         return ()
-    if set(map(type, items)) == {int} and min(items) >= 0:
+    if set(map(type, items)) == {int} and min(items) >= 0 and max(items) <= _ID_MAX:
         return tuple(items)  # the common case, at C speed
-    return tuple(_whole(item, f"an id in {name}", 0) for item in items)
+    return tuple(_whole(item, f"an id in {name}", 0, _ID_MAX) for item in items)
 
 
 def write_trace(requests: Requests, path: str | Path) -> None:

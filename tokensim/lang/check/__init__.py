@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path as FsPath
 
 from tokensim import ir
-from tokensim.lang import ast
+from tokensim.lang import ast, limits
 from tokensim.lang.check import catalog, schemas
 from tokensim.lang.check import engine as engines
 from tokensim.lang.check.cluster import cluster as check_cluster
@@ -60,6 +60,10 @@ class _Loaded:
     import_name: str | None  # "std/hardware" for std files
 
 
+class _Unreadable(Exception):
+    """An imported file that exists but cannot be read; the message says why."""
+
+
 class _Loader:
     """Reads imported files once each, reporting missing files and cycles."""
 
@@ -78,10 +82,15 @@ class _Loader:
             return name, None, None
         base = FsPath(importer).parent if not importer.startswith("<") else FsPath.cwd()
         path = base / name
-        if path.suffix != ".tsim" and not path.is_file():
-            path = path.with_suffix(".tsim")
-        if path.is_file():
-            return str(path), path.read_text("utf-8"), None
+        try:
+            if path.suffix != ".tsim" and not path.is_file() and path.name:
+                path = path.with_suffix(".tsim")
+            if path.is_file():
+                return str(path), path.read_text("utf-8"), None
+        except UnicodeDecodeError as err:
+            raise _Unreadable(f"`{name}` is not UTF-8 text (byte {err.start})") from None
+        except OSError as err:  # a name too long, a file that cannot be opened
+            raise _Unreadable(f"cannot read `{name}`: {err.strerror or err}") from None
         return str(path), None, None
 
     def load_imports(self, module: ast.Module, stack: tuple[str, ...]) -> None:
@@ -91,7 +100,20 @@ class _Loader:
             if len(stmt.items) != 1 or not isinstance(stmt.items[0], ast.String):
                 continue  # reported by binding the top level
             lit = stmt.items[0]
-            display, text, std = self._locate(lit.value, module.file)
+            if not lit.value.strip() or len(lit.value) > limits.NAME:
+                self.rep.error(
+                    "an import names a file: this one is empty"
+                    if not lit.value.strip()
+                    else f"an import path is at most {limits.NAME} characters",
+                    lit.span,
+                    help='e.g. `import "std/hardware"` or `import "lib/gpus"`',
+                )
+                continue
+            try:
+                display, text, std = self._locate(lit.value, module.file)
+            except _Unreadable as err:
+                self.rep.error(str(err), lit.span)
+                continue
             if text is None:
                 hint = None
                 if lit.value.startswith(STD_PREFIX):

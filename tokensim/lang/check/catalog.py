@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from importlib import resources
+from pathlib import Path
+
 from tokensim import ir
 from tokensim.lang.check.env import Env
 from tokensim.lang.diagnostics import Note
@@ -30,6 +33,10 @@ def link(bound: Bound, env: Env) -> ir.Link | None:
 # efficiency statements whose IR field carries a unit suffix
 TIMES = {"overhead": "overhead_s", "kernel": "kernel_s"}
 _COST_FILES = {"table": "an operator-timing table (CSV)", "calibrated": "a calibration (JSON)"}
+_MAKE = {
+    "table": "`tokensim import` and `tokensim profile` write tables tokensim reads",
+    "calibrated": "`tokensim calibrate` writes calibrations tokensim reads",
+}
 
 
 def cost(bound: Bound | None, env: Env):
@@ -70,7 +77,37 @@ def cost(bound: Bound | None, env: Env):
             "the `cost` statement is in",
         )
         return BAD
+    problem = _unusable(kind, path)
+    if problem:
+        env.rep.error(
+            f"`{ref.value}` is not {_COST_FILES[kind]} tokensim can use: {problem}",
+            ref.span,
+            help=_MAKE[kind],
+        )
+        return BAD
     return ir.CostSpec(kind, str(path), bound.span)
+
+
+def _unusable(kind: str, path: Path) -> str | None:
+    """Why the file of ``cost <kind>`` cannot be used (it is read as the run will read it,
+    once per process); None when it can. The shipped catalogues' files are tested with the
+    package and not read here, so that a check stays fast."""
+    if path.is_relative_to(Path(str(resources.files("tokensim").joinpath("dsl")))):
+        return None
+    from tokensim.perf import backend, calibrate, tables
+
+    try:
+        backend.read_cost_file(kind, str(path))
+    except (tables.TableError, calibrate.CalibrationError) as err:
+        message = str(err)
+        for prefix in (str(path), path.name):  # the error names the file; the span does here
+            if message.startswith(prefix):
+                message = message[len(prefix) :].lstrip(":").strip()
+                if message[:1].isdigit():
+                    message = "line " + message
+                break
+        return message
+    return None
 
 
 def gpu(bound: Bound, env: Env) -> ir.Gpu | None:

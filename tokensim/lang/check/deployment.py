@@ -14,6 +14,7 @@ from tokensim.lang.source import Span
 from tokensim.lang.units import Dim, format_quantity
 from tokensim.policies import PolicyUse
 from tokensim.policies.batching import BATCHING
+from tokensim.policies.memory import kv_geometry
 
 
 def _gpus(n: int) -> str:
@@ -212,19 +213,7 @@ def _pool(
             help=f"raise tp or pp, or use a smaller dtype; tp {_fits(total, usable, model)}",
         )
         return None
-    kv_per_token = model.kv_bytes_per_token(ir.DTYPE_BYTES[kv.dtype]) / (
-        pp * min(tp, model.kv_heads)
-    )
-    left = run_by.engine.kv_room_bytes(gpu.memory_B, kv.gpu_util, weights)
-    if left < kv_per_token * kv.block_tokens:
-        rep.error(
-            f"`{model.name}` leaves no room for the KV cache on {gpu.name} "
-            f"({_size(left)} left, one block needs "
-            f"{_size(kv_per_token * kv.block_tokens)})",
-            where,
-        )
-        return None
-    return ir.Pool(
+    pool = ir.Pool(
         name,
         model,
         dtype,
@@ -240,6 +229,34 @@ def _pool(
         own_cost or gpu.cost,
         run_by.engine,
     )
+    blocks, block_bytes, reserve = kv_geometry(pool)
+    if blocks < 1:
+        left = _room(pool, reserve)
+        rep.error(
+            f"`{model.name}` leaves no room for the KV cache on {gpu.name}: "
+            + (f"{_size(left)} left, " if left > 0 else "nothing left, ")
+            + f"one block needs {_size(block_bytes)}",
+            where,
+            Note(
+                f"{_size(weights)} of weights and {_size(reserve)} of activations per GPU "
+                "(the largest iteration's, which the engine reserves before sizing the cache)"
+                + (
+                    f", of {_size(gpu.memory_B)} x gpu_util {kv.gpu_util:g}"
+                    if run_by.engine.memory == "total"
+                    else ""
+                )
+            ),  # fmt: skip
+            help="raise `gpu_util`, tp or pp, lower the batch's token budget, or use a smaller "
+            "dtype",
+        )
+        return None
+    return pool
+
+
+def _room(pool: ir.Pool, reserve: float) -> float:
+    """Bytes left for the KV cache on one GPU of ``pool``."""
+    placed = pool.weights_per_gpu_B + reserve
+    return pool.engine.kv_room_bytes(pool.gpu.memory_B, pool.kv.gpu_util, placed)
 
 
 def _fits(total: float, usable: float, model: ir.Model) -> str:

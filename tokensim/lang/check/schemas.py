@@ -10,7 +10,7 @@ import dataclasses
 import re
 
 from tokensim.ir import COST_KINDS, DTYPE_BYTES, Efficiency
-from tokensim.lang import ast
+from tokensim.lang import ast, limits
 from tokensim.lang.diagnostics import Note, did_you_mean
 from tokensim.lang.schema import (
     BAD,
@@ -114,6 +114,10 @@ class Compare(Slot):
             rep.error("an SLO is an upper bound: write `<` or `<=`", item.span)
             return BAD, i + 1
         raise Shape(item)
+
+
+def _parallel(name: str) -> Num:
+    return Num(name, integer=True, min=1, max=limits.PARALLEL, limit=True)
 
 
 def _words(name: str, choices, what: str) -> Word:
@@ -289,7 +293,11 @@ NODE = Block(
     (
         Attr(
             "gpus",
-            (Ref("gpu", "gpu"), Lit("x"), Num("count", integer=True, min=1)),
+            (
+                Ref("gpu", "gpu"),
+                Lit("x"),
+                Num("count", integer=True, min=1, max=limits.GPUS_PER_NODE, limit=True),
+            ),
             "the node's GPUs",
             required=True,
         ),
@@ -300,7 +308,12 @@ NODE = Block(
             "GPU-to-host link",
             default="the GPU's host_link",
         ),
-        Attr("nics", (Num("nics", integer=True, min=1),), "network interfaces", default="1"),
+        Attr(
+            "nics",
+            (Num("nics", integer=True, min=1, max=limits.NICS, limit=True),),
+            "network interfaces",
+            default="1",
+        ),
         Attr("host_memory", (Num("host_memory", Dim.BYTES, above=0),), "host memory"),
     ),
     "A machine.",
@@ -571,9 +584,14 @@ POOL = Block(
             "weight and compute data type",
             default="the model's dtype",
         ),
-        Attr("instances", (Num("instances", integer=True, min=1),), "replicas", default="1"),
-        Attr("tp", (Num("tp", integer=True, min=1),), "tensor-parallel degree", default="1"),
-        Attr("pp", (Num("pp", integer=True, min=1),), "pipeline-parallel degree", default="1"),
+        Attr(
+            "instances",
+            (Num("instances", integer=True, min=1, max=limits.INSTANCES, limit=True),),
+            "replicas",
+            default="1",
+        ),
+        Attr("tp", (_parallel("tp"),), "tensor-parallel degree", default="1"),
+        Attr("pp", (_parallel("pp"),), "pipeline-parallel degree", default="1"),
         Attr(
             "on",
             (ListOf("on", Place()),),
@@ -684,9 +702,18 @@ WORKLOAD = Block(
             default="from the trace",
         ),
         Attr("trace", (Str("trace"),), "a trace file (arrivals and lengths)", body=TRACE),
-        Attr("requests", (Num("requests", integer=True, min=1),), "how many requests"),
+        Attr(
+            "requests",
+            (Num("requests", integer=True, min=1, max=limits.REQUESTS, limit=True),),
+            "how many requests",
+        ),
         Attr("duration", (Num("duration", Dim.TIME, above=0),), "stop arrivals after"),
-        Attr("seed", (Num("seed", integer=True, min=0),), "random seed", default="0"),
+        Attr(
+            "seed",
+            (Num("seed", integer=True, min=0, max=limits.SEED, limit=True),),
+            "random seed",
+            default="0",
+        ),
     ),
     "The requests.",
 )

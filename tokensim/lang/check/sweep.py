@@ -127,9 +127,17 @@ def _values(stmt: ast.Statement, slot: Slot, env: Env) -> tuple[list, list[str]]
         if value is BAD:
             return None
         values.append(value)
-        texts.append(getattr(item, "text", None) or describe_item(item).strip("`"))
+        texts.append(_source_text(item))
         expect_value = False
     return values, texts
+
+
+def _source_text(item) -> str:
+    """``item`` written out again, as a ``--set`` value of its sweep point takes it."""
+    if isinstance(item, ast.String):
+        escaped = item.value.replace("\\", "\\\\").replace('"', '\\"')
+        return '"' + escaped.replace("\n", "\\n").replace("\t", "\\t") + '"'
+    return getattr(item, "text", None) or describe_item(item).strip("`")
 
 
 def _check_one(item, slot: Slot, rep: Reporter, env: Env | None = None):

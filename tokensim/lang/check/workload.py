@@ -25,6 +25,8 @@ def workload(body: Bodies, env: Env) -> ir.Workload | None:
                 help="e.g. `arrivals poisson 10/s`" if key == "arrivals" else "e.g. `lengths chat`",
             )
     requests, duration = body.value("requests"), body.value("duration")
+    if body.one("requests") is not None and requests is None:
+        return None  # its error is reported
     if requests is None and duration is None and trace_bound is None:
         rep.error(
             "the workload needs `requests` or `duration` to end",
@@ -57,7 +59,9 @@ def _trace(bound, env: Env) -> ir.Trace | None:
     scale = tb.value("time_scale", default=1.0) if tb else 1.0
     if not path.is_file():
         env.rep.error(
-            f"trace file `{ref.value}` not found",
+            f"trace file `{ref.value}` is a folder, not a file"
+            if path.is_dir()
+            else f"trace file `{ref.value}` not found",
             ref.span,
             help=f"looked for {written}; a relative path is taken from the spec's folder",
         )
