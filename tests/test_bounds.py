@@ -220,3 +220,21 @@ def test_a_sweep_over_strings_runs_each_value(tmp_path, capsys):
         if p.is_dir()
     )
     assert prompts == ["10", "20"]
+
+
+def test_a_run_killed_while_simulating_leaves_no_earlier_results(tmp_path, capsys, monkeypatch):
+    """A kill cannot be caught: the earlier results go when the simulation starts."""
+    import tokensim.sim.run
+
+    out = tmp_path / "out"
+    spec = _spec(tmp_path, BASE)
+    assert _cli(capsys, "run", spec, "-o", out, "--quiet", "--no-report")[0] == 0
+    seen = []
+
+    def killed(*args, **kwargs):
+        seen.append(sorted(p.name for p in out.iterdir()))
+        raise SystemExit(137)  # what the folder holds when the process dies here
+
+    monkeypatch.setattr(tokensim.sim.run, "simulate", killed)
+    _cli(capsys, "run", spec, "-o", out, "--quiet")
+    assert seen == [[]]

@@ -194,6 +194,7 @@ def cmd_run(args) -> int:
         if spec.sweep is not None and not args.no_sweep:
             return _run_sweep(args, module, sources, spec, out)
         graph = lower(spec)
+        _retract(out, quiet=True)  # a run killed from here on leaves no earlier results
         progress = None if args.quiet else _progress(sys.stderr)
         result = simulate(graph, seed=args.seed, progress=progress)
     except CompileError as err:
@@ -251,13 +252,13 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _retract(out: Path) -> None:
-    """After a failed run: no earlier run's results may stay in ``out`` as if they were
-    this run's."""
+def _retract(out: Path, quiet: bool = False) -> None:
+    """No earlier run's results may stay in ``out`` as if they were this run's: removed
+    when a run fails, and (``quiet``) when it starts, so that even a killed run leaves none."""
     from tokensim.report.files import retract
 
     try:
-        if retract(out):
+        if retract(out) and not quiet:
             print(f"note: removed an earlier run's results from {out}", file=sys.stderr)
     except OSError as err:
         print(
