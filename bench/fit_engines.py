@@ -24,7 +24,7 @@ then fits each engine's own front end on its runs (``--shared-from``: the shared
 in sample and per held-out source, from an earlier ``--shared --loso --json`` file).
 
 Needs ../shared/data/serving (the training runs); prints the figures to write in
-``tokensim/dsl/std/engines.tsim`` and the error tables.
+``dsl/std/engines.tsim`` and the error tables.
 """
 
 from __future__ import annotations
@@ -257,7 +257,7 @@ def vidur_host_fit(gpu: str = "a100") -> str | None:
     )
 
 
-CATALOGUE = Path(__file__).resolve().parents[1] / "tokensim" / "dsl" / "std" / "engines.tsim"
+CATALOGUE = Path(__file__).resolve().parents[1] / "dsl" / "std" / "engines.tsim"
 
 
 def describe(runs) -> str:

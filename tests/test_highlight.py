@@ -9,7 +9,7 @@ from conftest import ROOT, SPECS
 
 from tokensim.report.highlight import CSS, highlight
 
-STD = sorted((ROOT / "tokensim" / "dsl" / "std").glob("*.tsim"))
+STD = sorted((ROOT / "dsl" / "std").glob("*.tsim"))
 ALL = SPECS + STD
 TAG = re.compile(r"<[^>]*>")
 

@@ -1,4 +1,5 @@
-"""A non-editable install works from any folder: the wheel carries the grammar and std/."""
+"""A non-editable install works from any folder: the wheel carries the grammar and std/
+(from the top-level dsl/, shipped as tokensim.dsl)."""
 
 import subprocess
 import sys
@@ -79,3 +80,26 @@ def test_installed_wheel_prices_h100_with_its_shipped_calibration(wheel, tmp_pat
     kind, path, model = result.stdout.split()
     assert kind == "calibrated" and model == "MeasuredCostModel"
     assert path == str(site / "tokensim" / "dsl" / "std" / "calibrations" / "H100_SXM.json")
+
+
+def test_the_package_list_is_the_source_tree():
+    """pyproject lists the packages (dsl/ is mapped to tokensim.dsl): every folder of
+    tokensim/ with an __init__.py is there, and nothing else."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    tree = {
+        ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "tokensim").rglob("__init__.py")
+    }
+    assert set(config["packages"]) == tree | {"tokensim.dsl"}
+    assert config["package-dir"] == {"tokensim.dsl": "dsl"}
+    assert (ROOT / "dsl" / "tsim.lark").is_file() and not (ROOT / "tokensim" / "dsl").exists()
+
+
+def test_the_wheel_carries_every_module_of_the_tree(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for path in (ROOT / "tokensim").rglob("*.py"):
+        assert str(path.relative_to(ROOT)) in names
+    for path in (ROOT / "dsl").rglob("*"):
+        if path.is_file() and path.suffix in (".py", ".lark", ".tsim", ".json"):
+            assert "tokensim/dsl/" + str(path.relative_to(ROOT / "dsl")) in names

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+from importlib import resources
 from pathlib import Path
 
 from tokensim.lang.source import Span
@@ -43,12 +44,13 @@ def code_version() -> str:
     catalogues, templates)."""
     from tokensim import __version__
 
-    root = Path(__file__).resolve().parent.parent
     h = hashlib.sha256(__version__.encode())
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and path.suffix in (".py", ".lark", ".tsim", ".html", ".css", ".js"):
-            h.update(str(path.relative_to(root)).encode())
-            h.update(path.read_bytes())
+    for package in ("tokensim", "tokensim.dsl"):  # dsl/ is a folder of its own in a checkout
+        root = Path(str(resources.files(package)))
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and path.suffix in (".py", ".lark", ".tsim", ".html", ".css", ".js"):
+                h.update(f"{package}/{path.relative_to(root)}".encode())
+                h.update(path.read_bytes())
     return f"{__version__}+{h.hexdigest()[:16]}"
 
 

@@ -105,7 +105,7 @@ class _Build(Transformer):
 
 @cache
 def _parser() -> Lark:
-    grammar = resources.files("tokensim").joinpath("dsl/tsim.lark").read_text("utf-8")
+    grammar = resources.files("tokensim.dsl").joinpath("tsim.lark").read_text("utf-8")
     return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
 
 

@@ -19,7 +19,7 @@ fitted together with NVIDIA's, Vidur's NCCL fit was the fastest and priced a
 402 MB all-reduce on 4 A100s at 1.8 ms where NVIDIA's table (and a measurement)
 say 2.9 ms.
 
-Each file, ``tokensim/dsl/std/calibrations/<GPU>.json``, carries a ``fitted_on``
+Each file, ``dsl/std/calibrations/<GPU>.json``, carries a ``fitted_on``
 block: what it was fitted on (every input file with its SHA-256), by which
 tokensim, and the command that remakes it. ``std/hardware`` names the files
 (``cost calibrated "calibrations/<GPU>.json"``), so pools on those GPUs use them
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ SHIPPED = {
 # same shape (Llama-2-70B tp 4's QKV projection, 512 tokens, H100: 46 us against 29.9 us);
 # fitted together, Vidur's rows (more of them) set the medium-size GEMMs.
 VIDUR_OPS = ("elementwise",)
-FOLDER = Path(__file__).resolve().parents[1] / "dsl" / "std" / "calibrations"
+FOLDER = Path(str(resources.files("tokensim.dsl"))) / "std" / "calibrations"  # dsl/ in a checkout
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 

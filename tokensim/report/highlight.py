@@ -59,7 +59,7 @@ _PIECES = re.compile(r"(?P<c>//[^\n]*|#[^\n]*)|(?P<p>;)|(?P<w>[^;/#]+|/)")
 
 @cache
 def _lexer() -> Lark:
-    grammar = resources.files("tokensim").joinpath("dsl/tsim.lark").read_text("utf-8")
+    grammar = resources.files("tokensim.dsl").joinpath("tsim.lark").read_text("utf-8")
     return Lark(grammar, parser="lalr", lexer="basic")
 
 

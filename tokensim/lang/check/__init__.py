@@ -32,7 +32,7 @@ STD_PREFIX = "std/"
 
 def std_dir():
     """The folder of the shipped ``std/`` catalogues (inside the package)."""
-    return resources.files("tokensim").joinpath("dsl/std")
+    return resources.files("tokensim.dsl").joinpath("std")
 
 
 def std_names() -> list[str]:

@@ -42,7 +42,7 @@ _MAKE = {
 def cost(bound: Bound | None, env: Env):
     """The :class:`ir.CostSpec` of a ``cost`` statement; None when there is none, BAD
     after reporting an error. A path is taken from the folder of the file it is in
-    (a ``std/`` catalogue's: the package's ``dsl/std``)."""
+    (a ``std/`` catalogue's: ``dsl/std``, shipped as the package ``tokensim.dsl``)."""
     if bound is None:
         return None
     kind, ref = bound.get("kind"), bound.get("path")
@@ -92,7 +92,7 @@ def _unusable(kind: str, path: Path) -> str | None:
     """Why the file of ``cost <kind>`` cannot be used (it is read as the run will read it,
     once per process); None when it can. The shipped catalogues' files are tested with the
     package and not read here, so that a check stays fast."""
-    if path.is_relative_to(Path(str(resources.files("tokensim").joinpath("dsl")))):
+    if path.is_relative_to(Path(str(resources.files("tokensim.dsl")))):
         return None
     from tokensim.perf import backend, calibrate, tables
 
