@@ -10,8 +10,8 @@ from conftest import ROOT, compile_text
 
 from tokensim.graph import lower
 from tokensim.lang.check import std_dir, std_spec
-from tokensim.perf import backend, calibrate, ship, tables
-from tokensim.perf.roofline import CostModel, for_pool
+from tokensim.perf import backend, calibrate, for_pool, shared, ship, tables
+from tokensim.perf.roofline import CostModel
 
 SHIPPED = ("A100_80G", "H100_SXM", "H200")
 DATA = ROOT.parent / "shared" / "data"
@@ -80,7 +80,7 @@ def test_fp8_gemms_and_the_fp8_kv_cache_come_from_vllms_fp8_paths():
 
 
 def test_ops_priced_from_the_datasheet_alone_are_named_once(capsys, monkeypatch):
-    monkeypatch.setattr(backend, "_said", set())  # notes are said once a process
+    monkeypatch.setattr(shared, "_said", set())  # notes are said once a process
     for_pool(pool_of("H200"), None)  # NVIDIA's tables have no norms, rope, activation, adds
     for_pool(pool_of("B200"), None)  # nothing measured: the roofline, said
     for_pool(pool_of("B200", "cost roofline"), None)  # chosen: nothing to say

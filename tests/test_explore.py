@@ -17,7 +17,7 @@ from conftest import ROOT, compile_text
 
 from tokensim.explore import search as s
 from tokensim.explore.cache import RESULT_FILES, Cache, run_key
-from tokensim.explore.sweep import labels
+from tokensim.report.sweep_data import labels
 
 HEAD = 'import "std/hardware"\nimport "std/models"\n'
 SPEC = (

@@ -222,7 +222,7 @@ def calibrated_cost(tmp_path, cal: calibrate.Calibration):
     """The cost model of llama2_7b on one H100 priced by ``cal`` (32 heads, 32 KV heads)."""
     from conftest import compile_text
 
-    from tokensim.perf.roofline import for_pool
+    from tokensim.perf import for_pool
 
     cal.write(tmp_path / "c.json")
     spec = compile_text(
@@ -236,7 +236,7 @@ def calibrated_cost(tmp_path, cal: calibrate.Calibration):
 
 
 def test_the_simulator_prices_decode_as_the_calibration_does_at_every_batch(tmp_path):
-    from tokensim.perf.roofline import Batch
+    from tokensim.perf import Batch
 
     truth = ops.Params(1.0, 0.6, 10e-6, 4.0, unit=0.005)  # one sequence's context bounds
     cal = calibrate.calibrate(decode_rows(32, 32, truth), corrections=False)
@@ -255,7 +255,7 @@ def test_the_simulator_prices_decode_as_the_calibration_does_at_every_batch(tmp_
 
 
 def test_ops_a_calibration_lacks_pay_the_roofline_kernel_time(tmp_path):
-    from tokensim.perf.roofline import Batch, CostModel
+    from tokensim.perf import Batch, CostModel
 
     cal = calibrate.calibrate(decode_rows(32, 32, ops.Params(1.0, 0.6, 10e-6)), False)
     pool, cost = calibrated_cost(tmp_path, cal)  # no elementwise fits: the roofline's

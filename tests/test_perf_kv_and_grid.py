@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from conftest import compile_text
 
-from tokensim.perf import backend, calibrate, importers, ops, tables
-from tokensim.perf.roofline import Batch, for_pool
+from tokensim.perf import Batch, backend, calibrate, for_pool, importers, ops, shared, tables
 
 GPU = "H100_SXM"
 # two kernels of one shape: the fp8 cache's reads half the bytes, and at its own rate
@@ -116,7 +115,7 @@ def test_the_measured_backends_price_decode_over_the_pools_kv_cache(tmp_path):
 def test_without_fp8_kv_data_the_16_bit_fit_is_used_with_the_kv_bytes_scaled(
     tmp_path, capsys, monkeypatch
 ):
-    monkeypatch.setattr(backend, "_said", set())  # notes are said once a process
+    monkeypatch.setattr(shared, "_said", set())  # notes are said once a process
     t = attention_rows("attention_decode", "bf16", TRUTH["bf16"])
     calibrate.calibrate(t, corrections=False).write(tmp_path / "c.json")
     tables.write(t, tmp_path / "t.csv")

@@ -440,7 +440,8 @@ def cmd_report(args) -> int:
                     write_page(folder / r["folder"])
             page = write_search_index(folder)
         elif (folder / "sweep.json").exists():
-            from tokensim.explore.sweep import read_info, write_index
+            from tokensim.explore.sweep import write_index
+            from tokensim.report.sweep_data import read_info
 
             for point in read_info(folder)["points"]:
                 if not point.get("error"):  # a point that did not deploy has no folder

@@ -32,7 +32,8 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 
 from tokensim.explore.execute import Job, Tally, execute
-from tokensim.explore.sweep import cell, compiled, folder_name, labels, points
+from tokensim.explore.sweep import cell, compiled, folder_name, points
+from tokensim.report.sweep_data import labels
 
 RATE_PATH = "workload.arrivals.rate"
 # Doublings and halvings from the spec's rate before a search gives up on a bracket. A run

@@ -22,24 +22,7 @@ from pathlib import Path
 
 from tokensim import ir
 from tokensim.report.files import publish
-
-# (name in sweep.csv, path into metrics.json)
-COLUMNS = (
-    ("requests_per_s", ("throughput", "requests_per_s")),
-    ("output_tokens_per_s", ("throughput", "output_tokens_per_s")),
-    *(
-        (f"{m}_{s}_s", (f"{m}_s", s))
-        for m in ("ttft", "tpot", "e2e", "queue")
-        for s in ("p50", "p90", "p99")
-    ),
-    ("slo_attainment", ("slo", "attainment")),
-    ("goodput_requests_per_s", ("slo", "goodput_requests_per_s")),
-    ("slo_met", ("slo", "met")),
-    ("preemptions", ("requests", "preemptions")),
-    ("rejected", ("requests", "rejected")),
-    ("kv_peak_utilization", ("kv", "peak_utilization")),
-    ("usd_per_million_output_tokens", ("cost", "usd_per_million_output_tokens")),
-)
+from tokensim.report.sweep_data import COLUMNS, labels, metric_row
 
 
 def points(sweep: ir.Sweep) -> list[list[tuple[str, str]]]:
@@ -51,41 +34,10 @@ def points(sweep: ir.Sweep) -> list[list[tuple[str, str]]]:
     return [[pair for part in combo for pair in part] for combo in itertools.product(*dims)]
 
 
-def labels(pts: list[list[tuple[str, str]]]) -> list[list[str]]:
-    """``name=value`` for each value of each point, the names as short as stay clear over
-    the whole sweep: the last part of the path (``rate``); more of it where two paths end
-    alike (``prefill.tp``, ``decode.tp``), unless those always hold the same value (the
-    GPU of every node: ``gpus=H200``, named once)."""
-    paths = list(dict.fromkeys(p for point in pts for p, _ in point))
-    ends: dict[str, list[str]] = {}
-    for p in paths:
-        ends.setdefault(p.rsplit(".", 1)[-1], []).append(p)
-    names = {}
-    for group in ends.values():
-        same = all(len({t for p, t in point if p in group}) <= 1 for point in pts)
-        for p in group:
-            parts, n = p.split("."), 1
-            if not same:
-                others = [o.split(".") for o in paths if o != p]
-                while n < len(parts) and any(o[-n:] == parts[-n:] for o in others):
-                    n += 1
-            names[p] = ".".join(parts[-n:])
-    return [list(dict.fromkeys(f"{names[p]}={t}" for p, t in point)) for point in pts]
-
-
 def folder_name(index: int, label: list[str]) -> str:
     """``003-rate=25_s``: a point's number and its :func:`labels`, safe as a file name."""
     text = ",".join(label) or "spec"
     return f"{index:03d}-" + re.sub(r"[^A-Za-z0-9.,=+-]+", "_", text)[:80]
-
-
-def metric_row(metrics: dict) -> dict[str, object]:
-    """The sweep.csv columns of one point's metrics (None where the run has no such value)."""
-    row: dict[str, object] = {}
-    for name, (a, b) in COLUMNS:
-        part = metrics.get(a)
-        row[name] = part.get(b) if isinstance(part, dict) else None
-    return row
 
 
 def cell(value) -> str:
@@ -266,23 +218,6 @@ def place(folder: Path, job, files: dict[str, str], page: bool) -> None:
     publish(folder, wanted)
     if page:
         write_page(folder)
-
-
-def read_info(folder: Path) -> dict:
-    """``folder``/sweep.json, checked to have what the pages need."""
-    from tokensim.report.load import ResultError, read_json
-
-    path = folder / "sweep.json"
-    info = read_json(path)
-    try:
-        axes, pts = info["axes"], info["points"]
-        if not axes or any(not {"path", "texts", "numbers"} <= set(a) for a in axes):
-            raise ValueError("an axis lacks path, texts or numbers")
-        if any(not {"folder", "values"} <= set(p) for p in pts):
-            raise ValueError("a point lacks folder or values")
-    except (KeyError, TypeError, ValueError) as err:
-        raise ResultError(f"{path} is not a sweep description ({err})") from None
-    return info
 
 
 def write_index(out: Path) -> Path:

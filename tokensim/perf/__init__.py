@@ -5,6 +5,8 @@ cheap enough to call every simulated iteration. The default backend is a
 roofline over the GPU's catalogue figures scaled by its ``efficiency`` block.
 """
 
-from tokensim.perf.roofline import Batch, CostModel, for_pool
+from tokensim.perf.choose import for_pool
+from tokensim.perf.roofline import CostModel
+from tokensim.perf.shared import Batch
 
 __all__ = ["Batch", "CostModel", "for_pool"]

@@ -30,7 +30,6 @@ curve continues the same way from its last point, with a note.
 from __future__ import annotations
 
 import math
-import sys
 from functools import cache
 from pathlib import Path
 
@@ -39,19 +38,12 @@ import numpy as np
 from tokensim import ir
 from tokensim.perf import calibrate, ops, tables
 from tokensim.perf.profile import ModelShape
-from tokensim.perf.roofline import ACTIVATION_BYTES, QUANT_DTYPES, CostModel, _Gemm
+from tokensim.perf.roofline import CostModel
+from tokensim.perf.shared import ACTIVATION_BYTES, QUANT_DTYPES, Gemm, note
 
 GRID = 2.0 ** np.arange(0, 20.01, 0.25)  # 1 .. 1,048,576 tokens per iteration
 DECODE_BATCHES = 2.0 ** np.arange(0, 11)  # sequences in a decode step: 1 .. 1024
 DECODE_LENGTHS = (512.0, 4096.0)  # context per sequence the decode lines pass through
-_said: set[str] = set()
-
-
-def note(message: str) -> None:
-    """Print ``message`` to stderr once per process."""
-    if message not in _said:
-        _said.add(message)
-        print(f"note: {message}", file=sys.stderr)
 
 
 @cache
@@ -328,7 +320,7 @@ class MeasuredCostModel(CostModel):
         dtype = dtype or self.pool.dtype
         q = k if dtype in QUANT_DTYPES else 0.0
         flops = 0.0 if dtype == self.pool.dtype else self._flops(dtype)
-        g = _Gemm(2 * n * k, n * k * ir.DTYPE_BYTES[dtype], (n + k) * ACTIVATION_BYTES, 1, q, flops)
+        g = Gemm(2 * n * k, n * k * ir.DTYPE_BYTES[dtype], (n + k) * ACTIVATION_BYTES, 1, q, flops)
         return lambda tokens: self._gemm(g, tokens)
 
     def _flops(self, dtype: str) -> float:

@@ -32,7 +32,7 @@ import numpy as np
 
 from tokensim import ir
 from tokensim.perf import tables
-from tokensim.perf.roofline import ATTENTION_KERNELS, QUANT_BYTES, QUANT_DTYPES
+from tokensim.perf.shared import ATTENTION_KERNELS, QUANT_BYTES, QUANT_DTYPES
 
 ATTN_BYTES = 2  # activations in 16-bit (and the KV cache, unless a row's kv_dtype says not)
 DTYPE_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1, "int4": 0.5}

@@ -33,52 +33,19 @@ All times in seconds, sizes in bytes, rates in FLOP/s or B/s.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from tokensim import ir
-
-ACTIVATION_BYTES = 2  # activations stay in 16-bit, whatever the weight dtype
-NORM_PASSES = 6  # activation reads and writes per layer for 2 norms and 2 residual adds
-ATTENTION_KERNELS = 2  # KV-cache write and attention
-ELEMENTWISE_KERNELS = 6  # 2 norms, 2 residual adds, rotary embedding, MLP activation
-EXPERT_KERNELS = 2  # fused MoE: the up/gate and the down grouped GEMMs
-QUANT_DTYPES = ("fp8", "int8")  # 8-bit compute: a GEMM's activations are quantized first
-QUANT_BYTES = 3  # per element quantized: a 16-bit read and an 8-bit write
-
-
-@dataclass(frozen=True)
-class Batch:
-    """What one iteration computes.
-
-    ``prefill_tokens``: prompt tokens computed (all chunks together).
-    ``prefill_pairs``: causal query-key pairs of those chunks: for a chunk of
-    ``c`` tokens after ``p`` cached ones, ``c * p + c * (c + 1) / 2``.
-    ``decode_seqs``: sequences generating one token; ``decode_context``: the sum
-    of their context lengths (tokens whose K and V are read).
-    ``samples``: sequences that produce a token (decode ones plus prompts whose
-    last chunk ran); defaults to ``decode_seqs``.
-    """
-
-    prefill_tokens: int = 0
-    prefill_pairs: float = 0.0
-    decode_seqs: int = 0
-    decode_context: int = 0
-    samples: int | None = None
-
-    @staticmethod
-    def pairs(chunk: int, cached: int) -> float:
-        """Causal query-key pairs of a chunk of ``chunk`` tokens after ``cached`` tokens."""
-        return chunk * cached + chunk * (chunk + 1) / 2
-
-
-@dataclass(frozen=True)
-class _Gemm:
-    flops_per_token: float
-    weight_bytes: float
-    act_bytes_per_token: float
-    kernels: int = 1  # the dense MLP is two (up/gate, down)
-    quant_per_token: float = 0.0  # input elements quantized per token (8-bit compute)
-    flops: float = 0.0  # the peak it computes at (FLOP/s, efficiency applied); 0: the pool's
+from tokensim.perf.shared import (
+    ACTIVATION_BYTES,
+    ATTENTION_KERNELS,
+    ELEMENTWISE_KERNELS,
+    EXPERT_KERNELS,
+    NORM_PASSES,
+    QUANT_BYTES,
+    QUANT_DTYPES,
+    Batch,
+    Gemm,
+)
 
 
 class CostModel:
@@ -106,19 +73,19 @@ class CostModel:
         d, hq, hkv = m.hidden, m.heads * m.head_dim, m.kv_heads * m.head_dim
         q = 1.0 if pool.dtype in QUANT_DTYPES else 0.0
         gemms = [
-            _Gemm(
+            Gemm(
                 2 * d * (hq + 2 * hkv) / tp,
                 d * (hq + 2 * hkv) * w / tp,
                 (d + (hq + 2 * hkv) / tp) * a,
                 quant_per_token=q * d,
             ),
-            _Gemm(2 * hq * d / tp, hq * d * w / tp, (hq / tp + d) * a, quant_per_token=q * hq / tp),
+            Gemm(2 * hq * d / tp, hq * d * w / tp, (hq / tp + d) * a, quant_per_token=q * hq / tp),
         ]
         matrices = 3 if m.mlp == "gated" else 2
         self.experts, self.top_k = m.experts, m.top_k
         if m.experts == 1:
             gemms.append(
-                _Gemm(
+                Gemm(
                     2 * matrices * d * m.ffn / tp,
                     matrices * d * m.ffn * w / tp,
                     (d + m.ffn / tp) * a * 2,
@@ -128,8 +95,8 @@ class CostModel:
             )
             self.expert = None
         else:
-            gemms.append(_Gemm(2 * d * m.experts, d * m.experts * w, 0.0))  # router
-            self.expert = _Gemm(
+            gemms.append(Gemm(2 * d * m.experts, d * m.experts * w, 0.0))  # router
+            self.expert = Gemm(
                 2 * matrices * d * m.ffn / tp,
                 matrices * d * m.ffn * w / tp,
                 (d + m.ffn / tp) * a * 2,
@@ -138,7 +105,7 @@ class CostModel:
         # the LM head stays in 16 bit when the layers are quantized (vLLM does not quantize it)
         head_w = max(w, ACTIVATION_BYTES)
         head_flops = (gpu.flops("bf16") or gpu.flops(pool.dtype)) * eff.gemm if w < 2 else 0.0
-        self.head = _Gemm(
+        self.head = Gemm(
             2 * d * m.vocab / tp,
             d * m.vocab * head_w / tp,
             (d + m.vocab / tp) * a,
@@ -159,7 +126,7 @@ class CostModel:
         self.kernel_s = eff.kernel_s
         self.overhead_s = eff.overhead_s
 
-    def _gemm(self, g: _Gemm, tokens: float) -> float:
+    def _gemm(self, g: Gemm, tokens: float) -> float:
         seconds = g.kernels * self.kernel_s + max(
             g.flops_per_token * tokens / (g.flops or self.gemm_flops),
             (g.weight_bytes + g.act_bytes_per_token * tokens) / self.mem_Bps,
@@ -258,42 +225,3 @@ class CostModel:
         return self.iteration_s(
             Batch(prefill_tokens=tokens, prefill_pairs=Batch.pairs(tokens, 0), samples=1)
         )
-
-
-def for_pool(pool: ir.Pool, graph) -> CostModel:
-    """A :class:`CostModel` for ``pool`` with its collectives priced on ``graph``'s topology.
-
-    The tp ring of each pipeline stage runs over consecutive GPUs of instance 0
-    (all instances of a pool are placed alike); its bandwidth is the narrowest
-    hop's and its latency the slowest hop's. Stage hand-offs use the path from
-    the last GPU of one stage to the first of the next. A pool priced by the
-    roofline because nothing chose a cost model (its GPU has no calibration) gets
-    a note on stderr, once.
-    """
-    gpus = pool.instances[0].gpus
-    tp, pp = pool.tp, pool.pp
-    ring_bw, ring_lat = math.inf, 0.0
-    stage_bw, stage_lat = math.inf, 0.0
-    for s in range(pp):
-        stage = gpus[s * tp : (s + 1) * tp]
-        if tp > 1:
-            for a, b in zip(stage, stage[1:] + stage[:1], strict=True):
-                path = graph.path(a, b)
-                ring_bw = min(ring_bw, path.bottleneck_Bps)
-                ring_lat = max(ring_lat, path.latency_s)
-        if s + 1 < pp:
-            path = graph.path(stage[-1], gpus[(s + 1) * tp])
-            stage_bw = min(stage_bw, path.bottleneck_Bps)
-            stage_lat = max(stage_lat, path.latency_s)
-    if pool.cost.kind == "roofline":
-        if pool.cost.span is None:  # nobody chose it: the GPU has no calibration
-            from tokensim.perf.backend import note
-
-            note(
-                f"pool {pool.name}: no calibration for {pool.gpu.name}: every op priced from "
-                "its datasheet figures and efficiency block (cost roofline)"
-            )
-        return CostModel(pool, ring_bw, ring_lat, stage_bw, stage_lat)
-    from tokensim.perf.backend import measured
-
-    return measured(pool, ring_bw, ring_lat, stage_bw, stage_lat)

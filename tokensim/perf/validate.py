@@ -25,7 +25,7 @@ import numpy as np
 
 from tokensim import ir
 from tokensim.perf import calibrate, ops, tables
-from tokensim.perf.roofline import QUANT_DTYPES
+from tokensim.perf.shared import QUANT_DTYPES
 
 CROSS = (("A100_80G", "H100_SXM"), ("H100_SXM", "H200"), ("A100_80G", "H200"))
 GENERIC = "(grid)"

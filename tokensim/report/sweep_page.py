@@ -8,10 +8,10 @@ from pathlib import Path
 
 from markupsafe import Markup
 
-from tokensim.explore.sweep import labels, metric_row, read_info
 from tokensim.report import svg
 from tokensim.report.load import read_json
 from tokensim.report.page import _asset, environment
+from tokensim.report.sweep_data import labels, metric_row, read_info
 
 
 def _lines(info: dict, rows: list[dict], column: str, scale: float = 1.0):

@@ -1,0 +1,66 @@
+"""What the cost model's backends share: the shape of an iteration (:class:`Batch`), the
+constants of its kernels, a GEMM's terms (:class:`Gemm`) and the notes they print.
+
+The roofline (``roofline.py``), the measured-table and calibrated backends
+(``backend.py``) and the op formulas (``ops.py``) import these; nothing here imports them.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+ACTIVATION_BYTES = 2  # activations stay in 16-bit, whatever the weight dtype
+NORM_PASSES = 6  # activation reads and writes per layer for 2 norms and 2 residual adds
+ATTENTION_KERNELS = 2  # KV-cache write and attention
+ELEMENTWISE_KERNELS = 6  # 2 norms, 2 residual adds, rotary embedding, MLP activation
+EXPERT_KERNELS = 2  # fused MoE: the up/gate and the down grouped GEMMs
+QUANT_DTYPES = ("fp8", "int8")  # 8-bit compute: a GEMM's activations are quantized first
+QUANT_BYTES = 3  # per element quantized: a 16-bit read and an 8-bit write
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one iteration computes.
+
+    ``prefill_tokens``: prompt tokens computed (all chunks together).
+    ``prefill_pairs``: causal query-key pairs of those chunks: for a chunk of
+    ``c`` tokens after ``p`` cached ones, ``c * p + c * (c + 1) / 2``.
+    ``decode_seqs``: sequences generating one token; ``decode_context``: the sum
+    of their context lengths (tokens whose K and V are read).
+    ``samples``: sequences that produce a token (decode ones plus prompts whose
+    last chunk ran); defaults to ``decode_seqs``.
+    """
+
+    prefill_tokens: int = 0
+    prefill_pairs: float = 0.0
+    decode_seqs: int = 0
+    decode_context: int = 0
+    samples: int | None = None
+
+    @staticmethod
+    def pairs(chunk: int, cached: int) -> float:
+        """Causal query-key pairs of a chunk of ``chunk`` tokens after ``cached`` tokens."""
+        return chunk * cached + chunk * (chunk + 1) / 2
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """One weight GEMM of a layer, per token and per GPU."""
+
+    flops_per_token: float
+    weight_bytes: float
+    act_bytes_per_token: float
+    kernels: int = 1  # the dense MLP is two (up/gate, down)
+    quant_per_token: float = 0.0  # input elements quantized per token (8-bit compute)
+    flops: float = 0.0  # the peak it computes at (FLOP/s, efficiency applied); 0: the pool's
+
+
+_said: set[str] = set()
+
+
+def note(message: str) -> None:
+    """Print ``message`` to stderr once per process."""
+    if message not in _said:
+        _said.add(message)
+        print(f"note: {message}", file=sys.stderr)
