@@ -276,3 +276,25 @@ def test_rejected_requests_miss_every_slo_target():
     assert by["ttft", "p90"]["value_s"] == np.inf and not by["ttft", "p90"]["met"]
     assert by["e2e", "mean"]["value_s"] == np.inf and not m["slo"]["met"]
     assert m["slo"]["attainment"] == pytest.approx(1 - rejected / 40)
+
+
+def test_a_nodes_host_link_sets_the_swap_time(tmp_path):
+    """Swap traffic moves over the topology's GPU-host edges: a node whose `host_link`
+    overrides its GPU's swaps at that link's speed (it was drawn, and ignored)."""
+    import tokensim
+
+    text = """import "std/hardware"
+import "std/models"
+link SLOW { bandwidth 2 GB/s; latency 5 us }
+cluster { node n0 { gpus H100_SXM x 1 } }
+deployment { pool serve { model llama3_1_8b; batching continuous { max_seqs 64 }
+  kv { gpu_util 0.25; preempt swap; swap 64 GB } } }
+workload { arrivals poisson 3/s; lengths fixed 2000 -> 500; requests 120; seed 5 }
+"""
+    fast = tokensim.run(text)
+    slow = tokensim.run(text.replace("x 1 }", "x 1; host_link SLOW }"))
+    assert fast.metrics["requests"]["preemptions"] > 0
+    swapped = [r.requests["preempted_s"].sum() for r in (fast, slow)]
+    assert swapped[1] > 1.1 * swapped[0]
+    same = tokensim.run(text.replace("x 1 }", "x 1; host_link PCIE5 }"))  # the GPU's own
+    assert np.array_equal(same.requests["e2e_s"], fast.requests["e2e_s"])

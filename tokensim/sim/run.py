@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tokensim import ir
+from tokensim.graph.lower import gpu_id
 from tokensim.lang.diagnostics import CompileError, Diagnostic
 from tokensim.lang.source import Span
 from tokensim.perf import for_pool
@@ -32,6 +33,14 @@ from tokensim.sim.kv import BlockManager
 from tokensim.sim.network import Network
 from tokensim.sim.request import Request, State
 from tokensim.workload import TraceError, generate
+
+
+def _host_bandwidth(graph, inst: ir.Instance) -> float:
+    """The bandwidth swap traffic of ``inst`` moves at: its GPUs' links to their host in
+    the topology graph (a node's ``host_link``, else its GPU's), the slowest of them (each
+    tensor-parallel rank swaps its own shard, all at once)."""
+    topo = graph.topology
+    return min(topo.edges[gpu_id(g), f"{g.node}/host"]["bandwidth_Bps"] for g in inst.gpus)
 
 
 class SimulationError(CompileError):
@@ -126,8 +135,8 @@ class Simulation:
                 )
             kv = pool.kv
             swap_blocks = int(kv.swap_B / (pool.tp * pool.pp) // block_bytes)
-            host_Bps = pool.gpu.host_link.bandwidth_Bps * pool.gpu.efficiency.network
             for inst in pool.instances:
+                host_Bps = _host_bandwidth(graph, inst) * pool.gpu.efficiency.network
                 manager = BlockManager(
                     capacity,
                     kv.block_tokens,
