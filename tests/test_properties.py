@@ -127,3 +127,74 @@ def mutated_spec(draw):
 @given(mutated_spec())
 def test_mutated_specs_only_give_diagnostics(text):
     compile_or_diagnose(text, str(Path(SPECS[0]).parent / "mutated.tsim"))
+
+
+# -- the request state machine over random runs ------------------------------------------
+
+
+@st.composite
+def serving_spec(draw) -> str:
+    """A small deployment with random batching, memory pressure, preemption and layout."""
+    batching = draw(
+        st.sampled_from(
+            [
+                "continuous { max_seqs 16 }",
+                "chunked { budget 512 tokens; max_seqs 32 }",
+                "static { max_seqs 8 }",
+            ]
+        )
+    )
+    preempt = draw(st.sampled_from(["recompute", "swap; swap 8 GB"]))
+    util = draw(st.sampled_from(["0.21", "0.22", "0.25", "0.9"]))
+    prompt, output = draw(st.integers(16, 6000)), draw(st.integers(1, 600))
+    rate = draw(st.sampled_from(["2/s", "20/s", "200/s"]))
+    prefix = draw(st.sampled_from(["on", "off"]))
+    kv = f"kv {{ gpu_util {util}; preempt {preempt}; prefix_cache {prefix} }}"
+    if draw(st.booleans()):  # prefill/decode disaggregation
+        pools = (
+            f"pool p {{ model llama3_1_8b; on n0[0]; role prefill; batching {batching} }}\n"
+            f"pool d {{ model llama3_1_8b; on n0[1]; role decode; {kv} }}\n"
+            "transfer p -> d\n"
+        )
+    else:
+        pools = f"pool s {{ model llama3_1_8b; instances 2; batching {batching}; {kv} }}\n"
+    return (
+        'import "std/hardware"\nimport "std/models"\n'
+        "cluster { node n0 { gpus H100_SXM x 2; link NVLINK4 } }\n"
+        f"deployment {{\n{pools}}}\n"
+        f"workload {{ arrivals poisson {rate}; lengths fixed {prompt} -> {output}; "
+        f"requests 40; seed {draw(st.integers(0, 1000))} }}\n"
+    )
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(serving_spec())
+def test_every_request_moves_only_as_its_state_machine_allows(text):
+    """Every transition of every request is checked against MACHINE as it happens (an
+    illegal one raises TransitionError); every request ends DONE."""
+    from tokensim.sim.request import State
+    from tokensim.sim.run import Simulation
+
+    try:
+        spec = check(parse(text, "random.tsim", SourceMap()))
+    except CompileError:
+        return  # a combination the language refuses (the model does not fit, ...)
+    sim = Simulation(lower(spec))
+    sim.run()
+    assert sim.requests and all(r.state is State.DONE for r in sim.requests)
+    assert all(r.log[-1][1] in ("finished", "rejected") for r in sim.requests)
+
+
+def test_an_illegal_transition_is_a_bug_report():
+    from tokensim.sim.request import Request, State, TransitionError
+
+    req = Request(7, 0.0, 100, 10)
+    req.move("queue", 0.5)
+    assert req.state is State.QUEUED
+    try:
+        req.move("finish", 1.25)
+    except TransitionError as err:
+        assert "request 7 at t = 1.25 s: `finish` from QUEUED" in str(err)
+        assert "admit, reject" in str(err)
+    else:
+        raise AssertionError("QUEUED -> finish was allowed")

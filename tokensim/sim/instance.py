@@ -151,7 +151,7 @@ class Instance:
         req.instance = self
         req.enqueued_s = self.kernel.now
         req.log.append((self.kernel.now, "queued", self.index))
-        req.state = State.QUEUED
+        req.move("queue", self.kernel.now)
         self.waiting.push(req)
         self._wake(self._may_admit_now())
 
@@ -213,7 +213,7 @@ class Instance:
 
     def _join_ready(self) -> None:
         for req in self.ready:
-            req.state = State.DECODE
+            req.move("join", self.kernel.now)
             self.running.append(req)
             self.batch.add(req)
         self.ready.clear()
@@ -271,8 +271,8 @@ class Instance:
         hit = self.kv.admit(req.id, req.tokens, req.hashes)
         req.hit_tokens = hit
         req.computed = hit
-        req.state = State.PREFILL
         now = self.kernel.now
+        req.move("admit", now)
         if req.admitted_s < 0:
             req.admitted_s = now
         if req.preempted_at_s >= 0:
@@ -337,7 +337,7 @@ class Instance:
             if self.reserve_output:
                 self.promised[req.id] = self.kv.blocks_for(req.prompt + req.output)
                 self.promised_blocks += self.promised[req.id]
-            req.state = State.DECODE
+            req.move("swap_in", self.kernel.now)
             _resume(req, self.kernel.now, req.computed)
             self.running.append(req)
             self.batch.add(req)
@@ -363,14 +363,14 @@ class Instance:
         ):
             blocks = self.kv.swap_out(victim.id)
             victim.log.append((self.kernel.now, "swapped_out", victim.computed))
-            victim.state = State.SWAPPED
+            victim.move("swap_out", self.kernel.now)
             victim.swapped_out += 1
             self.swapped.append(victim)
             return blocks * self.block_bytes / self.swap_Bps
         self.kv.release(victim.id)
         victim.log.append((self.kernel.now, "preempted", victim.computed))
         victim.computed = 0
-        victim.state = State.QUEUED
+        victim.move("preempt", self.kernel.now)
         self.waiting.push_front(victim)
         return 0.0
 
@@ -555,7 +555,7 @@ class Instance:
             req.log.append((now, "prefill_chunk", chunk))
             if req.computed == req.tokens:
                 req.generated += 1
-                req.state = State.DECODE
+                req.move("prefill_done", now)
                 if req.first_token_s < 0:  # when its client sees it
                     req.first_token_s = self.sim.frontend.seen(req.id, now)
                     req.log.append((now, "first_token", 1))
@@ -573,14 +573,14 @@ class Instance:
     def _hand_off(self, req: Request) -> None:
         """Prefill done on a prefill instance: the request leaves the batch slots, its KV
         stays here until the copy to a decode instance completes."""
-        req.state = State.TRANSFER
+        req.move("hand_off", self.kernel.now)
         req.handoff_s = self.kernel.now
         self.running.remove(req)
         self.sending.add(req)
         self.sim.hand_off(req, self)
 
     def _finish(self, req: Request, delivered_after_s: float = 0.0) -> None:
-        req.state = State.DONE
+        req.move("finish", self.kernel.now)
         made = self.kernel.now + delivered_after_s
         req.finish_s = self.sim.frontend.seen(req.id, made)  # when its client has it all
         req.log.append((made, "finished", req.generated))

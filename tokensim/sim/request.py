@@ -1,12 +1,18 @@
 """A request's state machine and the times of its transitions.
 
-``QUEUED`` (at an instance, waiting) -> ``PREFILL`` (admitted; prompt being
-computed, maybe in chunks) -> ``DECODE`` (first token out) -> ``DONE``; from
-``PREFILL``/``DECODE`` a preemption returns it to ``QUEUED`` (recompute) or
-``SWAPPED``. Under disaggregation a request prefilled on a prefill instance is
-``TRANSFER`` from its first token until its KV has reached the decode instance
-(waiting there for memory, then copying), and ``DECODE`` after. Every transition
-time is kept: they make the latency breakdown.
+``ARRIVED`` (sent, not yet at an instance) -> ``QUEUED`` (at an instance, waiting) ->
+``PREFILL`` (admitted; prompt being computed, maybe in chunks) -> ``DECODE`` (a token
+sampled) -> ``DONE``; from ``PREFILL``/``DECODE`` a preemption returns it to ``QUEUED``
+(recompute) or ``SWAPPED``. Under disaggregation a request prefilled on a prefill instance
+is ``TRANSFER`` from its first token until its KV has reached the decode instance (waiting
+there for memory, then copying), and ``DECODE`` after. A request that can never run is
+``DONE`` (rejected) from where it was.
+
+:data:`RULES` is the whole machine: every (state, event) a request may take, the state it
+leads to and what causes it (:data:`MACHINE` is its lookup). :meth:`Request.move` checks each
+transition against it; any other is a bug of the simulator, raised as
+:class:`TransitionError` naming the request, the time and the states. Every transition time
+is kept: they make the latency breakdown.
 """
 
 from __future__ import annotations
@@ -21,6 +27,31 @@ class State(IntEnum):
     SWAPPED = 3
     TRANSFER = 4
     DONE = 5
+    ARRIVED = 6
+
+
+# Every transition a request may make: (state, event, next state, what causes it)
+RULES: tuple[tuple[State, str, State, str], ...] = (
+    (State.ARRIVED, "queue", State.QUEUED, "routed to an instance"),
+    (State.ARRIVED, "reject", State.DONE, "prompt + output exceed the model's context"),
+    (State.QUEUED, "admit", State.PREFILL, "its KV fits: scheduled, or resumed"),
+    (State.QUEUED, "reject", State.DONE, "its KV can never fit the instance"),
+    (State.PREFILL, "prefill_done", State.DECODE, "its last chunk ran: a token is out"),
+    (State.PREFILL, "preempt", State.QUEUED, "out of blocks: dropped, recomputed later"),
+    (State.DECODE, "preempt", State.QUEUED, "out of blocks: dropped, recomputed later"),
+    (State.DECODE, "swap_out", State.SWAPPED, "out of blocks: its KV to host memory"),
+    (State.SWAPPED, "swap_in", State.DECODE, "its KV is back from host memory"),
+    (State.DECODE, "hand_off", State.TRANSFER, "prefilled on a prefill instance"),
+    (State.TRANSFER, "join", State.DECODE, "its KV reached the decode instance"),
+    (State.TRANSFER, "reject", State.DONE, "its KV can never fit a decode instance"),
+    (State.DECODE, "finish", State.DONE, "its last token is out"),
+)
+# (state, event) -> state
+MACHINE: dict[tuple[State, str], State] = {(a, e): b for a, e, b, _ in RULES}
+
+
+class TransitionError(RuntimeError):
+    """A transition :data:`MACHINE` does not allow: a bug of the simulator."""
 
 
 # The transitions a request's log records, with the meaning of their value.
@@ -89,7 +120,7 @@ class Request:
         self.output = output
         self.priority = priority
         self.hashes = hashes
-        self.state = State.QUEUED
+        self.state = State.ARRIVED
         self.instance = None  # where it was queued first
         self.decode_instance = None  # where its KV went after prefill (disaggregation)
         self.handoff_s = -1.0  # prefill done, KV to move
@@ -111,6 +142,18 @@ class Request:
         self.swapped_out = 0  # times swapped out
         self.last_token_s = -1.0
         self.rejected = ""  # why the request could never run, if it could not
+
+    def move(self, event: str, now: float) -> None:
+        """Take the transition of ``event`` (see :data:`MACHINE`) at ``now`` seconds."""
+        state = MACHINE.get((self.state, event))
+        if state is None:
+            allowed = sorted(e for (s, e) in MACHINE if s is self.state)
+            raise TransitionError(
+                f"request {self.id} at t = {now:.9g} s: `{event}` from {self.state.name} is "
+                f"not a transition of a request (from {self.state.name}: {', '.join(allowed)}); "
+                "this is a bug in tokensim"
+            )
+        self.state = state
 
     @property
     def tokens(self) -> int:

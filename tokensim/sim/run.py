@@ -298,7 +298,7 @@ class Simulation:
     def reject(self, req: Request, why: str) -> None:
         """``req`` can never run: it is done, with the reason kept for the metrics."""
         req.rejected = why
-        req.state = State.DONE
+        req.move("reject", self.kernel.now)
         req.log.append((self.kernel.now, "rejected", 0))
         self.finished(req)
 
