@@ -298,3 +298,42 @@ workload { arrivals poisson 3/s; lengths fixed 2000 -> 500; requests 120; seed 5
     assert swapped[1] > 1.1 * swapped[0]
     same = tokensim.run(text.replace("x 1 }", "x 1; host_link PCIE5 }"))  # the GPU's own
     assert np.array_equal(same.requests["e2e_s"], fast.requests["e2e_s"])
+
+
+def test_the_kv_series_splits_blocks_by_holder(tmp_path):
+    """timeseries.csv: used + prefix-cached + free = capacity at every row; swapped-out
+    blocks show while requests sit in host memory; cached ones once prompts share."""
+    import csv
+
+    from tokensim.cli import main
+
+    trace = tmp_path / "t.csv"
+    rows = ["arrival_s,prompt_tokens,output_tokens,prefix_hashes,prefix_block_tokens"]
+    for i in range(60):  # a shared 800-token system prompt, then the request's own
+        ids = list(range(50)) + [1000 * (i + 1) + k for k in range(75)]
+        rows.append(f"{i * 0.2},2000,400,{' '.join(map(str, ids))},16")
+    trace.write_text("\n".join(rows) + "\n")
+    spec = tmp_path / "s.tsim"
+    spec.write_text(
+        'import "std/hardware"\nimport "std/models"\n'
+        "cluster { node n0 { gpus H100_SXM x 1 } }\n"
+        "deployment { pool serve { model llama3_1_8b; batching continuous { max_seqs 64 }\n"
+        "  kv { gpu_util 0.22; preempt swap; swap 64 GB; prefix_cache on } } }\n"
+        'workload { arrivals poisson 5/s; trace "t.csv"; requests 60 }\n'
+    )
+    assert (
+        main(
+            [str(spec), "-o", str(tmp_path / "out"), "--no-report", "-q"][:0]
+            + ["run", str(spec), "-o", str(tmp_path / "out"), "--no-report", "-q"]
+        )
+        == 0
+    )
+    with open(tmp_path / "out" / "timeseries.csv", newline="") as f:
+        inst = [r for r in csv.DictReader(f) if r["instance"]]
+    for r in inst:
+        used, cached, free = (
+            int(r[k]) for k in ("kv_used_blocks", "kv_cached_blocks", "kv_free_blocks")
+        )
+        assert used + cached + free == int(r["kv_capacity_blocks"])
+    assert max(int(r["kv_cached_blocks"]) for r in inst) > 0
+    assert max(int(r["kv_swapped_blocks"]) for r in inst) > 0

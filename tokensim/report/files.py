@@ -45,6 +45,9 @@ SERIES_COLUMNS = (
     "kv_used_blocks",
     "kv_capacity_blocks",
     "batch_tokens",
+    "kv_cached_blocks",
+    "kv_free_blocks",
+    "kv_swapped_blocks",
     "link",
     "flows",
     "bytes_in_flight",
@@ -94,7 +97,8 @@ def requests_csv(result) -> str:
 
 
 def timeseries_csv(result) -> str:
-    """Per instance and iteration start: running, waiting, KV blocks used, batch tokens.
+    """Per instance and iteration start: running, waiting, KV blocks used, batch tokens,
+    KV blocks held by the prefix cache, free, and swapped out to the host.
     Then per directed link that carried KV, at every change: flows, bytes in flight and
     utilization (those rows leave the instance columns empty, and instance rows the link
     columns)."""
@@ -102,27 +106,18 @@ def timeseries_csv(result) -> str:
     w = csv.writer(out, lineterminator="\n")
     w.writerow(SERIES_COLUMNS)
     for inst in result.instances:
-        for t, running, waiting, used, tokens in inst.series:
+        cap = inst.kv_capacity_blocks
+        for t, running, waiting, used, tokens, cached, swapped in inst.series:
             w.writerow(
-                [
-                    inst.name,
-                    _num(float(t)),
-                    int(running),
-                    int(waiting),
-                    int(used),
-                    inst.kv_capacity_blocks,
-                    int(tokens),
-                    "",
-                    "",
-                    "",
-                    "",
-                ]
+                [inst.name, _num(float(t)), int(running), int(waiting), int(used), cap]
+                + [int(tokens), int(cached), int(cap - used - cached), int(swapped)]
+                + ["", "", "", ""]
             )
     for link, rows in result.links.items():
         for t, flows, in_flight, used in rows:
             w.writerow(
-                ["", _num(float(t)), "", "", "", "", "", link, int(flows), _num(in_flight)]
-                + [_num(float(used))]
+                ["", _num(float(t)), "", "", "", "", "", "", "", ""]
+                + [link, int(flows), _num(in_flight), _num(float(used))]
             )
     return out.getvalue()
 

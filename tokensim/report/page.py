@@ -321,7 +321,46 @@ def _kv_charts(r: Results, e: np.ndarray) -> list[str]:
                 bands=bands,
             )
         )
+        holders = _kv_holders(r, names, e)
+        if holders:
+            out.append(
+                svg.line_chart(
+                    holders,
+                    id=f"kv-holders-{pool}",
+                    title=f"KV blocks by holder, pool {pool} (all its instances, mean in each "
+                    "interval)",
+                    x_label="time",
+                    y_label="blocks",
+                )
+            )
     return out
+
+
+def _kv_holders(r: Results, names: list[str], e: np.ndarray) -> list:
+    """Blocks held by running requests, by the prefix cache only, free, and swapped out
+    to host memory, summed over ``names``; none when nothing was ever cached or swapped
+    (the used blocks say it all then)."""
+    x = e[:-1]
+    cols = ("kv_used_blocks", "kv_cached_blocks", "kv_free_blocks", "kv_swapped_blocks")
+    sums = {
+        c: sum(
+            (ts.step_mean(r.series[n]["time_s"], r.series[n][c], e) for n in names),
+            start=np.zeros(len(x)),
+        )
+        for c in cols
+    }
+    cached = any(np.nanmax(r.series[n]["kv_cached_blocks"], initial=0) > 0 for n in names)
+    swapped = any(np.nanmax(r.series[n]["kv_swapped_blocks"], initial=0) > 0 for n in names)
+    if not (cached or swapped):
+        return []
+    lines = [
+        svg.Series("held by running requests", x, sums["kv_used_blocks"]),
+        svg.Series("prefix cache only (evictable)", x, sums["kv_cached_blocks"]),
+        svg.Series("free", x, sums["kv_free_blocks"], dash=True),
+    ]
+    if swapped:
+        lines.append(svg.Series("swapped out (host memory)", x, sums["kv_swapped_blocks"]))
+    return lines
 
 
 def _batch_charts(r: Results, e: np.ndarray) -> list[str]:

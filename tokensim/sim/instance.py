@@ -134,7 +134,8 @@ class Instance:
         self.busy_s = 0.0
         self.preemptions = 0
         self.short_batches: list[int] = []  # sizes of static batches memory cut short
-        self.series: list[tuple] = []  # (time, running, waiting, kv_used_blocks, batch_tokens)
+        # (time, running, waiting, kv_used_blocks, batch_tokens, kv_cached, kv_swapped)
+        self.series: list[tuple] = []
         # one row per iteration, or per run of decode steps:
         # (start, end, prefill tokens, decode sequences, steps)
         self.work: list[tuple] = []
@@ -614,5 +615,7 @@ class Instance:
                 len(self.waiting) + len(self.swapped),
                 self.kv.used_blocks,
                 batch_tokens,
+                self.kv.cached_blocks,
+                self.kv.swapped_blocks,
             )
         )

@@ -58,7 +58,9 @@ class InstanceResult:
     iterations: int
     busy_s: float
     preemptions: int
-    series: np.ndarray  # columns: time_s, running, waiting, kv_used_blocks, batch_tokens
+    # columns: time_s, running, waiting, kv_used_blocks, batch_tokens, kv_cached_blocks,
+    # kv_swapped_blocks
+    series: np.ndarray
     # one row per iteration or run of decode steps (see Instance.work)
     work: np.ndarray  # columns: start_s, end_s, prefill_tokens, decode_seqs, steps
 
@@ -379,7 +381,7 @@ class Simulation:
                 i.iterations,
                 i.busy_s,
                 i.preemptions,
-                np.array(i.series, dtype=np.float64).reshape(-1, 5),
+                np.array(i.series, dtype=np.float64).reshape(-1, 7),
                 np.array(i.work, dtype=np.float64).reshape(-1, 5),
             )
             for i in self.instances
