@@ -183,10 +183,12 @@ def test_every_request_moves_only_as_its_state_machine_allows(text):
     sim.run()
     assert sim.requests and all(r.state is State.DONE for r in sim.requests)
     assert all(r.log[-1][1] in ("finished", "rejected") for r in sim.requests)
+    assert all(not inst.busy for inst in sim.instances)  # every instance ends idle
 
 
 def test_an_illegal_transition_is_a_bug_report():
-    from tokensim.sim.request import Request, State, TransitionError
+    from tokensim.sim.machine import TransitionError
+    from tokensim.sim.request import Request, State
 
     req = Request(7, 0.0, 100, 10)
     req.move("queue", 0.5)
@@ -198,3 +200,21 @@ def test_an_illegal_transition_is_a_bug_report():
         assert "admit, reject" in str(err)
     else:
         raise AssertionError("QUEUED -> finish was allowed")
+
+
+def test_an_instance_moves_only_as_its_machine_allows():
+    from tokensim.sim.instance import MACHINE, Phase
+    from tokensim.sim.machine import TransitionError, step
+
+    assert step(MACHINE, Phase.IDLE, "iterate", "instance p[0]", 0.0) is Phase.ITERATION
+    for state, event in (
+        (Phase.IDLE, "end"),
+        (Phase.ITERATION, "iterate"),
+        (Phase.ITERATION, "cut"),
+    ):
+        try:
+            step(MACHINE, state, event, "instance p[0]", 2.5)
+        except TransitionError as err:
+            assert f"instance p[0] at t = 2.5 s: `{event}` from {state.name}" in str(err)
+        else:
+            raise AssertionError(f"{state.name} -> {event} was allowed")

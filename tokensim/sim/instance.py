@@ -17,6 +17,7 @@ someone reads the instance's state.
 from __future__ import annotations
 
 import math
+from enum import Enum
 
 import numpy as np
 
@@ -25,8 +26,30 @@ from tokensim.sim.batch import DecodeBatch
 from tokensim.sim.engine import EngineCost
 from tokensim.sim.events import Kernel, Priority
 from tokensim.sim.kv import BlockManager
+from tokensim.sim.machine import step, table
 from tokensim.sim.queue import WaitQueue
 from tokensim.sim.request import Request, State
+
+
+class Phase(Enum):
+    """What an instance is doing: nothing, an iteration (prompt tokens in it), or a run of
+    decode steps priced in closed form."""
+
+    IDLE = 0
+    ITERATION = 1
+    DECODE_RUN = 2
+
+
+# Every transition an instance may make: (state, event, next state, what causes it)
+RULES: tuple[tuple[Phase, str, Phase, str], ...] = (
+    (Phase.IDLE, "iterate", Phase.ITERATION, "a batch with prompt tokens is formed"),
+    (Phase.IDLE, "decode_run", Phase.DECODE_RUN, "a batch of decoding sequences only"),
+    (Phase.IDLE, "idle", Phase.IDLE, "nothing can run: it waits for an arrival or a KV copy"),
+    (Phase.ITERATION, "end", Phase.IDLE, "the iteration's time is up: its tokens are out"),
+    (Phase.DECODE_RUN, "cut", Phase.DECODE_RUN, "an arrival ends the run at its next step"),
+    (Phase.DECODE_RUN, "end", Phase.IDLE, "the run's last step is done"),
+)
+MACHINE = table(RULES)
 
 
 def _resume(req: Request, now: float, kv_tokens: int) -> None:
@@ -122,7 +145,7 @@ class Instance:
         self.incoming: list[tuple[Request, Instance]] = []
         self.receiving: set[Request] = set()
         self.ready: list[Request] = []
-        self.busy = False
+        self.phase = Phase.IDLE
         self.run: _Run | None = None
         self.version = 0  # invalidates a scheduled end event when a run is cut
         self.plan = None  # the batch of the iteration in flight
@@ -229,6 +252,18 @@ class Instance:
         if len(self.running) >= self.policy.max_seqs:
             return False
         return self.waiting.order != "fcfs" or len(self.waiting) == 1
+
+    @property
+    def busy(self) -> bool:
+        """Whether an iteration or a decode run is in flight."""
+        return self.phase is not Phase.IDLE
+
+    def _move(self, event: str) -> None:
+        """Take the transition of ``event`` (see :data:`RULES`)."""
+        nxt = MACHINE.get((self.phase, event))
+        if nxt is None:  # not a transition: step() says which and raises
+            step(MACHINE, self.phase, event, f"instance {self.name}", self.kernel.now)
+        self.phase = nxt
 
     def _scheduled(self) -> None:
         self._schedule_pending = False
@@ -383,7 +418,7 @@ class Instance:
         if self.window_left and len(self.batch):
             decode, swap_s = self.prepare_decode()
             if decode:
-                self.busy = True
+                self._move("decode_run")
                 self._start_run(swap_s)
                 return
             self.window_left = 0
@@ -394,14 +429,15 @@ class Instance:
         plan = self.policy.plan(self)
         now = self.kernel.now
         if plan is None:
-            self.busy = False
+            self._move("idle")
             self._sample(0)
             return
         prefill, decode, extra_s = plan
-        self.busy = True
         if not prefill:
+            self._move("decode_run")
             self._start_run(extra_s)
             return
+        self._move("iterate")
         tokens = sum(chunk for _, chunk in prefill)
         pairs = sum(Batch.pairs(chunk, req.computed) for req, chunk in prefill)
         completing = sum(1 for req, chunk in prefill if req.computed + chunk == req.tokens)
@@ -510,6 +546,7 @@ class Instance:
         if self.window > 1:  # a new request joins when the window ends
             k = run.boundary(k, self.window)
         if k < run.k:
+            self._move("cut")
             run.k = k
             self.version += 1
             self.kernel.at(run.end(k), Priority.ITERATION_END, self._end_run, self.version)
@@ -528,6 +565,7 @@ class Instance:
             # inside a multi-step window, the last tokens reach the client when it ends
             step_s = run.end(run.k) - run.end(run.k - 1)
             self._finish_done(self.window_left * step_s)
+        self._move("end")
         self._start()
 
     def _finish_done(self, delivered_after_s: float = 0.0) -> None:
@@ -569,6 +607,7 @@ class Instance:
                     self._hand_off(req)
                 else:
                     batch.add(req)
+        self._move("end")
         self._start()
 
     def _hand_off(self, req: Request) -> None:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from tokensim.sim.machine import step, table
+
 
 class State(IntEnum):
     QUEUED = 0
@@ -46,30 +48,7 @@ RULES: tuple[tuple[State, str, State, str], ...] = (
     (State.TRANSFER, "reject", State.DONE, "its KV can never fit a decode instance"),
     (State.DECODE, "finish", State.DONE, "its last token is out"),
 )
-# (state, event) -> state
-MACHINE: dict[tuple[State, str], State] = {(a, e): b for a, e, b, _ in RULES}
-
-
-class TransitionError(RuntimeError):
-    """A transition :data:`MACHINE` does not allow: a bug of the simulator."""
-
-
-# The transitions a request's log records, with the meaning of their value.
-TRANSITIONS = {
-    "arrived": "prompt tokens",
-    "queued": "index of the instance it waits at",
-    "scheduled": "prompt tokens served from the prefix cache (first admission)",
-    "prefill_chunk": "prompt tokens computed by the chunk",
-    "first_token": "output tokens so far (1)",
-    "handed_off": "index of the decode instance its KV goes to",
-    "transfer_start": "tokens whose KV is copied (decode memory is reserved)",
-    "transfer_end": "tokens whose KV arrived at the decode instance",
-    "preempted": "tokens whose KV is dropped (recompute)",
-    "swapped_out": "tokens whose KV moves to host memory",
-    "resumed": "tokens whose KV is back (recompute: prefix-cache hits; swap: all)",
-    "finished": "output tokens",
-    "rejected": "0",
-}
+MACHINE = table(RULES)  # (state, event) -> state
 
 
 class Request:
@@ -145,15 +124,10 @@ class Request:
 
     def move(self, event: str, now: float) -> None:
         """Take the transition of ``event`` (see :data:`MACHINE`) at ``now`` seconds."""
-        state = MACHINE.get((self.state, event))
-        if state is None:
-            allowed = sorted(e for (s, e) in MACHINE if s is self.state)
-            raise TransitionError(
-                f"request {self.id} at t = {now:.9g} s: `{event}` from {self.state.name} is "
-                f"not a transition of a request (from {self.state.name}: {', '.join(allowed)}); "
-                "this is a bug in tokensim"
-            )
-        self.state = state
+        nxt = MACHINE.get((self.state, event))
+        if nxt is None:  # not a transition: step() says which and raises
+            step(MACHINE, self.state, event, f"request {self.id}", now)
+        self.state = nxt
 
     @property
     def tokens(self) -> int:
