@@ -172,7 +172,12 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(serial_sweep, tmp_path):
     cache = tmp_path / "cache"
     cmd = [sys.executable, "-m", "tokensim", "run", "s.tsim", "-o", "out", "-j", "1"]
     proc = subprocess.Popen(
-        [*cmd, "--cache", str(cache)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [*cmd, "--cache", str(cache)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # Ctrl-C reaches it even when the suite runs as a background job (which ignores it)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while len(Cache(cache)) < 2 and proc.poll() is None:
