@@ -337,3 +337,24 @@ def test_the_kv_series_splits_blocks_by_holder(tmp_path):
         assert used + cached + free == int(r["kv_capacity_blocks"])
     assert max(int(r["kv_cached_blocks"]) for r in inst) > 0
     assert max(int(r["kv_swapped_blocks"]) for r in inst) > 0
+
+
+def test_the_simulator_runs_what_the_dataflow_graph_carries():
+    """Instances, routers and hand-offs come from the lowered graph, not from the spec: an
+    instance whose route edge is taken out of the graph gets no request."""
+    import tokensim
+    from tokensim.graph import lower
+    from tokensim.sim.run import simulate
+
+    spec = tokensim.load(
+        'import "std/hardware"\nimport "std/models"\n'
+        "cluster { node n0 { gpus H100_SXM x 2; link NVLINK4 } }\n"
+        "deployment { pool s { model llama3_1_8b; instances 2 }\n route s by round_robin }\n"
+        "workload { arrivals poisson 4/s; lengths fixed 100 -> 10; requests 40 }\n"
+    )
+    graph = lower(spec)
+    both = simulate(graph).requests["instance"]
+    assert set(both) == {"s[0]", "s[1]"}
+    graph.dataflow.remove_edge("router", "s[1]")
+    one = simulate(graph).requests["instance"]
+    assert set(one) == {"s[0]"}

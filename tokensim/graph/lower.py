@@ -56,6 +56,12 @@ def instance_id(pool: str, index: int) -> str:
     return f"{pool}[{index}]"
 
 
+# Attributes of dataflow vertices and edges that carry what the simulator runs (the
+# checked IR object and an instance's index) rather than what the graph shows: renderings
+# leave them out.
+RUNTIME = frozenset({"ir", "index"})
+
+
 class Graph:
     """The lowered spec: ``topology``, ``dataflow`` and path queries between GPUs."""
 
@@ -166,14 +172,18 @@ def _policy_text(policy) -> str:
 def _dataflow(spec: ir.Spec, graph: Graph) -> nx.DiGraph:
     dep = spec.deployment
     d = nx.DiGraph()
-    d.add_node("source", kind="source", span=spec.workload.span if spec.workload else None)
+    d.add_node(
+        "source", kind="source", span=spec.workload.span if spec.workload else None,
+        ir=spec.workload,
+    )  # fmt: skip
     d.add_node("sink", kind="sink", span=None)
     routes = {r.pool: r for r in dep.routes}
     entry = dep.entry_pools
     arrival_route = routes.get(None) or routes.get(entry[0].name)
     d.add_node(
-        "router", kind="router", policy=_policy_text(arrival_route.policy), span=arrival_route.span
-    )
+        "router", kind="router", policy=_policy_text(arrival_route.policy),
+        span=arrival_route.span, ir=arrival_route,
+    )  # fmt: skip
     d.add_edge("source", "router", kind="arrival", span=None)
     for pool in dep.pools:
         for inst in pool.instances:
@@ -184,6 +194,8 @@ def _dataflow(spec: ir.Spec, graph: Graph) -> nx.DiGraph:
                 role=pool.role,
                 gpus=tuple(gpu_id(g) for g in inst.gpus),
                 span=pool.span,
+                ir=pool,
+                index=inst.index,
             )
     for pool in entry:
         for inst in pool.instances:
@@ -198,11 +210,13 @@ def _dataflow(spec: ir.Spec, graph: Graph) -> nx.DiGraph:
         src, dst = dep.pool(t.src), dep.pool(t.dst)
         router = f"router:{dst.name}"
         route = routes.get(dst.name)
-        d.add_node(router, kind="router", policy=_policy_text(route.policy), span=route.span)
+        d.add_node(
+            router, kind="router", policy=_policy_text(route.policy), span=route.span, ir=route
+        )
         for inst in dst.instances:
             d.add_edge(router, instance_id(dst.name, inst.index), kind="route", span=route.span)
         for a in src.instances:
-            d.add_edge(instance_id(src.name, a.index), router, kind="handoff", span=t.span)
+            d.add_edge(instance_id(src.name, a.index), router, kind="handoff", span=t.span, ir=t)
             for b in dst.instances:
                 paths = tuple(
                     graph.path(ga, b.gpus[r % len(b.gpus)]) for r, ga in enumerate(a.gpus)

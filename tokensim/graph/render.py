@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from tokensim.graph.lower import Graph, Path
+from tokensim.graph.lower import RUNTIME, Graph, Path
 from tokensim.lang.source import Span
 from tokensim.lang.units import Dim, format_quantity
 
@@ -90,6 +90,12 @@ def _attr(value) -> str:
     return str(value)
 
 
+def _shown(attrs: dict) -> list:
+    """The attributes a rendering shows: all but the span and what the simulator takes
+    from a vertex or edge to run it (:data:`RUNTIME`)."""
+    return [(k, v) for k, v in sorted(attrs.items()) if k != "span" and k not in RUNTIME]
+
+
 def dump(graph: Graph) -> str:
     """Every vertex and edge with its attributes, sorted: the golden-file form."""
     lines = ["topology:"]
@@ -103,12 +109,10 @@ def dump(graph: Graph) -> str:
     lines.append("dataflow:")
     d = graph.dataflow
     for n in sorted(d.nodes):
-        attrs = ", ".join(f"{k}={_attr(v)}" for k, v in sorted(d.nodes[n].items()) if k != "span")
+        attrs = ", ".join(f"{k}={_attr(v)}" for k, v in _shown(d.nodes[n]))
         lines.append(f"  {n} [{attrs}]")
     for u, v in sorted(d.edges):
-        attrs = ", ".join(
-            f"{k}={_attr(x)}" for k, x in sorted(d.edges[u, v].items()) if k != "span"
-        )
+        attrs = ", ".join(f"{k}={_attr(x)}" for k, x in _shown(d.edges[u, v]))
         lines.append(f"  {u} -> {v} [{attrs}]")
     return "\n".join(lines) + "\n"
 
@@ -176,11 +180,15 @@ def to_json(graph: Graph) -> str:
         return {
             "directed": directed,
             "nodes": [
-                {"id": n, **{k: _jsonable(v) for k, v in sorted(a.items())}}
+                {"id": n, **{k: _jsonable(v) for k, v in sorted(a.items()) if k not in RUNTIME}}
                 for n, a in sorted(g.nodes(data=True))
             ],
             "edges": [
-                {"source": u, "target": v, **{k: _jsonable(x) for k, x in sorted(a.items())}}
+                {
+                    "source": u,
+                    "target": v,
+                    **{k: _jsonable(x) for k, x in sorted(a.items()) if k not in RUNTIME},
+                }
                 for u, v, a in sorted(g.edges(data=True), key=lambda e: (e[0], e[1]))
             ],
         }

@@ -1,10 +1,13 @@
 """Stage 4: ``simulate(graph, seed) -> Result``.
 
-Builds one :class:`Instance` per pool replica (cost model, KV block pool,
-batching policy), generates the workload, routes each request on arrival (and,
-under disaggregation, again when its prefill ends, copying its KV over the
-topology as :mod:`tokensim.sim.network` flows) and runs the event kernel until
-every request is done. All state is on the
+Executes the lowered graph (:mod:`tokensim.graph.lower`): one :class:`Instance` per
+``instance`` vertex of the dataflow (its pool's cost model, KV block pool and batching
+policy, its swap bandwidth from the topology's GPU-host edges), the arrival router of the
+vertex the ``source`` feeds, and per prefill pool the routers its ``handoff`` edges lead to.
+It generates the workload of the ``source`` vertex, routes each request on arrival (and,
+under disaggregation, again when its prefill ends, copying its KV along the paths of the
+``transfer`` edge as :mod:`tokensim.sim.network` flows) and runs the event kernel until
+every request is done. What runs is what ``tokensim graph`` shows. All state is on the
 :class:`Simulation` object; the random generator is seeded from the spec's
 workload seed (or ``seed``), so the same spec and seed give identical results.
 """
@@ -19,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from tokensim import ir
-from tokensim.graph.lower import gpu_id
 from tokensim.lang.diagnostics import CompileError, Diagnostic
 from tokensim.lang.source import Span
 from tokensim.perf import for_pool
@@ -35,12 +37,12 @@ from tokensim.sim.request import Request, State
 from tokensim.workload import TraceError, generate
 
 
-def _host_bandwidth(graph, inst: ir.Instance) -> float:
-    """The bandwidth swap traffic of ``inst`` moves at: its GPUs' links to their host in
-    the topology graph (a node's ``host_link``, else its GPU's), the slowest of them (each
-    tensor-parallel rank swaps its own shard, all at once)."""
+def _host_bandwidth(graph, gpus: tuple[str, ...]) -> float:
+    """The bandwidth swap traffic of an instance on ``gpus`` moves at: their links to their
+    host in the topology graph (a node's ``host_link``, else its GPU's), the slowest of
+    them (each tensor-parallel rank swaps its own shard, all at once)."""
     topo = graph.topology
-    return min(topo.edges[gpu_id(g), f"{g.node}/host"]["bandwidth_Bps"] for g in inst.gpus)
+    return min(topo.edges[g, f"{topo.nodes[g]['node']}/host"]["bandwidth_Bps"] for g in gpus)
 
 
 class SimulationError(CompileError):
@@ -115,84 +117,89 @@ class Simulation:
                     )
                 ]
             )
-        self.seed = spec.workload.seed if seed is None else seed
+        flow = graph.dataflow  # what runs: every vertex and edge below is one of it
+        self.workload = flow.nodes["source"]["ir"]
+        self.seed = self.workload.seed if seed is None else seed
         self.rng = np.random.default_rng(self.seed)
         self.kernel = Kernel()
         self.graph = graph
         self.network = Network(self.kernel, graph.topology)
         self.progress = progress
         self.instances: list[Instance] = []
-        for pool in spec.deployment.pools:
-            cost = for_pool(pool, graph)
-            capacity, block_bytes, _ = kv_geometry(pool)
-            if capacity < 1:
-                raise SimulationError(
-                    [
-                        Diagnostic(
-                            f"pool `{pool.name}` has no memory left for the KV cache once "
-                            "weights and activations are placed",
-                            pool.span,
-                        )
-                    ]
-                )
-            kv = pool.kv
-            swap_blocks = int(kv.swap_B / (pool.tp * pool.pp) // block_bytes)
-            for inst in pool.instances:
-                host_Bps = _host_bandwidth(graph, inst) * pool.gpu.efficiency.network
-                manager = BlockManager(
-                    capacity,
-                    kv.block_tokens,
-                    int(kv.watermark * capacity),
-                    kv.prefix_cache,
-                    swap_blocks,
-                )
-                self.instances.append(
-                    Instance(
-                        self,
-                        pool,
-                        inst.index,
-                        cost,
-                        manager,
-                        BATCHING.get(pool.batching.name).from_use(pool.batching),
-                        host_Bps,
-                        block_bytes,
-                    )
-                )
-        dep = spec.deployment
-        routes = {r.pool: r for r in dep.routes}
-        route = routes.get(None) or routes[dep.entry_pools[0].name]
-        self.router = router_for(route.policy)
-        self.entry = [i for i in self.instances if i.pool.role != "decode"]
-        # disaggregation: per prefill pool, where its KV goes and how that instance is chosen
-        by_pool = {p.name: [i for i in self.instances if i.pool is p] for p in dep.pools}
+        self.by_name: dict[str, Instance] = {}
+        sizes: dict[str, tuple] = {}  # per pool: cost model, KV geometry
+        for name, node in flow.nodes(data=True):
+            if node["kind"] == "instance":
+                pool = node["ir"]
+                if pool.name not in sizes:
+                    sizes[pool.name] = self._pool_sizes(pool)
+                inst = self._instance(pool, node["index"], node["gpus"], *sizes[pool.name])
+                self.instances.append(inst)
+                self.by_name[name] = inst
+        self.pools = tuple(dict.fromkeys(i.pool for i in self.instances))
+        # arrivals: the router the source feeds and the instances it routes to
+        (first,) = flow.successors("source")
+        self.router = router_for(flow.nodes[first]["ir"].policy)
+        self.entry = [self.by_name[n] for n in flow.successors(first)]
+        # disaggregation: per prefill pool, the routers its instances hand off to (in the
+        # order of its `transfer` statements), and their instances
         self.sends_to: dict[str, _Handoff] = {}
-        for t in dep.transfers:
-            dst = by_pool[t.dst]
-            sends = self.sends_to.get(t.src)
-            if sends is None:
-                self.sends_to[t.src] = _Handoff(
-                    dst, router_for(routes[t.dst].policy), t.direct_below
-                )
-            else:  # several decode pools: one choice among them all
-                sends.targets = sends.targets + dst
-                sends.direct_below = max(sends.direct_below, t.direct_below)
+        for name, node in flow.nodes(data=True):
+            if node["kind"] != "instance" or node["ir"].name in self.sends_to:
+                continue
+            handoffs = [
+                (r, e) for _, r, e in flow.out_edges(name, data=True) if e["kind"] == "handoff"
+            ]
+            if not handoffs:
+                continue
+            targets = [self.by_name[n] for r, _ in handoffs for n in flow.successors(r)]
+            router = router_for(flow.nodes[handoffs[0][0]]["ir"].policy)
+            below = max(e["ir"].direct_below for _, e in handoffs)
+            self.sends_to[node["ir"].name] = _Handoff(targets, router, below)
         self.check = os.environ.get("TOKENSIM_CHECK") == "1"
         self.done = 0
         # the front end of the entry pools' engine: takes requests in, streams tokens out
-        engine = dep.entry_pools[0].engine
+        engine = self.entry[0].pool.engine
         self.frontend = FrontEnd(engine.frontend if engine is not None else None)
         # a closed loop: how many clients, and the next request to send
-        arrivals = spec.workload.arrivals
+        arrivals = self.workload.arrivals
         self.clients = arrivals.get("clients") if arrivals and arrivals.name == "closed" else 0
         self.sent = 0
 
+    def _pool_sizes(self, pool: ir.Pool) -> tuple:
+        """(cost model, KV blocks, bytes a block, swap blocks) of an instance of ``pool``."""
+        capacity, block_bytes, _ = kv_geometry(pool)
+        if capacity < 1:
+            raise SimulationError(
+                [
+                    Diagnostic(
+                        f"pool `{pool.name}` has no memory left for the KV cache once "
+                        "weights and activations are placed",
+                        pool.span,
+                    )
+                ]
+            )
+        swap_blocks = int(pool.kv.swap_B / (pool.tp * pool.pp) // block_bytes)
+        return for_pool(pool, self.graph), capacity, block_bytes, swap_blocks
+
+    def _instance(self, pool, index, gpus, cost, capacity, block_bytes, swap_blocks) -> Instance:
+        """Instance ``index`` of ``pool`` on the topology's ``gpus``, as its dataflow vertex
+        says."""
+        kv = pool.kv
+        manager = BlockManager(
+            capacity, kv.block_tokens, int(kv.watermark * capacity), kv.prefix_cache, swap_blocks
+        )
+        host_Bps = _host_bandwidth(self.graph, gpus) * pool.gpu.efficiency.network
+        policy = BATCHING.get(pool.batching.name).from_use(pool.batching)
+        return Instance(self, pool, index, cost, manager, policy, host_Bps, block_bytes)
+
     def _requests(self) -> list[Request]:
         try:
-            work = generate(self.spec.workload, Path(self.spec.file).parent, self.rng)
+            work = generate(self.workload, Path(self.spec.file).parent, self.rng)
         except TraceError as err:
             raise err.to_compile_error() from None
-        block_tokens = {p.kv.block_tokens for p in self.spec.deployment.pools}
-        caching = any(p.kv.prefix_cache for p in self.spec.deployment.pools)
+        block_tokens = {p.kv.block_tokens for p in self.pools}
+        caching = any(p.kv.prefix_cache for p in self.pools)
         out = []
         for i in range(len(work)):
             hashes = None
@@ -219,7 +226,7 @@ class Simulation:
         """Simulate every request to the end; return the plain-data :class:`Result`."""
         started = time.perf_counter()
         self.requests = self._requests()
-        max_context = min(p.model.max_context for p in self.spec.deployment.pools)
+        max_context = min(p.model.max_context for p in self.pools)
         self.total = len(self.requests)
         self.max_context = max_context
         if self.clients:
