@@ -56,6 +56,18 @@ SERIES_COLUMNS = (
 WORK_COLUMNS = ("instance", "start_s", "end_s", "prefill_tokens", "decode_seqs", "steps")
 
 
+def _plain(name: str) -> str:
+    """``name`` as a CSV cell that needs no quoting (instance and link names never do)."""
+    if any(c in name for c in ',"\r\n'):
+        raise ValueError(f"a name that needs CSV quoting: {name!r}")
+    return name
+
+
+def _float(x: float) -> str:
+    """:func:`_num` of a Python float, without the type tests (hot loops)."""
+    return "" if x != x or x == -1.0 else f"{x:.9g}"
+
+
 def _num(x) -> str:
     if isinstance(x, (bool, np.bool_)):
         return "1" if x else "0"
@@ -103,22 +115,23 @@ def timeseries_csv(result) -> str:
     utilization (those rows leave the instance columns empty, and instance rows the link
     columns)."""
     out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(SERIES_COLUMNS)
+    csv.writer(out, lineterminator="\n").writerow(SERIES_COLUMNS)
+    lines = []  # formatted as csv.writer would (names are checked to need no quoting)
     for inst in result.instances:
-        cap = inst.kv_capacity_blocks
-        for t, running, waiting, used, tokens, cached, swapped in inst.series:
-            w.writerow(
-                [inst.name, _num(float(t)), int(running), int(waiting), int(used), cap]
-                + [int(tokens), int(cached), int(cap - used - cached), int(swapped)]
-                + ["", "", "", ""]
+        name, cap = _plain(inst.name), inst.kv_capacity_blocks
+        for t, running, waiting, used, tokens, cached, swapped in inst.series.tolist():
+            used, cached = int(used), int(cached)
+            lines.append(
+                f"{name},{_float(t)},{int(running)},{int(waiting)},{used},{cap},{int(tokens)},"
+                f"{cached},{cap - used - cached},{int(swapped)},,,,\n"
             )
     for link, rows in result.links.items():
-        for t, flows, in_flight, used in rows:
-            w.writerow(
-                ["", _num(float(t)), "", "", "", "", "", "", "", ""]
-                + [link, int(flows), _num(in_flight), _num(float(used))]
+        link = _plain(link)
+        for t, flows, in_flight, used in rows.tolist():
+            lines.append(
+                f",{_float(t)},,,,,,,,,{link},{int(flows)},{_float(in_flight)},{_float(used)}\n"
             )
+    out.write("".join(lines))
     return out.getvalue()
 
 
