@@ -497,3 +497,23 @@ def test_a_damaged_cache_entry_is_made_again(tmp_path):
     (entry / CHECKSUMS).unlink()  # an entry without checksums is not trusted either
     assert cache.get("ab" * 32) is None
     assert cache.get("cd" * 32) is None  # absent
+
+
+def test_a_local_sweep_leaves_no_process_behind(tmp_path):
+    """`-j 2`: the workers and multiprocessing's resource tracker are joined when the sweep
+    is done (under forkserver they outlived the command as zombies in containers)."""
+    (tmp_path / "s.tsim").write_text(SWEEP)
+    script = (
+        "import multiprocessing, sys\n"
+        "from multiprocessing import resource_tracker\n"
+        "from tokensim.cli import main\n"
+        "args = ['run', 's.tsim', '-o', 'out', '-j', '2', '--no-cache', '-q', '--no-report']\n"
+        "code = main(args)\n"
+        "tracker = resource_tracker._resource_tracker._pid\n"
+        "print(code, len(multiprocessing.active_children()), tracker)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.stdout.split() == ["0", "0", "None"], result.stdout + result.stderr
+    assert "leaked" not in result.stderr and "Traceback" not in result.stderr

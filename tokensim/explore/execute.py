@@ -109,10 +109,13 @@ class Processes:
         if self.jobs == 1 or len(jobs) <= 1:
             yield from Serial().run(jobs)
             return
+        import gc
         import multiprocessing
 
-        methods = multiprocessing.get_all_start_methods()  # no forkserver on Windows
-        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        # spawn: the workers are this process's own children, so joining the pool reaps
+        # them (under forkserver they were the server's, and outlived the command as
+        # zombies where nothing reaps orphans, as in a container)
+        context = multiprocessing.get_context("spawn")
         pool = context.Pool(min(self.jobs, len(jobs)), initializer=_ignore_interrupt)
         try:
             yield from pool.imap_unordered(_indexed, jobs, chunksize=1)
@@ -120,6 +123,20 @@ class Processes:
         finally:
             pool.terminate()
             pool.join()
+            del pool  # its semaphores are released (and unregistered) before the tracker stops
+            gc.collect()
+            _stop_resource_tracker()
+
+
+def _stop_resource_tracker() -> None:
+    """Stop (and reap) the helper process multiprocessing starts beside a spawn pool; it
+    would otherwise outlive the command as a zombie where nothing reaps orphans (PID 1 in
+    a container). A later pool starts it again."""
+    from multiprocessing import resource_tracker
+
+    stop = getattr(resource_tracker._resource_tracker, "_stop", None)  # CPython 3.11+
+    if stop is not None:
+        stop()
 
 
 class Ray:
