@@ -103,3 +103,25 @@ def test_the_wheel_carries_every_module_of_the_tree(wheel):
     for path in (ROOT / "dsl").rglob("*"):
         if path.is_file() and path.suffix in (".py", ".lark", ".tsim", ".json"):
             assert "tokensim/dsl/" + str(path.relative_to(ROOT / "dsl")) in names
+
+
+def test_the_checkouts_root_runs_beside_an_installed_wheel(wheel, tmp_path):
+    """Python started in the checkout's root imports the source tokensim/, which has no
+    dsl/: tokensim.dsl is then found in the top-level dsl/ (it was a ModuleNotFoundError
+    with a non-editable install)."""
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    probe = "import tokensim.dsl; print(tokensim.dsl.__file__)"
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
+    where = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert where.stdout.strip() == str(ROOT / "dsl" / "__init__.py"), where.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "tokensim", "check", *map(str, SPECS)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
