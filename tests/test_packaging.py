@@ -32,27 +32,22 @@ def test_wheel_contains_the_language_assets(wheel):
         assert f"tokensim/dsl/std/calibrations/{gpu}.json" in names
 
 
+def _python(site, cwd, *args) -> subprocess.CompletedProcess:
+    """``python args`` in ``cwd`` with only the installed wheel at ``site`` on the path."""
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [sys.executable, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True
+    )
+
+
 def test_installed_wheel_checks_specs_from_another_folder(wheel, tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
-    where = subprocess.run(
-        [sys.executable, "-c", "import tokensim; print(tokensim.__file__)"],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    where = _python(site, elsewhere, "-c", "import tokensim; print(tokensim.__file__)")
     assert where.stdout.startswith(str(site)), where.stdout + where.stderr
-    result = subprocess.run(
-        [sys.executable, "-m", "tokensim", "check", *map(str, SPECS)],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    result = _python(site, elsewhere, "-m", "tokensim", "check", *SPECS)
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("ok: ") == len(SPECS)
 
@@ -111,17 +106,7 @@ def test_the_checkouts_root_runs_beside_an_installed_wheel(wheel, tmp_path):
     with a non-editable install)."""
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    probe = "import tokensim.dsl; print(tokensim.dsl.__file__)"
-    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
-    where = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
-    )
+    where = _python(site, ROOT, "-c", "import tokensim.dsl; print(tokensim.dsl.__file__)")
     assert where.stdout.strip() == str(ROOT / "dsl" / "__init__.py"), where.stderr
-    result = subprocess.run(
-        [sys.executable, "-m", "tokensim", "check", *map(str, SPECS)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    result = _python(site, ROOT, "-m", "tokensim", "check", *SPECS)
     assert result.returncode == 0, result.stderr
