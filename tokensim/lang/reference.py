@@ -251,7 +251,8 @@ def _engines() -> list[str]:
 
 
 def states() -> str:
-    """The text of docs/states.md: the request state machine, from its table."""
+    """The text of docs/states.md: the request and instance state machines, from their
+    tables."""
     from tokensim.sim.instance import RULES as INSTANCE_RULES
     from tokensim.sim.request import RULES
 
@@ -268,13 +269,8 @@ def states() -> str:
         "request, the simulated time and the states. What each state means for the latency "
         "breakdown is in [Simulation](simulation.md).",
         "",
-        "```mermaid",
-        "stateDiagram-v2",
-        "    [*] --> ARRIVED",
     ]
-    out += [f"    {a.name} --> {b.name}: {event}" for a, event, b, _ in RULES]
-    out += ["    DONE --> [*]", "```", ""]
-    out += _rules_table(RULES)
+    out += _machine(RULES, "ARRIVED", "DONE")
     out += [
         "## Instances",
         "",
@@ -283,18 +279,17 @@ def states() -> str:
         "whole), or runs decode steps priced in closed form until something must change "
         "([Decode runs](simulation.md#decode-runs)).",
         "",
-        "```mermaid",
-        "stateDiagram-v2",
-        "    [*] --> IDLE",
     ]
-    out += [f"    {a.name} --> {b.name}: {event}" for a, event, b, _ in INSTANCE_RULES]
-    out += ["```", ""]
-    out += _rules_table(INSTANCE_RULES)
+    out += _machine(INSTANCE_RULES, "IDLE", None)
     return "\n".join(out) + "\n"
 
 
-def _rules_table(rules) -> list[str]:
-    out = ["| from | event | to | when |", "|---|---|---|---|"]
+def _machine(rules, first: str, last: str | None) -> list[str]:
+    """A machine's diagram (entered at ``first``, left at ``last``) and its table."""
+    out = ["```mermaid", "stateDiagram-v2", f"    [*] --> {first}"]
+    out += [f"    {a.name} --> {b.name}: {event}" for a, event, b, _ in rules]
+    out += [f"    {last} --> [*]"] if last else []
+    out += ["```", "", "| from | event | to | when |", "|---|---|---|---|"]
     out += [f"| `{a.name}` | `{event}` | `{b.name}` | {why} |" for a, event, b, why in rules]
     return out + [""]
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from tokensim import ir
+from tokensim.perf.shared import ACTIVATION_BYTES
 from tokensim.policies import Policy, Registry
 from tokensim.policies.batching import BATCHING
-
-ACTIVATION_BYTES = 2  # activations stay in 16-bit, whatever the weight dtype
 
 PREEMPT = Registry("preempt", "preemption policy")
 
@@ -25,10 +25,19 @@ class Swap(Policy):
     and back when it resumes; needs ``swap`` space in the pool's ``kv`` block."""
 
 
-def kv_geometry(pool: ir.Pool) -> tuple[int, float, float]:
-    """(capacity in blocks, bytes of one block on one GPU, bytes reserved for activations)
-    for an instance of ``pool``: what the checker requires to be at least one block and
-    the simulator sizes each instance's cache by."""
+class KvGeometry(NamedTuple):
+    """An instance's KV cache, per GPU: ``blocks`` of ``block_bytes`` each, in the
+    ``usable_B`` bytes left once the weights and ``reserve_B`` of activations are placed."""
+
+    blocks: int
+    block_bytes: float
+    reserve_B: float
+    usable_B: float
+
+
+def kv_geometry(pool: ir.Pool) -> KvGeometry:
+    """The KV cache of an instance of ``pool``: what the checker requires to hold at least
+    one block and the simulator sizes each instance's cache by."""
     m, gpu, kv = pool.model, pool.gpu, pool.kv
     policy = BATCHING.get(pool.batching.name).from_use(pool.batching)
     batch_tokens = getattr(policy, "max_tokens", None) or getattr(policy, "budget", None) or 8192
@@ -47,4 +56,4 @@ def kv_geometry(pool: ir.Pool) -> tuple[int, float, float]:
         2 * math.ceil(m.layers / pool.pp) * kv_heads_per_gpu * m.head_dim * ir.DTYPE_BYTES[kv.dtype]
     )
     block_bytes = per_token * kv.block_tokens
-    return max(0, int(usable // block_bytes)), block_bytes, reserve
+    return KvGeometry(max(0, int(usable // block_bytes)), block_bytes, reserve, usable)

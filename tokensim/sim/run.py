@@ -168,7 +168,7 @@ class Simulation:
 
     def _pool_sizes(self, pool: ir.Pool) -> tuple:
         """(cost model, KV blocks, bytes a block, swap blocks) of an instance of ``pool``."""
-        capacity, block_bytes, _ = kv_geometry(pool)
+        capacity, block_bytes, _, _ = kv_geometry(pool)
         if capacity < 1:
             raise SimulationError(
                 [

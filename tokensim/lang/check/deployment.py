@@ -229,9 +229,8 @@ def _pool(
         own_cost or gpu.cost,
         run_by.engine,
     )
-    blocks, block_bytes, reserve = kv_geometry(pool)
+    blocks, block_bytes, reserve, left = kv_geometry(pool)
     if blocks < 1:
-        left = _room(pool, reserve)
         rep.error(
             f"`{model.name}` leaves no room for the KV cache on {gpu.name}: "
             + (f"{_size(left)} left, " if left > 0 else "nothing left, ")
@@ -251,12 +250,6 @@ def _pool(
         )
         return None
     return pool
-
-
-def _room(pool: ir.Pool, reserve: float) -> float:
-    """Bytes left for the KV cache on one GPU of ``pool``."""
-    placed = pool.weights_per_gpu_B + reserve
-    return pool.engine.kv_room_bytes(pool.gpu.memory_B, pool.kv.gpu_util, placed)
 
 
 def _fits(total: float, usable: float, model: ir.Model) -> str:
