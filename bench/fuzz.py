@@ -400,17 +400,6 @@ def cases(specs: int, traces: int, seed: int) -> list[Case]:
     return out
 
 
-def fuzz(specs: int, traces: int, seed: int, timeout: float = 30.0) -> list[Outcome]:
-    """Every case, one after another, each in a fresh temporary folder."""
-    outcomes = []
-    with tempfile.TemporaryDirectory(prefix="tokensim-fuzz-") as tmp:
-        for case in cases(specs, traces, seed):
-            folder = Path(tmp) / case.name
-            outcomes.append(attempt(case, folder, timeout))
-            shutil.rmtree(folder, ignore_errors=True)
-    return outcomes
-
-
 FAILURES = ("traceback", "hang", "unlocated", "complete-looking")
 
 
