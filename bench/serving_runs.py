@@ -762,7 +762,9 @@ def load_nim(data: Path = DATA) -> Loaded:
                 source="nim",
                 engine="nim",
                 engine_version=r["nim_version"],
-                flags=Flags(tp=tp),
+                # NIM builds its fp8 profiles from NVIDIA Model Optimizer checkpoints, whose
+                # hf_quant_config.json quantizes the KV cache too (kv_cache_quant_algo FP8)
+                flags=Flags(tp=tp, kv_cache_dtype="fp8" if dtype == "fp8" else None),
                 gpu=gpu_name(r["gpu"]),
                 gpus=tp,
                 model=model,
@@ -773,7 +775,8 @@ def load_nim(data: Path = DATA) -> Loaded:
                 ),
                 metrics=tuple(m),
                 notes=(
-                    "NIM backend profile not stated (TensorRT-LLM assumed); request count "
+                    "NIM backend profile not stated (TensorRT-LLM assumed, with an fp8 KV "
+                    "cache in fp8 profiles, as ModelOpt's fp8 checkpoints set); request count "
                     "per point not published (max(100, 5 x concurrency) simulated); "
                     "genai-perf ITL recorded as TPOT",
                 ),
