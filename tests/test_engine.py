@@ -271,6 +271,28 @@ def test_a_burst_holds_up_the_tokens_of_the_requests_taken_in_first():
     assert ttft(two).min() >= 10 * 10e-3 - 1e-9 and ttft(two).max() < ttft(fe).min()
 
 
+def test_every_instance_has_its_own_front_end():
+    """Four instances at four times the rate, round robin, each see the load of one
+    instance alone: each runs its own API server, so their requests wait as long (a front
+    end shared by the pool would take in 100 requests a second of the 200 sent)."""
+
+    def served(instances: int, rate: int, requests: int):
+        spec = compile_text(
+            LIB
+            + f"deployment {{ pool p {{ model m; instances {instances}; on n0; "
+            + "engine ideal { frontend { per_request 10 ms; per_output_token 0.1 ms } } }\n"
+            + "route p by round_robin }\n"
+            + f"workload {{ arrivals constant {rate}/s; lengths fixed 100 -> 20; "
+            + f"requests {requests} }}"
+        )
+        return simulate(lower(spec))
+
+    one, four = served(1, 50, 100), served(4, 200, 400)
+    assert ttft(four).max() < 0.1
+    assert ttft(four).mean() == pytest.approx(ttft(one).mean(), rel=1e-6)
+    assert tpot(four) == pytest.approx(tpot(one), rel=1e-6)
+
+
 def test_streaming_holds_up_the_requests_that_arrive_after_it():
     work = "arrivals constant 10/s; lengths fixed 100 -> 400; requests 2"
     gpu, cost = run("ideal", work)

@@ -211,7 +211,8 @@ class HostTime:
 
 @dataclass(frozen=True)
 class Frontend:
-    """The API server in front of the engine: ``workers`` servers (request ``r`` is
+    """The API server in front of an instance's engine (every instance runs its own, as
+    every vLLM or SGLang server does): ``workers`` servers (request ``r`` is
     handled by server ``r mod workers``), each a first-come-first-served CPU doing two
     kinds of work: taking a request in (parsing, tokenizing, queueing to the engine), in
     ``per_request_s + per_input_token_s * prompt tokens``, after which it reaches the

@@ -107,8 +107,8 @@ class PrefixAffinity(Routing):
 
 # What a routing rule may read of an instance, with its meaning (and unit).
 FIELDS: dict[str, str] = {
-    "queued": "requests waiting at the instance (for a decode instance, also KV copies "
-    "waiting for its memory)",
+    "queued": "requests waiting at the instance, its front end's included (for a decode "
+    "instance, also KV copies waiting for its memory)",
     "running": "requests in the running batch",
     "requests": "queued + running (+ KV copies in flight to the instance)",
     "tokens": "tokens still to process: prompt tokens not yet prefilled plus output tokens to go",
@@ -255,18 +255,20 @@ class RouteSlot(PolicySlot):
 
 def _prefill_tokens(inst) -> int:
     running = sum(r.to_compute for r in inst.running if r.state.name == "PREFILL")
-    return inst.waiting.tokens + running
+    accepting = sum(r.prompt for r in inst.accepting)
+    return inst.waiting.tokens + running + accepting
 
 
 def _tokens(inst) -> int:
     prefilling = sum(r.output - r.generated for r in inst.running if r.state.name == "PREFILL")
     arriving = sum(r.output - r.generated for r in inst.arriving())
     decode_left = inst.batch.tokens_left() + prefilling + arriving
-    return _prefill_tokens(inst) + inst.waiting.output_tokens + decode_left
+    accepting = sum(r.output for r in inst.accepting)
+    return _prefill_tokens(inst) + inst.waiting.output_tokens + accepting + decode_left
 
 
 def _queued(inst) -> int:
-    return len(inst.waiting) + len(inst.swapped) + len(inst.incoming)
+    return len(inst.waiting) + len(inst.swapped) + len(inst.incoming) + len(inst.accepting)
 
 
 def _requests(inst) -> int:

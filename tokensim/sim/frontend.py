@@ -1,5 +1,6 @@
-"""The API server in front of the engine: one CPU that takes requests in and streams
-tokens out.
+"""The API server in front of an instance's engine: one CPU that takes requests in and
+streams tokens out. Every instance has its own (:attr:`Instance.frontend`): a pool of
+``n`` instances is ``n`` servers, each with its API server, behind the router.
 
 A serving engine's front end (vLLM's API server, SGLang's tokenizer manager,
 ``trtllm-serve``) is a process of its own, beside the engine's: it parses and tokenizes

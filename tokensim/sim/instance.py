@@ -25,6 +25,7 @@ from tokensim.perf import Batch, CostModel
 from tokensim.sim.batch import DecodeBatch
 from tokensim.sim.engine import EngineCost
 from tokensim.sim.events import Kernel, Priority
+from tokensim.sim.frontend import FrontEnd
 from tokensim.sim.kv import BlockManager
 from tokensim.sim.machine import step, table
 from tokensim.sim.queue import WaitQueue
@@ -129,6 +130,9 @@ class Instance:
         self.window = engine.scheduler_steps  # decode steps per scheduling
         self.window_left = 0  # steps left in the current multi-step window (0: at a boundary)
         self.stream = engine.stream_tokens
+        # this instance's API server: takes its requests in, streams its tokens out
+        self.frontend = FrontEnd(engine.frontend)
+        self.accepting: list[Request] = []  # routed here, still in the front end
         self.reserve_output = engine.reserve_output
         self.promised: dict[int, int] = {}  # reserve_output: request id -> blocks promised
         self.promised_blocks = 0
@@ -169,6 +173,23 @@ class Instance:
         self.itl_steps: list[tuple[float, float, int, int]] = []
 
     # -- arrivals --------------------------------------------------------------------------
+
+    def accept(self, req: Request) -> None:
+        """A request is routed here: the front end takes it in, then it joins the waiting
+        queue (:meth:`enqueue`); meanwhile routers count it as queued here."""
+        fe = self.frontend
+        if fe.token_out_s:  # the tokens made by now are streamed before it
+            self.sync()
+        done = fe.take_in(req.id, req.prompt, self.kernel.now)
+        if done > self.kernel.now:
+            self.accepting.append(req)
+            self.kernel.at(done, Priority.ARRIVAL, self._taken_in, req)
+        else:
+            self.enqueue(req)
+
+    def _taken_in(self, req: Request) -> None:
+        self.accepting.remove(req)
+        self.enqueue(req)
 
     def enqueue(self, req: Request) -> None:
         """A request routed here joins the waiting queue."""
@@ -514,7 +535,7 @@ class Instance:
         if not self._grant(batch.step + j):
             raise AssertionError("a decode run outgrew the blocks it was sized for")
         first_end, last_end = run.end(1), run.end(j)
-        self.sim.frontend.stream(first_end, last_end, j, run.n)
+        self.frontend.stream(first_end, last_end, j, run.n)
         self.itl_gaps += batch.advance(j, first_end, last_end)
         if j > 1:  # steps 2..j, each gap a + c (ctx + s n), for all n sequences
             self.itl_steps.append((run.a + run.c * run.ctx, run.c * run.n, j - 1, run.n))
@@ -585,7 +606,7 @@ class Instance:
         self.busy_s += now - self.iteration_start
         self.work.append((self.iteration_start, now, tokens, decode, 1))
         batch = self.batch
-        self.sim.frontend.stream(now, now, 1, samples)  # the tokens this iteration made
+        self.frontend.stream(now, now, 1, samples)  # the tokens this iteration made
         if decode:
             self.itl_gaps += batch.advance(1, now, now)
             self._finish_done()
@@ -596,7 +617,7 @@ class Instance:
                 req.generated += 1
                 req.move("prefill_done", now)
                 if req.first_token_s < 0:  # when its client sees it
-                    req.first_token_s = self.sim.frontend.seen(req.id, now)
+                    req.first_token_s = self.frontend.seen(req.id, now)
                     req.log.append((now, "first_token", 1))
                 else:
                     self.itl_gaps.append((now - req.last_token_s, 1))
@@ -622,7 +643,7 @@ class Instance:
     def _finish(self, req: Request, delivered_after_s: float = 0.0) -> None:
         req.move("finish", self.kernel.now)
         made = self.kernel.now + delivered_after_s
-        req.finish_s = self.sim.frontend.seen(req.id, made)  # when its client has it all
+        req.finish_s = self.frontend.seen(req.id, made)  # when its client has it all
         req.log.append((made, "finished", req.generated))
         self.kv.release(req.id)
         self._unpromise(req)

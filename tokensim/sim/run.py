@@ -29,7 +29,6 @@ from tokensim.policies.batching import BATCHING
 from tokensim.policies.memory import kv_geometry
 from tokensim.policies.routing import router_for
 from tokensim.sim.events import Kernel, Priority
-from tokensim.sim.frontend import FrontEnd
 from tokensim.sim.instance import Instance
 from tokensim.sim.kv import BlockManager
 from tokensim.sim.network import Network
@@ -158,9 +157,6 @@ class Simulation:
             self.sends_to[node["ir"].name] = _Handoff(targets, router, below)
         self.check = os.environ.get("TOKENSIM_CHECK") == "1"
         self.done = 0
-        # the front end of the entry pools' engine: takes requests in, streams tokens out
-        engine = self.entry[0].pool.engine
-        self.frontend = FrontEnd(engine.frontend if engine is not None else None)
         # a closed loop: how many clients, and the next request to send
         arrivals = self.workload.arrivals
         self.clients = arrivals.get("clients") if arrivals and arrivals.name == "closed" else 0
@@ -254,22 +250,15 @@ class Simulation:
             total = req.prompt + req.output
             self.reject(req, f"prompt + output = {total} tokens > max_context {max_context}")
             return
-        if self.frontend.token_out_s:  # the tokens made by now are streamed before it
-            for inst in self.instances:
-                inst.sync()
-        done = self.frontend.take_in(req.id, req.prompt, self.kernel.now)
-        if done > self.kernel.now:
-            self.kernel.at(done, Priority.ARRIVAL, self._route, req)
-        else:
-            self._route(req)
+        self._route(req)
 
     def _route(self, req: Request) -> None:
-        """Send ``req`` (taken in by the front end) to an instance."""
+        """Send ``req`` to an instance, whose front end takes it in."""
         target = self._choose(self.entry, self.router, req)
         sends = self.sends_to.get(target.pool.name)
         if sends is not None and req.prompt < sends.direct_below:  # prefilled where it decodes
             target = self._choose(sends.targets, sends.router, req)
-        target.enqueue(req)
+        target.accept(req)
 
     def _choose(self, candidates: list[Instance], router, req: Request) -> Instance:
         if router.reads_state:

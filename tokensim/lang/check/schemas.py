@@ -429,8 +429,9 @@ FRONTEND = Block(
             ]
         ),
     ),
-    "The API server in front of the engine: servers that take requests in and stream "
-    "tokens out, first come first served; the engine never waits for them.",
+    "The API server in front of each instance's engine (every instance runs its own): "
+    "servers that take requests in and stream tokens out, first come first served; the "
+    "engine never waits for them.",
 )
 
 KERNELS = Block(
