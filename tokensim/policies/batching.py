@@ -82,10 +82,10 @@ def continue_prompts(inst, budget: int, prefill: list) -> int:
     """Chunks of the prompts already admitted and partly computed, in admission order,
     within ``budget`` tokens; returns the tokens taken."""
     taken = 0
-    for req in inst.running:
+    for req in inst.prefilling:
         if taken >= budget:
             break
-        if req.state.name == "PREFILL" and req.to_compute > 0:
+        if req.to_compute > 0:
             chunk = min(req.to_compute, budget - taken)
             prefill.append((req, chunk))
             taken += chunk

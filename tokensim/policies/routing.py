@@ -21,7 +21,8 @@ ROUTING = Registry("routing", "routing policy")
 class Routing(Policy):
     """Base of the routing policies: ``choose(instances, req, rng)`` returns the index of
     the instance ``req`` goes to (ties go to the lowest index, so runs are deterministic).
-    ``reads_state``: whether instances must be brought up to date before choosing."""
+    ``reads_state``: whether instances must be brought up to date before choosing (it
+    reads a field of :data:`MOVING`)."""
 
     reads_state = True
 
@@ -33,6 +34,10 @@ class _Least(Routing):
     """The instance with the least of ``field`` (a key of :data:`FIELDS`)."""
 
     field = ""
+
+    @property
+    def reads_state(self) -> bool:
+        return self.field in MOVING
 
     def choose(self, instances, req, rng) -> int:
         read = _READERS[self.field]
@@ -253,14 +258,22 @@ class RouteSlot(PolicySlot):
 # -- what instances look like to a router --------------------------------------------------
 
 
+# The fields that change while an instance runs decode steps between events (tokens are
+# generated, KV blocks granted, cached blocks evicted): reading them first brings the
+# instance's decode run up to date. The others change only at events.
+MOVING = frozenset(
+    {"tokens", "kv_used", "kv_free", "kv_used_blocks", "kv_free_blocks", "prefix_hit"}
+)
+
+
 def _prefill_tokens(inst) -> int:
-    running = sum(r.to_compute for r in inst.running if r.state.name == "PREFILL")
+    running = sum(r.to_compute for r in inst.prefilling)
     accepting = sum(r.prompt for r in inst.accepting)
     return inst.waiting.tokens + running + accepting
 
 
 def _tokens(inst) -> int:
-    prefilling = sum(r.output - r.generated for r in inst.running if r.state.name == "PREFILL")
+    prefilling = sum(r.output - r.generated for r in inst.prefilling)
     arriving = sum(r.output - r.generated for r in inst.arriving())
     decode_left = inst.batch.tokens_left() + prefilling + arriving
     accepting = sum(r.output for r in inst.accepting)
@@ -271,7 +284,9 @@ def _queued(inst) -> int:
     return len(inst.waiting) + len(inst.swapped) + len(inst.incoming) + len(inst.accepting)
 
 
-def _requests(inst) -> int:
+def count_requests(inst) -> int:
+    """The ``requests`` field counted from the instance's queues (the instance keeps it as
+    ``n_requests``; the simulator's checks compare the two)."""
     return _queued(inst) + len(inst.running) + len(inst.receiving) + len(inst.ready)
 
 
@@ -280,7 +295,7 @@ def _requests(inst) -> int:
 _READERS = {
     "queued": lambda i, r: _queued(i),
     "running": lambda i, r: len(i.running),
-    "requests": lambda i, r: _requests(i),
+    "requests": lambda i, r: i.n_requests,
     "tokens": lambda i, r: _tokens(i),
     "prefill_tokens": lambda i, r: _prefill_tokens(i),
     "kv_used": lambda i, r: i.kv.used_blocks / max(1, i.kv.capacity_blocks),
@@ -358,6 +373,7 @@ class RuleRouter(Routing):
 
     def __init__(self, rule: Rule):
         self.rule = rule
+        self.reads_state = not MOVING.isdisjoint(rule.fields)
         self.fn = compile_expr(rule.expr)
         self.sign = 1.0 if rule.goal == "min" else -1.0
 

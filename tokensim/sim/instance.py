@@ -65,18 +65,22 @@ def _resume(req: Request, now: float, kv_tokens: int) -> None:
 
 
 class _Run:
-    """``k`` decode steps of the batch from ``t0``.
+    """``k`` decode steps of the batch from ``t0``, of which the first ``done`` are
+    applied to the batch's state.
 
     Step j (1-based) costs ``a + c * (ctx + j n)`` seconds: ``ctx`` is the batch's
-    KV tokens before the run, and each step adds one token per sequence.
+    KV tokens before the run, and each step adds one token per sequence. Steps are
+    counted from the run's start however often it is brought up to date, so its times do
+    not depend on when, or whether, anyone read the instance mid-run.
     """
 
-    __slots__ = ("t0", "n", "ctx", "a", "c", "k", "to_finish", "window_left")
+    __slots__ = ("t0", "n", "ctx", "a", "c", "k", "to_finish", "window_left", "done")
 
     def __init__(self, t0, n, ctx, a, c, k, to_finish):
         self.t0, self.n, self.ctx, self.a, self.c, self.k = t0, n, ctx, a, c, k
         self.to_finish = to_finish  # steps until the first sequence finishes
         self.window_left = 1  # steps left in the scheduling window at t0
+        self.done = 0  # steps applied to the batch
 
     def boundary(self, j: int, window: int) -> int:
         """The first step >= ``j`` that ends a scheduling window of ``window`` steps."""
@@ -133,6 +137,9 @@ class Instance:
         # this instance's API server: takes its requests in, streams its tokens out
         self.frontend = FrontEnd(engine.frontend)
         self.accepting: list[Request] = []  # routed here, still in the front end
+        # requests here, as routers count them: routed or handed off here, not yet finished
+        # or handed on (queued, running, or their KV on its way in)
+        self.n_requests = 0
         self.reserve_output = engine.reserve_output
         self.promised: dict[int, int] = {}  # reserve_output: request id -> blocks promised
         self.promised_blocks = 0
@@ -142,6 +149,7 @@ class Instance:
         self.block_bytes = block_bytes  # one KV block's bytes on one GPU
         self.waiting = WaitQueue(policy.order)
         self.running: list[Request] = []  # admitted (prefilling or decoding), in admission order
+        self.prefilling: list[Request] = []  # those of them still prefilling, in that order
         self.batch = DecodeBatch(kv.block_tokens)  # the decoding ones
         self.swapped: list[Request] = []
         # disaggregation: KV being sent from here, KV waiting for memory here, KV arrived
@@ -177,6 +185,7 @@ class Instance:
     def accept(self, req: Request) -> None:
         """A request is routed here: the front end takes it in, then it joins the waiting
         queue (:meth:`enqueue`); meanwhile routers count it as queued here."""
+        self.n_requests += 1
         fe = self.frontend
         if fe.token_out_s:  # the tokens made by now are streamed before it
             self.sync()
@@ -215,6 +224,7 @@ class Instance:
         """A prefilled request's KV is to come here from ``source``. Its copy starts at this
         instance's next iteration boundary at which its blocks fit (``_pull``)."""
         req.decode_instance = self
+        self.n_requests += 1
         self.incoming.append((req, source))
         self._wake(len(self.incoming) == 1)
 
@@ -307,6 +317,7 @@ class Instance:
             if whole <= room:
                 return
             self.waiting.pop()
+            self.n_requests -= 1
             self.sim.reject(
                 req, f"needs {whole} KV blocks; an instance of pool {self.pool.name} has {room}"
             )
@@ -337,6 +348,7 @@ class Instance:
         else:
             req.log.append((now, "scheduled", hit))
         self.running.append(req)
+        self.prefilling.append(req)
         return True
 
     def short_batch(self, size: int) -> None:
@@ -410,6 +422,8 @@ class Instance:
         self._unpromise(victim)
         if victim.state is State.DECODE:
             self._leave(victim)
+        else:
+            self.prefilling.remove(victim)
         victim.preemptions += 1
         self.preemptions += 1
         victim.preempted_at_s = self.kernel.now
@@ -528,20 +542,24 @@ class Instance:
         return lo
 
     def _apply_run_steps(self, run: _Run, j: int) -> None:
-        """Bring ``j`` completed steps of ``run`` into the batch's state."""
-        if j == 0:
+        """Bring the steps of ``run`` completed up to step ``j`` into the batch's state."""
+        done = run.done
+        m = j - done  # steps not applied yet
+        if m <= 0:
             return
         batch = self.batch
-        if not self._grant(batch.step + j):
+        if not self._grant(batch.step + m):
             raise AssertionError("a decode run outgrew the blocks it was sized for")
-        first_end, last_end = run.end(1), run.end(j)
-        self.frontend.stream(first_end, last_end, j, run.n)
-        self.itl_gaps += batch.advance(j, first_end, last_end)
-        if j > 1:  # steps 2..j, each gap a + c (ctx + s n), for all n sequences
-            self.itl_steps.append((run.a + run.c * run.ctx, run.c * run.n, j - 1, run.n))
-        self.iterations += j
-        self.busy_s += last_end - run.t0
-        self.window_left = (self.window_left - j) % self.window
+        first_end, last_end = run.end(done + 1), run.end(j)
+        self.frontend.stream(first_end, last_end, m, run.n)
+        self.itl_gaps += batch.advance(m, first_end, last_end)
+        if m > 1:  # steps done+2..j, each gap a + c (ctx + (done + s) n), for all n sequences
+            base = run.a + run.c * (run.ctx + done * run.n)
+            self.itl_steps.append((base, run.c * run.n, m - 1, run.n))
+        self.iterations += m
+        self.busy_s += last_end - run.end(done)
+        self.window_left = (self.window_left - m) % self.window
+        run.done = j
 
     def sync(self) -> None:
         """Apply the steps of the current run completed by now (state reads are exact)."""
@@ -549,12 +567,9 @@ class Instance:
         if run is None:
             return
         j = run.done_by(self.kernel.now)
-        if j == 0 or j == run.k:
-            return  # nothing done yet, or the end event applies it all
+        if j == run.k:
+            return  # the end event applies it all
         self._apply_run_steps(run, j)
-        run.t0, run.ctx, run.k = run.end(j), run.ctx + j * run.n, run.k - j
-        run.to_finish -= j
-        run.window_left = self.window_left or self.window
 
     def _cut_run(self) -> None:
         """End the current run at its next step boundary (a request arrived).
@@ -616,6 +631,7 @@ class Instance:
             if req.computed == req.tokens:
                 req.generated += 1
                 req.move("prefill_done", now)
+                self.prefilling.remove(req)
                 if req.first_token_s < 0:  # when its client sees it
                     req.first_token_s = self.frontend.seen(req.id, now)
                     req.log.append((now, "first_token", 1))
@@ -637,6 +653,7 @@ class Instance:
         req.move("hand_off", self.kernel.now)
         req.handoff_s = self.kernel.now
         self.running.remove(req)
+        self.n_requests -= 1
         self.sending.add(req)
         self.sim.hand_off(req, self)
 
@@ -648,6 +665,7 @@ class Instance:
         self.kv.release(req.id)
         self._unpromise(req)
         self.running.remove(req)
+        self.n_requests -= 1
         self.sim.finished(req)
 
     def gaps(self) -> tuple[np.ndarray, np.ndarray]:

@@ -27,7 +27,7 @@ from tokensim.lang.source import Span
 from tokensim.perf import for_pool
 from tokensim.policies.batching import BATCHING
 from tokensim.policies.memory import kv_geometry
-from tokensim.policies.routing import router_for
+from tokensim.policies.routing import count_requests, router_for
 from tokensim.sim.events import Kernel, Priority
 from tokensim.sim.instance import Instance
 from tokensim.sim.kv import BlockManager
@@ -314,10 +314,15 @@ class Simulation:
         if self.check:
             for inst in self.instances:
                 inst.kv.check()
-                prefilling = sum(1 for r in inst.running if r.state is State.PREFILL)
+                prefilling = [r for r in inst.running if r.state is State.PREFILL]
+                if prefilling != inst.prefilling:
+                    raise AssertionError(f"{inst.name}: its prefilling list is out of step")
+                prefilling = len(prefilling)
                 decoding = all(r.state is State.DECODE for r in inst.batch.reqs)
                 if len(inst.running) != prefilling + len(inst.batch) or not decoding:
                     raise AssertionError(f"{inst.name}: running requests and decode batch differ")
+                if inst.n_requests != count_requests(inst):
+                    raise AssertionError(f"{inst.name}: its request count is out of step")
                 holders = len(inst.running) + len(inst.sending) + len(inst.receiving)
                 if inst.kv.running_requests != holders + len(inst.ready):
                     raise AssertionError(f"{inst.name}: KV holds blocks of other requests")
