@@ -1,6 +1,7 @@
-"""Speed of the simulator: wall time, requests/s and events/s on three workloads.
+"""Speed of the simulator: wall time, requests/s, events/s and peak memory.
 
-    python3 bench/speed.py
+    python3 bench/speed.py            # the four cases below
+    python3 bench/speed.py --big      # and 1,000,000 requests on 64 instances (minutes)
 
 1. 10,000 chat-like requests at a high load (40/s) on one H100 serving Llama-3.1-8B;
 2. 100,000 chat-like requests over 8 H100 instances (320/s);
@@ -10,14 +11,21 @@
 4. Vidur's reference workload: Llama-2-70B, tp 2 on A100 80GB, continuous batching with at
    most 128 sequences, lengths from Vidur's splitwise_conv trace, Poisson 0.75 req/s, 10,000
    requests (skipped when ../shared/data is absent). Vidur needs 50-144 s for it.
+5. (``--big``) 1,000,000 chat-like requests over 64 H100 instances of Llama-3.1-8B at 1024/s,
+   routed to the instance with the fewest requests.
 
-Each figure is the best of ``--repeat`` runs (default 3) of parse + check + lower + simulate.
+Each case runs in a process of its own, so that its peak resident memory (``ru_maxrss``) is
+its own. The wall time is the best of ``--repeat`` runs (default 3; 1 for ``--big``) of
+parse + check + lower + simulate.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -80,31 +88,68 @@ workload {{
 }
 
 
+BIG = {
+    "8B, 64 x H100 instances, 1M chat requests at 1024/s, least_requests": HEAD
+    + "cluster {\n"
+    + "".join(f"  node n{i} {{ gpus H100_SXM x 8; link NVLINK4 }}\n" for i in range(8))
+    + """}
+deployment { pool p { model llama3_1_8b; instances 64 }
+             route p by least_requests }
+workload { arrivals poisson 1024/s; lengths chat; requests 1000000; seed 1 }
+""",
+}
+
+
 def measure(text: str, repeat: int) -> tuple[float, object]:
     best, result = float("inf"), None
     for _ in range(repeat):
         result = None
-        gc.collect()  # earlier cases' garbage would otherwise be collected on this one's time
+        gc.collect()  # earlier runs' garbage would otherwise be collected on this one's time
         start = time.perf_counter()
         result = simulate(lower(tokensim.load(text)))
         best = min(best, time.perf_counter() - start)
     return best, result
 
 
+def run_case(name: str, repeat: int) -> dict:
+    """Run one case here; its figures as a dict."""
+    wall, result = measure({**CASES, **BIG}[name], repeat)
+    return {
+        "wall_s": wall,
+        "requests": len(result.requests["id"]),
+        "events": result.events,
+        "simulated_s": result.simulated_s,
+        "peak_rss_B": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--big", action="store_true", help="also the 1M-request case")
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # run one case in this process
     args = parser.parse_args()
-    print(f"{'workload':<78}{'wall s':>8}{'req/s':>10}{'events/s':>11}{'sim s':>10}")
-    for name, text in CASES.items():
+    if args.case:
+        print(json.dumps(run_case(args.case, args.repeat)))
+        return 0
+    cases = {**CASES, **(BIG if args.big else {})}
+    head = f"{'workload':<78}{'wall s':>8}{'req/s':>10}{'events/s':>11}{'sim s':>10}{'peak MB':>9}"
+    print(head)
+    for name in cases:
         if "Vidur" in name and not SHARED.exists():
             print(f"{name:<78}  skipped: {SHARED} is absent")
             continue
-        wall, result = measure(text, args.repeat)
-        n = len(result.requests["id"])
+        repeat = 1 if name in BIG else args.repeat
+        cmd = [sys.executable, __file__, "--case", name, "--repeat", str(repeat)]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode:
+            print(f"{name:<78}  failed: {out.stderr.strip().splitlines()[-1:]}")
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        wall = r["wall_s"]
         print(
-            f"{name:<78}{wall:>8.2f}{n / wall:>10.0f}{result.events / wall:>11.0f}"
-            f"{result.simulated_s:>10.0f}"
+            f"{name:<78}{wall:>8.2f}{r['requests'] / wall:>10.0f}{r['events'] / wall:>11.0f}"
+            f"{r['simulated_s']:>10.0f}{r['peak_rss_B'] / 1e6:>9.0f}"
         )
     return 0
 
