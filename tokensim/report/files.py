@@ -95,6 +95,18 @@ def _clean(value):
     return value
 
 
+def _cells(values) -> list[str]:
+    """:func:`_num` of every value of a column, formatted a column at a time."""
+    a = np.asarray(values)
+    if a.dtype == np.bool_:
+        return ["1" if v else "0" for v in a.tolist()]
+    if a.dtype.kind in "iu":
+        return [str(v) for v in a.tolist()]
+    if a.dtype.kind == "f":
+        return [_float(v) for v in a.tolist()]
+    return [_num(v) for v in values]
+
+
 def requests_csv(result) -> str:
     """One row per request with every timestamp and the latency breakdown."""
     r = result.requests
@@ -103,8 +115,7 @@ def requests_csv(result) -> str:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(REQUEST_COLUMNS)
-    for i in range(len(r["id"])):
-        w.writerow([_num(columns[c][i]) for c in REQUEST_COLUMNS])
+    w.writerows(zip(*(_cells(columns[c]) for c in REQUEST_COLUMNS), strict=True))
     return out.getvalue()
 
 

@@ -146,10 +146,15 @@ def _kind(value) -> str:
 
 
 def _split(table: dict[str, np.ndarray], key: str, names) -> dict[str, dict[str, np.ndarray]]:
-    """Rows of ``table`` grouped by the value of column ``key`` (in ``names`` order)."""
+    """Rows of ``table`` grouped by the value of column ``key`` (in ``names`` order), each
+    group in the table's order."""
+    keys = table[key].astype(str)
+    order = np.argsort(keys, kind="stable")  # one sort, not a pass per name
+    ranked = keys[order]
     out = {}
     for name in names:
-        rows = table[key] == name
+        lo, hi = np.searchsorted(ranked, name, "left"), np.searchsorted(ranked, name, "right")
+        rows = order[lo:hi]
         out[name] = {c: v[rows] for c, v in table.items() if c != key}
     return out
 
