@@ -41,7 +41,7 @@ def spec_of(engine: str, workload: str, pool: str = "") -> object:
 def run(engine: str, workload: str, pool: str = ""):
     spec = spec_of(engine, workload, pool)
     graph = lower(spec)
-    return simulate(graph), for_pool(spec.deployment.pools[0], graph)
+    return simulate(graph, transitions=True), for_pool(spec.deployment.pools[0], graph)
 
 
 def ttft(result) -> np.ndarray:

@@ -24,14 +24,15 @@ cluster { node n0 { gpus G x 8; link NVL } }
 """
 
 
-def run(pool: str, workload: str, extra: str = "", seed=None):
+def run(pool: str, workload: str, extra: str = "", seed=None, transitions=False):
     spec = compile_text(
         LIB
         + f"deployment {{ engine ideal; pool p {{ model m; {pool} }}\n {extra} }}\n"
         + f"workload {{ {workload} }}"
     )
     graph = lower(spec)
-    return simulate(graph, seed=seed), for_pool(spec.deployment.pools[0], graph)
+    result = simulate(graph, seed=seed, transitions=transitions)
+    return result, for_pool(spec.deployment.pools[0], graph)
 
 
 def col(result, name):
@@ -228,10 +229,16 @@ def test_every_policy_survives_a_tiny_kv_cache(monkeypatch, batching):
 
 
 def test_every_transition_is_recorded_in_order(tmp_path):
-    result, _ = run(
+    args = (
         "on n0[0]; batching chunked { budget 512 }; kv { gpu_util 0.13 }",
         "arrivals poisson 50/s; lengths fixed 1500 -> 300; requests 120; seed 2",
     )
+    result, _ = run(*args, transitions=True)
+    # kept only when asked for; the run is the same either way
+    plain, _ = run(*args)
+    assert plain.transitions == [] and len(result.transitions) == 120
+    for name, values in result.requests.items():
+        np.testing.assert_array_equal(values, plain.requests[name], err_msg=name)
     write(result, tmp_path, transitions=True)
     import csv
 

@@ -63,9 +63,13 @@ class Run:
 
 
 def run(
-    spec: ir.Spec | str | Path, seed: int | None = None, overrides: dict[str, str] | None = None
+    spec: ir.Spec | str | Path,
+    seed: int | None = None,
+    overrides: dict[str, str] | None = None,
+    transitions: bool = False,
 ) -> Run:
-    """Simulate ``spec`` (a checked spec, a path or spec text); ``seed`` overrides its seed."""
+    """Simulate ``spec`` (a checked spec, a path or spec text); ``seed`` overrides its seed;
+    with ``transitions``, ``result.transitions`` keeps every request's state changes."""
     from tokensim.graph import lower
     from tokensim.metrics import per_request, summarize
     from tokensim.sim.run import simulate
@@ -74,7 +78,7 @@ def run(
         spec = load(spec, overrides)
     elif overrides:
         raise ValueError("overrides apply when loading: use load(path, overrides)")
-    result = simulate(lower(spec), seed=seed)
+    result = simulate(lower(spec), seed=seed, transitions=transitions)
     requests = {**result.requests, **per_request(result)}
     series = {inst.name: inst.series for inst in result.instances}
     return Run(summarize(result), requests, series, result)

@@ -196,7 +196,7 @@ def cmd_run(args) -> int:
         graph = lower(spec)
         _retract(out, quiet=True)  # a run killed from here on leaves no earlier results
         progress = None if args.quiet else _progress(sys.stderr)
-        result = simulate(graph, seed=args.seed, progress=progress)
+        result = simulate(graph, seed=args.seed, progress=progress, transitions=args.transitions)
     except CompileError as err:
         if progress:
             sys.stderr.write("\r" + " " * 70 + "\r")

@@ -51,8 +51,24 @@ RULES: tuple[tuple[State, str, State, str], ...] = (
 MACHINE = table(RULES)  # (state, event) -> state
 
 
+class _NoLog:
+    """The transition log of a run that keeps none: takes every entry, holds nothing."""
+
+    __slots__ = ()
+
+    def append(self, entry) -> None:
+        pass
+
+    def __setitem__(self, index, entry) -> None:
+        pass
+
+
+NO_LOG = _NoLog()
+
+
 class Request:
-    """One request. Token counts are tokens; times are seconds of simulated time."""
+    """One request. Token counts are tokens; times are seconds of simulated time.
+    ``log`` (False: :data:`NO_LOG`) keeps every transition."""
 
     __slots__ = (
         "id",
@@ -92,6 +108,7 @@ class Request:
         output: int,
         priority: int = 0,
         hashes: tuple | None = None,
+        log: bool = True,
     ):
         self.id = rid
         self.arrival_s = arrival_s
@@ -117,7 +134,7 @@ class Request:
         self.preempted_s = 0.0  # total time spent preempted
         self.preempted_early_s = 0.0  # of which before the first token
         # every transition: (time s, event, value); see TRANSITIONS
-        self.log: list[tuple[float, str, int]] = [(arrival_s, "arrived", prompt)]
+        self.log: list[tuple[float, str, int]] = [(arrival_s, "arrived", prompt)] if log else NO_LOG
         self.swapped_out = 0  # times swapped out
         self.last_token_s = -1.0
         self.rejected = ""  # why the request could never run, if it could not

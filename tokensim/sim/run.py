@@ -81,6 +81,7 @@ class Result:
     wall_s: float
     rejected: list[tuple[int, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # what the figures alone would hide
+    # every request's state changes (time s, event, value), if simulate() was asked to keep them
     transitions: list[list[tuple[float, str, int]]] = field(default_factory=list)
     # per directed topology edge that carried KV: (time_s, flows, bytes in flight,
     # utilization) rows
@@ -101,9 +102,10 @@ class _Handoff:
 class Simulation:
     """One run of one spec: kernel, instances, routers, requests."""
 
-    def __init__(self, graph, seed: int | None = None, progress=None):
+    def __init__(self, graph, seed: int | None = None, progress=None, transitions=False):
         spec = graph.spec
         self.spec = spec
+        self.transitions = transitions  # keep every request's transition log
         if spec.deployment is None or spec.workload is None:
             missing = "deployment" if spec.deployment is None else "workload"
             start = Span(spec.file, 1, 1, 1, 2)
@@ -214,6 +216,7 @@ class Simulation:
                     int(work.output_tokens[i]),
                     int(work.priority[i]),
                     hashes,
+                    self.transitions,
                 )
             )
         return out
@@ -407,7 +410,7 @@ class Simulation:
                 for (u, v), points in sorted(self.network.series.items())
             },
             link_bytes={f"{u}->{v}": b for (u, v), b in sorted(self.network.moved_B.items())},
-            transitions=[r.log for r in reqs],
+            transitions=[r.log for r in reqs] if self.transitions else [],
         )
 
 
@@ -426,10 +429,12 @@ def _kv_hashes(trace_ids, trace_block: int, block: int, prompt: int) -> tuple:
     return tuple(out)
 
 
-def simulate(graph, seed: int | None = None, progress=None) -> Result:
+def simulate(graph, seed: int | None = None, progress=None, transitions=False) -> Result:
     """Simulate the lowered spec ``graph``; ``seed`` overrides the workload's seed.
 
-    ``progress(done, total, now_s)`` is called now and then on long runs.
+    ``progress(done, total, now_s)`` is called now and then on long runs. With
+    ``transitions`` the result keeps every request's state changes (``Result.transitions``;
+    a few hundred bytes a request), else none.
     Raises :class:`SimulationError` for a spec that checks but cannot run.
     """
-    return Simulation(graph, seed, progress).run()
+    return Simulation(graph, seed, progress, transitions).run()
