@@ -95,6 +95,9 @@ def _clean(value):
     return value
 
 
+_CHUNK = 8192  # rows formatted together
+
+
 def _cells(values) -> list[str]:
     """:func:`_num` of every value of a column, formatted a column at a time."""
     a = np.asarray(values)
@@ -115,7 +118,11 @@ def requests_csv(result) -> str:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(REQUEST_COLUMNS)
-    w.writerows(zip(*(_cells(columns[c]) for c in REQUEST_COLUMNS), strict=True))
+    arrays = [np.asarray(columns[c]) if not isinstance(columns[c], list) else columns[c]
+              for c in REQUEST_COLUMNS]  # fmt: skip
+    n = len(r["id"])
+    for lo in range(0, n, _CHUNK):  # a block of rows at a time: the cells of all would not fit
+        w.writerows(zip(*(_cells(a[lo : lo + _CHUNK]) for a in arrays), strict=True))
     return out.getvalue()
 
 
