@@ -29,6 +29,7 @@ curve continues the same way from its last point, with a note.
 
 from __future__ import annotations
 
+import bisect
 import math
 from functools import cache
 from pathlib import Path
@@ -199,13 +200,14 @@ class _Curve:
 
     def __init__(self, seconds: np.ndarray, roofline, what: str, label: str):
         self.log = np.log(seconds)
+        self._log = self.log.tolist()  # for _interp: plain floats read faster
         self.roofline, self.what, self.label = roofline, what, label
         self.end_s = float(seconds[-1])
         self.end_roof_s = roofline(float(GRID[-1]))
 
     def __call__(self, x: float) -> float:
-        if x <= GRID[-1]:
-            return math.exp(np.interp(math.log(max(x, 1.0)), _LOG_GRID, self.log))
+        if x <= _GRID_END:
+            return math.exp(_interp(math.log(max(x, 1.0)), self._log))
         note(
             f"{self.label}: {self.what} beyond the {GRID[-1]:.0f} of the precomputed "
             "curves; the roofline continues from there"
@@ -393,6 +395,26 @@ class MeasuredCostModel(CostModel):
 
 
 _LOG_GRID = np.log(GRID)
+_LOG_GRID_LIST = _LOG_GRID.tolist()
+_GRID_END = float(GRID[-1])
+
+
+def _interp(x: float, fp: list[float]) -> float:
+    """``np.interp(x, _LOG_GRID, fp)`` for one ``x`` inside the grid, with the same
+    arithmetic (so the same bits) and without numpy's per-call overhead."""
+    xp = _LOG_GRID_LIST
+    j = bisect.bisect_right(xp, x) - 1  # xp[j] <= x < xp[j + 1]
+    if j <= 0 and x <= xp[0]:
+        return fp[0]
+    if j >= len(xp) - 1 or xp[j] == x:
+        return fp[j]
+    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+    y = slope * (x - xp[j]) + fp[j]
+    if y != y:  # numpy's fallback for a non-finite slope
+        y = slope * (x - xp[j + 1]) + fp[j + 1]
+        if y != y and fp[j] == fp[j + 1]:
+            y = fp[j]
+    return y
 _LOG_BATCHES = np.log(DECODE_BATCHES)
 
 
