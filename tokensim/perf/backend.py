@@ -415,6 +415,8 @@ def _interp(x: float, fp: list[float]) -> float:
         if y != y and fp[j] == fp[j + 1]:
             y = fp[j]
     return y
+
+
 _LOG_BATCHES = np.log(DECODE_BATCHES)
 
 

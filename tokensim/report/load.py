@@ -8,6 +8,7 @@ file (and line) and says what was expected.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,42 +52,60 @@ def read_json(path: Path, required: bool = True) -> dict | None:
         raise ResultError(f"{path} is not valid JSON ({err})") from None
 
 
+_CHUNK = 8192  # rows read and converted together
+
+
 def _table(path: Path, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
     """The CSV at ``path`` as columns: text for :data:`TEXT_COLUMNS`, else float (empty
-    cells NaN). Its header must be ``columns``."""
+    cells NaN). Its header must be ``columns``. Read a block of rows at a time, so that a
+    large file is never held as text and numbers at once."""
     if not path.exists():
         raise ResultError(f"{path} is missing")
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in columns}
     try:
         with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None or tuple(header) != columns:
+                got = ", ".join(header) if header is not None else "nothing"
+                raise ResultError(f"{path}: expected the header {', '.join(columns)}; found {got}")
+            first = 2  # the row number of the block's first row
+            while block := list(itertools.islice(reader, _CHUNK)):
+                for n, row in enumerate(block, start=first):
+                    if len(row) != len(columns):
+                        raise ResultError(
+                            f"{path}:{n}: expected {len(columns)} values, found {len(row)} "
+                            "(file cut short?)"
+                        )
+                for name, values in zip(columns, zip(*block, strict=True), strict=True):
+                    parts[name].append(_column(path, name, values, first))
+                first += len(block)
     except (UnicodeDecodeError, csv.Error) as err:
         raise ResultError(f"{path} is not a CSV file ({err})") from None
-    if not rows or tuple(rows[0]) != columns:
-        got = ", ".join(rows[0]) if rows else "nothing"
-        raise ResultError(f"{path}: expected the header {', '.join(columns)}; found {got}")
-    body = rows[1:]
-    if set(map(len, body)) - {len(columns)}:
-        n, row = next((n, r) for n, r in enumerate(body, start=2) if len(r) != len(columns))
-        raise ResultError(
-            f"{path}:{n}: expected {len(columns)} values, found {len(row)} (file cut short?)"
-        )
-    cols = list(zip(*body, strict=True)) if body else [() for _ in columns]
-    out: dict[str, np.ndarray] = {}
-    for name, values in zip(columns, cols, strict=True):
-        if name in TEXT_COLUMNS:
-            out[name] = np.array(values, dtype=object)
-            continue
+    return {
+        name: np.concatenate(got) if got else np.array((), dtype=_dtype(name))
+        for name, got in parts.items()
+    }
+
+
+def _dtype(name: str):
+    return object if name in TEXT_COLUMNS else np.float64
+
+
+def _column(path: Path, name: str, values: tuple[str, ...], first: int) -> np.ndarray:
+    """A block of column ``name``'s cells (its first in row ``first``) as an array."""
+    if name in TEXT_COLUMNS:
+        return np.array(values, dtype=object)
+    try:
         try:
-            try:
-                out[name] = np.array(values, dtype=np.float64)
-            except ValueError:  # empty cells: no value (a rejected request's times, ...)
-                out[name] = np.array([v or "nan" for v in values], dtype=np.float64)
-        except ValueError:
-            bad = next(i for i, v in enumerate(values) if v and not _is_float(v))
-            raise ResultError(
-                f"{path}:{bad + 2}: `{values[bad]}` in column {name} is not a number"
-            ) from None
-    return out
+            return np.array(values, dtype=np.float64)
+        except ValueError:  # empty cells: no value (a rejected request's times, ...)
+            return np.array([v or "nan" for v in values], dtype=np.float64)
+    except ValueError:
+        bad = next(i for i, v in enumerate(values) if v and not _is_float(v))
+        raise ResultError(
+            f"{path}:{first + bad}: `{values[bad]}` in column {name} is not a number"
+        ) from None
 
 
 def _is_float(text: str) -> bool:
