@@ -179,7 +179,7 @@ def test_every_request_moves_only_as_its_state_machine_allows(text):
         spec = check(parse(text, "random.tsim", SourceMap()))
     except CompileError:
         return  # a combination the language refuses (the model does not fit, ...)
-    sim = Simulation(lower(spec))
+    sim = Simulation(lower(spec), transitions=True)
     sim.run()
     assert sim.requests and all(r.state is State.DONE for r in sim.requests)
     assert all(r.log[-1][1] in ("finished", "rejected") for r in sim.requests)

@@ -17,6 +17,7 @@ someone reads the instance's state.
 from __future__ import annotations
 
 import math
+from array import array
 from enum import Enum
 
 import numpy as np
@@ -169,14 +170,16 @@ class Instance:
         self.busy_s = 0.0
         self.preemptions = 0
         self.short_batches: list[int] = []  # sizes of static batches memory cut short
+        # Rows of numbers kept flat, as doubles (a row of tuple and number objects would
+        # take four times the memory):
         # (time, running, waiting, kv_used_blocks, batch_tokens, kv_cached, kv_swapped)
-        self.series: list[tuple] = []
+        self.series = array("d")
         # one row per iteration, or per run of decode steps:
         # (start, end, prefill tokens, decode sequences, steps)
-        self.work: list[tuple] = []
+        self.work = array("d")
         self._run_first = 0  # self.iterations when the current run started
         # inter-token gaps: (gap s, how many tokens had it)
-        self.itl_gaps: list[tuple[float, int]] = []
+        self.itl_gaps = array("d")
         # the uniform steps of decode runs: (gap of step s = base + slope * s, s = 2..count+1)
         self.itl_steps: list[tuple[float, float, int, int]] = []
 
@@ -552,7 +555,8 @@ class Instance:
             raise AssertionError("a decode run outgrew the blocks it was sized for")
         first_end, last_end = run.end(done + 1), run.end(j)
         self.frontend.stream(first_end, last_end, m, run.n)
-        self.itl_gaps += batch.advance(m, first_end, last_end)
+        for gap in batch.advance(m, first_end, last_end):
+            self.itl_gaps.extend(gap)
         if m > 1:  # steps done+2..j, each gap a + c (ctx + (done + s) n), for all n sequences
             base = run.a + run.c * (run.ctx + done * run.n)
             self.itl_steps.append((base, run.c * run.n, m - 1, run.n))
@@ -593,7 +597,7 @@ class Instance:
         run = self.run
         self.run = None
         self._apply_run_steps(run, run.k)
-        self.work.append(
+        self.work.extend(
             (self.iteration_start, self.kernel.now, 0, run.n, self.iterations - self._run_first)
         )
         self._sample(len(self.batch))  # KV use peaks at the end of a run
@@ -619,11 +623,12 @@ class Instance:
         self.plan = None
         self.iterations += 1
         self.busy_s += now - self.iteration_start
-        self.work.append((self.iteration_start, now, tokens, decode, 1))
+        self.work.extend((self.iteration_start, now, tokens, decode, 1))
         batch = self.batch
         self.frontend.stream(now, now, 1, samples)  # the tokens this iteration made
         if decode:
-            self.itl_gaps += batch.advance(1, now, now)
+            for gap in batch.advance(1, now, now):
+                self.itl_gaps.extend(gap)
             self._finish_done()
         for req, chunk in prefill:
             req.computed += chunk
@@ -636,7 +641,7 @@ class Instance:
                     req.first_token_s = self.frontend.seen(req.id, now)
                     req.log.append((now, "first_token", 1))
                 else:
-                    self.itl_gaps.append((now - req.last_token_s, 1))
+                    self.itl_gaps.extend((now - req.last_token_s, 1))
                 req.last_token_s = now
                 if req.generated >= req.output:
                     self._finish(req)
@@ -686,7 +691,7 @@ class Instance:
     # -- state for routing and time series ------------------------------------------------
 
     def _sample(self, batch_tokens: int) -> None:
-        self.series.append(
+        self.series.extend(
             (
                 self.kernel.now,
                 len(self.running),
