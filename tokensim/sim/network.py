@@ -10,7 +10,8 @@ elsewhere leaves its unused share to the others.
 
 Rates change only when a flow starts or ends; between those moments each flow
 drains at a constant rate, so the network needs one pending event (the next flow
-to drain) and O(flows x edges) work per change. A flow ends at the *time* its
+to drain) and O(flows x path length x log edges) work per change (the edges wait in a
+heap by their fair share). A flow ends at the *time* its
 rate says (``finish_s``, set whenever rates change), not when its bytes left reach
 some threshold: bytes are ``rate x time`` products, and at large simulated times
 the clock cannot resolve the time a leftover byte takes, so a byte test could wait
@@ -24,6 +25,7 @@ result files.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 
 from tokensim.sim.events import Kernel, Priority
@@ -58,10 +60,14 @@ class Network:
         self._seq = 0
         self.series: dict[Edge, list[tuple[float, int, float, float]]] = {}
         self.moved_B: dict[Edge, float] = {}
+        self._capacity: dict[Edge, float] = {}
 
     def capacity(self, edge: Edge) -> float:
         """Bandwidth of one direction of a topology edge (B/s)."""
-        return self.topology.edges[edge]["bandwidth_Bps"]
+        bw = self._capacity.get(edge)
+        if bw is None:
+            bw = self._capacity[edge] = self.topology.edges[edge]["bandwidth_Bps"]
+        return bw
 
     def send(
         self, paths: list[tuple[tuple[str, ...], float]], size_B: float, on_done: Callable[[], None]
@@ -106,15 +112,23 @@ class Network:
         """Max-min fair rates for the flows in flight; schedule the next to drain."""
         flows = self.flows
         users: dict[Edge, list[Flow]] = {}
+        in_flight: dict[Edge, float] = {}  # bytes left of the flows on each edge
         for f in flows:
             for e in f.edges:
                 users.setdefault(e, []).append(f)
-        room = {e: self.capacity(e) for e in users}
+                in_flight[e] = in_flight.get(e, 0) + f.left
+        cap = {e: self.capacity(e) for e in users}
+        room = dict(cap)
         count = {e: len(fs) for e, fs in users.items()}
+        # the edges by their fair share (room / flows not yet fixed), lowest first; an
+        # entry whose share is no longer the edge's is passed over when it comes up
+        heap = [(room[e] / count[e], e) for e in users]
+        heapq.heapify(heap)
         fixed: set[int] = set()
         while len(fixed) < len(flows):
-            edge = min((e for e in users if count[e] > 0), key=lambda e: (room[e] / count[e], e))
-            share = room[edge] / count[edge]
+            share, edge = heapq.heappop(heap)
+            if not count[edge] or share != room[edge] / count[edge]:
+                continue
             for f in users[edge]:
                 if f.seq in fixed:
                     continue
@@ -123,10 +137,12 @@ class Network:
                 for e in f.edges:
                     room[e] -= share
                     count[e] -= 1
+                    if count[e]:
+                        heapq.heappush(heap, (room[e] / count[e], e))
         now = self.kernel.now
         for e, fs in users.items():
-            used = 1.0 - room[e] / self.capacity(e)
-            self.series.setdefault(e, []).append((now, len(fs), sum(f.left for f in fs), used))
+            used = 1.0 - room[e] / cap[e]
+            self.series.setdefault(e, []).append((now, len(fs), in_flight[e], used))
         self.version += 1
         if flows:
             for f in flows:
