@@ -71,6 +71,10 @@ class LeastRequests(_Least):
 
     field = "requests"
 
+    def choose(self, instances, req, rng) -> int:
+        loads = [i.n_requests for i in instances]  # whole numbers: the first least is min's
+        return loads.index(min(loads))
+
 
 @ROUTING.register("least_tokens")
 class LeastTokens(_Least):
