@@ -107,7 +107,7 @@ def _cells(values) -> list[str]:
         return [str(v) for v in a.tolist()]
     if a.dtype.kind == "f":
         return [_float(v) for v in a.tolist()]
-    return [_num(v) for v in values]
+    return [v if type(v) is str else _num(v) for v in values]  # names as they are
 
 
 def requests_csv(result) -> str:
