@@ -118,11 +118,9 @@ def requests_csv(result) -> str:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(REQUEST_COLUMNS)
-    arrays = [np.asarray(columns[c]) if not isinstance(columns[c], list) else columns[c]
-              for c in REQUEST_COLUMNS]  # fmt: skip
-    n = len(r["id"])
-    for lo in range(0, n, _CHUNK):  # a block of rows at a time: the cells of all would not fit
-        w.writerows(zip(*(_cells(a[lo : lo + _CHUNK]) for a in arrays), strict=True))
+    cols = [columns[c] for c in REQUEST_COLUMNS]
+    for lo in range(0, len(r["id"]), _CHUNK):  # a block of rows at a time: all would not fit
+        w.writerows(zip(*(_cells(c[lo : lo + _CHUNK]) for c in cols), strict=True))
     return out.getvalue()
 
 
@@ -169,8 +167,8 @@ def iterations_csv(result) -> str:
 
 
 def transitions_csv(result) -> str:
-    """Every transition of every request: request, time, event, value (see
-    :data:`tokensim.sim.request.TRANSITIONS`), in request then time order."""
+    """Every transition of every request: request, time, event, value (docs/metrics.md
+    gives each event's value), in request then time order."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(("id", "time_s", "event", "value"))

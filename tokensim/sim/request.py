@@ -34,7 +34,7 @@ class State(IntEnum):
 
 # Every transition a request may make: (state, event, next state, what causes it)
 RULES: tuple[tuple[State, str, State, str], ...] = (
-    (State.ARRIVED, "queue", State.QUEUED, "routed to an instance"),
+    (State.ARRIVED, "queue", State.QUEUED, "routed, and taken in by its instance's front end"),
     (State.ARRIVED, "reject", State.DONE, "prompt + output exceed the model's context"),
     (State.QUEUED, "admit", State.PREFILL, "its KV fits: scheduled, or resumed"),
     (State.QUEUED, "reject", State.DONE, "its KV can never fit the instance"),
@@ -133,7 +133,7 @@ class Request:
         self.preempted_at_s = -1.0
         self.preempted_s = 0.0  # total time spent preempted
         self.preempted_early_s = 0.0  # of which before the first token
-        # every transition: (time s, event, value); see TRANSITIONS
+        # every transition: (time s, event, value), as transitions.csv (docs/metrics.md)
         self.log: list[tuple[float, str, int]] = [(arrival_s, "arrived", prompt)] if log else NO_LOG
         self.swapped_out = 0  # times swapped out
         self.last_token_s = -1.0
