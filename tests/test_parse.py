@@ -86,3 +86,29 @@ def test_syntax_errors_are_located(text, message, line, col):
     d = info.value.diagnostics[0]
     assert d.message == message
     assert (d.span.line, d.span.col) == (line, col)
+
+
+def test_the_compiled_grammar_is_cached_and_a_bad_cache_file_is_rebuilt(tmp_path, monkeypatch):
+    from tokensim.lang import parse as stage
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    stage._parser.cache_clear()
+    try:
+        stage._parser()
+        (cached,) = (tmp_path / "tokensim").iterdir()
+        assert cached.stat().st_size > 0
+        cached.write_bytes(b"not a pickle\n")  # corrupt: Lark builds the grammar again
+        stage._parser.cache_clear()
+        module = stage._parser().parse('name "x"\n')
+        assert module is not None
+    finally:
+        stage._parser.cache_clear()
+
+
+def test_no_writable_cache_folder_means_no_cache(tmp_path, monkeypatch):
+    from tokensim.lang import parse as stage
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # a file, not a folder
+    assert stage._grammar_cache("grammar") is False

@@ -183,3 +183,18 @@ def test_the_lm_head_of_an_8_bit_pool_stays_16_bit(cost):
         model = for_pool(spec.deployment.pools[0], lower(spec))
         heads.append(model.breakdown(Batch(decode_seqs=64, decode_context=64 * 1000))["lm_head"])
     assert heads[1] == pytest.approx(heads[0], rel=1e-9)
+
+
+def test_a_correction_between_equally_near_shapes_averages_them_all_in_any_order():
+    from tokensim.perf.ops import neighbour_mean
+
+    # the 8 corners of a cube, the query at its centre: all 8 are equally near
+    corners = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], float)
+    residuals = np.arange(8, dtype=float)
+    q = np.array([[0.5, 0.5, 0.5], [0.0, 0.0, 0.1]])
+    mean, nearest = neighbour_mean(corners, residuals, q, k=4)
+    assert mean[0] == pytest.approx(residuals.mean())  # not the first 4 it happened to meet
+    assert nearest[0] == pytest.approx(np.sqrt(0.75)) and nearest[1] == pytest.approx(0.1)
+    order = np.random.default_rng(1).permutation(8)
+    again, _ = neighbour_mean(corners[order], residuals[order], q, k=4)
+    assert again.tolist() == pytest.approx(mean.tolist())

@@ -8,14 +8,10 @@ The pipeline is a list of stages, one module and one public function each:
 
 import sys
 from importlib.machinery import ModuleSpec
-from importlib.metadata import PackageNotFoundError, version
 from importlib.util import spec_from_file_location
 from pathlib import Path
 
-try:
-    __version__ = version("tokensim")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+from tokensim._version import __version__
 
 
 class _CheckoutDsl:

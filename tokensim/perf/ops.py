@@ -183,15 +183,13 @@ class Corrections:
     NEIGHBOURS = 4
 
     def __init__(self, op: str, keys: np.ndarray, residuals: np.ndarray):
-        from scipy.spatial import cKDTree
-
         self.op = op
         self.weights = KEY_WEIGHTS[op]
         self.keys = keys  # log2 keys, unscaled, one row per measured shape
         self.residuals = residuals
         scale = np.sqrt(np.array(list(self.weights.values())))
         self.scale = scale
-        self.tree = cKDTree(keys * scale) if len(keys) else None
+        self.points = keys * scale
 
     @classmethod
     def fit(cls, t: tables.Table, op: str, log_residual: np.ndarray) -> Corrections:
@@ -204,16 +202,13 @@ class Corrections:
         return cls(op, uniq, sums / counts)
 
     def __call__(self, t: tables.Table) -> np.ndarray:
-        if self.tree is None or len(t) == 0:
+        if not len(self.keys) or len(t) == 0:
             return np.zeros(len(t))
         q = log2_keys(t, self.op) * self.scale
         k = min(self.NEIGHBOURS, len(self.keys))
-        dist, idx = self.tree.query(q, k=k)
-        dist, idx = dist.reshape(len(q), k), idx.reshape(len(q), k)
-        w = 1.0 / (dist + 0.25)
-        mean = (w * self.residuals[idx]).sum(axis=1) / w.sum(axis=1)
+        mean, nearest = neighbour_mean(self.points, self.residuals, q, k)
         # far from every measured shape the correction fades out
-        return mean / (1.0 + (dist[:, 0] / 2.0) ** 2)
+        return mean / (1.0 + (nearest / 2.0) ** 2)
 
     def to_json(self) -> dict:
         return {
@@ -228,6 +223,30 @@ class Corrections:
     def from_json(cls, op: str, data: dict) -> Corrections:
         pts = np.array(data["points"], float).reshape(-1, len(KEY_WEIGHTS[op]) + 1)
         return cls(op, pts[:, :-1], pts[:, -1])
+
+
+def neighbour_mean(points: np.ndarray, values: np.ndarray, q: np.ndarray, k: int):
+    """For each row of ``q``: the mean of ``values`` over its ``k`` nearest ``points``,
+    weighted by ``1 / (distance + 0.25)``, and the distance to the nearest. Every point
+    as near as the ``k``-th is in the mean, so that the answer does not depend on the
+    order of the points when several are equally near (measured shapes lie on grids,
+    where they often are). Exhaustive, in blocks of queries: a run asks a few thousand
+    queries of a few thousand points, where a tree would cost more to build than to ask."""
+    mean = np.empty(len(q))
+    nearest = np.empty(len(q))
+    block = max(1, 2**22 // max(len(points), 1))
+    for lo in range(0, len(q), block):
+        qb = q[lo : lo + block]
+        d2 = np.zeros((len(qb), len(points)))
+        for j in range(points.shape[1]):
+            d2 += (qb[:, j, None] - points[None, :, j]) ** 2
+        kth = np.partition(d2, k - 1, axis=1)[:, k - 1]
+        # equal distances reached by different sums may differ in the last bits
+        near = d2 <= kth[:, None] * (1 + 1e-9)
+        w = np.where(near, 1.0 / (np.sqrt(d2) + 0.25), 0.0)
+        mean[lo : lo + block] = (w * values).sum(axis=1) / w.sum(axis=1)
+        nearest[lo : lo + block] = np.sqrt(d2.min(axis=1))
+    return mean, nearest
 
 
 def log2_keys(t: tables.Table, op: str) -> np.ndarray:
