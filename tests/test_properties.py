@@ -180,9 +180,14 @@ def test_every_request_moves_only_as_its_state_machine_allows(text):
     except CompileError:
         return  # a combination the language refuses (the model does not fit, ...)
     sim = Simulation(lower(spec), transitions=True)
-    sim.run()
-    assert sim.requests and all(r.state is State.DONE for r in sim.requests)
-    assert all(r.log[-1][1] in ("finished", "rejected") for r in sim.requests)
+    done = []  # every request as it is let go
+    finished = sim.finished
+    sim.finished = lambda req: (done.append(req), finished(req))
+    result = sim.run()
+    assert done and len(done) == len(result.requests["id"])
+    assert sorted(r.id for r in done) == list(range(len(done)))  # each once
+    assert all(r.state is State.DONE for r in done)
+    assert all(r.log[-1][1] in ("finished", "rejected") for r in done)
     assert all(not inst.busy for inst in sim.instances)  # every instance ends idle
 
 

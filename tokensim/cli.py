@@ -221,6 +221,7 @@ def cmd_run(args) -> int:
             spec_text=sources.get(args.spec).text,
             overrides=args.set or [],
         )
+        result = None  # the page is drawn from the files: the run's memory goes first
         if not args.no_report:
             write_page(out)
     except OSError as err:

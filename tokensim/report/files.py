@@ -110,72 +110,100 @@ def _cells(values) -> list[str]:
     return [v if type(v) is str else _num(v) for v in values]  # names as they are
 
 
-def requests_csv(result) -> str:
-    """One row per request with every timestamp and the latency breakdown."""
+def _text(writer) -> str:
+    """What ``writer(file)`` writes, as a string."""
+    out = io.StringIO()
+    writer(out)
+    return out.getvalue()
+
+
+def write_requests(result, f) -> None:
+    """requests.csv into the open file ``f``: one row per request with every timestamp
+    and the latency breakdown."""
     r = result.requests
     derived = per_request(result)
     columns = {**r, **derived}
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
+    w = csv.writer(f, lineterminator="\n")
     w.writerow(REQUEST_COLUMNS)
     cols = [columns[c] for c in REQUEST_COLUMNS]
     for lo in range(0, len(r["id"]), _CHUNK):  # a block of rows at a time: all would not fit
         w.writerows(zip(*(_cells(c[lo : lo + _CHUNK]) for c in cols), strict=True))
-    return out.getvalue()
 
 
-def timeseries_csv(result) -> str:
-    """Per instance and iteration start: running, waiting, KV blocks used, batch tokens,
-    KV blocks held by the prefix cache, free, and swapped out to the host.
-    Then per directed link that carried KV, at every change: flows, bytes in flight and
-    utilization (those rows leave the instance columns empty, and instance rows the link
-    columns)."""
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerow(SERIES_COLUMNS)
-    lines = []  # formatted as csv.writer would (names are checked to need no quoting)
+def write_timeseries(result, f) -> None:
+    """timeseries.csv into ``f``: per instance and iteration start, running, waiting, KV
+    blocks used, batch tokens, KV blocks held by the prefix cache, free, and swapped out
+    to the host. Then per directed link that carried KV, at every change: flows, bytes in
+    flight and utilization (those rows leave the instance columns empty, and instance rows
+    the link columns)."""
+    csv.writer(f, lineterminator="\n").writerow(SERIES_COLUMNS)
+    # formatted as csv.writer would (names are checked to need no quoting), a block of
+    # rows at a time
     for inst in result.instances:
         name, cap = _plain(inst.name), inst.kv_capacity_blocks
-        for t, running, waiting, used, tokens, cached, swapped in inst.series.tolist():
-            used, cached = int(used), int(cached)
-            lines.append(
-                f"{name},{_float(t)},{int(running)},{int(waiting)},{used},{cap},{int(tokens)},"
-                f"{cached},{cap - used - cached},{int(swapped)},,,,\n"
+        for lo in range(0, len(inst.series), _CHUNK):
+            f.write(
+                "".join(
+                    f"{name},{_float(t)},{int(running)},{int(waiting)},{int(used)},{cap},"
+                    f"{int(tokens)},{int(cached)},{cap - int(used) - int(cached)},"
+                    f"{int(swapped)},,,,\n"
+                    for t, running, waiting, used, tokens, cached, swapped in inst.series[
+                        lo : lo + _CHUNK
+                    ].tolist()
+                )
             )
     for link, rows in result.links.items():
         link = _plain(link)
-        for t, flows, in_flight, used in rows.tolist():
-            lines.append(
-                f",{_float(t)},,,,,,,,,{link},{int(flows)},{_float(in_flight)},{_float(used)}\n"
+        for lo in range(0, len(rows), _CHUNK):
+            f.write(
+                "".join(
+                    f",{_float(t)},,,,,,,,,{link},{int(flows)},{_float(in_flight)},{_float(used)}\n"
+                    for t, flows, in_flight, used in rows[lo : lo + _CHUNK].tolist()
+                )
             )
-    out.write("".join(lines))
-    return out.getvalue()
 
 
-def iterations_csv(result) -> str:
-    """Per instance, one row per iteration or run of decode steps: when it ran, the prompt
-    tokens it prefilled, the sequences it decoded and how many steps (1 unless a run)."""
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(WORK_COLUMNS)
+def write_iterations(result, f) -> None:
+    """iterations.csv into ``f``: per instance, one row per iteration or run of decode
+    steps: when it ran, the prompt tokens it prefilled, the sequences it decoded and how
+    many steps (1 unless a run)."""
+    csv.writer(f, lineterminator="\n").writerow(WORK_COLUMNS)
     for inst in result.instances:
-        for start, end, prefill, decode, steps in inst.work:
-            w.writerow(
-                [inst.name, _num(float(start)), _num(float(end)), int(prefill), int(decode)]
-                + [int(steps)]
+        name = _plain(inst.name)
+        for lo in range(0, len(inst.work), _CHUNK):
+            f.write(
+                "".join(
+                    f"{name},{_float(start)},{_float(end)},{int(prefill)},{int(decode)},"
+                    f"{int(steps)}\n"
+                    for start, end, prefill, decode, steps in inst.work[lo : lo + _CHUNK].tolist()
+                )
             )
-    return out.getvalue()
 
 
-def transitions_csv(result) -> str:
-    """Every transition of every request: request, time, event, value (docs/metrics.md
-    gives each event's value), in request then time order."""
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
+def write_transitions(result, f) -> None:
+    """transitions.csv into ``f``: every transition of every request: request, time,
+    event, value (docs/metrics.md gives each event's value), in request then time order."""
+    w = csv.writer(f, lineterminator="\n")
     w.writerow(("id", "time_s", "event", "value"))
     for rid, log in enumerate(result.transitions):
         for time_s, event, value in log:
             w.writerow((rid, _num(time_s), event, value))
-    return out.getvalue()
+
+
+def requests_csv(result) -> str:
+    return _text(lambda f: write_requests(result, f))
+
+
+def timeseries_csv(result) -> str:
+    return _text(lambda f: write_timeseries(result, f))
+
+
+def iterations_csv(result) -> str:
+    return _text(lambda f: write_iterations(result, f))
+
+
+def transitions_csv(result) -> str:
+    return _text(lambda f: write_transitions(result, f))
 
 
 def write(
@@ -198,14 +226,15 @@ def write(
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.html").unlink(missing_ok=True)
     metrics = metrics if metrics is not None else summarize(result)
+    # the CSVs are streamed into their files, a block of rows at a time: never held whole
     files = {
         "metrics.json": json.dumps(_clean(metrics), indent=2) + "\n",
-        "requests.csv": requests_csv(result),
-        "timeseries.csv": timeseries_csv(result),
-        "iterations.csv": iterations_csv(result),
+        "requests.csv": lambda f: write_requests(result, f),
+        "timeseries.csv": lambda f: write_timeseries(result, f),
+        "iterations.csv": lambda f: write_iterations(result, f),
     }
     if transitions:
-        files["transitions.csv"] = transitions_csv(result)
+        files["transitions.csv"] = lambda f: write_transitions(result, f)
     if graph is not None:
         total = metrics["requests"]["total"]
         files.update(described(graph, result.seed, spec_text, overrides, total))
@@ -234,15 +263,20 @@ def described(
     return files
 
 
-def publish(out: Path, files: dict[str, str]) -> None:
-    """Write ``files`` (name -> text) into ``out`` under temporary names, then rename them
-    all into place: a folder never holds a half-written file under its final name."""
+def publish(out: Path, files: dict) -> None:
+    """Write ``files`` into ``out`` under temporary names, then rename them all into place:
+    a folder never holds a half-written file under its final name. A file's value is its
+    text, or a function that writes it into the open file it is given."""
     temps = []
     try:
         for name, text in files.items():
             tmp = out / f".{name}.partial"
             temps.append((tmp, out / name))
-            tmp.write_text(text, "utf-8")
+            if callable(text):
+                with tmp.open("w", encoding="utf-8", newline="") as f:
+                    text(f)
+            else:
+                tmp.write_text(text, "utf-8")
     except BaseException:  # a full disk, an interrupt: leave no half-written file behind
         for tmp, _ in temps:
             tmp.unlink(missing_ok=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,49 +192,49 @@ class Simulation:
         policy = BATCHING.get(pool.batching.name).from_use(pool.batching)
         return Instance(self, pool, index, cost, manager, policy, host_Bps, block_bytes)
 
-    def _requests(self) -> list[Request]:
+    def _workload(self):
         try:
             work = generate(self.workload, Path(self.spec.file).parent, self.rng)
         except TraceError as err:
             raise err.to_compile_error() from None
-        block_tokens = {p.kv.block_tokens for p in self.pools}
-        caching = any(p.kv.prefix_cache for p in self.pools)
-        out = []
-        for i in range(len(work)):
-            hashes = None
-            if caching and work.prefix_hashes is not None and work.prefix_hashes[i]:
-                hashes = _kv_hashes(
-                    work.prefix_hashes[i],
-                    work.prefix_block_tokens,
-                    min(block_tokens),
-                    int(work.prompt_tokens[i]),
-                )
-            out.append(
-                Request(
-                    i,
-                    float(work.arrival_s[i]),
-                    int(work.prompt_tokens[i]),
-                    int(work.output_tokens[i]),
-                    int(work.priority[i]),
-                    hashes,
-                    self.transitions,
-                )
+        self._block_tokens = min(p.kv.block_tokens for p in self.pools)
+        self._caching = any(p.kv.prefix_cache for p in self.pools)
+        return work
+
+    def _request(self, i: int, arrival_s: float | None = None) -> Request:
+        """Request ``i`` of the workload, made when it is sent (``arrival_s``: when, if
+        not the workload's time): only requests in flight are objects."""
+        work = self.work
+        prompt = int(work.prompt_tokens[i])
+        hashes = None
+        if self._caching and work.prefix_hashes is not None and work.prefix_hashes[i]:
+            hashes = _kv_hashes(
+                work.prefix_hashes[i], work.prefix_block_tokens, self._block_tokens, prompt
             )
-        return out
+        return Request(
+            i,
+            float(work.arrival_s[i]) if arrival_s is None else arrival_s,
+            prompt,
+            int(work.output_tokens[i]),
+            int(work.priority[i]),
+            hashes,
+            self.transitions,
+        )
 
     def run(self) -> Result:
         """Simulate every request to the end; return the plain-data :class:`Result`."""
         started = time.perf_counter()
-        self.requests = self._requests()
-        max_context = min(p.model.max_context for p in self.pools)
-        self.total = len(self.requests)
-        self.max_context = max_context
+        self.work = self._workload()
+        self.total = len(self.work)
+        self.ledger = _Ledger(self.total, self.instances, self.transitions)
+        self.max_context = min(p.model.max_context for p in self.pools)
         if self.clients:
             self.sent = min(self.clients, self.total)
             for i in range(self.sent):
                 self.kernel.at(0.0, Priority.ARRIVAL, self._arrive, i, False)
-        elif self.requests:
-            self.kernel.at(self.requests[0].arrival_s, Priority.ARRIVAL, self._arrive, 0)
+        elif self.total:
+            first = float(self.work.arrival_s[0])
+            self.kernel.at(first, Priority.ARRIVAL, self._arrive, 0)
         self.kernel.run(self._after_event if (self.check or self.progress) else None)
         if self.done != self.total:
             raise AssertionError(f"{self.total - self.done} requests never finished")
@@ -242,13 +243,13 @@ class Simulation:
                 raise AssertionError(f"{inst.name} holds KV blocks after the run")
         return self._result(time.perf_counter() - started)
 
-    def _arrive(self, index: int, chain: bool = True) -> None:
+    def _arrive(self, index: int, chain: bool = True, arrival_s: float | None = None) -> None:
         """Request ``index`` is sent (``chain``: and the next one's arrival is scheduled)."""
-        req = self.requests[index]
+        req = self._request(index, arrival_s)
+        if chain and index + 1 < self.total:
+            nxt = float(self.work.arrival_s[index + 1])
+            self.kernel.at(nxt, Priority.ARRIVAL, self._arrive, index + 1)
         max_context = self.max_context
-        if chain and index + 1 < len(self.requests):
-            nxt = self.requests[index + 1]
-            self.kernel.at(nxt.arrival_s, Priority.ARRIVAL, self._arrive, index + 1)
         if req.prompt + req.output > max_context:
             total = req.prompt + req.output
             self.reject(req, f"prompt + output = {total} tokens > max_context {max_context}")
@@ -304,13 +305,13 @@ class Simulation:
         self.finished(req)
 
     def finished(self, req: Request) -> None:
+        """``req`` is done (served or rejected): its figures go into the ledger, and the
+        object is let go."""
         self.done += 1
+        self.ledger.record(req)
         if self.clients and self.sent < self.total:  # its client sends the next request
-            nxt = self.requests[self.sent]
             at = max(self.kernel.now, req.finish_s)
-            nxt.arrival_s = at
-            nxt.log[0] = (at, "arrived", nxt.prompt)
-            self.kernel.at(at, Priority.ARRIVAL, self._arrive, self.sent, False)
+            self.kernel.at(at, Priority.ARRIVAL, self._arrive, self.sent, False, at)
             self.sent += 1
 
     def _after_event(self) -> None:
@@ -345,37 +346,13 @@ class Simulation:
 
     def _warnings(self) -> list[str]:
         out = [w for inst in self.instances for w in inst.warnings()]
-        rejected = sum(1 for r in self.requests if r.rejected)
-        if rejected and rejected == len(self.requests):
+        rejected = len(self.ledger.rejected)
+        if rejected and rejected == self.total:
             out.append(f"every request ({rejected}) was rejected: nothing was served")
         return out
 
     def _result(self, wall_s: float) -> Result:
-        reqs = self.requests
-        cols = {
-            "id": np.array([r.id for r in reqs], dtype=np.int64),
-            "arrival_s": np.array([r.arrival_s for r in reqs]),
-            "prompt_tokens": np.array([r.prompt for r in reqs], dtype=np.int64),
-            "output_tokens": np.array([r.output for r in reqs], dtype=np.int64),
-            "instance": np.array(
-                [r.instance.name if r.instance else "" for r in reqs], dtype=object
-            ),
-            "decode_instance": np.array(
-                [r.decode_instance.name if r.decode_instance else "" for r in reqs], dtype=object
-            ),
-            "enqueued_s": np.array([r.enqueued_s for r in reqs]),
-            "admitted_s": np.array([r.admitted_s for r in reqs]),
-            "first_token_s": np.array([r.first_token_s for r in reqs]),
-            "finish_s": np.array([r.finish_s for r in reqs]),
-            "handoff_s": np.array([r.handoff_s for r in reqs]),
-            "transfer_start_s": np.array([r.transfer_start_s for r in reqs]),
-            "transfer_end_s": np.array([r.transfer_end_s for r in reqs]),
-            "preemptions": np.array([r.preemptions for r in reqs], dtype=np.int64),
-            "preempted_s": np.array([r.preempted_s for r in reqs]),
-            "preempted_early_s": np.array([r.preempted_early_s for r in reqs]),
-            "cached_tokens": np.array([r.hit_tokens for r in reqs], dtype=np.int64),
-            "rejected": np.array([bool(r.rejected) for r in reqs]),
-        }
+        ledger = self.ledger
         instances = [
             InstanceResult(
                 i.name,
@@ -396,22 +373,108 @@ class Simulation:
         return Result(
             spec=self.spec,
             seed=self.seed,
-            requests=cols,
+            requests=ledger.columns(),
             instances=instances,
             itl_s=np.concatenate(values) if values else np.zeros(0),
             itl_weights=np.concatenate(weights) if weights else np.zeros(0),
             simulated_s=self.kernel.now,
             events=self.kernel.events,
             wall_s=wall_s,
-            rejected=[(r.id, r.rejected) for r in reqs if r.rejected],
+            rejected=sorted(ledger.rejected),
             warnings=self._warnings(),
             links={
                 f"{u}->{v}": np.array(points, dtype=np.float64).reshape(-1, 4)
                 for (u, v), points in sorted(self.network.series.items())
             },
             link_bytes={f"{u}->{v}": b for (u, v), b in sorted(self.network.moved_B.items())},
-            transitions=[r.log for r in reqs] if self.transitions else [],
+            transitions=ledger.logs if self.transitions else [],
         )
+
+
+class _Ledger:
+    """The figures of every finished request, appended as it finishes (in that order)
+    to typed columns and put in request order at the end: a run keeps no object of a
+    request that is done, so its memory grows by about 150 bytes a request."""
+
+    FLOATS = (
+        "arrival_s", "enqueued_s", "admitted_s", "first_token_s", "finish_s", "handoff_s",
+        "transfer_start_s", "transfer_end_s", "preempted_s", "preempted_early_s",
+    )  # fmt: skip
+
+    def __init__(self, total: int, instances: list[Instance], transitions: bool):
+        self.total = total
+        self.names = [inst.name for inst in instances]
+        self.slot = {inst: k for k, inst in enumerate(instances)}
+        self.floats = tuple(array("d") for _ in self.FLOATS)
+        # id, prompt, output, preemptions, prefix-cache hit, instance, decode instance
+        self.ints = tuple(array("q") for _ in range(7))
+        self.rejected: list[tuple[int, str]] = []
+        self.logs: list = [None] * total if transitions else []
+
+    def record(self, r: Request) -> None:
+        f, i, slot = self.floats, self.ints, self.slot
+        for column, value in zip(
+            f,
+            (
+                r.arrival_s, r.enqueued_s, r.admitted_s, r.first_token_s, r.finish_s,
+                r.handoff_s, r.transfer_start_s, r.transfer_end_s, r.preempted_s,
+                r.preempted_early_s,
+            ),
+            strict=True,
+        ):  # fmt: skip
+            column.append(value)
+        i[0].append(r.id)
+        i[1].append(r.prompt)
+        i[2].append(r.output)
+        i[3].append(r.preemptions)
+        i[4].append(r.hit_tokens)
+        i[5].append(slot[r.instance] if r.instance is not None else -1)
+        i[6].append(slot[r.decode_instance] if r.decode_instance is not None else -1)
+        if r.rejected:
+            self.rejected.append((r.id, r.rejected))
+        if self.logs:
+            self.logs[r.id] = r.log
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The requests' columns, in request order."""
+        ids = np.frombuffer(self.ints[0], dtype=np.int64) if self.total else np.zeros(0, int)
+
+        def placed(values: np.ndarray) -> np.ndarray:
+            out = np.empty(self.total, dtype=values.dtype)
+            out[ids] = values
+            return out
+
+        floats = {
+            name: placed(np.frombuffer(c, dtype=np.float64) if self.total else np.zeros(0))
+            for name, c in zip(self.FLOATS, self.floats, strict=True)
+        }
+        ints = [
+            placed(np.frombuffer(c, dtype=np.int64) if self.total else np.zeros(0, np.int64))
+            for c in self.ints
+        ]
+        names = np.array([*self.names, ""], dtype=object)  # slot -1: none
+        rejected = np.zeros(self.total, dtype=bool)
+        rejected[[rid for rid, _ in self.rejected]] = True
+        return {
+            "id": ints[0],
+            "arrival_s": floats["arrival_s"],
+            "prompt_tokens": ints[1],
+            "output_tokens": ints[2],
+            "instance": names[ints[5]],
+            "decode_instance": names[ints[6]],
+            "enqueued_s": floats["enqueued_s"],
+            "admitted_s": floats["admitted_s"],
+            "first_token_s": floats["first_token_s"],
+            "finish_s": floats["finish_s"],
+            "handoff_s": floats["handoff_s"],
+            "transfer_start_s": floats["transfer_start_s"],
+            "transfer_end_s": floats["transfer_end_s"],
+            "preemptions": ints[3],
+            "preempted_s": floats["preempted_s"],
+            "preempted_early_s": floats["preempted_early_s"],
+            "cached_tokens": ints[4],
+            "rejected": rejected,
+        }
 
 
 def _kv_hashes(trace_ids, trace_block: int, block: int, prompt: int) -> tuple:
