@@ -417,3 +417,58 @@ def test_the_page_says_what_prices_each_pool(small):
         in page
     )
     assert f"cost {pool['cost']['kind']}" in page
+
+
+def test_the_page_of_a_run_is_drawn_from_memory_as_the_files_read_back(disagg, tmp_path):
+    """tokensim run draws its page from the run in memory (from_result): every column is
+    what the CSV reads back, so the page is the one `tokensim report` draws."""
+    from tokensim.graph import lower
+    from tokensim.lang.check import check
+    from tokensim.lang.parse import parse
+    from tokensim.lang.source import SourceMap
+    from tokensim.metrics import summarize
+    from tokensim.report import from_result, write
+    from tokensim.report.page import render
+    from tokensim.sim.run import simulate
+
+    text = DISAGG.replace("poisson 20/s", "poisson 60/s")  # queues, and KV on the links
+    graph = lower(check(parse(text, "d.tsim", SourceMap())))
+    result = simulate(graph)
+    write(result, tmp_path, summarize(result), graph=graph, spec_text=text)
+    files, memory = load(tmp_path), from_result(tmp_path, result)
+
+    def same(a, b):
+        nan = (a != a) & (b != b) if a.dtype.kind == "f" else False
+        return a.dtype == b.dtype and a.shape == b.shape and bool(((a == b) | nan).all())
+
+    assert list(files.requests) == list(memory.requests)
+    assert all(same(files.requests[c], memory.requests[c]) for c in files.requests)
+    assert files.links and list(files.links) == list(memory.links)
+    for part in ("series", "work", "links"):
+        a, b = getattr(files, part), getattr(memory, part)
+        assert list(a) == list(b)
+        for name in a:
+            assert list(a[name]) == list(b[name])
+            assert all(same(a[name][c], b[name][c]) for c in a[name]), (part, name)
+    assert render(files) == render(memory)
+
+
+def test_numbers_are_rounded_as_their_text_reads_back():
+    from tokensim.report.digits import as_written, rounded9
+
+    rng = np.random.default_rng(5)
+    x = np.concatenate(
+        [
+            rng.random(20000) * 10.0 ** rng.integers(-30, 30, 20000),
+            -rng.random(2000),
+            np.round(rng.random(2000) * 1e6) / 1e6 + 5e-10,  # on a tie of the 9th digit
+            [0.1234567895, 999999999.5, 9.9999999995, 1e-300, 5e-324, 1e300, 0.0, -0.0],
+            [np.inf, -np.inf, np.nan],
+        ]
+    )
+    want = np.array([float(f"{v:.9g}") for v in x.tolist()])
+    got = rounded9(x)
+    assert ((got == want) | (np.isnan(got) & np.isnan(want))).all()
+    assert np.signbit(rounded9(np.array([-0.0])))[0]
+    assert np.isnan(as_written(np.array([-1.0, np.nan]))).all()  # written as empty cells
+    assert as_written(np.array([-2.0]))[0] == -2.0

@@ -182,7 +182,7 @@ def _with_files(err: CompileError, sources: SourceMap) -> SourceMap:
 def cmd_run(args) -> int:
     from tokensim.graph import lower
     from tokensim.metrics import summarize
-    from tokensim.report import summary_table, write, write_page
+    from tokensim.report import from_result, summary_table, write, write_page
     from tokensim.sim.run import simulate
 
     sources = SourceMap()
@@ -221,9 +221,10 @@ def cmd_run(args) -> int:
             spec_text=sources.get(args.spec).text,
             overrides=args.set or [],
         )
-        result = None  # the page is drawn from the files: the run's memory goes first
-        if not args.no_report:
-            write_page(out)
+        page = None if args.no_report else from_result(out, result)
+        result = None  # the run's memory goes before the page is drawn
+        if page is not None:
+            write_page(out, page)
     except OSError as err:
         _retract(out)
         raise _Usage(f"cannot write results to {out}: {err.strerror or err}") from None

@@ -51,7 +51,7 @@ class Job:
 def run_job(job: Job) -> dict[str, str]:
     """Simulate ``job`` and return its folder's files (name -> text)."""
     from tokensim.metrics import summarize
-    from tokensim.report import write, write_page
+    from tokensim.report import from_result, write, write_page
     from tokensim.sim.run import simulate
 
     result = simulate(job.graph, seed=job.seed)
@@ -65,7 +65,7 @@ def run_job(job: Job) -> dict[str, str]:
             overrides=list(job.overrides),
         )
         if job.page:
-            write_page(tmp)
+            write_page(tmp, from_result(tmp, result))
         return {p.name: p.read_text("utf-8") for p in sorted(Path(tmp).iterdir())}
 
 

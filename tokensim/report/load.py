@@ -15,9 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from tokensim.report.digits import as_written
 from tokensim.report.files import REQUEST_COLUMNS, SERIES_COLUMNS, WORK_COLUMNS
 
 TEXT_COLUMNS = {"id", "instance", "decode_instance", "link"}
+# the columns of timeseries.csv an instance's rows fill, and those a link's rows fill
+INSTANCE_SERIES = SERIES_COLUMNS[1:10]
+LINK_SERIES = ("time_s", *SERIES_COLUMNS[11:])
 
 
 class ResultError(Exception):
@@ -34,7 +38,8 @@ class Results:
     graph: dict | None
     spec_text: str | None
     requests: dict[str, np.ndarray]
-    # per instance: columns of timeseries.csv (time_s, running, ...) and iterations.csv
+    # per instance: its columns of timeseries.csv (:data:`INSTANCE_SERIES`) and of
+    # iterations.csv; per link, its columns of timeseries.csv (:data:`LINK_SERIES`)
     series: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     links: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     work: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
@@ -193,8 +198,9 @@ def load(folder: str | Path) -> Results:
     series = _table(folder / "timeseries.csv", SERIES_COLUMNS)
     work = _table(folder / "iterations.csv", WORK_COLUMNS)
     names = [i["name"] for i in metrics.get("instances", [])]
-    inst_rows = {c: v[series["instance"] != ""] for c, v in series.items()}
-    link_rows = {c: v[series["link"] != ""] for c, v in series.items()}
+    inst, link = series["instance"] != "", series["link"] != ""
+    inst_rows = {c: series[c][inst] for c in ("instance", *INSTANCE_SERIES)}
+    link_rows = {c: series[c][link] for c in ("link", *LINK_SERIES)}
     links = list(dict.fromkeys(link_rows["link"]))
     return Results(
         folder=folder,
@@ -206,4 +212,81 @@ def load(folder: str | Path) -> Results:
         series=_split(inst_rows, "instance", names),
         links=_split(link_rows, "link", links),
         work=_split(work, "instance", names),
+    )
+
+
+def from_result(folder: str | Path, result) -> Results:
+    """What :func:`load` would read back from ``folder``, just written from ``result`` by
+    :func:`tokensim.report.write`, without reading its CSV files: the columns are made
+    from the run in memory, every number as its cell reads back
+    (:func:`tokensim.report.digits.as_written`), so the page drawn from them is the page
+    ``tokensim report`` draws from the files. The JSON files and the spec are read."""
+    from tokensim.metrics import per_request
+
+    folder = Path(folder)
+    metrics = _shaped(folder / "metrics.json", read_json(folder / "metrics.json"), METRICS_SHAPE)
+    run = _shaped(folder / "run.json", read_json(folder / "run.json"), {})
+    graph = read_json(folder / "graph.json", required=False)
+    spec = folder / "spec.tsim"
+    columns = {**result.requests, **per_request(result)}
+    requests = {}
+    for name in REQUEST_COLUMNS:
+        col = columns[name]
+        if name == "id":
+            requests[name] = np.array([str(i) for i in col.tolist()], dtype=object)
+        elif name in TEXT_COLUMNS:
+            requests[name] = np.array(col, dtype=object)
+        elif col.dtype.kind == "f":
+            requests[name] = as_written(col)
+        else:  # counts and flags: exact as floats
+            requests[name] = col.astype(np.float64)
+    series, work = {}, {}
+    for inst in result.instances:
+        rows, cap = inst.series, float(inst.kv_capacity_blocks)
+        t, running, waiting, used, tokens, cached, swapped = (
+            np.trunc(rows[:, j]) if j else as_written(rows[:, 0]) for j in range(7)
+        )
+        series[inst.name] = dict(
+            zip(
+                INSTANCE_SERIES,
+                (t, running, waiting, used, np.full(len(t), cap), tokens, cached,
+                 cap - used - cached, swapped),
+                strict=True,
+            )
+        )  # fmt: skip
+        w = inst.work
+        work[inst.name] = {
+            "start_s": as_written(w[:, 0]),
+            "end_s": as_written(w[:, 1]),
+            "prefill_tokens": np.trunc(w[:, 2]),
+            "decode_seqs": np.trunc(w[:, 3]),
+            "steps": np.trunc(w[:, 4]),
+        }
+    names = [i["name"] for i in metrics.get("instances", [])]
+    links = {
+        name: dict(
+            zip(
+                LINK_SERIES,
+                (
+                    as_written(rows[:, 0]),
+                    np.trunc(rows[:, 1]),
+                    as_written(rows[:, 2]),
+                    as_written(rows[:, 3]),
+                ),
+                strict=True,
+            )
+        )  # fmt: skip
+        for name, rows in result.links.items()
+        if len(rows)
+    }
+    return Results(
+        folder=folder,
+        metrics=metrics,
+        run=run,
+        graph=graph,
+        spec_text=spec.read_text("utf-8") if spec.exists() else None,
+        requests=requests,
+        series={n: series[n] for n in names},
+        links=links,
+        work={n: work[n] for n in names},
     )
