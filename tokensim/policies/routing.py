@@ -8,6 +8,7 @@ instance state, such as ``min(kv_used + 0.1 * queued)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 
 from tokensim.lang import ast
 from tokensim.lang.diagnostics import Note, Reporter, did_you_mean, one_of
@@ -65,6 +66,9 @@ class Random(Routing):
         return int(rng.integers(len(instances)))
 
 
+_N_REQUESTS = attrgetter("n_requests")
+
+
 @ROUTING.register("least_requests")
 class LeastRequests(_Least):
     """The instance with the fewest requests (queued + running)."""
@@ -72,7 +76,7 @@ class LeastRequests(_Least):
     field = "requests"
 
     def choose(self, instances, req, rng) -> int:
-        loads = [i.n_requests for i in instances]  # whole numbers: the first least is min's
+        loads = list(map(_N_REQUESTS, instances))  # whole numbers: the first least is min's
         return loads.index(min(loads))
 
 

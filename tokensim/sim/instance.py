@@ -149,7 +149,8 @@ class Instance:
         self.swap_Bps = swap_Bps  # host link bandwidth for swapping, per GPU
         self.block_bytes = block_bytes  # one KV block's bytes on one GPU
         self.waiting = WaitQueue(policy.order)
-        self.running: list[Request] = []  # admitted (prefilling or decoding), in admission order
+        # admitted (prefilling or decoding), in admission order (a dict: leaving is O(1))
+        self.running: dict[Request, None] = {}
         self.prefilling: list[Request] = []  # those of them still prefilling, in that order
         self.batch = DecodeBatch(kv.block_tokens)  # the decoding ones
         self.swapped: list[Request] = []
@@ -272,7 +273,7 @@ class Instance:
     def _join_ready(self) -> None:
         for req in self.ready:
             req.move("join", self.kernel.now)
-            self.running.append(req)
+            self.running[req] = None
             self.batch.add(req)
         self.ready.clear()
 
@@ -350,7 +351,7 @@ class Instance:
             _resume(req, now, hit)
         else:
             req.log.append((now, "scheduled", hit))
-        self.running.append(req)
+        self.running[req] = None
         self.prefilling.append(req)
         return True
 
@@ -383,7 +384,7 @@ class Instance:
         swap_s = 0.0
         batch = self.batch
         while len(batch) and not self._grant(batch.step + 1):
-            swap_s += self._preempt(self.running[-1])
+            swap_s += self._preempt(next(reversed(self.running)))
         return len(batch), swap_s
 
     def _grant(self, step: int) -> bool:
@@ -411,7 +412,7 @@ class Instance:
                 self.promised_blocks += self.promised[req.id]
             req.move("swap_in", self.kernel.now)
             _resume(req, self.kernel.now, req.computed)
-            self.running.append(req)
+            self.running[req] = None
             self.batch.add(req)
             seconds += self.kv.blocks_for(req.computed) * self.block_bytes / self.swap_Bps
         return seconds
@@ -421,7 +422,7 @@ class Instance:
             self.promised_blocks -= self.promised.pop(req.id, 0)
 
     def _preempt(self, victim: Request) -> float:
-        self.running.remove(victim)
+        del self.running[victim]
         self._unpromise(victim)
         if victim.state is State.DECODE:
             self._leave(victim)
@@ -657,7 +658,7 @@ class Instance:
         stays here until the copy to a decode instance completes."""
         req.move("hand_off", self.kernel.now)
         req.handoff_s = self.kernel.now
-        self.running.remove(req)
+        del self.running[req]
         self.n_requests -= 1
         self.sending.add(req)
         self.sim.hand_off(req, self)
@@ -669,7 +670,7 @@ class Instance:
         req.log.append((made, "finished", req.generated))
         self.kv.release(req.id)
         self._unpromise(req)
-        self.running.remove(req)
+        del self.running[req]
         self.n_requests -= 1
         self.sim.finished(req)
 

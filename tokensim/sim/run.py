@@ -405,31 +405,30 @@ class _Ledger:
         self.total = total
         self.names = [inst.name for inst in instances]
         self.slot = {inst: k for k, inst in enumerate(instances)}
-        self.floats = tuple(array("d") for _ in self.FLOATS)
-        # id, prompt, output, preemptions, prefix-cache hit, instance, decode instance
-        self.ints = tuple(array("q") for _ in range(7))
+        # one row per request, interleaved: the floats in FLOATS order; the ints id,
+        # prompt, output, preemptions, prefix-cache hit, instance, decode instance
+        self.floats = array("d")
+        self.ints = array("q")
         self.rejected: list[tuple[int, str]] = []
         self.logs: list = [None] * total if transitions else []
 
     def record(self, r: Request) -> None:
-        f, i, slot = self.floats, self.ints, self.slot
-        for column, value in zip(
-            f,
+        slot = self.slot
+        self.floats.extend(
+            (r.arrival_s, r.enqueued_s, r.admitted_s, r.first_token_s, r.finish_s, r.handoff_s,
+             r.transfer_start_s, r.transfer_end_s, r.preempted_s, r.preempted_early_s)
+        )  # fmt: skip
+        self.ints.extend(
             (
-                r.arrival_s, r.enqueued_s, r.admitted_s, r.first_token_s, r.finish_s,
-                r.handoff_s, r.transfer_start_s, r.transfer_end_s, r.preempted_s,
-                r.preempted_early_s,
-            ),
-            strict=True,
-        ):  # fmt: skip
-            column.append(value)
-        i[0].append(r.id)
-        i[1].append(r.prompt)
-        i[2].append(r.output)
-        i[3].append(r.preemptions)
-        i[4].append(r.hit_tokens)
-        i[5].append(slot[r.instance] if r.instance is not None else -1)
-        i[6].append(slot[r.decode_instance] if r.decode_instance is not None else -1)
+                r.id,
+                r.prompt,
+                r.output,
+                r.preemptions,
+                r.hit_tokens,
+                slot[r.instance] if r.instance is not None else -1,
+                slot[r.decode_instance] if r.decode_instance is not None else -1,
+            )
+        )
         if r.rejected:
             self.rejected.append((r.id, r.rejected))
         if self.logs:
@@ -437,21 +436,11 @@ class _Ledger:
 
     def columns(self) -> dict[str, np.ndarray]:
         """The requests' columns, in request order."""
-        ids = np.frombuffer(self.ints[0], dtype=np.int64) if self.total else np.zeros(0, int)
-
-        def placed(values: np.ndarray) -> np.ndarray:
-            out = np.empty(self.total, dtype=values.dtype)
-            out[ids] = values
-            return out
-
-        floats = {
-            name: placed(np.frombuffer(c, dtype=np.float64) if self.total else np.zeros(0))
-            for name, c in zip(self.FLOATS, self.floats, strict=True)
-        }
-        ints = [
-            placed(np.frombuffer(c, dtype=np.int64) if self.total else np.zeros(0, np.int64))
-            for c in self.ints
-        ]
+        floats = np.frombuffer(self.floats, dtype=np.float64).reshape(-1, len(self.FLOATS))
+        ints = np.frombuffer(self.ints, dtype=np.int64).reshape(-1, 7)
+        order = np.argsort(ints[:, 0], kind="stable")  # finish order -> request order
+        floats = {name: floats[order, j] for j, name in enumerate(self.FLOATS)}
+        ints = [ints[order, j] for j in range(7)]
         names = np.array([*self.names, ""], dtype=object)  # slot -1: none
         rejected = np.zeros(self.total, dtype=bool)
         rejected[[rid for rid, _ in self.rejected]] = True
