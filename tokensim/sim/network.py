@@ -109,40 +109,65 @@ class Network:
         self.updated_s = now
 
     def _reshare(self) -> None:
-        """Max-min fair rates for the flows in flight; schedule the next to drain."""
+        """Max-min fair rates for the flows in flight; schedule the next to drain.
+
+        Flows along the same edges are alike and get the same rate, so the filling works
+        on paths: an edge's fair share counts the flows on it, and fixing a path fixes
+        all its flows at once (the room they take is subtracted flow by flow, so the
+        figures are those of filling flow by flow)."""
         flows = self.flows
-        users: dict[Edge, list[Flow]] = {}
+        paths: dict[tuple[Edge, ...], list[Flow]] = {}
+        users: dict[Edge, list[tuple[Edge, ...]]] = {}  # the paths over each edge
+        count: dict[Edge, int] = {}  # flows on each edge not yet fixed
         in_flight: dict[Edge, float] = {}  # bytes left of the flows on each edge
         for f in flows:
-            for e in f.edges:
-                users.setdefault(e, []).append(f)
+            edges = f.edges
+            same = paths.get(edges)
+            if same is None:
+                paths[edges] = [f]
+                for e in edges:
+                    users.setdefault(e, []).append(edges)
+            else:
+                same.append(f)
+            for e in edges:
+                count[e] = count.get(e, 0) + 1
                 in_flight[e] = in_flight.get(e, 0) + f.left
         cap = {e: self.capacity(e) for e in users}
         room = dict(cap)
-        count = {e: len(fs) for e, fs in users.items()}
+        flows_on = dict(count)
         # the edges by their fair share (room / flows not yet fixed), lowest first; an
         # entry whose share is no longer the edge's is passed over when it comes up
         heap = [(room[e] / count[e], e) for e in users]
         heapq.heapify(heap)
-        fixed: set[int] = set()
-        while len(fixed) < len(flows):
+        open_paths = len(paths)
+        while open_paths:
             share, edge = heapq.heappop(heap)
             if not count[edge] or share != room[edge] / count[edge]:
                 continue
-            for f in users[edge]:
-                if f.seq in fixed:
-                    continue
-                f.rate = share
-                fixed.add(f.seq)
-                for e in f.edges:
-                    room[e] -= share
-                    count[e] -= 1
-                    if count[e]:
-                        heapq.heappush(heap, (room[e] / count[e], e))
+            touched: dict[Edge, None] = {}
+            for path in users[edge]:
+                same = paths.get(path)
+                if same is None:
+                    continue  # fixed already
+                del paths[path]
+                open_paths -= 1
+                for f in same:
+                    f.rate = share
+                n = len(same)
+                for e in path:
+                    left = room[e]
+                    for _ in range(n):
+                        left -= share
+                    room[e] = left
+                    count[e] -= n
+                    touched[e] = None
+            for e in touched:
+                if count[e]:
+                    heapq.heappush(heap, (room[e] / count[e], e))
         now = self.kernel.now
-        for e, fs in users.items():
+        for e, n in flows_on.items():
             used = 1.0 - room[e] / cap[e]
-            self.series.setdefault(e, []).append((now, len(fs), in_flight[e], used))
+            self.series.setdefault(e, []).append((now, n, in_flight[e], used))
         self.version += 1
         if flows:
             for f in flows:
