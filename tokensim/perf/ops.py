@@ -246,12 +246,13 @@ def neighbour_mean(points: np.ndarray, values: np.ndarray, q: np.ndarray, k: int
         d2 = np.zeros((len(qb), len(points)))
         for j in range(points.shape[1]):
             d2 += (qb[:, j, None] - points[None, :, j]) ** 2
-        kth = np.partition(d2, k - 1, axis=1)[:, k - 1]
+        parted = np.partition(d2, [0, k - 1], axis=1)
         # equal distances reached by different sums may differ in the last bits
-        near = d2 <= kth[:, None] * (1 + 1e-9)
-        w = np.where(near, 1.0 / (np.sqrt(d2) + 0.25), 0.0)
-        mean[lo : lo + block] = (w * values).sum(axis=1) / w.sum(axis=1)
-        nearest[lo : lo + block] = np.sqrt(d2.min(axis=1))
+        rows, cols = np.nonzero(d2 <= parted[:, k - 1, None] * (1 + 1e-9))
+        w = 1.0 / (np.sqrt(d2[rows, cols]) + 0.25)
+        total = np.bincount(rows, weights=w * values[cols], minlength=len(qb))
+        mean[lo : lo + block] = total / np.bincount(rows, weights=w, minlength=len(qb))
+        nearest[lo : lo + block] = np.sqrt(parted[:, 0])
     return mean, nearest
 
 
