@@ -183,6 +183,20 @@ def _split(table: dict[str, np.ndarray], key: str, names) -> dict[str, dict[str,
     return out
 
 
+def _head(folder: Path) -> dict:
+    """The folder's small files, as :class:`Results` holds them."""
+    spec = folder / "spec.tsim"
+    return {
+        "folder": folder,
+        "metrics": _shaped(
+            folder / "metrics.json", read_json(folder / "metrics.json"), METRICS_SHAPE
+        ),
+        "run": _shaped(folder / "run.json", read_json(folder / "run.json"), {}),
+        "graph": read_json(folder / "graph.json", required=False),
+        "spec_text": spec.read_text("utf-8") if spec.exists() else None,
+    }
+
+
 def load(folder: str | Path) -> Results:
     """Read the result folder ``folder`` written by ``tokensim run``."""
     folder = Path(folder)
@@ -190,10 +204,8 @@ def load(folder: str | Path) -> Results:
         raise ResultError(f"{folder} is not a folder")
     if not (folder / "metrics.json").exists():
         raise ResultError(f"{folder} has no metrics.json: not a result folder of `tokensim run`")
-    metrics = _shaped(folder / "metrics.json", read_json(folder / "metrics.json"), METRICS_SHAPE)
-    run = _shaped(folder / "run.json", read_json(folder / "run.json"), {})
-    graph = read_json(folder / "graph.json", required=False)
-    spec = folder / "spec.tsim"
+    head = _head(folder)
+    metrics = head["metrics"]
     requests = _table(folder / "requests.csv", REQUEST_COLUMNS)
     series = _table(folder / "timeseries.csv", SERIES_COLUMNS)
     work = _table(folder / "iterations.csv", WORK_COLUMNS)
@@ -203,11 +215,7 @@ def load(folder: str | Path) -> Results:
     link_rows = {c: series[c][link] for c in ("link", *LINK_SERIES)}
     links = list(dict.fromkeys(link_rows["link"]))
     return Results(
-        folder=folder,
-        metrics=metrics,
-        run=run,
-        graph=graph,
-        spec_text=spec.read_text("utf-8") if spec.exists() else None,
+        **head,
         requests=requests,
         series=_split(inst_rows, "instance", names),
         links=_split(link_rows, "link", links),
@@ -224,10 +232,8 @@ def from_result(folder: str | Path, result) -> Results:
     from tokensim.metrics import per_request
 
     folder = Path(folder)
-    metrics = _shaped(folder / "metrics.json", read_json(folder / "metrics.json"), METRICS_SHAPE)
-    run = _shaped(folder / "run.json", read_json(folder / "run.json"), {})
-    graph = read_json(folder / "graph.json", required=False)
-    spec = folder / "spec.tsim"
+    head = _head(folder)
+    metrics = head["metrics"]
     columns = {**result.requests, **per_request(result)}
     requests = {}
     for name in REQUEST_COLUMNS:
@@ -280,11 +286,7 @@ def from_result(folder: str | Path, result) -> Results:
         if len(rows)
     }
     return Results(
-        folder=folder,
-        metrics=metrics,
-        run=run,
-        graph=graph,
-        spec_text=spec.read_text("utf-8") if spec.exists() else None,
+        **head,
         requests=requests,
         series={n: series[n] for n in names},
         links=links,
