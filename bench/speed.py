@@ -15,11 +15,11 @@
    routed to the instance with the fewest requests.
 
 Each case runs in a process of its own, so that its peak resident memory (``ru_maxrss``) is
-its own. "simulated" is the simulated time (s). "sim s" is the best of ``--repeat`` runs (default 3; 1 for ``--big``) of parse +
-check + lower + simulate; "run s" and "run MB" are the whole process of ``tokensim run``
-on the case (started by the case's process, best of the same repeats): start-up, the
-simulation, the result files and the page (Vidur's case without the page, as it is
-compared with Vidur, which draws none).
+its own. "sim s" is the best of ``--repeat`` runs (default 3; 1 for ``--big``) of parse +
+check + lower + simulate, "simulated" the simulated time (s); "run s" and "run MB" are the
+whole process of ``tokensim run`` on the case (started by the case's process, best of the
+same repeats): start-up, the simulation, the result files and the page (Vidur's case
+without the page, as it is compared with Vidur, which draws none).
 """
 
 from __future__ import annotations
