@@ -157,6 +157,26 @@ def test_points_in_parallel_give_the_same_results(serial_sweep, tmp_path):
     assert len(list((tmp_path / "other").glob("*/report.html"))) == 6
 
 
+def test_a_sweep_from_a_script_on_standard_input_runs_here(serial_sweep, tmp_path):
+    """Spawned workers re-import the main script, which `python - < script` does not have
+    as a file: the points run in this process instead, with a note (the pool would start
+    and lose workers without end)."""
+    (tmp_path / "s.tsim").write_text(SWEEP)
+    script = (
+        "from tokensim.cli import main\n"
+        "raise SystemExit(main(['run', 's.tsim', '-o', 'out', '-j', '2', '--no-cache']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-"], input=script, capture_output=True, text=True, cwd=tmp_path,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "the main script is not a file" in result.stderr
+    assert "swept 6 points on local" in result.stdout
+    out = tmp_path / "out"
+    assert (out / "sweep.csv").read_bytes() == (serial_sweep / "sweep.csv").read_bytes()
+
+
 def test_a_changed_value_runs_again(tmp_path):
     (tmp_path / "s.tsim").write_text(SWEEP)
     assert tokensim("run", "s.tsim", "-o", "out", "-q", cwd=tmp_path).returncode == 0

@@ -109,6 +109,14 @@ class Processes:
         if self.jobs == 1 or len(jobs) <= 1:
             yield from Serial().run(jobs)
             return
+        if not _spawnable():
+            print(
+                "note: the main script is not a file (read from standard input?): worker "
+                "processes could not start it, so the simulations run here, one at a time",
+                file=sys.stderr,
+            )
+            yield from Serial().run(jobs)
+            return
         import gc
         import multiprocessing
 
@@ -126,6 +134,16 @@ class Processes:
             del pool  # its semaphores are released (and unregistered) before the tracker stops
             gc.collect()
             _stop_resource_tracker()
+
+
+def _spawnable() -> bool:
+    """Whether a spawned worker can start: it imports the parent's main script again, which
+    it cannot do when that script is no file (``python - < script``: its ``__file__`` is
+    ``<stdin>``); the pool would then start and lose workers without end. An interactive
+    session or ``python -c`` has no main file to import and spawns fine."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return path is None or os.path.exists(path)
 
 
 def _stop_resource_tracker() -> None:
