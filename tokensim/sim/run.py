@@ -139,6 +139,9 @@ class Simulation:
                 self.instances.append(inst)
                 self.by_name[name] = inst
         self.pools = tuple(dict.fromkeys(i.pool for i in self.instances))
+        # prefix-cache block ids are made for the smallest block of the pools
+        self._block_tokens = min((p.kv.block_tokens for p in self.pools), default=0)
+        self._caching = any(p.kv.prefix_cache for p in self.pools)
         # arrivals: the router the source feeds and the instances it routes to
         (first,) = flow.successors("source")
         self.router = router_for(flow.nodes[first]["ir"].policy)
@@ -197,8 +200,6 @@ class Simulation:
             work = generate(self.workload, Path(self.spec.file).parent, self.rng)
         except TraceError as err:
             raise err.to_compile_error() from None
-        self._block_tokens = min(p.kv.block_tokens for p in self.pools)
-        self._caching = any(p.kv.prefix_cache for p in self.pools)
         return work
 
     def _request(self, i: int, arrival_s: float | None = None) -> Request:
