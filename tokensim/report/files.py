@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
@@ -110,13 +109,6 @@ def _cells(values) -> list[str]:
     return [v if type(v) is str else _num(v) for v in values]  # names as they are
 
 
-def _text(writer) -> str:
-    """What ``writer(file)`` writes, as a string."""
-    out = io.StringIO()
-    writer(out)
-    return out.getvalue()
-
-
 def write_requests(result, f) -> None:
     """requests.csv into the open file ``f``: one row per request with every timestamp
     and the latency breakdown."""
@@ -188,22 +180,6 @@ def write_transitions(result, f) -> None:
     for rid, log in enumerate(result.transitions):
         for time_s, event, value in log:
             w.writerow((rid, _num(time_s), event, value))
-
-
-def requests_csv(result) -> str:
-    return _text(lambda f: write_requests(result, f))
-
-
-def timeseries_csv(result) -> str:
-    return _text(lambda f: write_timeseries(result, f))
-
-
-def iterations_csv(result) -> str:
-    return _text(lambda f: write_iterations(result, f))
-
-
-def transitions_csv(result) -> str:
-    return _text(lambda f: write_transitions(result, f))
 
 
 def write(

@@ -139,8 +139,7 @@ class Network:
         # entry whose share is no longer the edge's is passed over when it comes up
         heap = [(room[e] / count[e], e) for e in users]
         heapq.heapify(heap)
-        open_paths = len(paths)
-        while open_paths:
+        while paths:  # the paths not yet fixed
             share, edge = heapq.heappop(heap)
             if not count[edge] or share != room[edge] / count[edge]:
                 continue
@@ -150,7 +149,6 @@ class Network:
                 if same is None:
                     continue  # fixed already
                 del paths[path]
-                open_paths -= 1
                 for f in same:
                     f.rate = share
                 n = len(same)

@@ -59,9 +59,6 @@ class _NoLog:
     def append(self, entry) -> None:
         pass
 
-    def __setitem__(self, index, entry) -> None:
-        pass
-
 
 NO_LOG = _NoLog()
 
