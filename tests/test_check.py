@@ -30,7 +30,12 @@ def test_documented_defaults_are_filled():
     # the default engine, vLLM V1, on a GPU it gives its small defaults
     assert pool.engine.name == "vllm_v1"
     assert pool.batching.name == "chunked"
-    assert dict(pool.batching.params) == {"max_seqs": 256, "budget": 2048, "order": "fcfs"}
+    assert dict(pool.batching.params) == {
+        "max_seqs": 256,
+        "budget": 2048,
+        "chunk": True,
+        "order": "fcfs",
+    }
     kv = pool.kv
     assert (kv.block_tokens, kv.gpu_util, kv.preempt, kv.prefix_cache, kv.swap_B) == (
         16,

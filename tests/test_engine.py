@@ -93,7 +93,12 @@ deployment { pool pa { model llama3_1_8b; on a }
     assert {p.engine.name for p in pools.values()} == {"vllm_v1"}
     # vLLM's arg_utils: 2048 tokens / 256 sequences on an A100, 8192 / 1024 on an H100
     assert dict(pools["pa"].batching.params)["budget"] == 2048
-    assert dict(pools["ph"].batching.params) == {"budget": 8192, "max_seqs": 1024, "order": "fcfs"}
+    assert dict(pools["ph"].batching.params) == {
+        "budget": 8192,
+        "max_seqs": 1024,
+        "chunk": True,
+        "order": "fcfs",
+    }
     assert pools["ph"].engine.overrides == ()  # the engine's own default for the GPU
     assert pools["pa"].kv.prefix_cache and pools["pa"].kv.block_tokens == 16
 

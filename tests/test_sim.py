@@ -98,6 +98,30 @@ def test_chunked_prefill_mixes_decodes_with_prompt_chunks():
     assert col(result, "first_token_s")[0] == pytest.approx(t)
 
 
+def test_chunked_without_chunks_admits_whole_prompts_beside_the_decodes():
+    result, _ = run(
+        "on n0[0]; batching chunked { budget 600; chunk off }",
+        "arrivals burst; lengths fixed 400 -> 4; requests 3",
+    )
+    work = result.instances[0].work
+    # one whole prompt per iteration: after the first, 599 tokens are left and the next
+    # 400-token prompt fits, the third does not; no prompt is ever split
+    assert list(work[:3, 2]) == [400, 400, 400]
+    assert list(work[:3, 3]) == [0, 1, 2]
+    firsts = col(result, "first_token_s")
+    assert firsts[0] < firsts[1] < firsts[2]
+
+
+def test_chunked_without_chunks_runs_a_prompt_longer_than_the_budget_alone():
+    result, _ = run(
+        "on n0[0]; batching chunked { budget 600; chunk off }",
+        "arrivals burst; lengths fixed 1000 -> 2; requests 2",
+    )
+    work = result.instances[0].work
+    assert list(work[:, 2][work[:, 2] > 0]) == [1000, 1000]
+    assert summarize(result)["requests"]["completed"] == 2
+
+
 def test_a_tiny_kv_budget_preempts_and_still_completes_everything(monkeypatch):
     monkeypatch.setenv("TOKENSIM_CHECK", "1")  # invariants after every event
     result, _ = run(

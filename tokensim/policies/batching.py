@@ -171,17 +171,39 @@ class Chunked(Batching):
             2048,
             "tokens (decode + prefill chunks) per iteration",
         ),
+        Param(
+            "chunk",
+            Bool("chunk"),
+            True,
+            "split prompts to fill the budget; off: whole prompts only, each admitted while "
+            "it fits in what the decodes leave (TensorRT-LLM's in-flight batching without "
+            "chunked context)",
+        ),
         _order(),
     )
-    chunks_prompts = True
+
+    @property
+    def chunks_prompts(self) -> bool:
+        return self.chunk
 
     def plan(self, inst):
         extra = inst.resume_swapped()
         decode, swap_s = inst.prepare_decode()
         prefill: list = []
         budget = self.budget - decode
-        budget -= continue_prompts(inst, budget, prefill)
-        self.admit_prompts(inst, budget, prefill)
+        if self.chunk:
+            budget -= continue_prompts(inst, budget, prefill)
+            self.admit_prompts(inst, budget, prefill)
+        elif self._fits_whole(inst, budget):
+            self.admit_prompts(inst, budget, prefill)
         if not decode and not prefill:
             return None
         return prefill, decode, extra + swap_s
+
+    def _fits_whole(self, inst, budget: int) -> bool:
+        """Whether the next waiting prompt fits whole in ``budget``; one longer than the
+        whole budget goes alone when its turn comes (it could never fit)."""
+        if not len(inst.waiting):
+            return False
+        need = inst.prompt_need(inst.waiting.peek())
+        return need <= budget or need > self.budget
