@@ -275,17 +275,29 @@ MOVING = frozenset(
 
 
 def _prefill_tokens(inst) -> int:
-    running = sum(r.to_compute for r in inst.prefilling)
-    accepting = sum(r.prompt for r in inst.accepting)
-    return inst.waiting.tokens + running + accepting
+    total = inst.waiting.tokens
+    for r in inst.prefilling:  # to_compute, inlined: this runs per instance per arrival
+        total += r.prompt + r.generated - r.computed
+    for r in inst.accepting:
+        total += r.prompt
+    return total
 
 
 def _tokens(inst) -> int:
-    prefilling = sum(r.output - r.generated for r in inst.prefilling)
-    arriving = sum(r.output - r.generated for r in inst.arriving())
-    decode_left = inst.batch.tokens_left() + prefilling + arriving
-    accepting = sum(r.output for r in inst.accepting)
-    return _prefill_tokens(inst) + inst.waiting.output_tokens + accepting + decode_left
+    # prompt tokens still to compute, then output tokens still to make (whole numbers: the
+    # order of the sums does not matter)
+    total = _prefill_tokens(inst) + inst.waiting.output_tokens + inst.batch.tokens_left()
+    for r in inst.prefilling:
+        total += r.output - r.generated
+    for r, _ in inst.incoming:  # arriving: KV waiting for memory, copying, or arrived
+        total += r.output - r.generated
+    for r in inst.receiving:
+        total += r.output - r.generated
+    for r in inst.ready:
+        total += r.output - r.generated
+    for r in inst.accepting:
+        total += r.output
+    return total
 
 
 def _queued(inst) -> int:

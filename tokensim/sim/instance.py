@@ -265,11 +265,6 @@ class Instance:
         if len(self.waiting):
             self._wake(self._may_admit_now())
 
-    def arriving(self) -> list[Request]:
-        """Requests whose KV is on its way here: waiting for memory, copying, or arrived
-        and about to join the batch."""
-        return [r for r, _ in self.incoming] + list(self.receiving) + self.ready
-
     def _join_ready(self) -> None:
         for req in self.ready:
             req.move("join", self.kernel.now)

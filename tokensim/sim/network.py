@@ -26,6 +26,7 @@ result files.
 from __future__ import annotations
 
 import heapq
+from array import array
 from collections.abc import Callable
 
 from tokensim.sim.events import Kernel, Priority
@@ -36,15 +37,14 @@ Edge = tuple[str, str]  # (from vertex, to vertex): one direction of a topology 
 class Flow:
     """``bytes`` along ``edges``; ``rate`` (B/s) while it drains."""
 
-    __slots__ = ("edges", "left", "rate", "latency_s", "on_done", "seq", "finish_s")
+    __slots__ = ("edges", "left", "rate", "latency_s", "on_done", "finish_s")
 
-    def __init__(self, edges, size_B, latency_s, on_done, seq):
+    def __init__(self, edges, size_B, latency_s, on_done):
         self.edges: tuple[Edge, ...] = edges
         self.left = float(size_B)
         self.rate = 0.0
         self.latency_s = latency_s
         self.on_done = on_done
-        self.seq = seq
         self.finish_s = 0.0  # when it drains at its rate (set with the rate)
 
 
@@ -57,8 +57,8 @@ class Network:
         self.flows: list[Flow] = []
         self.updated_s = 0.0
         self.version = 0
-        self._seq = 0
-        self.series: dict[Edge, list[tuple[float, int, float, float]]] = {}
+        # per edge, its rows (time, flows, bytes in flight, utilization) laid flat
+        self.series: dict[Edge, array] = {}
         self.moved_B: dict[Edge, float] = {}
         self._capacity: dict[Edge, float] = {}
 
@@ -89,8 +89,7 @@ class Network:
             if not edges or size_B <= 0:  # same GPU, or nothing to move
                 self.kernel.at(now + latency_s, Priority.TRANSFER_END, one_done)
                 continue
-            self.flows.append(Flow(edges, size_B, latency_s, one_done, self._seq))
-            self._seq += 1
+            self.flows.append(Flow(edges, size_B, latency_s, one_done))
             for e in edges:
                 self.moved_B[e] = self.moved_B.get(e, 0.0) + size_B
             added = True
@@ -132,7 +131,8 @@ class Network:
             for e in edges:
                 count[e] = count.get(e, 0) + 1
                 in_flight[e] = in_flight.get(e, 0) + f.left
-        cap = {e: self.capacity(e) for e in users}
+        capacity = self._capacity
+        cap = {e: capacity.get(e) or self.capacity(e) for e in users}
         room = dict(cap)
         flows_on = dict(count)
         # the edges by their fair share (room / flows not yet fixed), lowest first; an
@@ -145,10 +145,9 @@ class Network:
                 continue
             touched: dict[Edge, None] = {}
             for path in users[edge]:
-                same = paths.get(path)
+                same = paths.pop(path, None)
                 if same is None:
                     continue  # fixed already
-                del paths[path]
                 for f in same:
                     f.rate = share
                 n = len(same)
@@ -163,14 +162,19 @@ class Network:
                 if count[e]:
                     heapq.heappush(heap, (room[e] / count[e], e))
         now = self.kernel.now
+        series = self.series
         for e, n in flows_on.items():
-            used = 1.0 - room[e] / cap[e]
-            self.series.setdefault(e, []).append((now, n, in_flight[e], used))
+            rows = series.get(e)
+            if rows is None:
+                rows = series[e] = array("d")
+            rows.extend((now, n, in_flight[e], 1.0 - room[e] / cap[e]))
         self.version += 1
         if flows:
+            first = flows[0]  # the flows are in start order: of equal times, the first
             for f in flows:
-                f.finish_s = now + max(0.0, f.left / f.rate)
-            first = min(flows, key=lambda f: (f.finish_s, f.seq))
+                f.finish_s = t = now + max(0.0, f.left / f.rate)
+                if t < first.finish_s:
+                    first = f
             self.kernel.at(first.finish_s, Priority.TRANSFER_END, self._drained, self.version)
 
     def _drained(self, version: int) -> None:
@@ -182,9 +186,10 @@ class Network:
         done = [f for f in self.flows if f.finish_s <= now]
         self.flows = [f for f in self.flows if f.finish_s > now]
         touched = {e for f in done for e in f.edges}
+        still = {e for f in self.flows for e in f.edges}
         for e in touched:
-            if not any(e in f.edges for f in self.flows):
-                self.series[e].append((now, 0, 0.0, 0.0))
+            if e not in still:
+                self.series[e].extend((now, 0, 0.0, 0.0))
         self._reshare()
         for f in done:
             self.kernel.at(now + f.latency_s, Priority.TRANSFER_END, f.on_done)
