@@ -130,13 +130,13 @@ def write_timeseries(result, f) -> None:
     the link columns)."""
     csv.writer(f, lineterminator="\n").writerow(SERIES_COLUMNS)
     # formatted as csv.writer would (names are checked to need no quoting), a block of
-    # rows at a time
+    # rows at a time; times and utilizations are never NaN nor -1, so they need no _float
     for inst in result.instances:
         name, cap = _plain(inst.name), inst.kv_capacity_blocks
         for lo in range(0, len(inst.series), _CHUNK):
             f.write(
                 "".join(
-                    f"{name},{_float(t)},{int(running)},{int(waiting)},{int(used)},{cap},"
+                    f"{name},{t:.9g},{int(running)},{int(waiting)},{int(used)},{cap},"
                     f"{int(tokens)},{int(cached)},{cap - int(used) - int(cached)},"
                     f"{int(swapped)},,,,\n"
                     for t, running, waiting, used, tokens, cached, swapped in inst.series[
@@ -149,7 +149,7 @@ def write_timeseries(result, f) -> None:
         for lo in range(0, len(rows), _CHUNK):
             f.write(
                 "".join(
-                    f",{_float(t)},,,,,,,,,{link},{int(flows)},{_float(in_flight)},{_float(used)}\n"
+                    f",{t:.9g},,,,,,,,,{link},{int(flows)},{_float(in_flight)},{used:.9g}\n"
                     for t, flows, in_flight, used in rows[lo : lo + _CHUNK].tolist()
                 )
             )
@@ -160,13 +160,13 @@ def write_iterations(result, f) -> None:
     steps: when it ran, the prompt tokens it prefilled, the sequences it decoded and how
     many steps (1 unless a run)."""
     csv.writer(f, lineterminator="\n").writerow(WORK_COLUMNS)
+    # as write_timeseries: times need no _float
     for inst in result.instances:
         name = _plain(inst.name)
         for lo in range(0, len(inst.work), _CHUNK):
             f.write(
                 "".join(
-                    f"{name},{_float(start)},{_float(end)},{int(prefill)},{int(decode)},"
-                    f"{int(steps)}\n"
+                    f"{name},{start:.9g},{end:.9g},{int(prefill)},{int(decode)},{int(steps)}\n"
                     for start, end, prefill, decode, steps in inst.work[lo : lo + _CHUNK].tolist()
                 )
             )
