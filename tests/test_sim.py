@@ -7,6 +7,7 @@ from conftest import compile_text
 from tokensim.graph import lower
 from tokensim.metrics import summarize
 from tokensim.perf import Batch, for_pool
+from tokensim.policies.routing import CountIndex, LeastRequests
 from tokensim.report import write
 from tokensim.sim.run import simulate
 
@@ -196,6 +197,41 @@ def test_round_robin_is_exactly_balanced():
         "route p by round_robin",
     )
     assert list(np.unique(col(result, "instance"), return_counts=True)[1]) == [100] * 4
+
+
+class _Counted:
+    """What the request-count index reads of an instance."""
+
+    def __init__(self, n):
+        self.n_requests, self.watchers = n, []
+
+    def change(self, delta):
+        self.n_requests += delta
+        for watch in self.watchers:
+            watch(self)
+
+
+def test_the_request_count_index_chooses_as_a_look_at_every_instance():
+    rng = np.random.default_rng(3)
+    instances = [_Counted(int(n)) for n in rng.integers(0, 4, 16)]
+    index = CountIndex(instances)
+    for _ in range(5000):  # many changes between choices, stale entries rebuilt away
+        loads = [i.n_requests for i in instances]
+        assert index.least() == loads.index(min(loads))
+        for _ in range(int(rng.integers(0, 4))):
+            inst = instances[int(rng.integers(16))]
+            inst.change(1 if inst.n_requests == 0 or rng.random() < 0.5 else -1)
+    assert len(index.heap) <= 4 * len(instances) + 64
+
+
+def test_least_requests_routes_as_before_when_another_list_is_given():
+    router = LeastRequests()
+    bound = [_Counted(n) for n in (3, 1, 1)]
+    assert router.choose(bound, None, None) == 1
+    other = [_Counted(n) for n in (2, 5, 0)]  # not the indexed list: looked at in full
+    assert router.choose(other, None, None) == 2
+    bound[2].change(-1)
+    assert router.choose(bound, None, None) == 2
 
 
 def test_latency_breakdown_adds_up_to_e2e(tmp_path):

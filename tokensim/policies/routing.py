@@ -7,6 +7,7 @@ instance state, such as ``min(kv_used + 0.1 * queued)``.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -69,13 +70,54 @@ class Random(Routing):
 _N_REQUESTS = attrgetter("n_requests")
 
 
+class CountIndex:
+    """The instances of one route by their request count (``n_requests``), fewest first
+    and of equal counts the first: a heap of ``(count, position)`` entries. Each instance
+    tells it of every change (its ``watchers``), which pushes an entry; an entry whose count
+    is no longer its instance's is dropped when it comes to the top. So a choice costs
+    O(log instances), not a look at every instance."""
+
+    def __init__(self, instances: list) -> None:
+        self.instances = instances
+        self._build()
+        for k, inst in enumerate(instances):
+            inst.watchers.append(self._watcher(k))
+
+    def _build(self) -> None:
+        self.heap = [(inst.n_requests, k) for k, inst in enumerate(self.instances)]
+        heapq.heapify(self.heap)
+
+    def _watcher(self, k: int):
+        def changed(inst) -> None:
+            heapq.heappush(self.heap, (inst.n_requests, k))
+            if len(self.heap) > 4 * len(self.instances) + 64:  # let the stale entries go
+                self._build()
+
+        return changed
+
+    def least(self) -> int:
+        """The position of the instance with the fewest requests (the first of equals)."""
+        heap, instances = self.heap, self.instances
+        while True:
+            count, k = heap[0]
+            if instances[k].n_requests == count:
+                return k
+            heapq.heappop(heap)
+
+
 @ROUTING.register("least_requests")
 class LeastRequests(_Least):
     """The instance with the fewest requests (queued + running)."""
 
     field = "requests"
+    _index: CountIndex | None = None
 
     def choose(self, instances, req, rng) -> int:
+        index = self._index
+        if index is None:  # the instances this router routes to, from now on
+            index = self._index = CountIndex(instances)
+        if index.instances is instances:
+            return index.least()
         loads = list(map(_N_REQUESTS, instances))  # whole numbers: the first least is min's
         return loads.index(min(loads))
 

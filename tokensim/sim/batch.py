@@ -137,7 +137,10 @@ class DecodeBatch:
         lo, b = self.reserved, self.block_tokens
         if step <= lo:
             return 0
-        return sum(n * ((step - p) // b - (lo - p) // b) for p, n in self._phases.items())
+        phases = self._phases
+        if step - lo == 1:  # one step: the sequences whose phase it is need a block
+            return phases.get(step % b, 0)
+        return sum(n * ((step - p) // b - (lo - p) // b) for p, n in phases.items())
 
     def advance(self, steps: int, first_end_s: float, last_end_s: float) -> list:
         """Take ``steps`` decode steps, the first ending at ``first_end_s``, the last at

@@ -141,6 +141,8 @@ class Instance:
         # requests here, as routers count them: routed or handed off here, not yet finished
         # or handed on (queued, running, or their KV on its way in)
         self.n_requests = 0
+        # called with this instance whenever n_requests changes (routers' indexes)
+        self.watchers: list = []
         self.reserve_output = engine.reserve_output
         self.promised: dict[int, int] = {}  # reserve_output: request id -> blocks promised
         self.promised_blocks = 0
@@ -186,10 +188,16 @@ class Instance:
 
     # -- arrivals --------------------------------------------------------------------------
 
+    def _count(self, change: int) -> None:
+        """``n_requests`` changes by ``change``; the routers that index it are told."""
+        self.n_requests += change
+        for watch in self.watchers:
+            watch(self)
+
     def accept(self, req: Request) -> None:
         """A request is routed here: the front end takes it in, then it joins the waiting
         queue (:meth:`enqueue`); meanwhile routers count it as queued here."""
-        self.n_requests += 1
+        self._count(1)
         fe = self.frontend
         if fe.token_out_s:  # the tokens made by now are streamed before it
             self.sync()
@@ -228,7 +236,7 @@ class Instance:
         """A prefilled request's KV is to come here from ``source``. Its copy starts at this
         instance's next iteration boundary at which its blocks fit (``_pull``)."""
         req.decode_instance = self
-        self.n_requests += 1
+        self._count(1)
         self.incoming.append((req, source))
         self._wake(len(self.incoming) == 1)
 
@@ -316,7 +324,7 @@ class Instance:
             if whole <= room:
                 return
             self.waiting.pop()
-            self.n_requests -= 1
+            self._count(-1)
             self.sim.reject(
                 req, f"needs {whole} KV blocks; an instance of pool {self.pool.name} has {room}"
             )
@@ -654,7 +662,7 @@ class Instance:
         req.move("hand_off", self.kernel.now)
         req.handoff_s = self.kernel.now
         del self.running[req]
-        self.n_requests -= 1
+        self._count(-1)
         self.sending.add(req)
         self.sim.hand_off(req, self)
 
@@ -666,7 +674,7 @@ class Instance:
         self.kv.release(req.id)
         self._unpromise(req)
         del self.running[req]
-        self.n_requests -= 1
+        self._count(-1)
         self.sim.finished(req)
 
     def gaps(self) -> tuple[np.ndarray, np.ndarray]:
