@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tokensim.report import ResultError, load, write_page
+from tokensim.report import ResultError, files, load, write_page
 from tokensim.report import series as ts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,6 +157,21 @@ def test_window_holds_about_the_asked_number_of_iterations():
 
 
 # -- the result folder ------------------------------------------------------------------------
+
+
+def test_request_cells_are_the_values_as_csv_writer_writes_them():
+    columns = [
+        np.array([1.5, np.nan, -1.0, 1e-12, 123456789.123, -0.0, 2.0 / 3.0, np.inf]),
+        np.arange(-3, 5),
+        np.array([True, False] * 4),
+        np.array(["p[0]", "b,c", 'd"e', "f\ng", "", "h\ri", "q[1]", "x"], dtype=object),
+    ]
+    for values in columns:  # a column at a time, as one value at a time
+        assert files._cells(values) == [files._num(v) for v in values]
+    # numbers never need quotes; text that would is written by csv.writer itself
+    assert [files._plain_cells([v]) for v in columns[3]] == [
+        True, False, False, False, True, False, True, True
+    ]  # fmt: skip
 
 
 def test_run_writes_every_file_of_the_folder(small):

@@ -20,13 +20,23 @@ import numpy as np
 _POW = 10.0 ** np.arange(23)  # exact doubles
 
 
+_BLOCK = 1 << 16  # values rounded together: the temporaries stay small
+
+
 def rounded9(x: np.ndarray) -> np.ndarray:
     """``float(f"{v:.9g}")`` for every ``v`` of ``x`` (float64)."""
     x = np.asarray(x, dtype=np.float64)
     out = x.copy()  # 0, -0, NaN and infinities read back as they are
+    for lo in range(0, len(x), _BLOCK):
+        _round_block(x[lo : lo + _BLOCK], out[lo : lo + _BLOCK])
+    return out
+
+
+def _round_block(x: np.ndarray, out: np.ndarray) -> None:
+    """:func:`rounded9` of ``x`` into ``out`` (a copy of ``x``)."""
     idx = np.flatnonzero(np.isfinite(x) & (x != 0))
     if not len(idx):
-        return out
+        return
     v = x[idx]
     a = np.abs(v)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
@@ -44,10 +54,11 @@ def rounded9(x: np.ndarray) -> np.ndarray:
     out[idx] = np.copysign(d, v)
     for i in idx[~sure]:  # ties and edges: as the text says
         out[i] = float(f"{x[i]:.9g}")
-    return out
 
 
 def as_written(x: np.ndarray) -> np.ndarray:
     """A float column as the CSV reads back: :func:`rounded9`, empty cells NaN."""
     x = np.asarray(x, dtype=np.float64)
-    return np.where((x == -1.0) | np.isnan(x), np.nan, rounded9(x))
+    out = rounded9(x)
+    out[(x == -1.0) | np.isnan(x)] = np.nan
+    return out

@@ -103,9 +103,12 @@ def _cells(values) -> list[str]:
     if a.dtype == np.bool_:
         return ["1" if v else "0" for v in a.tolist()]
     if a.dtype.kind in "iu":
-        return [str(v) for v in a.tolist()]
+        return list(map(str, a.tolist()))
     if a.dtype.kind == "f":
-        return [_float(v) for v in a.tolist()]
+        cells = list(map("{:.9g}".format, a.tolist()))
+        for i in np.flatnonzero(np.isnan(a) | (a == -1.0)).tolist():
+            cells[i] = ""  # as _float: NaN, or -1 (a time that never came), is left empty
+        return cells
     return [v if type(v) is str else _num(v) for v in values]  # names as they are
 
 
@@ -117,9 +120,22 @@ def write_requests(result, f) -> None:
     columns = {**r, **derived}
     w = csv.writer(f, lineterminator="\n")
     w.writerow(REQUEST_COLUMNS)
-    cols = [columns[c] for c in REQUEST_COLUMNS]
+    cols = [np.asarray(columns[c]) for c in REQUEST_COLUMNS]
+    text = [k for k, c in enumerate(cols) if c.dtype.kind in "OSU"]  # numbers need no quotes
     for lo in range(0, len(r["id"]), _CHUNK):  # a block of rows at a time: all would not fit
-        w.writerows(zip(*(_cells(c[lo : lo + _CHUNK]) for c in cols), strict=True))
+        cells = [_cells(c[lo : lo + _CHUNK]) for c in cols]
+        rows = zip(*cells, strict=True)
+        if all(_plain_cells(cells[k]) for k in text):  # joined as csv.writer would, faster
+            f.write("\n".join(map(",".join, rows)))
+            f.write("\n")
+        else:
+            w.writerows(rows)
+
+
+def _plain_cells(cells: list[str]) -> bool:
+    """Whether no cell of a text column needs CSV quoting."""
+    joined = "".join(cells)
+    return not ('"' in joined or "," in joined or "\n" in joined or "\r" in joined)
 
 
 def write_timeseries(result, f) -> None:
