@@ -19,6 +19,7 @@ plain data (dicts, floats) for report/ to write.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -183,12 +184,16 @@ def summarize(result) -> dict:
         for name, moved in result.link_bytes.items()
     }
     metrics["pools"] = _pools(result, cols)
+    # requests per instance: prefilled or decoded there (once if both), counted in one pass
+    served = Counter(r["instance"].tolist())
+    elsewhere = r["decode_instance"] != r["instance"]
+    served.update(r["decode_instance"][elsewhere].tolist())
     metrics["instances"] = [
         {
             "name": i.name,
             "pool": i.pool,
             "gpus": list(i.gpus),
-            "requests": int(((r["instance"] == i.name) | (r["decode_instance"] == i.name)).sum()),
+            "requests": served[i.name],
             "iterations": i.iterations,
             "busy_fraction": i.busy_s / result.simulated_s if result.simulated_s else 0.0,
             "preemptions": i.preemptions,
