@@ -204,10 +204,14 @@ class _Curve:
         self.roofline, self.what, self.label = roofline, what, label
         self.end_s = float(seconds[-1])
         self.end_roof_s = roofline(float(GRID[-1]))
+        self._memo: dict[float, float] = {}  # the sizes a run asks for come back often
 
     def __call__(self, x: float) -> float:
         if x <= _GRID_END:
-            return math.exp(_interp(math.log(max(x, 1.0)), self._log))
+            y = self._memo.get(x)
+            if y is None:
+                y = self._memo[x] = math.exp(_interp(math.log(max(x, 1.0)), self._log))
+            return y
         note(
             f"{self.label}: {self.what} beyond the {GRID[-1]:.0f} of the precomputed "
             "curves; the roofline continues from there"
