@@ -199,8 +199,7 @@ class _Curve:
     the op's roofline continues from the last point (scaled to meet it), with a note."""
 
     def __init__(self, seconds: np.ndarray, roofline, what: str, label: str):
-        self.log = np.log(seconds)
-        self._log = self.log.tolist()  # for _interp: plain floats read faster
+        self._log = np.log(seconds).tolist()  # for _interp: plain floats read faster
         self.roofline, self.what, self.label = roofline, what, label
         self.end_s = float(seconds[-1])
         self.end_roof_s = roofline(float(GRID[-1]))
@@ -398,15 +397,14 @@ class MeasuredCostModel(CostModel):
         return self._allreduce_curve(nbytes / self.hidden_bytes)
 
 
-_LOG_GRID = np.log(GRID)
-_LOG_GRID_LIST = _LOG_GRID.tolist()
+_LOG_GRID = np.log(GRID).tolist()
 _GRID_END = float(GRID[-1])
 
 
 def _interp(x: float, fp: list[float]) -> float:
-    """``np.interp(x, _LOG_GRID, fp)`` for one ``x`` inside the grid, with the same
+    """``np.interp(x, np.log(GRID), fp)`` for one ``x`` inside the grid, with the same
     arithmetic (so the same bits) and without numpy's per-call overhead."""
-    xp = _LOG_GRID_LIST
+    xp = _LOG_GRID
     j = bisect.bisect_right(xp, x) - 1  # xp[j] <= x < xp[j + 1]
     if j <= 0 and x <= xp[0]:
         return fp[0]

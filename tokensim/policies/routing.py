@@ -318,8 +318,8 @@ MOVING = frozenset(
 
 def _prefill_tokens(inst) -> int:
     total = inst.waiting.tokens
-    for r in inst.prefilling:  # to_compute, inlined: this runs per instance per arrival
-        total += r.prompt + r.generated - r.computed
+    for r in inst.prefilling:
+        total += r.to_compute
     for r in inst.accepting:
         total += r.prompt
     return total

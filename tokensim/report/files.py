@@ -165,9 +165,8 @@ def write_timeseries(result, f) -> None:
         for lo in range(0, len(rows), _CHUNK):
             f.write(
                 "".join(
-                    f",{t:.9g},,,,,,,,,{link},{int(flows)},{f'{b:.9g}' if b == b != -1.0 else ''},"
-                    f"{used:.9g}\n"
-                    for t, flows, b, used in rows[lo : lo + _CHUNK].tolist()
+                    f",{t:.9g},,,,,,,,,{link},{int(flows)},{_float(in_flight)},{used:.9g}\n"
+                    for t, flows, in_flight, used in rows[lo : lo + _CHUNK].tolist()
                 )
             )
 

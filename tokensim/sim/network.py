@@ -131,8 +131,7 @@ class Network:
             for e in edges:
                 count[e] = count.get(e, 0) + 1
                 in_flight[e] = in_flight.get(e, 0) + f.left
-        capacity = self._capacity
-        cap = {e: capacity.get(e) or self.capacity(e) for e in users}
+        cap = {e: self.capacity(e) for e in users}
         room = dict(cap)
         flows_on = dict(count)
         # the edges by their fair share (room / flows not yet fixed), lowest first; an
