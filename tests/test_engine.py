@@ -128,6 +128,39 @@ def test_overrides_layer_statement_by_statement():
     assert v06.name == "vllm_0_6"
 
 
+def test_an_engine_defined_from_another_changes_only_what_it_says():
+    text = """
+import "std/hardware"
+import "std/engines"
+import "std/models"
+engine mine from vllm_v1 {
+  source "fitted on my benchmark"
+  host { iteration 2 ms }
+  on_gpu A100_80G { batching chunked { max_seqs 64 } }
+}
+engine mine2 from mine { frontend { latency 1 ms } }
+cluster { node a { gpus A100_80G x 1 }
+          node h { gpus H100_SXM x 1 } }
+deployment { pool pa { model llama3_1_8b; on a; engine mine }
+             pool ph { model llama3_1_8b; on h; engine mine2 } }
+"""
+    pools = {p.name: p for p in compile_text(text).deployment.pools}
+    base = std_engines()["vllm_v1"]
+    pa, ph = pools["pa"], pools["ph"]
+    assert pa.engine.host.iteration_s == 2e-3 == ph.engine.host.iteration_s
+    # what it does not say is the base's: per_seq, the base's choices for the GPU
+    assert pa.engine.host.per_seq_s == ph.engine.host.per_seq_s > 0
+    assert dict(ph.batching.params)["budget"] == 8192  # vllm_v1's on_gpu H100_SXM
+    # its own on_gpu comes after the base's, and merges the same policy's parameters
+    assert dict(pa.batching.params)["max_seqs"] == 64
+    assert dict(pa.batching.params)["budget"] == 2048
+    assert ph.engine.frontend.latency_s == 1e-3 and pa.engine.frontend.latency_s != 1e-3
+    assert pa.engine.sources[0] == "fitted on my benchmark"
+    assert pa.engine.sources[1:] == base.sources and pa.engine.version == base.version
+    err = errors_of(LIB + "engine e from vllm_v9 { host { iteration 2 ms } }")
+    assert "unknown engine `vllm_v9`" in err and "did you mean `vllm_v1`" in err
+
+
 def test_set_reaches_an_engine_statement_of_a_pool_that_names_none():
     text = LIB + "deployment { pool p { model m; on n0[0] } }\n"
     sources = SourceMap()

@@ -51,12 +51,28 @@ class EngineDef:
     statements: tuple[ast.Statement, ...]
     on_gpu: tuple[tuple[tuple[str, ...], tuple[ast.Statement, ...]], ...]
     span: Span
+    base: EngineDef | None = None  # `engine NAME from BASE`: the engine it changes
+
+    def layers(self, gpu: str | None) -> list[ast.Statement]:
+        """The statements for a pool on ``gpu``: the base's (with its ``on_gpu`` choices),
+        then this definition's, then its own ``on_gpu`` choices."""
+        stmts = self.base.layers(gpu) if self.base is not None else []
+        stmts = merge(stmts, self.statements)
+        for gpus, extra in self.on_gpu:
+            if gpu in gpus:
+                stmts = merge(stmts, extra)
+        return stmts
 
 
 def definition(bound: Bound, env: Env) -> EngineDef | None:
     """An ``engine NAME { ... }`` block as an :class:`EngineDef` (its statements are
     checked when a pool uses it; the definition alone is checked here too)."""
     body = bound.body
+    base = None
+    if bound.get("base") is not None:
+        base = env.lookup("engine", bound.get("base"))
+        if base is None:
+            return None
     sources = tuple(
         b.get("source").value for b in body.all("source") if isinstance(b.get("source"), Val)
     )
@@ -78,6 +94,10 @@ def definition(bound: Bound, env: Env) -> EngineDef | None:
                 )
                 return None
         on_gpu.append((tuple(r.value for r in gpus), tuple(b.stmt.body)))
+    if base is not None:
+        sources += base.sources
+        if not isinstance(version, Val):
+            version = Val(base.version, bound.span)
     engine = EngineDef(
         bound.get("name"),
         version.value if isinstance(version, Val) else "",
@@ -85,6 +105,7 @@ def definition(bound: Bound, env: Env) -> EngineDef | None:
         plain,
         tuple(on_gpu),
         bound.span,
+        base,
     )
     errors = len(env.rep.diagnostics)
     build(engine, None, (), env)  # report a bad value once, where it is defined
@@ -139,11 +160,7 @@ def build(
 ) -> PoolEngine | None:
     """The engine a pool on ``gpu`` runs, with the statements a spec wrote in braces
     after its name (``overrides``); None after reporting an error."""
-    stmts = list(engine.statements)
-    for gpus, extra in engine.on_gpu:
-        if gpu in gpus:
-            stmts = merge(stmts, extra)
-    stmts = merge(stmts, overrides)
+    stmts = merge(engine.layers(gpu), overrides)
     errors = len(env.rep.diagnostics)
     body = bind(stmts, schemas.ENGINE_OVERRIDES, env.rep, "`engine`", engine.span)
     if len(env.rep.diagnostics) > errors:
