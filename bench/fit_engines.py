@@ -328,7 +328,7 @@ def write_catalogue(
                         statements[key] = value.strip()
             statements.update(mine)
             body = "; ".join(f"{k} {v}" for k, v in statements.items())
-            rest = [k for k in statements if k not in mine and k != "workers"]
+            rest = [k for k in statements if k not in mine and k not in ("workers", "shares_cpu")]
             note = f"fitted ({', '.join(mine)}) by bench/fit_engines.py on {on[engine]}"
             note += f"; {', '.join(rest)}: estimates" if rest else ""
             new = f"\n  {name} {{ {body} }}\n    // {note}"

@@ -297,6 +297,29 @@ def test_the_front_end_queues_a_burst():
     assert ttft(tokens)[0] == pytest.approx(ttft(alone)[0] + 1000 * 100e-6, rel=1e-6)
 
 
+def test_a_front_end_that_shares_the_engines_cpu_holds_the_engine_up():
+    burst = "arrivals burst; lengths fixed 100 -> 2; requests 20"
+    own, _ = run("ideal { frontend { per_request 10 ms } }", burst)
+    shared, _ = run("ideal { frontend { per_request 10 ms; shares_cpu on } }", burst)
+
+    def first_step(result) -> float:
+        return min(inst.work[:, 0].min() for inst in result.instances if len(inst.work))
+
+    # its own process: the engine prefills the first request as soon as it is in
+    assert first_step(own) == pytest.approx(10e-3)
+    # one process: no step starts before the whole burst is taken in (20 x 10 ms)
+    assert first_step(shared) == pytest.approx(20 * 10e-3)
+    assert ttft(shared).min() > 20 * 10e-3
+    # a request taken in while another decodes stops it at its next step
+    long = "arrivals constant 1/s; lengths fixed 100 -> 400; requests 2"
+    work = "ideal { frontend { per_request 50 ms; shares_cpu on } }"
+    alone, _ = run(work, "arrivals constant 1/s; lengths fixed 100 -> 400; requests 1")
+    paused, _ = run(work, long)
+    first = paused.requests["finish_s"][0] - alone.requests["finish_s"][0]
+    assert alone.requests["finish_s"][0] > 1.0  # still decoding when the second arrives
+    assert 50e-3 <= first < 50e-3 + 0.05  # about the intake, plus the second's prefill
+
+
 def test_a_burst_holds_up_the_tokens_of_the_requests_taken_in_first():
     burst = "arrivals burst; lengths fixed 100 -> 5; requests 20"
     fe, _ = run("ideal { frontend { per_request 10 ms } }", burst)

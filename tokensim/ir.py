@@ -218,14 +218,17 @@ class Frontend:
     ``per_request_s + per_input_token_s * prompt tokens``, after which it reaches the
     engine ``latency_s`` later (time that holds up no other request); and streaming the
     tokens the engine makes, ``per_output_token_s`` each (a step's tokens shared by the
-    servers). Clients see a token when its server has streamed it; the engine never
-    waits for the front end (:mod:`tokensim.sim.frontend`)."""
+    servers). Clients see a token when its server has streamed it. The engine does not
+    wait for the front end, unless ``shares_cpu``: then the front end runs on the engine's
+    CPU (one process), and the engine starts no step while it is taking requests in
+    (:mod:`tokensim.sim.frontend`)."""
 
     per_request_s: float = 0.0
     per_input_token_s: float = 0.0
     workers: int = 1
     latency_s: float = 0.0
     per_output_token_s: float = 0.0  # detokenizing and streaming, on the same servers
+    shares_cpu: bool = False
 
 
 @dataclass(frozen=True)

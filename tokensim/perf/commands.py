@@ -42,6 +42,16 @@ def cmd_import(args) -> int:
 def cmd_calibrate(args) -> int:
     from tokensim.perf import calibrate
 
+    if args.bench:
+        if args.tables:
+            return _fail("give op tables or --bench results, not both")
+        if not args.spec:
+            return _fail("--bench needs --spec SPEC.tsim: the deployment the runs were served on")
+        from tokensim.replay.command import cmd_calibrate_bench
+
+        return cmd_calibrate_bench(args)
+    if not args.tables:
+        return _fail("nothing to calibrate on: give op tables, or --bench RESULT... --spec SPEC")
     try:
         table = load_any(args.tables, args.gpu)
         cal = calibrate.calibrate(table, corrections=not args.no_corrections)
@@ -103,13 +113,33 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser(
         "calibrate",
-        help="fit the cost model to measured op tables",
-        description="Fit, per GPU and op class, the roofline's efficiencies, a fixed time per "
-        "call and its corrections at the measured shapes; write a calibration a spec uses "
-        'with `cost calibrated "FILE"`.',
+        help="fit the cost model to op tables, or an engine to benchmark results",
+        description="With op tables: fit, per GPU and op class, the roofline's efficiencies, a "
+        "fixed time per call and its corrections at the measured shapes; write a calibration "
+        'a spec uses with `cost calibrated "FILE"`. With --bench: replay measured benchmark '
+        "runs (vLLM `bench serve` JSON, SGLang `bench_serving` JSONL) on the deployment of "
+        "--spec, fit its engine's host and front-end times and kernel factors, and write a "
+        "profile (an engine definition) the spec imports.",
     )
-    p.add_argument("tables", nargs="+", metavar="TABLE", help="tokensim tables or sources")
+    p.add_argument("tables", nargs="*", metavar="TABLE", help="tokensim tables or sources")
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="calibration to write")
+    p.add_argument(
+        "--bench", nargs="+", metavar="RESULT", help="benchmark results to fit an engine on"
+    )
+    p.add_argument("--spec", metavar="SPEC", help="with --bench: the deployment they measured")
+    p.add_argument("--name", help="with --bench: the fitted engine's name (<engine>_calibrated)")
+    p.add_argument(
+        "--holdout",
+        action="store_true",
+        help="with --bench: also predict each run from a fit without it (one fit per run)",
+    )
+    p.add_argument(
+        "--max-evaluations",
+        type=int,
+        default=120,
+        metavar="N",
+        help="with --bench: replays of every run the fit may take (default 120)",
+    )
     p.add_argument("--gpu", help="catalogue GPU name for sources whose path does not tell it")
     p.add_argument(
         "--no-corrections",

@@ -7,7 +7,10 @@ A serving engine's front end (vLLM's API server, SGLang's tokenizer manager,
 each request before the engine sees it, and detokenizes and streams every token the
 engine makes. Both are work on the same CPU, first come first served, so a burst of new
 requests holds up the tokens of the requests already running, and a flood of tokens
-holds up new requests; the engine itself never waits for it.
+holds up new requests; the engine itself does not wait for it. A front end that
+``shares_cpu`` with the engine (one process, as vLLM's API server before 0.6, whose
+engine loop adds and tokenizes new requests before each step) holds up the engine
+instead: no step starts while it is taking requests in (:attr:`FrontEnd.intake_until`).
 
 :class:`FrontEnd` keeps one clock per server (``workers``; request ``r`` is handled by
 server ``r mod workers``): the time its server is free. Taking in a request costs
@@ -36,6 +39,8 @@ class FrontEnd:
         self.token_out_s = fe.per_output_token_s / fe.workers  # per server, tokens shared
         self.free = [0.0] * fe.workers  # when each server is next free
         self.active = any((self.take_s, self.token_in_s, self.token_out_s))
+        self.shares_cpu = fe.shares_cpu and bool(self.take_s or self.token_in_s)
+        self.intake_until = 0.0  # when the requests taken in so far are all in
 
     def take_in(self, rid: int, prompt: int, now: float) -> float:
         """When request ``rid`` of ``prompt`` tokens, sent at ``now``, reaches the engine."""
@@ -44,6 +49,8 @@ class FrontEnd:
         s = rid % self.servers
         done = max(now, self.free[s]) + self.take_s + self.token_in_s * prompt
         self.free[s] = done
+        if done > self.intake_until:
+            self.intake_until = done
         return done + self.latency_s
 
     def stream(self, first_s: float, last_s: float, steps: int, tokens: int) -> None:

@@ -202,6 +202,8 @@ class Instance:
         if fe.token_out_s:  # the tokens made by now are streamed before it
             self.sync()
         done = fe.take_in(req.id, req.prompt, self.kernel.now)
+        if fe.shares_cpu and self.run is not None:  # the engine stops at its next step
+            self._cut_run()
         if done > self.kernel.now:
             self.accepting.append(req)
             self.kernel.at(done, Priority.ARRIVAL, self._taken_in, req)
@@ -456,7 +458,13 @@ class Instance:
 
     def _start(self) -> None:
         """Form and start the next iteration (or go idle). Inside a multi-step window the
-        batch takes its next decode steps as it is: nothing joins until the window ends."""
+        batch takes its next decode steps as it is: nothing joins until the window ends.
+        A front end that shares the engine's CPU holds it up while taking requests in."""
+        fe = self.frontend
+        if fe.shares_cpu and fe.intake_until > self.kernel.now:
+            self._schedule_pending = True
+            self.kernel.at(fe.intake_until, Priority.SCHEDULE, self._scheduled)
+            return
         if self.window_left and len(self.batch):
             decode, swap_s = self.prepare_decode()
             if decode:

@@ -38,6 +38,7 @@ _FRONTEND = {
     "per_input_token": "per_input_token_s",
     "latency": "latency_s",
     "per_output_token": "per_output_token_s",
+    "shares_cpu": "shares_cpu",
 }
 
 

@@ -428,10 +428,17 @@ FRONTEND = Block(
                 ),
             ]
         ),
+        Attr(
+            "shares_cpu",
+            (Bool("shares_cpu"),),
+            "the API server runs in the engine's process: the engine starts no step while "
+            "it is taking requests in",
+            default="off",
+        ),
     ),
     "The API server in front of each instance's engine (every instance runs its own): "
     "servers that take requests in and stream tokens out, first come first served; the "
-    "engine never waits for them.",
+    "engine waits for them only when they share its CPU (`shares_cpu`).",
 )
 
 KERNELS = Block(

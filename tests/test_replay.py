@@ -1,0 +1,289 @@
+"""Calibrating from a user's own benchmark: reading results, replaying them, fitting the engine.
+
+Every benchmark file here is made by the test: a run simulated with known engine figures is
+written in the benchmark tool's format, so the fit has a right answer to find."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import tokensim
+from tokensim.cli import main
+from tokensim.replay import fit, replay, results
+
+SPEC = """
+import "std/hardware"
+import "std/models"
+import "std/engines"
+cluster { node n0 { gpus H100_SXM x 1 } }
+deployment {
+  pool serve {
+    model llama3_1_8b
+    engine vllm_0_6 { frontend { shares_cpu on } }
+  }
+}
+workload { arrivals poisson 5/s; lengths fixed 100 -> 10; requests 10 }
+"""
+
+
+def vllm_result(run: tokensim.api.Run, rate: float | str, **extra) -> dict:
+    """A ``vllm bench serve --save-result --save-detailed`` JSON of a tokensim run."""
+    r = run.requests
+    ttft, e2e, out = r["ttft_s"], r["e2e_s"], r["output_tokens"]
+    itls = [[(e - t) / (o - 1)] * int(o - 1) for t, e, o in zip(ttft, e2e, out, strict=True)]
+    duration = float(r["finish_s"].max() - r["arrival_s"].min())
+    return {
+        "backend": "vllm",
+        "model_id": "meta-llama/Llama-3.1-8B-Instruct",
+        "request_rate": rate,
+        "burstiness": 1.0,
+        "max_concurrency": None,
+        "duration": duration,
+        "completed": len(out),
+        "request_throughput": len(out) / duration,
+        "mean_ttft_ms": float(ttft.mean() * 1e3),
+        "input_lens": [int(x) for x in r["prompt_tokens"]],
+        "output_lens": [int(x) for x in out],
+        "ttfts": [float(x) for x in ttft],
+        "itls": itls,
+        **extra,
+    }
+
+
+def measured(tmp_path, name: str, engine: str, workload: str, rate) -> str:
+    """Simulate ``SPEC`` with ``engine`` braces and ``workload``; write it as a vLLM result."""
+    text = SPEC.replace("engine vllm_0_6 { frontend { shares_cpu on } }", engine)
+    text = text.replace("arrivals poisson 5/s; lengths fixed 100 -> 10; requests 10", workload)
+    run = tokensim.run(tokensim.load(text))
+    path = tmp_path / name
+    path.write_text(json.dumps(vllm_result(run, rate)), "utf-8")
+    return str(path)
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def test_a_vllm_result_with_per_request_arrays(tmp_path):
+    data = {
+        "request_rate": "inf",
+        "max_concurrency": None,
+        "duration": 2.0,
+        "completed": 3,
+        "input_lens": [100, 200, 300],
+        "output_lens": [10, 0, 5],
+        "ttfts": [0.1, 0.0, 0.3],
+        "itls": [[0.01] * 9, [], [0.02] * 4],
+        "errors": ["", "prompt too long", ""],
+        "mean_ttft_ms": 133.0,
+    }
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    (run,) = results.read(path)
+    assert run.format == "vLLM bench serve" and run.arrivals == "burst"
+    assert list(run.prompts) == [100, 300] and list(run.outputs) == [10, 5]  # failed: out
+    assert run.metrics["ttft_mean"] == pytest.approx(0.2)  # not the summary's 133 ms
+    assert run.metrics["e2e_p50"] == pytest.approx((0.19 + 0.38) / 2)
+    assert run.metrics["tpot_mean"] == pytest.approx(0.015)
+    assert run.metrics["throughput_requests_per_s"] == pytest.approx(1.0)
+    assert any("1 of 3 requests failed" in n for n in run.notes)
+
+
+@pytest.mark.parametrize(
+    ("fields", "arrivals"),
+    [
+        ({"request_rate": "inf"}, "burst"),
+        ({"request_rate": float("inf"), "max_concurrency": 8}, "closed 8"),
+        ({"request_rate": 4.0}, "poisson 4/s"),
+        ({"request_rate": 4.0, "burstiness": 4.0}, "gamma 4/s { cv 0.5 }"),
+    ],
+)
+def test_how_the_requests_were_sent(tmp_path, fields, arrivals):
+    data = {"duration": 1.0, "completed": 5, "total_input_tokens": 500}
+    data |= {"total_output_tokens": 50, "mean_ttft_ms": 20.0, **fields}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    (run,) = results.read(path)
+    assert run.arrivals == arrivals
+    # without per-request lengths: every request at the means, and it says so
+    assert run.lengths == "fixed 100 -> 10" and run.prompts is None
+    assert any("no per-request lengths" in n for n in run.notes)
+    assert run.metrics["ttft_mean"] == pytest.approx(0.02)
+
+
+def test_sglang_jsonl_holds_a_run_a_line(tmp_path):
+    line = {
+        "backend": "sglang",
+        "dataset_name": "random",
+        "random_input_len": 1024,
+        "random_output_len": 512,
+        "random_range_ratio": 0.5,
+        "max_concurrency": None,
+        "duration": 10.0,
+        "completed": 20,
+        "median_ttft_ms": 80.0,
+        "mean_e2e_latency_ms": 4000.0,
+        "median_itl_ms": 12.0,
+    }
+    path = tmp_path / "r.jsonl"
+    path.write_text("\n".join(json.dumps(line | {"request_rate": r}) for r in (1.0, 2.0)) + "\n")
+    runs = results.read(path)
+    assert [r.arrivals for r in runs] == ["poisson 1/s", "poisson 2/s"]
+    assert runs[1].name.endswith("r.jsonl:2") and runs[0].format == "SGLang bench_serving"
+    assert runs[0].lengths == "uniform 512..1024 -> 256..512"
+    assert runs[0].metrics["e2e_mean"] == pytest.approx(4.0)
+    assert runs[0].metrics["itl_p50"] == pytest.approx(0.012)
+
+
+def test_an_inference_perf_stage_reads_its_config(tmp_path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(
+        "load:\n  type: constant\n  stages:\n  - {rate: 5.0, duration: 60}\n"
+        "  - {rate: 10.0, duration: 60}\n"
+        "data:\n  type: shared_prefix\n  shared_prefix:\n    num_groups: 2\n"
+        "    num_prompts_per_group: 3\n    system_prompt_len: 64\n    question_len: 100\n"
+        "    output_len: 50\nserver:\n  ignore_eos: true\n  model_name: m\n"
+    )
+    stats = {"mean": 0.03, "median": 0.02, "p90": 0.05, "p99": 0.08}
+    for stage, rate in enumerate((5.0, 10.0)):
+        (folder / f"stage_{stage}_lifecycle_metrics.json").write_text(
+            json.dumps(
+                {
+                    "load_summary": {"count": 40, "requested_rate": rate},
+                    "successes": {
+                        "count": 40,
+                        "latency": {
+                            "time_to_first_token": stats,
+                            "request_latency": {k: v * 30 for k, v in stats.items()},
+                        },
+                        "throughput": {"requests_per_sec": rate},
+                        "prompt_len": {"mean": 170.2},
+                        "output_len": {"mean": 41.0},
+                    },
+                    "failures": {"count": 0},
+                }
+            )
+        )
+    runs = results.read(folder)
+    assert [r.arrivals for r in runs] == ["constant 5/s", "constant 10/s"]
+    run = runs[0]
+    assert set(run.prompts) == {170} and set(run.outputs) == {50}  # the requested output
+    assert len(set(run.prefixes)) == 6  # 2 groups x 3 prompts, sent in turn
+    same_group = [p for p in run.prefixes if p[0] == run.prefixes[0][0]]
+    assert len({p[4] for p in same_group}) > 1  # the system prompt's 4 blocks are shared
+    assert run.metrics["tpot_p50"] == pytest.approx((0.6 - 0.02) / 49)
+    (folder / "config.yaml").unlink()
+    with pytest.raises(results.ResultError, match="config.yaml is not beside it"):
+        results.read(folder)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "the file is empty"),
+        ('{"duration": 1', "r.json:1: not JSON"),
+        ('{"a": 1}\n{"b": 2', "r.json:2: not JSON"),
+        ('{"hello": 1}', "not a benchmark result tokensim reads"),
+        ('{"mean_ttft_ms": 1, "completed": 2}', "`duration` is missing"),
+        ('{"mean_ttft_ms": 1, "completed": 2, "duration": "x"}', "should be a number"),
+        ('{"mean_ttft_ms": 1, "completed": 2, "duration": 1}', "no per-request lengths"),
+        ("[1, 2]", "expected a JSON object"),
+    ],
+)
+def test_bad_results_are_located_errors(tmp_path, text, message):
+    path = tmp_path / "r.json"
+    path.write_text(text)
+    with pytest.raises(results.ResultError, match=message.replace("(", r"\(")):
+        results.read(path)
+
+
+# -- replaying and fitting ------------------------------------------------------------------
+
+
+def test_a_replay_sends_the_measured_requests_on_the_specs_deployment(tmp_path):
+    work = "arrivals poisson 5/s; lengths fixed 100 -> 10; requests 10"
+    path = measured(tmp_path, "m.json", "engine vllm_0_6", work, 5.0)
+    (spec_path := tmp_path / "s.tsim").write_text(SPEC)
+    dep = replay.load(spec_path)
+    (obs,) = results.read(path)
+    checked, text = replay.spec(dep, obs, {"host.iteration": "3 ms"}, tmp_path)
+    assert "arrivals poisson 5/s" in text and "requests 10" in text
+    assert checked.deployment.pools[0].engine.host.iteration_s == 3e-3
+    assert checked.deployment.pools[0].engine.frontend.shares_cpu  # the spec's own braces
+    sims = replay.simulate(dep, obs, {}, tmp_path)
+    assert set(sims) == set(obs.metrics) and all(math.isfinite(v) for v in sims.values())
+
+
+def test_the_fit_finds_the_figures_a_run_was_made_with(tmp_path):
+    true = "engine vllm_0_6 { frontend { shares_cpu on; per_request 4 ms } }"
+    paths = [
+        measured(
+            tmp_path, "a.json", true, "arrivals burst; lengths fixed 200 -> 30; requests 60", "inf"
+        ),
+        measured(
+            tmp_path, "b.json", true, "arrivals burst; lengths fixed 400 -> 60; requests 20", "inf"
+        ),
+    ]
+    (spec_path := tmp_path / "s.tsim").write_text(SPEC)
+    dep = replay.load(spec_path)
+    runs = [r for p in paths for r in results.read(p)]
+    result = fit.fit(dep, runs, tmp_path, max_evaluations=60)
+    fitted = dict(zip((k.path for k in result.knobs), result.values, strict=True))
+    assert fitted["frontend.per_request"] == pytest.approx(4.0, rel=0.15)
+    before, after = fit.errors(runs, result.before), fit.errors(runs, result.after)
+    assert before["TTFT"][0] > 0.3 and after["TTFT"][0] < 0.05
+
+
+def test_calibrate_bench_writes_a_profile_the_spec_runs_with(tmp_path, capsys):
+    true = "engine vllm_0_6 { frontend { shares_cpu on; per_request 4 ms } }"
+    work = "arrivals burst; lengths fixed 200 -> 30; requests 60"
+    path = measured(tmp_path, "a.json", true, work, "inf")
+    (spec_path := tmp_path / "s.tsim").write_text(SPEC)
+    profile = tmp_path / "profile.tsim"
+    args = ["calibrate", "--bench", path, "--spec", str(spec_path), "-o", str(profile)]
+    assert main([*args, "--max-evaluations", "40"]) == 0
+    out, err = capsys.readouterr()
+    assert "| TTFT |" in out and "warning: one run cannot tell apart" in err
+    text = profile.read_text()
+    assert "engine vllm_0_6_calibrated from vllm_0_6 {" in text and "a.json" in text
+    use = SPEC.replace('import "std/engines"', 'import "std/engines"\nimport "profile.tsim"')
+    use = use.replace("engine vllm_0_6 {", "engine vllm_0_6_calibrated {")
+    (tmp_path / "use.tsim").write_text(use)
+    pool = tokensim.load(tmp_path / "use.tsim").deployment.pools[0]
+    assert pool.engine.frontend.per_request_s == pytest.approx(4e-3, rel=0.2)
+    assert pool.engine.frontend.shares_cpu
+    # the same inputs give the same profile
+    assert main([*args, "--max-evaluations", "40", "-q"]) == 0 and profile.read_text() == text
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--bench", "nope.json", "--spec", "{spec}", "-o", "p.tsim"], "nope.json: no such file"),
+        (["--bench", "{result}", "-o", "p.tsim"], "--bench needs --spec"),
+        (["--bench", "{result}", "--spec", "{spec}", "-o", "p.json"], "name it *.tsim"),
+        (["-o", "p.tsim"], "nothing to calibrate on"),
+    ],
+)
+def test_calibrate_bench_mistakes_exit_two(tmp_path, capsys, monkeypatch, extra, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.tsim").write_text(SPEC)
+    (tmp_path / "r.json").write_text(json.dumps({"request_rate": 1, "duration": 1}))
+    fill = {"spec": "s.tsim", "result": "r.json"}
+    assert main(["calibrate", *(a.format(**fill) for a in extra)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "p.tsim").exists()
+
+
+def test_shared_prefix_ids_share_the_system_prompt_only():
+    ids = results.shared_prefix_ids(12, 100, 2, 2, 40, block=16)
+    assert len(ids) == 12 and all(len(p) == 6 for p in ids)
+    assert ids[0] == ids[4] == ids[8]  # request i sends prompt i mod 4
+    groups = {p[:2] for p in ids}
+    assert len(groups) == 2  # two 16-token blocks of system prompt per group
+    assert len({p[2:] for p in ids}) == 4
+    assert np.all([p[2] != q[2] for p in ids for q in ids if p[:2] != q[:2]])

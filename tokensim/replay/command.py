@@ -1,0 +1,175 @@
+"""``tokensim calibrate --bench``: fit a spec's engine to benchmark results, write a profile.
+
+The profile is a ``.tsim`` file with one engine, ``<name> from <the spec's engine>``,
+holding the fitted figures and where they came from; the spec imports it and names the
+engine in place of the one it ran.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from tokensim.lang.diagnostics import CompileError
+from tokensim.replay import fit as fitting
+from tokensim.replay import replay, results
+
+_COLUMNS = ("TTFT", "TPOT", "ITL", "E2E", "throughput", "all")
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def read_all(paths: list[str]) -> list[results.Observed]:
+    runs = []
+    for p in paths:
+        runs += results.read(p)
+    return runs
+
+
+def _cell(e: tuple[float, float, int] | None) -> str:
+    return "—" if e is None else f"{100 * e[0]:.0f}% / {100 * e[1]:.0f}%"
+
+
+def error_table(columns: dict[str, dict[str, tuple[float, float, int]]]) -> str:
+    """A Markdown table: one row per family, one column per fit (median / p90)."""
+    head = "| family | " + " | ".join(columns) + " |"
+    rule = "|---|" + "---|" * len(columns)
+    rows = [
+        f"| {f} | " + " | ".join(_cell(c.get(f)) for c in columns.values()) + " |"
+        for f in _COLUMNS
+        if any(f in c for c in columns.values())
+    ]
+    return "\n".join([head, rule, *rows])
+
+
+def profile_text(
+    dep: replay.Deployment,
+    name: str,
+    result: fitting.Fit,
+    runs: list[results.Observed],
+    output: Path,
+    summary: str,
+) -> str:
+    """The profile: ``engine <name> from <base> { fitted figures }`` with its sources."""
+    from tokensim.lang.check import std_engines
+
+    base = dep.engine.name
+    if base in std_engines():
+        imports = ['import "std/engines"']
+    else:
+        where = Path(dep.engine.span.file) if dep.engine.span else None
+        if where is None or where.resolve() == Path(dep.path).resolve():
+            raise ValueError(
+                f"engine `{base}` is defined in the spec itself; move it to a file of its own "
+                "that the spec imports, so that the profile can import it too"
+            )
+        rel = Path(_relative(where.resolve(), output.resolve().parent))
+        imports = [f'import "{rel.as_posix()}"']
+    files = sorted({r.name.split(":")[0] for r in runs})
+    blocks: dict[str, list[str]] = {}
+    for knob, value in zip(result.knobs, result.values, strict=True):
+        block, key = knob.path.split(".")
+        blocks.setdefault(block, []).append(f"{key} {knob.text(value)}")
+    body = [
+        f'  source "tokensim calibrate --bench: fitted on {len(runs)} run'
+        f"{'s' if len(runs) != 1 else ''} of {Path(dep.path).name} "
+        f'({", ".join(sorted({r.format for r in runs}))}): {", ".join(files)}"',
+        f'  source "error (median / p90) {summary}"',
+    ]
+    body += [f"  {block} {{ {'; '.join(items)} }}" for block, items in blocks.items()]
+    return (
+        f"// Written by `tokensim calibrate --bench`: engine `{base}` as fitted to measured\n"
+        f"// runs of the deployment in {Path(dep.path).name}. Import this file and name\n"
+        f"// `{name}` where the spec named `{base}` (keep the braces after it).\n"
+        + "".join(f"{i}\n" for i in imports)
+        + f"\nengine {name} from {base} {{\n"
+        + "\n".join(body)
+        + "\n}\n"
+    )
+
+
+def _relative(path: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(path, start)
+
+
+def _summary(before: dict, after: dict) -> str:
+    parts = []
+    for f in ("TTFT", "TPOT", "E2E", "throughput"):
+        if f in before and f in after:
+            b, a = before[f], after[f]
+            parts.append(
+                f"{f} {100 * b[0]:.0f}%/{100 * b[1]:.0f}% -> {100 * a[0]:.0f}%/{100 * a[1]:.0f}%"
+            )
+    return "before -> after: " + ", ".join(parts)
+
+
+def cmd_calibrate_bench(args) -> int:
+    output = Path(args.output)
+    if output.suffix != ".tsim":
+        return _fail(f"the profile is a spec file: name it *.tsim, not {output.name}")
+    try:
+        runs = read_all(args.bench)
+    except results.ResultError as e:
+        return _fail(str(e))
+    try:
+        dep = replay.load(args.spec)
+    except CompileError as e:
+        print(str(e), file=sys.stderr, end="" if str(e).endswith("\n") else "\n")
+        return 1
+    except (FileNotFoundError, ValueError) as e:
+        return _fail(str(e))
+    name = args.name or f"{dep.engine.name}_calibrated"
+    say = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
+    for r in runs:
+        lengths = "per-request lengths" if r.prompts is not None else f"lengths {r.lengths}"
+        say(f"{r.name}: {r.format}, {r.requests} requests, {r.arrivals}, {lengths}")
+        for note in r.notes:
+            say(f"  note: {note}")
+    with tempfile.TemporaryDirectory(prefix="tokensim-replay-") as tmp:
+        try:
+            say(f"fitting {len(fitting.KNOBS)} engine figures on {len(runs)} runs ...")
+            result = fitting.fit(
+                dep,
+                runs,
+                Path(tmp),
+                max_evaluations=args.max_evaluations,
+                progress=say,
+                held_out=args.holdout,
+            )
+        except CompileError as e:
+            print(str(e), file=sys.stderr, end="" if str(e).endswith("\n") else "\n")
+            return 1
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    before = fitting.errors(runs, result.before)
+    after = fitting.errors(runs, result.after)
+    columns = {"before": before, "fitted, in sample": after}
+    if result.held_out is not None:
+        columns["each run held out"] = fitting.errors(runs, result.held_out)
+    try:
+        text = profile_text(dep, name, result, runs, output, _summary(before, after))
+    except ValueError as e:
+        return _fail(str(e))
+    tmp_out = output.with_name(output.name + ".tmp")
+    try:
+        tmp_out.write_text(text, "utf-8")
+        tmp_out.replace(output)
+    except OSError as e:
+        return _fail(f"cannot write {output}: {e.strerror or e}")
+    if args.quiet:
+        return 0
+    fitted = f"engine `{dep.engine.name}` fitted on {len(runs)} run(s)"
+    print(f"{fitted}, {result.evaluations} replays of each\n")
+    print("| figure | before | after |\n|---|---|---|")
+    for knob, b, a in zip(result.knobs, result.start, result.values, strict=True):
+        print(f"| {knob.path} | {knob.text(b)} | {knob.text(a)} |")
+    print("\nError, median / p90 of |simulated - measured| / measured:\n")
+    print(error_table(columns))
+    print(f'\nwrote {output}: `import "{output.name}"` and run `engine {name}`')
+    return 0

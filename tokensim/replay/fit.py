@@ -1,0 +1,185 @@
+"""Fit an engine's undocumented figures to measured runs of one deployment.
+
+What no engine documents is fitted: its CPU time per scheduling and per sequence, its API
+server's time per request, per output token and its latency, and its kernels' speed against
+the cost model's (a factor for GEMMs and one for attention). Everything else (schedulers,
+budgets, block sizes, memory rules, CUDA graphs, multi-step) is the spec's.
+
+The fit is a regularised least squares in the logs of the figures: every measured metric of
+a run adds its log-ratio simulated / measured (each run weighs the same, however many
+metrics it has; a robust loss so that one wild percentile does not drive the fit), and every
+figure adds its log-ratio to where it started (the spec's engine), scaled by how far it may
+plausibly move. With many runs the data decide; with one, the figures it cannot tell apart
+stay near the engine's. Every figure stays within physical bounds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tokensim import ir
+from tokensim.replay import replay
+from tokensim.replay.results import FAMILIES, Observed, family
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A fitted engine statement: its path in the engine's braces, the unit it is written
+    in, its bounds and how far (a factor) it may plausibly move from the engine's figure."""
+
+    path: str
+    unit: str
+    lo: float
+    hi: float
+    spread: float
+    doc: str
+
+    def start(self, engine: ir.Engine) -> float:
+        """The engine's figure, in ``unit``."""
+        block, name = self.path.split(".")
+        if block == "kernels":
+            return float(dict(engine.kernels).get(name, 1.0))
+        value = getattr(getattr(engine, block), f"{name}_s")
+        return value * {"ms": 1e3, "us": 1e6}[self.unit]
+
+    def text(self, value: float) -> str:
+        return f"{value:.4g} {self.unit}".strip()
+
+
+KNOBS = (
+    Knob("host.iteration", "ms", 0.02, 20.0, 10.0, "CPU time per scheduling"),
+    Knob("host.per_seq", "us", 0.1, 300.0, 10.0, "CPU time per sequence per scheduling"),
+    Knob("frontend.per_request", "ms", 0.01, 100.0, 10.0, "API server time per request"),
+    Knob("frontend.latency", "ms", 0.01, 300.0, 10.0, "API server latency (no queue)"),
+    Knob("frontend.per_output_token", "us", 0.01, 300.0, 10.0, "API server time per token"),
+    Knob("kernels.gemm", "", 0.5, 2.0, 2.0, "GEMM time against the cost model's"),
+    Knob("kernels.attention", "", 0.5, 2.0, 2.0, "attention time against the cost model's"),
+)
+_CLIP = 3.0  # a log-ratio beyond e^3 (20x) counts as 20x: a run far off does not dominate
+_ROBUST = 0.2  # log-ratios beyond about 20% count linearly, not squared (soft L1)
+_PRIOR = 0.1  # the weight of the figures' pull back to the engine's: enough to break ties
+
+
+@dataclass
+class Fit:
+    """The figures before and after, and each run's simulated metrics with both."""
+
+    knobs: tuple[Knob, ...]
+    start: np.ndarray
+    values: np.ndarray
+    before: list[dict[str, float]]
+    after: list[dict[str, float]]
+    evaluations: int = 0
+    held_out: list[dict[str, float]] | None = None  # each run predicted by a fit without it
+    warnings: list[str] = field(default_factory=list)
+
+    def overrides(self, values: np.ndarray | None = None) -> dict[str, str]:
+        v = self.values if values is None else values
+        return {k.path: k.text(x) for k, x in zip(self.knobs, v, strict=True)}
+
+
+def overrides_of(knobs: tuple[Knob, ...], values: np.ndarray) -> dict[str, str]:
+    return {k.path: k.text(x) for k, x in zip(knobs, values, strict=True)}
+
+
+def residuals(runs: list[Observed], sims: list[dict[str, float]]) -> np.ndarray:
+    """Each metric's log-ratio simulated / measured, clipped, scaled so that every run
+    weighs the same."""
+    out = []
+    for obs, sim in zip(runs, sims, strict=True):
+        keys = [k for k in obs.metrics if obs.metrics[k] > 0]
+        w = 1 / math.sqrt(len(keys)) if keys else 0.0
+        for k in keys:
+            s = sim.get(k, float("nan"))
+            r = math.log(s / obs.metrics[k]) if s > 0 and math.isfinite(s) else _CLIP
+            out.append(w * _robust(max(-_CLIP, min(_CLIP, r))))
+    return np.asarray(out)
+
+
+def _robust(r: float) -> float:
+    """``r`` rescaled so that its square is the soft-L1 loss of ``r`` (quadratic near 0,
+    linear beyond ``_ROBUST``)."""
+    c = _ROBUST
+    return math.copysign(c * math.sqrt(2 * (math.sqrt(1 + (r / c) ** 2) - 1)), r)
+
+
+def fit(
+    dep: replay.Deployment,
+    runs: list[Observed],
+    folder: Path,
+    knobs: tuple[Knob, ...] = KNOBS,
+    max_evaluations: int = 120,
+    progress: Callable[[str], None] | None = None,
+    held_out: bool = False,
+) -> Fit:
+    """Fit ``knobs`` on ``runs`` replayed on ``dep``."""
+    start = np.array([min(max(k.start(dep.engine), k.lo), k.hi) for k in knobs])
+
+    def sims(values: np.ndarray, which: list[Observed]) -> list[dict[str, float]]:
+        over = overrides_of(knobs, values)
+        return [replay.simulate(dep, obs, over, folder) for obs in which]
+
+    values, evaluations = _solve(knobs, start, runs, sims, max_evaluations)
+    result = Fit(knobs, start, values, sims(start, runs), sims(values, runs), evaluations)
+    if len(runs) == 1:
+        result.warnings.append(
+            "one run cannot tell apart time per scheduling from time per sequence, nor the "
+            "front end's queue from its latency: the figures it does not pin down stay near "
+            "the engine's; calibrate on runs at several rates, concurrencies or lengths"
+        )
+    if held_out and len(runs) > 1:
+        result.held_out = []
+        for i, obs in enumerate(runs):
+            if progress:
+                progress(f"holding out {obs.label} ({i + 1}/{len(runs)})")
+            others = runs[:i] + runs[i + 1 :]
+            v, _ = _solve(knobs, start, others, sims, max_evaluations)
+            result.held_out.append(sims(v, [obs])[0])
+    return result
+
+
+def _solve(knobs, start, runs, sims, max_evaluations) -> tuple[np.ndarray, int]:
+    from scipy.optimize import least_squares
+
+    lo = np.log([k.lo for k in knobs])
+    hi = np.log([k.hi for k in knobs])
+    x0 = np.log(start)
+    spread = np.log([k.spread for k in knobs])
+    count = [0]
+
+    def f(x: np.ndarray) -> np.ndarray:
+        count[0] += 1
+        prior = _PRIOR * (x - x0) / spread
+        return np.concatenate([residuals(runs, sims(np.exp(x), runs)), prior])
+
+    # steps of 5% in each figure: a simulation is piecewise constant at small scales
+    sol = least_squares(
+        f,
+        x0,
+        bounds=(lo, hi),
+        diff_step=0.05,
+        max_nfev=max_evaluations,
+        x_scale=1.0,
+    )
+    return np.exp(sol.x), count[0]
+
+
+def errors(
+    runs: list[Observed], sims: list[dict[str, float]]
+) -> dict[str, tuple[float, float, int]]:
+    """Median and p90 of |simulated - measured| / measured per family (and ``all``)."""
+    by: dict[str, list[float]] = {f: [] for f in (*FAMILIES, "all")}
+    for obs, sim in zip(runs, sims, strict=True):
+        for k, v in obs.metrics.items():
+            s = sim.get(k, float("nan"))
+            e = abs(s - v) / v if math.isfinite(s) and v > 0 else float("inf")
+            by[family(k)].append(e)
+            by["all"].append(e)
+    return {
+        f: (float(np.median(e)), float(np.percentile(e, 90)), len(e)) for f, e in by.items() if e
+    }

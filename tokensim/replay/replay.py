@@ -1,0 +1,143 @@
+"""A measured run simulated on a spec's deployment: the same requests, the same way sent.
+
+The spec gives the deployment (cluster, pools, model, engine and its flags); its
+``workload`` and ``sweep`` are replaced by the run's: its requests' lengths (a trace
+when the file lists them), its arrival process and its number of requests, at seed 0.
+The simulated counterpart of each measured figure is computed the way the benchmark
+computes it (TPOT per request from its end-to-end time, ITL per streamed chunk).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tokensim import ir
+from tokensim.lang import ast
+from tokensim.lang.check import check
+from tokensim.lang.override import override
+from tokensim.lang.parse import parse
+from tokensim.lang.source import SourceMap
+from tokensim.replay.results import Observed
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A spec's deployment, parsed once (its workload and sweep left out)."""
+
+    module: ast.Module
+    text: str
+    pools: tuple[str, ...]
+    engine: ir.Engine  # the first pool's engine: where a fit starts
+
+    @property
+    def path(self) -> str:
+        return self.module.file
+
+
+def load(path: str | Path) -> Deployment:
+    """The deployment of the spec at ``path`` (a CompileError if it does not check)."""
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8")
+    except OSError as e:
+        raise FileNotFoundError(f"{path}: {e.strerror or e}") from None
+    sources = SourceMap()
+    module = parse(text, str(path), sources)
+    kept = tuple(s for s in module.statements if s.key.text not in ("workload", "sweep"))
+    module = dataclasses.replace(module, statements=kept)
+    spec = check(module, sources)
+    if not spec.deployment.pools:
+        raise ValueError(f"{path}: the spec has no deployment to replay the runs on")
+    pools = tuple(p.name for p in spec.deployment.pools)
+    return Deployment(module, text, pools, spec.deployment.pools[0].engine)
+
+
+def _trace(obs: Observed, folder: Path) -> Path:
+    """A tokensim trace of the run's lengths (times come from ``arrivals``), named by its
+    content."""
+    if obs.prefixes is None:
+        lines = ["arrival_s,prompt_tokens,output_tokens"]
+        lines += [f"0.0,{int(p)},{int(o)}" for p, o in zip(obs.prompts, obs.outputs, strict=True)]
+    else:
+        lines = ["arrival_s,prompt_tokens,output_tokens,prefix_hashes,prefix_block_tokens"]
+        lines += [
+            f"0.0,{int(p)},{int(o)},{' '.join(map(str, ids))},{obs.prefix_block}"
+            for p, o, ids in zip(obs.prompts, obs.outputs, obs.prefixes, strict=True)
+        ]
+    text = "\n".join(lines) + "\n"
+    path = folder / f"replay-{hashlib.sha1(text.encode()).hexdigest()[:16]}.csv"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, "utf-8")
+    return path
+
+
+def workload_text(obs: Observed, folder: Path) -> str:
+    """The ``workload`` block that sends ``obs``'s requests as the benchmark did."""
+    if obs.prompts is not None:
+        lengths = f'trace "{_trace(obs, folder).as_posix()}"'
+    else:
+        lengths = f"lengths {obs.lengths}"
+    return (
+        f"workload {{\n  arrivals {obs.arrivals}\n  {lengths}\n"
+        f"  requests {obs.requests}\n  seed 0\n}}\n"
+    )
+
+
+def spec(
+    dep: Deployment, obs: Observed, overrides: dict[str, str], folder: Path
+) -> tuple[ir.Spec, str]:
+    """The checked spec that replays ``obs`` on ``dep`` with ``overrides`` (paths inside
+    each pool's engine: ``host.iteration`` -> ``deployment.<pool>.engine.host.iteration``),
+    and the workload text used."""
+    sources = SourceMap()
+    sources.add(dep.path, dep.text)
+    text = workload_text(obs, folder)
+    name = f"<replay of {obs.label}>"
+    extra = parse(text, name, sources)
+    module = dataclasses.replace(dep.module, statements=dep.module.statements + extra.statements)
+    for path, value in overrides.items():
+        for pool in dep.pools:
+            module = override(module, f"deployment.{pool}.engine.{path}", value, sources)
+    return check(module, sources), text
+
+
+def simulated(obs: Observed, run) -> dict[str, float]:
+    """The simulated value of each of ``obs``'s metrics from a :class:`tokensim.api.Run`."""
+    from tokensim.metrics import stat
+
+    req = run.requests
+    cols = {k: req[f"{k}_s"][np.isfinite(req[f"{k}_s"])] for k in ("ttft", "tpot", "e2e")}
+    res = run.result
+    out = {}
+    for key in obs.metrics:
+        name, st = key.split("_", 1)
+        if name == "throughput":
+            out[key] = float(run.metrics["throughput"][st])
+        elif name == "itl":
+            out[key] = stat(res.itl_s, st, res.itl_weights)
+        else:
+            out[key] = stat(cols[name], st)
+    return out
+
+
+def simulate(
+    dep: Deployment, obs: Observed, overrides: dict[str, str], folder: Path
+) -> dict[str, float]:
+    """Replay ``obs`` and return the simulated value of each measured metric (NaN where
+    no request completed)."""
+    from tokensim.api import run
+
+    checked, _ = spec(dep, obs, overrides, folder)
+    with contextlib.redirect_stderr(io.StringIO()):  # cost-model notes: said once elsewhere
+        result = run(checked)
+    if not result.metrics["requests"]["completed"]:
+        return {k: float("nan") for k in obs.metrics}
+    return simulated(obs, result)
