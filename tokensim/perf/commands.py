@@ -134,6 +134,14 @@ def add_parsers(sub) -> None:
         help="with --bench: also predict each run from a fit without it (one fit per run)",
     )
     p.add_argument(
+        "--max-requests",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="with --bench: replay a run sent at a steady rate with its first N requests "
+        "(default 2000); bursts and closed loops are replayed whole",
+    )
+    p.add_argument(
         "--max-evaluations",
         type=int,
         default=120,

@@ -114,7 +114,7 @@ def cmd_calibrate_bench(args) -> int:
     if output.suffix != ".tsim":
         return _fail(f"the profile is a spec file: name it *.tsim, not {output.name}")
     try:
-        runs = read_all(args.bench)
+        runs = [results.truncate(r, args.max_requests) for r in read_all(args.bench)]
     except results.ResultError as e:
         return _fail(str(e))
     try:

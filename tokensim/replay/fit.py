@@ -38,6 +38,13 @@ class Knob:
     hi: float
     spread: float
     doc: str
+    per_window: bool = False  # a time per scheduling: the bounds are per decode step
+
+    def bounds(self, engine: ir.Engine) -> tuple[float, float]:
+        """``lo``, ``hi``; for a time per scheduling, times the engine's multi-step window
+        (vLLM 0.6's ``--num-scheduler-steps 10`` schedules once per 10 steps)."""
+        k = engine.scheduler_steps if self.per_window else 1
+        return self.lo, self.hi * k
 
     def start(self, engine: ir.Engine) -> float:
         """The engine's figure, in ``unit``."""
@@ -52,8 +59,8 @@ class Knob:
 
 
 KNOBS = (
-    Knob("host.iteration", "ms", 0.02, 20.0, 10.0, "CPU time per scheduling"),
-    Knob("host.per_seq", "us", 0.1, 300.0, 10.0, "CPU time per sequence per scheduling"),
+    Knob("host.iteration", "ms", 0.02, 20.0, 10.0, "CPU time per scheduling", True),
+    Knob("host.per_seq", "us", 0.1, 300.0, 10.0, "CPU time per sequence per scheduling", True),
     Knob("frontend.per_request", "ms", 0.01, 100.0, 10.0, "API server time per request"),
     Knob("frontend.latency", "ms", 0.01, 300.0, 10.0, "API server latency (no queue)"),
     Knob("frontend.per_output_token", "us", 0.01, 300.0, 10.0, "API server time per token"),
@@ -118,13 +125,16 @@ def fit(
     held_out: bool = False,
 ) -> Fit:
     """Fit ``knobs`` on ``runs`` replayed on ``dep``."""
-    start = np.array([min(max(k.start(dep.engine), k.lo), k.hi) for k in knobs])
+    bounds = [k.bounds(dep.engine) for k in knobs]
+    start = np.array(
+        [min(max(k.start(dep.engine), lo), hi) for k, (lo, hi) in zip(knobs, bounds, strict=True)]
+    )
 
     def sims(values: np.ndarray, which: list[Observed]) -> list[dict[str, float]]:
         over = overrides_of(knobs, values)
         return [replay.simulate(dep, obs, over, folder) for obs in which]
 
-    values, evaluations = _solve(knobs, start, runs, sims, max_evaluations)
+    values, evaluations = _solve(knobs, bounds, start, runs, sims, max_evaluations)
     result = Fit(knobs, start, values, sims(start, runs), sims(values, runs), evaluations)
     if len(runs) == 1:
         result.warnings.append(
@@ -136,18 +146,18 @@ def fit(
         result.held_out = []
         for i, obs in enumerate(runs):
             if progress:
-                progress(f"holding out {obs.label} ({i + 1}/{len(runs)})")
+                progress(f"holding out {obs.name} ({i + 1}/{len(runs)})")
             others = runs[:i] + runs[i + 1 :]
-            v, _ = _solve(knobs, start, others, sims, max_evaluations)
+            v, _ = _solve(knobs, bounds, start, others, sims, max_evaluations)
             result.held_out.append(sims(v, [obs])[0])
     return result
 
 
-def _solve(knobs, start, runs, sims, max_evaluations) -> tuple[np.ndarray, int]:
+def _solve(knobs, bounds, start, runs, sims, max_evaluations) -> tuple[np.ndarray, int]:
     from scipy.optimize import least_squares
 
-    lo = np.log([k.lo for k in knobs])
-    hi = np.log([k.hi for k in knobs])
+    lo = np.log([b[0] for b in bounds])
+    hi = np.log([b[1] for b in bounds])
     x0 = np.log(start)
     spread = np.log([k.spread for k in knobs])
     count = [0]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +66,24 @@ class Observed:
     def label(self) -> str:
         """A short name for tables: the file's name (and line)."""
         return self.name.rsplit("/", 1)[-1]
+
+
+OPEN_LOOP = ("poisson", "constant", "gamma")  # arrival processes that do not depend on the server
+
+
+def truncate(obs: Observed, requests: int) -> Observed:
+    """``obs`` replayed with its first ``requests`` requests only, when its requests were
+    sent at a rate (a steady state: the figures of a long run are those of its start);
+    bursts and closed loops are kept whole, since their load depends on their size."""
+    if obs.requests <= requests or not obs.arrivals.startswith(OPEN_LOOP):
+        return obs
+    cut = {}
+    if obs.prompts is not None:
+        cut = {"prompts": obs.prompts[:requests], "outputs": obs.outputs[:requests]}
+    if obs.prefixes is not None:
+        cut["prefixes"] = obs.prefixes[:requests]
+    note = f"replayed with its first {requests} of {obs.requests} requests (a steady rate)"
+    return replace(obs, requests=requests, notes=(*obs.notes, note), **cut)
 
 
 def family(key: str) -> str:
