@@ -287,3 +287,26 @@ def test_shared_prefix_ids_share_the_system_prompt_only():
     assert len(groups) == 2  # two 16-token blocks of system prompt per group
     assert len({p[2:] for p in ids}) == 4
     assert np.all([p[2] != q[2] for p in ids for q in ids if p[:2] != q[:2]])
+
+
+def test_validate_bench_draws_a_page_of_every_run(tmp_path, capsys):
+    work = "arrivals burst; lengths fixed 200 -> 30; requests 40"
+    true = "engine vllm_0_6 { frontend { shares_cpu on; per_request 4 ms } }"
+    path = measured(tmp_path, "a.json", true, work, "inf")
+    summary = tmp_path / "b.json"
+    fields = {"request_rate": 2.0, "duration": 10.0, "completed": 20, "median_ttft_ms": 50.0}
+    fields |= {"total_input_tokens": 4000, "total_output_tokens": 600, "p99_ttft_ms": 90.0}
+    summary.write_text(json.dumps(fields))
+    (spec := tmp_path / "s.tsim").write_text(SPEC)
+    page = tmp_path / "v.html"
+    # the spec among the results, as `validate --bench RESULT... SPEC.tsim` reads
+    assert main(["validate", "--bench", path, str(summary), str(spec), "-o", str(page)]) == 0
+    out = capsys.readouterr().out
+    assert "2 run(s) replayed" in out and "| TTFT |" in out
+    html = page.read_text()
+    assert html.count('<section id="run') == 2 and "a.json" in html and "b.json" in html
+    assert "TTFT: measured and simulated" in html  # per-request figures: two curves
+    assert "TTFT: simulated; measured percentiles" in html  # a summary: its percentiles
+    assert "measured p99" in html
+    assert main(["validate", "--bench", path, "-o", str(page)]) == 2
+    assert "needs one spec" in capsys.readouterr().err

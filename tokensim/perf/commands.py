@@ -76,6 +76,23 @@ def cmd_calibrate(args) -> int:
 def cmd_validate(args) -> int:
     from tokensim.perf import calibrate, iterations, validate
 
+    if args.bench:
+        spec = args.spec
+        paths = [*args.bench, *args.tables]
+        if spec is None:  # `--bench RESULT... SPEC.tsim`: the spec among them
+            specs = [p for p in paths if p.endswith(".tsim")]
+            if len(specs) != 1:
+                return _fail("--bench needs one spec (SPEC.tsim or --spec): the deployment")
+            spec = specs[0]
+            paths.remove(spec)
+        elif args.tables:
+            return _fail("give op tables or --bench results, not both")
+        from tokensim.replay.page import cmd_validate_bench
+
+        args.bench, args.spec = paths, spec
+        return cmd_validate_bench(args)
+    if not args.tables:
+        return _fail("nothing to validate: give op tables, or --bench RESULT... SPEC.tsim")
     try:
         table = load_any(args.tables, args.gpu)
         progress = None if args.quiet else (lambda s: print(f"  {s}", file=sys.stderr))
@@ -159,12 +176,26 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser(
         "validate",
-        help="measure the cost model's error against op tables",
-        description="Compare predicted with measured op times: the datasheet roofline, the "
-        "calibration with each model (or shape family) held out, and a calibration carried "
-        "to another GPU. Prints Markdown tables of median and p90 relative error.",
+        help="measure the error against op tables, or against benchmark results",
+        description="With op tables: compare predicted with measured op times (the datasheet "
+        "roofline, the calibration with each model or shape family held out, a calibration "
+        "carried to another GPU) and print Markdown tables of median and p90 relative error. "
+        "With --bench RESULT... SPEC.tsim: replay each measured run on the spec's deployment "
+        "and write a page of measured and simulated CDFs and errors per run and metric.",
     )
-    p.add_argument("tables", nargs="+", metavar="TABLE", help="tokensim tables or sources")
+    p.add_argument("tables", nargs="*", metavar="TABLE", help="tokensim tables or sources")
+    p.add_argument("--bench", nargs="+", metavar="RESULT", help="benchmark results to replay")
+    p.add_argument("--spec", metavar="SPEC", help="with --bench: the deployment they measured")
+    p.add_argument(
+        "-o", "--output", metavar="FILE", help="with --bench: the page (validation.html)"
+    )
+    p.add_argument(
+        "--max-requests",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="with --bench: replay a run sent at a steady rate with its first N requests",
+    )
     p.add_argument("--gpu", help="catalogue GPU name for sources whose path does not tell it")
     p.add_argument("--no-cross", action="store_true", help="skip the cross-hardware rows")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")

@@ -128,16 +128,21 @@ def simulated(obs: Observed, run) -> dict[str, float]:
     return out
 
 
+def replay(dep: Deployment, obs: Observed, overrides: dict[str, str], folder: Path):
+    """Replay ``obs``: the :class:`tokensim.api.Run`."""
+    from tokensim.api import run
+
+    checked, _ = spec(dep, obs, overrides, folder)
+    with contextlib.redirect_stderr(io.StringIO()):  # cost-model notes: said once elsewhere
+        return run(checked)
+
+
 def simulate(
     dep: Deployment, obs: Observed, overrides: dict[str, str], folder: Path
 ) -> dict[str, float]:
     """Replay ``obs`` and return the simulated value of each measured metric (NaN where
     no request completed)."""
-    from tokensim.api import run
-
-    checked, _ = spec(dep, obs, overrides, folder)
-    with contextlib.redirect_stderr(io.StringIO()):  # cost-model notes: said once elsewhere
-        result = run(checked)
+    result = replay(dep, obs, overrides, folder)
     if not result.metrics["requests"]["completed"]:
         return {k: float("nan") for k in obs.metrics}
     return simulated(obs, result)

@@ -56,6 +56,7 @@ class Observed:
     lengths: str | None = None
     ttfts: np.ndarray | None = None
     e2es: np.ndarray | None = None
+    tpots: np.ndarray | None = None
     notes: tuple[str, ...] = field(default=())
     # per request, one id per full block of ``prefix_block`` prompt tokens (equal ids:
     # equal content), when the benchmark's prompts repeat (a shared-prefix dataset)
@@ -135,7 +136,8 @@ def _parse(obj: dict, where: str, jsonl: bool) -> Observed:
         return _inference_perf(obj, Path(where), where)
     if obj.get("backend") == "sglang" or (jsonl and "mean_e2e_latency_ms" in obj):
         return _benchmark_serving(obj, where, "SGLang bench_serving")
-    if "request_throughput" in obj or "mean_ttft_ms" in obj or "ttfts" in obj:
+    latency = any(k.endswith(("_ttft_ms", "_tpot_ms", "_e2el_ms")) for k in obj)
+    if "request_throughput" in obj or "ttfts" in obj or latency:
         return _benchmark_serving(obj, where, "vLLM bench serve")
     keys = ", ".join(sorted(obj)[:8])
     raise ResultError(
@@ -209,7 +211,7 @@ def _benchmark_serving(obj: dict, where: str, fmt: str) -> Observed:
     if not duration or duration <= 0:
         raise ResultError(f"{where}: `duration` should be above 0")
     metrics: dict[str, float] = {}
-    e2es = None
+    e2es = tpot_values = None
     if outputs is not None and prompts is not None:
         ok = outputs > 0
         errors = obj.get("errors")
@@ -234,6 +236,7 @@ def _benchmark_serving(obj: dict, where: str, fmt: str) -> Observed:
             out = outputs[ok]
             multi = out > 1
             tpots = (e2es[multi] - ttfts[ok][multi]) / (out[multi] - 1)
+            tpot_values = tpots
             _stats(metrics, "tpot", tpots)
             kept = [g for g, good in zip(gaps_of, ok, strict=True) if good]
             gaps = np.concatenate(kept) if kept else np.zeros(0)
@@ -289,6 +292,7 @@ def _benchmark_serving(obj: dict, where: str, fmt: str) -> Observed:
         lengths,
         ttfts,
         e2es,
+        tpot_values,
         tuple(notes),
     )
 
