@@ -5,6 +5,7 @@ written in the benchmark tool's format, so the fit has a right answer to find.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -310,3 +311,14 @@ def test_validate_bench_draws_a_page_of_every_run(tmp_path, capsys):
     assert "measured p99" in html
     assert main(["validate", "--bench", path, "-o", str(page)]) == 2
     assert "needs one spec" in capsys.readouterr().err
+
+
+def test_a_run_of_another_model_is_warned_of(tmp_path):
+    (spec := tmp_path / "s.tsim").write_text(SPEC)
+    dep = replay.load(spec)
+    run = results.Observed(
+        "r.json", "vLLM bench serve", "meta-llama/Llama-3.1-8B-Instruct", "burst", 1, {}
+    )
+    assert replay.model_mismatch(dep, run) is None
+    other = dataclasses.replace(run, model="meta-llama/Llama-3.1-70B-Instruct")
+    assert "the spec serves `llama3_1_8b`" in replay.model_mismatch(dep, other)

@@ -131,6 +131,9 @@ def cmd_calibrate_bench(args) -> int:
         say(f"{r.name}: {r.format}, {r.requests} requests, {r.arrivals}, {lengths}")
         for note in r.notes:
             say(f"  note: {note}")
+        mismatch = replay.model_mismatch(dep, r)
+        if mismatch:
+            print(f"warning: {mismatch}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="tokensim-replay-") as tmp:
         try:
             say(f"fitting {len(fitting.KNOBS)} engine figures on {len(runs)} runs ...")

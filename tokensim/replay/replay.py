@@ -35,6 +35,7 @@ class Deployment:
     text: str
     pools: tuple[str, ...]
     engine: ir.Engine  # the first pool's engine: where a fit starts
+    model: ir.Model  # the first pool's model
 
     @property
     def path(self) -> str:
@@ -56,7 +57,39 @@ def load(path: str | Path) -> Deployment:
     if not spec.deployment.pools:
         raise ValueError(f"{path}: the spec has no deployment to replay the runs on")
     pools = tuple(p.name for p in spec.deployment.pools)
-    return Deployment(module, text, pools, spec.deployment.pools[0].engine)
+    first = spec.deployment.pools[0]
+    return Deployment(module, text, pools, first.engine, first.model)
+
+
+def _base_name(name: str) -> str:
+    """A Hugging Face model name without its organisation and tuning suffixes."""
+    base = name.rstrip("/").rsplit("/", 1)[-1].lower()
+    for suffix in ("-instruct", "-chat", "-hf", "-it", "-fp8", "-base", "-v0.1"):
+        base = base.removesuffix(suffix)
+    return base
+
+
+def model_mismatch(dep: Deployment, obs: Observed) -> str | None:
+    """A warning when the run names a model the spec's model does not cite (its ``source``
+    lines name the Hugging Face repositories its shapes came from); None when they agree or
+    either says nothing."""
+    if not obs.model:
+        return None
+    cited = [s for s in dep.model.sources if "huggingface.co/" in s]
+    if not cited:
+        return None
+    measured = _base_name(obs.model)
+    for source in cited:
+        repo = source.split("huggingface.co/", 1)[1].split()[0]
+        parts = repo.split("/")
+        if len(parts) >= 2:
+            name = _base_name(parts[1])
+            if name in measured or measured in name:
+                return None
+    return (
+        f"{obs.name} measured `{obs.model}`; the spec serves `{dep.model.name}`, whose "
+        f"shapes come from {', '.join(c.split()[0] for c in cited)}"
+    )
 
 
 def _trace(obs: Observed, folder: Path) -> Path:
