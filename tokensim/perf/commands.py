@@ -163,7 +163,8 @@ def add_parsers(sub) -> None:
         type=int,
         default=120,
         metavar="N",
-        help="with --bench: replays of every run the fit may take (default 120)",
+        help="with --bench: evaluations of the fit, each a replay of every run (default "
+        "120; the slopes it takes are not counted)",
     )
     p.add_argument("--gpu", help="catalogue GPU name for sources whose path does not tell it")
     p.add_argument(
