@@ -182,6 +182,39 @@ def test_an_inference_perf_stage_reads_its_config(tmp_path):
         results.read(folder)
 
 
+def test_a_genai_perf_export(tmp_path):
+    def stats(scale, unit="ms"):
+        return {"unit": unit, "avg": 10 * scale, "p50": 9 * scale, "p90": 15 * scale}
+
+    data = {
+        "time_to_first_token": stats(1),
+        "inter_token_latency": stats(0.2),
+        "request_latency": stats(30),
+        "request_throughput": {"unit": "requests/sec", "avg": 4.0},
+        "output_token_throughput": {"unit": "tokens/sec", "avg": 800.0},
+        "input_sequence_length": {"unit": "tokens", "avg": 199.6},
+        "output_sequence_length": {"unit": "tokens", "avg": 200.2},
+        "input_config": {"model": ["meta-llama/Llama-3.1-8B"], "concurrency": 8},
+    }
+    path = tmp_path / "profile_export_genai_perf.json"
+    path.write_text(json.dumps(data))
+    (run,) = results.read(path)
+    assert run.format == "GenAI-Perf" and run.arrivals == "closed 8"
+    assert run.lengths == "fixed 200 -> 200" and run.requests == 200
+    assert run.metrics["tpot_p90"] == pytest.approx(0.003)  # its ITL is per request: TPOT
+    assert run.metrics["e2e_mean"] == pytest.approx(0.3)
+    assert run.model == "meta-llama/Llama-3.1-8B"
+    data["input_config"] |= {"request_rate": 5.0, "request_count": 50}
+    data["time_to_first_token"]["unit"] = "tokens"
+    path.write_text(json.dumps(data))
+    with pytest.raises(results.ResultError, match="not a time unit"):
+        results.read(path)
+    data["time_to_first_token"]["unit"] = "ms"
+    path.write_text(json.dumps(data))
+    (run,) = results.read(path)
+    assert run.arrivals == "constant 5/s" and run.requests == 50
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -322,3 +355,48 @@ def test_a_run_of_another_model_is_warned_of(tmp_path):
     assert replay.model_mismatch(dep, run) is None
     other = dataclasses.replace(run, model="meta-llama/Llama-3.1-70B-Instruct")
     assert "the spec serves `llama3_1_8b`" in replay.model_mismatch(dep, other)
+
+
+def test_a_serve_command_sets_the_pools(tmp_path):
+    from tokensim.replay import serve
+
+    cmd = (
+        "python -m vllm.entrypoints.openai.api_server --model m --port 8000 -tp 2 "
+        "--max-num-seqs 128 --max-num-batched-tokens=4096 --gpu-memory-utilization 0.95 "
+        "--kv-cache-dtype fp8_e4m3 --no-enable-prefix-caching --num-scheduler-steps 8 "
+        "--enforce-eager --frobnicate 3"
+    )
+    s = serve.settings(cmd, "chunked")
+    assert s.engine == "vllm" and s.paths == {
+        "tp": "2",
+        "batching.max_seqs": "128",
+        "batching.budget": "4096 tokens",
+        "kv.gpu_util": "0.95",
+        "kv.dtype": "fp8",
+        "kv.prefix_cache": "off",
+        "engine.scheduler_steps": "8",
+        "engine.cuda_graphs": "off",
+    }
+    assert s.ignored == ["--model", "--port"] and s.unknown == ["--frobnicate"]
+    # V0 without chunked prefill: the budget is max_tokens; the flag switches the policy
+    v0 = serve.settings(
+        "vllm serve m --max-num-batched-tokens 1024 --enable-chunked-prefill", "continuous"
+    )
+    assert v0.paths == {"batching": "chunked { budget 1024 tokens }"}
+    sg = serve.settings(
+        "python3 -m sglang.launch_server --tp 4 --chunked-prefill-size -1", "continuous"
+    )
+    assert sg.engine == "sglang" and sg.paths == {"tp": "4", "batching.chunk": "off"}
+    with pytest.raises(serve.ServeError, match="whole number"):
+        serve.settings("vllm serve m --max-num-seqs many", "chunked")
+    with pytest.raises(serve.ServeError, match="runs none of"):
+        serve.settings("python server.py --port 1", "chunked")
+    # laid on the spec's pool
+    (spec := tmp_path / "s.tsim").write_text(SPEC)
+    dep = replay.load(spec, "vllm serve m --max-num-seqs 64 --gpu-memory-utilization 0.8")
+    checked, _ = replay.spec(
+        dep, results.Observed("r", "f", "", "burst", 1, {}, lengths="fixed 10 -> 2"), {}, tmp_path
+    )
+    pool = checked.deployment.pools[0]
+    assert dict(pool.batching.params)["max_seqs"] == 64 and pool.kv.gpu_util == 0.8
+    assert pool.engine.frontend.shares_cpu  # the spec's own engine braces stay

@@ -146,6 +146,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--spec", metavar="SPEC", help="with --bench: the deployment they measured")
     p.add_argument("--name", help="with --bench: the fitted engine's name (<engine>_calibrated)")
     p.add_argument(
+        "--serve-cmd",
+        metavar="CMD",
+        help='with --bench: the server\'s launch command ("vllm serve ... --max-num-seqs 128"): '
+        "its flags set the pools' tp, batching, KV cache and engine statements",
+    )
+    p.add_argument(
         "--holdout",
         action="store_true",
         help="with --bench: also predict each run from a fit without it (one fit per run)",
@@ -187,6 +193,7 @@ def add_parsers(sub) -> None:
     p.add_argument("tables", nargs="*", metavar="TABLE", help="tokensim tables or sources")
     p.add_argument("--bench", nargs="+", metavar="RESULT", help="benchmark results to replay")
     p.add_argument("--spec", metavar="SPEC", help="with --bench: the deployment they measured")
+    p.add_argument("--serve-cmd", metavar="CMD", help="with --bench: the server's launch command")
     p.add_argument(
         "-o", "--output", metavar="FILE", help="with --bench: the page (validation.html)"
     )

@@ -109,6 +109,39 @@ def _summary(before: dict, after: dict) -> str:
     return "before -> after: " + ", ".join(parts)
 
 
+def load_deployment(args) -> replay.Deployment | int:
+    """The deployment of ``--spec`` with ``--serve-cmd``'s settings, or an exit status
+    after saying why not (what the serve command set, and left out, goes to stderr)."""
+    from tokensim.replay import serve
+
+    try:
+        dep = replay.load(args.spec, getattr(args, "serve_cmd", None))
+    except CompileError as e:
+        print(str(e), file=sys.stderr, end="" if str(e).endswith("\n") else "\n")
+        return 1
+    except (FileNotFoundError, ValueError, serve.ServeError) as e:
+        return _fail(str(e))
+    s = dep.serve
+    if s is not None:
+        if not serve.engine_matches(s.engine, dep.engine.name):
+            print(
+                f"warning: the serve command launches {s.engine}; the spec's pools run "
+                f"`{dep.engine.name}`",
+                file=sys.stderr,
+            )
+        if not args.quiet:
+            said = "; ".join(f"{k} {v}" for k, v in s.paths.items()) or "nothing modelled"
+            print(f"serve command: {said} (on every pool)", file=sys.stderr)
+            if s.ignored:
+                print(f"  ignored (nothing modelled): {' '.join(s.ignored)}", file=sys.stderr)
+        if s.unknown:
+            print(
+                f"warning: serve flags tokensim does not model: {' '.join(s.unknown)}",
+                file=sys.stderr,
+            )
+    return dep
+
+
 def cmd_calibrate_bench(args) -> int:
     output = Path(args.output)
     if output.suffix != ".tsim":
@@ -117,13 +150,9 @@ def cmd_calibrate_bench(args) -> int:
         runs = [results.truncate(r, args.max_requests) for r in read_all(args.bench)]
     except results.ResultError as e:
         return _fail(str(e))
-    try:
-        dep = replay.load(args.spec)
-    except CompileError as e:
-        print(str(e), file=sys.stderr, end="" if str(e).endswith("\n") else "\n")
-        return 1
-    except (FileNotFoundError, ValueError) as e:
-        return _fail(str(e))
+    dep = load_deployment(args)
+    if isinstance(dep, int):
+        return dep
     name = args.name or f"{dep.engine.name}_calibrated"
     say = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
     for r in runs:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +15,9 @@ from pathlib import Path
 import numpy as np
 from markupsafe import Markup
 
-from tokensim.lang.diagnostics import CompileError
 from tokensim.replay import fit as fitting
 from tokensim.replay import replay, results
-from tokensim.replay.command import _fail, error_table, read_all
+from tokensim.replay.command import _fail, error_table, load_deployment, read_all
 from tokensim.report import svg
 from tokensim.report.page import _asset, environment
 
@@ -138,13 +136,9 @@ def cmd_validate_bench(args) -> int:
         runs = [results.truncate(r, args.max_requests) for r in read_all(args.bench)]
     except results.ResultError as e:
         return _fail(str(e))
-    try:
-        dep = replay.load(args.spec)
-    except CompileError as e:
-        print(str(e), file=sys.stderr, end="" if str(e).endswith("\n") else "\n")
-        return 1
-    except (FileNotFoundError, ValueError) as e:
-        return _fail(str(e))
+    dep = load_deployment(args)
+    if isinstance(dep, int):
+        return dep
     replayed = []
     with tempfile.TemporaryDirectory(prefix="tokensim-replay-") as tmp:
         for obs in runs:

@@ -36,14 +36,17 @@ class Deployment:
     pools: tuple[str, ...]
     engine: ir.Engine  # the first pool's engine: where a fit starts
     model: ir.Model  # the first pool's model
+    serve: object = None  # the serve command's Settings (tokensim.replay.serve), if given
 
     @property
     def path(self) -> str:
         return self.module.file
 
 
-def load(path: str | Path) -> Deployment:
-    """The deployment of the spec at ``path`` (a CompileError if it does not check)."""
+def load(path: str | Path, serve_cmd: str | None = None) -> Deployment:
+    """The deployment of the spec at ``path`` (a CompileError if it does not check), with
+    the settings of the server's launch command ``serve_cmd`` (:mod:`.serve`) laid on
+    every pool."""
     path = Path(path)
     try:
         text = path.read_text("utf-8")
@@ -57,8 +60,17 @@ def load(path: str | Path) -> Deployment:
     if not spec.deployment.pools:
         raise ValueError(f"{path}: the spec has no deployment to replay the runs on")
     pools = tuple(p.name for p in spec.deployment.pools)
+    settings = None
+    if serve_cmd is not None:
+        from tokensim.replay import serve
+
+        settings = serve.settings(serve_cmd, spec.deployment.pools[0].batching.name)
+        for pool in pools:
+            for key, value in settings.paths.items():
+                module = override(module, f"deployment.{pool}.{key}", value, sources)
+        spec = check(module, sources)
     first = spec.deployment.pools[0]
-    return Deployment(module, text, pools, first.engine, first.model)
+    return Deployment(module, text, pools, first.engine, first.model, settings)
 
 
 def _base_name(name: str) -> str:

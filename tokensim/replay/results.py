@@ -7,6 +7,8 @@ Formats (detected from the content, not the file name):
   ``output_lens``, ``ttfts`` and ``itls``.
 * **SGLang** ``python -m sglang.bench_serving --output-file``: JSON Lines, one run a line
   (``--output-details`` adds the same per-request arrays).
+* **GenAI-Perf** (NVIDIA): ``profile_export_genai_perf.json``, the statistics of each metric
+  (``avg``, ``p50``, ``p90``, ``p99`` ...) and the arguments it ran with (``input_config``).
 * **inference-perf** (llm-d, used by BLIS): a ``stage_<n>_lifecycle_metrics.json`` per load
   stage, read with the ``config.yaml`` beside it (the load and the data it generated); a
   results folder stands for its stages.
@@ -134,6 +136,8 @@ def read(path: str | Path) -> list[Observed]:
 def _parse(obj: dict, where: str, jsonl: bool) -> Observed:
     if "load_summary" in obj and "successes" in obj:
         return _inference_perf(obj, Path(where), where)
+    if "input_config" in obj and ("time_to_first_token" in obj or "request_latency" in obj):
+        return _genai_perf(obj, where)
     if obj.get("backend") == "sglang" or (jsonl and "mean_e2e_latency_ms" in obj):
         return _benchmark_serving(obj, where, "SGLang bench_serving")
     latency = any(k.endswith(("_ttft_ms", "_tpot_ms", "_e2el_ms")) for k in obj)
@@ -142,7 +146,8 @@ def _parse(obj: dict, where: str, jsonl: bool) -> Observed:
     keys = ", ".join(sorted(obj)[:8])
     raise ResultError(
         f"{where}: not a benchmark result tokensim reads (vLLM `bench serve --save-result` "
-        f"JSON, SGLang `bench_serving` JSONL, inference-perf stage JSON); its keys: {keys}"
+        f"JSON, SGLang `bench_serving` JSONL, GenAI-Perf JSON, inference-perf stage JSON); its "
+        f"keys: {keys}"
     )
 
 
@@ -495,3 +500,75 @@ def shared_prefix_ids(
             )
         )
     return tuple(out)
+
+
+# ----------------------------------------------------------------------------- GenAI-Perf
+
+_GENAI = (
+    ("ttft", "time_to_first_token"),
+    ("tpot", "inter_token_latency"),
+    ("e2e", "request_latency"),
+)
+_UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "us": 1e-6, "ns": 1e-9}
+
+
+def _genai_perf(obj: dict, where: str) -> Observed:
+    """GenAI-Perf's ``profile_export_genai_perf.json``. Its ``inter_token_latency`` is per
+    request, (E2E - TTFT) / (output - 1): vLLM's TPOT, and recorded as TPOT."""
+    notes: list[str] = []
+    config = obj.get("input_config") or {}
+    metrics: dict[str, float] = {}
+    for name, key in _GENAI:
+        block = obj.get(key)
+        if not isinstance(block, dict):
+            continue
+        scale = _UNITS.get(str(block.get("unit", "ms")).lower())
+        if scale is None:
+            raise ResultError(f"{where}: `{key}` is in `{block.get('unit')}`, not a time unit")
+        for stat, col in (("mean", "avg"), ("p50", "p50"), ("p90", "p90"), ("p99", "p99")):
+            v = block.get(col)
+            if isinstance(v, int | float) and math.isfinite(v):
+                metrics[f"{name}_{stat}"] = float(v) * scale
+    if not metrics:
+        raise ResultError(f"{where}: no TTFT, inter-token or request latency statistics")
+    rps = _dig(obj, "request_throughput", "avg")
+    if isinstance(rps, int | float) and rps > 0:
+        metrics["throughput_requests_per_s"] = float(rps)
+    tps = _dig(obj, "output_token_throughput", "avg")
+    if isinstance(tps, int | float) and tps > 0:
+        metrics["throughput_output_tokens_per_s"] = float(tps)
+    rate, concurrency = config.get("request_rate"), config.get("concurrency")
+    if isinstance(rate, int | float) and rate > 0:
+        arrivals = f"constant {rate:g}/s"  # perf_analyzer's default request distribution
+    elif isinstance(concurrency, int) and concurrency > 0:
+        arrivals = f"closed {concurrency}"
+    else:
+        raise ResultError(f"{where}: `input_config` gives neither a concurrency nor a rate")
+    count = config.get("request_count")
+    if isinstance(count, int) and count > 0:
+        requests = count
+    else:
+        requests = max(10 * (concurrency or 0), 1000 if rate else 200)
+        notes.append(
+            f"no request count (a measurement window): {requests} requests replayed, enough "
+            "for a steady state"
+        )
+    prompt = _dig(obj, "input_sequence_length", "avg") or config.get("synthetic_input_tokens_mean")
+    output = _dig(obj, "output_sequence_length", "avg") or config.get("output_tokens_mean")
+    if not isinstance(prompt, int | float) or not isinstance(output, int | float):
+        raise ResultError(f"{where}: no input or output sequence lengths")
+    p, o = max(round(prompt), 1), max(round(output), 1)
+    if config.get("synthetic_input_tokens_stddev") or config.get("output_tokens_stddev"):
+        notes.append(f"lengths drawn around their means: replayed at the means ({p} -> {o})")
+    model = config.get("model")
+    model = model[0] if isinstance(model, list) and model else model
+    return Observed(
+        where,
+        "GenAI-Perf",
+        str(model or ""),
+        arrivals,
+        requests,
+        metrics,
+        lengths=f"fixed {p} -> {o}",
+        notes=tuple(notes),
+    )

@@ -1,0 +1,208 @@
+"""A server's launch command as spec settings: ``--serve-cmd "vllm serve ... --max-num-seqs 128"``.
+
+The flags that change what the simulator models become ``--set``-style paths on each pool
+(``tp``, ``batching.max_seqs``, ``kv.gpu_util``, ``engine.scheduler_steps`` ...), applied to
+the spec as overrides; flags that change nothing it models (``--port``, ``--host``) are
+ignored, and flags it does not know are listed, so that nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+
+
+class ServeError(Exception):
+    """A serve command that cannot be read."""
+
+
+@dataclass
+class Settings:
+    """What a serve command sets: the engine family it launches, spec paths under
+    ``deployment.<pool>`` with their values, and the flags left out (by reason)."""
+
+    engine: str
+    paths: dict[str, str] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)  # nothing the simulator models
+    unknown: list[str] = field(default_factory=list)  # flags tokensim does not know
+
+
+# flags that change nothing tokensim models, by engine family
+_IGNORED = {
+    "--host", "--port", "--model", "--model-path", "--served-model-name", "--tokenizer",
+    "--trust-remote-code", "--api-key", "--download-dir", "--uvicorn-log-level",
+    "--disable-log-requests", "--disable-log-stats", "--log-level", "--seed", "--dtype",
+    "--max-model-len", "--context-length", "--max_seq_len", "--backend", "--revision",
+    "--load-format", "--enable-auto-tool-choice", "--tool-call-parser", "--chat-template",
+    "--swap-space",  # CPU space for swapped blocks: vLLM preempts by recomputing by default
+}  # fmt: skip
+
+
+def engine_family(command: str) -> str:
+    """``vllm``, ``sglang`` or ``trtllm``, from the program the command runs."""
+    text = command.lower()
+    if "sglang" in text:
+        return "sglang"
+    if "trtllm" in text or "tensorrt_llm" in text:
+        return "trtllm"
+    if "vllm" in text:
+        return "vllm"
+    raise ServeError(
+        "the serve command runs none of vllm (`vllm serve`, `vllm.entrypoints.openai."
+        "api_server`), sglang (`sglang.launch_server`) or trtllm-serve"
+    )
+
+
+def flags(command: str) -> dict[str, str | bool]:
+    """``--flag value``, ``--flag=value`` and bare ``--flag`` of a command line."""
+    try:
+        words = shlex.split(command.replace("\\\n", " "))
+    except ValueError as e:
+        raise ServeError(f"the serve command does not parse as a shell line: {e}") from None
+    out: dict[str, str | bool] = {}
+    i = 0
+    while i < len(words):
+        w = words[i]
+        if w == "-m" and i + 1 < len(words) and "." in words[i + 1]:  # python -m <module>
+            i += 2
+            continue
+        if w.startswith("-") and len(w) > 1 and not re.fullmatch(r"-\d.*", w):
+            if "=" in w:
+                name, value = w.split("=", 1)
+                out[name] = value
+            elif i + 1 < len(words) and (
+                not words[i + 1].startswith("-") or re.fullmatch(r"-\d[\d.]*", words[i + 1])
+            ):
+                out[w] = words[i + 1]
+                i += 1
+            else:
+                out[w] = True
+        i += 1
+    return out
+
+
+def _int(name: str, value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ServeError(f"`{name}` takes a whole number, not {value!r}") from None
+
+
+def _float(name: str, value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ServeError(f"`{name}` takes a number, not {value!r}") from None
+
+
+def settings(command: str, policy: str) -> Settings:
+    """The spec settings of ``command``; ``policy`` is the pool's batching policy
+    (``continuous`` or ``chunked``: a token budget is ``max_tokens`` or ``budget``)."""
+    family = engine_family(command)
+    raw = flags(command)
+    out = Settings(family)
+    budget_key = "batching.budget" if policy == "chunked" else "batching.max_tokens"
+    table = _VLLM if family == "vllm" else _SGLANG if family == "sglang" else _TRTLLM
+    for name, value in raw.items():
+        rule = table.get(name)
+        if rule is None:
+            (out.ignored if name in _IGNORED else out.unknown).append(name)
+            continue
+        rule(out, name, value, budget_key, policy)
+    return out
+
+
+def _set(path: str, convert=None, unit: str = ""):
+    def rule(out: Settings, name: str, value, budget_key: str, policy: str) -> None:
+        v = convert(name, value) if convert else value
+        key = budget_key if path == "<budget>" else path
+        out.paths[key] = f"{v:g}{unit}" if isinstance(v, float) else f"{v}{unit}"
+
+    return rule
+
+
+def _const(path: str, text: str):
+    def rule(out: Settings, name: str, value, budget_key: str, policy: str) -> None:
+        out.paths[path] = text
+
+    return rule
+
+
+def _kv_dtype(out: Settings, name: str, value, budget_key: str, policy: str) -> None:
+    text = str(value).lower()
+    if text.startswith("fp8"):
+        out.paths["kv.dtype"] = "fp8"
+    elif text not in ("auto", "true"):
+        out.unknown.append(f"{name} {value}")
+
+
+def _chunked(on: bool):
+    def rule(out: Settings, name: str, value, budget_key: str, policy: str) -> None:
+        if on and policy == "continuous":
+            budget = out.paths.pop("batching.max_tokens", "512 tokens")  # V0's default
+            out.paths["batching"] = f"chunked {{ budget {budget} }}"
+        elif not on and policy == "chunked":
+            out.paths["batching.chunk"] = "off"
+
+    return rule
+
+
+def _sglang_chunk(out: Settings, name: str, value, budget_key: str, policy: str) -> None:
+    n = _int(name, value)
+    if n <= 0:  # -1 turns chunked prefill off
+        out.paths["batching.chunk"] = "off"
+    else:
+        out.paths[budget_key] = f"{n} tokens"
+
+
+def _graphs(out: Settings, name: str, value, budget_key: str, policy: str) -> None:
+    out.paths["engine.cuda_graphs"] = f"{_int(name, value)} tokens"
+
+
+_VLLM = {
+    "--tensor-parallel-size": _set("tp", _int),
+    "-tp": _set("tp", _int),
+    "--pipeline-parallel-size": _set("pp", _int),
+    "-pp": _set("pp", _int),
+    "--max-num-seqs": _set("batching.max_seqs", _int),
+    "--max-num-batched-tokens": _set("<budget>", _int, " tokens"),
+    "--gpu-memory-utilization": _set("kv.gpu_util", _float),
+    "--block-size": _set("kv.block", _int, " tokens"),
+    "--kv-cache-dtype": _kv_dtype,
+    "--enable-prefix-caching": _const("kv.prefix_cache", "on"),
+    "--no-enable-prefix-caching": _const("kv.prefix_cache", "off"),
+    "--enable-chunked-prefill": _chunked(True),
+    "--no-enable-chunked-prefill": _chunked(False),
+    "--num-scheduler-steps": _set("engine.scheduler_steps", _int),
+    "--enforce-eager": _const("engine.cuda_graphs", "off"),
+    "--max-cudagraph-capture-size": _graphs,
+    "--async-scheduling": _const("engine.async_scheduling", "on"),
+    "--no-async-scheduling": _const("engine.async_scheduling", "off"),
+}
+_SGLANG = {
+    "--tp": _set("tp", _int),
+    "--tp-size": _set("tp", _int),
+    "--pp-size": _set("pp", _int),
+    "--max-running-requests": _set("batching.max_seqs", _int),
+    "--chunked-prefill-size": _sglang_chunk,
+    "--mem-fraction-static": _set("kv.gpu_util", _float),
+    "--mem-frac": _set("kv.gpu_util", _float),
+    "--page-size": _set("kv.block", _int, " tokens"),
+    "--kv-cache-dtype": _kv_dtype,
+    "--disable-radix-cache": _const("kv.prefix_cache", "off"),
+    "--cuda-graph-max-bs": _graphs,
+    "--disable-cuda-graph": _const("engine.cuda_graphs", "off"),
+}
+_TRTLLM = {
+    "--tp_size": _set("tp", _int),
+    "--pp_size": _set("pp", _int),
+    "--max_batch_size": _set("batching.max_seqs", _int),
+    "--max_num_tokens": _set("<budget>", _int, " tokens"),
+    "--kv_cache_free_gpu_memory_fraction": _set("kv.gpu_util", _float),
+}
+
+
+def engine_matches(family: str, engine: str) -> bool:
+    """Whether a pool's engine (``vllm_0_6``, ``sglang`` ...) is of ``family``."""
+    return engine.startswith(family) or engine == "ideal"
