@@ -366,8 +366,8 @@ def test_a_serve_command_sets_the_pools(tmp_path):
         "--kv-cache-dtype fp8_e4m3 --no-enable-prefix-caching --num-scheduler-steps 8 "
         "--enforce-eager --frobnicate 3"
     )
-    s = serve.settings(cmd, "chunked")
-    assert s.engine == "vllm" and s.paths == {
+    s = serve.settings(cmd)
+    assert s.engine == "vllm" and serve.for_policy(s.paths, "chunked") == {
         "tp": "2",
         "batching.max_seqs": "128",
         "batching.budget": "4096 tokens",
@@ -379,20 +379,27 @@ def test_a_serve_command_sets_the_pools(tmp_path):
     }
     assert s.ignored == ["--model", "--port"] and s.unknown == ["--frobnicate"]
     # V0 without chunked prefill: the budget is max_tokens; the flag switches the policy
-    v0 = serve.settings(
-        "vllm serve m --max-num-batched-tokens 1024 --enable-chunked-prefill", "continuous"
-    )
-    assert v0.paths == {"batching": "chunked { budget 1024 tokens }"}
-    sg = serve.settings(
-        "python3 -m sglang.launch_server --tp 4 --chunked-prefill-size -1", "continuous"
-    )
-    assert sg.engine == "sglang" and sg.paths == {"tp": "4", "batching.chunk": "off"}
+    v0 = serve.settings("vllm serve m --max-num-batched-tokens 1024 --enable-chunked-prefill")
+    assert serve.for_policy(v0.paths, "continuous") == {
+        "batching": "chunked { budget 1024 tokens }"
+    }
+    sg = serve.settings("python3 -m sglang.launch_server --tp 4 --chunked-prefill-size -1")
+    assert sg.engine == "sglang"
+    assert serve.for_policy(sg.paths, "continuous") == {"tp": "4", "batching.chunk": "off"}
     with pytest.raises(serve.ServeError, match="whole number"):
-        serve.settings("vllm serve m --max-num-seqs many", "chunked")
+        serve.settings("vllm serve m --max-num-seqs many")
     with pytest.raises(serve.ServeError, match="runs none of"):
-        serve.settings("python server.py --port 1", "chunked")
+        serve.settings("python server.py --port 1")
     # laid on the spec's pool
     (spec := tmp_path / "s.tsim").write_text(SPEC)
+    dep = replay.load(spec, "vllm serve m --max-num-seqs 64 --gpu-memory-utilization 0.8")
+    assert dep.serve.paths == {"batching.max_seqs": "64", "kv.gpu_util": "0.8"}
+    # tp first: a spec that deploys only with the command's tp
+    big = SPEC.replace("llama3_1_8b", "llama3_1_70b")
+    big = big.replace("H100_SXM x 1", "H100_SXM x 4; link NVLINK4")
+    (spec_big := tmp_path / "big.tsim").write_text(big)
+    dep = replay.load(spec_big, "vllm serve m -tp 4 --max-num-batched-tokens 1024")
+    assert dep.serve.paths == {"tp": "4", "batching.max_tokens": "1024 tokens"}
     dep = replay.load(spec, "vllm serve m --max-num-seqs 64 --gpu-memory-utilization 0.8")
     checked, _ = replay.spec(
         dep, results.Observed("r", "f", "", "burst", 1, {}, lengths="fixed 10 -> 2"), {}, tmp_path

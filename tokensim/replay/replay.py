@@ -56,18 +56,21 @@ def load(path: str | Path, serve_cmd: str | None = None) -> Deployment:
     module = parse(text, str(path), sources)
     kept = tuple(s for s in module.statements if s.key.text not in ("workload", "sweep"))
     module = dataclasses.replace(module, statements=kept)
+    settings = None
+    if serve_cmd is not None:  # tp, memory... first: the spec may not deploy without them
+        from tokensim.replay import serve
+
+        settings = serve.settings(serve_cmd)
+        plain = {k: v for k, v in settings.paths.items() if k not in (serve.BUDGET, serve.CHUNKED)}
+        module = _lay(module, sources, plain)
     spec = check(module, sources)
     if not spec.deployment.pools:
         raise ValueError(f"{path}: the spec has no deployment to replay the runs on")
     pools = tuple(p.name for p in spec.deployment.pools)
-    settings = None
-    if serve_cmd is not None:
-        from tokensim.replay import serve
-
-        settings = serve.settings(serve_cmd, spec.deployment.pools[0].batching.name)
-        for pool in pools:
-            for key, value in settings.paths.items():
-                module = override(module, f"deployment.{pool}.{key}", value, sources)
+    if settings is not None and {serve.BUDGET, serve.CHUNKED} & set(settings.paths):
+        policy = spec.deployment.pools[0].batching.name
+        module = _lay(module, sources, serve.for_policy(settings.paths, policy))
+        settings.paths = serve.for_policy(settings.paths, policy)
         spec = check(module, sources)
     first = spec.deployment.pools[0]
     return Deployment(module, text, pools, first.engine, first.model, settings)
@@ -102,6 +105,21 @@ def model_mismatch(dep: Deployment, obs: Observed) -> str | None:
         f"{obs.name} measured `{obs.model}`; the spec serves `{dep.model.name}`, whose "
         f"shapes come from {', '.join(c.split()[0] for c in cited)}"
     )
+
+
+def _lay(module: ast.Module, sources: SourceMap, paths: dict[str, str]) -> ast.Module:
+    """``module`` with ``paths`` (under ``deployment.<pool>.``) set on every pool."""
+    pools = [
+        s.label
+        for d in module.statements
+        if d.key.text == "deployment" and d.body
+        for s in d.body
+        if s.key.text == "pool" and s.label
+    ]
+    for pool in pools:
+        for key, value in paths.items():
+            module = override(module, f"deployment.{pool}.{key}", value, sources)
+    return module
 
 
 def _trace(obs: Observed, folder: Path) -> Path:

@@ -96,40 +96,58 @@ def _float(name: str, value) -> float:
         raise ServeError(f"`{name}` takes a number, not {value!r}") from None
 
 
-def settings(command: str, policy: str) -> Settings:
-    """The spec settings of ``command``; ``policy`` is the pool's batching policy
-    (``continuous`` or ``chunked``: a token budget is ``max_tokens`` or ``budget``)."""
+BUDGET, CHUNKED = "<budget>", "<chunked prefill>"  # set once the pool's policy is known
+
+
+def settings(command: str) -> Settings:
+    """The spec settings of ``command``. A token budget and chunked prefill depend on the
+    pool's batching policy: they stay under :data:`BUDGET` and :data:`CHUNKED` until
+    :func:`for_policy` writes them."""
     family = engine_family(command)
     raw = flags(command)
     out = Settings(family)
-    budget_key = "batching.budget" if policy == "chunked" else "batching.max_tokens"
     table = _VLLM if family == "vllm" else _SGLANG if family == "sglang" else _TRTLLM
     for name, value in raw.items():
         rule = table.get(name)
         if rule is None:
             (out.ignored if name in _IGNORED else out.unknown).append(name)
             continue
-        rule(out, name, value, budget_key, policy)
+        rule(out, name, value)
+    return out
+
+
+def for_policy(paths: dict[str, str], policy: str) -> dict[str, str]:
+    """``paths`` with the token budget and chunked prefill written for a pool whose
+    batching policy is ``policy`` (``chunked``: a ``budget``; ``continuous``:
+    ``max_tokens``, and chunked prefill is the ``chunked`` policy or SGLang's chunks)."""
+    out = {k: v for k, v in paths.items() if k not in (BUDGET, CHUNKED)}
+    budget, chunked = paths.get(BUDGET), paths.get(CHUNKED)
+    if policy == "continuous" and chunked == "on":  # vLLM V0's --enable-chunked-prefill
+        out["batching"] = f"chunked {{ budget {budget or '512 tokens'} }}"  # V0's default
+        return out
+    if budget:
+        out["batching.budget" if policy == "chunked" else "batching.max_tokens"] = budget
+    if chunked == "off" and policy in ("chunked", "continuous"):
+        out["batching.chunk"] = "off"
     return out
 
 
 def _set(path: str, convert=None, unit: str = ""):
-    def rule(out: Settings, name: str, value, budget_key: str, policy: str) -> None:
+    def rule(out: Settings, name: str, value) -> None:
         v = convert(name, value) if convert else value
-        key = budget_key if path == "<budget>" else path
-        out.paths[key] = f"{v:g}{unit}" if isinstance(v, float) else f"{v}{unit}"
+        out.paths[path] = f"{v:g}{unit}" if isinstance(v, float) else f"{v}{unit}"
 
     return rule
 
 
 def _const(path: str, text: str):
-    def rule(out: Settings, name: str, value, budget_key: str, policy: str) -> None:
+    def rule(out: Settings, name: str, value) -> None:
         out.paths[path] = text
 
     return rule
 
 
-def _kv_dtype(out: Settings, name: str, value, budget_key: str, policy: str) -> None:
+def _kv_dtype(out: Settings, name: str, value) -> None:
     text = str(value).lower()
     if text.startswith("fp8"):
         out.paths["kv.dtype"] = "fp8"
@@ -137,26 +155,15 @@ def _kv_dtype(out: Settings, name: str, value, budget_key: str, policy: str) -> 
         out.unknown.append(f"{name} {value}")
 
 
-def _chunked(on: bool):
-    def rule(out: Settings, name: str, value, budget_key: str, policy: str) -> None:
-        if on and policy == "continuous":
-            budget = out.paths.pop("batching.max_tokens", "512 tokens")  # V0's default
-            out.paths["batching"] = f"chunked {{ budget {budget} }}"
-        elif not on and policy == "chunked":
-            out.paths["batching.chunk"] = "off"
-
-    return rule
-
-
-def _sglang_chunk(out: Settings, name: str, value, budget_key: str, policy: str) -> None:
+def _sglang_chunk(out: Settings, name: str, value) -> None:
     n = _int(name, value)
     if n <= 0:  # -1 turns chunked prefill off
-        out.paths["batching.chunk"] = "off"
+        out.paths[CHUNKED] = "off"
     else:
-        out.paths[budget_key] = f"{n} tokens"
+        out.paths[BUDGET] = f"{n} tokens"
 
 
-def _graphs(out: Settings, name: str, value, budget_key: str, policy: str) -> None:
+def _graphs(out: Settings, name: str, value) -> None:
     out.paths["engine.cuda_graphs"] = f"{_int(name, value)} tokens"
 
 
@@ -166,14 +173,14 @@ _VLLM = {
     "--pipeline-parallel-size": _set("pp", _int),
     "-pp": _set("pp", _int),
     "--max-num-seqs": _set("batching.max_seqs", _int),
-    "--max-num-batched-tokens": _set("<budget>", _int, " tokens"),
+    "--max-num-batched-tokens": _set(BUDGET, _int, " tokens"),
     "--gpu-memory-utilization": _set("kv.gpu_util", _float),
     "--block-size": _set("kv.block", _int, " tokens"),
     "--kv-cache-dtype": _kv_dtype,
     "--enable-prefix-caching": _const("kv.prefix_cache", "on"),
     "--no-enable-prefix-caching": _const("kv.prefix_cache", "off"),
-    "--enable-chunked-prefill": _chunked(True),
-    "--no-enable-chunked-prefill": _chunked(False),
+    "--enable-chunked-prefill": _const(CHUNKED, "on"),
+    "--no-enable-chunked-prefill": _const(CHUNKED, "off"),
     "--num-scheduler-steps": _set("engine.scheduler_steps", _int),
     "--enforce-eager": _const("engine.cuda_graphs", "off"),
     "--max-cudagraph-capture-size": _graphs,
@@ -198,7 +205,7 @@ _TRTLLM = {
     "--tp_size": _set("tp", _int),
     "--pp_size": _set("pp", _int),
     "--max_batch_size": _set("batching.max_seqs", _int),
-    "--max_num_tokens": _set("<budget>", _int, " tokens"),
+    "--max_num_tokens": _set(BUDGET, _int, " tokens"),
     "--kv_cache_free_gpu_memory_fraction": _set("kv.gpu_util", _float),
 }
 
