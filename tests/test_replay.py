@@ -301,12 +301,28 @@ def test_calibrate_bench_writes_a_profile_the_spec_runs_with(tmp_path, capsys):
         (["--bench", "{result}", "-o", "p.tsim"], "--bench needs --spec"),
         (["--bench", "{result}", "--spec", "{spec}", "-o", "p.json"], "name it *.tsim"),
         (["-o", "p.tsim"], "nothing to calibrate on"),
+        (["--bench", "{result}", "--spec", "{spec}", "-o", "p.tsim", "--name", "my-e"], "--name"),
+        (
+            [
+                "--bench",
+                "{result}",
+                "--spec",
+                "{spec}",
+                "--serve-cmd",
+                "x --port 1",
+                "-o",
+                "p.tsim",
+            ],
+            "runs none of",
+        ),
     ],
 )
 def test_calibrate_bench_mistakes_exit_two(tmp_path, capsys, monkeypatch, extra, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "s.tsim").write_text(SPEC)
-    (tmp_path / "r.json").write_text(json.dumps({"request_rate": 1, "duration": 1}))
+    result = {"request_rate": 1, "duration": 1, "completed": 1, "mean_ttft_ms": 10.0}
+    result |= {"total_input_tokens": 10, "total_output_tokens": 5}
+    (tmp_path / "r.json").write_text(json.dumps(result))
     fill = {"spec": "s.tsim", "result": "r.json"}
     assert main(["calibrate", *(a.format(**fill) for a in extra)]) == 2
     assert message in capsys.readouterr().err

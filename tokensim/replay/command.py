@@ -7,6 +7,7 @@ engine in place of the one it ran.
 
 from __future__ import annotations
 
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -154,6 +155,11 @@ def cmd_calibrate_bench(args) -> int:
     if isinstance(dep, int):
         return dep
     name = args.name or f"{dep.engine.name}_calibrated"
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or name == dep.engine.name:
+        return _fail(
+            f"--name {name!r}: an engine's name is a word of letters, digits and _, "
+            f"other than the engine it is fitted from (`{dep.engine.name}`)"
+        )
     say = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
     for r in runs:
         lengths = "per-request lengths" if r.prompts is not None else f"lengths {r.lengths}"

@@ -8,7 +8,7 @@ each request before the engine sees it, and detokenizes and streams every token 
 engine makes. Both are work on the same CPU, first come first served, so a burst of new
 requests holds up the tokens of the requests already running, and a flood of tokens
 holds up new requests; the engine itself does not wait for it. A front end that
-``shares_cpu`` with the engine (one process, as vLLM's API server before 0.6, whose
+``shares_cpu`` with the engine (one process: vLLM 0.5-0.6, whose
 engine loop adds and tokenizes new requests before each step) holds up the engine
 instead: no step starts while it is taking requests in (:attr:`FrontEnd.intake_until`).
 
