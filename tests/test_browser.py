@@ -165,3 +165,35 @@ def test_search_page_opens_and_links_the_answer(browser, tmp_path):
     answer.click()
     page.wait_for_load_state("load")
     assert page.url.endswith("/report.html") and page.locator("section#summary").count() == 1
+
+
+def test_validation_page_draws_each_runs_cdfs(browser, tmp_path):
+    import json
+
+    from test_replay import SPEC, measured
+
+    work = "arrivals burst; lengths fixed 200 -> 30; requests 40"
+    result = measured(tmp_path, "a.json", "engine vllm_0_6", work, "inf")
+    summary = {"request_rate": 2.0, "duration": 10.0, "completed": 20, "median_ttft_ms": 50.0}
+    summary |= {"total_input_tokens": 4000, "total_output_tokens": 600, "p90_ttft_ms": 90.0}
+    (tmp_path / "b.json").write_text(json.dumps(summary))
+    (spec := tmp_path / "s.tsim").write_text(SPEC)
+    page_path = tmp_path / "validation.html"
+    done = subprocess.run(
+        [sys.executable, "-m", "tokensim", "validate", "--bench", result, str(tmp_path / "b.json"),
+         str(spec), "-o", str(page_path), "-q"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    page, errors, requests = _open(browser, page_path)
+    assert errors == [] and all(url.startswith("file:") for url in requests)
+    assert page.locator("section[id^=run]").count() == 2
+    charts = page.locator("svg.chart")
+    assert charts.count() == 6  # TTFT, TPOT, E2E of each run
+    for k in range(charts.count()):
+        box = charts.nth(k).bounding_box()
+        assert box and box["width"] > 200 and box["height"] > 60
+    # the run with every request measured: two curves a chart; the summary: one, and guides
+    assert page.locator("#run0 svg.chart").first.locator("path.series").count() == 2
+    assert page.locator("#run1 svg.chart").first.locator("path.series").count() == 1
+    page.screenshot(path=str(_shots(tmp_path) / "validation.png"), full_page=True)
