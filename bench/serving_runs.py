@@ -46,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tokensim.replay import serve
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("TOKENSIM_SERVING_DATA", ROOT.parent / "shared" / "data" / "serving"))
 
@@ -304,27 +306,13 @@ def _ms(text) -> float | None:
 
 
 def parse_flags(command: str) -> dict[str, str | bool]:
-    """``--flag value`` / ``--flag=value`` / bare ``--flag`` of a serve command; flag names
-    keep their dashes or underscores as written. Positional words are ignored."""
+    """``--flag value`` / ``--flag=value`` / bare ``--flag`` of a serve command (the
+    product's reader, :func:`tokensim.replay.serve.flags`); a line that does not parse as
+    shell words is split on blanks."""
     try:
-        words = shlex.split(command.replace("\\\n", " "))
-    except ValueError:
-        words = command.split()
-    out: dict[str, str | bool] = {}
-    i = 0
-    while i < len(words):
-        w = words[i]
-        if w.startswith("-") and len(w) > 1 and not re.fullmatch(r"-\d.*", w):
-            if "=" in w:
-                name, value = w.split("=", 1)
-                out[name] = value
-            elif i + 1 < len(words) and not words[i + 1].startswith("-"):
-                out[w] = words[i + 1]
-                i += 1
-            else:
-                out[w] = True
-        i += 1
-    return out
+        return serve.flags(command)
+    except serve.ServeError:
+        return serve.flags(shlex.join(command.split()))
 
 
 _INT = int

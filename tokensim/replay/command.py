@@ -143,17 +143,25 @@ def load_deployment(args) -> replay.Deployment | int:
     return dep
 
 
-def cmd_calibrate_bench(args) -> int:
-    output = Path(args.output)
-    if output.suffix != ".tsim":
-        return _fail(f"the profile is a spec file: name it *.tsim, not {output.name}")
+def inputs(args) -> tuple[list[results.Observed], replay.Deployment] | int:
+    """The runs of ``--bench`` (cut to ``--max-requests``) and the deployment of
+    ``--spec``, or an exit status after saying why not."""
     try:
         runs = [results.truncate(r, args.max_requests) for r in read_all(args.bench)]
     except results.ResultError as e:
         return _fail(str(e))
     dep = load_deployment(args)
-    if isinstance(dep, int):
-        return dep
+    return dep if isinstance(dep, int) else (runs, dep)
+
+
+def cmd_calibrate_bench(args) -> int:
+    output = Path(args.output)
+    if output.suffix != ".tsim":
+        return _fail(f"the profile is a spec file: name it *.tsim, not {output.name}")
+    loaded = inputs(args)
+    if isinstance(loaded, int):
+        return loaded
+    runs, dep = loaded
     name = args.name or f"{dep.engine.name}_calibrated"
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or name == dep.engine.name:
         return _fail(

@@ -17,7 +17,7 @@ from markupsafe import Markup
 
 from tokensim.replay import fit as fitting
 from tokensim.replay import replay, results
-from tokensim.replay.command import _fail, error_table, load_deployment, read_all
+from tokensim.replay.command import _fail, error_table, inputs
 from tokensim.report import svg
 from tokensim.report.page import _asset, environment
 
@@ -132,13 +132,10 @@ def _version() -> str:
 
 def cmd_validate_bench(args) -> int:
     output = Path(args.output or "validation.html")
-    try:
-        runs = [results.truncate(r, args.max_requests) for r in read_all(args.bench)]
-    except results.ResultError as e:
-        return _fail(str(e))
-    dep = load_deployment(args)
-    if isinstance(dep, int):
-        return dep
+    loaded = inputs(args)
+    if isinstance(loaded, int):
+        return loaded
+    runs, dep = loaded
     replayed = []
     with tempfile.TemporaryDirectory(prefix="tokensim-replay-") as tmp:
         for obs in runs:
