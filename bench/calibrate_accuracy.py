@@ -105,13 +105,13 @@ def evaluate(task) -> dict:
             range(len(runs)), key=lambda i: observed[i].metrics["throughput_requests_per_s"]
         )
         before = [replay.simulate(dep, o, {}, folder) for o in observed]
-        plans = [([i], f"on {names[i]}") for i in range(len(runs))]
+        plans = [([i], f"on {names[i]}", False) for i in range(len(runs))]
         if loro:
             plans += [
-                ([j for j in range(len(runs)) if j != i], f"all but {names[i]}")
+                ([j for j in range(len(runs)) if j != i], f"all but {names[i]}", True)
                 for i in range(len(runs))
             ]
-        for fitted_on, label in plans:
+        for fitted_on, label, all_but_one in plans:
             t = time.perf_counter()
             chosen = [observed[i] for i in fitted_on]
             result = fit.fit(dep, chosen, folder, max_evaluations=max_evaluations)
@@ -127,7 +127,7 @@ def evaluate(task) -> dict:
                     out["rows"].append(
                         {
                             "calibration": label,
-                            "loro": len(fitted_on) > 1,
+                            "loro": all_but_one,
                             "most_loaded": fitted_on == [loaded],
                             "run": names[j],
                             "metric": key,

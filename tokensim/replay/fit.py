@@ -100,8 +100,12 @@ def residuals(runs: list[Observed], sims: list[dict[str, float]]) -> np.ndarray:
     out = []
     for obs, sim in zip(runs, sims, strict=True):
         keys = [k for k in obs.metrics if obs.metrics[k] > 0]
-        w = 1 / math.sqrt(len(keys)) if keys else 0.0
+        per_family: dict[str, int] = {}
         for k in keys:
+            per_family[family(k)] = per_family.get(family(k), 0) + 1
+        for k in keys:
+            # every run weighs the same, and within a run every family of metrics
+            w = 1 / math.sqrt(len(per_family) * per_family[family(k)])
             s = sim.get(k, float("nan"))
             r = math.log(s / obs.metrics[k]) if s > 0 and math.isfinite(s) else _CLIP
             out.append(w * _robust(max(-_CLIP, min(_CLIP, r))))
