@@ -7,7 +7,8 @@ budgets, block sizes, memory rules, CUDA graphs, multi-step) is the spec's.
 
 The fit is a regularised least squares in the logs of the figures: every measured metric of
 a run adds its log-ratio simulated / measured (each run weighs the same, however many
-metrics it has; a robust loss so that one wild percentile does not drive the fit), and every
+metrics it has, and within a run each family of metrics; a robust loss so that one wild
+percentile does not drive the fit), and every
 figure adds its log-ratio to where it started (the spec's engine), scaled by how far it may
 plausibly move. With many runs the data decide; with one, the figures it cannot tell apart
 stay near the engine's. Every figure stays within physical bounds.
