@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -153,8 +154,10 @@ def add_parsers(sub) -> None:
     )
     p.add_argument(
         "--holdout",
-        action="store_true",
-        help="with --bench: also predict each run from a fit without it (one fit per run)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --bench and several runs: also predict each run from a fit without it "
+        "(one more fit per run; on unless --no-holdout)",
     )
     p.add_argument(
         "--max-requests",
