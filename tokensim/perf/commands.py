@@ -135,7 +135,8 @@ def add_parsers(sub) -> None:
         description="With op tables: fit, per GPU and op class, the roofline's efficiencies, a "
         "fixed time per call and its corrections at the measured shapes; write a calibration "
         'a spec uses with `cost calibrated "FILE"`. With --bench: replay measured benchmark '
-        "runs (vLLM `bench serve` JSON, SGLang `bench_serving` JSONL) on the deployment of "
+        "runs (vLLM `bench serve` JSON, SGLang `bench_serving` JSONL, GenAI-Perf JSON, "
+        "inference-perf stages) on the deployment of "
         "--spec, fit its engine's host and front-end times and kernel factors, and write a "
         "profile (an engine definition) the spec imports.",
     )
