@@ -7,8 +7,7 @@ budgets, block sizes, memory rules, CUDA graphs, multi-step) is the spec's.
 
 The fit is a regularised least squares in the logs of the figures: every measured metric of
 a run adds its log-ratio simulated / measured (each run weighs the same, however many
-metrics it has, and within a run each family of metrics; a robust loss so that one wild
-percentile does not drive the fit), and every
+metrics it has; a robust loss so that one wild percentile does not drive the fit), and every
 figure adds its log-ratio to where it started (the spec's engine), scaled by how far it may
 plausibly move. With many runs the data decide; with one, the figures it cannot tell apart
 stay near the engine's. Every figure stays within physical bounds.
@@ -101,12 +100,8 @@ def residuals(runs: list[Observed], sims: list[dict[str, float]]) -> np.ndarray:
     out = []
     for obs, sim in zip(runs, sims, strict=True):
         keys = [k for k in obs.metrics if obs.metrics[k] > 0]
-        per_family: dict[str, int] = {}
+        w = 1 / math.sqrt(len(keys)) if keys else 0.0  # every run weighs the same
         for k in keys:
-            per_family[family(k)] = per_family.get(family(k), 0) + 1
-        for k in keys:
-            # every run weighs the same, and within a run every family of metrics
-            w = 1 / math.sqrt(len(per_family) * per_family[family(k)])
             s = sim.get(k, float("nan"))
             r = math.log(s / obs.metrics[k]) if s > 0 and math.isfinite(s) else _CLIP
             out.append(w * _robust(max(-_CLIP, min(_CLIP, r))))
