@@ -423,3 +423,18 @@ def test_a_serve_command_sets_the_pools(tmp_path):
     pool = checked.deployment.pools[0]
     assert dict(pool.batching.params)["max_seqs"] == 64 and pool.kv.gpu_util == 0.8
     assert pool.engine.frontend.shares_cpu  # the spec's own engine braces stay
+
+
+def test_an_engine_the_spec_defines_itself_is_refused_before_any_fit(tmp_path, capsys):
+    own = SPEC.replace(
+        'import "std/engines"',
+        'import "std/engines"\nengine mine from vllm_0_6 { scheduler_steps 2 }',
+    ).replace("engine vllm_0_6 {", "engine mine {")
+    (spec := tmp_path / "s.tsim").write_text(own)
+    work = "arrivals burst; lengths fixed 100 -> 10; requests 5"
+    path = measured(tmp_path, "a.json", "engine vllm_0_6", work, "inf")
+    args = ["calibrate", "--bench", path, "--spec", str(spec), "-o", str(tmp_path / "p.tsim")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "defined in the spec itself" in err and "fitting" not in err
+    assert not (tmp_path / "p.tsim").exists()

@@ -7,12 +7,14 @@ engine in place of the one it ran.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import tempfile
 from pathlib import Path
 
 from tokensim.lang.diagnostics import CompileError
+from tokensim.perf.tables import replacing
 from tokensim.replay import fit as fitting
 from tokensim.replay import replay, results
 
@@ -35,16 +37,41 @@ def _cell(e: tuple[float, float, int] | None) -> str:
     return "—" if e is None else f"{100 * e[0]:.0f}% / {100 * e[1]:.0f}%"
 
 
-def error_table(columns: dict[str, dict[str, tuple[float, float, int]]]) -> str:
-    """A Markdown table: one row per family, one column per fit (median / p90)."""
-    head = "| family | " + " | ".join(columns) + " |"
-    rule = "|---|" + "---|" * len(columns)
-    rows = [
-        f"| {f} | " + " | ".join(_cell(c.get(f)) for c in columns.values()) + " |"
+def error_rows(columns: dict[str, dict[str, tuple[float, float, int]]]) -> list[list[str]]:
+    """The error table's cells: a header, then one row per family, one column per fit
+    (median / p90)."""
+    rows = [["family", *columns]]
+    rows += [
+        [f, *(_cell(c.get(f)) for c in columns.values())]
         for f in _COLUMNS
         if any(f in c for c in columns.values())
     ]
-    return "\n".join([head, rule, *rows])
+    return rows
+
+
+def error_table(columns: dict[str, dict[str, tuple[float, float, int]]]) -> str:
+    """:func:`error_rows` as a Markdown table."""
+    head, *rows = error_rows(columns)
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---|" * (len(head) - 1)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def profile_import(dep: replay.Deployment, output: Path) -> str:
+    """The import that brings the spec's engine into the profile at ``output`` (a
+    ValueError when the spec defines it itself: the profile cannot import a spec)."""
+    from tokensim.lang.check import std_engines
+
+    base = dep.engine.name
+    if base in std_engines():
+        return 'import "std/engines"'
+    where = Path(dep.engine.span.file) if dep.engine.span else None
+    if where is None or where.resolve() == Path(dep.path).resolve():
+        raise ValueError(
+            f"engine `{base}` is defined in the spec itself; move it to a file of its own "
+            "that the spec imports, so that the profile can import it too"
+        )
+    rel = Path(os.path.relpath(where.resolve(), output.resolve().parent))
+    return f'import "{rel.as_posix()}"'
 
 
 def profile_text(
@@ -52,29 +79,16 @@ def profile_text(
     name: str,
     result: fitting.Fit,
     runs: list[results.Observed],
-    output: Path,
+    imports: str,
     summary: str,
 ) -> str:
     """The profile: ``engine <name> from <base> { fitted figures }`` with its sources."""
-    from tokensim.lang.check import std_engines
-
     base = dep.engine.name
-    if base in std_engines():
-        imports = ['import "std/engines"']
-    else:
-        where = Path(dep.engine.span.file) if dep.engine.span else None
-        if where is None or where.resolve() == Path(dep.path).resolve():
-            raise ValueError(
-                f"engine `{base}` is defined in the spec itself; move it to a file of its own "
-                "that the spec imports, so that the profile can import it too"
-            )
-        rel = Path(_relative(where.resolve(), output.resolve().parent))
-        imports = [f'import "{rel.as_posix()}"']
     files = sorted({r.name.split(":")[0] for r in runs})
     blocks: dict[str, list[str]] = {}
-    for knob, value in zip(result.knobs, result.values, strict=True):
-        block, key = knob.path.split(".")
-        blocks.setdefault(block, []).append(f"{key} {knob.text(value)}")
+    for path, text in result.overrides().items():
+        block, key = path.split(".")
+        blocks.setdefault(block, []).append(f"{key} {text}")
     body = [
         f'  source "tokensim calibrate --bench: fitted on {len(runs)} run'
         f"{'s' if len(runs) != 1 else ''} of {Path(dep.path).name} "
@@ -86,17 +100,11 @@ def profile_text(
         f"// Written by `tokensim calibrate --bench`: engine `{base}` as fitted to measured\n"
         f"// runs of the deployment in {Path(dep.path).name}. Import this file and name\n"
         f"// `{name}` where the spec named `{base}` (keep the braces after it).\n"
-        + "".join(f"{i}\n" for i in imports)
+        + f"{imports}\n"
         + f"\nengine {name} from {base} {{\n"
         + "\n".join(body)
         + "\n}\n"
     )
-
-
-def _relative(path: Path, start: Path) -> str:
-    import os
-
-    return os.path.relpath(path, start)
 
 
 def _summary(before: dict, after: dict) -> str:
@@ -168,6 +176,10 @@ def cmd_calibrate_bench(args) -> int:
             f"--name {name!r}: an engine's name is a word of letters, digits and _, "
             f"other than the engine it is fitted from (`{dep.engine.name}`)"
         )
+    try:
+        imports = profile_import(dep, output)
+    except ValueError as e:
+        return _fail(str(e))
     say = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
     for r in runs:
         lengths = "per-request lengths" if r.prompts is not None else f"lengths {r.lengths}"
@@ -198,14 +210,10 @@ def cmd_calibrate_bench(args) -> int:
     columns = {"before": before, "fitted, in sample": after}
     if result.held_out is not None:
         columns["each run held out"] = fitting.errors(runs, result.held_out)
+    text = profile_text(dep, name, result, runs, imports, _summary(before, after))
     try:
-        text = profile_text(dep, name, result, runs, output, _summary(before, after))
-    except ValueError as e:
-        return _fail(str(e))
-    tmp_out = output.with_name(output.name + ".tmp")
-    try:
-        tmp_out.write_text(text, "utf-8")
-        tmp_out.replace(output)
+        with replacing(output) as tmp:
+            tmp.write_text(text, "utf-8")
     except OSError as e:
         return _fail(f"cannot write {output}: {e.strerror or e}")
     if args.quiet:

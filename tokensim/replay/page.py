@@ -7,7 +7,6 @@ of the errors per run and metric.
 from __future__ import annotations
 
 import math
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +14,10 @@ from pathlib import Path
 import numpy as np
 from markupsafe import Markup
 
+from tokensim.perf.tables import replacing
 from tokensim.replay import fit as fitting
 from tokensim.replay import replay, results
-from tokensim.replay.command import _fail, error_table, inputs
+from tokensim.replay.command import _fail, error_rows, error_table, inputs
 from tokensim.report import svg
 from tokensim.report.page import _asset, environment
 
@@ -89,9 +89,9 @@ def _value(x: float, unit: str) -> str:
     return f"{x:,.2f} {unit}"
 
 
-def render(dep: replay.Deployment, replayed: list[Replayed]) -> str:
-    runs = [r.obs for r in replayed]
-    errors = fitting.errors(runs, [r.sim for r in replayed])
+def render(
+    dep: replay.Deployment, replayed: list[Replayed], errors: dict[str, tuple[float, float, int]]
+) -> str:
     sections = []
     for i, r in enumerate(replayed):
         sections.append(
@@ -104,7 +104,7 @@ def render(dep: replay.Deployment, replayed: list[Replayed]) -> str:
                 "charts": [Markup(_chart(r, i, n, label)) for n, label in CHARTS],
             }
         )
-    table = _markdown_to_rows(error_table({"error": errors}))
+    table = error_rows({"error": errors})
     return (
         environment()
         .get_template("validate.html.j2")
@@ -117,11 +117,6 @@ def render(dep: replay.Deployment, replayed: list[Replayed]) -> str:
             version=_version(),
         )
     )
-
-
-def _markdown_to_rows(text: str) -> list[list[str]]:
-    lines = [ln for ln in text.splitlines() if ln.startswith("|") and not re.match(r"\|-", ln)]
-    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
 
 
 def _version() -> str:
@@ -145,10 +140,9 @@ def cmd_validate_bench(args) -> int:
             columns = {k: run.requests[k] for k in ("ttft_s", "tpot_s", "e2e_s")}
             replayed.append(Replayed(obs, sim, columns))
     errors = fitting.errors(runs, [r.sim for r in replayed])
-    tmp_out = output.with_name(output.name + ".tmp")
     try:
-        tmp_out.write_text(render(dep, replayed), "utf-8")
-        tmp_out.replace(output)
+        with replacing(output) as tmp:
+            tmp.write_text(render(dep, replayed, errors), "utf-8")
     except OSError as e:
         return _fail(f"cannot write {output}: {e.strerror or e}")
     if not args.quiet:

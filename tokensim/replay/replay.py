@@ -33,7 +33,6 @@ class Deployment:
 
     module: ast.Module
     text: str
-    pools: tuple[str, ...]
     engine: ir.Engine  # the first pool's engine: where a fit starts
     model: ir.Model  # the first pool's model
     serve: object = None  # the serve command's Settings (tokensim.replay.serve), if given
@@ -66,14 +65,13 @@ def load(path: str | Path, serve_cmd: str | None = None) -> Deployment:
     spec = check(module, sources)
     if not spec.deployment.pools:
         raise ValueError(f"{path}: the spec has no deployment to replay the runs on")
-    pools = tuple(p.name for p in spec.deployment.pools)
     if settings is not None and {serve.BUDGET, serve.CHUNKED} & set(settings.paths):
         policy = spec.deployment.pools[0].batching.name
         module = _lay(module, sources, serve.for_policy(settings.paths, policy))
         settings.paths = serve.for_policy(settings.paths, policy)
         spec = check(module, sources)
     first = spec.deployment.pools[0]
-    return Deployment(module, text, pools, first.engine, first.model, settings)
+    return Deployment(module, text, first.engine, first.model, settings)
 
 
 def _base_name(name: str) -> str:
@@ -166,9 +164,7 @@ def spec(
     name = f"<replay of {obs.label}>"
     extra = parse(text, name, sources)
     module = dataclasses.replace(dep.module, statements=dep.module.statements + extra.statements)
-    for path, value in overrides.items():
-        for pool in dep.pools:
-            module = override(module, f"deployment.{pool}.engine.{path}", value, sources)
+    module = _lay(module, sources, {f"engine.{k}": v for k, v in overrides.items()})
     return check(module, sources), text
 
 
