@@ -189,7 +189,7 @@ def test_validation_page_draws_each_runs_cdfs(browser, tmp_path):
     assert errors == [] and all(url.startswith("file:") for url in requests)
     assert page.locator("section[id^=run]").count() == 2
     charts = page.locator("svg.chart")
-    assert charts.count() == 6  # TTFT, TPOT, E2E of each run
+    assert charts.count() == 8  # TTFT, TPOT, ITL, E2E of each run
     for k in range(charts.count()):
         box = charts.nth(k).bounding_box()
         assert box and box["width"] > 200 and box["height"] > 60

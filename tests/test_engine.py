@@ -320,6 +320,48 @@ def test_a_front_end_that_shares_the_engines_cpu_holds_the_engine_up():
     assert 50e-3 <= first < 50e-3 + 0.05  # about the intake, plus the second's prefill
 
 
+def test_a_burst_reaches_a_server_that_shares_the_engines_cpu_whole():
+    """The front end's latency (client, network) comes before its CPU time: ten requests
+    sent together reach the server together, are taken in one after another, and the
+    engine's first step has them all."""
+    burst = "arrivals burst; lengths fixed 100 -> 2; requests 10"
+    fe, _ = run("ideal { frontend { per_request 1 ms; latency 50 ms; shares_cpu on } }", burst)
+    first = min(inst.work[:, 0].min() for inst in fe.instances if len(inst.work))
+    assert first == pytest.approx(50e-3 + 10 * 1e-3)
+    t = ttft(fe)
+    assert t.max() == pytest.approx(t.min())  # one prefill for all ten
+    # a request's own TTFT has its latency once, before the intake
+    one, _ = run(
+        "ideal { frontend { per_request 1 ms; latency 50 ms } }",
+        "arrivals burst; lengths fixed 100 -> 2; requests 1",
+    )
+    alone, _ = run("ideal", "arrivals burst; lengths fixed 100 -> 2; requests 1")
+    assert ttft(one)[0] == pytest.approx(ttft(alone)[0] + 51e-3)
+
+
+def test_async_output_sends_a_prompts_first_token_when_the_next_step_ends():
+    """vLLM V0's asynchronous output processor: a step's outputs leave with the next step.
+    Two 1,000-token prompts under a 1,000-token budget take two prefill steps (prefill
+    first); the first prompt's token leaves when the second's prefill ends, the second's
+    when the decode step after it ends."""
+    burst = "arrivals burst; lengths fixed 1000 -> 4; requests 2"
+    pool = "batching continuous { max_tokens 1000 tokens }"
+    sync, _ = run("ideal", burst, pool)
+    lagged, _ = run("ideal { async_output on }", burst, pool)
+    ends = np.sort(np.concatenate([i.work[:, 1] for i in lagged.instances if len(i.work)]))
+    first_of = lambda result: np.sort(result.requests["first_token_s"])  # noqa: E731
+    assert first_of(sync) == pytest.approx(ends[:2])  # each at the end of its own prefill
+    assert first_of(lagged)[0] == pytest.approx(ends[1])  # the first waits for the second
+    # the second waits for the first step of the decode run after it
+    decode = lagged.instances[0].work
+    run_start, steps = decode[2, 0], decode[2, 4]
+    step = (decode[2, 1] - run_start) / steps
+    assert first_of(lagged)[1] == pytest.approx(run_start + step, rel=1e-4)  # steps grow a little
+    # the engine's own work and the requests' ends are unchanged
+    assert np.array_equal(sync.instances[0].work, lagged.instances[0].work)
+    assert sync.requests["finish_s"] == pytest.approx(lagged.requests["finish_s"])
+
+
 def test_a_burst_holds_up_the_tokens_of_the_requests_taken_in_first():
     burst = "arrivals burst; lengths fixed 100 -> 5; requests 20"
     fe, _ = run("ideal { frontend { per_request 10 ms } }", burst)

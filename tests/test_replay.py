@@ -93,6 +93,79 @@ def test_a_vllm_result_with_per_request_arrays(tmp_path):
     assert any("1 of 3 requests failed" in n for n in run.notes)
 
 
+def _guidellm_request(start: float, prompt: int, out: int, ttft_ms: float, e2e: float, new: bool):
+    """A successful request as guidellm writes it: 0.4+ nests its timings under ``info``,
+    0.2-0.3 under ``scheduler_info``; both serialize the computed latency fields."""
+    timings = {"request_start": start, "request_end": start + e2e}
+    req = {
+        "prompt_tokens": prompt,
+        "output_tokens": out,
+        "time_to_first_token_ms": ttft_ms,
+        "inter_token_latency_ms": (e2e * 1000 - ttft_ms) / (out - 1) if out > 1 else None,
+        "time_per_output_token_ms": e2e * 1000 / out,
+        "request_latency": e2e,
+    }
+    if new:
+        req["info"] = {"timings": timings}
+    else:
+        req["scheduler_info"] = {"request_timings": timings}
+    return req
+
+
+@pytest.mark.parametrize("new", [True, False])
+def test_a_guidellm_report_is_a_run_per_benchmark(tmp_path, new):
+    holder = "config" if new else "args"
+    sent = [(10.2, 300, 5, 80.0, 0.5), (10.0, 100, 11, 50.0, 0.25), (10.1, 200, 1, 60.0, 0.06)]
+    concurrent = {
+        holder: {"strategy": {"type_": "concurrent", "streams": 4}},
+        "duration": 2.0,
+        "request_totals": {"successful": 3, "errored": 0, "incomplete": 0, "total": 3},
+        "requests": {
+            "successful": [_guidellm_request(*r, new=new) for r in sent],
+            "errored": [],
+            "incomplete": [],
+        },
+    }
+    poisson = dict(concurrent, **{holder: {"strategy": {"type_": "poisson", "rate": 2.5}}})
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"benchmarks": [concurrent, poisson]}))
+    first, second = results.read(path)
+    assert first.format == "guidellm" and first.arrivals == "closed 4"
+    assert second.arrivals == "poisson 2.5/s" and second.name.endswith("report.json#2")
+    assert list(first.prompts) == [100, 200, 300]  # in the order they were sent
+    assert list(first.outputs) == [11, 1, 5]
+    assert first.metrics["ttft_p50"] == pytest.approx(0.06)
+    # guidellm's inter-token latency is vLLM's TPOT (one-token outputs have none)
+    assert first.metrics["tpot_mean"] == pytest.approx((0.02 + 0.105) / 2)
+    assert first.metrics["e2e_mean"] == pytest.approx(0.27)
+    assert first.metrics["throughput_requests_per_s"] == pytest.approx(1.5)
+
+
+def test_guidellm_reports_it_cannot_replay_are_located_errors(tmp_path):
+    ok = {"requests": {"successful": [_guidellm_request(0.0, 10, 5, 30.0, 0.2, True)]}}
+
+    def error(bench) -> str:
+        path = tmp_path / "g.json"
+        path.write_text(json.dumps({"benchmarks": [bench]}))
+        with pytest.raises(results.ResultError) as e:
+            results.read(path)
+        return str(e.value)
+
+    assert "no scheduling strategy" in error(ok)
+    sweep = dict(ok, config={"strategy": {"type_": "replay"}})
+    assert "strategy `replay` is not one tokensim replays" in error(sweep)
+    rate = dict(ok, config={"strategy": {"type_": "constant", "rate": 0}})
+    assert "without a rate above 0" in error(rate)
+    loaded = dict(
+        ok,
+        config={"strategy": {"type_": "synchronous"}},
+        request_totals={"successful": 1, "errored": 3},
+    )
+    assert "3 of 4 requests failed" in error(loaded)
+    empty = {"config": {"strategy": {"type_": "synchronous"}}, "requests": {"successful": []}}
+    assert "no successful requests" in error(empty)
+
+
 @pytest.mark.parametrize(
     ("fields", "arrivals"),
     [
@@ -253,7 +326,7 @@ def test_a_replay_sends_the_measured_requests_on_the_specs_deployment(tmp_path):
 
 
 def test_the_fit_finds_the_figures_a_run_was_made_with(tmp_path):
-    true = "engine vllm_0_6 { frontend { shares_cpu on; per_request 4 ms } }"
+    true = "engine vllm_0_6 { frontend { shares_cpu on; per_request 8 ms } }"
     paths = [
         measured(
             tmp_path, "a.json", true, "arrivals burst; lengths fixed 200 -> 30; requests 60", "inf"
@@ -267,9 +340,26 @@ def test_the_fit_finds_the_figures_a_run_was_made_with(tmp_path):
     runs = [r for p in paths for r in results.read(p)]
     result = fit.fit(dep, runs, tmp_path, max_evaluations=60)
     fitted = dict(zip((k.path for k in result.knobs), result.values, strict=True))
-    assert fitted["frontend.per_request"] == pytest.approx(4.0, rel=0.15)
+    assert fitted["frontend.per_request"] == pytest.approx(8.0, rel=0.15)
     before, after = fit.errors(runs, result.before), fit.errors(runs, result.after)
     assert before["TTFT"][0] > 0.3 and after["TTFT"][0] < 0.05
+
+
+def test_the_fit_moves_a_figure_that_starts_at_one(tmp_path):
+    """Kernel factors start at 1 (log 0): the fit's finite-difference steps must still
+    move them (scipy's relative steps would be zero there)."""
+    true = "engine vllm_0_6 { kernels { gemm 1.4 } }"
+    work = "arrivals burst; lengths fixed 1000 -> 30; requests {}"
+    paths = [measured(tmp_path, f"{n}.json", true, work.format(n), "inf") for n in (8, 24)]
+    (spec_path := tmp_path / "s.tsim").write_text(SPEC)
+    dep = replay.load(spec_path)
+    runs = [r for p in paths for r in results.read(p)]
+    gemm = next(k for k in fit.KNOBS if k.path == "kernels.gemm")
+    result = fit.fit(dep, runs, tmp_path, knobs=(gemm,), max_evaluations=30)
+    assert result.values[0] == pytest.approx(1.4, rel=0.05)
+    # one run: the kernel factors keep the engine's figures
+    one = fit.fit(dep, runs[:1], tmp_path, knobs=(gemm,), max_evaluations=30)
+    assert one.values[0] == 1.0 and "kernel factors keep" in one.warnings[0]
 
 
 def test_calibrate_bench_writes_a_profile_the_spec_runs_with(tmp_path, capsys):
@@ -356,6 +446,7 @@ def test_validate_bench_draws_a_page_of_every_run(tmp_path, capsys):
     html = page.read_text()
     assert html.count('<section id="run') == 2 and "a.json" in html and "b.json" in html
     assert "TTFT: measured and simulated" in html  # per-request figures: two curves
+    assert "ITL: measured and simulated" in html  # the file's inter-token gaps
     assert "TTFT: simulated; measured percentiles" in html  # a summary: its percentiles
     assert "measured p99" in html
     assert main(["validate", "--bench", path, "-o", str(page)]) == 2
@@ -392,6 +483,7 @@ def test_a_serve_command_sets_the_pools(tmp_path):
         "kv.prefix_cache": "off",
         "engine.scheduler_steps": "8",
         "engine.cuda_graphs": "off",
+        "engine.async_output": "off",  # vLLM V0 processes outputs in line when eager
     }
     assert s.ignored == ["--model", "--port"] and s.unknown == ["--frobnicate"]
     # V0 without chunked prefill: the budget is max_tokens; the flag switches the policy
@@ -399,6 +491,14 @@ def test_a_serve_command_sets_the_pools(tmp_path):
     assert serve.for_policy(v0.paths, "continuous") == {
         "batching": "chunked { budget 1024 tokens }"
     }
+    # V0 derives its budget from the model length (at least 2,048); V1 does not
+    long = serve.settings("vllm serve m --max-model-len 8192")
+    assert serve.for_policy(long.paths, "continuous") == {"batching.max_tokens": "8192 tokens"}
+    assert serve.for_policy(long.paths, "chunked") == {}
+    short = serve.settings("vllm serve m --max-model-len 1024 --max-num-seqs 8")
+    assert serve.for_policy(short.paths, "continuous")["batching.max_tokens"] == "2048 tokens"
+    sync = serve.settings("vllm serve m --disable-async-output-proc")
+    assert serve.for_policy(sync.paths, "continuous") == {"engine.async_output": "off"}
     sg = serve.settings("python3 -m sglang.launch_server --tp 4 --chunked-prefill-size -1")
     assert sg.engine == "sglang"
     assert serve.for_policy(sg.paths, "continuous") == {"tp": "4", "batching.chunk": "off"}

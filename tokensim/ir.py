@@ -242,7 +242,8 @@ class Engine:
     graph (0: never), ``graph_prefill`` whether iterations with prompt tokens may;
     ``scheduler_steps`` decode steps per scheduling (multi-step); ``async_scheduling``
     overlaps the host time with the previous step's GPU time; ``reserve_output``
-    admits a request only when the KV of its whole output fits; ``stream_tokens`` is how
+    admits a request only when the KV of its whole output fits; ``async_output`` sends a
+    step's first tokens when the step after it ends; ``stream_tokens`` is how
     many tokens a client receives at once; ``kernels`` multiplies the cost model's
     op times by class; ``fp8_gemm`` says how a measured cost profile prices 8-bit GEMMs
     (``profiled``: its own 8-bit rows; ``native``: its 16-bit rows times the roofline's
@@ -265,6 +266,7 @@ class Engine:
     span: Span | None
     overrides: tuple[str, ...] = ()  # engine statements the spec changed (pool or deployment)
     fp8_gemm: str = "profiled"  # profiled | native: how a measured profile prices 8-bit GEMMs
+    async_output: bool = False  # a step's first tokens reach the front end when the next step ends
 
     def kv_room_bytes(self, memory_B: float, gpu_util: float, placed_B: float) -> float:
         """Bytes left for the KV cache on a GPU of ``memory_B`` once ``placed_B`` (weights,

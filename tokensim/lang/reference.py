@@ -207,7 +207,8 @@ def _engines() -> list[str]:
     """The engines' table: their defaults (on a GPU without ``on_gpu`` choices), host and
     front-end times, and sources."""
     out = [
-        "| engine | version | batching | kv block | memory | CUDA graphs | steps | async |"
+        "| engine | version | batching | kv block | memory | CUDA graphs | steps |"
+        " async scheduling / output |"
         " reserve output | fp8 GEMMs |"
         " host: iteration / per seq / per prompt token / per rank / per layer |"
         " front end: per request / per input token / per output token / latency | by GPU |"
@@ -243,7 +244,8 @@ def _engines() -> list[str]:
         out.append(
             f"| `{name}` | {_cell(e.version) or '—'} | {_cell(batching)} |"
             f" {kv.get('block', '16 tokens')} | {e.memory} | {graphs} | {e.scheduler_steps} |"
-            f" {'on' if e.async_scheduling else 'off'} | {'on' if e.reserve_output else 'off'} |"
+            f" {'on' if e.async_scheduling else 'off'} / {'on' if e.async_output else 'off'} |"
+            f" {'on' if e.reserve_output else 'off'} |"
             f" {e.fp8_gemm} | {host} | {front} | {_cell(by_gpu) or '—'} |"
             f" {_cell('; '.join(e.sources))} |"
         )

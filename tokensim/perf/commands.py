@@ -136,7 +136,7 @@ def add_parsers(sub) -> None:
         "fixed time per call and its corrections at the measured shapes; write a calibration "
         'a spec uses with `cost calibrated "FILE"`. With --bench: replay measured benchmark '
         "runs (vLLM `bench serve` JSON, SGLang `bench_serving` JSONL, GenAI-Perf JSON, "
-        "inference-perf stages) on the deployment of "
+        "guidellm JSON, inference-perf stages) on the deployment of "
         "--spec, fit its engine's host and front-end times and kernel factors, and write a "
         "profile (an engine definition) the spec imports.",
     )

@@ -191,7 +191,8 @@ def cmd_calibrate_bench(args) -> int:
             print(f"warning: {mismatch}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="tokensim-replay-") as tmp:
         try:
-            say(f"fitting {len(fitting.KNOBS)} engine figures on {len(runs)} runs ...")
+            free = len(fitting.free_knobs(fitting.KNOBS, len(runs)))
+            say(f"fitting {free} engine figures on {len(runs)} run(s) ...")
             result = fitting.fit(
                 dep,
                 runs,

@@ -69,6 +69,7 @@ KNOBS = (
 )
 _CLIP = 3.0  # a log-ratio beyond e^3 (20x) counts as 20x: a run far off does not dominate
 _ROBUST = 0.2  # log-ratios beyond about 20% count linearly, not squared (soft L1)
+_STEP = 0.05  # the Jacobian's step in each figure's log
 _PRIOR = 0.1  # the weight of the figures' pull back to the engine's: enough to break ties
 
 
@@ -150,8 +151,10 @@ def fit(
     if len(runs) == 1:
         result.warnings.append(
             "one run cannot tell apart time per scheduling from time per sequence, nor the "
-            "front end's queue from its latency: the figures it does not pin down stay near "
-            "the engine's; calibrate on runs at several rates, concurrencies or lengths"
+            "front end's queue from its latency, nor slower kernels from a slower front end: "
+            "the kernel factors keep the engine's figures, and the figures it does not pin "
+            "down stay near the engine's; calibrate on runs at several rates, concurrencies "
+            "or lengths"
         )
     if held_out and len(runs) > 1:
         result.held_out = []
@@ -164,30 +167,58 @@ def fit(
     return result
 
 
+def free_knobs(knobs: tuple[Knob, ...], runs: int) -> list[int]:
+    """Which of ``knobs`` a fit on ``runs`` runs moves: with one run, not the kernel
+    factors (a single run's TTFT cannot tell slower prefills from a slower front end, and
+    a slower GEMM would slow its decode steps too); they keep the engine's figures."""
+    if runs > 1:
+        return list(range(len(knobs)))
+    return [i for i, k in enumerate(knobs) if not k.path.startswith("kernels.")]
+
+
 def _solve(knobs, bounds, start, runs, sims, max_evaluations) -> tuple[np.ndarray, int]:
     from scipy.optimize import least_squares
 
-    lo = np.log([b[0] for b in bounds])
-    hi = np.log([b[1] for b in bounds])
-    x0 = np.log(start)
-    spread = np.log([k.spread for k in knobs])
+    free = free_knobs(knobs, len(runs))
+    if not free:
+        return start.copy(), 0
+    lo = np.log([bounds[i][0] for i in free])
+    hi = np.log([bounds[i][1] for i in free])
+    x0 = np.log(start[free])
+    spread = np.log([knobs[i].spread for i in free])
     count = [0]
+
+    def full(x: np.ndarray) -> np.ndarray:
+        values = start.copy()
+        values[free] = np.exp(x)
+        return values
 
     def f(x: np.ndarray) -> np.ndarray:
         count[0] += 1
         prior = _PRIOR * (x - x0) / spread
-        return np.concatenate([residuals(runs, sims(np.exp(x), runs)), prior])
+        return np.concatenate([residuals(runs, sims(full(x), runs)), prior])
 
-    # steps of 5% in each figure: a simulation is piecewise constant at small scales
+    def jac(x: np.ndarray) -> np.ndarray:
+        # steps of 5% in each figure (a simulation is piecewise constant at small scales),
+        # inward at a bound; scipy's relative steps would be 0 for a figure of 1 (log 0)
+        f0 = f(x)
+        out = np.empty((f0.size, x.size))
+        for i in range(x.size):
+            step = _STEP if x[i] + _STEP <= hi[i] else -_STEP
+            moved = x.copy()
+            moved[i] += step
+            out[:, i] = (f(moved) - f0) / step
+        return out
+
     sol = least_squares(
         f,
         x0,
+        jac=jac,
         bounds=(lo, hi),
-        diff_step=0.05,
-        max_nfev=max_evaluations,
+        max_nfev=max(1, max_evaluations // (len(free) + 1)),  # each costs a Jacobian
         x_scale=1.0,
     )
-    return np.exp(sol.x), count[0]
+    return full(sol.x), count[0]
 
 
 def errors(

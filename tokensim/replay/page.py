@@ -1,5 +1,6 @@
 """``tokensim validate --bench``: replay measured runs on a spec and draw a page of where the
-simulator can be trusted — measured against simulated CDFs of TTFT, TPOT and E2E for each run
+simulator can be trusted — measured against simulated CDFs of TTFT, TPOT, ITL and E2E for each
+run
 (the measured percentiles as guides where the file has no per-request figures), and a table
 of the errors per run and metric.
 """
@@ -21,7 +22,7 @@ from tokensim.replay.command import _fail, error_rows, error_table, inputs
 from tokensim.report import svg
 from tokensim.report.page import _asset, environment
 
-CHARTS = (("ttft", "TTFT"), ("tpot", "TPOT"), ("e2e", "E2E"))
+CHARTS = (("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"), ("e2e", "E2E"))
 
 
 @dataclass
@@ -30,11 +31,13 @@ class Replayed:
 
     obs: results.Observed
     sim: dict[str, float]  # the simulated value of each measured metric
-    columns: dict[str, np.ndarray]  # the replay's per-request ttft_s, tpot_s, e2e_s
+    # the replay's per-request ttft_s, tpot_s, e2e_s, and itl_s: quantiles of its
+    # inter-token gaps (weighted by the tokens that had each)
+    columns: dict[str, np.ndarray]
 
 
 def _measured(obs: results.Observed, name: str) -> np.ndarray | None:
-    return {"ttft": obs.ttfts, "tpot": obs.tpots, "e2e": obs.e2es}[name]
+    return {"ttft": obs.ttfts, "tpot": obs.tpots, "itl": obs.itls, "e2e": obs.e2es}[name]
 
 
 def _chart(r: Replayed, index: int, name: str, label: str) -> str:
@@ -57,9 +60,19 @@ def _chart(r: Replayed, index: int, name: str, label: str) -> str:
         title=title,
         x_label=label,
         rules=rules,
-        width=380,
+        width=520,
         height=220,
     )
+
+
+def _quantiles(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """200 quantiles of ``values`` counted ``weights`` times: a sample with their CDF."""
+    if values.size == 0:
+        return values
+    order = np.argsort(values, kind="stable")
+    cum = np.cumsum(np.ones(values.size) if weights is None else weights[order])
+    at = np.searchsorted(cum, np.linspace(0.0025, 0.9975, 200) * cum[-1], side="left")
+    return values[order][np.minimum(at, values.size - 1)]
 
 
 def _rows(r: Replayed) -> list[dict]:
@@ -138,6 +151,7 @@ def cmd_validate_bench(args) -> int:
             done = run.metrics["requests"]["completed"]
             sim = replay.simulated(obs, run) if done else {k: float("nan") for k in obs.metrics}
             columns = {k: run.requests[k] for k in ("ttft_s", "tpot_s", "e2e_s")}
+            columns["itl_s"] = _quantiles(run.result.itl_s, run.result.itl_weights)
             replayed.append(Replayed(obs, sim, columns))
     errors = fitting.errors(runs, [r.sim for r in replayed])
     try:

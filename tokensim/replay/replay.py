@@ -60,12 +60,12 @@ def load(path: str | Path, serve_cmd: str | None = None) -> Deployment:
         from tokensim.replay import serve
 
         settings = serve.settings(serve_cmd)
-        plain = {k: v for k, v in settings.paths.items() if k not in (serve.BUDGET, serve.CHUNKED)}
+        plain = {k: v for k, v in settings.paths.items() if k not in serve.DEFERRED}
         module = _lay(module, sources, plain)
     spec = check(module, sources)
     if not spec.deployment.pools:
         raise ValueError(f"{path}: the spec has no deployment to replay the runs on")
-    if settings is not None and {serve.BUDGET, serve.CHUNKED} & set(settings.paths):
+    if settings is not None and set(serve.DEFERRED) & set(settings.paths):
         policy = spec.deployment.pools[0].batching.name
         module = _lay(module, sources, serve.for_policy(settings.paths, policy))
         settings.paths = serve.for_policy(settings.paths, policy)

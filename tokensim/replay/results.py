@@ -9,6 +9,10 @@ Formats (detected from the content, not the file name):
   (``--output-details`` adds the same per-request arrays).
 * **GenAI-Perf** (NVIDIA): ``profile_export_genai_perf.json``, the statistics of each metric
   (``avg``, ``p50``, ``p90``, ``p99`` ...) and the arguments it ran with (``input_config``).
+* **guidellm** ``guidellm benchmark --output-path report.json``: a report of benchmarks, one
+  run each (a sweep's rates, concurrencies), with every request's lengths and latencies
+  (``requests.successful``) and the scheduling strategy it ran (``config.strategy``, or
+  ``args.strategy`` before guidellm 0.4).
 * **inference-perf** (llm-d, used by BLIS): a ``stage_<n>_lifecycle_metrics.json`` per load
   stage, read with the ``config.yaml`` beside it (the load and the data it generated); a
   results folder stands for its stages.
@@ -44,8 +48,9 @@ class Observed:
     are the successful requests' lengths when the file lists them; otherwise ``lengths``
     is a tokensim ``lengths`` statement built from what the file says. ``metrics`` maps
     ``<name>_<stat>`` (``ttft_p90``, ``tpot_mean``, ``throughput_requests_per_s`` ...) to
-    its measured value (seconds, 1/s, tokens/s). ``ttfts`` and ``e2es`` are per request
-    when known (for the CDFs of ``tokensim validate --bench``)."""
+    its measured value (seconds, 1/s, tokens/s). ``ttfts``, ``e2es`` and ``tpots`` are
+    per request, and ``itls`` per streamed chunk, when known (for the CDFs of ``tokensim
+    validate --bench``)."""
 
     name: str
     format: str
@@ -64,6 +69,7 @@ class Observed:
     # equal content), when the benchmark's prompts repeat (a shared-prefix dataset)
     prefixes: tuple[tuple[int, ...], ...] | None = None
     prefix_block: int = 16
+    itls: np.ndarray | None = None  # every streamed chunk's gap, when the file lists them
 
     @property
     def label(self) -> str:
@@ -129,7 +135,10 @@ def read(path: str | Path) -> list[Observed]:
         where = f"{path}:{line}" if line is not None else str(path)
         if not isinstance(obj, dict):
             raise ResultError(f"{where}: expected a JSON object, found {type(obj).__name__}")
-        runs.append(_parse(obj, where, jsonl=line is not None))
+        if isinstance(obj.get("benchmarks"), list):  # a guidellm report: a run a benchmark
+            runs.extend(_guidellm(obj, where))
+        else:
+            runs.append(_parse(obj, where, jsonl=line is not None))
     return runs
 
 
@@ -146,8 +155,8 @@ def _parse(obj: dict, where: str, jsonl: bool) -> Observed:
     keys = ", ".join(sorted(obj)[:8])
     raise ResultError(
         f"{where}: not a benchmark result tokensim reads (vLLM `bench serve --save-result` "
-        f"JSON, SGLang `bench_serving` JSONL, GenAI-Perf JSON, inference-perf stage JSON); its "
-        f"keys: {keys}"
+        f"JSON, SGLang `bench_serving` JSONL, GenAI-Perf JSON, guidellm JSON, inference-perf "
+        f"stage JSON); its keys: {keys}"
     )
 
 
@@ -216,7 +225,7 @@ def _benchmark_serving(obj: dict, where: str, fmt: str) -> Observed:
     if not duration or duration <= 0:
         raise ResultError(f"{where}: `duration` should be above 0")
     metrics: dict[str, float] = {}
-    e2es = tpot_values = None
+    e2es = tpot_values = gaps = None
     if outputs is not None and prompts is not None:
         ok = outputs > 0
         errors = obj.get("errors")
@@ -299,6 +308,7 @@ def _benchmark_serving(obj: dict, where: str, fmt: str) -> Observed:
         e2es,
         tpot_values,
         tuple(notes),
+        itls=gaps,
     )
 
 
@@ -571,4 +581,143 @@ def _genai_perf(obj: dict, where: str) -> Observed:
         metrics,
         lengths=f"fixed {p} -> {o}",
         notes=tuple(notes),
+    )
+
+
+def _guidellm(obj: dict, where: str) -> list[Observed]:
+    """A guidellm report: one run per benchmark of ``benchmarks``."""
+    benchmarks = obj["benchmarks"]
+    if not benchmarks:
+        raise ResultError(f"{where}: `benchmarks` is empty")
+    out = []
+    for i, bench in enumerate(benchmarks, 1):
+        at = f"{where}#{i}" if len(benchmarks) > 1 else where
+        if not isinstance(bench, dict):
+            raise ResultError(f"{at}: a benchmark should be a JSON object")
+        out.append(_guidellm_run(bench, at))
+    return out
+
+
+# guidellm's scheduling strategies as tokensim arrivals (`throughput` sends as many as it
+# may: a closed loop at its concurrency cap, else everything at once)
+_GUIDELLM_KEYS = ("prompt_tokens", "output_tokens", "time_to_first_token_ms", "request_latency")
+
+
+def _guidellm_arrivals(bench: dict, where: str) -> str:
+    strategy = None
+    for holder in ("config", "args", "scheduler"):
+        found = _dig(bench, holder, "strategy")
+        if isinstance(found, dict):
+            strategy = found
+            break
+    if strategy is None:
+        raise ResultError(f"{where}: no scheduling strategy (`config.strategy`)")
+    kind = strategy.get("type_") or strategy.get("type")
+    if kind == "synchronous":
+        return "closed 1"
+    if kind in ("concurrent", "throughput"):
+        n = strategy.get("streams" if kind == "concurrent" else "max_concurrency")
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            return f"closed {n}"
+        if kind == "throughput":
+            return "burst"
+        raise ResultError(f"{where}: a `concurrent` strategy without a whole number of streams")
+    if kind in ("constant", "poisson"):
+        rate = strategy.get("rate")
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0:
+            raise ResultError(f"{where}: a `{kind}` strategy without a rate above 0")
+        return f"{kind} {rate:g}/s"
+    raise ResultError(
+        f"{where}: guidellm strategy `{kind}` is not one tokensim replays (synchronous, "
+        "concurrent, throughput, constant, poisson)"
+    )
+
+
+def _guidellm_start(req: dict) -> float:
+    """When a guidellm request was sent (its order in the run), whatever the version."""
+    for path in (
+        ("request_start_time",),
+        ("info", "timings", "request_start"),
+        ("scheduler_info", "request_timings", "request_start"),
+        ("start_time",),
+    ):
+        v = _dig(req, *path)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return float(v)
+    return math.nan
+
+
+def _guidellm_run(bench: dict, where: str) -> Observed:
+    """One guidellm benchmark: its successful requests' lengths and latencies. Its
+    ``inter_token_latency_ms`` is per request, (last token - first) / (output - 1): vLLM's
+    TPOT, and recorded as TPOT (guidellm's own ``time_per_output_token_ms`` counts the
+    first token in)."""
+    notes: list[str] = []
+    arrivals = _guidellm_arrivals(bench, where)
+    requests = bench.get("requests")
+    done = requests.get("successful") if isinstance(requests, dict) else None
+    if not isinstance(done, list) or not done:
+        raise ResultError(f"{where}: no successful requests (`requests.successful`)")
+    rows = []
+    for j, req in enumerate(done):
+        if not isinstance(req, dict):
+            raise ResultError(f"{where}: request {j + 1} should be a JSON object")
+        row = []
+        for key in (*_GUIDELLM_KEYS, "inter_token_latency_ms"):
+            v = req.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+                raise ResultError(f"{where}: request {j + 1}: `{key}` should be a number")
+            row.append(math.nan if v is None else float(v))
+        if any(math.isnan(x) for x in row[:2]):
+            raise ResultError(
+                f"{where}: request {j + 1} has no token counts (`prompt_tokens`, `output_tokens`)"
+            )
+        rows.append((_guidellm_start(req), *row))
+    rows.sort(key=lambda r: (math.isnan(r[0]), r[0]))  # in the order they were sent
+    table = np.array(rows, dtype=np.float64)  # start, then one column per key
+    prompts, outputs, ttft_ms, e2e_s, itl_ms = table[:, 1:].T
+    totals = bench.get("request_totals") if isinstance(bench.get("request_totals"), dict) else {}
+    failed = sum(v for k in ("errored", "incomplete") if isinstance(v := totals.get(k), int))
+    listed = totals.get("successful")
+    if isinstance(listed, int) and listed > len(done):
+        notes.append(f"the report lists {len(done)} of its {listed} successful requests")
+    if failed > 0.1 * (len(done) + failed):
+        raise ResultError(
+            f"{where}: {failed} of {len(done) + failed} requests failed or were cut short: "
+            "the server was overloaded, and a replay serves every request"
+        )
+    if failed:
+        notes.append(f"{failed} requests failed or were cut short and are left out")
+    metrics: dict[str, float] = {}
+    ttfts = ttft_ms / 1000
+    _stats(metrics, "ttft", ttfts)
+    multi = outputs > 1
+    tpots = itl_ms[multi] / 1000
+    _stats(metrics, "tpot", tpots)
+    _stats(metrics, "e2e", e2e_s)
+    duration = _number(bench, "duration", where, required=False)
+    if duration is None:
+        begin, end = bench.get("start_time"), bench.get("end_time")
+        if isinstance(begin, int | float) and isinstance(end, int | float):
+            duration = float(end) - float(begin)
+    if duration and duration > 0:
+        metrics["throughput_requests_per_s"] = len(done) / duration
+        metrics["throughput_output_tokens_per_s"] = float(outputs.sum()) / duration
+    if not any(k.startswith(("ttft", "tpot", "e2e")) for k in metrics):
+        raise ResultError(f"{where}: no latency figure (TTFT, TPOT or E2E) found")
+    model = _dig(bench, "config", "backend", "model") or _dig(bench, "args", "model") or ""
+    return Observed(
+        where,
+        "guidellm",
+        str(model),
+        arrivals,
+        len(done),
+        metrics,
+        prompts.astype(np.int64),
+        outputs.astype(np.int64),
+        None,
+        ttfts[np.isfinite(ttfts)],
+        e2e_s[np.isfinite(e2e_s)],
+        tpots[np.isfinite(tpots)],
+        tuple(notes),
     )

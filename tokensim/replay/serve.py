@@ -33,7 +33,7 @@ _IGNORED = {
     "--host", "--port", "--model", "--model-path", "--served-model-name", "--tokenizer",
     "--trust-remote-code", "--api-key", "--download-dir", "--uvicorn-log-level",
     "--disable-log-requests", "--disable-log-stats", "--log-level", "--seed", "--dtype",
-    "--max-model-len", "--context-length", "--max_seq_len", "--backend", "--revision",
+    "--context-length", "--max_seq_len", "--backend", "--revision",
     "--load-format", "--enable-auto-tool-choice", "--tool-call-parser", "--chat-template",
     "--swap-space",  # CPU space for swapped blocks: vLLM preempts by recomputing by default
 }  # fmt: skip
@@ -96,7 +96,9 @@ def _float(name: str, value) -> float:
         raise ServeError(f"`{name}` takes a number, not {value!r}") from None
 
 
-BUDGET, CHUNKED = "<budget>", "<chunked prefill>"  # set once the pool's policy is known
+# set once the pool's policy is known
+BUDGET, CHUNKED, MODEL_LEN = "<budget>", "<chunked prefill>", "<max model len>"
+DEFERRED = (BUDGET, CHUNKED, MODEL_LEN)
 
 
 def settings(command: str) -> Settings:
@@ -119,12 +121,17 @@ def settings(command: str) -> Settings:
 def for_policy(paths: dict[str, str], policy: str) -> dict[str, str]:
     """``paths`` with the token budget and chunked prefill written for a pool whose
     batching policy is ``policy`` (``chunked``: a ``budget``; ``continuous``:
-    ``max_tokens``, and chunked prefill is the ``chunked`` policy or SGLang's chunks)."""
-    out = {k: v for k, v in paths.items() if k not in (BUDGET, CHUNKED)}
+    ``max_tokens``, and chunked prefill is the ``chunked`` policy or SGLang's chunks). A
+    vLLM ``--max-model-len`` sets the budget only where V0 derives it from the model length
+    (``continuous``, no chunked prefill, no ``--max-num-batched-tokens``)."""
+    out = {k: v for k, v in paths.items() if k not in DEFERRED}
     budget, chunked = paths.get(BUDGET), paths.get(CHUNKED)
     if policy == "continuous" and chunked == "on":  # vLLM V0's --enable-chunked-prefill
         out["batching"] = f"chunked {{ budget {budget or '512 tokens'} }}"  # V0's default
         return out
+    if policy == "continuous" and not budget and MODEL_LEN in paths:
+        # vLLM V0 without chunked prefill: max_num_batched_tokens = max(max_model_len, 2048)
+        budget = f"{max(int(paths[MODEL_LEN]), 2048)} tokens"
     if budget:
         out["batching.budget" if policy == "chunked" else "batching.max_tokens"] = budget
     if chunked == "off" and policy in ("chunked", "continuous"):
@@ -140,9 +147,10 @@ def _set(path: str, convert=None, unit: str = ""):
     return rule
 
 
-def _const(path: str, text: str):
+def _const(path: str, text: str, *more: tuple[str, str]):
     def rule(out: Settings, name: str, value) -> None:
         out.paths[path] = text
+        out.paths.update(more)
 
     return rule
 
@@ -174,6 +182,7 @@ _VLLM = {
     "-pp": _set("pp", _int),
     "--max-num-seqs": _set("batching.max_seqs", _int),
     "--max-num-batched-tokens": _set(BUDGET, _int, " tokens"),
+    "--max-model-len": _set(MODEL_LEN, _int),  # V0's token budget without chunked prefill
     "--gpu-memory-utilization": _set("kv.gpu_util", _float),
     "--block-size": _set("kv.block", _int, " tokens"),
     "--kv-cache-dtype": _kv_dtype,
@@ -182,7 +191,9 @@ _VLLM = {
     "--enable-chunked-prefill": _const(CHUNKED, "on"),
     "--no-enable-chunked-prefill": _const(CHUNKED, "off"),
     "--num-scheduler-steps": _set("engine.scheduler_steps", _int),
-    "--enforce-eager": _const("engine.cuda_graphs", "off"),
+    # vLLM V0 cannot process outputs asynchronously without CUDA graphs
+    "--enforce-eager": _const("engine.cuda_graphs", "off", ("engine.async_output", "off")),
+    "--disable-async-output-proc": _const("engine.async_output", "off"),
     "--max-cudagraph-capture-size": _graphs,
     "--async-scheduling": _const("engine.async_scheduling", "on"),
     "--no-async-scheduling": _const("engine.async_scheduling", "off"),

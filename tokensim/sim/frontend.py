@@ -43,15 +43,16 @@ class FrontEnd:
         self.intake_until = 0.0  # when the requests taken in so far are all in
 
     def take_in(self, rid: int, prompt: int, now: float) -> float:
-        """When request ``rid`` of ``prompt`` tokens, sent at ``now``, reaches the engine."""
+        """When request ``rid`` of ``prompt`` tokens, at the server at ``now`` (``latency``
+        after it was sent), reaches the engine."""
         if not self.active:
-            return now + self.latency_s
+            return now
         s = rid % self.servers
         done = max(now, self.free[s]) + self.take_s + self.token_in_s * prompt
         self.free[s] = done
         if done > self.intake_until:
             self.intake_until = done
-        return done + self.latency_s
+        return done
 
     def stream(self, first_s: float, last_s: float, steps: int, tokens: int) -> None:
         """The engine made ``tokens`` tokens in each of ``steps`` steps, the first ending

@@ -135,6 +135,10 @@ class Instance:
         self.window = engine.scheduler_steps  # decode steps per scheduling
         self.window_left = 0  # steps left in the current multi-step window (0: at a boundary)
         self.stream = engine.stream_tokens
+        # async_output: requests whose first token the last step made, which reach the front
+        # end when the next step ends (or the engine goes idle)
+        self.async_output = engine.async_output
+        self.lagging: list[Request] = []
         # this instance's API server: takes its requests in, streams its tokens out
         self.frontend = FrontEnd(engine.frontend)
         self.accepting: list[Request] = []  # routed here, still in the front end
@@ -195,13 +199,27 @@ class Instance:
             watch(self)
 
     def accept(self, req: Request) -> None:
-        """A request is routed here: the front end takes it in, then it joins the waiting
-        queue (:meth:`enqueue`); meanwhile routers count it as queued here."""
+        """A request is routed here: it reaches the front end ``latency`` later, which takes
+        it in, then it joins the waiting queue (:meth:`enqueue`); meanwhile routers count it
+        as queued here."""
         self._count(1)
+        fe = self.frontend
+        if fe.shares_cpu and fe.latency_s:  # the engine's CPU is busy once it is there
+            self.accepting.append(req)
+            self.kernel.at(self.kernel.now + fe.latency_s, Priority.ARRIVAL, self._at_server, req)
+        else:
+            self._take_in(req, self.kernel.now + fe.latency_s)
+
+    def _at_server(self, req: Request) -> None:
+        self.accepting.remove(req)
+        self._take_in(req, self.kernel.now)
+
+    def _take_in(self, req: Request, at_server_s: float) -> None:
+        """The front end takes ``req`` in from ``at_server_s`` on."""
         fe = self.frontend
         if fe.token_out_s:  # the tokens made by now are streamed before it
             self.sync()
-        done = fe.take_in(req.id, req.prompt, self.kernel.now)
+        done = fe.take_in(req.id, req.prompt, at_server_s)
         if fe.shares_cpu and self.run is not None:  # the engine stops at its next step
             self._cut_run()
         if done > self.kernel.now:
@@ -479,6 +497,8 @@ class Instance:
         plan = self.policy.plan(self)
         now = self.kernel.now
         if plan is None:
+            if self.lagging:
+                self._deliver(now)
             self._move("idle")
             self._sample(0)
             return
@@ -531,6 +551,8 @@ class Instance:
         self.busy_s += extra_s  # swapping before the run
         self.run = _Run(now + extra_s, n, ctx, a, c, k, steps_to_finish)
         self.run.window_left = self.window_left
+        if self.lagging:
+            self._deliver(self.run.end(1))
         self.iteration_start = now
         self._run_first = self.iterations
         self._sample(n)
@@ -638,6 +660,8 @@ class Instance:
         self.work.extend((self.iteration_start, now, tokens, decode, 1))
         batch = self.batch
         self.frontend.stream(now, now, 1, samples)  # the tokens this iteration made
+        if self.lagging:  # the first tokens the step before made
+            self._deliver(now)
         if decode:
             for gap in batch.advance(1, now, now):
                 self.itl_gaps.extend(gap)
@@ -652,6 +676,8 @@ class Instance:
                 if req.first_token_s < 0:  # when its client sees it
                     req.first_token_s = self.frontend.seen(req.id, now)
                     req.log.append((now, "first_token", 1))
+                    if self.async_output and req.generated < req.output:
+                        self.lagging.append(req)  # seen when the next step ends
                 else:
                     self.itl_gaps.extend((now - req.last_token_s, 1))
                 req.last_token_s = now
@@ -663,6 +689,15 @@ class Instance:
                     batch.add(req)
         self._move("end")
         self._start()
+
+    def _deliver(self, step_end_s: float) -> None:
+        """``async_output``: the first tokens made by the step before reach the front end
+        at ``step_end_s``, when the step after it ends (vLLM V0 processes a step's outputs
+        while the next step runs, and sends them when it returns)."""
+        seen = self.frontend.seen
+        for req in self.lagging:
+            req.first_token_s = seen(req.id, step_end_s)
+        self.lagging.clear()
 
     def _hand_off(self, req: Request) -> None:
         """Prefill done on a prefill instance: the request leaves the batch slots, its KV

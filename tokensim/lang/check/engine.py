@@ -180,6 +180,7 @@ def build(
         scheduler_steps=steps,
         async_scheduling=body.value("async_scheduling", default=False),
         reserve_output=body.value("reserve_output", default=False),
+        async_output=body.value("async_output", default=False),
         stream_tokens=body.value("stream", default=steps),
         host=ir.HostTime(**host),
         frontend=ir.Frontend(**frontend),

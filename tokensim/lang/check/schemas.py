@@ -509,6 +509,14 @@ def _engine_block(kind: str, with_gpus: bool) -> Block:
             default="off",
         ),
         Attr(
+            "async_output",
+            (Bool("async_output"),),
+            "a step's outputs are processed while the next step runs and reach the front "
+            "end when it ends: a prompt's first token waits for the step after its prefill "
+            "(vLLM V0's asynchronous output processor)",
+            default="off",
+        ),
+        Attr(
             "reserve_output",
             (Bool("reserve_output"),),
             "admit a request only when the KV of its whole output fits too (no eviction)",
