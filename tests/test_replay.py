@@ -141,6 +141,37 @@ def test_a_guidellm_report_is_a_run_per_benchmark(tmp_path, new):
     assert first.metrics["throughput_requests_per_s"] == pytest.approx(1.5)
 
 
+def test_an_open_loop_guidellm_run_is_replayed_at_its_send_times(tmp_path, capsys):
+    """A guidellm request records when it was sent: a Poisson run is replayed at those
+    times, not at a Poisson process of its own, so a run tokensim made replays exactly."""
+    work = "arrivals poisson 8/s; lengths uniform 50..400 -> 5..60; requests 60"
+    text = SPEC.replace("arrivals poisson 5/s; lengths fixed 100 -> 10; requests 10", work)
+    r = tokensim.run(tokensim.load(text)).requests
+    done = [
+        {
+            "prompt_tokens": int(r["prompt_tokens"][i]),
+            "output_tokens": int(r["output_tokens"][i]),
+            "time_to_first_token_ms": float(r["ttft_s"][i] * 1e3),
+            "inter_token_latency_ms": float(r["tpot_s"][i] * 1e3),
+            "request_latency": float(r["e2e_s"][i]),
+            "request_start_time": 1.7e9 + float(r["arrival_s"][i]),
+        }
+        for i in range(len(r["id"]))
+    ][::-1]  # in any order: sorted by when they were sent
+    bench = {
+        "config": {"strategy": {"type_": "poisson", "rate": 8.0}},
+        "duration": float(r["finish_s"].max()),
+        "requests": {"successful": done},
+    }
+    (path := tmp_path / "g.json").write_text(json.dumps({"benchmarks": [bench]}))
+    (run,) = results.read(path)
+    assert run.sent is not None and run.sent[0] == 0.0 and np.all(np.diff(run.sent) >= 0)
+    (spec := tmp_path / "s.tsim").write_text(text)
+    assert main(["validate", "--bench", str(path), str(spec), "-o", str(tmp_path / "v.html")]) == 0
+    out = capsys.readouterr().out
+    assert "| TTFT | 0% / 0% |" in out and "| E2E | 0% / 0% |" in out
+
+
 def test_guidellm_reports_it_cannot_replay_are_located_errors(tmp_path):
     ok = {"requests": {"successful": [_guidellm_request(0.0, 10, 5, 30.0, 0.2, True)]}}
 
@@ -322,7 +353,8 @@ def test_a_replay_sends_the_measured_requests_on_the_specs_deployment(tmp_path):
     assert checked.deployment.pools[0].engine.host.iteration_s == 3e-3
     assert checked.deployment.pools[0].engine.frontend.shares_cpu  # the spec's own braces
     sims = replay.simulate(dep, obs, {}, tmp_path)
-    assert set(sims) == set(obs.metrics) and all(math.isfinite(v) for v in sims.values())
+    assert set(sims) == {*obs.metrics, replay.REJECTED} and sims[replay.REJECTED] == 0
+    assert all(math.isfinite(v) for v in sims.values())
 
 
 def test_the_fit_finds_the_figures_a_run_was_made_with(tmp_path):
@@ -451,6 +483,14 @@ def test_validate_bench_draws_a_page_of_every_run(tmp_path, capsys):
     assert "measured p99" in html
     assert main(["validate", "--bench", path, "-o", str(page)]) == 2
     assert "needs one spec" in capsys.readouterr().err
+    # a request the deployment refuses (longer than the model's context) is said, not hidden
+    huge = dict(fields, input_lens=[100, 300_000], output_lens=[10, 5], ttfts=[0.1, 0.3])
+    huge |= {"itls": [[0.01] * 9, [0.02] * 4], "completed": 2}
+    (big := tmp_path / "big.json").write_text(json.dumps(huge))
+    assert main(["validate", "--bench", str(big), str(spec), "-o", str(page)]) == 0
+    err = capsys.readouterr().err
+    assert "rejected 1 of 2 requests (prompt + output = 300005 tokens > max_context" in err
+    assert "which the measured server served" in page.read_text()
 
 
 def test_a_run_of_another_model_is_warned_of(tmp_path):

@@ -206,6 +206,10 @@ def cmd_calibrate_bench(args) -> int:
             return 1
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    for obs, sim in zip(runs, result.before, strict=True):
+        warning = replay.rejections(obs, sim)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     before = fitting.errors(runs, result.before)
     after = fitting.errors(runs, result.after)
     columns = {"before": before, "fitted, in sample": after}

@@ -8,6 +8,7 @@ of the errors per run and metric.
 from __future__ import annotations
 
 import math
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from markupsafe import Markup
 
+from tokensim.lang.diagnostics import CompileError
 from tokensim.perf.tables import replacing
 from tokensim.replay import fit as fitting
 from tokensim.replay import replay, results
@@ -34,6 +36,7 @@ class Replayed:
     # the replay's per-request ttft_s, tpot_s, e2e_s, and itl_s: quantiles of its
     # inter-token gaps (weighted by the tokens that had each)
     columns: dict[str, np.ndarray]
+    warning: str | None = None  # the replay refused requests the server served
 
 
 def _measured(obs: results.Observed, name: str) -> np.ndarray | None:
@@ -112,7 +115,7 @@ def render(
                 "name": r.obs.name,
                 "anchor": f"run{i}",
                 "what": f"{r.obs.format}: {r.obs.requests} requests, {r.obs.arrivals}",
-                "notes": r.obs.notes,
+                "notes": (*r.obs.notes, *([r.warning] if r.warning else [])),
                 "rows": _rows(r),
                 "charts": [Markup(_chart(r, i, n, label)) for n, label in CHARTS],
             }
@@ -147,12 +150,20 @@ def cmd_validate_bench(args) -> int:
     replayed = []
     with tempfile.TemporaryDirectory(prefix="tokensim-replay-") as tmp:
         for obs in runs:
-            run = replay.replay(dep, obs, {}, Path(tmp))
+            try:
+                run = replay.replay(dep, obs, {}, Path(tmp))
+            except CompileError as e:  # a run the deployment cannot take (a prompt too long)
+                print(str(e), file=sys.stderr, end="" if str(e).endswith("\n") else "\n")
+                return 1
             done = run.metrics["requests"]["completed"]
             sim = replay.simulated(obs, run) if done else {k: float("nan") for k in obs.metrics}
+            sim[replay.REJECTED] = float(run.metrics["requests"]["rejected"])
+            warning = replay.rejections(obs, sim, run.metrics["requests"].get("rejected_why"))
+            if warning:
+                print(f"warning: {warning}", file=sys.stderr)
             columns = {k: run.requests[k] for k in ("ttft_s", "tpot_s", "e2e_s")}
             columns["itl_s"] = _quantiles(run.result.itl_s, run.result.itl_weights)
-            replayed.append(Replayed(obs, sim, columns))
+            replayed.append(Replayed(obs, sim, columns, warning))
     errors = fitting.errors(runs, [r.sim for r in replayed])
     try:
         with replacing(output) as tmp:

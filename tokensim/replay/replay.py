@@ -121,16 +121,19 @@ def _lay(module: ast.Module, sources: SourceMap, paths: dict[str, str]) -> ast.M
 
 
 def _trace(obs: Observed, folder: Path) -> Path:
-    """A tokensim trace of the run's lengths (times come from ``arrivals``), named by its
-    content."""
+    """A tokensim trace of the run's lengths, and of its send times where the file has them
+    (else the times come from ``arrivals``), named by its content."""
+    sent = obs.sent if obs.sent is not None else np.zeros(len(obs.prompts))
+    times = [repr(float(t)) for t in sent]
     if obs.prefixes is None:
         lines = ["arrival_s,prompt_tokens,output_tokens"]
-        lines += [f"0.0,{int(p)},{int(o)}" for p, o in zip(obs.prompts, obs.outputs, strict=True)]
+        rows = zip(times, obs.prompts, obs.outputs, strict=True)
+        lines += [f"{t},{int(p)},{int(o)}" for t, p, o in rows]
     else:
         lines = ["arrival_s,prompt_tokens,output_tokens,prefix_hashes,prefix_block_tokens"]
         lines += [
-            f"0.0,{int(p)},{int(o)},{' '.join(map(str, ids))},{obs.prefix_block}"
-            for p, o, ids in zip(obs.prompts, obs.outputs, obs.prefixes, strict=True)
+            f"{t},{int(p)},{int(o)},{' '.join(map(str, ids))},{obs.prefix_block}"
+            for t, p, o, ids in zip(times, obs.prompts, obs.outputs, obs.prefixes, strict=True)
         ]
     text = "\n".join(lines) + "\n"
     path = folder / f"replay-{hashlib.sha1(text.encode()).hexdigest()[:16]}.csv"
@@ -146,10 +149,9 @@ def workload_text(obs: Observed, folder: Path) -> str:
         lengths = f'trace "{_trace(obs, folder).as_posix()}"'
     else:
         lengths = f"lengths {obs.lengths}"
-    return (
-        f"workload {{\n  arrivals {obs.arrivals}\n  {lengths}\n"
-        f"  requests {obs.requests}\n  seed 0\n}}\n"
-    )
+    # sent at the times the file recorded: the trace's own
+    arrivals = "" if obs.sent is not None else f"  arrivals {obs.arrivals}\n"
+    return f"workload {{\n{arrivals}  {lengths}\n  requests {obs.requests}\n  seed 0\n}}\n"
 
 
 def spec(
@@ -175,7 +177,7 @@ def simulated(obs: Observed, run) -> dict[str, float]:
     req = run.requests
     cols = {k: req[f"{k}_s"][np.isfinite(req[f"{k}_s"])] for k in ("ttft", "tpot", "e2e")}
     res = run.result
-    out = {}
+    out = {REJECTED: float(run.metrics["requests"]["rejected"])}
     for key in obs.metrics:
         name, st = key.split("_", 1)
         if name == "throughput":
@@ -203,5 +205,22 @@ def simulate(
     no request completed)."""
     result = replay(dep, obs, overrides, folder)
     if not result.metrics["requests"]["completed"]:
-        return {k: float("nan") for k in obs.metrics}
+        out = {k: float("nan") for k in obs.metrics}
+        out[REJECTED] = float(result.metrics["requests"]["rejected"])
+        return out
     return simulated(obs, result)
+
+
+REJECTED = "requests_rejected"  # in a replay's figures: the requests the deployment refused
+
+
+def rejections(obs: Observed, sim: dict[str, float], why: list[str] | None = None) -> str | None:
+    """A warning when the replay refused requests the measured server served."""
+    n = int(sim.get(REJECTED, 0))
+    if not n:
+        return None
+    reason = f" ({why[0]})" if why else ""
+    return (
+        f"{obs.label}: the spec's deployment rejected {n} of {obs.requests} requests{reason}, "
+        "which the measured server served; its figures are of a different load"
+    )

@@ -70,6 +70,9 @@ class Observed:
     prefixes: tuple[tuple[int, ...], ...] | None = None
     prefix_block: int = 16
     itls: np.ndarray | None = None  # every streamed chunk's gap, when the file lists them
+    # when each request was sent (s from the first), for an open-loop run whose file has
+    # them: the replay sends at these times rather than drawing its own from ``arrivals``
+    sent: np.ndarray | None = None
 
     @property
     def label(self) -> str:
@@ -91,6 +94,8 @@ def truncate(obs: Observed, requests: int) -> Observed:
         cut = {"prompts": obs.prompts[:requests], "outputs": obs.outputs[:requests]}
     if obs.prefixes is not None:
         cut["prefixes"] = obs.prefixes[:requests]
+    if obs.sent is not None:
+        cut["sent"] = obs.sent[:requests]
     note = f"replayed with its first {requests} of {obs.requests} requests (a steady rate)"
     return replace(obs, requests=requests, notes=(*obs.notes, note), **cut)
 
@@ -706,6 +711,10 @@ def _guidellm_run(bench: dict, where: str) -> Observed:
     if not any(k.startswith(("ttft", "tpot", "e2e")) for k in metrics):
         raise ResultError(f"{where}: no latency figure (TTFT, TPOT or E2E) found")
     model = _dig(bench, "config", "backend", "model") or _dig(bench, "args", "model") or ""
+    start = table[:, 0]
+    sent = None
+    if arrivals.split()[0] in OPEN_LOOP and np.isfinite(start).all():
+        sent = start - start[0]  # sorted: the first request sent is first
     return Observed(
         where,
         "guidellm",
@@ -720,4 +729,5 @@ def _guidellm_run(bench: dict, where: str) -> Observed:
         e2e_s[np.isfinite(e2e_s)],
         tpots[np.isfinite(tpots)],
         tuple(notes),
+        sent=sent,
     )
