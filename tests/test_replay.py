@@ -166,6 +166,12 @@ def test_an_open_loop_guidellm_run_is_replayed_at_its_send_times(tmp_path, capsy
     (path := tmp_path / "g.json").write_text(json.dumps({"benchmarks": [bench]}))
     (run,) = results.read(path)
     assert run.sent is not None and run.sent[0] == 0.0 and np.all(np.diff(run.sent) >= 0)
+    # a report that lists a sample of its requests: their own times would be a thinner load
+    sample = dict(bench, requests={"successful": done[:10]}, request_totals={"successful": 60})
+    (part := tmp_path / "sample.json").write_text(json.dumps({"benchmarks": [sample]}))
+    (thin,) = results.read(part)
+    assert thin.sent is None and thin.arrivals == "poisson 8/s" and "10 of its 60" in thin.notes[0]
+    assert thin.metrics["throughput_requests_per_s"] == pytest.approx(60 / bench["duration"])
     (spec := tmp_path / "s.tsim").write_text(text)
     assert main(["validate", "--bench", str(path), str(spec), "-o", str(tmp_path / "v.html")]) == 0
     out = capsys.readouterr().out

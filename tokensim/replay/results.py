@@ -603,12 +603,12 @@ def _guidellm(obj: dict, where: str) -> list[Observed]:
     return out
 
 
-# guidellm's scheduling strategies as tokensim arrivals (`throughput` sends as many as it
-# may: a closed loop at its concurrency cap, else everything at once)
 _GUIDELLM_KEYS = ("prompt_tokens", "output_tokens", "time_to_first_token_ms", "request_latency")
 
 
 def _guidellm_arrivals(bench: dict, where: str) -> str:
+    """guidellm's scheduling strategy as tokensim arrivals (``throughput`` sends as many as
+    it may: a closed loop at its concurrency cap, else everything at once)."""
     strategy = None
     for holder in ("config", "args", "scheduler"):
         found = _dig(bench, holder, "strategy")
@@ -684,8 +684,12 @@ def _guidellm_run(bench: dict, where: str) -> Observed:
     totals = bench.get("request_totals") if isinstance(bench.get("request_totals"), dict) else {}
     failed = sum(v for k in ("errored", "incomplete") if isinstance(v := totals.get(k), int))
     listed = totals.get("successful")
-    if isinstance(listed, int) and listed > len(done):
-        notes.append(f"the report lists {len(done)} of its {listed} successful requests")
+    sampled = isinstance(listed, int) and listed > len(done)
+    if sampled:
+        notes.append(
+            f"the report lists {len(done)} of its {listed} successful requests: they are "
+            "replayed by its strategy, not at their own times"
+        )
     if failed > 0.1 * (len(done) + failed):
         raise ResultError(
             f"{where}: {failed} of {len(done) + failed} requests failed or were cut short: "
@@ -706,14 +710,15 @@ def _guidellm_run(bench: dict, where: str) -> Observed:
         if isinstance(begin, int | float) and isinstance(end, int | float):
             duration = float(end) - float(begin)
     if duration and duration > 0:
-        metrics["throughput_requests_per_s"] = len(done) / duration
-        metrics["throughput_output_tokens_per_s"] = float(outputs.sum()) / duration
+        served = listed if sampled else len(done)  # a sample's tokens scaled to them all
+        metrics["throughput_requests_per_s"] = served / duration
+        metrics["throughput_output_tokens_per_s"] = float(outputs.mean()) * served / duration
     if not any(k.startswith(("ttft", "tpot", "e2e")) for k in metrics):
         raise ResultError(f"{where}: no latency figure (TTFT, TPOT or E2E) found")
     model = _dig(bench, "config", "backend", "model") or _dig(bench, "args", "model") or ""
     start = table[:, 0]
     sent = None
-    if arrivals.split()[0] in OPEN_LOOP and np.isfinite(start).all():
+    if arrivals.split()[0] in OPEN_LOOP and np.isfinite(start).all() and not sampled:
         sent = start - start[0]  # sorted: the first request sent is first
     return Observed(
         where,
