@@ -1,8 +1,7 @@
 """``tokensim validate --bench``: replay measured runs on a spec and draw a page of where the
-simulator can be trusted — measured against simulated CDFs of TTFT, TPOT, ITL and E2E for each
-run
-(the measured percentiles as guides where the file has no per-request figures), and a table
-of the errors per run and metric.
+simulator can be trusted — measured against simulated CDFs of TTFT, TPOT, ITL and E2E for
+each run (the measured percentiles as guides where the file has no per-request figures), and
+a table of the errors per run and metric.
 """
 
 from __future__ import annotations
