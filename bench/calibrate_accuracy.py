@@ -14,6 +14,10 @@ same before calibration (the shipped engine).
     python3 bench/calibrate_accuracy.py [-j 2] [--source lambdalabs|blis] [--loro]
 
 ``--loro`` also calibrates on all of a deployment's runs but one and predicts that one.
+``--joint`` instead fits the engine's CPU and front-end times (``host.iteration``,
+``host.per_seq``, ``frontend.per_request``, ``frontend.latency``) on every deployment of
+the sources at once, each run on its own deployment: how ``std/engines``' ``vllm_0_6``
+figures were fitted (``--source lambdalabs --joint``).
 The deployment specs are the end-to-end harness's (``bench/e2e_accuracy.py``); the runs
 are read with ``tokensim.replay.results``. Needs ../shared/data/serving.
 """
@@ -141,6 +145,41 @@ def evaluate(task) -> dict:
     return out
 
 
+JOINT = ("host.iteration", "host.per_seq", "frontend.per_request", "frontend.latency")
+
+
+def joint(groups: dict[str, list[sr.MeasuredRun]], max_evaluations: int) -> int:
+    """Fit ``JOINT`` on every run of ``groups``, each replayed on its own deployment (one
+    engine): the figures and the error before and after, per family."""
+    deps, observed = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for i, (body, runs) in enumerate(groups.items()):
+            spec = folder / f"deployment{i}.tsim"
+            spec.write_text(f'name "{_label(runs[0])}"\n' + body, "utf-8")
+            dep = replay.load(spec)
+            for r in runs:
+                deps.append(dep)
+                observed.append(results.truncate(results.read(raw_file(r))[0], 2000))
+        engines = {d.engine.name for d in deps}
+        if len(engines) > 1:
+            print(f"--joint fits one engine; these runs have {sorted(engines)}", file=sys.stderr)
+            return 2
+        knobs = tuple(k for k in fit.KNOBS if k.path in JOINT)
+        result = fit.fit(deps, observed, folder, knobs=knobs, max_evaluations=max_evaluations)
+    print(f"## `{engines.pop()}` fitted on {len(observed)} runs of {len(groups)} deployments\n")
+    print("| figure | before | after |\n|---|---|---|")
+    for knob, b, a in zip(result.knobs, result.start, result.values, strict=True):
+        print(f"| {knob.path} | {knob.text(b)} | {knob.text(a)} |")
+    before, after = fit.errors(observed, result.before), fit.errors(observed, result.after)
+    print("\n| family | before | after |\n|---|---|---|")
+    for family, (m, p90, n) in after.items():
+        b = before[family]
+        cells = (f"{100 * x:.0f}% / {100 * y:.0f}%" for x, y in ((b[0], b[1]), (m, p90)))
+        print(f"| {family} ({n}) | " + " | ".join(cells) + " |")
+    return 0
+
+
 def summary(rows: list[dict], column: str) -> str:
     """Per metric: median / p90 |error| and the share of predictions within the target."""
     lines = [
@@ -167,11 +206,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loro", action="store_true", help="also fit on all runs but one")
     ap.add_argument("--max-evaluations", type=int, default=120)
     ap.add_argument("--detail", action="store_true", help="print every predicted run")
+    ap.add_argument("--joint", action="store_true", help="fit one engine on every deployment")
     args = ap.parse_args(argv)
     if not sr.DATA.exists():
         print(f"no serving data at {sr.DATA}", file=sys.stderr)
         return 2
     groups = deployments(args.source or ["lambdalabs", "blis"])
+    if args.joint:
+        return joint(groups, args.max_evaluations)
     tasks = [(body, runs, args.loro, args.max_evaluations) for body, runs in groups.items()]
     start = time.perf_counter()
     if args.processes > 1:

@@ -68,6 +68,9 @@ KNOBS = (
     Knob("kernels.elementwise", "", 0.1, 2.0, 1.0),
 )
 ENGINES = ("vllm_v1", "vllm_0_14", "vllm_0_6", "sglang", "trtllm")
+# engines whose host and front-end figures `--shared --write` leaves as they are: vLLM 0.6's
+# are fitted on its own runs (bench/calibrate_accuracy.py --source lambdalabs --joint)
+OWN = ("vllm_0_6",)
 # with --shared: the figures fitted for every engine at once (the kernels stay as calibrated)
 SHARED = (
     "host.iteration",
@@ -281,6 +284,8 @@ def write_fit(
     runs, or (``shared``) every run, and only the knobs that were fitted; with
     ``frontends``, the host on every run and each front end on its engine's runs."""
     every = dict.fromkeys(ENGINES, f"every engine's runs together: {describe(runs)}")
+    for engine in OWN:  # fitted on their own runs elsewhere: kept
+        every.pop(engine)
     own = {e: describe(mine) for e, mine in by_engine(runs).items()}  # "" for no runs: kept
     if shared and frontends:
         write_catalogue(fitted, every, tuple(p for p in SHARED if p.startswith("host.")), path)

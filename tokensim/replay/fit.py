@@ -117,7 +117,7 @@ def _robust(r: float) -> float:
 
 
 def fit(
-    dep: replay.Deployment,
+    dep: replay.Deployment | list[replay.Deployment],
     runs: list[Observed],
     folder: Path,
     knobs: tuple[Knob, ...] = KNOBS,
@@ -125,11 +125,16 @@ def fit(
     progress: Callable[[str], None] | None = None,
     held_out: bool = False,
 ) -> Fit:
-    """Fit ``knobs`` on ``runs`` replayed on ``dep``."""
-    bounds = [k.bounds(dep.engine) for k in knobs]
+    """Fit ``knobs`` on ``runs`` replayed on ``dep`` (or each on its own deployment of a
+    list, all of one engine: one set of figures for that engine on several GPUs or
+    models)."""
+    deps = dep if isinstance(dep, list) else [dep] * len(runs)
+    engine = deps[0].engine
+    bounds = [k.bounds(engine) for k in knobs]
     start = np.array(
-        [min(max(k.start(dep.engine), lo), hi) for k, (lo, hi) in zip(knobs, bounds, strict=True)]
+        [min(max(k.start(engine), lo), hi) for k, (lo, hi) in zip(knobs, bounds, strict=True)]
     )
+    on = {obs.name: d for obs, d in zip(runs, deps, strict=True)}
 
     # replays by run and figures as written: the fit's first point is the engine's, which
     # the "before" column and every held-out fit replay again
@@ -142,7 +147,8 @@ def fit(
         for obs in which:
             sim = done.get((obs.name, key))
             if sim is None:
-                sim = done[(obs.name, key)] = replay.simulate(dep, obs, over, folder)
+                sim = replay.simulate(on[obs.name], obs, over, folder)
+                done[(obs.name, key)] = sim
             out.append(sim)
         return out
 
