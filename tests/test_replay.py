@@ -400,6 +400,24 @@ def test_the_fit_moves_a_figure_that_starts_at_one(tmp_path):
     assert one.values[0] == 1.0 and "kernel factors keep" in one.warnings[0]
 
 
+def test_a_single_run_that_queued_is_warned_of(tmp_path):
+    """A steady-rate run whose TTFT p90 is over twice its median was near saturation: one
+    fit on it alone is said to transfer poorly; a burst's spread is not queueing."""
+    (spec_path := tmp_path / "s.tsim").write_text(SPEC)
+    dep = replay.load(spec_path)
+    gemm = next(k for k in fit.KNOBS if k.path == "kernels.gemm")  # held: nothing replays
+
+    def warnings(arrivals: str, p50: float, p90: float) -> list[str]:
+        metrics = {"ttft_p50": p50, "ttft_p90": p90}
+        run = results.Observed("r.json", "vLLM bench serve", "m", arrivals, 10, metrics)
+        run = dataclasses.replace(run, lengths="fixed 100 -> 10")
+        return fit.fit(dep, [run], tmp_path, knobs=(gemm,)).warnings
+
+    assert "the server was queueing" in warnings("constant 20/s", 0.07, 0.25)[0]
+    assert not any("queueing" in w for w in warnings("constant 8/s", 0.055, 0.063))
+    assert not any("queueing" in w for w in warnings("burst", 0.3, 0.9))
+
+
 def test_calibrate_bench_writes_a_profile_the_spec_runs_with(tmp_path, capsys):
     true = "engine vllm_0_6 { frontend { shares_cpu on; per_request 4 ms } }"
     work = "arrivals burst; lengths fixed 200 -> 30; requests 60"

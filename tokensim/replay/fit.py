@@ -24,7 +24,7 @@ import numpy as np
 
 from tokensim import ir
 from tokensim.replay import replay
-from tokensim.replay.results import FAMILIES, Observed, family
+from tokensim.replay.results import FAMILIES, OPEN_LOOP, Observed, family
 
 
 @dataclass(frozen=True)
@@ -154,6 +154,14 @@ def fit(
 
     values, evaluations = _solve(knobs, bounds, start, runs, sims, max_evaluations)
     result = Fit(knobs, start, values, sims(start, runs), sims(values, runs), evaluations)
+    if len(runs) == 1 and _queueing(runs[0]):
+        m = runs[0].metrics
+        result.warnings.append(
+            f"{runs[0].label} was sent at a steady rate and its TTFT p90 is "
+            f"{m['ttft_p90'] / m['ttft_p50']:.1f}x its median: the server was queueing, near "
+            "saturation, where every small error becomes TTFT; a fit on it alone transfers "
+            "poorly to lighter loads (calibrate on a lighter run, or on several)"
+        )
     if len(runs) == 1:
         result.warnings.append(
             "one run cannot tell apart time per scheduling from time per sequence, nor the "
@@ -171,6 +179,14 @@ def fit(
             v, _ = _solve(knobs, bounds, start, others, sims, max_evaluations)
             result.held_out.append(sims(v, [obs])[0])
     return result
+
+
+def _queueing(obs: Observed) -> bool:
+    """Whether an open-loop run queued: its TTFT p90 more than twice its median (a burst's
+    spread is its own, not queueing)."""
+    m = obs.metrics
+    p50, p90 = m.get("ttft_p50", 0.0), m.get("ttft_p90", 0.0)
+    return obs.arrivals.startswith(OPEN_LOOP) and p50 > 0 and p90 > 2 * p50
 
 
 def free_knobs(knobs: tuple[Knob, ...], runs: int) -> list[int]:
