@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE.parent))
 import e2e_accuracy as ea  # noqa: E402
 import serving_runs as sr  # noqa: E402
 
-from tokensim.replay import fit, replay, results  # noqa: E402
+from tokensim.replay import command, fit, replay, results  # noqa: E402
 
 TARGETS = {"p50": 0.10, "p90": 0.20}  # issue: medians within 10%, p90s within 20%
 SCORED = ("ttft", "tpot", "e2e")
@@ -78,6 +78,18 @@ def _name(run: sr.MeasuredRun) -> str:
     return run.id.split("/", 1)[1]
 
 
+def _deployment(spec: Path, body: str, runs: list[sr.MeasuredRun]) -> replay.Deployment:
+    """The deployment ``body`` of ``runs``, written to ``spec`` and loaded."""
+    spec.write_text(f'name "{_label(runs[0])}"\n' + body, "utf-8")
+    return replay.load(spec)
+
+
+def _observed(run: sr.MeasuredRun) -> results.Observed:
+    """``run`` read from its result file as the command reads it (a steady rate cut to its
+    first 2,000 requests)."""
+    return results.truncate(results.read(raw_file(run))[0], 2000)
+
+
 def _label(run: sr.MeasuredRun) -> str:
     """A deployment's name: its GPUs, model and source."""
     model = run.model + ("" if run.dtype == "bf16" else f" {run.dtype}")
@@ -99,10 +111,8 @@ def evaluate(task) -> dict:
     out = {"deployment": _label(runs[0]), "rows": [], "fits": []}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        spec = folder / "deployment.tsim"
-        spec.write_text(f'name "{out["deployment"]}"\n' + body, "utf-8")
-        dep = replay.load(spec)
-        observed = [results.truncate(results.read(raw_file(r))[0], 2000) for r in runs]
+        dep = _deployment(folder / "deployment.tsim", body, runs)
+        observed = [_observed(r) for r in runs]
         names = [_name(r) for r in runs]
         # the most loaded run (the highest measured request throughput) and the middle one
         by_load = sorted(
@@ -155,12 +165,10 @@ def joint(groups: dict[str, list[sr.MeasuredRun]], max_evaluations: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for i, (body, runs) in enumerate(groups.items()):
-            spec = folder / f"deployment{i}.tsim"
-            spec.write_text(f'name "{_label(runs[0])}"\n' + body, "utf-8")
-            dep = replay.load(spec)
+            dep = _deployment(folder / f"deployment{i}.tsim", body, runs)
             for r in runs:
                 deps.append(dep)
-                observed.append(results.truncate(results.read(raw_file(r))[0], 2000))
+                observed.append(_observed(r))
         engines = {d.engine.name for d in deps}
         if len(engines) > 1:
             print(f"--joint fits one engine; these runs have {sorted(engines)}", file=sys.stderr)
@@ -168,15 +176,9 @@ def joint(groups: dict[str, list[sr.MeasuredRun]], max_evaluations: int) -> int:
         knobs = tuple(k for k in fit.KNOBS if k.path in JOINT)
         result = fit.fit(deps, observed, folder, knobs=knobs, max_evaluations=max_evaluations)
     print(f"## `{engines.pop()}` fitted on {len(observed)} runs of {len(groups)} deployments\n")
-    print("| figure | before | after |\n|---|---|---|")
-    for knob, b, a in zip(result.knobs, result.start, result.values, strict=True):
-        print(f"| {knob.path} | {knob.text(b)} | {knob.text(a)} |")
+    print(command.figures_table(result) + "\n")
     before, after = fit.errors(observed, result.before), fit.errors(observed, result.after)
-    print("\n| family | before | after |\n|---|---|---|")
-    for family, (m, p90, n) in after.items():
-        b = before[family]
-        cells = (f"{100 * x:.0f}% / {100 * y:.0f}%" for x, y in ((b[0], b[1]), (m, p90)))
-        print(f"| {family} ({n}) | " + " | ".join(cells) + " |")
+    print(command.error_table({"before": before, "after": after}))
     return 0
 
 

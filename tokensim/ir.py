@@ -215,8 +215,8 @@ class Frontend:
     every vLLM or SGLang server does): ``workers`` servers (request ``r`` is
     handled by server ``r mod workers``), each a first-come-first-served CPU doing two
     kinds of work: taking a request in (parsing, tokenizing, queueing to the engine), in
-    ``per_request_s + per_input_token_s * prompt tokens``, after which it reaches the
-    engine ``latency_s`` later (time that holds up no other request); and streaming the
+    ``per_request_s + per_input_token_s * prompt tokens``, from ``latency_s`` after it was
+    sent (the client, the network: time that holds up no other request); and streaming the
     tokens the engine makes, ``per_output_token_s`` each (a step's tokens shared by the
     servers). Clients see a token when its server has streamed it. The engine does not
     wait for the front end, unless ``shares_cpu``: then the front end runs on the engine's

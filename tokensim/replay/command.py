@@ -26,6 +26,12 @@ def _fail(message: str) -> int:
     return 2
 
 
+def compile_failed(e: CompileError) -> int:
+    """Say a spec's located errors (they end with a newline); the exit status 1."""
+    print(str(e), file=sys.stderr, end="" if str(e).endswith("\n") else "\n")
+    return 1
+
+
 def read_all(paths: list[str]) -> list[results.Observed]:
     runs = []
     for p in paths:
@@ -54,6 +60,14 @@ def error_table(columns: dict[str, dict[str, tuple[float, float, int]]]) -> str:
     head, *rows = error_rows(columns)
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---|" * (len(head) - 1)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def figures_table(result: fitting.Fit) -> str:
+    """The fitted figures before and after, as a Markdown table."""
+    lines = ["| figure | before | after |", "|---|---|---|"]
+    for knob, b, a in zip(result.knobs, result.start, result.values, strict=True):
+        lines.append(f"| {knob.path} | {knob.text(b)} | {knob.text(a)} |")
+    return "\n".join(lines)
 
 
 def profile_import(dep: replay.Deployment, output: Path) -> str:
@@ -126,8 +140,7 @@ def load_deployment(args) -> replay.Deployment | int:
     try:
         dep = replay.load(args.spec, getattr(args, "serve_cmd", None))
     except CompileError as e:
-        print(str(e), file=sys.stderr, end="" if str(e).endswith("\n") else "\n")
-        return 1
+        return compile_failed(e)
     except (FileNotFoundError, ValueError, serve.ServeError) as e:
         return _fail(str(e))
     s = dep.serve
@@ -202,8 +215,7 @@ def cmd_calibrate_bench(args) -> int:
                 held_out=args.holdout,
             )
         except CompileError as e:
-            print(str(e), file=sys.stderr, end="" if str(e).endswith("\n") else "\n")
-            return 1
+            return compile_failed(e)
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     for obs, sim in zip(runs, result.before, strict=True):
@@ -225,9 +237,7 @@ def cmd_calibrate_bench(args) -> int:
         return 0
     fitted = f"engine `{dep.engine.name}` fitted on {len(runs)} run(s)"
     print(f"{fitted}, {result.evaluations} replays of each\n")
-    print("| figure | before | after |\n|---|---|---|")
-    for knob, b, a in zip(result.knobs, result.start, result.values, strict=True):
-        print(f"| {knob.path} | {knob.text(b)} | {knob.text(a)} |")
+    print(figures_table(result))
     print("\nError, median / p90 of |simulated - measured| / measured:\n")
     print(error_table(columns))
     print(f'\nwrote {output}: `import "{output.name}"` and run `engine {name}`')

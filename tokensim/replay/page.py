@@ -19,7 +19,7 @@ from tokensim.lang.diagnostics import CompileError
 from tokensim.perf.tables import replacing
 from tokensim.replay import fit as fitting
 from tokensim.replay import replay, results
-from tokensim.replay.command import _fail, error_rows, error_table, inputs
+from tokensim.replay.command import _fail, compile_failed, error_rows, error_table, inputs
 from tokensim.report import svg
 from tokensim.report.page import _asset, environment
 
@@ -151,12 +151,9 @@ def cmd_validate_bench(args) -> int:
         for obs in runs:
             try:
                 run = replay.replay(dep, obs, {}, Path(tmp))
-            except CompileError as e:  # a run the deployment cannot take (a prompt too long)
-                print(str(e), file=sys.stderr, end="" if str(e).endswith("\n") else "\n")
-                return 1
-            done = run.metrics["requests"]["completed"]
-            sim = replay.simulated(obs, run) if done else {k: float("nan") for k in obs.metrics}
-            sim[replay.REJECTED] = float(run.metrics["requests"]["rejected"])
+            except CompileError as e:  # a run the deployment cannot take
+                return compile_failed(e)
+            sim = replay.simulated(obs, run)
             warning = replay.rejections(obs, sim, run.metrics["requests"].get("rejected_why"))
             if warning:
                 print(f"warning: {warning}", file=sys.stderr)

@@ -171,13 +171,17 @@ def spec(
 
 
 def simulated(obs: Observed, run) -> dict[str, float]:
-    """The simulated value of each of ``obs``'s metrics from a :class:`tokensim.api.Run`."""
+    """The simulated value of each of ``obs``'s metrics from a :class:`tokensim.api.Run`
+    (NaN where no request completed), and the requests it rejected (:data:`REJECTED`)."""
     from tokensim.metrics import stat
 
+    rejected = float(run.metrics["requests"]["rejected"])
+    if not run.metrics["requests"]["completed"]:
+        return {**dict.fromkeys(obs.metrics, float("nan")), REJECTED: rejected}
     req = run.requests
     cols = {k: req[f"{k}_s"][np.isfinite(req[f"{k}_s"])] for k in ("ttft", "tpot", "e2e")}
     res = run.result
-    out = {REJECTED: float(run.metrics["requests"]["rejected"])}
+    out = {REJECTED: rejected}
     for key in obs.metrics:
         name, st = key.split("_", 1)
         if name == "throughput":
@@ -201,14 +205,9 @@ def replay(dep: Deployment, obs: Observed, overrides: dict[str, str], folder: Pa
 def simulate(
     dep: Deployment, obs: Observed, overrides: dict[str, str], folder: Path
 ) -> dict[str, float]:
-    """Replay ``obs`` and return the simulated value of each measured metric (NaN where
-    no request completed)."""
-    result = replay(dep, obs, overrides, folder)
-    if not result.metrics["requests"]["completed"]:
-        out = {k: float("nan") for k in obs.metrics}
-        out[REJECTED] = float(result.metrics["requests"]["rejected"])
-        return out
-    return simulated(obs, result)
+    """Replay ``obs`` and return the simulated value of each measured metric
+    (:func:`simulated`)."""
+    return simulated(obs, replay(dep, obs, overrides, folder))
 
 
 REJECTED = "requests_rejected"  # in a replay's figures: the requests the deployment refused

@@ -718,7 +718,7 @@ def _guidellm_run(bench: dict, where: str) -> Observed:
     model = _dig(bench, "config", "backend", "model") or _dig(bench, "args", "model") or ""
     start = table[:, 0]
     sent = None
-    if arrivals.split()[0] in OPEN_LOOP and np.isfinite(start).all() and not sampled:
+    if arrivals.startswith(OPEN_LOOP) and np.isfinite(start).all() and not sampled:
         sent = start - start[0]  # sorted: the first request sent is first
     return Observed(
         where,

@@ -423,8 +423,8 @@ FRONTEND = Block(
                 ),
                 (
                     "latency",
-                    "time every request takes besides the queue, holding up no other one "
-                    "(network, asynchronous hand-offs)",
+                    "time every request takes before the servers take it in, holding up no "
+                    "other one (the client, the network)",
                 ),
             ]
         ),
