@@ -451,6 +451,53 @@ def test_reserving_the_output_at_admission_avoids_preemption():
     assert ~reserved.requests["rejected"].any()
 
 
+# two requests of 400 -> 7000 tokens, 50 ms apart, in 13,952 tokens of KV: the second's
+# prompt fits beside the first, but not both whole outputs
+TWO_LONG = "arrivals constant 20/s; lengths fixed 400 -> 7000; requests 2"
+
+
+def test_a_partial_reservation_holds_back_a_share_of_the_running_outputs():
+    def admitted(engine: str) -> float:
+        result, _ = run(engine, TWO_LONG, TIGHT)
+        assert result.instances[0].kv_capacity_blocks * 16 == 13952
+        return result.requests["admitted_s"][1], result.requests["finish_s"][0]
+
+    plain, _ = admitted("ideal")
+    assert plain == pytest.approx(0.05, abs=0.01)  # its prompt fits at once
+    whole, first_done = admitted("ideal { reserve_output on }")
+    assert whole == pytest.approx(first_done)  # 800 + 2 x 7000 tokens do not fit
+    # 0.3 of the first's 7000 left, beside the second's whole 7000: they fit
+    assert admitted("ideal { reserve_output on { share 0.3 } }")[0] == pytest.approx(plain)
+    assert admitted("ideal { reserve_output on { share 0.9 } }") == pytest.approx((whole,) * 2)
+
+
+def test_the_share_held_back_decays_with_each_decode_step():
+    def admitted(steps: int) -> float:
+        engine = f"ideal {{ reserve_output on {{ share 1; min_share 0; decay_steps {steps} }} }}"
+        result, cost = run(engine, TWO_LONG, TIGHT)
+        return result.requests["admitted_s"][1], cost.decode_step_s(1, 500)
+
+    fast, step = admitted(200)
+    slow, _ = admitted(800)
+    # 7000 + s x 6970 tokens fit in the ~13,000 left once s < 0.86: after about 28 of 200
+    # decode steps (looked at every 4), or 112 of 800 (every 16)
+    assert 24 * step < fast - 0.05 < 36 * step
+    assert 100 * step < slow - 0.05 < 130 * step
+
+
+def test_reserve_output_off_takes_no_block():
+    errs = errors_of(
+        LIB + "deployment { pool p { model m; engine ideal { reserve_output off { share 1 } } } }"
+    )
+    assert "`reserve_output off` takes no block" in errs
+
+
+def test_sglang_holds_back_its_new_token_ratio():
+    r = spec_of("sglang", ONE).deployment.pools[0].engine.reserve_output
+    assert (r.share, r.min_share, r.decay_steps, r.clip_tokens) == (0.7, 0.098, 600, 4096)
+    assert spec_of("vllm_v1", ONE).deployment.pools[0].engine.reserve_output is None
+
+
 def test_memory_free_takes_its_share_after_the_weights():
     total = simulate(lower(spec_of("ideal { memory total }", ONE, "kv { gpu_util 0.5 };")))
     free = simulate(lower(spec_of("ideal { memory free }", ONE, "kv { gpu_util 0.5 };")))

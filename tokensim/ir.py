@@ -232,6 +232,31 @@ class Frontend:
 
 
 @dataclass(frozen=True)
+class Reservation:
+    """How an engine holds back KV for the outputs still to come when it admits a request
+    (``reserve_output``): a request is admitted only when its prompt and its whole output
+    fit in the free KV beside ``share`` of every running request's remaining output (each
+    counted up to ``clip_tokens``; 0: no clip). A request admitted in the same scheduling
+    counts whole. ``share`` decays by ``(share - min_share) / decay_steps`` each decode step
+    down to ``min_share`` and returns to ``share`` when the engine idles; after a decode
+    step runs out of KV (requests preempted), it becomes the decode batch's generated
+    tokens plus ``retract_steps`` per sequence, over its outputs (at most 1). With
+    ``share`` 1 and no decay this is TensorRT-LLM's GUARANTEED_NO_EVICT (no preemption
+    ever); SGLang's admission (``new_token_ratio``) decays from 0.7 to 0.098."""
+
+    share: float = 1.0
+    min_share: float = 1.0
+    decay_steps: int = 0
+    clip_tokens: int = 0
+    retract_steps: int = 0
+
+    @property
+    def decay(self) -> float:
+        """The share's fall per decode step."""
+        return (self.share - self.min_share) / self.decay_steps if self.decay_steps else 0.0
+
+
+@dataclass(frozen=True)
 class Engine:
     """A serving engine's semantics and host costs, as one pool runs it.
 
@@ -241,8 +266,9 @@ class Engine:
     ``cuda_graphs`` is the most tokens an iteration may have to run from a captured
     graph (0: never), ``graph_prefill`` whether iterations with prompt tokens may;
     ``scheduler_steps`` decode steps per scheduling (multi-step); ``async_scheduling``
-    overlaps the host time with the previous step's GPU time; ``reserve_output``
-    admits a request only when the KV of its whole output fits; ``async_output`` sends a
+    overlaps the host time with the previous step's GPU time; ``reserve_output`` (a
+    :class:`Reservation`, or None) holds KV back for the outputs to come when admitting;
+    ``async_output`` sends a
     step's first tokens when the step after it ends; ``stream_tokens`` is how
     many tokens a client receives at once; ``kernels`` multiplies the cost model's
     op times by class; ``fp8_gemm`` says how a measured cost profile prices 8-bit GEMMs
@@ -258,7 +284,7 @@ class Engine:
     graph_prefill: bool
     scheduler_steps: int
     async_scheduling: bool
-    reserve_output: bool
+    reserve_output: Reservation | None
     stream_tokens: int
     host: HostTime
     frontend: Frontend

@@ -30,6 +30,7 @@ BLOCKS: list[tuple[str, Block]] = [
     ("engine › host", schemas.HOST),
     ("engine › frontend", schemas.FRONTEND),
     ("engine › kernels", schemas.KERNELS),
+    ("engine › reserve_output", schemas.RESERVE),
     ("cluster", schemas.CLUSTER),
     ("cluster › node", schemas.NODE),
     ("deployment", schemas.DEPLOYMENT),
@@ -245,11 +246,23 @@ def _engines() -> list[str]:
             f"| `{name}` | {_cell(e.version) or '—'} | {_cell(batching)} |"
             f" {kv.get('block', '16 tokens')} | {e.memory} | {graphs} | {e.scheduler_steps} |"
             f" {'on' if e.async_scheduling else 'off'} / {'on' if e.async_output else 'off'} |"
-            f" {'on' if e.reserve_output else 'off'} |"
+            f" {_reservation(e.reserve_output)} |"
             f" {e.fp8_gemm} | {host} | {front} | {_cell(by_gpu) or '—'} |"
             f" {_cell('; '.join(e.sources))} |"
         )
     return out + [""]
+
+
+def _reservation(r) -> str:
+    """An engine's ``reserve_output`` in a table cell."""
+    if r is None:
+        return "off"
+    text = "on" if r.share == 1 else f"{r.share:g} of running outputs"
+    if r.decay_steps and r.min_share != r.share:
+        text += f", to {r.min_share:g} over {r.decay_steps} steps"
+    if r.clip_tokens:
+        text += f", each up to {r.clip_tokens} tokens"
+    return text
 
 
 def states() -> str:

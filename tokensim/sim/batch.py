@@ -38,8 +38,11 @@ class _Row:
 class DecodeBatch:
     """The decoding sequences of an instance, in the order they joined."""
 
-    def __init__(self, block_tokens: int) -> None:
+    def __init__(self, block_tokens: int, clip: int = 0) -> None:
         self.block_tokens = block_tokens
+        self.clip = clip  # left_clipped counts each sequence's tokens left up to this (0: all)
+        self.outputs = 0  # sum of the sequences' output lengths
+        self._long = 0  # sequences that joined with more than ``clip`` tokens left
         self.step = 0  # decode steps taken by this batch so far
         self.reserved = 0  # blocks are granted for every step up to this one
         self.last_step_s = -1.0  # when the last step ended
@@ -68,6 +71,17 @@ class DecodeBatch:
         """Output tokens the batch still has to generate."""
         return self._left - len(self._rows) * self.step
 
+    def left_clipped(self) -> int:
+        """Output tokens the batch still has to generate, each sequence's counted up to
+        ``clip``: O(1) unless some sequence joined with more than ``clip`` left."""
+        clip = self.clip
+        if not self._long:
+            return self.tokens_left()
+        step = self.step
+        return sum(
+            min(req.output - row.g0 - step + row.s0, clip) for req, row in self._rows.items()
+        )
+
     def computed(self, req: Request) -> int:
         """KV tokens of a sequence in the batch, now."""
         row = self._rows[req]
@@ -92,6 +106,8 @@ class DecodeBatch:
         self._seq += 1
         self._ctx += c0 - s0
         self._left += req.output - req.generated + s0
+        self.outputs += req.output
+        self._long += bool(self.clip) and req.output - req.generated > self.clip
         self._phases[phase] = self._phases.get(phase, 0) + 1
         self._fresh.append(req)
 
@@ -109,6 +125,8 @@ class DecodeBatch:
             self._fresh.remove(req)
         self._ctx -= row.c0 - row.s0
         self._left -= req.output - row.g0 + row.s0
+        self.outputs -= req.output
+        self._long -= bool(self.clip) and req.output - row.g0 > self.clip
         count = self._phases[row.phase] - 1
         if count:
             self._phases[row.phase] = count

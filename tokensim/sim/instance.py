@@ -147,9 +147,12 @@ class Instance:
         self.n_requests = 0
         # called with this instance whenever n_requests changes (routers' indexes)
         self.watchers: list = []
-        self.reserve_output = engine.reserve_output
-        self.promised: dict[int, int] = {}  # reserve_output: request id -> blocks promised
-        self.promised_blocks = 0
+        # reserve_output: the share of the running requests' outputs held back when
+        # admitting (it decays with decode steps), and the outputs of the requests admitted
+        # in the scheduling at _round_s (they count whole)
+        self.reservation = engine.reserve_output
+        self.share = self.reservation.share if self.reservation else 0.0
+        self._round_s, self._round_tokens = -1.0, 0
         self.kv = kv
         self.policy = policy
         self.swap_Bps = swap_Bps  # host link bandwidth for swapping, per GPU
@@ -158,7 +161,8 @@ class Instance:
         # admitted (prefilling or decoding), in admission order (a dict: leaving is O(1))
         self.running: dict[Request, None] = {}
         self.prefilling: list[Request] = []  # those of them still prefilling, in that order
-        self.batch = DecodeBatch(kv.block_tokens)  # the decoding ones
+        clip = self.reservation.clip_tokens if self.reservation else 0
+        self.batch = DecodeBatch(kv.block_tokens, clip)  # the decoding ones
         self.swapped: list[Request] = []
         # disaggregation: KV being sent from here, KV waiting for memory here, KV arrived
         self.sending: set[Request] = set()
@@ -351,17 +355,12 @@ class Instance:
 
     def try_admit(self, req: Request) -> bool:
         """Admit the head of the waiting queue if its KV fits (leaving the watermark); with
-        the engine's ``reserve_output``, only if the KV of every admitted request's whole
-        output would fit as well."""
+        the engine's ``reserve_output``, only if its whole output fits as well, beside the
+        share held back for the running requests' outputs (:meth:`_output_fits`)."""
         if not self.kv.can_admit(req.id, req.tokens, req.hashes):
             return False
-        if self.reserve_output:
-            whole = self.kv.blocks_for(req.prompt + req.output)
-            room = self.kv.capacity_blocks - self.kv.watermark_blocks
-            if self.promised_blocks + whole > room:
-                return False
-            self.promised[req.id] = whole
-            self.promised_blocks += whole
+        if self.reservation is not None and not self._output_fits(req):
+            return False
         self.waiting.pop()
         hit = self.kv.admit(req.id, req.tokens, req.hashes)
         req.hit_tokens = hit
@@ -377,6 +376,43 @@ class Instance:
         self.running[req] = None
         self.prefilling.append(req)
         return True
+
+    def _output_fits(self, req: Request) -> bool:
+        """``reserve_output``: whether ``req``'s prompt and whole remaining output fit in
+        the available KV beside ``share`` of the running requests' remaining outputs (the
+        requests admitted in this same scheduling count whole); if so, it is counted in."""
+        now = self.kernel.now
+        if self._round_s != now:
+            self._round_s, self._round_tokens = now, 0
+        clip = self.reservation.clip_tokens
+        mine = req.output - req.generated
+        if clip:
+            mine = min(mine, clip)
+        to_come = self.batch.left_clipped()
+        for r in self.prefilling:
+            to_come += min(r.output - r.generated, clip) if clip else r.output - r.generated
+        held = self.share * to_come + (1.0 - self.share) * self._round_tokens
+        kv = self.kv
+        room = kv.available_blocks - kv.watermark_blocks - kv.blocks_for(self.prompt_need(req))
+        if mine + held > room * kv.block_tokens:
+            return False
+        self._round_tokens += mine
+        return True
+
+    def _decay_share(self, steps: int) -> None:
+        """``reserve_output``: ``steps`` decode steps ran; the share held back falls."""
+        r = self.reservation
+        if r is not None and r.decay_steps:
+            self.share = max(r.min_share, self.share - steps * r.decay)
+
+    def _retract_share(self) -> None:
+        """``reserve_output``: a decode step ran out of KV. The share becomes what the
+        batch has generated plus ``retract_steps`` per sequence, over its outputs."""
+        r, batch = self.reservation, self.batch
+        if r is None or not len(batch) or not batch.outputs:
+            return
+        generated = batch.outputs - batch.tokens_left()
+        self.share = min(1.0, (generated + r.retract_steps * len(batch)) / batch.outputs)
 
     def short_batch(self, size: int) -> None:
         """A static batch of ``size`` sequences started while requests waited: their KV
@@ -406,8 +442,12 @@ class Instance:
         admitted requests when blocks run out. Returns (sequences decoding, swap-out s)."""
         swap_s = 0.0
         batch = self.batch
+        short = False
         while len(batch) and not self._grant(batch.step + 1):
             swap_s += self._preempt(next(reversed(self.running)))
+            short = True
+        if short:
+            self._retract_share()
         return len(batch), swap_s
 
     def _grant(self, step: int) -> bool:
@@ -430,9 +470,6 @@ class Instance:
         seconds = 0.0
         while self.swapped and self.kv.swap_in(self.swapped[0].id):
             req = self.swapped.pop(0)
-            if self.reserve_output:
-                self.promised[req.id] = self.kv.blocks_for(req.prompt + req.output)
-                self.promised_blocks += self.promised[req.id]
             req.move("swap_in", self.kernel.now)
             _resume(req, self.kernel.now, req.computed)
             self.running[req] = None
@@ -440,13 +477,8 @@ class Instance:
             seconds += self.kv.blocks_for(req.computed) * self.block_bytes / self.swap_Bps
         return seconds
 
-    def _unpromise(self, req: Request) -> None:
-        if self.reserve_output:
-            self.promised_blocks -= self.promised.pop(req.id, 0)
-
     def _preempt(self, victim: Request) -> float:
         del self.running[victim]
-        self._unpromise(victim)
         if victim.state is State.DECODE:
             self._leave(victim)
         else:
@@ -499,6 +531,8 @@ class Instance:
         if plan is None:
             if self.lagging:
                 self._deliver(now)
+            if self.reservation is not None and not self.running:
+                self.share = self.reservation.share  # the engine idles
             self._move("idle")
             self._sample(0)
             return
@@ -538,6 +572,10 @@ class Instance:
         n = len(batch)
         steps_to_finish = batch.steps_to_finish()
         k = self._steps_that_fit(steps_to_finish)
+        r = self.reservation
+        if r is not None and r.decay_steps and self.share > r.min_share and len(self.waiting):
+            # the share held back falls each step: look at the queue again every 2% of it
+            k = min(k, max(1, r.decay_steps // 50))
         h, f, a, c = self._line(n)
         ctx = batch.context
         if f > a + c * (ctx + n):  # the floor (launches, or async host time) sets the pace
@@ -595,6 +633,7 @@ class Instance:
             base = run.a + run.c * (run.ctx + done * run.n)
             self.itl_steps.append((base, run.c * run.n, m - 1, run.n))
         self.iterations += m
+        self._decay_share(m)
         self.busy_s += last_end - run.end(done)
         self.window_left = (self.window_left - m) % self.window
         run.done = j
@@ -665,6 +704,7 @@ class Instance:
         if decode:
             for gap in batch.advance(1, now, now):
                 self.itl_gaps.extend(gap)
+            self._decay_share(1)
             self._finish_done()
         for req, chunk in prefill:
             req.computed += chunk
@@ -715,7 +755,6 @@ class Instance:
         req.finish_s = self.frontend.seen(req.id, made)  # when its client has it all
         req.log.append((made, "finished", req.generated))
         self.kv.release(req.id)
-        self._unpromise(req)
         del self.running[req]
         self._count(-1)
         self.sim.finished(req)

@@ -25,7 +25,8 @@ from tokensim.lang.diagnostics import Note, did_you_mean
 from tokensim.lang.schema import BAD, Bodies, Bound, Val, bind
 from tokensim.lang.source import Span
 
-NESTED = ("kv", "host", "frontend", "kernels")  # blocks merged statement by statement
+# blocks merged statement by statement
+NESTED = ("kv", "host", "frontend", "kernels", "reserve_output")
 _HOST = {
     "iteration": "iteration_s",
     "per_seq": "per_seq_s",
@@ -179,7 +180,7 @@ def build(
         graph_prefill=body.value("graph_prefill", default=False),
         scheduler_steps=steps,
         async_scheduling=body.value("async_scheduling", default=False),
-        reserve_output=body.value("reserve_output", default=False),
+        reserve_output=_reservation(body, env),
         async_output=body.value("async_output", default=False),
         stream_tokens=body.value("stream", default=steps),
         host=ir.HostTime(**host),
@@ -197,6 +198,25 @@ def build(
         tuple(kv.stmt.body) if kv is not None and kv.stmt.body else (),
         batching.stmt if batching is not None else None,
     )
+
+
+def _reservation(body: Bodies, env: Env) -> ir.Reservation | None:
+    """The engine's ``reserve_output``: None when off (or not written); ``on`` alone holds
+    back every running request's whole remaining output."""
+    bound = body.one("reserve_output")
+    if bound is None:
+        return None
+    if body.value("reserve_output") is False:
+        if bound.stmt.body:
+            env.rep.error(
+                "`reserve_output off` takes no block",
+                bound.stmt.body[0].key.span,
+                help="write `reserve_output on { ... }`, or drop the block",
+            )
+        return None
+    got = _sub(body, "reserve_output", {"clip": "clip_tokens"})
+    got.setdefault("min_share", got.get("share", 1.0))
+    return ir.Reservation(**got)
 
 
 def _sub(body: Bodies, key: str, names: dict[str, str]) -> dict:

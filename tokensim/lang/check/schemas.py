@@ -441,6 +441,46 @@ FRONTEND = Block(
     "engine waits for them only when they share its CPU (`shares_cpu`).",
 )
 
+RESERVE = Block(
+    "reserve_output",
+    (
+        Attr(
+            "share",
+            (Num("share", Dim.FRACTION, min=0, max=1),),
+            "share of each running request's remaining output held back (a request "
+            "admitted in the same scheduling counts whole)",
+            default="1",
+        ),
+        Attr(
+            "min_share",
+            (Num("min_share", Dim.FRACTION, min=0, max=1),),
+            "the share decays to this, one step of `decay_steps` per decode step, and "
+            "returns to `share` when the engine idles",
+            default="`share` (no decay)",
+        ),
+        Attr(
+            "decay_steps",
+            (Num("decay_steps", integer=True, min=1),),
+            "decode steps the share takes to fall from `share` to `min_share`",
+            default="none",
+        ),
+        Attr(
+            "clip",
+            (Num("clip", Dim.TOKENS, integer=True, min=1),),
+            "a request's remaining output counts up to this many tokens",
+            default="no limit",
+        ),
+        Attr(
+            "retract_steps",
+            (Num("retract_steps", integer=True, min=0),),
+            "after a decode step runs out of KV, the share becomes the batch's generated "
+            "tokens plus this many per sequence, over its outputs",
+            default="0",
+        ),
+    ),
+    "How much KV an engine holds back for the outputs to come when it admits a request.",
+)
+
 KERNELS = Block(
     "kernels",
     tuple(
@@ -518,9 +558,12 @@ def _engine_block(kind: str, with_gpus: bool) -> Block:
         ),
         Attr(
             "reserve_output",
-            (Bool("reserve_output"),),
-            "admit a request only when the KV of its whole output fits too (no eviction)",
+            (Opt((Bool("reserve_output"),)),),
+            "admit a request only when the KV of its whole output fits too, beside the "
+            "outputs still to come of the requests running (`on`: all of them, so nothing "
+            "is ever preempted; a block says how much of them)",
             default="off",
+            body=RESERVE,
         ),
         Attr(
             "fp8_gemm",
