@@ -11,7 +11,8 @@ elsewhere leaves its unused share to the others.
 Rates change only when a flow starts or ends; between those moments each flow
 drains at a constant rate, so the network needs one pending event (the next flow
 to drain) and O(flows x path length x log edges) work per change (the edges wait in a
-heap by their fair share). A flow ends at the *time* its
+heap by their fair share; the flows along each path, the paths over each edge and the
+flows on each edge are kept as flows start and end, not rebuilt per change). A flow ends at the *time* its
 rate says (``finish_s``, set whenever rates change), not when its bytes left reach
 some threshold: bytes are ``rate x time`` products, and at large simulated times
 the clock cannot resolve the time a leftover byte takes, so a byte test could wait
@@ -61,6 +62,11 @@ class Network:
         self.series: dict[Edge, array] = {}
         self.moved_B: dict[Edge, float] = {}
         self._capacity: dict[Edge, float] = {}
+        # kept as flows come and go: the flows along each path, the paths over each edge
+        # and the flows on each edge
+        self._paths: dict[tuple[Edge, ...], list[Flow]] = {}
+        self._users: dict[Edge, dict[tuple[Edge, ...], None]] = {}
+        self._count: dict[Edge, int] = {}
 
     def capacity(self, edge: Edge) -> float:
         """Bandwidth of one direction of a topology edge (B/s)."""
@@ -89,7 +95,9 @@ class Network:
             if not edges or size_B <= 0:  # same GPU, or nothing to move
                 self.kernel.at(now + latency_s, Priority.TRANSFER_END, one_done)
                 continue
-            self.flows.append(Flow(edges, size_B, latency_s, one_done))
+            flow = Flow(edges, size_B, latency_s, one_done)
+            self.flows.append(flow)
+            self._join(flow)
             for e in edges:
                 self.moved_B[e] = self.moved_B.get(e, 0.0) + size_B
             added = True
@@ -97,6 +105,41 @@ class Network:
             self._reshare()
 
     # -- internals --------------------------------------------------------------------------
+
+    def _join(self, flow: Flow) -> None:
+        """Count a new flow in on its path and edges."""
+        edges = flow.edges
+        same = self._paths.get(edges)
+        if same is None:
+            self._paths[edges] = [flow]
+            for e in edges:
+                self._users.setdefault(e, {})[edges] = None
+                self.capacity(e)  # known from now on
+        else:
+            same.append(flow)
+        count = self._count
+        for e in edges:
+            count[e] = count.get(e, 0) + 1
+
+    def _leave(self, flow: Flow) -> None:
+        """Count a drained flow out of its path and edges."""
+        edges = flow.edges
+        same = self._paths[edges]
+        same.remove(flow)
+        if not same:
+            del self._paths[edges]
+            for e in edges:
+                users = self._users[e]
+                del users[edges]
+                if not users:
+                    del self._users[e]
+        count = self._count
+        for e in edges:
+            n = count[e] - 1
+            if n:
+                count[e] = n
+            else:
+                del count[e]
 
     def _drain(self) -> None:
         """Bring every flow's bytes left up to now."""
@@ -115,28 +158,20 @@ class Network:
         all its flows at once (the room they take is subtracted flow by flow, so the
         figures are those of filling flow by flow)."""
         flows = self.flows
-        paths: dict[tuple[Edge, ...], list[Flow]] = {}
-        users: dict[Edge, list[tuple[Edge, ...]]] = {}  # the paths over each edge
-        count: dict[Edge, int] = {}  # flows on each edge not yet fixed
-        in_flight: dict[Edge, float] = {}  # bytes left of the flows on each edge
+        paths = dict(self._paths)  # the paths not yet fixed
+        users = self._users
+        flows_on = self._count
+        count = dict(flows_on)  # flows on each edge not yet fixed
+        in_flight: dict[Edge, float] = dict.fromkeys(flows_on, 0.0)  # their bytes left
         for f in flows:
-            edges = f.edges
-            same = paths.get(edges)
-            if same is None:
-                paths[edges] = [f]
-                for e in edges:
-                    users.setdefault(e, []).append(edges)
-            else:
-                same.append(f)
-            for e in edges:
-                count[e] = count.get(e, 0) + 1
-                in_flight[e] = in_flight.get(e, 0) + f.left
-        cap = {e: self.capacity(e) for e in users}
-        room = dict(cap)
-        flows_on = dict(count)
+            left = f.left
+            for e in f.edges:
+                in_flight[e] += left
+        cap = self._capacity
+        room = {e: cap[e] for e in flows_on}
         # the edges by their fair share (room / flows not yet fixed), lowest first; an
         # entry whose share is no longer the edge's is passed over when it comes up
-        heap = [(room[e] / count[e], e) for e in users]
+        heap = [(r / count[e], e) for e, r in room.items()]
         heapq.heapify(heap)
         while paths:  # the paths not yet fixed
             share, edge = heapq.heappop(heap)
@@ -184,6 +219,8 @@ class Network:
         # done: the flows whose time is up (at least the one this event was set for)
         done = [f for f in self.flows if f.finish_s <= now]
         self.flows = [f for f in self.flows if f.finish_s > now]
+        for f in done:
+            self._leave(f)
         touched = {e for f in done for e in f.edges}
         still = {e for f in self.flows for e in f.edges}
         for e in touched:
