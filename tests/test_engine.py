@@ -490,6 +490,9 @@ def test_reserve_output_off_takes_no_block():
         LIB + "deployment { pool p { model m; engine ideal { reserve_output off { share 1 } } } }"
     )
     assert "`reserve_output off` takes no block" in errs
+    errs = errors_of(LIB + "deployment { pool p { model m; engine sglang { reserve_output "
+                     "{ min_share 0.9 } } } }")  # fmt: skip
+    assert "`min_share` 0.9 is above `share` 0.7" in errs  # sglang's share, merged
 
 
 def test_sglang_holds_back_its_new_token_ratio():

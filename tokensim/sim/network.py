@@ -8,16 +8,16 @@ is taken off the other edges they cross, and so on. So two equal flows on one li
 each get half of it and take twice as long as one alone, while a flow limited
 elsewhere leaves its unused share to the others.
 
-Rates change only when a flow starts or ends; between those moments each flow
-drains at a constant rate, so the network needs one pending event (the next flow
-to drain) and O(flows x path length x log edges) work per change (the edges wait in a
-heap by their fair share; the flows along each path, the paths over each edge and the
-flows on each edge are kept as flows start and end, not rebuilt per change). A flow ends at the *time* its
-rate says (``finish_s``, set whenever rates change), not when its bytes left reach
-some threshold: bytes are ``rate x time`` products, and at large simulated times
-the clock cannot resolve the time a leftover byte takes, so a byte test could wait
-for an instant that never comes. A flow's last byte arrives the
-path's latency after it leaves, and then ``on_done`` is called.
+Rates change only when a flow starts or ends; between those moments each flow drains at
+a constant rate, so the network needs one pending event (the next flow to drain) and
+O(flows x path length x log edges) work per change (the edges wait in a heap by their
+fair share; the flows along each path, the paths over each edge and the flows on each
+edge are kept as flows start and end, not rebuilt per change). A flow ends at the *time*
+its rate says (``finish_s``, set whenever rates change), not when its bytes left reach
+some threshold: bytes are ``rate x time`` products, and at large simulated times the
+clock cannot resolve the time a leftover byte takes, so a byte test could wait for an
+instant that never comes. A flow's last byte arrives the path's latency after it leaves,
+and then ``on_done`` is called.
 
 Each directed edge that has carried a flow keeps a time series of (time, flows,
 bytes in flight, utilization: the share of its bandwidth the flows use) for the

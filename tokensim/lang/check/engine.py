@@ -215,7 +215,15 @@ def _reservation(body: Bodies, env: Env) -> ir.Reservation | None:
             )
         return None
     got = _sub(body, "reserve_output", {"clip": "clip_tokens"})
-    got.setdefault("min_share", got.get("share", 1.0))
+    share = got.get("share", 1.0)
+    if got.setdefault("min_share", share) > share:
+        inner = bound.body.one("min_share")
+        env.rep.error(
+            f"`min_share` {got['min_share']:g} is above `share` {share:g}: the share held "
+            "back only falls",
+            inner.span if inner is not None else bound.stmt.span,
+        )
+        return None
     return ir.Reservation(**got)
 
 
