@@ -485,6 +485,21 @@ def test_the_share_held_back_decays_with_each_decode_step():
     assert 100 * step < slow - 0.05 < 130 * step
 
 
+def test_the_share_held_back_returns_when_the_engine_idles(tmp_path):
+    # a first request runs alone long enough for the share to fall to 0; the engine idles;
+    # two more arrive as in TWO_LONG, 60 s later, and the second waits as it did there
+    trace = tmp_path / "t.csv"
+    rows = ("arrival_s,prompt_tokens,output_tokens", "0,400,7000", "60,400,7000", "60.05,400,7000")
+    trace.write_text("\n".join(rows) + "\n")
+    engine = "ideal { reserve_output on { share 1; min_share 0; decay_steps 200 } }"
+    later, _ = run(engine, f'trace "{trace}"', TIGHT)
+    fresh, _ = run(engine, TWO_LONG, TIGHT)
+    assert later.requests["finish_s"][0] < 60  # it was done before the others came
+    waited = later.requests["admitted_s"][2] - 60
+    assert waited == pytest.approx(fresh.requests["admitted_s"][1])
+    assert waited > 0.1
+
+
 def test_reserve_output_off_takes_no_block():
     errs = errors_of(
         LIB + "deployment { pool p { model m; engine ideal { reserve_output off { share 1 } } } }"
