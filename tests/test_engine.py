@@ -297,6 +297,36 @@ def test_the_front_end_queues_a_burst():
     assert ttft(tokens)[0] == pytest.approx(ttft(alone)[0] + 1000 * 100e-6, rel=1e-6)
 
 
+def test_a_concurrent_front_end_takes_a_burst_in_together():
+    """An asynchronous server shares itself among the requests it is taking in: a burst
+    of 20 at 10 ms each reaches the engine together after 200 ms, where a server taking
+    them one after another lets the first in after 10 ms."""
+    burst = "arrivals burst; lengths fixed 100 -> 1; requests 20"
+    shared, _ = run("ideal { frontend { per_request 10 ms; concurrent on } }", burst)
+    assert shared.requests["enqueued_s"] == pytest.approx(np.full(20, 20 * 10e-3))
+    two, _ = run("ideal { frontend { per_request 10 ms; workers 2; concurrent on } }", burst)
+    assert two.requests["enqueued_s"] == pytest.approx(np.full(20, 10 * 10e-3))
+    # a request taken in alone takes its own time, after the latency
+    apart = "arrivals constant 10/s; lengths fixed 100 -> 1; requests 3"
+    engine = "ideal { frontend { per_request 10 ms; latency 5 ms; concurrent on } }"
+    alone, _ = run(engine, apart)
+    waited = alone.requests["enqueued_s"] - alone.requests["arrival_s"]
+    assert waited == pytest.approx(np.full(3, 15e-3))
+    # two that overlap share the server: sent 5 ms apart, 10 ms of work each, the first is
+    # done after 5 ms alone + 10 ms at half speed (5 ms of its work), the second 5 ms later
+    pair = "arrivals constant 200/s; lengths fixed 100 -> 1; requests 2"
+    both, _ = run("ideal { frontend { per_request 10 ms; concurrent on } }", pair)
+    assert both.requests["enqueued_s"] == pytest.approx([15e-3, 20e-3])
+
+
+def test_a_front_end_that_shares_the_engines_cpu_cannot_be_concurrent():
+    errs = errors_of(
+        LIB + "deployment { pool p { model m; engine ideal { frontend { per_request 1 ms; "
+        "shares_cpu on; concurrent on } } } }"
+    )
+    assert "it cannot be `concurrent` too" in errs
+
+
 def test_a_front_end_that_shares_the_engines_cpu_holds_the_engine_up():
     burst = "arrivals burst; lengths fixed 100 -> 2; requests 20"
     own, _ = run("ideal { frontend { per_request 10 ms } }", burst)

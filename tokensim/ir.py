@@ -221,7 +221,10 @@ class Frontend:
     servers). Clients see a token when its server has streamed it. The engine does not
     wait for the front end, unless ``shares_cpu``: then the front end runs on the engine's
     CPU (one process), and the engine starts no step while it is taking requests in
-    (:mod:`tokensim.sim.frontend`)."""
+    (:mod:`tokensim.sim.frontend`). With ``concurrent`` (an asynchronous server) the
+    requests being taken in share their server equally instead of queueing for it, and
+    that work is apart from the streaming: a burst of ``n`` requests reaches the engine
+    together, ``n`` times a request's work after it arrived."""
 
     per_request_s: float = 0.0
     per_input_token_s: float = 0.0
@@ -229,6 +232,7 @@ class Frontend:
     latency_s: float = 0.0
     per_output_token_s: float = 0.0  # detokenizing and streaming, on the same servers
     shares_cpu: bool = False
+    concurrent: bool = False  # requests being taken in share a server (processor sharing)
 
 
 @dataclass(frozen=True)

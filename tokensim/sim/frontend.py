@@ -24,6 +24,8 @@ so the server's clock after them is ``max(F + j w, t_j + w, t_1 + j w)``.
 
 from __future__ import annotations
 
+import heapq
+
 from tokensim import ir
 
 
@@ -41,6 +43,53 @@ class FrontEnd:
         self.active = any((self.take_s, self.token_in_s, self.token_out_s))
         self.shares_cpu = fe.shares_cpu and bool(self.take_s or self.token_in_s)
         self.intake_until = 0.0  # when the requests taken in so far are all in
+        # ``concurrent``: per server, the requests being taken in share it equally
+        # (processor sharing, kept in virtual time: each request's work is done when the
+        # server's virtual clock, which runs at 1 / requests in progress, reaches its mark)
+        self.concurrent = fe.concurrent and bool(self.take_s or self.token_in_s)
+        self._virtual = [0.0] * fe.workers  # virtual clock at _updated
+        self._updated = [0.0] * fe.workers
+        self._intake: list[list] = [[] for _ in range(fe.workers)]  # (mark, seq, request)
+        self._seq = 0
+        self.version = [0] * fe.workers  # bumped whenever a server's next completion moves
+
+    def server(self, rid: int) -> int:
+        """The server that handles request ``rid``."""
+        return rid % self.servers
+
+    def join(self, req, prompt: int, now: float) -> int:
+        """``concurrent``: request ``req`` of ``prompt`` tokens starts being taken in at
+        ``now``; returns its server (whose next completion, :meth:`next_done`, moved)."""
+        s = req.id % self.servers
+        jobs = self._intake[s]
+        if jobs:
+            self._virtual[s] += (now - self._updated[s]) / len(jobs)
+        self._updated[s] = now
+        work = self.take_s + self.token_in_s * prompt
+        heapq.heappush(jobs, (self._virtual[s] + work, self._seq, req))
+        self._seq += 1
+        self.version[s] += 1
+        return s
+
+    def next_done(self, s: int) -> float | None:
+        """When server ``s`` finishes its next request at the present sharing (None: it
+        takes none in)."""
+        jobs = self._intake[s]
+        if not jobs:
+            return None
+        return self._updated[s] + (jobs[0][0] - self._virtual[s]) * len(jobs)
+
+    def done(self, s: int, now: float) -> list:
+        """The requests server ``s`` finishes taking in at ``now`` (its next completion:
+        the first, and any whose work ends at the same virtual instant)."""
+        jobs = self._intake[s]
+        mark = jobs[0][0]
+        out = []
+        while jobs and jobs[0][0] == mark:
+            out.append(heapq.heappop(jobs)[2])
+        self._virtual[s], self._updated[s] = mark, now
+        self.version[s] += 1
+        return out
 
     def take_in(self, rid: int, prompt: int, now: float) -> float:
         """When request ``rid`` of ``prompt`` tokens, at the server at ``now`` (``latency``

@@ -208,7 +208,8 @@ class Instance:
         as queued here."""
         self._count(1)
         fe = self.frontend
-        if fe.shares_cpu and fe.latency_s:  # the engine's CPU is busy once it is there
+        # the engine's CPU is busy once it is there, or it shares its server from then on
+        if (fe.shares_cpu or fe.concurrent) and fe.latency_s:
             self.accepting.append(req)
             self.kernel.at(self.kernel.now + fe.latency_s, Priority.ARRIVAL, self._at_server, req)
         else:
@@ -221,6 +222,10 @@ class Instance:
     def _take_in(self, req: Request, at_server_s: float) -> None:
         """The front end takes ``req`` in from ``at_server_s`` on."""
         fe = self.frontend
+        if fe.concurrent:  # it shares its server with the others being taken in
+            self.accepting.append(req)
+            self._next_intake(fe.join(req, req.prompt, at_server_s))
+            return
         if fe.token_out_s:  # the tokens made by now are streamed before it
             self.sync()
         done = fe.take_in(req.id, req.prompt, at_server_s)
@@ -231,6 +236,22 @@ class Instance:
             self.kernel.at(done, Priority.ARRIVAL, self._taken_in, req)
         else:
             self.enqueue(req)
+
+    def _next_intake(self, server: int) -> None:
+        """``concurrent``: be woken when ``server`` next finishes taking a request in."""
+        fe = self.frontend
+        at = fe.next_done(server)
+        if at is not None:
+            self.kernel.at(at, Priority.ARRIVAL, self._intake_done, server, fe.version[server])
+
+    def _intake_done(self, server: int, version: int) -> None:
+        fe = self.frontend
+        if version != fe.version[server]:
+            return  # another request joined the server since: its next completion moved
+        for req in fe.done(server, self.kernel.now):
+            self.accepting.remove(req)
+            self.enqueue(req)
+        self._next_intake(server)
 
     def _taken_in(self, req: Request) -> None:
         self.accepting.remove(req)

@@ -40,6 +40,7 @@ _FRONTEND = {
     "latency": "latency_s",
     "per_output_token": "per_output_token_s",
     "shares_cpu": "shares_cpu",
+    "concurrent": "concurrent",
 }
 
 
@@ -169,6 +170,14 @@ def build(
         return None
     host = _sub(body, "host", _HOST)
     frontend = _sub(body, "frontend", _FRONTEND)
+    if frontend.get("shares_cpu") and frontend.get("concurrent"):
+        bound = body.one("frontend").body.one("concurrent")
+        env.rep.error(
+            "a front end that `shares_cpu` with the engine takes requests in one after "
+            "another: it cannot be `concurrent` too",
+            bound.span,
+        )
+        return None
     kernels = _sub(body, "kernels", {})
     steps = body.value("scheduler_steps", default=1)
     value = ir.Engine(

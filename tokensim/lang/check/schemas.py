@@ -435,6 +435,15 @@ FRONTEND = Block(
             "it is taking requests in",
             default="off",
         ),
+        Attr(
+            "concurrent",
+            (Bool("concurrent"),),
+            "an asynchronous server: the requests being taken in share it equally (each "
+            "request's handler runs in turns) instead of queueing, apart from the streaming; "
+            "a burst of n requests reaches the engine together, n x a request's time after "
+            "it arrived",
+            default="off",
+        ),
     ),
     "The API server in front of each instance's engine (every instance runs its own): "
     "servers that take requests in and stream tokens out, first come first served; the "
