@@ -20,6 +20,14 @@ token when its server has streamed it, so its first token and its last reach the
 at :meth:`FrontEnd.seen`, never before the engine made them. A decode run of ``j`` steps
 is streamed in closed form: the step ends ``t_1 .. t_j`` are convex in the step number,
 so the server's clock after them is ``max(F + j w, t_j + w, t_1 + j w)``.
+
+A ``concurrent`` front end (an asynchronous server, whose request handlers run in turns)
+takes requests in by processor sharing instead: the requests being taken in on a server
+share it equally, so a burst of ``n`` reaches the engine together after ``n`` requests'
+work. It keeps a virtual clock per server that runs at ``1 / requests in progress``; a
+request is in when that clock reaches its mark (the clock when it came, plus its work), and
+the instance is woken at the next mark (:meth:`FrontEnd.next_done`). Its intake does not
+hold up the streaming, which keeps the clock above.
 """
 
 from __future__ import annotations
@@ -52,10 +60,6 @@ class FrontEnd:
         self._intake: list[list] = [[] for _ in range(fe.workers)]  # (mark, seq, request)
         self._seq = 0
         self.version = [0] * fe.workers  # bumped whenever a server's next completion moves
-
-    def server(self, rid: int) -> int:
-        """The server that handles request ``rid``."""
-        return rid % self.servers
 
     def join(self, req, prompt: int, now: float) -> int:
         """``concurrent``: request ``req`` of ``prompt`` tokens starts being taken in at
