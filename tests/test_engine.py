@@ -15,6 +15,7 @@ from tokensim.lang.override import override
 from tokensim.lang.parse import parse
 from tokensim.lang.source import SourceMap
 from tokensim.perf import Batch, for_pool
+from tokensim.sim.instance import Instance
 from tokensim.sim.run import simulate
 
 LIB = """
@@ -528,6 +529,25 @@ def test_the_share_held_back_returns_when_the_engine_idles(tmp_path):
     waited = later.requests["admitted_s"][2] - 60
     assert waited == pytest.approx(fresh.requests["admitted_s"][1])
     assert waited > 0.1
+
+
+def test_running_out_of_kv_sets_the_share_to_what_the_batch_generated(monkeypatch):
+    # 0.3 of the first's output lets the second in; at about 41.7 s their outputs outgrow
+    # the KV, the second is preempted, and the share becomes the first's generated tokens
+    # plus 20, over its 7000
+    seen = []
+    retract = Instance._retract_share
+
+    def spy(self):
+        retract(self)
+        seen.append((self.share, self.batch.outputs - self.batch.tokens_left(), len(self.batch)))
+
+    monkeypatch.setattr(Instance, "_retract_share", spy)
+    result, _ = run("ideal { reserve_output on { share 0.3; retract_steps 20 } }", TWO_LONG, TIGHT)
+    assert result.requests["preemptions"].tolist() == [0, 1]
+    share, generated, n = seen[0]
+    assert n == 1 and 6000 < generated < 7000
+    assert share == pytest.approx((generated + 20) / 7000)
 
 
 def test_reserve_output_off_takes_no_block():
