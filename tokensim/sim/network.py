@@ -221,10 +221,8 @@ class Network:
         self.flows = [f for f in self.flows if f.finish_s > now]
         for f in done:
             self._leave(f)
-        touched = {e for f in done for e in f.edges}
-        still = {e for f in self.flows for e in f.edges}
-        for e in touched:
-            if e not in still:
+        for e in {e for f in done for e in f.edges}:
+            if e not in self._count:  # no flow left on it
                 self.series[e].extend((now, 0, 0.0, 0.0))
         self._reshare()
         for f in done:
