@@ -27,12 +27,13 @@ def test_documented_defaults_are_filled():
         "colocated",
         "bf16",
     )
-    # the default engine, vLLM V1, on a GPU it gives its small defaults
+    # the default engine, vLLM V1, on a GPU of 70 GiB or more (80 GB) it gives its large
+    # defaults, as vLLM decides by the memory the device reports
     assert pool.engine.name == "vllm_v1"
     assert pool.batching.name == "chunked"
     assert dict(pool.batching.params) == {
-        "max_seqs": 256,
-        "budget": 2048,
+        "max_seqs": 1024,
+        "budget": 8192,
         "chunk": True,
         "order": "fcfs",
     }

@@ -162,6 +162,54 @@ deployment { pool pa { model llama3_1_8b; on a; engine mine }
     assert "unknown engine `vllm_v9`" in err and "did you mean `vllm_v1`" in err
 
 
+def test_on_gpu_by_memory_gives_a_gpu_of_ones_own_the_engines_defaults():
+    # vLLM sets its batch by device memory (>= 70 GiB, not an A100) and SGLang its chunk
+    # and CUDA graphs (< 35 GiB): GPUs a spec defines get them as the catalogue's do
+    text = """
+import "std/hardware"
+import "std/engines"
+import "std/models"
+gpu small { memory 24 GiB; bandwidth 1 TB/s; host_link PCIE4; compute { bf16 100 TFLOPS } }
+gpu big { memory 96 GiB; bandwidth 1 TB/s; host_link PCIE4; compute { bf16 100 TFLOPS } }
+cluster { node s { gpus small x 2; link PCIE4 }
+          node b { gpus big x 2; link PCIE4 }
+          node a { gpus A100_80G x 1 } }
+deployment { pool vs { model llama3_1_8b; on s[0] }
+             pool vb { model llama3_1_8b; on b[0] }
+             pool va { model llama3_1_8b; on a }
+             pool ss { model llama3_1_8b; on s[1]; engine sglang }
+             pool sb { model llama3_1_8b; on b[1]; engine sglang } }
+"""
+    pools = {p.name: p for p in compile_text(text).deployment.pools}
+    params = {name: dict(p.batching.params) for name, p in pools.items()}
+    assert params["vs"]["budget"] == 2048 and params["vs"]["max_seqs"] == 256
+    assert params["vb"]["budget"] == 8192 and params["vb"]["max_seqs"] == 1024
+    assert params["va"]["budget"] == 2048  # 80 GiB, but an A100: named after the rule
+    assert params["ss"]["max_tokens"] == 2048 and pools["ss"].engine.cuda_graphs == 8
+    assert params["sb"]["max_tokens"] == 8192 and pools["sb"].engine.cuda_graphs == 160
+    assert params["ss"]["max_seqs"] == 1024  # the block merges into the engine's batching
+
+
+def test_on_gpu_conditions_apply_in_the_order_written():
+    text = (
+        LIB.replace("memory 80 GB", "memory 48 GB")
+        + """
+engine e from ideal {
+  on_gpu memory < 50 GB { scheduler_steps 2; cuda_graphs 8 tokens }
+  on_gpu memory >= 48 GB { scheduler_steps 3 }
+  on_gpu memory > 48 GB { cuda_graphs 99 tokens }
+}
+deployment { pool p { model m; on n0[0]; engine e } }
+"""
+    )
+    pool = compile_text(text).deployment.pools[0]
+    assert pool.engine.scheduler_steps == 3 and pool.engine.cuda_graphs == 8
+    err = errors_of(LIB + "engine e { on_gpu memory = 5 GB { scheduler_steps 2 } }")
+    assert "write `<`, `<=`, `>` or `>=`" in err
+    err = errors_of(LIB + "engine e { on_gpu memory < 5 ms { scheduler_steps 2 } }")
+    assert "expected a size in bytes" in err
+
+
 def test_set_reaches_an_engine_statement_of_a_pool_that_names_none():
     text = LIB + "deployment { pool p { model m; on n0[0] } }\n"
     sources = SourceMap()

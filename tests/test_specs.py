@@ -3,7 +3,7 @@
 import re
 
 import pytest
-from conftest import SPECS
+from conftest import SPECS, compile_text
 
 from tokensim.graph import lower
 from tokensim.graph.render import text
@@ -62,9 +62,18 @@ def test_std_has_the_promised_entries():
         "A100_40G",
         "L40S",
         "MI300X",
+        "RTX_4090",
+        "RTX_5090",
+        "RTX_3090",
+        "RTX_A6000",
+        "RTX_6000_ADA",
+        "RTX_PRO_6000",
+        "L4",
+        "A10",
     } <= gpus
     assert {
         "NVLINK3",
+        "NVLINK3_BRIDGE",
         "NVLINK4",
         "NVLINK5",
         "PCIE4",
@@ -92,6 +101,36 @@ def test_std_models_match_their_published_parameter_counts():
     for m in _std("models").models:
         assert m.published_params, f"{m.name} has no published `params` to check its shapes against"
         assert abs(m.params - m.published_params) / m.published_params < 0.03, m.name
+
+
+def test_geforce_cards_give_their_fp32_accumulate_rate():
+    # GeForce cards run 16-bit tensor math with FP32 accumulation (what the engines' GEMMs
+    # use) at half the FP16-accumulate rate their spec sheets lead with; the workstation
+    # cards of the same chips do not halve it
+    hw = {g.name: g for g in _std("hardware").gpus}
+    assert hw["RTX_4090"].flops("bf16") == pytest.approx(165.2e12)  # not 330.3
+    assert hw["RTX_4090"].flops("fp8") == pytest.approx(330.3e12)  # not 660.6
+    assert hw["RTX_3090"].flops("bf16") == pytest.approx(71e12)  # not 142
+    assert hw["RTX_6000_ADA"].flops("bf16") == pytest.approx(364.2e12)  # AD102, full rate
+    assert hw["RTX_A6000"].flops("bf16") == pytest.approx(154.8e12)  # GA102, full rate
+
+
+def test_engines_choose_their_defaults_by_the_cards_memory():
+    text = """
+import "std/hardware"
+import "std/models"
+import "std/engines"
+cluster { node a { gpus RTX_4090 x 2; link PCIE4 }
+          node b { gpus RTX_PRO_6000 x 1 } }
+deployment { pool s { model llama3_1_8b; on a[0]; engine sglang }
+             pool v { model llama3_1_8b; on a[1] }
+             pool p { model llama3_1_8b; on b } }
+"""
+    pools = {p.name: p for p in compile_text(text).deployment.pools}
+    assert dict(pools["s"].batching.params)["max_tokens"] == 2048  # SGLang: under 35 GiB
+    assert pools["s"].engine.cuda_graphs == 8
+    assert dict(pools["v"].batching.params)["budget"] == 2048  # vLLM: under 70 GiB
+    assert dict(pools["p"].batching.params)["budget"] == 8192  # 96 GB
 
 
 def test_well_known_figures():

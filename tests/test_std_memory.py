@@ -8,7 +8,16 @@ from tokensim.lang.check import std_dir, std_spec
 
 MIB = 2**20
 # nvidia-smi's memory.total (MiB) of the boards, as cited in std/hardware
-DRIVER_MIB = {"H100_SXM": 81559, "A100_80G": 81920, "H200": 143771, "A100_40G": 40960}
+DRIVER_MIB = {
+    "H100_SXM": 81559,
+    "A100_80G": 81920,
+    "H200": 143771,
+    "A100_40G": 40960,
+    "RTX_4090": 24564,
+    "RTX_3090": 24576,
+    "L4": 23034,
+    "A10": 23028,
+}
 
 
 def test_an_80_gb_h100_has_about_80_gib():

@@ -239,8 +239,7 @@ def _engines() -> list[str]:
         host = " / ".join(t(x) for x in (h.iteration_s, h.per_seq_s, h.per_prefill_token_s,
                                          h.per_rank_s, h.per_layer_s))  # fmt: skip
         by_gpu = "; ".join(
-            f"{', '.join(gpus)}: " + ", ".join(s.key.text for s in stmts)
-            for gpus, stmts in defn.on_gpu
+            f"{when.text}: " + ", ".join(s.key.text for s in stmts) for when, stmts in defn.on_gpu
         )
         out.append(
             f"| `{name}` | {_cell(e.version) or '—'} | {_cell(batching)} |"

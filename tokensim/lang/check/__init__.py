@@ -322,11 +322,11 @@ def std_engines() -> dict[str, engines.EngineDef]:
 
 
 @cache
-def std_engine(name: str, gpu: str | None = None) -> engines.PoolEngine:
-    """The std engine ``name`` as a pool on ``gpu`` (None: a GPU it has no choices for)
-    runs it, without overrides."""
+def std_engine(name: str) -> engines.PoolEngine:
+    """The std engine ``name`` as a pool on no GPU it has ``on_gpu`` choices for runs it,
+    without overrides."""
     rep = Reporter(SourceMap())
-    engine = engines.build(std_engines()[name], gpu, (), Env(rep, FsPath.cwd()))
+    engine = engines.build(std_engines()[name], None, (), Env(rep, FsPath.cwd()))
     rep.raise_if_any()
     return engine
 

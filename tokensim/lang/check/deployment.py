@@ -162,7 +162,7 @@ def _pool(
         )
         return None
     gpu = nodes[gpus[0].node].gpu
-    run_by = engines.for_pool(pb, engine_bound, gpu.name, env)
+    run_by = engines.for_pool(pb, engine_bound, gpu, env)
     if run_by is None:
         return None
     batching = run_by.batching_for(pb.one("batching"), env)

@@ -22,7 +22,7 @@ from tokensim.lang import ast
 from tokensim.lang.check import schemas
 from tokensim.lang.check.env import Env
 from tokensim.lang.diagnostics import Note, did_you_mean
-from tokensim.lang.schema import BAD, Bodies, Bound, Val, bind
+from tokensim.lang.schema import Bodies, Bound, Val, bind
 from tokensim.lang.source import Span
 
 # blocks merged statement by statement
@@ -52,17 +52,19 @@ class EngineDef:
     version: str
     sources: tuple[str, ...]
     statements: tuple[ast.Statement, ...]
-    on_gpu: tuple[tuple[tuple[str, ...], tuple[ast.Statement, ...]], ...]
+    on_gpu: tuple[tuple[schemas.GpuCondition, tuple[ast.Statement, ...]], ...]
     span: Span
     base: EngineDef | None = None  # `engine NAME from BASE`: the engine it changes
 
-    def layers(self, gpu: str | None) -> list[ast.Statement]:
+    def layers(self, gpu: ir.Gpu | None) -> list[ast.Statement]:
         """The statements for a pool on ``gpu``: the base's (with its ``on_gpu`` choices),
-        then this definition's, then its own ``on_gpu`` choices."""
+        then this definition's, then its own ``on_gpu`` choices that hold on ``gpu``, in
+        the order written."""
         stmts = self.base.layers(gpu) if self.base is not None else []
         stmts = merge(stmts, self.statements)
-        for gpus, extra in self.on_gpu:
-            if gpu in gpus:
+        name, memory = (gpu.name, gpu.memory_B) if gpu is not None else (None, None)
+        for when, extra in self.on_gpu:
+            if when.holds(name, memory):
                 stmts = merge(stmts, extra)
         return stmts
 
@@ -84,10 +86,11 @@ def definition(bound: Bound, env: Env) -> EngineDef | None:
     on_gpu = []
     known = set(env.defs.get("gpu", {})) | set(env.std_index.get("gpu", {}))
     for b in body.all("on_gpu"):
-        gpus = b.get("gpus")
-        if gpus in (None, BAD) or b.stmt.body is None:
+        when = b.get("gpus")
+        if not isinstance(when, Val) or b.stmt.body is None:
             return None
-        for ref in gpus:
+        when = when.value
+        for ref in when.refs:
             if ref.value not in known:
                 env.rep.error(
                     f"unknown gpu `{ref.value}`",
@@ -96,7 +99,7 @@ def definition(bound: Bound, env: Env) -> EngineDef | None:
                     help=did_you_mean(ref.value, known),
                 )
                 return None
-        on_gpu.append((tuple(r.value for r in gpus), tuple(b.stmt.body)))
+        on_gpu.append((when, tuple(b.stmt.body)))
     if base is not None:
         sources += base.sources
         if not isinstance(version, Val):
@@ -159,7 +162,7 @@ class PoolEngine:
 
 
 def build(
-    engine: EngineDef, gpu: str | None, overrides: Sequence[ast.Statement], env: Env
+    engine: EngineDef, gpu: ir.Gpu | None, overrides: Sequence[ast.Statement], env: Env
 ) -> PoolEngine | None:
     """The engine a pool on ``gpu`` runs, with the statements a spec wrote in braces
     after its name (``overrides``); None after reporting an error."""
@@ -248,7 +251,7 @@ def _sub(body: Bodies, key: str, names: dict[str, str]) -> dict:
     }
 
 
-def for_pool(pb: Bodies, deployment: Bound | None, gpu: str, env: Env) -> PoolEngine | None:
+def for_pool(pb: Bodies, deployment: Bound | None, gpu: ir.Gpu, env: Env) -> PoolEngine | None:
     """The engine of the pool whose body is ``pb`` on ``gpu``.
 
     The deployment's ``engine`` statement (``deployment``) sets the engine of every pool

@@ -116,6 +116,66 @@ class Compare(Slot):
         raise Shape(item)
 
 
+@dataclasses.dataclass(frozen=True)
+class GpuCondition:
+    """Which GPUs an engine's ``on_gpu`` block holds on: those named (``gpus``), or those
+    whose device memory compares with ``memory_B`` by ``op`` (``memory < 35 GiB``)."""
+
+    gpus: tuple[str, ...] = ()
+    op: str = ""
+    memory_B: float = 0.0
+    text: str = ""
+    refs: tuple[Val, ...] = dataclasses.field(default=(), compare=False)  # names, where written
+
+    def holds(self, name: str | None, memory_B: float | None) -> bool:
+        """Whether a GPU called ``name`` with ``memory_B`` of device memory matches (None:
+        no GPU known, which matches no condition)."""
+        if self.gpus:
+            return name in self.gpus
+        if memory_B is None:
+            return False
+        return _OPS[self.op](memory_B, self.memory_B)
+
+
+_OPS = {
+    "<": float.__lt__,
+    "<=": float.__le__,
+    ">": float.__gt__,
+    ">=": float.__ge__,
+}
+
+
+class OnGpu(Slot):
+    """``<gpu>, ...`` or ``memory <op> <bytes>``: the GPUs an ``on_gpu`` block holds on."""
+
+    name = "gpus"
+
+    def usage(self) -> str:
+        return "<gpu>, ...|memory <|<=|>|>= <bytes>"
+
+    def match(self, items, i, rep):
+        if i >= len(items):
+            raise Shape(None)
+        first = items[i]
+        if isinstance(first, ast.Path) and first.text == "memory" and i + 1 < len(items):
+            op = items[i + 1]
+            if not isinstance(op, ast.Symbol) or op.text not in _OPS:
+                rep.error(
+                    "`on_gpu memory` compares the GPU's memory: write `<`, `<=`, `>` or `>=`",
+                    op.span,
+                )
+                return BAD, len(items)
+            size, j = Num("memory", Dim.BYTES, above=0).match(items, i + 2, rep)
+            if size is BAD:
+                return BAD, j
+            text = f"memory {op.text} {items[i + 2].text}"
+            return Val(GpuCondition(op=op.text, memory_B=float(size), text=text), first.span), j
+        refs, j = ListOf("gpus", Ref("gpu", "gpu")).match(items, i, rep)
+        span = refs[0].span
+        names = tuple(r.value for r in refs)
+        return Val(GpuCondition(gpus=names, text=", ".join(names), refs=refs), span), j
+
+
 def _parallel(name: str) -> Num:
     return Num(name, integer=True, min=1, max=limits.PARALLEL, limit=True)
 
@@ -599,8 +659,9 @@ def _engine_block(kind: str, with_gpus: bool) -> Block:
         attrs.append(
             Attr(
                 "on_gpu",
-                (ListOf("gpus", Ref("gpu", "gpu")),),
-                "engine statements that hold on these GPUs only (defaults that depend on the GPU)",
+                (OnGpu(),),
+                "engine statements that hold on these GPUs only, named or by their memory"
+                " (defaults that depend on the GPU)",
                 repeat=True,
                 body=Block("on_gpu", tuple(attrs[2:])),
                 body_required=True,
