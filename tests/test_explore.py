@@ -537,3 +537,14 @@ def test_a_local_sweep_leaves_no_process_behind(tmp_path):
     )
     assert result.stdout.split() == ["0", "0", "None"], result.stdout + result.stderr
     assert "leaked" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_note_said_by_every_worker_is_said_once(tmp_path):
+    """`-j 2`: each worker process prices its points from the datasheet of a GPU without a
+    calibration and says so; the sweep hands those notes back and says each once."""
+    text = SWEEP.replace("gpus H100_SXM x 4; link NVLINK4", "gpus L40S x 4; link PCIE4")
+    (tmp_path / "s.tsim").write_text(text)
+    result = tokensim("run", "s.tsim", "-o", "out", "-j", "2", "--no-cache", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if "no calibration for L40S" in line]
+    assert len(said) == 1, result.stderr

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tokensim.explore.cache import Cache, run_key
+from tokensim.perf.shared import note
 
 
 class ExecutorError(Exception):
@@ -69,8 +70,14 @@ def run_job(job: Job) -> dict[str, str]:
         return {p.name: p.read_text("utf-8") for p in sorted(Path(tmp).iterdir())}
 
 
-def _indexed(item: tuple[int, Job]) -> tuple[int, dict[str, str]]:
-    return item[0], run_job(item[1])
+def _indexed(item: tuple[int, Job]) -> tuple[int, dict[str, str], list[str]]:
+    """Job ``item`` run: its index, its files and the notes it said (for the caller to say
+    once, however many processes said them)."""
+    from tokensim.perf.shared import notes_collected
+
+    with notes_collected() as said:
+        files = run_job(item[1])
+    return item[0], files, said
 
 
 def _ignore_interrupt() -> None:
@@ -92,7 +99,9 @@ class Serial:
 
     name = "serial"
 
-    def run(self, jobs: Sequence[tuple[int, Job]]) -> Iterator[tuple[int, dict[str, str]]]:
+    def run(
+        self, jobs: Sequence[tuple[int, Job]]
+    ) -> Iterator[tuple[int, dict[str, str], list[str]]]:
         for item in jobs:
             yield _indexed(item)
 
@@ -105,7 +114,9 @@ class Processes:
     def __init__(self, jobs: int | None = None):
         self.jobs = jobs or cpus()
 
-    def run(self, jobs: Sequence[tuple[int, Job]]) -> Iterator[tuple[int, dict[str, str]]]:
+    def run(
+        self, jobs: Sequence[tuple[int, Job]]
+    ) -> Iterator[tuple[int, dict[str, str], list[str]]]:
         if self.jobs == 1 or len(jobs) <= 1:
             yield from Serial().run(jobs)
             return
@@ -172,7 +183,9 @@ class Ray:
         self.address = address
         self.jobs = jobs
 
-    def run(self, jobs: Sequence[tuple[int, Job]]) -> Iterator[tuple[int, dict[str, str]]]:
+    def run(
+        self, jobs: Sequence[tuple[int, Job]]
+    ) -> Iterator[tuple[int, dict[str, str], list[str]]]:
         import ray
 
         started = not ray.is_initialized()
@@ -249,7 +262,9 @@ def execute(
             on_result(i, files, True)
             if progress is not None:
                 progress.update(1)
-        for i, files in run_on.run(todo) if todo else ():
+        for i, files, said in run_on.run(todo) if todo else ():
+            for message in said:
+                note(message)
             cache.put(jobs[i].key, files)
             tally.ran += 1
             on_result(i, files, False)

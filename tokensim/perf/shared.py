@@ -8,6 +8,7 @@ The roofline (``roofline.py``), the measured-table and calibrated backends
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 ACTIVATION_BYTES = 2  # activations stay in 16-bit, whatever the weight dtype
@@ -57,10 +58,28 @@ class Gemm:
 
 
 _said: set[str] = set()
+_collecting: list[list[str]] = []  # while notes_collected() is open: where notes go
 
 
 def note(message: str) -> None:
-    """Print ``message`` to stderr once per process."""
+    """Print ``message`` to stderr once per process (inside :func:`notes_collected`: keep
+    it for the caller instead)."""
+    if _collecting:
+        if message not in _collecting[-1]:
+            _collecting[-1].append(message)
+        return
     if message not in _said:
         _said.add(message)
         print(f"note: {message}", file=sys.stderr)
+
+
+@contextmanager
+def notes_collected():
+    """Keep the notes said inside the block in the list it yields, unprinted: a worker
+    process hands them back with its result, and the parent says each once."""
+    said: list[str] = []
+    _collecting.append(said)
+    try:
+        yield said
+    finally:
+        _collecting.pop()
