@@ -621,6 +621,24 @@ def test_memory_free_takes_its_share_after_the_weights():
     assert free.instances[0].kv_capacity_blocks > total.instances[0].kv_capacity_blocks
 
 
+def test_memory_static_leaves_the_activations_out_of_its_share():
+    # SGLang's mem_fraction_static holds the weights and the KV cache; vLLM's
+    # gpu_memory_utilization holds the activations of its largest iteration too
+    from tokensim.policies.memory import kv_geometry
+
+    pools = {}
+    for rule in ("total", "static"):
+        spec = spec_of(f"ideal {{ memory {rule} }}", ONE, "kv { gpu_util 0.5 };")
+        pools[rule] = spec.deployment.pools[0]
+    static, total = kv_geometry(pools["static"]), kv_geometry(pools["total"])
+    pool = pools["static"]
+    assert static.usable_B == pytest.approx(80e9 * 0.5 - pool.weights_per_gpu_B)
+    assert total.reserve_B > 0
+    assert static.usable_B - total.usable_B == pytest.approx(total.reserve_B)
+    text = LIB + "deployment { pool p { model m; on n0[0]; engine sglang } }"
+    assert compile_text(text).deployment.pools[0].engine.memory == "static"
+
+
 def test_kernel_factors_scale_the_cost_models_ops():
     base, cost = run("ideal", ONE)
     slow, _ = run("ideal { kernels { gemm 2 } }", ONE)

@@ -283,7 +283,7 @@ class Engine:
     name: str
     version: str
     sources: tuple[str, ...]
-    memory: str  # total | free
+    memory: str  # total | static | free
     cuda_graphs: int
     graph_prefill: bool
     scheduler_steps: int
@@ -298,13 +298,19 @@ class Engine:
     fp8_gemm: str = "profiled"  # profiled | native: how a measured profile prices 8-bit GEMMs
     async_output: bool = False  # a step's first tokens reach the front end when the next step ends
 
-    def kv_room_bytes(self, memory_B: float, gpu_util: float, placed_B: float) -> float:
-        """Bytes left for the KV cache on a GPU of ``memory_B`` once ``placed_B`` (weights,
-        activations) are placed, by the ``memory`` rule: ``total`` takes ``gpu_util`` of the
-        device, ``free`` that share of what is left."""
+    def kv_room_bytes(
+        self, memory_B: float, gpu_util: float, weights_B: float, activations_B: float
+    ) -> float:
+        """Bytes left for the KV cache on a GPU of ``memory_B`` holding ``weights_B`` of
+        weights and ``activations_B`` of activations, by the ``memory`` rule: ``total``
+        takes ``gpu_util`` of the device for all three, ``static`` that share for the
+        weights and the cache (the activations use the rest), ``free`` that share of what
+        is left once weights and activations are placed."""
         if self.memory == "free":
-            return (memory_B - placed_B) * gpu_util
-        return memory_B * gpu_util - placed_B
+            return (memory_B - weights_B - activations_B) * gpu_util
+        if self.memory == "static":
+            return memory_B * gpu_util - weights_B
+        return memory_B * gpu_util - weights_B - activations_B
 
 
 @dataclass(frozen=True)

@@ -46,11 +46,12 @@ def kv_geometry(pool: ir.Pool) -> KvGeometry:
     # hidden states and the MLP intermediate in 16 bit, plus fp32 logits of every sequence.
     reserve = batch_tokens * (4 * m.hidden + 2 * m.ffn / pool.tp) * ACTIVATION_BYTES
     reserve += max_seqs * m.vocab * 4 / pool.tp
-    placed = pool.weights_per_gpu_B + reserve
     if pool.engine is not None:
-        usable = pool.engine.kv_room_bytes(gpu.memory_B, kv.gpu_util, placed)
+        usable = pool.engine.kv_room_bytes(
+            gpu.memory_B, kv.gpu_util, pool.weights_per_gpu_B, reserve
+        )
     else:  # a pool built outside the checker: a share of the device
-        usable = gpu.memory_B * kv.gpu_util - placed
+        usable = gpu.memory_B * kv.gpu_util - pool.weights_per_gpu_B - reserve
     kv_heads_per_gpu = max(1, m.kv_heads // pool.tp)
     per_token = (
         2 * math.ceil(m.layers / pool.pp) * kv_heads_per_gpu * m.head_dim * ir.DTYPE_BYTES[kv.dtype]

@@ -198,7 +198,7 @@ def _pool(
     if kv is None or not ok:
         return None
     weights = model.params * ir.DTYPE_BYTES[dtype] / (tp * pp)
-    usable = gpu.memory_B * (kv.gpu_util if run_by.engine.memory == "total" else 1.0)
+    usable = gpu.memory_B * (kv.gpu_util if run_by.engine.memory != "free" else 1.0)
     if weights >= usable:
         total = model.params * ir.DTYPE_BYTES[dtype]
         rep.error(
@@ -208,7 +208,7 @@ def _pool(
             Note(
                 f"{_size(total)} of weights over tp {tp} x pp {pp} = {_gpus(tp * pp)};"
                 f" usable memory is {_size(gpu.memory_B)}"
-                + (f" x gpu_util {kv.gpu_util:g}" if run_by.engine.memory == "total" else "")
+                + (f" x gpu_util {kv.gpu_util:g}" if run_by.engine.memory != "free" else "")
             ),
             help=f"raise tp or pp, or use a smaller dtype; tp {_fits(total, usable, model)}",
         )
@@ -237,7 +237,12 @@ def _pool(
             + f"one block needs {_size(block_bytes)}",
             where,
             Note(
-                f"{_size(weights)} of weights and {_size(reserve)} of activations per GPU "
+                (
+                    f"{_size(weights)} of weights per GPU, of {_size(gpu.memory_B)} x gpu_util"
+                    f" {kv.gpu_util:g} (the engine's static share: activations use the rest)"
+                )
+                if run_by.engine.memory == "static"
+                else f"{_size(weights)} of weights and {_size(reserve)} of activations per GPU "
                 "(the largest iteration's, which the engine reserves before sizing the cache)"
                 + (
                     f", of {_size(gpu.memory_B)} x gpu_util {kv.gpu_util:g}"

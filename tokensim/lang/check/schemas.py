@@ -586,9 +586,12 @@ def _engine_block(kind: str, with_gpus: bool) -> Block:
         ),  # fmt: skip
         Attr(
             "memory",
-            (_words("memory", ("total", "free"), "memory rule"),),
-            "what `kv.gpu_util` is a share of: `total` device memory (vLLM, SGLang) or the "
-            "memory `free` once weights and activations are placed (TensorRT-LLM)",
+            (_words("memory", ("total", "static", "free"), "memory rule"),),
+            "what `kv.gpu_util` is a share of: `total` device memory, holding the weights, "
+            "the activations and the KV cache (vLLM); `static`: of the device too, holding "
+            "the weights and the KV cache, the activations using the rest (SGLang's "
+            "mem_fraction_static); or the memory `free` once weights and activations are "
+            "placed (TensorRT-LLM)",
             default="total",
         ),
         Attr(
