@@ -95,6 +95,20 @@ def test_requests_and_duration_whichever_ends_first():
     assert len(run("arrivals constant 10/s; " + FIXED + "requests 5000; duration 3 s")) == 30
 
 
+def test_a_rate_and_duration_beyond_the_request_limit_is_a_located_error():
+    with pytest.raises(CompileError) as err:
+        workload_of("arrivals poisson 1e9/s; " + FIXED + "duration 10 min")
+    text = err.value.diagnostics[0].message
+    assert "makes about 6e+11 requests" in text and "at most 10,000,000" in text
+    assert err.value.diagnostics[0].span.line == WORKLOAD_LINE
+
+
+def test_requests_end_an_absurd_rate_within_a_duration():
+    # the count ends the draws; the expected count over the duration is never drawn whole
+    r = run("arrivals gamma 1e308/s { cv 2 }; " + FIXED + "requests 20; duration 10 min")
+    assert len(r) == 20 and np.all(r.arrival_s < 1e-300)
+
+
 @pytest.mark.parametrize("n", [1, 2, 1000, 12345])
 def test_requests_count_is_exact(n):
     assert len(run("arrivals poisson 7/s; lengths chat; requests " + str(n))) == n

@@ -21,7 +21,12 @@ SEED = 2**63 - 1  # `seed`, `--seed`
 NAME = 200  # characters of a name or an import path
 
 LIMITS: tuple[tuple[str, int, str], ...] = (
-    ("requests", REQUESTS, "simulated requests of a run (`requests`, or a trace's lines)"),
+    (
+        "requests",
+        REQUESTS,
+        "simulated requests of a run (`requests`, a trace's lines, or the "
+        "rate times the `duration`)",
+    ),
     ("tokens", TOKENS, "prompt or output tokens of one request (lengths, trace fields)"),
     ("whole numbers", WHOLE, "any other count or size in tokens a spec writes"),
     ("GPUs per node", GPUS_PER_NODE, "`gpus <gpu> x N`"),

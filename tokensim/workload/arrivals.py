@@ -57,6 +57,9 @@ def arrival_times(
     return _accumulate(draw, rate, count, duration_s)
 
 
+_CHUNK_MAX = 1e7  # arrivals drawn at once at most (a count or a duration ends the draws)
+
+
 def _accumulate(draw, rate: float, count: int | None, duration_s: float | None) -> np.ndarray:
     """Sum gaps into times, a chunk at a time until ``count`` or ``duration_s``."""
     chunks = []
@@ -65,7 +68,7 @@ def _accumulate(draw, rate: float, count: int | None, duration_s: float | None) 
     while True:
         want = count - have if count is not None else None
         if duration_s is not None:
-            expected = rate * (duration_s - t)
+            expected = min(rate * (duration_s - t), _CHUNK_MAX)  # a rate beyond any count
             size = int(expected * 1.05 + 4 * math.sqrt(expected) + 16)
             want = size if want is None else min(want, size)
         gaps = draw(want)

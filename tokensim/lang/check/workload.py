@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tokensim import ir
+from tokensim.lang import limits
 from tokensim.lang.check.env import Env
 from tokensim.lang.diagnostics import Note
 from tokensim.lang.schema import BAD, Bodies
@@ -39,6 +40,18 @@ def workload(body: Bodies, env: Env) -> ir.Workload | None:
         return None
     if None in (arrivals, lengths) and trace is None:
         return None  # reported above, or by the statement's own error
+    rate = None
+    if arrivals is not None and arrivals.name not in ("burst", "closed"):
+        rate = arrivals.get("rate")
+    if rate and duration is not None and requests is None and rate * duration > limits.REQUESTS:
+        rep.error(
+            f"`arrivals {arrivals.name}` at {rate:g}/s for {duration:g} s makes about "
+            f"{rate * duration:.3g} requests: beyond what tokensim simulates, at most "
+            f"{limits.REQUESTS:,}",
+            body.one("duration").span,
+            help="lower the rate or the duration, or end the workload with `requests`",
+        )
+        return None
     if lengths is not None and lengths.name == "uniform":
         for side in ("prompt", "output"):
             if lengths.get(f"{side}_min") > lengths.get(f"{side}_max"):
