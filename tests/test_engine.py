@@ -208,6 +208,8 @@ deployment { pool p { model m; on n0[0]; engine e } }
     assert "write `<`, `<=`, `>` or `>=`" in err
     err = errors_of(LIB + "engine e { on_gpu memory < 5 ms { scheduler_steps 2 } }")
     assert "expected a size in bytes" in err
+    err = errors_of(LIB + "engine e { on_gpu memory { scheduler_steps 2 } }")
+    assert "needs a comparison" in err
 
 
 def test_set_reaches_an_engine_statement_of_a_pool_that_names_none():

@@ -157,7 +157,13 @@ class OnGpu(Slot):
         if i >= len(items):
             raise Shape(None)
         first = items[i]
-        if isinstance(first, ast.Path) and first.text == "memory" and i + 1 < len(items):
+        if isinstance(first, ast.Path) and first.text == "memory":
+            if i + 1 >= len(items):
+                rep.error(
+                    "`on_gpu memory` needs a comparison, e.g. `on_gpu memory < 35 GiB`",
+                    first.span,
+                )
+                return BAD, len(items)
             op = items[i + 1]
             if not isinstance(op, ast.Symbol) or op.text not in _OPS:
                 rep.error(
