@@ -7,6 +7,7 @@ binds against it and ``docs/reference`` is generated from it.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
 
 from tokensim.ir import COST_KINDS, DTYPE_BYTES, Efficiency
@@ -137,12 +138,7 @@ class GpuCondition:
         return _OPS[self.op](memory_B, self.memory_B)
 
 
-_OPS = {
-    "<": float.__lt__,
-    "<=": float.__le__,
-    ">": float.__gt__,
-    ">=": float.__ge__,
-}
+_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
 class OnGpu(Slot):
