@@ -237,6 +237,8 @@ def test_engine_mistakes_are_located_errors():
     assert "expected a time" in err
     err = errors_of(LIB + "engine e { on_gpu H100_SMX { scheduler_steps 2 } }")
     assert "unknown gpu `H100_SMX`" in err and "did you mean `H100_SXM`" in err
+    err = errors_of(LIB + "engine sglang\ndeployment { pool p { model m } }")
+    assert "`engine` needs a { } block" in err  # a definition without its block
 
 
 # -- the mechanisms -----------------------------------------------------------------------

@@ -64,6 +64,19 @@ def test_gamma_gaps_have_the_given_mean_and_cv(cv):
     assert gaps.std() / gaps.mean() == pytest.approx(cv, rel=0.05)
 
 
+@pytest.mark.parametrize("cv", ["0.001", "1000"])
+def test_gamma_draws_finite_times_at_the_ends_of_its_cv_range(cv):
+    r = run(f"arrivals gamma {{ rate 5/s; cv {cv} }}; " + FIXED + "requests 1000")
+    assert np.all(np.isfinite(r.arrival_s)) and np.all(np.diff(r.arrival_s) >= 0)
+
+
+@pytest.mark.parametrize("cv", ["1e-300", "1e308", "0"])
+def test_a_gamma_cv_beyond_what_can_be_drawn_is_a_located_error(cv):
+    with pytest.raises(CompileError) as err:
+        workload_of(f"arrivals gamma 20/s {{ cv {cv} }}; " + FIXED + "requests 10")
+    assert "`cv` must be" in err.value.diagnostics[0].message
+
+
 def test_constant_gaps_are_exact_from_zero():
     r = run("arrivals constant 4/s; " + FIXED + "requests 9")
     assert r.arrival_s.tolist() == [k / 4 for k in range(9)]

@@ -27,7 +27,16 @@ class Gamma(Policy):
     """Gamma-distributed gaps with mean 1/rate and coefficient of variation ``cv``
     (cv 1 is Poisson; above 1 is burstier)."""
 
-    params = (_rate(), Param("cv", Num("cv", above=0), 1.0, "coefficient of variation of the gaps"))
+    params = (
+        _rate(),
+        # within 1e-3 and 1e3: gamma shapes of 1e-6 to 1e6, which the generator draws
+        Param(
+            "cv",
+            Num("cv", min=1e-3, max=1e3),
+            1.0,
+            "coefficient of variation of the gaps (0.001 to 1000)",
+        ),
+    )
     shorthand = (Num("rate", Dim.RATE, above=0),)
 
 

@@ -203,8 +203,8 @@ def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
     for kind, build in definitions:
         for file_top in bound_files:
             for b in file_top.all(kind):
-                if b.body is None or not isinstance(b.get("name"), str):
-                    continue
+                if b.body is None or b.stmt.body is None or not isinstance(b.get("name"), str):
+                    continue  # no block: its own error says so
                 errors = len(rep.diagnostics)
                 value = build(b, env)
                 if value is not None:
