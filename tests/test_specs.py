@@ -94,6 +94,15 @@ def test_std_has_the_promised_entries():
         "qwen2_5_7b",
         "qwen2_5_72b",
         "opt_13b",
+        "llama3_2_1b",
+        "llama3_2_3b",
+        "qwen2_5_1_5b",
+        "qwen2_5_3b",
+        "qwen2_5_14b",
+        "qwen2_5_32b",
+        "qwen3_4b",
+        "mistral_nemo_12b",
+        "mistral_small_24b",
     } <= {m.name for m in models.models}
 
 
