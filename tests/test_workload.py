@@ -164,6 +164,15 @@ def test_lognormal_median_matches_and_clips():
     assert logs.std() == pytest.approx(0.5, rel=0.05)
 
 
+def test_a_negative_zero_sigma_is_zero():
+    # `-0` is written by hand or by a tool; numpy's lognormal refuses a negative zero
+    r = run(
+        "arrivals poisson 1/s; requests 50; lengths lognormal { prompt_median 800;"
+        " prompt_sigma -0; output_median 40; output_sigma 0.5 }"
+    )
+    assert set(r.prompt_tokens.tolist()) == {800}
+
+
 def test_chat_follows_its_documented_fit_and_clips():
     r = run("arrivals poisson 1/s; lengths chat; requests 40000")
     assert np.median(r.prompt_tokens) == pytest.approx(CHAT_PROMPT_MEDIAN, rel=0.03)

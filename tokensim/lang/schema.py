@@ -99,6 +99,7 @@ class Num(Slot):
         if not math.isfinite(value):
             rep.error(f"`{item.text}` is too large a number for `{self.name}`", item.span)
             return BAD, i + 1
+        value += 0.0  # `-0` is 0 (numpy's samplers reject a negative zero)
         if self.integer:
             if item.unit not in ("", "token", "tokens") or value != int(value):
                 rep.error(f"`{self.name}` must be a whole number, found `{item.text}`", item.span)
