@@ -43,7 +43,8 @@ def cluster(body: Bodies, env: Env) -> ir.Cluster | None:
             env.rep.error(
                 f"node `{name}` has {count} GPUs but no `link` between them",
                 bound.stmt.items[0].span,
-                help="add e.g. `link NVLINK4` (or `link PCIE5` for GPUs without NVLink)",
+                help=f"add e.g. `link NVLINK4`, or `link {host_link.name}` (its host link) for "
+                "GPUs without NVLink",
             )
             ok = False
             continue
