@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tokensim.explore.cache import Cache, run_key
-from tokensim.perf.shared import note
+from tokensim.perf.shared import note, notes_collected
 
 
 class ExecutorError(Exception):
@@ -73,8 +73,6 @@ def run_job(job: Job) -> dict[str, str]:
 def _indexed(item: tuple[int, Job]) -> tuple[int, dict[str, str], list[str]]:
     """Job ``item`` run: its index, its files and the notes it said (for the caller to say
     once, however many processes said them)."""
-    from tokensim.perf.shared import notes_collected
-
     with notes_collected() as said:
         files = run_job(item[1])
     return item[0], files, said

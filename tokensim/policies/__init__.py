@@ -15,7 +15,7 @@ from typing import Any
 
 from tokensim.lang import ast
 from tokensim.lang.diagnostics import Note, Reporter, did_you_mean, one_of
-from tokensim.lang.schema import BAD, Shape, Slot, Val, _word, describe_item, match_slots
+from tokensim.lang.schema import BAD, Shape, Slot, Val, _item, _word, describe_item, match_slots
 
 
 @dataclass(frozen=True)
@@ -119,9 +119,7 @@ class PolicySlot(Slot):
         return f"<{self.registry.what}>"
 
     def match(self, items: Sequence[ast.Item], i: int, rep: Reporter):
-        if i >= len(items):
-            raise Shape(None)
-        item = items[i]
+        item = _item(items, i)
         word = _word(item)
         if word is None:
             raise Shape(item)

@@ -406,12 +406,13 @@ class Instance:
         if self._round_s != now:
             self._round_s, self._round_tokens = now, 0
         clip = self.reservation.clip_tokens
-        mine = req.output - req.generated
-        if clip:
-            mine = min(mine, clip)
-        to_come = self.batch.left_clipped()
-        for r in self.prefilling:
-            to_come += min(r.output - r.generated, clip) if clip else r.output - r.generated
+
+        def left(r: Request) -> int:  # output tokens still to come, up to the clip
+            n = r.output - r.generated
+            return min(n, clip) if clip else n
+
+        mine = left(req)
+        to_come = self.batch.left_clipped() + sum(map(left, self.prefilling))
         held = self.share * to_come + (1.0 - self.share) * self._round_tokens
         kv = self.kv
         room = kv.available_blocks - kv.watermark_blocks - kv.blocks_for(self.prompt_need(req))

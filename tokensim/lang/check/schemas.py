@@ -28,6 +28,7 @@ from tokensim.lang.schema import (
     Str,
     Val,
     Word,
+    _item,
 )
 from tokensim.lang.units import Dim
 from tokensim.policies import PolicySlot
@@ -51,9 +52,7 @@ class Place(Slot):
         return "<node>[<first>..<last>]"
 
     def match(self, items, i, rep):
-        if i >= len(items):
-            raise Shape(None)
-        item = items[i]
+        item = _item(items, i)
         if isinstance(item, ast.Path) and len(item.parts) == 1:
             return Val((item.parts[0], None, None), item.span), i + 1
         if isinstance(item, ast.Slice):
@@ -80,9 +79,7 @@ class Stat(Slot):
         return "mean|p50|p90|p99|p<N>"
 
     def match(self, items, i, rep):
-        if i >= len(items):
-            raise Shape(None)
-        item = items[i]
+        item = _item(items, i)
         word = item.parts[0] if isinstance(item, ast.Path) and len(item.parts) == 1 else None
         if word is None:
             raise Shape(item)
@@ -106,9 +103,7 @@ class Compare(Slot):
         return "<|<="
 
     def match(self, items, i, rep):
-        if i >= len(items):
-            raise Shape(None)
-        item = items[i]
+        item = _item(items, i)
         if isinstance(item, ast.Symbol) and item.text in ("<", "<="):
             return item.text, i + 1
         if isinstance(item, ast.Symbol) and item.text in (">", ">="):
@@ -150,9 +145,7 @@ class OnGpu(Slot):
         return "<gpu>, ...|memory <|<=|>|>= <bytes>"
 
     def match(self, items, i, rep):
-        if i >= len(items):
-            raise Shape(None)
-        first = items[i]
+        first = _item(items, i)
         if isinstance(first, ast.Path) and first.text == "memory":
             if i + 1 >= len(items):
                 rep.error(
@@ -684,9 +677,7 @@ class CudaGraphs(Slot):
         return "<tokens>|off"
 
     def match(self, items, i, rep):
-        if i >= len(items):
-            raise Shape(None)
-        item = items[i]
+        item = _item(items, i)
         if isinstance(item, ast.Path) and item.parts == ("off",):
             return 0, i + 1
         return Num("cuda_graphs", Dim.TOKENS, integer=True, min=1).match(items, i, rep)
