@@ -631,6 +631,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     p.set_defaults(func=cmd_graph)
 
+    from tokensim.explore import size_cmd
+
+    size_cmd.add_parser(sub, _explore_options)
+
     from tokensim.perf import commands
 
     commands.add_parsers(sub)

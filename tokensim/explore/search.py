@@ -60,6 +60,7 @@ class Config:
     rate: float | None = None  # its arrival rate (None: a trace's times)
     span: tuple[int, float] | None = None  # its :func:`window`
     graph: object = None  # compiled as written (None: it does not deploy)
+    text: str | None = None  # its own spec text, where it is not the searched spec's
 
     @property
     def label(self) -> str:

@@ -42,7 +42,7 @@ def write_search(
         graph = s.graph_at(o.config, rate, sources, span)
         sets = [*overrides, *(f"{p}={v}" for p, v in o.config.values.items())]
         sets += [f"{p}={v}" for p, v in s.rate_values(rate, span)]
-        job = Job(graph, settings.seeds[0], text, tuple(sets), page).keyed()
+        job = Job(graph, settings.seeds[0], o.config.text or text, tuple(sets), page).keyed()
         files = cache.get(job.key)
         if files is None:  # not cached: the cache was cleared meanwhile
             continue
