@@ -632,8 +632,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_graph)
 
     from tokensim.explore import size_cmd
+    from tokensim.lang import catalogue
 
     size_cmd.add_parser(sub, _explore_options)
+    catalogue.add_parser(sub)
 
     from tokensim.perf import commands
 
