@@ -64,3 +64,33 @@ def test_every_policy_is_listed_by_family():
     got = {(line.split()[0], line.split()[1]) for line in lines[1:]}
     for registry in (BATCHING, ROUTING, ARRIVALS, LENGTHS):
         assert {(registry.family, cls.name) for cls in registry} <= got
+
+
+@pytest.mark.parametrize(
+    "name, model",
+    [
+        ("meta-llama/Llama-3.1-70B-Instruct", "llama3_1_70b"),
+        ("llama-3.1-70b", "llama3_1_70b"),
+        ("meta-llama/Meta-Llama-3-8B-Instruct", "llama3_8b"),
+        ("Qwen/Qwen3-235B-A22B-Instruct-2507", "qwen3_235b_a22b"),
+        ("mistralai/Mistral-Nemo-Instruct-2407", "mistral_nemo_12b"),
+        ("codellama/CodeLlama-34b-Instruct-hf", "codellama_34b"),
+        ("qwen2_5_7b", "qwen2_5_7b"),
+        ("openai/gpt-oss-120b", None),
+        ("llama", None),
+    ],
+)
+def test_a_model_is_found_by_its_hugging_face_name(name, model):
+    from tokensim.lang.catalogue import model_named
+
+    assert model_named(name) == model
+
+
+def test_every_catalogue_model_is_found_by_the_repository_it_cites():
+    import re
+
+    from tokensim.lang.catalogue import model_named
+
+    for m in std_spec("models").models:
+        repo = next(re.search(r"huggingface\.co/([^/]+/[^/\s]+)", s) for s in m.sources)
+        assert repo is not None and model_named(repo.group(1)) == m.name

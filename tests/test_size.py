@@ -165,6 +165,16 @@ def test_size_answers_with_the_fewest_gpus_and_writes_a_spec_that_runs(tmp_path)
     assert len(rows) == len(z.layouts(z.Question(**{**QUESTION.__dict__, "max_gpus": 2})))
     best = out / "best.tsim"
     assert "instances 1; tp 1" in best.read_text()
+    r = tokensim(
+        *[a if a != "llama3_2_1b" else "meta-llama/Llama-3.2-1B-Instruct" for a in SMALL],
+        *slo,
+        "--no-report",
+        "-o",
+        out,
+        "--cache",
+        tmp_path / "c",
+    )
+    assert r.returncode == 0 and "is `llama3_2_1b` of std/models" in r.stderr, r.stderr
     r = tokensim("check", best)
     assert r.returncode == 0, r.stderr
 

@@ -30,7 +30,12 @@ def add_parser(sub, explore_options) -> None:
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="a model of std/models (or of --import)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="a model of std/models (or of --import), by its name or its Hugging Face "
+        "repository (meta-llama/Llama-3.1-70B-Instruct)",
+    )
     p.add_argument("--gpu", required=True, help="a GPU of std/hardware (or of --import)")
     p.add_argument("--dtype", help="the weights' type, e.g. fp8 (default: the model's)")
     p.add_argument(
@@ -149,7 +154,7 @@ def question(args):
             raise SizeError(f"no such file to import: {item}")
         imports.append(str(Path(item).resolve()))
     return Question(
-        model=args.model,
+        model=model_name(args.model, args.quiet),
         gpu=args.gpu,
         rate=None if args.rate is None else parse_rate(args.rate),
         slo=args.slo,
@@ -166,6 +171,20 @@ def question(args):
         disaggregated=not args.no_disaggregated,
         imports=tuple(imports),
     )
+
+
+def model_name(name: str, quiet: bool) -> str:
+    """``name`` as std/models calls it: a Hugging Face repository or another spelling of a
+    catalogue model is taken as that model, with a note; anything else is kept as given
+    (a model of an --import, or a misspelling the checker will point at)."""
+    from tokensim.lang.catalogue import model_named
+
+    found = model_named(name)
+    if found is None or found == name:
+        return name
+    if not quiet:
+        print(f"note: --model {name} is `{found}` of std/models", file=sys.stderr)
+    return found
 
 
 def cmd_size(args) -> int:

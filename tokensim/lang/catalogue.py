@@ -8,6 +8,43 @@ import re
 KINDS = ("gpus", "models", "engines", "links", "policies")
 
 
+# what a Hugging Face repository name carries beyond the model: the organisation, a variant
+# (instruct, chat, base...), a version or a release date
+_HUB_SUFFIX = re.compile(r"-(instruct|chat|hf|base|it)$|-v\d+(\.\d+)*$|-\d{4}$")
+
+
+def _model_key(name: str) -> str:
+    """``meta-llama/Llama-3.1-70B-Instruct``, ``llama-3.1-70b`` and ``llama3_1_70b`` alike:
+    ``llama3170b``."""
+    name = name.strip().split("/")[-1].lower()
+    name = name.removeprefix("meta-")  # Meta-Llama-3-70B
+    while True:
+        shorter = _HUB_SUFFIX.sub("", name)
+        if shorter == name:
+            break
+        name = shorter
+    return re.sub(r"[^a-z0-9]", "", name)
+
+
+def model_named(name: str) -> str | None:
+    """The std model a user's name for it means: its catalogue name, its Hugging Face
+    repository (as the catalogue cites it, with or without the organisation, any variant
+    or release date) or that name in other spelling; None when none or several match."""
+    from tokensim.lang.check import std_spec
+
+    key = _model_key(name)
+    found = set()
+    for m in std_spec("models").models:
+        names = [m.name] + [
+            hit.group(1)
+            for src in m.sources
+            if (hit := re.search(r"huggingface\.co/([^/\s]+/[^/\s]+)", src))
+        ]
+        if any(_model_key(n) == key for n in names):
+            found.add(m.name)
+    return found.pop() if len(found) == 1 else None
+
+
 def _first_line(doc: str | None) -> str:
     text = " ".join((doc or "").replace("``", "`").split())
     return text.split(". ")[0].rstrip(".") if text else ""
