@@ -99,6 +99,9 @@ class Gpu:
     sources: tuple[str, ...]
     span: Span
     cost: CostSpec = ROOFLINE  # the GPU's `cost`; pools on it use it unless they set their own
+    # the GPU whose measurements a calibration lists it under: a GPU made `from` another
+    # is measured as its base (None: as itself)
+    measured_as: str | None = None
 
     def flops(self, dtype: str) -> float | None:
         """Peak dense FLOP/s for ``dtype`` (None if the GPU has no such unit)."""

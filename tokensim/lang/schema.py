@@ -416,9 +416,11 @@ def bind(
     rep: Reporter,
     where: str,
     span: Span | None,
+    partial: bool = False,
 ) -> Bodies:
     """Match a block's statements against ``block``; report unknown keys, bad items,
-    repeats and missing required statements. ``where`` names the block in messages."""
+    repeats and missing required statements (not when ``partial``: the statements that
+    change a base definition). ``where`` names the block in messages."""
     out = Bodies(block, where, span)
     for stmt in statements or ():
         key = stmt.key.text
@@ -460,10 +462,11 @@ def bind(
             label = values.get("name")
             label = label.value if isinstance(label, Val) else label
             inner = f"{attr.body.kind} `{label}`" if label else f"`{key}`"
-            body = bind(stmt.body, attr.body, rep, inner, stmt.span)
+            changes = isinstance(values.get("base"), Val)  # `gpu NAME from BASE { ... }`
+            body = bind(stmt.body, attr.body, rep, inner, stmt.span, partial=changes)
         out.by_key.setdefault(key, []).append(Bound(stmt, values, body))
     for attr in block.attrs:
-        if attr.required and attr.key not in out.by_key:
+        if attr.required and attr.key not in out.by_key and not partial:
             rep.error(
                 f"{where} needs `{attr.key}`",
                 span,

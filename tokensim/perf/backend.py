@@ -226,7 +226,7 @@ class MeasuredCostModel(CostModel):
         self.predictor, self.label = predictor, label
         self._datasheet: list[str] = []  # ops the predictor has nothing for
         m, tp = pool.model, pool.tp
-        self.gpu_name = pool.gpu.name
+        self.gpu_name = pool.gpu.measured_as or pool.gpu.name
         shape = ModelShape.from_ir(m)
         layer = shape.gemms(tp)
         shapes = [(n, k) for _, n, k in (layer if m.experts == 1 else layer[:2])]

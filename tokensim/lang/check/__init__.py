@@ -7,7 +7,7 @@ one :class:`~tokensim.lang.diagnostics.CompileError` at the end.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path as FsPath
@@ -161,6 +161,24 @@ def _index_std(env: Env, sources: SourceMap) -> None:
                 env.std_index.setdefault(stmt.key.text, {}).setdefault(stmt.label, name)
 
 
+def _derived(b, kind: str, written: dict, env: Env):
+    """The definition ``b`` with its base's statements under its own (``gpu NAME from
+    BASE { ... }``), bound again; ``b`` itself without a base; None after reporting an
+    unknown base. Its statements are kept in ``written`` for definitions derived from it."""
+    table = written.setdefault(kind, {})
+    ref = b.get("base")
+    if ref is None:
+        table[b.get("name")] = tuple(b.stmt.body)
+        return b
+    if ref.value not in table:
+        env.lookup(kind, ref)  # unknown: reported with a suggestion
+        return None
+    merged = catalog.derive(kind, table[ref.value], b.stmt.body)
+    table[b.get("name")] = tuple(merged)
+    stmt = replace(b.stmt, body=tuple(merged))
+    return bind([stmt], schemas.TOP, env.rep, "a definition", None).all(kind)[0]
+
+
 def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
     """Check a parsed spec (and what it imports) into an :class:`ir.Spec`.
 
@@ -200,12 +218,19 @@ def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
         ("model", catalog.model),
         ("engine", engines.definition),
     )
+    written: dict[str, dict[str, tuple]] = {}  # kind -> name -> its statements (derived: merged)
     for kind, build in definitions:
         for file_top in bound_files:
             for b in file_top.all(kind):
                 if b.body is None or b.stmt.body is None or not isinstance(b.get("name"), str):
                     continue  # no block: its own error says so
                 errors = len(rep.diagnostics)
+                if kind != "engine":  # an engine keeps its base (its on_gpu choices)
+                    name = b.get("name")
+                    b = _derived(b, kind, written, env)
+                    if b is None:
+                        env.broken.add((kind, name))
+                        continue
                 value = build(b, env)
                 if value is not None:
                     env.define(kind, b.get("name"), value, b.stmt.items[0].span)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
 from tokensim import ir
+from tokensim.lang import ast
 from tokensim.lang.check.env import Env
 from tokensim.lang.diagnostics import Note
 from tokensim.lang.schema import BAD, Bodies, Bound, Val
@@ -143,7 +146,17 @@ def gpu(bound: Bound, env: Env) -> ir.Gpu | None:
         sources=_sources(body),
         span=bound.span,
         cost=cost_spec or ir.ROOFLINE,
+        measured_as=_measured_as(bound, env),
     )
+
+
+def _measured_as(bound: Bound, env: Env) -> str | None:
+    """The GPU a derived GPU's calibration rows are under: its base's (None: its own)."""
+    ref = bound.get("base")
+    if not isinstance(ref, Val):
+        return None
+    base = env.lookup("gpu", ref)
+    return None if base is None else base.measured_as or base.name
 
 
 def count_params(
@@ -248,3 +261,40 @@ def model(bound: Bound, env: Env) -> ir.Model | None:
         sources=_sources(body),
         span=bound.span,
     )
+
+
+# blocks whose statements a derived definition changes one by one (the rest it replaces)
+_NESTED = {"compute", "efficiency"}
+# a model's shapes: changing one makes the base's `params` (published count) not apply
+_SHAPES = {"layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "experts", "mlp"}
+_SHAPES |= {"tie_embeddings"}
+
+
+def derive(
+    kind: str, base: Sequence[ast.Statement], own: Sequence[ast.Statement]
+) -> list[ast.Statement]:
+    """The statements of ``kind NAME from BASE { own }``: ``base``'s with ``own`` laid on
+    top key by key (``compute`` and ``efficiency`` entry by entry), the sources of both
+    (its own first), and without the base's ``params`` when ``own`` changes a shape."""
+
+    def keyed(stmts):
+        return [x for x in stmts if x.key.text != "source"]
+
+    out = keyed(base)
+    own_keys = {x.key.text for x in own}
+    if kind == "model" and own_keys & _SHAPES and "params" not in own_keys:
+        out = [x for x in out if x.key.text != "params"]
+    for stmt in keyed(own):
+        key = stmt.key.text
+        at = next((i for i, x in enumerate(out) if x.key.text == key), None)
+        if at is None:
+            out.append(stmt)
+            continue
+        old = out[at]
+        if key in _NESTED and old.body is not None and stmt.body is not None:
+            stmt = dataclasses.replace(stmt, body=tuple(derive(key, old.body, stmt.body)))
+        out[at] = stmt
+    sources = [x for x in own if x.key.text == "source"] + [
+        x for x in base if x.key.text == "source"
+    ]
+    return sources + out

@@ -62,11 +62,19 @@ class EngineDef:
         the order written."""
         stmts = self.base.layers(gpu) if self.base is not None else []
         stmts = merge(stmts, self.statements)
-        name, memory = (gpu.name, gpu.memory_B) if gpu is not None else (None, None)
+        memory = gpu.memory_B if gpu is not None else None
         for when, extra in self.on_gpu:
-            if when.holds(name, memory):
+            if any(when.holds(name, memory) for name in _names(gpu)):
                 stmts = merge(stmts, extra)
         return stmts
+
+
+def _names(gpu: ir.Gpu | None) -> tuple[str | None, ...]:
+    """The names ``on_gpu`` knows ``gpu`` by: its own and, for a GPU made ``from`` another,
+    the base's (None: no GPU)."""
+    if gpu is None:
+        return (None,)
+    return tuple(n for n in (gpu.name, gpu.measured_as) if n)
 
 
 def definition(bound: Bound, env: Env) -> EngineDef | None:

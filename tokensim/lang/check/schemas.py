@@ -192,6 +192,19 @@ def _named(key: str, body: Block, doc: str, required: bool = False) -> Attr:
     )
 
 
+def _derivable(key: str, body: Block, doc: str) -> Attr:
+    """``key <name> [from <base>] { body }``: a definition, whole or as another's statements
+    changed by these."""
+    return Attr(
+        key,
+        (Word("name", what=f"{key} name"), Opt((Lit("from"), Ref("base", key)))),
+        f"{doc} (`from <{key}>`: its statements, changed by these)",
+        body=body,
+        body_required=True,
+        repeat=True,
+    )
+
+
 SOURCE = Attr(
     "source", (Str("source"),), "where the figures of this definition come from", repeat=True
 )
@@ -863,9 +876,9 @@ TOP = Block(
     (
         Attr("import", (Str("path"),), "bring in definitions from another file", repeat=True),
         Attr("name", (Str("name"),), "the spec's title", default="the file name"),
-        _named("gpu", GPU, "define a GPU"),
-        _named("link", LINK, "define a link"),
-        _named("model", MODEL, "define a model"),
+        _derivable("gpu", GPU, "define a GPU"),
+        _derivable("link", LINK, "define a link"),
+        _derivable("model", MODEL, "define a model"),
         Attr(
             "engine",
             (Word("name", what="engine name"), Opt((Lit("from"), Ref("base", "engine")))),
