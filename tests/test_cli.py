@@ -178,3 +178,65 @@ def test_the_report_shows_rejections_apart_from_preemptions(tmp_path):
     assert f"of the {served} served" in page and "could never run" in page
     assert "∞" in page  # the p90 reaches the rejected requests
     assert "requests preempted · " not in page  # rejections are not preemptions
+
+
+def test_check_and_graph_take_set_values():
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tokensim",
+            "check",
+            "specs/single_gpu_8b.tsim",
+            "--set",
+            "cluster.n0.gpus=H200",
+            "--dump",
+            "ir",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 0 and "name='H200'" in r.stdout, r.stderr
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tokensim",
+            "graph",
+            "specs/single_gpu_8b.tsim",
+            "--set",
+            "cluster.n0.gpus=H200",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 0 and "1 x H200" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize(
+    "path, near",
+    [
+        ("workload.rate", "`workload.arrivals.rate`"),
+        ("deployment.tp", "`deployment.serve.tp`"),
+        ("cluster.gpus", "`cluster.n0.gpus`"),
+        ("workload.arrivals.rat", "`workload.arrivals.rate`"),
+    ],
+)
+def test_a_bad_set_path_names_the_paths_near_it(path, near):
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tokensim",
+            "check",
+            "specs/single_gpu_8b.tsim",
+            "--set",
+            f"{path}=2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 1 and f"help: this spec can set {near}" in r.stderr, r.stderr

@@ -96,7 +96,7 @@ def cmd_check(args) -> int:
     for path in args.specs:
         try:
             if args.dump:
-                result = _compile(path, args.dump)
+                result = _compile(path, args.dump, args.set)
                 if args.dump == "graph":
                     from tokensim.graph import render as graph_render
 
@@ -104,7 +104,7 @@ def cmd_check(args) -> int:
                 else:
                     sys.stdout.write(dump(result, _root(path)) + "\n")
             else:
-                spec = _compile(path, "ir")
+                spec = _compile(path, "ir", args.set)
                 print(f"ok: {path} ({_summary(spec)})", file=sys.stderr)
         except CompileError as err:
             print(err, file=sys.stderr)
@@ -132,7 +132,7 @@ def cmd_graph(args) -> int:
     from tokensim.graph import render as graph_render
 
     try:
-        graph = _compile(args.spec, "graph")
+        graph = _compile(args.spec, "graph", args.set)
     except CompileError as err:
         print(err, file=sys.stderr)
         return 1
@@ -492,6 +492,10 @@ def _explore_options(p) -> None:
     )
 
 
+def _set_option(p, help: str) -> None:
+    p.add_argument("--set", action="append", metavar="PATH=VALUE", help=f"{help} (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tokensim",
@@ -513,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["ast", "ir", "graph"],
         help="print the deterministic text dump of that stage instead",
     )
+    _set_option(p, "set a value of each spec first, e.g. --set deployment.serve.tp=2")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser(
@@ -629,6 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="text (default), Graphviz dot, or JSON",
     )
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    _set_option(p, "set a value of the spec first, e.g. --set deployment.serve.tp=2")
     p.set_defaults(func=cmd_graph)
 
     from tokensim.explore import size_cmd

@@ -36,8 +36,61 @@ def override(module: ast.Module, path: str, value: str, sources: SourceMap) -> a
         _fail("a --set value is one statement's items", Span(name, 1, 1, 1, len(text) + 1), sources)
     new = parsed.statements[0]
     parts = new.key.parts
-    statements = _set(list(module.statements), schemas.TOP, parts, new, sources, 0)
+    try:
+        statements = _set(list(module.statements), schemas.TOP, parts, new, sources, 0)
+    except CompileError as err:
+        near = nearest(paths(module), parts)
+        if not near or len(err.diagnostics) != 1:
+            raise
+        d = err.diagnostics[0]
+        found = ", ".join(f"`{p}`" for p in near)
+        raise CompileError(
+            [dataclasses.replace(d, help=f"this spec can set {found}")], sources
+        ) from None
     return dataclasses.replace(module, statements=tuple(statements))
+
+
+def paths(module: ast.Module) -> list[str]:
+    """Every path ``--set`` can set in ``module``: the statements its blocks take, the
+    pools, nodes and definitions it has by name, and the parameters of its policies."""
+    out: list[str] = []
+    _walk(module.statements, schemas.TOP, (), out)
+    return out
+
+
+def _walk(stmts, block: Block, prefix: tuple[str, ...], out: list[str]) -> None:
+    for attr in block.attrs:
+        if attr.repeat:
+            continue
+        path = (*prefix, attr.key)
+        out.append(".".join(path))
+        stmt = next((s for s in stmts if s.key.text == attr.key), None)
+        if attr.body is not None and not attr.custom_body:
+            _walk(stmt.body if stmt is not None else (), attr.body, path, out)
+        slot = next((s for s in attr.slots if isinstance(s, PolicySlot)), None)
+        name = _policy_name(stmt) if stmt is not None and stmt.items else None
+        cls = slot.registry.get(name or slot.default or "") if slot is not None else None
+        if cls is not None:
+            out += [".".join((*path, p.name)) for p in cls.params]
+    for s in stmts:
+        attr = block.attr(s.key.text)
+        if s.label and attr is not None and attr.repeat and attr.body is not None and s.body:
+            _walk(s.body, attr.body, (*prefix, s.label), out)
+
+
+def nearest(candidates: list[str], parts: tuple[str, ...], most: int = 4) -> list[str]:
+    """The paths of ``candidates`` that end as ``parts`` does (its last name, and the first
+    too where several do), else those whose last name is near it."""
+    last = parts[-1]
+    ending = [c for c in candidates if c.split(".")[-1] == last]
+    if len(ending) > 1:
+        under = [c for c in ending if c.split(".")[0] == parts[0]]
+        ending = under or ending
+    if not ending:
+        close = did_you_mean(last, sorted({c.split(".")[-1] for c in candidates}))
+        word = close.split("`")[1] if close and "`" in close else None
+        ending = [c for c in candidates if word and c.split(".")[-1] == word]
+    return ending[:most]
 
 
 def _set(stmts: list, block: Block, parts, new: ast.Statement, sources, depth: int) -> list:
