@@ -457,12 +457,12 @@ def bind(
         elif stmt.body is not None and attr.body is None:
             rep.error(f"`{key}` takes no {{ }} block", stmt.span, Note(f"usage: {attr.usage()}"))
         elif attr.body is not None and (stmt.body is not None or attr.body_required):
-            if stmt.body is None:
+            changes = isinstance(values.get("base"), Val)  # `gpu NAME from BASE { ... }`
+            if stmt.body is None and not changes:
                 rep.error(f"`{key}` needs a {{ }} block", stmt.span, Note(f"usage: {attr.usage()}"))
             label = values.get("name")
             label = label.value if isinstance(label, Val) else label
             inner = f"{attr.body.kind} `{label}`" if label else f"`{key}`"
-            changes = isinstance(values.get("base"), Val)  # `gpu NAME from BASE { ... }`
             body = bind(stmt.body, attr.body, rep, inner, stmt.span, partial=changes)
         out.by_key.setdefault(key, []).append(Bound(stmt, values, body))
     for attr in block.attrs:

@@ -170,10 +170,16 @@ def _derived(b, kind: str, written: dict, env: Env):
     if ref is None:
         table[b.get("name")] = tuple(b.stmt.body)
         return b
-    if ref.value not in table:
+    if isinstance(ref.value, schemas.ConfigFile):  # `model NAME from "config.json"`
+        base = catalog.config_statements(Val(ref.value.path, ref.span), env, env.rep.sources)
+        if base is None:
+            return None
+    elif ref.value in table:
+        base = table[ref.value]
+    else:
         env.lookup(kind, ref)  # unknown: reported with a suggestion
         return None
-    merged = catalog.derive(kind, table[ref.value], b.stmt.body)
+    merged = catalog.derive(kind, base, b.stmt.body or ())
     table[b.get("name")] = tuple(merged)
     stmt = replace(b.stmt, body=tuple(merged))
     return bind([stmt], schemas.TOP, env.rep, "a definition", None).all(kind)[0]
@@ -222,8 +228,11 @@ def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
     for kind, build in definitions:
         for file_top in bound_files:
             for b in file_top.all(kind):
-                if b.body is None or b.stmt.body is None or not isinstance(b.get("name"), str):
+                made = b.get("base") is not None  # `from <base>`: a block is optional
+                if b.body is None or not isinstance(b.get("name"), str):
                     continue  # no block: its own error says so
+                if b.stmt.body is None and not made:
+                    continue
                 errors = len(rep.diagnostics)
                 if kind != "engine":  # an engine keeps its base (its on_gpu choices)
                     name = b.get("name")

@@ -298,3 +298,132 @@ def derive(
         x for x in base if x.key.text == "source"
     ]
     return sources + out
+
+
+# -- a model from a Hugging Face config.json ------------------------------------------------
+
+# what a config.json names each statement (the first key present wins)
+_CONFIG_KEYS = {
+    "layers": ("num_hidden_layers", "n_layer", "num_layers"),
+    "hidden": ("hidden_size", "n_embd", "d_model"),
+    "heads": ("num_attention_heads", "n_head"),
+    "kv_heads": ("num_key_value_heads",),
+    "head_dim": ("head_dim",),
+    "vocab": ("vocab_size",),
+    "max_context": ("max_position_embeddings", "n_positions", "max_sequence_length"),
+}
+_CONFIG_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+# what tokensim does not model, by the config key that says a model has it
+_CONFIG_UNSUPPORTED = (
+    ("kv_lora_rank", "multi-head latent attention (MLA)"),
+    ("q_lora_rank", "multi-head latent attention (MLA)"),
+    ("shared_expert_intermediate_size", "a shared expert"),
+    ("n_shared_experts", "shared experts"),
+    ("first_k_dense_replace", "dense first layers in a MoE"),
+    ("mlp_only_layers", "dense layers among the MoE layers"),
+    ("layer_types", "layers of different kinds (sliding-window or linear attention)"),
+    ("linear_num_value_heads", "linear attention"),
+    ("text_config", "a multimodal model (its text model is under text_config)"),
+)
+
+
+def config_statements(ref: Val, env: Env, sources) -> list[ast.Statement] | None:
+    """The statements of a model read from the Hugging Face ``config.json`` that ``ref``
+    (a path string) names, as text tokensim parsed; None after reporting why not."""
+    import json
+
+    from tokensim.lang.diagnostics import CompileError
+    from tokensim.lang.parse import parse
+
+    path = (env.folder_of(ref.span) / ref.value).resolve()
+    try:
+        config = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        env.rep.error(
+            f"no such file `{ref.value}`",
+            ref.span,
+            help=f"looked for {path}; a relative path is taken from the spec's folder",
+        )
+        return None
+    except (OSError, UnicodeDecodeError) as err:
+        env.rep.error(
+            f"cannot read `{ref.value}`: {getattr(err, 'strerror', None) or err}", ref.span
+        )
+        return None
+    except json.JSONDecodeError as err:
+        env.rep.error(
+            f"`{ref.value}` is not JSON: {err.msg} at line {err.lineno}, column {err.colno}",
+            ref.span,
+        )
+        return None
+    if not isinstance(config, dict):
+        env.rep.error(f"`{ref.value}` is not a model's config.json (not an object)", ref.span)
+        return None
+    for key, what in _CONFIG_UNSUPPORTED:
+        if config.get(key) not in (None, 0, False, [], {}) and not _uniform(key, config):
+            env.rep.error(
+                f"`{ref.value}` describes {what}, which tokensim does not model",
+                ref.span,
+                Note(f"its config has `{key}`"),
+            )
+            return None
+    if (config.get("decoder_sparse_step") or 1) > 1:
+        env.rep.error(
+            f"`{ref.value}` describes dense layers among the MoE layers, which tokensim does "
+            "not model",
+            ref.span,
+            Note(f"its config has `decoder_sparse_step` {config['decoder_sparse_step']}"),
+        )
+        return None
+    window = config.get("sliding_window")
+    if config.get("use_sliding_window", window is not None) and window:
+        env.rep.error(
+            f"`{ref.value}` describes sliding-window attention, which tokensim does not model",
+            ref.span,
+            Note("its config has `sliding_window`"),
+        )
+        return None
+    lines, missing = [], []
+    for stmt, keys in _CONFIG_KEYS.items():
+        value = next((config[k] for k in keys if config.get(k) is not None), None)
+        if value is not None:
+            lines.append(f"{stmt} {value}")
+        elif stmt not in ("kv_heads", "head_dim"):
+            missing.append(keys[0])
+    experts = config.get("num_local_experts") or config.get("num_experts") or 1
+    ffn = (config.get("moe_intermediate_size") if experts > 1 else None) or next(
+        (config[k] for k in ("intermediate_size", "ffn_dim", "n_inner") if config.get(k)), None
+    )
+    if ffn is None:
+        missing.append("intermediate_size")
+    else:
+        lines.append(f"ffn {ffn}")
+    if missing:
+        env.rep.error(
+            f"`{ref.value}` has no `{missing[0]}`: not a config.json tokensim can read",
+            ref.span,
+            help="write the model's shapes in the block instead (see the language reference)",
+        )
+        return None
+    if experts > 1:
+        lines += [f"experts {experts}", f"top_k {config.get('num_experts_per_tok', 2)}"]
+    gated = config.get("model_type") not in ("opt", "gpt2", "gpt_neox", "bloom", "falcon")
+    lines.append(f"mlp {'gated' if gated else 'plain'}")
+    lines.append(f"tie_embeddings {'on' if config.get('tie_word_embeddings') else 'off'}")
+    dtype = _CONFIG_DTYPES.get(str(config.get("torch_dtype") or config.get("dtype")))
+    if dtype:
+        lines.append(f"dtype {dtype}")
+    lines.append(f'source "{path.name}: read from {ref.value}"')
+    name = f"{ref.value} (as tokensim reads it)"
+    try:
+        return list(parse("\n".join(lines) + "\n", name, sources).statements)
+    except CompileError as err:  # a value no statement takes (a float layer count...)
+        env.rep.extend(err.diagnostics)
+        return None
+
+
+def _uniform(key: str, config: dict) -> bool:
+    """Whether ``key`` says nothing tokensim misses: every layer of one plain kind."""
+    if key != "layer_types":
+        return False
+    return set(config[key]) <= {"full_attention"}

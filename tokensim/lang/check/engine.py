@@ -90,7 +90,8 @@ def definition(bound: Bound, env: Env) -> EngineDef | None:
         b.get("source").value for b in body.all("source") if isinstance(b.get("source"), Val)
     )
     version = body.value("version")
-    plain = tuple(s for s in bound.stmt.body if s.key.text not in ("source", "version", "on_gpu"))
+    own = bound.stmt.body or ()  # `engine NAME from BASE` alone: the base, renamed
+    plain = tuple(s for s in own if s.key.text not in ("source", "version", "on_gpu"))
     on_gpu = []
     known = set(env.defs.get("gpu", {})) | set(env.std_index.get("gpu", {}))
     for b in body.all("on_gpu"):

@@ -192,13 +192,41 @@ def _named(key: str, body: Block, doc: str, required: bool = False) -> Attr:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class ConfigFile:
+    """``model NAME from "config.json"``: the Hugging Face config file a model is read from."""
+
+    path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Base(Slot):
+    """What a definition is made from: another definition's name, or (``files``) the path
+    of a file it is read from, a :class:`Val` of :class:`ConfigFile`."""
+
+    name: str
+    kind: str
+    files: bool = False
+
+    def usage(self) -> str:
+        return f"<{self.kind}>" + (' | "<config.json>"' if self.files else "")
+
+    def match(self, items, i, rep):
+        item = _item(items, i)
+        if self.files and isinstance(item, ast.String):
+            return Val(ConfigFile(item.value), item.span), i + 1
+        return Ref(self.name, self.kind).match(items, i, rep)
+
+
 def _derivable(key: str, body: Block, doc: str) -> Attr:
     """``key <name> [from <base>] { body }``: a definition, whole or as another's statements
-    changed by these."""
+    changed by these (a model: or read from a Hugging Face config.json)."""
+    files = key == "model"
+    also = ', or `from "config.json"`: read from a Hugging Face config' if files else ""
     return Attr(
         key,
-        (Word("name", what=f"{key} name"), Opt((Lit("from"), Ref("base", key)))),
-        f"{doc} (`from <{key}>`: its statements, changed by these)",
+        (Word("name", what=f"{key} name"), Opt((Lit("from"), Base("base", key, files)))),
+        f"{doc} (`from <{key}>`: its statements, changed by these{also})",
         body=body,
         body_required=True,
         repeat=True,

@@ -1,0 +1,127 @@
+"""`model NAME from "config.json"`: a model read from its Hugging Face config file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import compile_text, errors_of
+
+import tokensim
+from tokensim.lang.check import std_spec
+
+# the fields of Llama-3.1-8B's and Qwen3-30B-A3B's config.json that tokensim reads (the
+# values std/models cites), beside fields it ignores
+LLAMA = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_attention_heads": 32,
+    "num_hidden_layers": 32,
+    "num_key_value_heads": 8,
+    "vocab_size": 128256,
+    "max_position_embeddings": 131072,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "rope_theta": 500000.0,
+}
+QWEN_MOE = {
+    "model_type": "qwen3_moe",
+    "hidden_size": 2048,
+    "intermediate_size": 6144,
+    "moe_intermediate_size": 768,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 4,
+    "head_dim": 128,
+    "num_hidden_layers": 48,
+    "num_experts": 128,
+    "num_experts_per_tok": 8,
+    "decoder_sparse_step": 1,
+    "mlp_only_layers": [],
+    "vocab_size": 151936,
+    "max_position_embeddings": 40960,
+    "tie_word_embeddings": False,
+    "sliding_window": None,
+    "use_sliding_window": False,
+}
+
+
+def spec(tmp_path, config: dict, line: str) -> str:
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return 'import "std/hardware"\nimport "std/models"\n' + line + "\n"
+
+
+def model(spec_, name):
+    return next(m for m in spec_.models if m.name == name)
+
+
+def std(name):
+    return next(m for m in std_spec("models").models if m.name == name)
+
+
+@pytest.mark.parametrize("config, same", [(LLAMA, "llama3_1_8b"), (QWEN_MOE, "qwen3_30b_a3b")])
+def test_a_config_gives_the_shapes_the_catalogue_cites(tmp_path, config, same):
+    path = tmp_path / "m.tsim"
+    path.write_text(spec(tmp_path, config, 'model mine from "config.json"'))
+    got, ref = model(tokensim.load(path), "mine"), std(same)
+    for field in ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab"):
+        assert getattr(got, field) == getattr(ref, field), field
+    assert (got.experts, got.top_k, got.mlp, got.params) == (
+        ref.experts,
+        ref.top_k,
+        ref.mlp,
+        ref.params,
+    )
+    assert got.sources[0] == "config.json: read from config.json"
+
+
+def test_the_block_changes_what_the_config_says_and_the_model_runs(tmp_path):
+    path = tmp_path / "m.tsim"
+    path.write_text(
+        spec(tmp_path, LLAMA, 'model mine from "config.json" { max_context 8192 }')
+        + """
+cluster { node n0 { gpus H100_SXM x 1 } }
+deployment { pool p { model mine } }
+workload { arrivals poisson 5/s; lengths fixed 500 -> 50; requests 40; seed 1 }
+"""
+    )
+    run = tokensim.run(path)
+    assert model(run.result.spec, "mine").max_context == 8192
+    assert run.metrics["requests"]["completed"] == 40
+
+
+@pytest.mark.parametrize(
+    "config, says",
+    [
+        ({**LLAMA, "kv_lora_rank": 512}, "multi-head latent attention (MLA)"),
+        ({**QWEN_MOE, "mlp_only_layers": [0, 1]}, "dense layers among the MoE layers"),
+        ({**QWEN_MOE, "decoder_sparse_step": 2}, "dense layers among the MoE layers"),
+        ({**LLAMA, "sliding_window": 4096}, "sliding-window attention"),
+        (
+            {k: v for k, v in LLAMA.items() if k != "num_hidden_layers"},
+            "has no `num_hidden_layers`",
+        ),
+        ([1, 2], "not an object"),
+    ],
+)
+def test_what_tokensim_cannot_read_is_an_error_at_the_path(tmp_path, config, says):
+    out = errors_of(
+        spec(tmp_path, config, 'model mine from "config.json"'), str(tmp_path / "m.tsim")
+    )
+    assert says in out and "m.tsim:3:17" in out, out
+    assert out.count("error:") == 1
+
+
+def test_a_missing_or_broken_file_is_an_error_at_the_path(tmp_path):
+    text = 'model mine from "nope.json"\n'
+    out = errors_of(text, str(tmp_path / "m.tsim"))
+    assert "no such file `nope.json`" in out and "m.tsim:1:17" in out
+    (tmp_path / "bad.json").write_text('{"hidden_size": 4096,\n oops}')
+    out = errors_of('model mine from "bad.json"\n', str(tmp_path / "m.tsim"))
+    assert "`bad.json` is not JSON" in out and "line 2" in out
+
+
+def test_a_gpu_cannot_be_read_from_a_file():
+    out = errors_of('gpu g from "config.json"\n')
+    assert "error:" in out and "gpu" in out
