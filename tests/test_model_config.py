@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import compile_text, errors_of
+from conftest import errors_of
 
 import tokensim
 from tokensim.lang.check import std_spec
