@@ -35,7 +35,7 @@ def test_load_from_text_and_errors_are_compile_errors():
     "path, value, message",
     [
         ("workload.arrivals.rate", "20 GB", "expected a rate, found a size in bytes"),
-        ("deployment.serve.tpp", "2", "did you mean `tp`?"),
+        ("deployment.serve.tpp", "2", "this spec can set `deployment.serve.tp`"),
         ("workload.arrivals.rat", "2/s", "has no parameter `rat`"),
     ],
 )

@@ -240,7 +240,8 @@ def cmd_run(args) -> int:
         extra = ", transitions.csv" if args.transitions else ""
         page = "" if args.no_report else f"wrote {out}/report.html\n"
         print(
-            f"{page}wrote {out}/metrics.json, requests.csv, timeseries.csv, iterations.csv{extra}"
+            f"{page}wrote {out}/metrics.json, bench.json, requests.csv, timeseries.csv, "
+            f"iterations.csv{extra}"
         )
     counts = metrics["requests"]
     if counts["total"] and not counts["completed"]:  # nothing served: the run failed

@@ -466,3 +466,4 @@ class Spec:
     workload: Workload | None
     slo: Slo | None
     sweep: Sweep | None
+    percentiles: tuple[float, ...] = ()  # `metrics { percentiles ... }`: beyond p50/p90/p99

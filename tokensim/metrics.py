@@ -12,8 +12,9 @@
 * cost (when every GPU the pools run on has a ``price``): the deployment's GPUs rented for
   the duration, per million output tokens and per million tokens (prompt + output) completed.
 
-Each latency has ``mean``, ``p50``, ``p90``, ``p99`` in seconds. ``summarize`` returns
-plain data (dicts, floats) for report/ to write.
+Each latency has ``mean``, ``std``, ``p50``, ``p90``, ``p95``, ``p99`` and the spec's
+``metrics { percentiles }`` in seconds. ``summarize`` returns plain data (dicts, floats)
+for report/ to write; :func:`bench` is the same run as vLLM's ``bench serve`` names it.
 """
 
 from __future__ import annotations
@@ -25,22 +26,35 @@ from pathlib import Path
 import numpy as np
 
 STATS = ("mean", "p50", "p90", "p99")
+PERCENTILES = (50, 90, 95, 99)  # always reported; a spec's `metrics { percentiles }` adds more
 
 
-def _stats(values: np.ndarray, weights: np.ndarray | None = None) -> dict[str, float]:
+def percentile_key(q: float) -> str:
+    """``p50``, ``p99.9``: a percentile's name in metrics.json."""
+    return f"p{q:g}"
+
+
+def _stats(
+    values: np.ndarray, weights: np.ndarray | None = None, more: tuple[float, ...] = ()
+) -> dict[str, float]:
+    """mean, std (population, as vLLM's numpy std) and the percentiles of ``values``."""
+    qs = sorted(set(PERCENTILES) | set(more))
     if values.size == 0:
-        return {k: float("nan") for k in STATS}
+        return {k: float("nan") for k in ("mean", "std", *map(percentile_key, qs))}
     if weights is None:
-        p = np.percentile(values, [50, 90, 99])
+        p = np.percentile(values, qs)
+        mean, std = float(values.mean()), float(values.std())
         return {
-            "mean": float(values.mean()),
-            "p50": float(p[0]),
-            "p90": float(p[1]),
-            "p99": float(p[2]),
+            "mean": mean,
+            "std": std,
+            **{percentile_key(q): float(v) for q, v in zip(qs, p, strict=True)},
         }
+    mean = float(np.average(values, weights=weights))
+    std = float(np.sqrt(np.average((values - mean) ** 2, weights=weights)))
     return {
-        "mean": float(np.average(values, weights=weights)),
-        **{f"p{q}": weighted_percentile(values, weights, q) for q in (50, 90, 99)},
+        "mean": mean,
+        "std": std,
+        **{percentile_key(q): weighted_percentile(values, weights, q) for q in qs},
     }
 
 
@@ -132,10 +146,10 @@ def summarize(result) -> dict:
         },
         "warnings": list(result.warnings),
     }
+    more = result.spec.percentiles
     for key in ("ttft_s", "tpot_s", "e2e_s", "queue_s"):
-        v = cols[key]
-        metrics[key] = _stats(_finite(v))
-    metrics["itl_s"] = _stats(result.itl_s, result.itl_weights)
+        metrics[key] = _stats(_finite(cols[key]), more=more)
+    metrics["itl_s"] = _stats(result.itl_s, result.itl_weights, more)
     metrics["throughput"] = {
         "duration_s": duration,
         "requests_per_s": rate(completed),
@@ -324,3 +338,71 @@ def _with_missed(values: np.ndarray, name: str, missed: int) -> float:
 def _finite(v: np.ndarray) -> np.ndarray:
     """``v`` without its NaNs (values undefined for some requests)."""
     return v[~np.isnan(v)]
+
+
+# vLLM's names for the latencies it reports in `vllm bench serve --save-result`
+_VLLM_METRICS = (("ttft", "ttft_s"), ("tpot", "tpot_s"), ("itl", "itl_s"), ("e2el", "e2e_s"))
+
+
+def bench(result, metrics: dict) -> dict:
+    """The run as vLLM's ``vllm bench serve --save-result`` writes one (bench.json): its
+    keys, milliseconds for latencies, the mean, median, std and percentiles of TTFT, TPOT,
+    ITL and E2EL (p99, vLLM's default ``--metric-percentiles``, and the spec's
+    ``metrics { percentiles }``), ``request_goodput`` from the spec's SLO, and per
+    completed request ``input_lens``, ``output_lens`` and ``ttfts`` (seconds, as vLLM
+    keeps them). Nothing on the client side is simulated, so the figures are the server's."""
+    r = result.requests
+    done = ~r["rejected"]
+    cols = per_request(result)
+    through = metrics["throughput"]
+    out: dict = {
+        "backend": "tokensim",
+        "model_id": ", ".join(sorted({p.model.name for p in result.spec.deployment.pools})),
+        "duration": through["duration_s"],
+        "completed": metrics["requests"]["completed"],
+        "failed": metrics["requests"]["rejected"],
+        "total_input_tokens": int(r["prompt_tokens"][done].sum()),
+        "total_output_tokens": int(r["output_tokens"][done].sum()),
+        "request_throughput": through["requests_per_s"],
+        "request_goodput": (metrics.get("slo") or {}).get("goodput_requests_per_s"),
+        "output_throughput": through["output_tokens_per_s"],
+        "total_token_throughput": through["total_tokens_per_s"],
+    }
+    out.update(_load(result.spec))
+    qs = sorted({99, *result.spec.percentiles})
+    for name, key in _VLLM_METRICS:
+        if key == "itl_s":
+            values, weights = result.itl_s, result.itl_weights
+        else:
+            values, weights = _finite(cols[key]), None
+        got = _stats(values, weights, tuple(qs))
+        out[f"mean_{name}_ms"] = got["mean"] * 1e3
+        out[f"median_{name}_ms"] = got["p50"] * 1e3
+        out[f"std_{name}_ms"] = got["std"] * 1e3
+        for q in qs:
+            word = str(int(q)) if q == int(q) else str(q)  # vLLM's p_word
+            out[f"p{word}_{name}_ms"] = got[percentile_key(q)] * 1e3
+    out["input_lens"] = r["prompt_tokens"][done].tolist()
+    out["output_lens"] = r["output_tokens"][done].tolist()
+    out["ttfts"] = cols["ttft_s"][done].tolist()
+    return out
+
+
+def _load(spec) -> dict:
+    """The workload's arrivals as vLLM's result names its load: ``request_rate`` ("inf"
+    for a burst or a closed loop), ``burstiness`` (the gamma shape, 1/cv²; Poisson is 1,
+    constant gaps 1e6) and ``max_concurrency``; nothing for a trace's own times."""
+    arrivals = spec.workload.arrivals if spec.workload is not None else None
+    if arrivals is None:
+        return {}
+    params = dict(arrivals.params)
+    if arrivals.name in ("burst", "closed"):
+        out = {"request_rate": "inf", "burstiness": 1.0}
+        if arrivals.name == "closed":
+            out["max_concurrency"] = int(params["clients"])
+        return out
+    if "rate" not in params:
+        return {}
+    # constant gaps: vLLM's gamma gaps at shape 1e6 (cv 0.001, the language's smallest)
+    cv = {"gamma": params.get("cv", 1.0), "constant": 0.001}.get(arrivals.name, 1.0)
+    return {"request_rate": float(params["rate"]), "burstiness": 1 / cv**2}

@@ -30,7 +30,7 @@ from tokensim.lang.source import Span
 
 # What a simulation itself produces: cached. The rest of a point's folder (its page, the
 # spec text, run.json, graph.json) is made from the spec and the point, not stored.
-RESULT_FILES = ("metrics.json", "requests.csv", "timeseries.csv", "iterations.csv")
+RESULT_FILES = ("metrics.json", "bench.json", "requests.csv", "timeseries.csv", "iterations.csv")
 CHECKSUMS = "sha256.json"  # in each entry: {file name: SHA-256 of its bytes}
 # Fields that say where a value was written, not what it is.
 _SKIPPED = {"span", "sweep", "file"}

@@ -39,6 +39,7 @@ BLOCKS: list[tuple[str, Block]] = [
     ("workload", schemas.WORKLOAD),
     ("workload › trace", schemas.TRACE),
     ("slo", schemas.SLO),
+    ("metrics", schemas.METRICS_BLOCK),
 ]
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tokensim.metrics import per_request, summarize
+from tokensim.metrics import bench, per_request, summarize
 
 REQUEST_COLUMNS = (
     "id",
@@ -221,6 +221,7 @@ def write(
     # the CSVs are streamed into their files, a block of rows at a time: never held whole
     files = {
         "metrics.json": json.dumps(_clean(metrics), indent=2) + "\n",
+        "bench.json": json.dumps(_clean(bench(result, metrics)), indent=2) + "\n",
         "requests.csv": lambda f: write_requests(result, f),
         "timeseries.csv": lambda f: write_timeseries(result, f),
         "iterations.csv": lambda f: write_iterations(result, f),
@@ -279,8 +280,8 @@ def publish(out: Path, files: dict) -> None:
 
 # every file a run writes into its folder (report.html last, from the others)
 RESULT_FILES = (
-    "metrics.json", "requests.csv", "timeseries.csv", "iterations.csv", "transitions.csv",
-    "graph.json", "run.json", "spec.tsim", "report.html",
+    "metrics.json", "bench.json", "requests.csv", "timeseries.csv", "iterations.csv",
+    "transitions.csv", "graph.json", "run.json", "spec.tsim", "report.html",
 )  # fmt: skip
 
 

@@ -207,7 +207,7 @@ def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
     bound_files = []
     for loaded in loader.order:
         top = bind(loaded.module.statements, schemas.TOP, rep, f"`{loaded.module.file}`", None)
-        for key in ("cluster", "deployment", "workload", "slo", "sweep", "name"):
+        for key in ("cluster", "deployment", "workload", "slo", "sweep", "metrics", "name"):
             for b in top.all(key):
                 rep.error(
                     "an imported file may only define gpus, links, models and engines; "
@@ -289,6 +289,8 @@ def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
             if (kind, key) in used or span.file == own_file
         )
 
+    reported = top.one("metrics")
+    wanted = reported.body.value("percentiles") if reported and reported.body else None
     return ir.Spec(
         name=name,
         file=module.file,
@@ -300,6 +302,7 @@ def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
         workload=workload,
         slo=slo,
         sweep=sweep,
+        percentiles=tuple(sorted(set(wanted))) if wanted else (),
     )
 
 

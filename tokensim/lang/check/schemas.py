@@ -895,6 +895,19 @@ SLO = Block(
     "Service-level objectives.",
 )
 
+METRICS_BLOCK = Block(
+    "metrics",
+    (
+        Attr(
+            "percentiles",
+            (ListOf("percentiles", Num("percentile", above=0, max=100, what="percentile")),),
+            "more percentiles of every latency in metrics.json and bench.json, beside "
+            "the p50, p90, p95 and p99 always there (e.g. `percentiles 75, 99.9`)",
+        ),
+    ),
+    "What the result files report.",
+)
+
 # `sweep` bodies are paths, checked by tokensim.lang.check.sweep.
 SWEEP = Block("sweep", ())
 
@@ -919,6 +932,7 @@ TOP = Block(
         Attr("deployment", (), "the pools and their wiring", body=DEPLOYMENT, body_required=True),
         Attr("workload", (), "the requests", body=WORKLOAD, body_required=True),
         Attr("slo", (), "latency targets", body=SLO, body_required=True),
+        Attr("metrics", (), "what the result files report", body=METRICS_BLOCK, body_required=True),
         Attr("sweep", (), "values to vary", body=SWEEP, body_required=True, custom_body=True),
     ),
     "A .tsim file.",
