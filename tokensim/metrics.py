@@ -382,9 +382,9 @@ def bench(result, metrics: dict) -> dict:
         for q in qs:
             word = str(int(q)) if q == int(q) else str(q)  # vLLM's p_word
             out[f"p{word}_{name}_ms"] = got[percentile_key(q)] * 1e3
-    out["input_lens"] = r["prompt_tokens"][done].tolist()
-    out["output_lens"] = r["output_tokens"][done].tolist()
-    out["ttfts"] = cols["ttft_s"][done].tolist()
+    out["input_lens"] = r["prompt_tokens"][done]  # arrays: report.files writes them compactly
+    out["output_lens"] = r["output_tokens"][done]
+    out["ttfts"] = cols["ttft_s"][done]
     return out
 
 

@@ -221,7 +221,7 @@ def write(
     # the CSVs are streamed into their files, a block of rows at a time: never held whole
     files = {
         "metrics.json": json.dumps(_clean(metrics), indent=2) + "\n",
-        "bench.json": json.dumps(_clean(bench(result, metrics)), indent=2) + "\n",
+        "bench.json": bench_json(result, metrics),
         "requests.csv": lambda f: write_requests(result, f),
         "timeseries.csv": lambda f: write_timeseries(result, f),
         "iterations.csv": lambda f: write_iterations(result, f),
@@ -233,6 +233,24 @@ def write(
         files.update(described(graph, result.seed, spec_text, overrides, total))
     publish(out, files)
     return metrics
+
+
+def bench_json(result, metrics: dict) -> str:
+    """bench.json (:func:`tokensim.metrics.bench`): the figures one per line, the
+    per-request arrays one line each (a million requests would otherwise be three
+    million lines, and seconds to write)."""
+    data = bench(result, metrics)
+    arrays = {k: data.pop(k) for k in [k for k, v in data.items() if isinstance(v, np.ndarray)]}
+    text = json.dumps(_clean(data), indent=2)
+    assert text.endswith("\n}")
+    parts = [text[:-2]]
+    for key, values in arrays.items():
+        if values.dtype.kind in "iu":
+            body = ",".join(map(str, values.tolist()))
+        else:  # as _clean rounds a figure: 9 significant digits
+            body = ",".join(f"{x:.9g}" for x in values.tolist())
+        parts.append(f',\n  "{key}": [{body}]')
+    return "".join(parts) + "\n}\n"
 
 
 def described(
