@@ -76,6 +76,7 @@ def test_cli_set_and_seed(tmp_path):
     assert '"seed": 9' in (out / "metrics.json").read_text()
 
 
+@pytest.mark.filterwarnings("ignore:.*ignores its sweep")
 def test_every_shipped_single_pool_spec_runs(tmp_path):
     for path in SPECS:
         spec = tokensim.load(path, {"workload.requests": "60"})

@@ -33,6 +33,7 @@ if not any(isinstance(f, _CheckoutDsl) for f in sys.meta_path):
     sys.meta_path.append(_CheckoutDsl())
 
 from tokensim.api import Run, load, run  # noqa: E402
+from tokensim.frames import search, sweep  # noqa: E402
 from tokensim.lang.diagnostics import CompileError  # noqa: E402
 
-__all__ = ["CompileError", "Run", "__version__", "load", "run"]
+__all__ = ["CompileError", "Run", "__version__", "load", "run", "search", "sweep"]

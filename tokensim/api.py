@@ -47,6 +47,14 @@ class Run:
     timeseries: dict[str, np.ndarray]
     result: object  # the simulator's full Result
 
+    def to_pandas(self):
+        """The run's requests, iterations and time series as DataFrames, with the columns
+        of requests.csv, iterations.csv and timeseries.csv (needs pandas); see
+        :mod:`tokensim.frames`."""
+        from tokensim.frames import run_frames
+
+        return run_frames(self)
+
     def write(self, out_dir: str | Path, page: bool = True) -> None:
         """Write the result folder into ``out_dir``, as ``tokensim run`` does: metrics.json,
         requests.csv, timeseries.csv, iterations.csv, graph.json, run.json, spec.tsim
@@ -78,6 +86,14 @@ def run(
         spec = load(spec, overrides)
     elif overrides:
         raise ValueError("overrides apply when loading: use load(path, overrides)")
+    if spec.sweep is not None:
+        import warnings
+
+        warnings.warn(
+            f"{spec.name}: run() simulates the spec's own values and ignores its sweep "
+            f"({spec.sweep.points} points); tokensim.sweep() runs them all",
+            stacklevel=2,
+        )
     result = simulate(lower(spec), seed=seed, transitions=transitions)
     requests = {**result.requests, **per_request(result)}
     series = {inst.name: inst.series for inst in result.instances}
