@@ -152,6 +152,29 @@ def test_sweep_index_opens_and_links_its_points(browser, tmp_path):
     page.screenshot(path=str(_shots(tmp_path) / "sweep-point.png"))
 
 
+@pytest.mark.parametrize(
+    "sweep",
+    [
+        # a zip block is one dimension: one line through its points, not a line per value
+        "sweep { zip { workload.requests in 40, 80; workload.seed in 1, 2 } }",
+        # names: bars
+        "sweep { cluster.n0.gpus in H100_SXM, H200 }",
+        # a point per line: markers
+        "sweep { workload.requests in 40, 80; workload.seed in 1, 2 }",
+    ],
+)
+def test_no_chart_of_a_sweep_index_is_empty(browser, tmp_path, sweep):
+    out = _swept(tmp_path, sweep, "run")
+    page, errors, _ = _open(browser, out / "index.html")
+    assert errors == []
+    charts = page.locator("svg.chart")
+    assert charts.count() >= 3
+    for k in range(charts.count()):
+        marks = charts.nth(k).locator("circle, g.bars rect")
+        assert marks.count() >= 2, f"chart {k} of {sweep!r} draws nothing"
+    page.screenshot(path=str(_shots(tmp_path) / "sweep-kind.png"), full_page=True)
+
+
 def test_search_page_opens_and_links_the_answer(browser, tmp_path):
     sweep = "sweep { workload.requests in 100, 200 }"
     out = _swept(tmp_path, sweep, "search", "--goal", "min-cost", "--seeds", "1")

@@ -70,7 +70,8 @@ def table(sweep_info: dict, rows: list[dict]) -> str:
 def describe(spec: ir.Spec, pts: list[list[tuple[str, str]]]) -> dict:
     """sweep.json: the axes (path, value texts, numbers when the values are numbers) and
     every point's folder and values."""
-    axes = [*spec.sweep.axes, *(a for group in spec.sweep.zipped for a in group)]
+    axes = [(a, None) for a in spec.sweep.axes]
+    axes += [(a, g) for g, group in enumerate(spec.sweep.zipped) for a in group]
     return {
         "spec": spec.name,
         "axes": [
@@ -82,9 +83,10 @@ def describe(spec: ir.Spec, pts: list[list[tuple[str, str]]]) -> dict:
                     if all(isinstance(v, (int, float)) for v in a.values)
                     else None
                 ),
-                "zip": any(a in group for group in spec.sweep.zipped),
+                "zip": group is not None,
+                "group": group,  # the zip block it moves with (None: its own axis)
             }
-            for a in axes
+            for a, group in axes
         ],
         "points": [
             {"folder": folder_name(k, label), "values": dict(point)}

@@ -65,6 +65,7 @@ class Series:
     dash: bool = False
     step: bool = False
     width: float = 1.5
+    markers: bool = False  # a dot at each point (a point with no neighbour shows only so)
 
 
 @dataclass(frozen=True)
@@ -551,6 +552,15 @@ def line_chart(
             f' stroke-width="{s.width:g}" stroke-linejoin="round"{dash}>'
             f"<title>{_esc(s.label)}</title></path>"
         )
+        if s.markers:
+            body.append(f'<g class="points" fill="{color}">')
+            for a, b in zip(px, py, strict=True):
+                if math.isfinite(a) and math.isfinite(b):
+                    body.append(
+                        f'<circle cx="{_f(a)}" cy="{_f(b)}" r="3"><title>{_esc(s.label)}'
+                        "</title></circle>"
+                    )
+            body.append("</g>")
     body.append("</g>")
     return _plotted(id, title, width, height, fr, xa, ya, x_label, y_label, body, rules, legend)
 

@@ -14,13 +14,26 @@ from tokensim.report.page import _asset, environment
 from tokensim.report.sweep_data import labels, metric_row, read_info
 
 
+def _partners(info: dict) -> list[dict]:
+    """The axes that move with the first one: its zip block (a zip block is one dimension
+    of the sweep, its values taken together), the first axis first."""
+    first = info["axes"][0]
+    if not first.get("zip"):
+        return [first]
+    group = first.get("group")  # absent in an older sweep.json: every zip is one block
+    return [a for a in info["axes"] if a.get("zip") and a.get("group") == group]
+
+
 def _lines(info: dict, rows: list[dict], column: str, scale: float = 1.0):
-    """One series per combination of the other axes' values, x along the first axis.
-    With a non-numeric first axis, x is the value's position (ticks name the values)."""
+    """One series per combination of the other dimensions' values, x along the first axis
+    (with the axes zipped to it). With a non-numeric first axis, x is the value's position
+    (ticks name the values)."""
     first = info["axes"][0]
     xs = first["numbers"] or list(range(len(first["texts"])))
     groups: dict[str, tuple[list, list]] = {}
-    rest = [[(a["path"], p["values"][a["path"]]) for a in info["axes"][1:]] for p in info["points"]]
+    moving = {a["path"] for a in _partners(info)}
+    others = [a for a in info["axes"] if a["path"] not in moving]
+    rest = [[(a["path"], p["values"][a["path"]]) for a in others] for p in info["points"]]
     for point, row, names in zip(info["points"], rows, labels(rest), strict=True):
         others = ", ".join(names)
         x = xs[first["texts"].index(point["values"][first["path"]])]
@@ -33,7 +46,8 @@ def _lines(info: dict, rows: list[dict], column: str, scale: float = 1.0):
 
 def _chart(info, rows, columns, *, id, title, y_label, y_time=False, y_percent=False, rules=()):
     first = info["axes"][0]
-    several = len(info["axes"]) > 1
+    partners = _partners(info)
+    several = len(info["axes"]) > len(partners)
     if several:  # a line per combination of the other axes: only the solid (main) statistics
         columns = [c for c in columns if not c[2]] or columns[:1]
     series = []
@@ -41,21 +55,23 @@ def _chart(info, rows, columns, *, id, title, y_label, y_time=False, y_percent=F
         for g, (others, (x, y)) in enumerate(_lines(info, rows, column).items()):
             name = label + (f" ({others})" if others else "")
             color = svg.PALETTE[g % len(svg.PALETTE)] if several else None
-            series.append(svg.Series(name, x, y, dash=dash, color=color))
+            series.append(svg.Series(name, x, y, dash=dash, color=color, markers=True))
     if not first["numbers"]:  # names (models, policies): bars, one group per name
         values = {}
         for s in series:
             by_x = dict(zip(s.x, s.y, strict=True))
             values[s.label] = [by_x.get(k, float("nan")) for k in range(len(first["texts"]))]
-        return svg.bar_chart(
-            list(first["texts"]), values, id=id, title=title, y_label=y_label, y_time=y_time
-        )
+        ticks = [" / ".join(texts) for texts in zip(*(a["texts"] for a in partners), strict=True)]
+        return svg.bar_chart(ticks, values, id=id, title=title, y_label=y_label, y_time=y_time)
     unit = re.sub(r"^[-+0-9.eE]+\s*", "", first["texts"][0]) if first["numbers"] else ""
+    along = "; ".join(f"{a['path']} {', '.join(a['texts'])}" for a in partners[1:])
     return svg.line_chart(
         series,
         id=id,
         title=title,
-        x_label=first["path"] + (f" ({unit})" if unit else ""),
+        x_label=first["path"]
+        + (f" ({unit})" if unit else "")
+        + (f", with {along}" if along else ""),
         y_label=y_label,
         x_time=False,
         y_time=y_time,
