@@ -240,3 +240,20 @@ def test_a_bad_set_path_names_the_paths_near_it(path, near):
         cwd=ROOT,
     )
     assert r.returncode == 1 and f"help: this spec can set {near}" in r.stderr, r.stderr
+
+
+def test_a_sweep_prints_its_points_in_the_terminal(tmp_path):
+    spec = tmp_path / "s.tsim"
+    text = (ROOT / "specs" / "single_gpu_8b.tsim").read_text()
+    spec.write_text(text + "\nsweep { workload.requests in 40, 80 }\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "tokensim", "run", spec, "-o", tmp_path / "out", "--no-report"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    head = next(i for i, line in enumerate(lines) if "workload.requests" in line)
+    assert "TTFT p90" in lines[head] and "SLO" in lines[head]
+    assert [line.split()[0] for line in lines[head + 1 : head + 3]] == ["40", "80"]

@@ -341,6 +341,9 @@ def _run_sweep(args, module, sources, spec, out: Path) -> int:
             file=sys.stderr,
         )
     if not args.quiet:
+        from tokensim.explore.sweep import terminal_table
+
+        sys.stdout.write(terminal_table(out))
         page = "" if args.no_report else f"{out}/index.html, "
         reused = f" ({tally.cached} from the cache)" if tally.cached else ""
         print(

@@ -228,3 +228,46 @@ def write_index(out: Path) -> Path:
 
     publish(out, {"index.html": render_index(out)})
     return out / "index.html"
+
+
+def terminal_table(out: Path, most: int = 40) -> str:
+    """The sweep's points as ``tokensim run`` prints them: each point's values, requests/s,
+    TTFT and TPOT p90, attainment and whether it meets the SLO (from sweep.csv)."""
+    with open(out / "sweep.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return ""
+    axes = [k for k in rows[0] if k not in ("point", "error", *(n for n, _ in COLUMNS))]
+    head = [*axes, "req/s", "TTFT p90", "TPOT p90", "attainment", "SLO"]
+    body = []
+    for r in rows[:most]:
+        if r["error"]:
+            body.append([*(r[a] for a in axes), "", "", "", "", f"does not deploy: {r['error']}"])
+            continue
+        attain = f"{float(r['slo_attainment']):.1%}" if r["slo_attainment"] else ""
+        met = {"True": "met", "False": "missed", "1": "met", "0": "missed"}.get(r["slo_met"], "")
+        body.append(
+            [
+                *(r[a] for a in axes),
+                f"{float(r['requests_per_s']):.2f}",
+                _time(r["ttft_p90_s"]),
+                _time(r["tpot_p90_s"]),
+                attain,
+                met,
+            ]
+        )
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
+    lines = [
+        "  " + "  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [head, *body]
+    ]
+    if len(rows) > most:
+        lines.append(f"  ... {len(rows) - most} more points in sweep.csv")
+    return "\n".join(lines) + "\n"
+
+
+def _time(text: str) -> str:
+    if not text:
+        return ""
+    x = float(text)
+    return f"{x * 1e3:.1f} ms" if x < 1 else f"{x:.2f} s"
