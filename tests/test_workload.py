@@ -136,6 +136,26 @@ def test_fixed_lengths():
     assert r.prompt_tokens.dtype == np.int64 and r.output_tokens.dtype == np.int64
 
 
+@pytest.mark.parametrize(
+    "text, prompts, outputs",
+    [
+        # vLLM's bounds: floor(L (1 - r)) .. ceil(L (1 + r)), outputs at least 1
+        ("random 10 -> 3 { range_ratio 0.25 }", (7, 13), (2, 4)),
+        ("random 10 -> 1 { range_ratio 0.9 }", (1, 19), (1, 2)),
+        ("random 10 -> 3", (10, 10), (3, 3)),  # vLLM's default range ratio 0
+    ],
+)
+def test_random_lengths_draw_as_vllm_random_dataset(text, prompts, outputs):
+    r = run(f"arrivals poisson 1/s; lengths {text}; requests 4000")
+    assert (r.prompt_tokens.min(), r.prompt_tokens.max()) == prompts
+    assert (r.output_tokens.min(), r.output_tokens.max()) == outputs
+
+
+def test_a_random_range_ratio_of_one_or_more_is_an_error():
+    with pytest.raises(CompileError, match="`range_ratio` must be < 1"):
+        workload_of("arrivals poisson 1/s; lengths random 10 -> 3 { range_ratio 1 }; requests 5")
+
+
 def test_uniform_lengths_cover_inclusive_ranges():
     r = run("arrivals poisson 1/s; lengths uniform 3..6 -> 1..2; requests 5000")
     assert set(r.prompt_tokens.tolist()) == {3, 4, 5, 6}

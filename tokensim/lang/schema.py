@@ -77,6 +77,7 @@ class Num(Slot):
     min: float | None = None
     max: float | None = None
     above: float | None = None  # strict lower bound
+    below: float | None = None  # strict upper bound
     what: str = ""
     limit: bool = False  # ``max`` is one of tokensim's documented limits (lang/limits.py)
 
@@ -110,6 +111,9 @@ class Num(Slot):
             rep.error(
                 f"`{self.name}` must be {low[1]} {_g(low[0])}, found `{item.text}`", item.span
             )
+            return BAD, i + 1
+        if self.below is not None and value >= self.below:
+            rep.error(f"`{self.name}` must be < {_g(self.below)}, found `{item.text}`", item.span)
             return BAD, i + 1
         cap, limit = self.max, self.limit
         if cap is None and (self.integer or self.dim is Dim.TOKENS):

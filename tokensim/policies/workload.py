@@ -107,6 +107,34 @@ class Uniform(Policy):
     )
 
 
+@LENGTHS.register("random")
+class Random(Policy):
+    """vLLM's ``random`` dataset: ``random 1024 -> 128 { range_ratio 0.5 }`` draws each
+    prompt uniformly from floor(1024 x 0.5) to ceil(1024 x 1.5) tokens and each output from
+    floor(128 x 0.5) (at least 1) to ceil(128 x 1.5), inclusive; ``range_ratio`` 0 (vLLM's
+    default) is every request at the given lengths. As vLLM's ``RandomDataset``
+    (vllm/benchmarks/datasets.py, ``--random-input-len``, ``--random-output-len``,
+    ``--random-range-ratio``), less the tokenizer's special tokens, which vLLM takes off
+    the prompt."""
+
+    params = (
+        _tokens("prompt", "prompt tokens (vLLM's --random-input-len)"),
+        _tokens("output", "output tokens (vLLM's --random-output-len)"),
+        Param(
+            "range_ratio",
+            Num("range_ratio", Dim.COUNT, min=0, below=1),
+            0.0,
+            "each length is uniform within this share of it either side (vLLM's "
+            "--random-range-ratio, below 1)",
+        ),
+    )
+    shorthand = (
+        Num("prompt", Dim.TOKENS, integer=True, min=1),
+        Lit("->"),
+        Num("output", Dim.TOKENS, integer=True, min=1),
+    )
+
+
 def _spread(kind: str, center: str, spread: str, spread_dim: Dim) -> tuple[Param, ...]:
     out = []
     for side in ("prompt", "output"):

@@ -37,6 +37,17 @@ def draw_lengths(
     name = policy.name
     if name == "fixed":
         return _full(count, get("prompt")), _full(count, get("output"))
+    if name == "random":  # vLLM's RandomDataset: floor/ceil bounds, output at least 1
+        import math
+
+        r = get("range_ratio")
+        prompt, output = get("prompt"), get("output")
+        lo_p, hi_p = max(1, math.floor(prompt * (1 - r))), math.ceil(prompt * (1 + r))
+        lo_o, hi_o = max(1, math.floor(output * (1 - r))), math.ceil(output * (1 + r))
+        return (
+            rng.integers(lo_p, hi_p, size=count, endpoint=True),
+            rng.integers(lo_o, hi_o, size=count, endpoint=True),
+        )
     if name == "uniform":
         return tuple(
             rng.integers(get(f"{side}_min"), get(f"{side}_max"), size=count, endpoint=True)
