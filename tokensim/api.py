@@ -27,6 +27,12 @@ from tokensim.lang.source import SourceMap
 
 def load(source: str | Path, overrides: dict[str, str] | None = None) -> ir.Spec:
     """Check a spec from a file path or from spec text, with ``overrides`` applied."""
+    return check(*parsed(source, overrides))
+
+
+def parsed(source: str | Path, overrides: dict[str, str] | None = None):
+    """(syntax tree, sources) of a spec from a file path or from spec text, with
+    ``overrides`` applied: what :func:`load` checks."""
     sources = SourceMap()
     path = Path(source) if isinstance(source, Path) or str(source).endswith(".tsim") else None
     if path is not None:
@@ -35,7 +41,7 @@ def load(source: str | Path, overrides: dict[str, str] | None = None) -> ir.Spec
         module = parse(str(source), "<string>", sources)
     for key, value in (overrides or {}).items():
         module = override(module, key, str(value), sources)
-    return check(module, sources)
+    return module, sources
 
 
 @dataclass

@@ -58,19 +58,10 @@ def run_frames(run) -> Frames:
 
 def _module(spec, overrides):
     """(module, sources, checked spec) of a path or spec text, with ``overrides``."""
+    from tokensim.api import parsed
     from tokensim.lang.check import check
-    from tokensim.lang.override import override
-    from tokensim.lang.parse import parse
-    from tokensim.lang.source import SourceMap
 
-    sources = SourceMap()
-    path = Path(spec) if isinstance(spec, Path) or str(spec).endswith(".tsim") else None
-    if path is not None:
-        module = parse(path.read_text("utf-8"), str(path), sources)
-    else:
-        module = parse(str(spec), "<string>", sources)
-    for key, value in (overrides or {}).items():
-        module = override(module, key, str(value), sources)
+    module, sources = parsed(spec, overrides)
     return module, sources, check(module, sources)
 
 

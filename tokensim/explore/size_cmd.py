@@ -237,7 +237,9 @@ def cmd_size(args) -> int:
             out.mkdir(parents=True, exist_ok=True)
         (out / "best.tsim").unlink(missing_ok=True)
         if best is not None:
-            (out / "best.tsim").write_text(best_text(q, best), "utf-8")
+            from tokensim.report.files import publish
+
+            publish(out, {"best.tsim": best_text(q, best)})
     except KeyboardInterrupt:
         return _interrupted(tally, None, "simulations")
     except ExecutorError as err:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -277,27 +276,19 @@ def derive(
     top key by key (``compute`` and ``efficiency`` entry by entry), the sources of both
     (its own first), and without the base's ``params`` when ``own`` changes a shape."""
 
+    from tokensim.lang.check.engine import merge
+
     def keyed(stmts):
         return [x for x in stmts if x.key.text != "source"]
 
-    out = keyed(base)
+    kept = keyed(base)
     own_keys = {x.key.text for x in own}
     if kind == "model" and own_keys & _SHAPES and "params" not in own_keys:
-        out = [x for x in out if x.key.text != "params"]
-    for stmt in keyed(own):
-        key = stmt.key.text
-        at = next((i for i, x in enumerate(out) if x.key.text == key), None)
-        if at is None:
-            out.append(stmt)
-            continue
-        old = out[at]
-        if key in _NESTED and old.body is not None and stmt.body is not None:
-            stmt = dataclasses.replace(stmt, body=tuple(derive(key, old.body, stmt.body)))
-        out[at] = stmt
+        kept = [x for x in kept if x.key.text != "params"]
     sources = [x for x in own if x.key.text == "source"] + [
         x for x in base if x.key.text == "source"
     ]
-    return sources + out
+    return sources + merge(kept, keyed(own), _NESTED)
 
 
 # -- a model from a Hugging Face config.json ------------------------------------------------

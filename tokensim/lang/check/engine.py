@@ -127,8 +127,12 @@ def definition(bound: Bound, env: Env) -> EngineDef | None:
     return engine if len(env.rep.diagnostics) == errors else None
 
 
-def merge(base: Sequence[ast.Statement], over: Sequence[ast.Statement]) -> list[ast.Statement]:
-    """``base`` with the statements of ``over`` laid on top, key by key."""
+def merge(
+    base: Sequence[ast.Statement], over: Sequence[ast.Statement], nested=None
+) -> list[ast.Statement]:
+    """``base`` with the statements of ``over`` laid on top, key by key; the blocks of
+    ``nested`` (an engine's: :data:`NESTED`) entry by entry."""
+    nested = NESTED if nested is None else nested
     out = list(base)
     for stmt in over:
         key = stmt.key.text
@@ -138,8 +142,8 @@ def merge(base: Sequence[ast.Statement], over: Sequence[ast.Statement]) -> list[
             continue
         old = out[at]
         same_policy = key == "batching" and old.label is not None and old.label == stmt.label
-        if (key in NESTED or same_policy) and old.body is not None and stmt.body is not None:
-            stmt = dataclasses.replace(stmt, body=tuple(merge(old.body, stmt.body)))
+        if (key in nested or same_policy) and old.body is not None and stmt.body is not None:
+            stmt = dataclasses.replace(stmt, body=tuple(merge(old.body, stmt.body, nested)))
         elif same_policy and stmt.body is None:
             stmt = dataclasses.replace(stmt, body=old.body)
         out[at] = stmt
