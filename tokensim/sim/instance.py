@@ -174,7 +174,7 @@ class Instance:
         self.version = 0  # invalidates a scheduled end event when a run is cut
         self.plan = None  # the batch of the iteration in flight
         self.iteration_start = 0.0
-        self._lines: dict[int, tuple[float, float]] = {}
+        self._lines: dict[int, tuple[float, float, float, float]] = {}
         self._schedule_pending = False
         # statistics
         self.iterations = 0
