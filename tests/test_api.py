@@ -91,3 +91,10 @@ def test_setting_another_policy_drops_the_old_policys_parameters():
     assert spec.deployment.pools[0].batching.name == "chunked"
     spec = tokensim.load(SPEC, {"deployment.serve.batching": "continuous"})
     assert dict(spec.deployment.pools[0].batching.params)["max_tokens"] == 8192  # kept
+
+
+def test_a_bad_path_after_a_statement_without_its_block_is_still_located():
+    # `trace x` has no { } block: listing the settable paths must not trip on it
+    with pytest.raises(tokensim.CompileError) as info:
+        tokensim.load(SPEC, {"workload.trace": '"t.csv"', "deployment.tp": "2"})
+    assert "this spec can set `deployment.serve.tp`" in str(info.value)

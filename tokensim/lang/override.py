@@ -66,7 +66,7 @@ def _walk(stmts, block: Block, prefix: tuple[str, ...], out: list[str]) -> None:
         out.append(".".join(path))
         stmt = next((s for s in stmts if s.key.text == attr.key), None)
         if attr.body is not None and not attr.custom_body:
-            _walk(stmt.body if stmt is not None else (), attr.body, path, out)
+            _walk((stmt.body or ()) if stmt is not None else (), attr.body, path, out)
         slot = next((s for s in attr.slots if isinstance(s, PolicySlot)), None)
         name = _policy_name(stmt) if stmt is not None and stmt.items else None
         cls = slot.registry.get(name or slot.default or "") if slot is not None else None
