@@ -103,6 +103,12 @@ workload { arrivals poisson 5/s; lengths fixed 500 -> 50; requests 40; seed 1 }
             "has no `num_hidden_layers`",
         ),
         ([1, 2], "not an object"),
+        ({**LLAMA, "num_hidden_layers": "32"}, "`num_hidden_layers` should be a number"),
+        ({**LLAMA, "vocab_size": "1\nlayers 2"}, "`vocab_size` should be a number"),
+        (
+            {k: v for k, v in QWEN_MOE.items() if k != "num_experts_per_tok"},
+            "no `num_experts_per_tok`",
+        ),
     ],
 )
 def test_what_tokensim_cannot_read_is_an_error_at_the_path(tmp_path, config, says):

@@ -375,6 +375,17 @@ def config_statements(ref: Val, env: Env, sources) -> list[ast.Statement] | None
         )
         return None
     lines, missing = [], []
+    numbers = {*(k for keys in _CONFIG_KEYS.values() for k in keys)}
+    numbers |= {"intermediate_size", "ffn_dim", "n_inner", "moe_intermediate_size"}
+    numbers |= {"num_experts_per_tok"}
+    for key in sorted(numbers & set(config)):
+        value = config[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            env.rep.error(
+                f"`{ref.value}`: `{key}` should be a number, found {json.dumps(value)[:40]}",
+                ref.span,
+            )
+            return None
     for stmt, keys in _CONFIG_KEYS.items():
         value = next((config[k] for k in keys if config.get(k) is not None), None)
         if value is not None:
@@ -382,6 +393,14 @@ def config_statements(ref: Val, env: Env, sources) -> list[ast.Statement] | None
         elif stmt not in ("kv_heads", "head_dim"):
             missing.append(keys[0])
     experts = config.get("num_local_experts") or config.get("num_experts") or 1
+    if not isinstance(experts, int) or isinstance(experts, bool):
+        env.rep.error(f"`{ref.value}`: the expert count should be a whole number", ref.span)
+        return None
+    if experts > 1 and not config.get("num_experts_per_tok"):
+        env.rep.error(
+            f"`{ref.value}` has {experts} experts but no `num_experts_per_tok`", ref.span
+        )
+        return None
     ffn = (config.get("moe_intermediate_size") if experts > 1 else None) or next(
         (config[k] for k in ("intermediate_size", "ffn_dim", "n_inner") if config.get(k)), None
     )
@@ -397,7 +416,7 @@ def config_statements(ref: Val, env: Env, sources) -> list[ast.Statement] | None
         )
         return None
     if experts > 1:
-        lines += [f"experts {experts}", f"top_k {config.get('num_experts_per_tok', 2)}"]
+        lines += [f"experts {experts}", f"top_k {config['num_experts_per_tok']}"]
     gated = config.get("model_type") not in ("opt", "gpt2", "gpt_neox", "bloom", "falcon")
     lines.append(f"mlp {'gated' if gated else 'plain'}")
     lines.append(f"tie_embeddings {'on' if config.get('tie_word_embeddings') else 'off'}")
