@@ -333,6 +333,9 @@ def _run_sweep(args, module, sources, spec, out: Path) -> int:
         raise _Usage(str(err)) from None
     except OSError as err:
         raise _Usage(f"cannot write results to {out}: {err.strerror or err}") from None
+    from tokensim.explore.cache_cmd import keep_under_cap
+
+    keep_under_cap(cache, args.quiet)
     failed = [p for p in info["points"] if p.get("error")]
     if failed and not args.quiet:
         print(
@@ -420,6 +423,9 @@ def cmd_search(args) -> int:
     finally:
         if scratch is not None:
             scratch.cleanup()
+    from tokensim.explore.cache_cmd import keep_under_cap
+
+    keep_under_cap(cache, args.quiet)
     if not args.quiet:
         from tokensim.explore.search_out import front_table
 
@@ -641,11 +647,12 @@ def build_parser() -> argparse.ArgumentParser:
     _set_option(p, "set a value of the spec first, e.g. --set deployment.serve.tp=2")
     p.set_defaults(func=cmd_graph)
 
-    from tokensim.explore import size_cmd
+    from tokensim.explore import cache_cmd, size_cmd
     from tokensim.lang import catalogue
 
     size_cmd.add_parser(sub, _explore_options)
     catalogue.add_parser(sub)
+    cache_cmd.add_parser(sub)
 
     from tokensim.perf import commands
 

@@ -123,6 +123,18 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One cached run: its folder, the bytes of its files, when it was last used."""
+
+    path: Path
+    bytes: int
+    used: float  # the folder's modification time, refreshed on every hit
+
+
+DEFAULT_MAX_BYTES = 2 * 2**30  # what a cache keeps after a sweep, a search or a size run
+
+
 class Cache:
     """Result files by key, one folder each: ``folder/ab/abcdef.../``."""
 
@@ -144,6 +156,10 @@ class Cache:
                 sums.get(name) == _sha256(data) for name, data in raw.items()
             )
             if intact:
+                try:
+                    os.utime(entry)  # used now: pruning removes the least recently used
+                except OSError:
+                    pass
                 return {name: data.decode("utf-8") for name, data in raw.items()}
         except FileNotFoundError:
             if not entry.exists():
@@ -175,6 +191,46 @@ class Cache:
                 raise
         finally:  # also on Ctrl-C: no half-written folder is left behind
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def entries(self) -> list[Entry]:
+        """Every entry, the least recently used (or stored) first."""
+        if self.folder is None or not self.folder.is_dir():
+            return []
+        out = []
+        for path in self.folder.glob("*/*"):
+            if path.name.startswith(".") or not path.is_dir():
+                continue
+            try:
+                size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+                out.append(Entry(path, size, path.stat().st_mtime))
+            except OSError:  # removed meanwhile by another process
+                continue
+        return sorted(out, key=lambda e: (e.used, str(e.path)))
+
+    def prune(
+        self,
+        max_bytes: float | None = None,
+        older_than_s: float | None = None,
+        now: float | None = None,
+    ) -> tuple[int, int]:
+        """Remove the entries last used more than ``older_than_s`` ago, then the least
+        recently used until the rest hold at most ``max_bytes``; (entries, bytes) removed.
+        With neither, every entry goes."""
+        import time
+
+        now = time.time() if now is None else now
+        entries = self.entries()
+        total = sum(e.bytes for e in entries)
+        removed = freed = 0
+        for e in entries:
+            old = older_than_s is not None and now - e.used > older_than_s
+            over = max_bytes is not None and total > max_bytes
+            if not (old or over or (max_bytes is None and older_than_s is None)):
+                continue
+            shutil.rmtree(e.path, ignore_errors=True)
+            total -= e.bytes
+            removed, freed = removed + 1, freed + e.bytes
+        return removed, freed
 
     def __len__(self) -> int:
         """How many entries the cache holds."""

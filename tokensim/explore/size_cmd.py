@@ -249,6 +249,9 @@ def cmd_size(args) -> int:
     finally:
         if scratch is not None:
             scratch.cleanup()
+    from tokensim.explore.cache_cmd import keep_under_cap
+
+    keep_under_cap(cache, args.quiet)
     if not args.quiet:
         print(summary(q, outcomes, args.top))
         reused = f", {tally.cached} from the cache" if tally.cached else ""

@@ -397,9 +397,7 @@ def config_statements(ref: Val, env: Env, sources) -> list[ast.Statement] | None
         env.rep.error(f"`{ref.value}`: the expert count should be a whole number", ref.span)
         return None
     if experts > 1 and not config.get("num_experts_per_tok"):
-        env.rep.error(
-            f"`{ref.value}` has {experts} experts but no `num_experts_per_tok`", ref.span
-        )
+        env.rep.error(f"`{ref.value}` has {experts} experts but no `num_experts_per_tok`", ref.span)
         return None
     ffn = (config.get("moe_intermediate_size") if experts > 1 else None) or next(
         (config[k] for k in ("intermediate_size", "ffn_dim", "n_inner") if config.get(k)), None
