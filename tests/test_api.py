@@ -98,3 +98,30 @@ def test_a_bad_path_after_a_statement_without_its_block_is_still_located():
     with pytest.raises(tokensim.CompileError) as info:
         tokensim.load(SPEC, {"workload.trace": '"t.csv"', "deployment.tp": "2"})
     assert "this spec can set `deployment.serve.tp`" in str(info.value)
+
+
+TWO_NODES = """
+import "std/hardware"
+import "std/models"
+cluster {
+  node n0 { gpus H100_SXM x 8; link NVLINK4 }
+  node n1 { gpus H100_SXM x 8; link NVLINK4 }
+  network IB_400G between n0, n1
+}
+deployment { pool p { model llama3_1_8b; instances 2 } }
+workload { arrivals poisson 5/s; lengths chat; requests 100; seed 1 }
+"""
+
+
+def test_a_wildcard_sets_every_path_it_matches():
+    spec = tokensim.load(TWO_NODES, {"cluster.*.gpus": "H200"})
+    assert [n.gpu.name for n in spec.cluster.nodes] == ["H200", "H200"]
+    assert [n.count for n in spec.cluster.nodes] == [8, 8]  # `x 8` kept
+
+
+def test_a_wildcard_that_matches_nothing_names_what_does():
+    with pytest.raises(tokensim.CompileError) as info:
+        tokensim.load(TWO_NODES, {"cluster.*.gpuz": "H200"})
+    message = str(info.value)
+    assert "`cluster.*.gpuz` matches nothing" in message
+    assert "`cluster.n0.gpus`, `cluster.n1.gpus`" in message

@@ -28,7 +28,10 @@ def _fail(message: str, span: Span, sources: SourceMap, help: str | None = None)
 
 
 def override(module: ast.Module, path: str, value: str, sources: SourceMap) -> ast.Module:
-    """``module`` with ``path`` set to ``value`` (text of the statement's items)."""
+    """``module`` with ``path`` set to ``value`` (text of the statement's items). A ``*``
+    in ``path`` stands for any one name: ``cluster.*.gpus`` sets every node's GPUs."""
+    if "*" in path.split("."):
+        return _every(module, path, value, sources)
     name = f"--set {path}"
     text = f"{path} {value}"
     parsed = parse(text, name, sources)
@@ -48,6 +51,31 @@ def override(module: ast.Module, path: str, value: str, sources: SourceMap) -> a
             [dataclasses.replace(d, help=f"this spec can set {found}")], sources
         ) from None
     return dataclasses.replace(module, statements=tuple(statements))
+
+
+def _every(module: ast.Module, path: str, value: str, sources: SourceMap) -> ast.Module:
+    """``module`` with every path ``path`` matches (``*``: any one name) set to ``value``."""
+    want = path.split(".")
+    found = [
+        p
+        for p in paths(module)
+        if len(p.split(".")) == len(want)
+        and all(w in ("*", part) for w, part in zip(want, p.split("."), strict=True))
+    ]
+    if not found:
+        name = f"--set {path}"
+        text = f"{path} {value}"
+        sources.add(name, text)
+        near = nearest(paths(module), tuple(want))
+        _fail(
+            f"`{path}` matches nothing in the spec",
+            Span(name, 1, 1, 1, len(path) + 1),
+            sources,
+            help=f"this spec can set {', '.join(f'`{p}`' for p in near)}" if near else None,
+        )
+    for p in found:
+        module = override(module, p, value, sources)
+    return module
 
 
 def paths(module: ast.Module) -> list[str]:
