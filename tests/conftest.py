@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,14 @@ def golden(path: Path, actual: str) -> None:
 def _cache_in_tmp(tmp_path_factory, monkeypatch):
     """Sweeps and searches keep their results out of the working tree: one cache per test."""
     monkeypatch.setenv("TOKENSIM_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+def tokensim_cli(*args, env=None, cwd=ROOT):
+    """Run ``python -m tokensim ARGS`` as a user would; its CompletedProcess (text)."""
+    return subprocess.run(
+        [sys.executable, "-m", "tokensim", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 from conftest import ROOT
+from conftest import tokensim_cli as tokensim
 
 from tokensim.explore.cache import RESULT_FILES, Cache
 
@@ -16,16 +15,6 @@ def stored(cache: Cache, key: str, size: int, used: float) -> None:
     cache.put(key, files)
     entry = cache.folder / key[:2] / key
     os.utime(entry, (used, used))
-
-
-def tokensim(*args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "tokensim", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def test_prune_removes_the_least_recently_used_first(tmp_path):

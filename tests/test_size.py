@@ -4,11 +4,9 @@ and the command as a user runs it."""
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT
+from conftest import tokensim_cli as tokensim
 
 from tokensim.explore import search as s
 from tokensim.explore import size as z
@@ -16,15 +14,6 @@ from tokensim.explore import size as z
 QUESTION = z.Question(
     model="llama3_1_8b", gpu="H100_SXM", rate=5.0, slo="ttft p90 < 1 s; tpot p90 < 50 ms"
 )
-
-
-def tokensim(*args, cwd=ROOT):
-    return subprocess.run(
-        [sys.executable, "-m", "tokensim", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-    )
 
 
 def spec_of(text: str):
