@@ -487,3 +487,16 @@ def test_numbers_are_rounded_as_their_text_reads_back():
     assert np.signbit(rounded9(np.array([-0.0])))[0]
     assert np.isnan(as_written(np.array([-1.0, np.nan]))).all()  # written as empty cells
     assert as_written(np.array([-2.0]))[0] == -2.0
+
+
+def test_sequences_and_prompt_tokens_are_charted_apart(small, disagg):
+    import re
+
+    def charts(folder):
+        return set(
+            re.findall(r'<svg[^>]* id="(batch-[a-z0-9_-]+)"', (folder / "report.html").read_text())
+        )
+
+    assert {c.rsplit("-", 1)[1] for c in charts(small)} == {"seqs", "tokens"}
+    # a prefill pool prefills only, a decode pool decodes only: one chart each
+    assert charts(disagg) == {"batch-prefill-tokens", "batch-decode-seqs"}

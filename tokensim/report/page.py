@@ -372,23 +372,24 @@ def _batch_charts(r: Results, e: np.ndarray) -> list[str]:
         steps = w["steps"]
         seqs = ts.binned_mean(w["start_s"], w["decode_seqs"], steps, e)
         prompt = ts.binned_mean(w["start_s"], w["prefill_tokens"] / np.maximum(steps, 1), steps, e)
-        lines = [
-            svg.Series(label, x, y, color=color)
-            for label, y, color in (
-                ("sequences decoded", seqs, svg.PALETTE[0]),
-                ("prompt tokens prefilled", prompt, svg.PALETTE[1]),
+        # sequences (tens) and prompt tokens (thousands) each on an axis of its own; a
+        # prefill pool decodes nothing and a decode pool prefills nothing: no chart of it
+        for key, y, what, unit, color in (
+            ("seqs", seqs, "sequences decoded", "sequences", svg.PALETTE[0]),
+            ("tokens", prompt, "prompt tokens prefilled", "tokens", svg.PALETTE[1]),
+        ):
+            if not np.nansum(y) > 0:
+                continue
+            out.append(
+                svg.line_chart(
+                    [svg.Series(what, x, y, color=color)],
+                    id=f"batch-{pool}-{key}",
+                    title=f"{what.capitalize()} per iteration, pool {pool} (mean over each "
+                    "interval)",
+                    x_label="time",
+                    y_label=unit,
+                )
             )
-            if np.nansum(y) > 0  # a prefill pool decodes nothing, a decode pool prefills nothing
-        ]
-        out.append(
-            svg.line_chart(
-                lines,
-                id=f"batch-{pool}",
-                title=f"Batch per iteration, pool {pool} (mean over each interval)",
-                x_label="time",
-                y_label="per iteration",
-            )
-        )
     return out
 
 
