@@ -3,7 +3,7 @@ links: the base's statements with these laid on top."""
 
 from __future__ import annotations
 
-from conftest import compile_text, errors_of
+from conftest import ROOT, compile_text, errors_of
 
 import tokensim
 from tokensim.lang.check import std_spec
@@ -134,3 +134,23 @@ def test_engine_choices_by_gpu_name_hold_on_a_gpu_made_from_it():
     names = {s.key.text: s for s in std_engines()["vllm_v1"].layers(mine)}
     budget = [i for i in names["batching"].body if i.key.text == "budget"][0]
     assert "2048" in str(budget)  # vLLM's A100 exception, not the 8192 of 70 GiB and up
+
+
+def test_the_note_on_ops_priced_from_the_datasheet_names_each_once(tmp_path):
+    from conftest import tokensim_cli
+
+    spec = tmp_path / "s.tsim"
+    spec.write_text(
+        HEAD
+        + """
+gpu X from H100_SXM { memory 100 GiB }
+cluster { node n0 { gpus X x 1 } }
+deployment { pool p { model llama3_1_8b; cost calibrated "CAL" } }
+workload { arrivals poisson 2/s; lengths chat; requests 20; seed 1 }
+""".replace("CAL", str(ROOT / "dsl" / "std" / "calibrations" / "A100_80G.json"))
+    )
+    r = tokensim_cli("run", spec, "-o", tmp_path / "out", "--no-report")
+    assert r.returncode == 0, r.stderr
+    (line,) = [x for x in r.stderr.splitlines() if "nothing measured for" in x]
+    ops = line.split("nothing measured for ")[1].split(" on ")[0].split(", ")
+    assert "gemm" in ops and len(ops) == len(set(ops))

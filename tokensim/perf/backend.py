@@ -311,7 +311,7 @@ class MeasuredCostModel(CostModel):
             self._datasheet.append("pipeline hand-off")
         if self._datasheet:
             note(
-                f"{label}: nothing measured for {', '.join(self._datasheet)} on "
+                f"{label}: nothing measured for {', '.join(dict.fromkeys(self._datasheet))} on "
                 f"{self.gpu_name}: priced from the datasheet alone (roofline used)"
             )
 
