@@ -14,6 +14,7 @@ from tokensim.explore.sweep import place
 from tokensim.report import svg
 from tokensim.report.files import _clean as json_safe
 from tokensim.report.files import publish
+from tokensim.report.summary import aligned
 
 GOAL_TITLES = {
     "max-rate": "the highest rate that meets the SLO",
@@ -114,18 +115,9 @@ def front_table(outcomes, goal: str) -> str:
         ]
         for r in rows
     ]
-    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
-    lines = [
-        "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        )
-        for r in [head, *body]
-    ]
+    lines = aligned(head, body)
     return (
-        f"Pareto front ({len(rows)} of {len(outcomes)} configurations):\n"
-        + "\n".join("  " + line for line in lines)
-        + "\n"
+        f"Pareto front ({len(rows)} of {len(outcomes)} configurations):\n" + "\n".join(lines) + "\n"
     )
 
 

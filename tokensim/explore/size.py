@@ -397,6 +397,8 @@ def margins(o: s.Outcome) -> list[tuple[str, float, float]]:
 def table(outcomes: list[s.Outcome], top: int) -> str:
     """The best ``top`` layouts that pass, then one line per layout that does not."""
     passing = [o for o in outcomes if o.answer is not None][:top]
+    from tokensim.report.summary import aligned
+
     lines = []
     if passing:
         head = ["layout", "GPUs", "$/h"]
@@ -409,15 +411,7 @@ def table(outcomes: list[s.Outcome], top: int) -> str:
             cells = [o.config.label, str(o.config.gpus), usd]
             cells += [f"{s._seconds(v)} ({margin:+.0%})" for _, v, margin in margins(o)]
             body.append(cells)
-        widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
-        for r in [head, *body]:
-            lines.append(
-                "  "
-                + "  ".join(
-                    c.ljust(w) if j == 0 else c.rjust(w)
-                    for j, (c, w) in enumerate(zip(r, widths, strict=True))
-                )
-            )
+        lines += aligned(head, body)
     failing = [o for o in outcomes if o.answer is None]
     if failing:
         lines.append("")

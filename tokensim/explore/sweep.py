@@ -256,11 +256,9 @@ def terminal_table(out: Path, most: int = 40) -> str:
                 met,
             ]
         )
-    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
-    lines = [
-        "  " + "  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-        for row in [head, *body]
-    ]
+    from tokensim.report.summary import aligned
+
+    lines = aligned(head, body, left=())
     if len(rows) > most:
         lines.append(f"  ... {len(rows) - most} more points in sweep.csv")
     return "\n".join(lines) + "\n"

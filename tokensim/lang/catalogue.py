@@ -56,15 +56,11 @@ def _numeric(cell: str) -> bool:
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:
     """Columns of figures right-aligned, of words left-aligned."""
-    columns = list(zip(head, *rows, strict=True))
-    widths = [max(len(x) for x in col) for col in columns]
-    right = [all(_numeric(c) for c in col[1:]) for col in columns]
-    return [
-        "  ".join(
-            c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=True)
-        ).rstrip()
-        for row in [head, *rows]
-    ]
+    from tokensim.report.summary import aligned
+
+    columns = zip(head, *rows, strict=True)
+    words = {j for j, col in enumerate(columns) if not all(_numeric(c) for c in col[1:])}
+    return aligned(head, rows, left=words, indent="")
 
 
 def _with_sources(lines: list[str], sources: list[tuple[str, ...]], all_sources: bool):

@@ -3,6 +3,25 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+
+
+def aligned(
+    head: Sequence[str], rows: Sequence[Sequence[str]], left=(0,), indent: str = "  "
+) -> list[str]:
+    """``head`` and ``rows`` as lines of columns two spaces apart: the columns at the
+    indexes ``left`` left-aligned, the others right-aligned (figures)."""
+    widths = [max(len(c) for c in col) for col in zip(head, *rows, strict=True)]
+    return [
+        (
+            indent
+            + "  ".join(
+                c.ljust(w) if j in left else c.rjust(w)
+                for j, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        ).rstrip()
+        for row in [head, *rows]
+    ]
 
 
 def _ms(x) -> str:
