@@ -314,7 +314,7 @@ def _run_sweep(args, module, sources, spec, out: Path) -> int:
     run_on, cache = _explorer(args)
     tally = Tally()
     try:
-        info = run_sweep(
+        info, rows = run_sweep(
             module,
             sources,
             spec,
@@ -346,7 +346,7 @@ def _run_sweep(args, module, sources, spec, out: Path) -> int:
     if not args.quiet:
         from tokensim.explore.sweep import terminal_table
 
-        sys.stdout.write(terminal_table(out))
+        sys.stdout.write(terminal_table(info, rows))
         page = "" if args.no_report else f"{out}/index.html, "
         reused = f" ({tally.cached} from the cache)" if tally.cached else ""
         print(

@@ -154,9 +154,9 @@ def run_sweep(
     """Simulate every point of ``spec.sweep`` (``module`` is its syntax tree, with any
     ``--set`` already applied) on the executor ``run_on`` into ``out``, serving points
     from ``cache`` where it has them, counting them in ``tally``; return sweep.json's
-    content. A point that does not deploy is listed with its error (``error`` in
-    sweep.json and sweep.csv) and not run; when no point deploys, the first one's error
-    is raised."""
+    content and each point's sweep.csv figures (:func:`metric_row`). A point that does
+    not deploy is listed with its error (``error`` in sweep.json and sweep.csv) and not
+    run; when no point deploys, the first one's error is raised."""
     from tokensim.explore.execute import Job, execute
 
     pts = points(spec.sweep)
@@ -195,7 +195,7 @@ def run_sweep(
     )
     if page:
         write_index(out)
-    return info
+    return info, rows
 
 
 def place(folder: Path, job, files: dict[str, str], page: bool) -> None:
@@ -230,42 +230,40 @@ def write_index(out: Path) -> Path:
     return out / "index.html"
 
 
-def terminal_table(out: Path, most: int = 40) -> str:
+def terminal_table(info: dict, rows: list[dict], most: int = 40) -> str:
     """The sweep's points as ``tokensim run`` prints them: each point's values, requests/s,
-    TTFT and TPOT p90, attainment and whether it meets the SLO (from sweep.csv)."""
-    with open(out / "sweep.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return ""
-    axes = [k for k in rows[0] if k not in ("point", "error", *(n for n, _ in COLUMNS))]
-    head = [*axes, "req/s", "TTFT p90", "TPOT p90", "attainment", "SLO"]
-    body = []
-    for r in rows[:most]:
-        if r["error"]:
-            body.append([*(r[a] for a in axes), "", "", "", "", f"does not deploy: {r['error']}"])
-            continue
-        attain = f"{float(r['slo_attainment']):.1%}" if r["slo_attainment"] else ""
-        met = {"True": "met", "False": "missed", "1": "met", "0": "missed"}.get(r["slo_met"], "")
-        body.append(
-            [
-                *(r[a] for a in axes),
-                f"{float(r['requests_per_s']):.2f}",
-                _time(r["ttft_p90_s"]),
-                _time(r["tpot_p90_s"]),
-                attain,
-                met,
-            ]
-        )
+    TTFT and TPOT p90, attainment and whether it meets the SLO (``info`` and ``rows`` as
+    :func:`run_sweep` returns them: what sweep.csv holds)."""
     from tokensim.report.summary import aligned
 
+    if not rows:
+        return ""
+    paths = [a["path"] for a in info["axes"]]
+    head = [*paths, "req/s", "TTFT p90", "TPOT p90", "attainment", "SLO"]
+    body = []
+    for point, r in list(zip(info["points"], rows, strict=True))[:most]:
+        values = [point["values"][p] for p in paths]
+        if point.get("error"):
+            body.append([*values, "", "", "", "", f"does not deploy: {point['error']}"])
+            continue
+        attain = r["slo_attainment"]
+        body.append(
+            [
+                *values,
+                f"{r['requests_per_s']:.2f}",
+                _time(r["ttft_p90_s"]),
+                _time(r["tpot_p90_s"]),
+                "" if attain is None else f"{attain:.1%}",
+                {True: "met", False: "missed"}.get(r["slo_met"], ""),
+            ]
+        )
     lines = aligned(head, body, left=())
     if len(rows) > most:
         lines.append(f"  ... {len(rows) - most} more points in sweep.csv")
     return "\n".join(lines) + "\n"
 
 
-def _time(text: str) -> str:
-    if not text:
+def _time(x: float | None) -> str:
+    if x is None or math.isnan(x):
         return ""
-    x = float(text)
     return f"{x * 1e3:.1f} ms" if x < 1 else f"{x:.2f} s"
