@@ -16,17 +16,16 @@ class CacheUsage(Exception):
 
 
 def _quantity(text: str, dim, what: str) -> float:
-    import re
+    from tokensim.lang.units import UnitError, parse_quantity
 
-    from tokensim.lang.units import UnitError, convert
-
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-zµ]*)\s*", text)
-    if not m:
-        raise CacheUsage(f"{what} takes a number with a unit, like {_EXAMPLE[what]}; got {text!r}")
     try:
-        return convert(float(m.group(1)), m.group(2), dim)
+        return parse_quantity(text, dim)
     except UnitError as err:
         raise CacheUsage(f"{what} {text!r}: {err} ({err.help})") from None
+    except ValueError:
+        raise CacheUsage(
+            f"{what} takes a number with a unit, like {_EXAMPLE[what]}; got {text!r}"
+        ) from None
 
 
 _EXAMPLE = {"--max-size": "2GB", "--older-than": "24 h", ENV_MAX: "2GB"}

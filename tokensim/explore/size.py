@@ -17,7 +17,6 @@ The answer is the search's :class:`~tokensim.explore.search.Outcome` per layout,
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Generator
 from dataclasses import dataclass, field
 
@@ -116,10 +115,12 @@ class Layout:
 
 def parse_rate(text: str) -> float:
     """``20/s``, ``20`` or ``1200/min`` as requests per second."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?\d+)?)\s*(?:/\s*(s|min|h))?\s*", text)
-    if not m:
-        raise SizeError(f"--rate takes requests per second, like 20/s; got {text!r}")
-    value = float(m.group(1)) / {"s": 1, None: 1, "min": 60, "h": 3600}[m.group(2)]
+    from tokensim.lang.units import Dim, parse_quantity
+
+    try:
+        value = parse_quantity(text, Dim.RATE, bare="/s")
+    except ValueError:
+        raise SizeError(f"--rate takes requests per second, like 20/s; got {text!r}") from None
     if not value > 0:
         raise SizeError(f"--rate must be above 0; got {text!r}")
     return value

@@ -24,6 +24,7 @@ count      1            (a bare number)
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 
@@ -133,6 +134,21 @@ class UnitError(ValueError):
     def __init__(self, message: str, help: str | None = None):
         super().__init__(message)
         self.help = help
+
+
+_LEADING_NUMBER = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)(.*)", re.S)
+
+
+def parse_quantity(text: str, dim: Dim, bare: str = "") -> float:
+    """A quantity as a command line writes it (``2GB``, ``24 h``, ``20/s``) in the base
+    unit of ``dim``; a number alone takes the unit ``bare``. Raises ValueError when
+    ``text`` does not start with a number, :class:`UnitError` (a ValueError) for its
+    unit."""
+    m = _LEADING_NUMBER.fullmatch(text)
+    if not m:
+        raise ValueError(f"not a number with a unit: {text!r}")
+    unit = "".join(m.group(2).split()) or bare
+    return convert(float(m.group(1)), unit, dim)
 
 
 def convert(number: float, unit: str, dim: Dim) -> float:
