@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tokensim.explore import search as s
 
@@ -269,9 +269,7 @@ class Walk:
     best_trial: s.Trial | None = None
     last: tuple[int, int] | None = None
     last_trial: s.Trial | None = None
-    tried: int = 0
     error: str | None = None
-    texts: dict = field(default_factory=dict)
 
 
 def size(q: Question, run_on, cache, seeds, bar=True, tally=None) -> list[s.Outcome]:
@@ -300,13 +298,13 @@ def size(q: Question, run_on, cache, seeds, bar=True, tally=None) -> list[s.Outc
     modules: dict[tuple[int, int, int], tuple] = {}
 
     def build(i: int, counts: tuple[int, int]):
-        """(module, graph, text, sources) of walk ``i`` at ``counts``; CompileError raises."""
+        """(module, graph, text) of walk ``i`` at ``counts``; CompileError raises."""
         key = (i, *counts)
         if key not in modules:
             text = spec_text(q, walks[i].layout, *counts)
             sources = SourceMap()
             module = parse(text, "<size>", sources)
-            modules[key] = (module, compiled(module, [], sources)[1], text, sources)
+            modules[key] = (module, compiled(module, [], sources)[1], text)
         return modules[key]
 
     round_no = 0
@@ -315,7 +313,7 @@ def size(q: Question, run_on, cache, seeds, bar=True, tally=None) -> list[s.Outc
         order, graphs = [], []
         for i in sorted(pending):
             try:
-                _, graph, _, _ = build(i, pending[i])
+                _, graph, _ = build(i, pending[i])
             except CompileError as err:
                 # the first count of a layout that does not deploy: drop it, with the reason
                 walks[i].error = err.diagnostics[0].message if err.diagnostics else str(err)
@@ -329,7 +327,6 @@ def size(q: Question, run_on, cache, seeds, bar=True, tally=None) -> list[s.Outc
             metrics = got[k * len(seeds) : (k + 1) * len(seeds)]
             trial = s.Trial(q.rate, metrics, all(s.passes(m, None) for m in metrics))
             w, counts = walks[i], pending[i]
-            w.tried += 1
             w.last, w.last_trial = counts, trial
             if trial.passed and (w.best is None or w.layout.gpus(*counts) < w.layout.gpus(*w.best)):
                 w.best, w.best_trial = counts, trial
@@ -346,7 +343,7 @@ def size(q: Question, run_on, cache, seeds, bar=True, tally=None) -> list[s.Outc
             config.error = w.error or "does not deploy"
             outcomes.append(s.Outcome(config))
             continue
-        module, graph, text, _ = build(index, counts)
+        module, graph, text = build(index, counts)
         config.module, config.graph, config.text = module, graph, text
         label = w.layout.label(*counts)
         config.names = (label if w.best else f"{w.layout.name} at {label}",)
