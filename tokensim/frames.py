@@ -15,6 +15,7 @@ so a notebook sees the figures ``tokensim run`` writes.
 
 from __future__ import annotations
 
+import io
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,17 +106,14 @@ def search(
     ``min-cost`` or ``min-gpus``."""
     pd = _pandas()
     from tokensim.explore import search as s
-    from tokensim.explore.cache import Cache
 
     if goal not in ("max-rate", "min-cost", "min-gpus"):
         raise ValueError(f"goal is max-rate, min-cost or min-gpus, not {goal!r}")
     module, sources, checked = _module(spec, overrides)
     base = checked.workload.seed if checked.workload else 0
     settings = s.Settings(goal, tuple(range(base, base + seeds)), attainment)
-    run_on, _ = _explorer(jobs, None)
-    with tempfile.TemporaryDirectory(prefix="tokensim-search-") as tmp:
-        store = Cache(cache if cache is not None else tmp)
-        outcomes = s.search(module, sources, checked, settings, run_on, store, bar=False)
-        csv = Path(tmp) / "search.csv"
-        csv.write_text(s.table(outcomes, goal, list(outcomes[0].config.values) if outcomes else []))
-        return pd.read_csv(csv), s.answer(outcomes, goal, checked)
+    run_on, store = _explorer(jobs, cache)
+    outcomes = s.search(module, sources, checked, settings, run_on, store, bar=False)
+    paths = list(outcomes[0].config.values) if outcomes else []
+    table = io.StringIO(s.table(outcomes, goal, paths))  # search.csv's text
+    return pd.read_csv(table), s.answer(outcomes, goal, checked)
