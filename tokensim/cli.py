@@ -7,6 +7,7 @@ on stderr), 2 on a usage error (bad option, unreadable file).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -296,6 +297,24 @@ def _explorer(args):
     return run_on, Cache(folder)
 
 
+@contextlib.contextmanager
+def _answers_cache(cache, quiet: bool, prefix: str):
+    """The cache a search or size run works with: ``cache``, or a scratch one while
+    caching is off (the answers' folders are written from cached results); the cache is
+    pruned to its cap once the work is done."""
+    import tempfile
+
+    from tokensim.explore.cache import Cache
+    from tokensim.explore.cache_cmd import keep_under_cap
+
+    if cache.folder is None:
+        with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+            yield Cache(tmp)
+        return
+    yield cache
+    keep_under_cap(cache, quiet)
+
+
 def _interrupted(tally, total: int | None, what: str) -> int:
     of = f" of {total}" if total is not None else ""
     print(
@@ -357,10 +376,7 @@ def _run_sweep(args, module, sources, spec, out: Path) -> int:
 
 
 def cmd_search(args) -> int:
-    import tempfile
-
     from tokensim.explore import search as s
-    from tokensim.explore.cache import Cache
     from tokensim.explore.execute import ExecutorError, Tally
 
     sources = SourceMap()
@@ -385,30 +401,27 @@ def cmd_search(args) -> int:
         tolerance=args.tolerance,
     )
     run_on, cache = _explorer(args)
-    scratch = None
-    if cache.folder is None:  # the answers' folders are written from cached results
-        scratch = tempfile.TemporaryDirectory(prefix="tokensim-search-")
-        cache = Cache(scratch.name)
     if not args.quiet:
         for warning in s.tail_warnings(spec, settings):
             print(f"warning: {warning}", file=sys.stderr)
     tally = Tally()
     try:
-        outcomes = s.search(
-            module, sources, spec, settings, run_on, cache, bar=not args.quiet, tally=tally
-        )
-        from tokensim.explore.search_out import write_search
+        with _answers_cache(cache, args.quiet, "tokensim-search-") as cache:
+            outcomes = s.search(
+                module, sources, spec, settings, run_on, cache, bar=not args.quiet, tally=tally
+            )
+            from tokensim.explore.search_out import write_search
 
-        write_search(
-            out,
-            outcomes,
-            settings,
-            spec,
-            sources,
-            cache,
-            page=not args.no_report,
-            overrides=args.set or [],
-        )
+            write_search(
+                out,
+                outcomes,
+                settings,
+                spec,
+                sources,
+                cache,
+                page=not args.no_report,
+                overrides=args.set or [],
+            )
     except KeyboardInterrupt:
         return _interrupted(tally, None, "simulations")
     except s.SearchError as err:
@@ -420,12 +433,6 @@ def cmd_search(args) -> int:
         raise _Usage(str(err)) from None
     except OSError as err:
         raise _Usage(f"cannot write results to {out}: {err.strerror or err}") from None
-    finally:
-        if scratch is not None:
-            scratch.cleanup()
-    from tokensim.explore.cache_cmd import keep_under_cap
-
-    keep_under_cap(cache, args.quiet)
     if not args.quiet:
         from tokensim.explore.search_out import front_table
 

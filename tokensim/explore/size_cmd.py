@@ -188,12 +188,9 @@ def model_name(name: str, quiet: bool) -> str:
 
 
 def cmd_size(args) -> int:
-    import tempfile
-
-    from tokensim.cli import _explorer, _interrupted, _Usage
+    from tokensim.cli import _answers_cache, _explorer, _interrupted, _Usage
     from tokensim.explore import search as s
     from tokensim.explore import size as z
-    from tokensim.explore.cache import Cache
     from tokensim.explore.execute import ExecutorError, Tally
     from tokensim.explore.search_out import write_search
     from tokensim.explore.sweep import compiled
@@ -219,22 +216,18 @@ def cmd_size(args) -> int:
     out = Path(args.output) if args.output else Path("out") / "size"
     settings = s.Settings(goal="min-gpus", seeds=tuple(range(q.seed, q.seed + args.seeds)))
     run_on, cache = _explorer(args)
-    scratch = None
-    if cache.folder is None:  # the answers' folders are written from cached results
-        scratch = tempfile.TemporaryDirectory(prefix="tokensim-size-")
-        cache = Cache(scratch.name)
     tally = Tally()
     try:
-        outcomes = z.size(q, run_on, cache, settings.seeds, bar=not args.quiet, tally=tally)
-        best = next((o for o in outcomes if o.answer is not None), None)
-        shown = best or next((o for o in outcomes if o.config.graph is not None), None)
-        if shown is not None:
-            spec = shown.config.graph.spec
-            sources = SourceMap()
-            parse(shown.config.text, "<size>", sources)
-            write_search(out, outcomes, settings, spec, sources, cache, page=not args.no_report)
-        else:
-            out.mkdir(parents=True, exist_ok=True)
+        with _answers_cache(cache, args.quiet, "tokensim-size-") as cache:
+            outcomes = z.size(q, run_on, cache, settings.seeds, bar=not args.quiet, tally=tally)
+            best = next((o for o in outcomes if o.answer is not None), None)
+            shown = best or next((o for o in outcomes if o.config.graph is not None), None)
+            if shown is not None:  # each configuration carries its own spec text
+                spec = shown.config.graph.spec
+                page = not args.no_report
+                write_search(out, outcomes, settings, spec, SourceMap(), cache, page=page)
+            else:
+                out.mkdir(parents=True, exist_ok=True)
         (out / "best.tsim").unlink(missing_ok=True)
         if best is not None:
             from tokensim.report.files import publish
@@ -246,12 +239,6 @@ def cmd_size(args) -> int:
         raise _Usage(str(err)) from None
     except OSError as err:
         raise _Usage(f"cannot write results to {out}: {err.strerror or err}") from None
-    finally:
-        if scratch is not None:
-            scratch.cleanup()
-    from tokensim.explore.cache_cmd import keep_under_cap
-
-    keep_under_cap(cache, args.quiet)
     if not args.quiet:
         print(summary(q, outcomes, args.top))
         reused = f", {tally.cached} from the cache" if tally.cached else ""
