@@ -84,7 +84,14 @@ class Reporter:
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
-    """A help line naming the closest candidates to ``word``, or None if none is close.
+    """A help line naming the closest candidates to ``word`` (:func:`closest`), or None
+    if none is close."""
+    close = closest(word, candidates)
+    return _suggest(close) if close else None
+
+
+def closest(word: str, candidates: Iterable[str]) -> list[str]:
+    """The candidates closest to ``word``, best first; none when none is close.
 
     In order: the same word in another case; names that start with ``word``
     (``H100`` -> ``H100_SXM``, ``H100_PCIE``); the closest by spelling, case
@@ -92,13 +99,13 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     """
     names = sorted(set(candidates))
     if not names or not word:
-        return None
+        return []
     same = [c for c in names if c.lower() == word.lower() and c != word]
     if same:
-        return _suggest(same)
+        return same
     prefixed = [c for c in names if c.lower().startswith(word.lower())]
     if prefixed and len(word) >= 2:
-        return _suggest(prefixed[:3])
+        return prefixed[:3]
     close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
     if not close:
         lowered = {c.lower(): c for c in names}
@@ -106,7 +113,7 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
             lowered[c]
             for c in difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
         ]
-    return _suggest(close) if close else None
+    return close
 
 
 def _suggest(names: list[str]) -> str:

@@ -16,7 +16,7 @@ import dataclasses
 
 from tokensim.lang import ast
 from tokensim.lang.check import schemas
-from tokensim.lang.diagnostics import CompileError, Diagnostic, Reporter, did_you_mean
+from tokensim.lang.diagnostics import CompileError, Diagnostic, Reporter, closest, did_you_mean
 from tokensim.lang.parse import parse
 from tokensim.lang.schema import Block, Shape
 from tokensim.lang.source import SourceMap, Span
@@ -45,10 +45,8 @@ def override(module: ast.Module, path: str, value: str, sources: SourceMap) -> a
         near = nearest(paths(module), parts)
         if not near or len(err.diagnostics) != 1:
             raise
-        d = err.diagnostics[0]
-        found = ", ".join(f"`{p}`" for p in near)
         raise CompileError(
-            [dataclasses.replace(d, help=f"this spec can set {found}")], sources
+            [dataclasses.replace(err.diagnostics[0], help=_can_set(near))], sources
         ) from None
     return dataclasses.replace(module, statements=tuple(statements))
 
@@ -56,22 +54,22 @@ def override(module: ast.Module, path: str, value: str, sources: SourceMap) -> a
 def _every(module: ast.Module, path: str, value: str, sources: SourceMap) -> ast.Module:
     """``module`` with every path ``path`` matches (``*``: any one name) set to ``value``."""
     want = path.split(".")
+    known = paths(module)
     found = [
         p
-        for p in paths(module)
+        for p in known
         if len(p.split(".")) == len(want)
         and all(w in ("*", part) for w, part in zip(want, p.split("."), strict=True))
     ]
     if not found:
         name = f"--set {path}"
-        text = f"{path} {value}"
-        sources.add(name, text)
-        near = nearest(paths(module), tuple(want))
+        sources.add(name, f"{path} {value}")
+        near = nearest(known, tuple(want))
         _fail(
             f"`{path}` matches nothing in the spec",
             Span(name, 1, 1, 1, len(path) + 1),
             sources,
-            help=f"this spec can set {', '.join(f'`{p}`' for p in near)}" if near else None,
+            help=_can_set(near) if near else None,
         )
     for p in found:
         module = override(module, p, value, sources)
@@ -106,6 +104,10 @@ def _walk(stmts, block: Block, prefix: tuple[str, ...], out: list[str]) -> None:
             _walk(s.body, attr.body, (*prefix, s.label), out)
 
 
+def _can_set(near: list[str]) -> str:
+    return "this spec can set " + ", ".join(f"`{p}`" for p in near)
+
+
 def nearest(candidates: list[str], parts: tuple[str, ...], most: int = 4) -> list[str]:
     """The paths of ``candidates`` that end as ``parts`` does (its last name, and the first
     too where several do), else those whose last name is near it."""
@@ -115,9 +117,8 @@ def nearest(candidates: list[str], parts: tuple[str, ...], most: int = 4) -> lis
         under = [c for c in ending if c.split(".")[0] == parts[0]]
         ending = under or ending
     if not ending:
-        close = did_you_mean(last, sorted({c.split(".")[-1] for c in candidates}))
-        word = close.split("`")[1] if close and "`" in close else None
-        ending = [c for c in candidates if word and c.split(".")[-1] == word]
+        close = closest(last, {c.split(".")[-1] for c in candidates})
+        ending = [c for c in candidates if close and c.split(".")[-1] == close[0]]
     return ending[:most]
 
 
