@@ -303,6 +303,14 @@ _CONFIG_KEYS = {
     "vocab": ("vocab_size",),
     "max_context": ("max_position_embeddings", "n_positions", "max_sequence_length"),
 }
+# every key whose value must be a number (the shapes, the MLP width, the routing)
+_CONFIG_NUMBERS = {k for keys in _CONFIG_KEYS.values() for k in keys} | {
+    "intermediate_size",
+    "ffn_dim",
+    "n_inner",
+    "moe_intermediate_size",
+    "num_experts_per_tok",
+}
 _CONFIG_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 # what tokensim does not model, by the config key that says a model has it
 _CONFIG_UNSUPPORTED = (
@@ -375,10 +383,7 @@ def config_statements(ref: Val, env: Env, sources) -> list[ast.Statement] | None
         )
         return None
     lines, missing = [], []
-    numbers = {*(k for keys in _CONFIG_KEYS.values() for k in keys)}
-    numbers |= {"intermediate_size", "ffn_dim", "n_inner", "moe_intermediate_size"}
-    numbers |= {"num_experts_per_tok"}
-    for key in sorted(numbers & set(config)):
+    for key in sorted(_CONFIG_NUMBERS & set(config)):
         value = config[key]
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             env.rep.error(

@@ -128,11 +128,10 @@ def definition(bound: Bound, env: Env) -> EngineDef | None:
 
 
 def merge(
-    base: Sequence[ast.Statement], over: Sequence[ast.Statement], nested=None
+    base: Sequence[ast.Statement], over: Sequence[ast.Statement], nested=NESTED
 ) -> list[ast.Statement]:
     """``base`` with the statements of ``over`` laid on top, key by key; the blocks of
-    ``nested`` (an engine's: :data:`NESTED`) entry by entry."""
-    nested = NESTED if nested is None else nested
+    ``nested`` (an engine's by default) entry by entry."""
     out = list(base)
     for stmt in over:
         key = stmt.key.text
