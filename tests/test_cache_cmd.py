@@ -66,30 +66,14 @@ def test_a_sweep_leaves_the_cache_within_its_cap(tmp_path):
     text = (ROOT / "specs" / "single_gpu_8b.tsim").read_text()
     spec.write_text(text + "\nsweep { workload.requests in 20, 30, 40 }\n")
     folder = tmp_path / "cache"
-    r = tokensim(
-        "run",
-        spec,
-        "-o",
-        tmp_path / "out",
-        "--no-report",
-        "-j",
-        "1",
-        "--cache",
-        folder,
-        env={"TOKENSIM_CACHE_MAX": "1KB"},
-    )
-    assert r.returncode == 0, r.stderr
-    assert "note: the cache kept" in r.stderr and Cache(folder).entries() == []
-    r = tokensim(
-        "run",
-        spec,
-        "-o",
-        tmp_path / "out",
-        "--no-report",
-        "-j",
-        "1",
-        "--cache",
-        folder,
-        env={"TOKENSIM_CACHE_MAX": "0"},
-    )
-    assert r.returncode == 0 and len(Cache(folder).entries()) == 3
+
+    def run(cap: str):
+        out = tmp_path / "out"
+        args = ("run", spec, "-o", out, "--no-report", "-j", 1, "--cache", folder)
+        r = tokensim(*args, env={"TOKENSIM_CACHE_MAX": cap})
+        assert r.returncode == 0, r.stderr
+        return r
+
+    assert "note: the cache kept" in run("1KB").stderr and Cache(folder).entries() == []
+    run("0")
+    assert len(Cache(folder).entries()) == 3
