@@ -3,21 +3,15 @@
 import json
 import shutil
 import subprocess
-import sys
 
 import pytest
-from conftest import ROOT, SPECS, tokensim_cli
+from conftest import ROOT, SPECS
+from conftest import tokensim_cli as run
 
 from tokensim import __version__
 from tokensim.cli import main
 
 DIAG = ROOT / "tests" / "diagnostics"
-
-
-def run(*args, cwd=ROOT):
-    return subprocess.run(
-        [sys.executable, "-m", "tokensim", *map(str, args)], capture_output=True, text=True, cwd=cwd
-    )
 
 
 def test_check_all_shipped_specs_exits_zero():
@@ -182,9 +176,9 @@ def test_the_report_shows_rejections_apart_from_preemptions(tmp_path):
 
 def test_check_and_graph_take_set_values():
     spec, h200 = "specs/single_gpu_8b.tsim", "cluster.n0.gpus=H200"
-    r = tokensim_cli("check", spec, "--set", h200, "--dump", "ir")
+    r = run("check", spec, "--set", h200, "--dump", "ir")
     assert r.returncode == 0 and "name='H200'" in r.stdout, r.stderr
-    r = tokensim_cli("graph", spec, "--set", h200)
+    r = run("graph", spec, "--set", h200)
     assert r.returncode == 0 and "1 x H200" in r.stdout, r.stderr
 
 
@@ -198,7 +192,7 @@ def test_check_and_graph_take_set_values():
     ],
 )
 def test_a_bad_set_path_names_the_paths_near_it(path, near):
-    r = tokensim_cli("check", "specs/single_gpu_8b.tsim", "--set", f"{path}=2")
+    r = run("check", "specs/single_gpu_8b.tsim", "--set", f"{path}=2")
     assert r.returncode == 1 and f"help: this spec can set {near}" in r.stderr, r.stderr
 
 
@@ -206,7 +200,7 @@ def test_a_sweep_prints_its_points_in_the_terminal(tmp_path):
     spec = tmp_path / "s.tsim"
     text = (ROOT / "specs" / "single_gpu_8b.tsim").read_text()
     spec.write_text(text + "\nsweep { workload.requests in 40, 80 }\n")
-    r = tokensim_cli("run", spec, "-o", tmp_path / "out", "--no-report")
+    r = run("run", spec, "-o", tmp_path / "out", "--no-report")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     head = next(i for i, line in enumerate(lines) if "workload.requests" in line)

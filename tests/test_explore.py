@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, compile_text
+from conftest import tokensim_cli as tokensim
 
 from tokensim.explore import search as s
 from tokensim.explore.cache import RESULT_FILES, Cache, run_key
@@ -30,15 +31,6 @@ workload { arrivals poisson 20/s; lengths chat; requests 200; seed 3 }
 slo { ttft p90 < 300 ms; tpot p90 < 20 ms }
 """
 )
-
-
-def tokensim(*args, cwd=ROOT):
-    return subprocess.run(
-        [sys.executable, "-m", "tokensim", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-    )
 
 
 def rows(path: Path) -> list[dict]:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import tokensim_cli as tokensim
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -46,15 +45,6 @@ workload { arrivals poisson 20/s; lengths chat; requests 300; seed 3 }
 slo { ttft p90 < 1 s }
 """
 )
-
-
-def tokensim(*args, cwd=ROOT):
-    return subprocess.run(
-        [sys.executable, "-m", "tokensim", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-    )
 
 
 @pytest.fixture(scope="module")
