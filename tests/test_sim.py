@@ -425,3 +425,28 @@ def test_the_simulator_runs_what_the_dataflow_graph_carries():
     graph.dataflow.remove_edge("router", "s[1]")
     one = simulate(graph).requests["instance"]
     assert set(one) == {"s[0]"}
+
+
+def test_a_shared_prefix_is_served_from_the_prefix_cache():
+    """Every request after the first of its group hits the prefix's whole KV blocks only: a
+    100-token prefix in 16-token blocks shares 96 tokens."""
+    work = "arrivals constant 2/s; lengths fixed 50 -> 4; requests 40; shared_prefix 100 {{ {} }}"
+    result, _ = run("kv { prefix_cache on }", work.format("groups 2"))
+    hits = col(result, "cached_tokens")
+    assert sorted(set(hits.tolist())) == [0, 96] and (hits == 0).sum() == 2
+    assert result.warnings == []
+    alone, _ = run("kv { prefix_cache on }", work.format("fraction 0"))
+    assert col(alone, "cached_tokens").sum() == 0
+    assert (col(alone, "prompt_tokens") == 150).all()
+
+
+def test_prefix_caching_written_on_warns_when_nothing_can_hit():
+    work = "arrivals constant 2/s; lengths fixed 50 -> 4; requests 10"
+    result, _ = run("kv { prefix_cache on }", work)
+    (warning,) = result.warnings
+    assert "pool p: `prefix_cache on`" in warning and "no two requests share a prefix" in warning
+    # on from the engine (vLLM V1's default, not written in the pool), or off: no warning
+    engine_on, _ = run("engine vllm_v1", work)
+    assert engine_on.spec.deployment.pools[0].kv.prefix_cache and engine_on.warnings == []
+    assert run("kv { prefix_cache off }", work)[0].warnings == []
+    assert run("", work + "; shared_prefix 32")[0].warnings == []

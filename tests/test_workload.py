@@ -354,3 +354,48 @@ def test_requests_checks_prefix_ids():
     with pytest.raises(ValueError):
         Requests(*_cols(), prefix_hashes=((1,), ("a",)), prefix_block_tokens=16)
     assert len(Requests(*_cols(), prefix_hashes=((1,), ()), prefix_block_tokens=16)) == 2
+
+
+# ---- shared prefixes --------------------------------------------------------------------
+
+
+def test_a_shared_prefix_lengthens_every_prompt_and_groups_the_sharers():
+    r = run(
+        "arrivals poisson 1/s; lengths fixed 10 -> 5; requests 4000;"
+        " shared_prefix 64 tokens { fraction 0.25; groups 3 }"
+    )
+    assert set(r.prompt_tokens.tolist()) == {74}  # the work is the same whoever shares
+    assert r.prefix_block_tokens == 64
+    shared = [h for h in r.prefix_hashes if h]
+    assert len(shared) / len(r) == pytest.approx(0.25, abs=0.03)
+    assert {h for (h,) in shared} == {0, 1, 2}
+    assert all(len(h) == 0 for h in r.prefix_hashes if not h)
+
+
+def test_a_shared_prefix_defaults_to_one_prefix_for_every_request():
+    r = run("arrivals poisson 1/s; lengths fixed 10 -> 5; requests 50; shared_prefix 32")
+    assert set(r.prefix_hashes) == {(0,)} and r.prompt_tokens[0] == 42
+
+
+def test_a_shared_prefix_cannot_add_to_a_traces_own_prefix_ids():
+    with pytest.raises(TraceError) as err:
+        run('trace "tiny_mooncake.jsonl"; shared_prefix 100 tokens')
+    (d,) = err.value.diagnostics
+    assert "gives its own prefix ids" in d.message and d.span.line == WORKLOAD_LINE
+    # with `lengths`, the trace gives only arrival times: nothing to add to
+    r = run('trace "tiny_mooncake.jsonl"; lengths fixed 7 -> 3; shared_prefix 100 tokens')
+    assert set(r.prompt_tokens.tolist()) == {107}
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("shared_prefix 0 tokens", "`shared_prefix` must be >= 1, found `0 tokens`"),
+        ("shared_prefix 10 { fraction 1.5 }", "`fraction` must be <= 1"),
+        ("shared_prefix 10 { groups 0 }", "`groups` must be >= 1"),
+        ("shared_prefix 10 s", "tokens"),
+    ],
+)
+def test_a_bad_shared_prefix_is_a_located_error(body, message):
+    with pytest.raises(CompileError, match=message):
+        workload_of(f"arrivals poisson 1/s; lengths fixed 10 -> 5; requests 5; {body}")

@@ -328,6 +328,8 @@ class KvConfig:
     dtype: str
     watermark: float
     span: Span | None
+    # where the pool's own `kv` block turns prefix caching on (None: not written there)
+    prefix_cache_written: Span | None = None
 
 
 @dataclass(frozen=True)
@@ -404,6 +406,17 @@ class Trace:
 
 
 @dataclass(frozen=True)
+class SharedPrefix:
+    """``shared_prefix TOKENS { fraction F; groups G }``: a ``fraction`` of the requests
+    start with one of ``groups`` prefixes of ``tokens`` tokens, put before their prompts."""
+
+    tokens: int
+    fraction: float
+    groups: int
+    span: Span
+
+
+@dataclass(frozen=True)
 class Workload:
     arrivals: PolicyUse | None  # None: arrival times from the trace
     lengths: PolicyUse | None  # None: lengths from the trace
@@ -412,6 +425,7 @@ class Workload:
     duration_s: float | None
     seed: int
     span: Span
+    shared_prefix: SharedPrefix | None = None
 
 
 @dataclass(frozen=True)

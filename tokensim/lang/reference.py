@@ -38,6 +38,7 @@ BLOCKS: list[tuple[str, Block]] = [
     ("deployment › pool › kv", schemas.KV),
     ("workload", schemas.WORKLOAD),
     ("workload › trace", schemas.TRACE),
+    ("workload › shared_prefix", schemas.SHARED_PREFIX),
     ("slo", schemas.SLO),
     ("metrics", schemas.METRICS_BLOCK),
 ]

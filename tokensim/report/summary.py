@@ -103,8 +103,10 @@ def summary_table(metrics: dict) -> str:
         )
     for name, p in pools.items():
         lines.append(f"pool {name}: {runs_on(p)}")
+    cached, prompt = req["cached_prompt_tokens"], req.get("prompt_tokens", 0)
+    hits = f"prefix cache served {cached / prompt:.1%} of prompt tokens; " if cached else ""
     lines.append(
-        f"peak KV use {metrics['kv']['peak_utilization']:.1%}; simulated "
+        f"{hits}peak KV use {metrics['kv']['peak_utilization']:.1%}; simulated "
         f"{metrics['sim']['simulated_s']:.1f} s in {metrics['sim']['wall_s']:.2f} s wall, "
         f"{metrics['sim']['events']} events"
     )

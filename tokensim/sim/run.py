@@ -347,10 +347,32 @@ class Simulation:
 
     def _warnings(self) -> list[str]:
         out = [w for inst in self.instances for w in inst.warnings()]
+        out += self._idle_prefix_caches()
         rejected = len(self.ledger.rejected)
         if rejected and rejected == self.total:
             out.append(f"every request ({rejected}) was rejected: nothing was served")
         return out
+
+    def _idle_prefix_caches(self) -> list[str]:
+        """A warning per pool whose spec turns prefix caching on for a workload in which no
+        two requests share a prefix id (so the cache can never hit)."""
+        hashes = self.work.prefix_hashes
+        ids = set()
+        shared = False
+        for h in hashes or ():
+            if h and h[0] in ids:
+                shared = True
+                break
+            ids.update(h[:1])
+        if shared:
+            return []
+        return [
+            f"pool {p.name}: `prefix_cache on` ({p.kv.prefix_cache_written}) cannot hit: no two "
+            "requests share a prefix; give the workload a `shared_prefix`, or a trace with "
+            "prefix ids"
+            for p in self.pools
+            if p.kv.prefix_cache and p.kv.prefix_cache_written is not None
+        ]
 
     def _result(self, wall_s: float) -> Result:
         ledger = self.ledger

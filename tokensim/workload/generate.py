@@ -43,8 +43,38 @@ def generate(workload: ir.Workload, base_dir: str | Path, rng: np.random.Generat
     else:
         prompt, output = trace.prompt_tokens, trace.output_tokens
         hashes, block = trace.prefix_hashes, trace.prefix_block_tokens
+    if workload.shared_prefix is not None:
+        if hashes is not None:
+            raise TraceError(
+                [
+                    Diagnostic(
+                        f"trace `{workload.trace.path}` gives its own prefix ids; "
+                        "`shared_prefix` cannot add to them",
+                        workload.shared_prefix.span,
+                        help="remove `shared_prefix`, or give `lengths` so that the trace "
+                        "supplies only the arrival times",
+                    )
+                ]
+            )
+        prompt, hashes, block = _shared_prefix(workload.shared_prefix, prompt, rng)
     priority = trace.priority if trace is not None else np.zeros(n, dtype=np.int64)
     return Requests(arrival, prompt, output, priority, hashes, block)
+
+
+def _shared_prefix(prefix: ir.SharedPrefix, prompt: np.ndarray, rng: np.random.Generator):
+    """Prompts lengthened by the prefix, their prefix ids, and the tokens one id stands for.
+
+    Every prompt grows by ``prefix.tokens``; a ``prefix.fraction`` of the requests (drawn
+    from ``rng``, then the prefix each of them starts with, uniformly among
+    ``prefix.groups``) share those tokens with the others of their group, the rest own them.
+    Keeping every prompt's length independent of the fraction lets a sweep over it change
+    what can be cached, not the work asked.
+    """
+    n = len(prompt)
+    shares = rng.random(n) < prefix.fraction
+    group = rng.integers(prefix.groups, size=n)
+    hashes = tuple((int(g),) if s else () for s, g in zip(shares, group, strict=True))
+    return prompt + prefix.tokens, hashes, prefix.tokens
 
 
 def _read(trace: ir.Trace, base_dir: str | Path) -> Requests:

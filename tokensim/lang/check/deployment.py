@@ -305,7 +305,14 @@ def _kv(pb: Bodies, engine_kv, dtype: str, env: Env) -> ir.KvConfig | None:
             help="add e.g. `swap 64 GB` to the kv block",
         )
         return None
-    return ir.KvConfig(span=bound.span if bound else None, **values)
+    written = bound.body.one("prefix_cache") if bound and bound.body else None
+    if written is not None and written.values.get("prefix_cache") is not True:
+        written = None
+    return ir.KvConfig(
+        span=bound.span if bound else None,
+        prefix_cache_written=written.span if written else None,
+        **values,
+    )
 
 
 def _transfers(body: Bodies, pools: dict[str, ir.Pool], comp, env: Env):

@@ -848,6 +848,25 @@ TRACE = Block(
     "A request trace.",
 )
 
+SHARED_PREFIX = Block(
+    "shared_prefix",
+    (
+        Attr(
+            "fraction",
+            (Num("fraction", Dim.FRACTION, min=0, max=1),),
+            "share of requests that start with a shared prefix",
+            default="1",
+        ),
+        Attr(
+            "groups",
+            (Num("groups", integer=True, min=1, max=limits.REQUESTS, limit=True),),
+            "distinct prefixes; each sharing request picks one at random",
+            default="1",
+        ),
+    ),
+    "Prompts that start with a shared prefix (a system prompt, a RAG document).",
+)
+
 WORKLOAD = Block(
     "workload",
     (
@@ -868,6 +887,13 @@ WORKLOAD = Block(
             default="from the trace",
         ),
         Attr("trace", (Str("trace"),), "a trace file (arrivals and lengths)", body=TRACE),
+        Attr(
+            "shared_prefix",
+            (Num("shared_prefix", Dim.TOKENS, integer=True, min=1, max=limits.TOKENS, limit=True),),
+            "put a prefix of this many tokens, shared with other requests, before each prompt",
+            body=SHARED_PREFIX,
+            default="none",
+        ),
         Attr(
             "requests",
             (Num("requests", integer=True, min=1, max=limits.REQUESTS, limit=True),),

@@ -58,7 +58,23 @@ def workload(body: Bodies, env: Env) -> ir.Workload | None:
                 rep.error(f"the {side} range of `uniform` is empty", body.one("lengths").span)
                 return None
     seed = body.value("seed", default=0)
-    return ir.Workload(arrivals, lengths, trace, requests, duration, seed, body.span)
+    shared = body.one("shared_prefix")
+    prefix = None
+    if shared is not None:
+        prefix = _shared_prefix(shared)
+        if prefix is None:
+            return None
+    return ir.Workload(arrivals, lengths, trace, requests, duration, seed, body.span, prefix)
+
+
+def _shared_prefix(bound) -> ir.SharedPrefix | None:
+    tokens = bound.get("shared_prefix")
+    sb = bound.body
+    fraction = sb.value("fraction", default=1.0) if sb else 1.0
+    groups = sb.value("groups", default=1) if sb else 1
+    if BAD in (tokens, fraction, groups) or tokens is None:
+        return None
+    return ir.SharedPrefix(tokens, fraction, groups, bound.span)
 
 
 def _trace(bound, env: Env) -> ir.Trace | None:
