@@ -454,6 +454,12 @@ class Axis:
     texts: tuple[str, ...]
     names: str | None  # the kind of definition the values name ('model'), if any
     span: Span
+    # what tables show of each value, where not its text (`in { name { ... } }`: the name)
+    labels: tuple[str, ...] = ()
+
+    def shown(self, text: str) -> str:
+        """How tables show the value written ``text``."""
+        return self.labels[self.texts.index(text)] if self.labels else text
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 
 from tokensim.explore.execute import Job, Tally, execute
-from tokensim.explore.sweep import cell, compiled, folder_name, points
+from tokensim.explore.sweep import cell, compiled, folder_name, points, shown
 from tokensim.report.sweep_data import labels
 
 RATE_PATH = "workload.arrivals.rate"
@@ -61,6 +61,7 @@ class Config:
     span: tuple[int, float] | None = None  # its :func:`window`
     graph: object = None  # compiled as written (None: it does not deploy)
     text: str | None = None  # its own spec text, where it is not the searched spec's
+    shown: dict[str, str] | None = None  # its values as tables show them (sweep.shown)
 
     @property
     def label(self) -> str:
@@ -130,8 +131,9 @@ def configurations(module, sources, spec) -> list[Config]:
 
     pts = points(spec.sweep) if spec.sweep is not None else [[]]
     out = []
-    for k, (point, names) in enumerate(zip(pts, labels(pts), strict=True)):
-        config = Config(k, dict(point), module, names=tuple(names))
+    seen = [shown(spec.sweep, p) for p in pts]
+    for k, (point, names) in enumerate(zip(pts, labels(seen), strict=True)):
+        config = Config(k, dict(point), module, names=tuple(names), shown=dict(seen[k]))
         try:
             m, graph = compiled(module, point, sources)
         except CompileError as err:
@@ -368,7 +370,7 @@ COLUMNS = (
 def row(o: Outcome, goal: str) -> dict:
     """One configuration's figures: means over the seeds of its shown trial."""
     t = o.shown
-    out: dict = {"config": o.config.label, **o.config.values}
+    out: dict = {"config": o.config.label, **(o.config.shown or o.config.values)}
     out["passes"] = o.answer is not None
     out["gpus"] = o.config.gpus
     out["rate_per_s"] = t.rate if t is not None else None

@@ -34,6 +34,15 @@ def points(sweep: ir.Sweep) -> list[list[tuple[str, str]]]:
     return [[pair for part in combo for pair in part] for combo in itertools.product(*dims)]
 
 
+def shown(sweep: ir.Sweep | None, point: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``point`` as tables show it: an alternative written ``name { ... }`` by its name."""
+    if sweep is None:
+        return list(point)
+    axes = {a.path: a for a in sweep.axes}
+    axes.update((a.path, a) for g in sweep.zipped for a in g)
+    return [(p, axes[p].shown(t) if p in axes else t) for p, t in point]
+
+
 def folder_name(index: int, label: list[str]) -> str:
     """``003-rate=25_s``: a point's number and its :func:`labels`, safe as a file name."""
     text = ",".join(label) or "spec"
@@ -72,12 +81,13 @@ def describe(spec: ir.Spec, pts: list[list[tuple[str, str]]]) -> dict:
     every point's folder and values."""
     axes = [(a, None) for a in spec.sweep.axes]
     axes += [(a, g) for g, group in enumerate(spec.sweep.zipped) for a in group]
+    pts = [shown(spec.sweep, p) for p in pts]
     return {
         "spec": spec.name,
         "axes": [
             {
                 "path": a.path,
-                "texts": list(a.texts),
+                "texts": [a.shown(t) for t in a.texts],
                 "numbers": (
                     [float(v) for v in a.values]
                     if all(isinstance(v, (int, float)) for v in a.values)
@@ -97,13 +107,19 @@ def describe(spec: ir.Spec, pts: list[list[tuple[str, str]]]) -> dict:
 
 def compiled(module, values, sources):
     """``module`` with ``values`` (``[(path, text)]``) set as ``--set`` does, and its checked
-    and lowered graph: ``(module, graph)``. A combination that does not deploy raises its
-    :class:`CompileError`."""
+    and lowered graph: ``(module, graph)``. Outer paths are set before the paths inside them
+    (a whole ``deployment`` before its pool's ``batching``). A point is one run: its sweep
+    block is dropped (its paths need not hold in a point whose alternative changed the
+    blocks they name). A combination that does not deploy raises its :class:`CompileError`."""
+    import dataclasses
+
     from tokensim.graph import lower
     from tokensim.lang.check import check
     from tokensim.lang.override import override
 
-    for path, value in values:
+    kept = tuple(s for s in module.statements if s.key.text != "sweep")
+    module = dataclasses.replace(module, statements=kept)
+    for path, value in sorted(values, key=lambda pv: pv[0].count(".")):
         module = override(module, path, value, sources)
     return module, lower(check(module, sources))
 
@@ -121,7 +137,7 @@ def compile_points(module, sources, spec: ir.Spec, pts, seed=None, overrides=(),
         try:
             _, graph = compiled(module, point, sources)
         except CompileError as err:
-            out.append(_at_point(err, point))
+            out.append(_at_point(err, shown(spec.sweep, point)))
             continue
         sets = (*overrides, *(f"{p}={v}" for p, v in point))
         out.append(Job(graph, seed, text, sets, page).keyed())

@@ -18,7 +18,7 @@ from tokensim.lang import ast
 from tokensim.lang.check import schemas
 from tokensim.lang.diagnostics import CompileError, Diagnostic, Reporter, closest, did_you_mean
 from tokensim.lang.parse import parse
-from tokensim.lang.schema import Block, Shape
+from tokensim.lang.schema import Block, Shape, keyed, keyed_index, keyed_items, single
 from tokensim.lang.source import SourceMap, Span
 from tokensim.policies import PolicySlot
 
@@ -53,14 +53,11 @@ def override(module: ast.Module, path: str, value: str, sources: SourceMap) -> a
 
 def _every(module: ast.Module, path: str, value: str, sources: SourceMap) -> ast.Module:
     """``module`` with every path ``path`` matches (``*``: any one name) set to ``value``."""
+    from tokensim.lang.check.sweep import matching
+
     want = path.split(".")
     known = paths(module)
-    found = [
-        p
-        for p in known
-        if len(p.split(".")) == len(want)
-        and all(w in ("*", part) for w, part in zip(want, p.split("."), strict=True))
-    ]
+    found = matching(tuple(want), module.statements)
     if not found:
         name = f"--set {path}"
         sources.add(name, f"{path} {value}")
@@ -79,14 +76,25 @@ def _every(module: ast.Module, path: str, value: str, sources: SourceMap) -> ast
 def paths(module: ast.Module) -> list[str]:
     """Every path ``--set`` can set in ``module``: the statements its blocks take, the
     pools, nodes and definitions it has by name, and the parameters of its policies."""
+    return settable(module.statements)
+
+
+def settable(statements) -> list[str]:
+    """:func:`paths` of a spec's top-level ``statements``."""
     out: list[str] = []
-    _walk(module.statements, schemas.TOP, (), out)
+    _walk(statements, schemas.TOP, (), out)
     return out
 
 
 def _walk(stmts, block: Block, prefix: tuple[str, ...], out: list[str]) -> None:
     for attr in block.attrs:
-        if attr.repeat:
+        if keyed(attr):  # `route`, and `route.<pool>` for each pool's own route
+            out.append(".".join((*prefix, attr.key)))
+            for s in stmts:
+                first = s.items[0] if s.key.text == attr.key and s.items else None
+                if isinstance(first, ast.Path) and keyed_index(stmts, attr, first.text) is not None:
+                    out.append(".".join((*prefix, attr.key, first.text)))
+        if attr.repeat and not single(attr, stmts):
             continue
         path = (*prefix, attr.key)
         out.append(".".join(path))
@@ -116,9 +124,10 @@ def nearest(candidates: list[str], parts: tuple[str, ...], most: int = 4) -> lis
     if len(ending) > 1:
         under = [c for c in ending if c.split(".")[0] == parts[0]]
         ending = under or ending
-    if not ending:
-        close = closest(last, {c.split(".")[-1] for c in candidates})
-        ending = [c for c in candidates if close and c.split(".")[-1] == close[0]]
+    if not ending:  # near by its last name, among the paths under the same block first
+        under = [c for c in candidates if c.split(".")[0] == parts[0]] or candidates
+        close = closest(last, {c.split(".")[-1] for c in under})
+        ending = [c for c in under if close and c.split(".")[-1] == close[0]]
     return ending[:most]
 
 
@@ -127,7 +136,7 @@ def _set(stmts: list, block: Block, parts, new: ast.Statement, sources, depth: i
     rest = parts[depth + 1 :]
     attr = block.attr(seg)
     where = new.key.span
-    if attr is not None and not attr.repeat:
+    if attr is not None and (not attr.repeat or single(attr, stmts)):
         index = next((i for i, s in enumerate(stmts) if s.key.text == seg), None)
         stmt = stmts[index] if index is not None else None
         if not rest:
@@ -148,6 +157,20 @@ def _set(stmts: list, block: Block, parts, new: ast.Statement, sources, depth: i
         if slot is not None and len(rest) == 1:
             return _put(stmts, index, _set_param(stmt, seg, slot, rest[0], new, sources))
         _fail(f"`{'.'.join(parts)}` goes past `{seg}`", where, sources)
+    if keyed(attr) and len(rest) <= 1:  # `route` / `route.decode`: the policy after `by`
+        name = rest[0] if rest else None
+        index = keyed_index(stmts, attr, name)
+        stmt = stmts[index] if index is not None else None
+        before = keyed_items(attr, name, where)
+        body = new.body
+        if (
+            body is None
+            and stmt is not None
+            and _policy_name(stmt, len(before)) == (_policy_name(new))
+        ):
+            body = stmt.body  # the same policy keeps its parameters
+        items = before + new.items
+        return _put(stmts, index, ast.Statement(ast.Path((seg,), where), items, body, new.span))
     labelled = [
         i
         for i, s in enumerate(stmts)
@@ -186,8 +209,8 @@ def _names_head(attr, old: ast.Statement | None, new: ast.Statement) -> bool:
     )
 
 
-def _policy_name(stmt: ast.Statement) -> str | None:
-    first = stmt.items[0] if stmt.items else None
+def _policy_name(stmt: ast.Statement, at: int = 0) -> str | None:
+    first = stmt.items[at] if len(stmt.items) > at else None
     return first.text if isinstance(first, ast.Path) else None
 
 

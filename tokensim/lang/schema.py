@@ -402,6 +402,58 @@ class Bodies:
         return default if value is BAD else value
 
 
+def keyed(attr: Attr | None) -> bool:
+    """Whether ``attr``'s statements repeat, told apart by an optional leading name
+    (``route [<pool>] by <policy>``): a path names one as ``key`` (the one without a name)
+    or ``key.NAME``, and its value is what follows the literal words (the policy)."""
+    if attr is None or not attr.slots:
+        return False
+    head = attr.slots[0]
+    return (
+        attr.repeat
+        and isinstance(head, Opt)
+        and len(head.slots) == 1
+        and isinstance(head.slots[0], Ref)
+        and all(isinstance(s, Lit) for s in attr.slots[1:-1])
+    )
+
+
+def single(attr: Attr | None, statements: Sequence[ast.Statement]) -> bool:
+    """Whether a path can name ``attr`` by its key as if it did not repeat: a repeated
+    statement without a name or a block (``network <link> between ...``) written once."""
+    return (
+        attr is not None
+        and attr.repeat
+        and attr.body is None
+        and not keyed(attr)
+        and sum(s.key.text == attr.key for s in statements) == 1
+    )
+
+
+def keyed_items(attr: Attr, name: str | None, span: Span) -> tuple[ast.Item, ...]:
+    """The items of a :func:`keyed` statement before its value: its name, if any, then its
+    literal words (``decode by``)."""
+    items: list[ast.Item] = [ast.Path((name,), span)] if name else []
+    for s in attr.slots[1:-1]:
+        word = s.text.isidentifier()
+        items.append(ast.Path((s.text,), span) if word else ast.Symbol(s.text, span))
+    return tuple(items)
+
+
+def keyed_index(statements: Sequence[ast.Statement], attr: Attr, name: str | None) -> int | None:
+    """The index of the :func:`keyed` statement named ``name`` (None: the one without a
+    name) among ``statements``, or None."""
+    for i, s in enumerate(statements):
+        if s.key.text != attr.key:
+            continue
+        first = _word(s.items[0]) if s.items else None
+        ref: Ref = attr.slots[0].slots[0]
+        own = first if first is not None and first not in ref.exclude else None
+        if own == name:
+            return i
+    return None
+
+
 def statement_error(stmt: ast.Statement, attr: Attr, err: Shape, rep: Reporter) -> None:
     """Report items that do not fit ``attr``'s usage."""
     if err.item is None:

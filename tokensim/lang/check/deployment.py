@@ -315,6 +315,17 @@ def _kv(pb: Bodies, engine_kv, dtype: str, env: Env) -> ir.KvConfig | None:
     )
 
 
+def _unconnected(a: ir.Pool, b: ir.Pool, comp):
+    """The first instance of ``a`` and of ``b`` (index, node) with no path between them: a
+    prefill instance hands its KV to any decode instance, so each pair needs one."""
+    for ia in a.instances:
+        for ib in b.instances:
+            na, nb = ia.gpus[0].node, ib.gpus[0].node
+            if comp[na] != comp[nb]:
+                return (ia.index, na), (ib.index, nb)
+    return None
+
+
 def _transfers(body: Bodies, pools: dict[str, ir.Pool], comp, env: Env):
     rep = env.rep
     out: list[ir.Transfer] = []
@@ -352,16 +363,15 @@ def _transfers(body: Bodies, pools: dict[str, ir.Pool], comp, env: Env):
             )
             ok = False
         seen[key] = bound.span
-        a_parts = {comp[g.node] for inst in a.instances for g in inst.gpus}
-        b_parts = {comp[g.node] for inst in b.instances for g in inst.gpus}
-        if a_parts.isdisjoint(b_parts):
-            a_nodes = sorted({g.node for i in a.instances for g in i.gpus})
-            b_nodes = sorted({g.node for i in b.instances for g in i.gpus})
+        cut = _unconnected(a, b, comp)
+        if cut is not None:
+            (ia, na), (ib, nb) = cut
             rep.error(
-                f"no path between pool `{a.name}` ({', '.join(a_nodes)}) and pool `{b.name}` "
-                f"({', '.join(b_nodes)})",
+                f"no path from pool `{a.name}` to pool `{b.name}`: instance {ia} of "
+                f"`{a.name}` is on {na}, instance {ib} of `{b.name}` on {nb}",
                 bound.span,
-                help=f"add a network, e.g. `network IB_400G between {a_nodes[0]}, {b_nodes[0]}`",
+                help=f"add a network, e.g. `network IB_400G between {na}, {nb}`, or place "
+                "both pools where a link joins them",
             )
             ok = False
         direct = bound.body.value("direct_below", default=0) if bound.body else 0

@@ -16,7 +16,21 @@ from tokensim import ir
 from tokensim.lang import ast
 from tokensim.lang.check.env import Env
 from tokensim.lang.diagnostics import Note, Reporter, did_you_mean, one_of
-from tokensim.lang.schema import BAD, Block, Opt, Ref, Shape, Slot, describe_item, match_slots
+from tokensim.lang.schema import (
+    BAD,
+    Block,
+    Opt,
+    Ref,
+    Shape,
+    Slot,
+    bind,
+    describe_item,
+    keyed,
+    keyed_items,
+    match_slots,
+    single,
+)
+from tokensim.lang.source import Span
 from tokensim.lang.units import UNITS, Dim, UnitError, convert, with_unit
 from tokensim.policies import PolicySlot
 
@@ -31,6 +45,8 @@ def resolve(parts: tuple[str, ...], statements, block: Block) -> tuple[Slot | No
     while i < len(parts):
         seg = parts[i]
         attr = block.attr(seg)
+        if keyed(attr) and len(parts) - i <= 2:  # `route`, `route.<pool>`: its policy
+            return attr.slots[-1], ""
         labelled = [
             s
             for s in stmts
@@ -39,7 +55,7 @@ def resolve(parts: tuple[str, ...], statements, block: Block) -> tuple[Slot | No
             and block.attr(s.key.text).repeat
             and block.attr(s.key.text).body
         ]
-        if attr is not None and not attr.repeat:
+        if attr is not None and (not attr.repeat or single(attr, stmts)):
             found = [s for s in stmts if s.key.text == seg]
             stmt = found[0] if found else None
         elif labelled:
@@ -99,6 +115,139 @@ def resolve(parts: tuple[str, ...], statements, block: Block) -> tuple[Slot | No
             return None, f"`{seg}` takes several values ({attr.usage()}); it cannot be swept"
         return head, ""
     return None, "empty path"
+
+
+def matching(parts: tuple[str, ...], statements) -> list[str]:
+    """The paths ``--set`` can set in ``statements`` that ``parts`` matches, a ``*`` standing
+    for any one name."""
+    from tokensim.lang.override import settable
+
+    return [
+        p
+        for p in settable(statements)
+        if len(p.split(".")) == len(parts)
+        and all(w in ("*", part) for w, part in zip(parts, p.split("."), strict=True))
+    ]
+
+
+def statement_at(parts: tuple[str, ...], statements, top: Block):
+    """The statement schema (:class:`Attr`) that ``parts`` ends on and the block that holds
+    it, for ``path in { ... }``; or (None, reason). The path goes through blocks by key,
+    and through repeated labelled blocks (pools, nodes) by label."""
+    block, stmts = top, list(statements)
+    for i, seg in enumerate(parts):
+        attr = block.attr(seg)
+        if keyed(attr) and len(parts) - i <= 2:
+            return (attr, block, parts[i + 1] if i + 1 < len(parts) else None), ""
+        if i == len(parts) - 1:
+            if attr is None or (attr.repeat and not single(attr, stmts)):
+                names = [a.key for a in block.attrs if not a.repeat]
+                hint = did_you_mean(seg, names)
+                return None, f"`{'.'.join(parts)}` is no statement of its block" + (
+                    f"; {hint}" if hint else ""
+                )
+            return (attr, block, None), ""
+        if attr is not None and not attr.repeat and attr.body is not None and not attr.custom_body:
+            stmt = next((s for s in stmts if s.key.text == seg), None)
+        else:
+            stmt = next(
+                (
+                    s
+                    for s in stmts
+                    if s.label == seg
+                    and block.attr(s.key.text)
+                    and block.attr(s.key.text).repeat
+                    and block.attr(s.key.text).body
+                ),
+                None,
+            )
+            if stmt is None:
+                return None, f"the spec has no `{'.'.join(parts[: i + 1])}`"
+            attr = block.attr(stmt.key.text)
+        block, stmts = attr.body, list(stmt.body or ()) if stmt is not None else []
+    return None, "empty path"
+
+
+def _alternatives(inner: ast.Statement, statements, top: Block, env: Env) -> ir.Axis | None:
+    """``path in { alternative; ... }``: each alternative is the whole statement at ``path``
+    as it would be written there, less its key (``static { max_seqs 32 }`` for a
+    ``batching``, ``llama3_1_70b fp8`` for a ``model``), or, for a block (``deployment``,
+    ``kv``), a name for the table and the block's new content (``split { pool ... }``)."""
+    rep = env.rep
+    found, why = statement_at(inner.key.parts, statements, top)
+    if found is None:
+        rep.error(f"cannot sweep `{inner.key.text}`: {why}", inner.key.span)
+        return None
+    attr, block, name = found
+    key = attr.key
+    whole_block = attr.body is not None and not attr.custom_body and not attr.slots
+    source = rep.sources.get(inner.span.file)
+    values, texts, labels = [], [], []
+    ok = True
+    for alt in inner.body:
+        if whole_block:
+            if alt.items or alt.body is None or len(alt.key.parts) != 1:
+                rep.error(
+                    f"an alternative for the block `{inner.key.text}` is a name and its "
+                    "content: `<name> { ... }`",
+                    alt.span,
+                )
+                ok = False
+                continue
+            written = ast.Statement(ast.Path((key,), alt.key.span), (), alt.body, alt.span)
+            label = alt.key.text
+            text = _between(source, alt.key.span, alt.span) if source else None
+        else:
+            head = ast.Path(alt.key.parts, alt.key.span)
+            items = (
+                (*keyed_items(attr, name, alt.key.span), head, *alt.items)
+                if keyed(attr)
+                else (head, *alt.items)
+            )
+            written = ast.Statement(ast.Path((key,), alt.key.span), items, alt.body, alt.span)
+            text = _between(source, None, alt.span) if source else None
+            label = " ".join(text.split()) if text else alt.key.text
+        if text is None:
+            rep.error("sweep alternatives must be written in a file", alt.span)
+            return None
+        before = len(rep.diagnostics)
+        depth = len(inner.key.parts) - (2 if name else 1)
+        where = f"`{'.'.join(inner.key.parts[:depth]) or 'the spec'}`"
+        bind([written], block, rep, where, alt.span, partial=True)
+        value_slots = [s for s in attr.slots if s.names()]
+        if not whole_block and value_slots and isinstance(value_slots[0], Ref):
+            if _check_one(head, value_slots[0], rep, env) is BAD:
+                ok = False
+        if len(rep.diagnostics) > before:
+            ok = False
+            continue
+        if label in labels:
+            rep.error(f"`{label}` is given twice", alt.span)
+            ok = False
+            continue
+        values.append(label)
+        texts.append(text)
+        labels.append(label)
+    if not ok:
+        return None
+    if not values:
+        rep.error("`in { }` needs alternatives", inner.span)
+        return None
+    return ir.Axis(inner.key.text, tuple(values), tuple(texts), None, inner.span, tuple(labels))
+
+
+def _between(source, start: Span | None, span: Span) -> str:
+    """The text of ``span`` in ``source``, from the end of ``start`` if given."""
+    lines = source.text.splitlines(keepends=True)
+    offset = [0]
+    for line in lines:
+        offset.append(offset[-1] + len(line))
+
+    def at(line: int, col: int) -> int:
+        return offset[line - 1] + col - 1
+
+    begin = at(start.end_line, start.end_col) if start else at(span.line, span.col)
+    return source.text[begin : at(span.end_line, span.end_col)].strip()
 
 
 def _values(stmt: ast.Statement, slot: Slot, env: Env) -> tuple[list, list[str]] | None:
@@ -218,7 +367,25 @@ def sweep(stmt: ast.Statement, statements, top: Block, env: Env) -> ir.Sweep | N
                 Note("usage: <path> in <value>, ... | <path> in <a> .. <b> step <c>"),
             )
             return None
-        slot, why = resolve(inner.key.parts, statements, top)
+        if inner.body is not None and len(inner.items) == 1:
+            return _alternatives(inner, statements, top, env)
+        parts = inner.key.parts
+        if "*" in parts:  # checked on the first path it matches; set on all of them
+            matches = matching(parts, statements)
+            if not matches:
+                from tokensim.lang.override import nearest, settable
+
+                near = nearest(settable(statements), parts)
+                rep.error(
+                    f"cannot sweep `{inner.key.text}`: it matches nothing",
+                    inner.key.span,
+                    help="this spec can sweep " + ", ".join(f"`{p}`" for p in near)
+                    if near
+                    else None,
+                )
+                return None
+            parts = tuple(matches[0].split("."))
+        slot, why = resolve(parts, statements, top)
         if slot is None:
             rep.error(f"cannot sweep `{inner.key.text}`: {why}", inner.key.span)
             return None
