@@ -82,7 +82,7 @@ def test_the_cache_keeps_whole_entries_only(tmp_path):
     assert cache.get("ab" * 32) is None
     cache.put("ab" * 32, files)
     assert cache.get("ab" * 32) == {name: f"{name} text" for name in RESULT_FILES}
-    (tmp_path / "c" / "ab" / ("ab" * 32) / "requests.csv").unlink()  # damaged: a miss
+    (tmp_path / "c" / "ab" / ("ab" * 32) / "requests.csv.gz").unlink()  # damaged: a miss
     assert cache.get("ab" * 32) is None
     assert Cache(None).get("ab" * 32) is None
     Cache(None).put("cd" * 32, files)  # caching off: nothing is written
@@ -502,7 +502,14 @@ def test_a_damaged_cache_entry_is_made_again(tmp_path):
     cache.put("ab" * 32, files)
     assert cache.get("ab" * 32) == files
     entry = tmp_path / "ab" / ("ab" * 32)
-    (entry / "requests.csv").write_text("cut sho")  # truncated
+    stored = entry / "requests.csv.gz"
+    assert stored.stat().st_size < len(files["requests.csv"]) / 5  # compressed
+    stored.write_bytes(stored.read_bytes()[:-9])  # truncated
+    assert cache.get("ab" * 32) is None and not entry.exists()
+    cache.put("ab" * 32, files)
+    import gzip
+
+    stored.write_bytes(gzip.compress(b"edited"))  # whole, but not what was stored
     assert cache.get("ab" * 32) is None and not entry.exists()
     cache.put("ab" * 32, files)
     assert cache.get("ab" * 32) == files

@@ -184,6 +184,19 @@ def test_lognormal_median_matches_and_clips():
     assert logs.std() == pytest.approx(0.5, rel=0.05)
 
 
+def test_sharegpt_follows_its_shipped_quantiles():
+    from tokensim.workload.lengths import SHAREGPT_OUTPUT, SHAREGPT_PROMPT
+
+    r = run("arrivals poisson 1/s; lengths sharegpt; requests 40000")
+    for drawn, knots in ((r.prompt_tokens, SHAREGPT_PROMPT), (r.output_tokens, SHAREGPT_OUTPUT)):
+        assert (drawn.min(), drawn.max()) == (round(knots[0]), round(knots[-1]))
+        for k in (5, 10, 15):  # the 25th, 50th and 75th percentiles are knots
+            assert np.percentile(drawn, 5 * k) == pytest.approx(knots[k], rel=0.03, abs=1)
+    # the documented means: the area under the piecewise-linear quantile function
+    assert r.prompt_tokens.mean() == pytest.approx(207, rel=0.02)
+    assert r.output_tokens.mean() == pytest.approx(215, rel=0.02)
+
+
 def test_a_negative_zero_sigma_is_zero():
     # `-0` is written by hand or by a tool; numpy's lognormal refuses a negative zero
     r = run(

@@ -6,7 +6,8 @@ the IR, but not where it was written: spans, the file name and the sweep block a
 out), the contents of the files it reads (traces, cost tables), the seed, and tokensim's
 version with a digest of its own source, so a changed simulator never serves stale results.
 
-``Cache(folder)`` keeps one folder per key holding a run's result files. An entry is
+``Cache(folder)`` keeps one folder per key holding a run's result files, each compressed
+with gzip (:data:`SUFFIX`; about a fifth of their size, at about 10 ms a megabyte). An entry is
 written under a temporary name and renamed into place, so an interrupted write leaves no
 entry, never a partial one. Each entry carries the SHA-256 of its files
 (:data:`CHECKSUMS`): an entry damaged afterwards (a truncated file, an edit, a lost file) is
@@ -18,11 +19,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import gzip
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import zlib
 from importlib import resources
 from pathlib import Path
 
@@ -31,7 +34,8 @@ from tokensim.lang.source import Span
 # What a simulation itself produces: cached. The rest of a point's folder (its page, the
 # spec text, run.json, graph.json) is made from the spec and the point, not stored.
 RESULT_FILES = ("metrics.json", "bench.json", "requests.csv", "timeseries.csv", "iterations.csv")
-CHECKSUMS = "sha256.json"  # in each entry: {file name: SHA-256 of its bytes}
+CHECKSUMS = "sha256.json"  # in each entry: {file name: SHA-256 of its bytes, uncompressed}
+SUFFIX = ".gz"  # each result file is stored gzip-compressed (level 1: fast, ~5x smaller)
 # Fields that say where a value was written, not what it is.
 _SKIPPED = {"span", "sweep", "file"}
 # Fields that name a file the run reads: its content is part of the key.
@@ -150,7 +154,10 @@ class Cache:
             return None
         entry = self._entry(key)
         try:
-            raw = {name: (entry / name).read_bytes() for name in RESULT_FILES}
+            raw = {
+                name: gzip.decompress((entry / (name + SUFFIX)).read_bytes())
+                for name in RESULT_FILES
+            }
             sums = json.loads((entry / CHECKSUMS).read_text("utf-8"))
             intact = isinstance(sums, dict) and all(
                 sums.get(name) == _sha256(data) for name, data in raw.items()
@@ -164,8 +171,8 @@ class Cache:
         except FileNotFoundError:
             if not entry.exists():
                 return None  # not cached
-        except (OSError, UnicodeDecodeError, ValueError):
-            pass
+        except (OSError, EOFError, zlib.error, UnicodeDecodeError, ValueError):
+            pass  # (gzip.BadGzipFile is an OSError)
         shutil.rmtree(entry, ignore_errors=True)  # damaged: made again, and stored anew
         return None
 
@@ -182,7 +189,7 @@ class Cache:
             sums = {}
             for name in RESULT_FILES:
                 data = files[name].encode("utf-8")
-                (tmp / name).write_bytes(data)
+                (tmp / (name + SUFFIX)).write_bytes(gzip.compress(data, 1, mtime=0))
                 sums[name] = _sha256(data)
             (tmp / CHECKSUMS).write_text(json.dumps(sums, indent=1) + "\n", "utf-8")
             os.replace(tmp, entry)

@@ -53,7 +53,7 @@ def add_parser(sub, explore_options) -> None:
     lengths.add_argument(
         "--lengths",
         metavar="DIST",
-        help="a lengths distribution as in a workload: chat, code, or e.g. 'fixed 1000 -> 200'",
+        help="a lengths distribution as in a workload: chat, sharegpt, 'random 1000 -> 200'",
     )
     lengths.add_argument("--isl", type=int, metavar="N", help="every prompt N tokens (with --osl)")
     lengths.add_argument("--osl", type=int, metavar="N", help="every output N tokens (with --isl)")
