@@ -137,3 +137,26 @@ def test_css_covers_every_class():
     for cls in ("k", "n", "s", "c", "p", "o", "line"):
         assert f".spec .{cls}" in CSS
     assert ":target" in CSS
+
+
+def test_the_pygments_lexer_is_registered_and_colours_as_the_report_does():
+    """`tsim` fences in the docs: Pygments finds the lexer through the package's entry point,
+    and it gives the classes of the report's panel, with the text intact."""
+    pygments = pytest.importorskip("pygments", reason="Pygments comes with the test extras")
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import get_lexer_by_name, get_lexer_for_filename
+    from pygments.token import Comment, Keyword, Number, String
+
+    from tokensim.lang.lexer import TsimLexer
+
+    lexer = get_lexer_by_name("tsim")
+    assert isinstance(lexer, TsimLexer) and isinstance(get_lexer_for_filename("a.tsim"), TsimLexer)
+    text = 'model m from "config.json"  // a model\npool p { tp 2; kv { block 16 tokens } }\n'
+    tokens = list(lexer.get_tokens(text))
+    assert "".join(v for _, v in tokens) == text
+    kinds = {v: t for t, v in tokens}
+    assert kinds["model"] is Keyword and kinds["tp"] is Keyword and kinds["block"] is Keyword
+    assert kinds["16 tokens"] is Number and kinds['"config.json"'] is String
+    assert kinds["// a model"] in Comment
+    assert kinds["m"] is not Keyword  # a name, not a statement key
+    assert pygments.highlight(text, lexer, HtmlFormatter()).count("<span") > 5
