@@ -175,13 +175,23 @@ def test_no_chart_of_a_sweep_index_is_empty(browser, tmp_path, sweep):
     page.screenshot(path=str(_shots(tmp_path) / "sweep-kind.png"), full_page=True)
 
 
-def test_search_page_opens_and_links_the_answer(browser, tmp_path):
-    sweep = "sweep { workload.requests in 100, 200 }"
+@pytest.mark.parametrize(
+    "sweep, marks",
+    [
+        # GPUs of different prices: each figure against the cost
+        ("sweep { cluster.n0.gpus in H100_SXM, H200 }", "circle"),
+        # the same deployment, so the same cost: a bar per configuration, not one column
+        ("sweep { workload.requests in 100, 200 }", "g.bars rect"),
+    ],
+)
+def test_search_page_opens_and_links_the_answer(browser, tmp_path, sweep, marks):
     out = _swept(tmp_path, sweep, "search", "--goal", "min-cost", "--seeds", "1")
     page, errors, _ = _open(browser, out / "index.html")
     assert errors == []
-    assert page.locator("svg.chart").count() == 3
-    assert page.locator("svg.chart circle").count() >= 3  # every passing point, in each chart
+    charts = page.locator("svg.chart")
+    assert charts.count() == 3
+    for k in range(3):  # every passing configuration, in each chart
+        assert charts.nth(k).locator(marks).count() == 2, f"chart {k}"
     answer = page.locator("#search-table tr.answer a")
     assert answer.count() == 1
     page.screenshot(path=str(_shots(tmp_path) / "search.png"), full_page=True)

@@ -364,6 +364,19 @@ def test_bar_chart_draws_a_bar_per_finite_value():
     assert texts(find(root, "x-axis")[0]) == ["a", "b", "c"]
 
 
+def test_long_category_names_wrap_instead_of_being_cut():
+    names = ["batching=continuous { max_seqs 64 }", "batching=chunked { budget 512 }", "x"]
+    root = ET.fromstring(bar_chart(names, {"v": [1, 2, 3]}, id="b", title="t", y_label=""))
+    labels = find(root, "x-axis")[0].findall(NS + "text")
+    lines = [[t.text for t in label.iter(NS + "tspan")] or [label.text] for label in labels]
+    assert ["".join(x if x.endswith("=") else x + " " for x in ls).strip() for ls in lines] == names
+    assert len(lines[0]) > 1 and lines[2] == ["x"]  # wrapped where too wide only
+    assert [label.find(NS + "title").text for label in labels[:2]] == names[:2]  # whole on hover
+    short = ET.fromstring(bar_chart(["a", "b"], {"v": [1, 2]}, id="c", title="t", y_label=""))
+    height = [float(r.get("viewBox").split()[3]) for r in (root, short)]
+    assert height[0] > height[1]  # room for the lines
+
+
 def test_stacked_bars_sit_on_each_other():
     values = {"low": [1.0], "high": [3.0]}
     root = ET.fromstring(bar_chart(["a"], values, id="b", title="t", y_label="", stacked=True))

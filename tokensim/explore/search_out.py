@@ -150,6 +150,8 @@ def _charts(info: dict) -> list[str]:
             radius=radius,
         )
 
+    if rows and len({r[x_key] for r in rows}) == 1:  # one cost for all: a scatter says nothing
+        return _bars(rows, ys, x_label, rows[0][x_key])
     charts = []
     for y_key, y_label, y_time in ys:
         groups = []
@@ -175,11 +177,33 @@ def _charts(info: dict) -> list[str]:
     return charts
 
 
+def _bars(rows: list[dict], ys, x_label: str, cost: float) -> list[str]:
+    """The charts of configurations that all cost the same: each figure a bar per
+    configuration (the answer first, as the rows come), the cost said in the title."""
+    at = f"{cost:.2f} {x_label}" if x_label.startswith("$") else f"{cost:g} GPUs"
+    at = at.replace("$ per hour", "$/h")
+    names = [r["config"] for r in rows]
+    return [
+        svg.bar_chart(
+            names,
+            {y_label: [float("nan") if r[y_key] is None else float(r[y_key]) for r in rows]},
+            id=f"search-{y_key.split('_')[0]}",
+            title=f"{y_label} per configuration (each {at})",
+            y_label=y_label,
+            y_time=y_time,
+            width=460,
+        )
+        for y_key, y_label, y_time in ys
+    ]
+
+
 def render(info: dict) -> str:
     """index.html of a search, from search.json's content alone."""
     from tokensim import __version__
     from tokensim.report.page import _asset, environment
 
+    charts = _charts(info)
+    same = any('class="bars"' in c for c in charts)
     return (
         environment()
         .get_template("search.html.j2")
@@ -187,7 +211,12 @@ def render(info: dict) -> str:
             info=info,
             question=GOAL_TITLES[info["goal"]],
             targets=info.get("targets", []),
-            charts=[Markup(c) for c in _charts(info)],
+            charts=[Markup(c) for c in charts],
+            chart_note=(
+                "The configurations cost the same: each has its bar, the answer first."
+                if same
+                else "The answer is drawn larger. Hover a point for its configuration."
+            ),
             passing=sum(r["passes"] for r in info["configurations"]),
             version=__version__,
             css=Markup(_asset("style.css")),

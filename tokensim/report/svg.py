@@ -272,6 +272,23 @@ def _fit(s, px: float, size: float = 11) -> str:
     return s if len(s) <= room else s[: max(room - 1, 0)] + "…"
 
 
+def _wrap(s, px: float, size: float = 11, most: int = 3) -> list[str]:
+    """``str(s)`` on lines about ``px`` wide, broken after spaces, commas and ``=`` (a word
+    longer than a line is cut); at most ``most`` lines, the last ending in an ellipsis
+    where text is left over."""
+    room = max(1, int(px / (size * _CHAR_W)))
+    lines = [""]
+    for word in re.split(r"(?<=[ ,=])", str(s)):
+        if lines[-1] and len((lines[-1] + word).rstrip()) > room:
+            lines.append("")
+        lines[-1] += word
+    lines = [line.strip() for line in lines if line.strip()] or [""]
+    if len(lines) > most:
+        lines = lines[:most]
+        lines[-1] = lines[-1][: max(room - 1, 0)] + "…"
+    return [_fit(line, px, size) for line in lines]
+
+
 def _check_id(id: str) -> None:
     if not isinstance(id, str) or not _ID.match(id):
         raise ValueError(f"chart id must be a letter then letters, digits, - or _, not {id!r}")
@@ -708,12 +725,14 @@ def bar_chart(
     title: str,
     y_label: str,
     y_time: bool = False,
+    y_percent: bool = False,
     stacked: bool = False,
     width: int = 640,
     height: int = 260,
 ) -> str:
     """Vertical bars: a group per category, a bar per key of ``values`` (one value per category),
-    side by side or ``stacked`` (negative values stack downwards). y is seconds when ``y_time``.
+    side by side or ``stacked`` (negative values stack downwards). y is seconds when ``y_time``,
+    a fraction shown as 0% to 100% when ``y_percent``.
     Each bar's tooltip reads "category · key: value"; non-finite values draw no bar.
     """
     _check_id(id)
@@ -733,14 +752,23 @@ def bar_chart(
         lo, hi = float(np.minimum(v, 0).sum(0).min()), float(np.maximum(v, 0).sum(0).max())
     else:
         lo, hi = float(v[ok].min()), float(v[ok].max())
-    ya = _axis(min(lo, 0.0), max(hi, 0.0), "time" if y_time else "number")
-    fmt = fmt_seconds if y_time else fmt_number
+    if y_percent:
+        ya = _axis(0.0, max(hi, 1.0), "percent", fix_lo=0.0)
+        fmt = lambda v: fmt_number(v * 100) + "%"  # noqa: E731
+    else:
+        ya = _axis(min(lo, 0.0), max(hi, 0.0), "time" if y_time else "number")
+        fmt = fmt_seconds if y_time else fmt_number
     items = [(k, PALETTE[i % len(PALETTE)], "box") for i, k in enumerate(keys)]
     legend, legend_h = _legend(items if len(items) > 1 else [], 8, 34, width - 8)
     height += max(0.0, legend_h - 16)  # legend rows past the first: a taller chart
     fr = _layout(ya, width, height, legend_h, 24)
-
     band = fr.w / len(categories)
+    names = [_wrap(cat, band) for cat in categories]
+    extra = 13 * (max(len(n) for n in names) - 1)  # a line more under the axis each
+    if extra:
+        height += extra
+        fr = _layout(ya, width, height, legend_h, 24 + extra)
+
     bar_w = band * 0.8 / (1 if stacked else len(keys))
     base_pos, base_neg = np.zeros(len(categories)), np.zeros(len(categories))
     out = [_open(id, title, width, height), _axes(fr, None, ya, "", y_label, height)]
@@ -767,7 +795,14 @@ def bar_chart(
     out.append(f'<g class="x-axis" text-anchor="middle" fill="{_LABEL}">')
     for c, cat in enumerate(categories):
         x = fr.x + (c + 0.5) * band
-        out.append(f'<text x="{_f(x)}" y="{_f(bottom + 15)}">{_esc(_fit(cat, band))}</text>')
+        if len(names[c]) == 1:
+            label = _esc(names[c][0])
+        else:  # on its lines, and whole on hover
+            label = f"<title>{_esc(cat)}</title>" + "".join(
+                f'<tspan x="{_f(x)}" dy="{0 if k == 0 else 13}">{_esc(line)}</tspan>'
+                for k, line in enumerate(names[c])
+            )
+        out.append(f'<text x="{_f(x)}" y="{_f(bottom + 15)}">{label}</text>')
     out += ["</g>", legend, "</svg>"]
     return "".join(out)
 

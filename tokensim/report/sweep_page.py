@@ -62,7 +62,9 @@ def _chart(info, rows, columns, *, id, title, y_label, y_time=False, y_percent=F
             by_x = dict(zip(s.x, s.y, strict=True))
             values[s.label] = [by_x.get(k, float("nan")) for k in range(len(first["texts"]))]
         ticks = [" / ".join(texts) for texts in zip(*(a["texts"] for a in partners), strict=True)]
-        return svg.bar_chart(ticks, values, id=id, title=title, y_label=y_label, y_time=y_time)
+        return svg.bar_chart(
+            ticks, values, id=id, title=title, y_label=y_label, y_time=y_time, y_percent=y_percent
+        )
     unit = re.sub(r"^[-+0-9.eE]+\s*", "", first["texts"][0]) if first["numbers"] else ""
     along = "; ".join(f"{a['path']} {', '.join(a['texts'])}" for a in partners[1:])
     return svg.line_chart(
