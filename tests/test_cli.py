@@ -1,5 +1,6 @@
 """The command line as a user runs it: exit codes, stdout/stderr, no tracebacks."""
 
+import io
 import json
 import shutil
 import subprocess
@@ -206,3 +207,23 @@ def test_a_sweep_prints_its_points_in_the_terminal(tmp_path):
     head = next(i for i, line in enumerate(lines) if "workload.requests" in line)
     assert "TTFT p90" in lines[head] and "SLO" in lines[head]
     assert [line.split()[0] for line in lines[head + 1 : head + 3]] == ["40", "80"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_one_style_with_the_time_left():
+    """A run's bar is tqdm's, as a sweep's and a search's are: the requests done, the time
+    left, and how far the simulation is; none when the output is not a terminal."""
+    from tokensim.cli import _progress
+
+    assert _progress(io.StringIO()) is None
+    screen = _Terminal()
+    show = _progress(screen, every_s=0)
+    show(100, 400, 12.5)
+    show(300, 400, 30.0)
+    show.close()  # the line is cleared
+    bars = [f for f in screen.getvalue().split("\r") if "requests:" in f]
+    assert any("300/400" in b and "simulated 30.0 s" in b and "<" in b for b in bars), bars

@@ -154,21 +154,22 @@ def cmd_graph(args) -> int:
     return 0
 
 
-def _progress(stream):
-    """A one-line progress display on a terminal (nothing when output is redirected)."""
-    if not stream.isatty():
+def _progress(stream, every_s: float = 0.1):
+    """A run's progress on a terminal: the requests done, their rate, the time left and the
+    simulated time (None when output is redirected); ``.close()`` clears it."""
+    from tokensim.progress import progress_bar
+
+    bar = progress_bar(stream, "requests", "req", every_s)
+    if bar is None:
         return None
 
-    def show(done: int, total: int, now_s: float) -> None:
-        width = 30
-        filled = int(width * done / max(total, 1))
-        stream.write(
-            f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} requests,"
-            f" t = {now_s:.1f} s "
-        )
-        stream.flush()
+    class _Run:
+        def __call__(self, done: int, total: int, now_s: float) -> None:
+            bar(done, total, f"simulated {now_s:.1f} s")
 
-    return show
+        close = bar.close
+
+    return _Run()
 
 
 def _with_files(err: CompileError, sources: SourceMap) -> SourceMap:
@@ -200,18 +201,18 @@ def cmd_run(args) -> int:
         result = simulate(graph, seed=args.seed, progress=progress, transitions=args.transitions)
     except CompileError as err:
         if progress:
-            sys.stderr.write("\r" + " " * 70 + "\r")
+            progress.close()
         print(render_all(err.diagnostics, _with_files(err, sources)), file=sys.stderr)
         _retract(out)
         return 1
     except KeyboardInterrupt:
         if progress:
-            sys.stderr.write("\r" + " " * 70 + "\r")
+            progress.close()
         print("interrupted: nothing written", file=sys.stderr)
         _retract(out)
         return 130
     if progress:
-        sys.stderr.write("\r" + " " * 70 + "\r")
+        progress.close()
     try:
         metrics = write(
             result,

@@ -280,4 +280,4 @@ def _bar(total: int, label: str):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=label.rstrip("s") or label, desc=label, leave=False)
+    return tqdm(total=total, unit="run", desc=label, leave=False, dynamic_ncols=True)

@@ -279,7 +279,15 @@ def search(
             for i in order
         ]
         jobs = [Job(g, seed).keyed() for g in graphs for seed in settings.seeds]
-        got = _metrics_of(jobs, run_on, cache, bar, tally, round_no if rating else None)
+        if rating:
+            rates = [pending[i] for i in order]
+            tried = f"{min(rates):.3g}/s" + (
+                f" to {max(rates):.3g}/s" if max(rates) > min(rates) else ""
+            )
+            label = f"round {round_no}, at {tried}"
+        else:
+            label = "configurations"
+        got = _metrics_of(jobs, run_on, cache, bar, tally, label)
         n = len(settings.seeds)
         following: dict[int, float | None] = {}
         for k, i in enumerate(order):
@@ -296,14 +304,14 @@ def search(
     return outcomes
 
 
-def _metrics_of(jobs, run_on, cache, bar, tally, round_no) -> list[dict]:
-    """Every job's metrics, in order."""
+def _metrics_of(jobs, run_on, cache, bar, tally, label: str) -> list[dict]:
+    """Every job's metrics, in order; ``label`` heads the progress bar (what is being
+    tried)."""
     got: list[dict] = [{}] * len(jobs)
 
     def keep(j: int, files: dict[str, str], cached: bool) -> None:
         got[j] = json.loads(files["metrics.json"])
 
-    label = f"round {round_no}" if round_no else "configurations"
     execute(jobs, run_on, cache, keep, label=label, bar=bar, tally=tally)
     return got
 

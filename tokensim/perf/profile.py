@@ -796,20 +796,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _progress_line(stream):
-    if not stream.isatty():
-        return None
-
-    def show(done: int, total: int, what: str) -> None:
-        width = 30
-        filled = int(width * done / max(total, 1))
-        line = f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {what}"
-        stream.write(line[:100].ljust(100))
-        stream.flush()
-
-    return show
-
-
 def run(args) -> int:
     """``tokensim profile``: returns the exit status (0 ok, 2 usage error, 130 interrupted)."""
     try:
@@ -847,7 +833,9 @@ def _run(args) -> int:
         grid = replace(grid, repeats=args.repeats)
     if args.warmup is not None:
         grid = replace(grid, warmup=args.warmup)
-    progress = None if args.quiet else _progress_line(sys.stderr)
+    from tokensim.progress import progress_bar
+
+    progress = None if args.quiet else progress_bar(sys.stderr, "timings", "op")
     table = profile(
         shape,
         args.tp,
@@ -858,7 +846,7 @@ def _run(args) -> int:
         progress=progress,
     )
     if progress is not None:
-        sys.stderr.write("\r" + " " * 100 + "\r")
+        progress.close()
     tables.write_atomic(table, out)
     if not args.quiet:
         print(f"wrote {out}: {len(table)} timings of {shape.name}, tp {args.tp}", file=sys.stderr)
