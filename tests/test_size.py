@@ -174,6 +174,14 @@ def test_size_says_so_when_no_layout_meets_the_slo(tmp_path):
     assert "No layout of at most 2 H100_SXM meets the SLO" in r.stdout
     assert "fails: ttft p90 is" in r.stdout
     assert not (tmp_path / "best.tsim").exists()
+    # every layout, in order of degree: colocated first, then prefill/decode pairs
+    listed = r.stdout.split("every layout by degree")[1].splitlines()[1:]
+    names = [line.split(":")[0].strip() for line in listed if line.startswith("    ")]
+    assert names == [
+        "colocated tp1",
+        "colocated tp2",
+        "prefill tp1 / decode tp1",
+    ], r.stdout
 
 
 def test_a_misnamed_model_is_one_located_error(tmp_path):

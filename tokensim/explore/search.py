@@ -62,6 +62,7 @@ class Config:
     graph: object = None  # compiled as written (None: it does not deploy)
     text: str | None = None  # its own spec text, where it is not the searched spec's
     shown: dict[str, str] | None = None  # its values as tables show them (sweep.shown)
+    family: tuple = ()  # where it sorts among its kind (size: its layout: kind, then degrees)
 
     @property
     def label(self) -> str:

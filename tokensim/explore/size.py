@@ -339,7 +339,10 @@ def size(q: Question, run_on, cache, seeds, bar=True, tally=None) -> list[s.Outc
     outcomes = []
     for index, w in enumerate(walks):
         counts = w.best or w.last
-        config = s.Config(index, {}, None, names=(w.layout.name,))
+        lay = w.layout
+        config = s.Config(index, {}, None, names=(lay.name,))
+        config.family = (lay.disaggregated, lay.tp, lay.decode_tp or 0)
+        config.shown = {"layout": lay.name}
         if counts is None:
             config.error = w.error or "does not deploy"
             outcomes.append(s.Outcome(config))
@@ -393,6 +396,9 @@ def margins(o: s.Outcome) -> list[tuple[str, float, float]]:
     return out
 
 
+EACH = "the fewest GPUs that meet the SLO, or the most tried"
+
+
 def table(outcomes: list[s.Outcome], top: int) -> str:
     """The best ``top`` layouts that pass, then one line per layout that does not."""
     passing = [o for o in outcomes if o.answer is not None][:top]
@@ -411,11 +417,19 @@ def table(outcomes: list[s.Outcome], top: int) -> str:
             cells += [f"{s._seconds(v)} ({margin:+.0%})" for _, v, margin in margins(o)]
             body.append(cells)
         lines += aligned(head, body)
-    failing = [o for o in outcomes if o.answer is None]
-    if failing:
+    if len(outcomes) > len(passing):
         lines.append("")
-        lines.append("  layouts that do not meet the SLO:")
-        for o in failing:
-            why = o.config.error or s.note(o, "min-gpus")
-            lines.append(f"    {o.config.label}: {why}")
+        lines.append(f"  every layout by degree: {EACH}")
+        body = []
+        for o in sorted(outcomes, key=lambda o: o.config.family):
+            name = o.config.shown["layout"]
+            if o.answer is not None:
+                got = f"{o.config.gpus} GPUs ({o.config.label}), meets the SLO"
+            elif o.config.error:
+                got = o.config.error
+            else:
+                at = o.config.label.removeprefix(f"{name} at ")
+                got = f"{o.config.gpus} GPUs ({at}) {s.note(o, 'min-gpus')}"
+            body.append([f"{name}:", got])
+        lines += ["  " + line for line in aligned(["", ""], body, left=(0, 1))[1:]]
     return "\n".join(lines) + "\n"
