@@ -206,3 +206,16 @@ def test_a_question_that_cannot_be_asked_is_a_usage_error(tmp_path, extra, says)
     r = tokensim(*SMALL, "--slo", "ttft p90 < 1 s", *extra, "-o", tmp_path)
     assert r.returncode == 2 and says in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_size_replays_a_trace_at_its_own_times(tmp_path):
+    """No --rate: the trace's own arrival times (the bar and the answer say so)."""
+    trace = tmp_path / "t.csv"
+    rows = [f"{0.25 * i:.2f},{200 + 7 * i},{20 + i % 5}" for i in range(40)]
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n" + "\n".join(rows) + "\n")
+    args = [a for a in SMALL if a not in ("--rate", "4/s", "--duration", "25")]
+    r = tokensim(
+        *args, "--trace", trace, "--slo", "ttft p90 < 1 s", "--no-cache", "-o", tmp_path / "o"
+    )
+    assert r.returncode == 0, r.stderr
+    assert "Fewest GPUs" in r.stdout and "1 x tp1" in r.stdout
