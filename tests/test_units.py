@@ -32,6 +32,28 @@ def test_convert(number, unit, dim, expected):
     assert convert(number, unit, dim) == pytest.approx(expected)
 
 
+def test_counts_and_tokens_take_decimal_and_binary_multipliers():
+    from conftest import compile_text
+
+    assert convert(16, "k", Dim.TOKENS) == 16_000 and convert(128, "Ki", Dim.TOKENS) == 131_072
+    assert convert(1.1, "k", Dim.COUNT) == 1100 and convert(2, "M", Dim.COUNT) == 2_000_000
+    with pytest.raises(UnitError, match="unknown unit `k`"):
+        convert(2, "k", Dim.TIME)  # a time is not a count
+    head = 'import "std/hardware"\nimport "std/models"\n'
+    spec = compile_text(
+        head + "cluster { node n { gpus H100_SXM x 1 } }\n"
+        "deployment { pool p { model llama3_1_8b } }\n"
+        "workload { arrivals poisson 1/s; lengths fixed 1.5k -> 1Ki; requests 2k }\n"
+        "sweep { workload.requests in 1k .. 3k step 1k }"
+    )
+    assert spec.workload.requests == 2000
+    assert dict(spec.workload.lengths.params) == {"prompt": 1500, "output": 1024}
+    assert spec.sweep.axes[0].texts == ("1k", "2k", "3k")
+    assert spec.sweep.axes[0].values == (1000, 2000, 3000)
+    errors = errors_of(head + "model m from llama3_1_8b { max_context 1.0005k }")
+    assert "`max_context` must be a whole number, found `1.0005k`" in errors
+
+
 def test_wrong_dimension_is_an_error():
     with pytest.raises(UnitError, match="expected a size in bytes, found a bandwidth"):
         convert(80, "GB/s", Dim.BYTES)
@@ -91,6 +113,6 @@ def test_did_you_mean(word, candidates, expected):
 
 def test_unknown_unit_suggests_only_units_of_the_expected_dimension():
     with pytest.raises(UnitError) as info:
-        convert(4, "k", Dim.TOKENS)
+        convert(4, "kx", Dim.TOKENS)
     assert "kW" not in info.value.help
     assert "`tokens`" in info.value.help

@@ -19,7 +19,7 @@ from typing import Any
 from tokensim.lang import ast, limits
 from tokensim.lang.diagnostics import Note, Reporter, did_you_mean, one_of
 from tokensim.lang.source import Span
-from tokensim.lang.units import Dim, UnitError, convert
+from tokensim.lang.units import MULTIPLIERS, Dim, UnitError, convert
 
 BAD = object()  # the value of a slot whose item was reported as an error
 
@@ -102,7 +102,8 @@ class Num(Slot):
             return BAD, i + 1
         value += 0.0  # `-0` is 0 (numpy's samplers reject a negative zero)
         if self.integer:
-            if item.unit not in ("", "token", "tokens") or value != int(value):
+            whole = item.unit in ("", "token", "tokens") or item.unit in MULTIPLIERS
+            if not whole or value != int(value):
                 rep.error(f"`{self.name}` must be a whole number, found `{item.text}`", item.span)
                 return BAD, i + 1
             value = int(value)

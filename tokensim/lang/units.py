@@ -14,11 +14,11 @@ bandwidth  B/s          B/s KB/s MB/s GB/s TB/s, KiB/s MiB/s GiB/s TiB/s,
 compute    FLOP/s       FLOPS GFLOPS TFLOPS PFLOPS (also for integer ops)
 time       s            ns us µs ms s min h
 rate       1/s          /s /min /h
-tokens     token        tokens token (or a bare number)
+tokens     token        tokens token (or a bare number; 16k, 128Ki)
 power      W            W kW
 price      $/h          $/h
 fraction   1            % (or a bare number)
-count      1            (a bare number)
+count      1            (a bare number; 10k, 1M)
 =========  ===========  ===============================================
 """
 
@@ -109,6 +109,11 @@ UNITS: dict[str, tuple[Dim, float]] = _table()
 # Dimensions where a bare number is the natural way to write a value.
 BARE_OK = {Dim.COUNT, Dim.FRACTION, Dim.TOKENS}
 
+# Suffixes that scale a count or a number of tokens (`16k`, `128Ki`): decimal like `KB`,
+# binary like `KiB`, so `16k` is 16,000 and `16Ki` is 16,384.
+MULTIPLIERS = {"k": 1e3, "K": 1e3, "M": 1e6, "Ki": 2**10, "Mi": 2**20}
+SCALED = {Dim.COUNT, Dim.TOKENS}
+
 # One example unit per dimension, for messages ("write `80 GB`").
 EXAMPLE = {
     Dim.BYTES: "GB",
@@ -162,6 +167,8 @@ def convert(number: float, unit: str, dim: Dim) -> float:
         if dim in BARE_OK:
             return number
         return _missing(number, dim)
+    if unit in MULTIPLIERS and dim in SCALED:  # (1.1k is 1100, not 1100.0000000000002)
+        return round(number * MULTIPLIERS[unit], 9)
     if unit not in UNITS:
         valid = units_of(dim)
         hint = did_you_mean(unit, valid)
@@ -191,7 +198,7 @@ def _missing(number: float, dim: Dim) -> float:
 
 def with_unit(number: float, unit: str) -> str:
     """``80 GB``, but ``12/s`` and ``90%``: how a quantity is usually written."""
-    sep = "" if unit.startswith(("/", "%")) else " "
+    sep = "" if unit.startswith(("/", "%")) or unit in MULTIPLIERS else " "
     return f"{number:g}{sep}{unit}"
 
 

@@ -31,7 +31,7 @@ from tokensim.lang.schema import (
     single,
 )
 from tokensim.lang.source import Span
-from tokensim.lang.units import UNITS, Dim, UnitError, convert, with_unit
+from tokensim.lang.units import MULTIPLIERS, UNITS, Dim, UnitError, convert, with_unit
 from tokensim.policies import PolicySlot
 
 MAX_POINTS = 100_000
@@ -346,7 +346,7 @@ def _range(items, slot: Slot, rep: Reporter):
         return None
     values = [a + k * s for k in range(count)]
     values = [int(round(v)) if isinstance(a, int) and isinstance(b, int) else v for v in values]
-    factor = UNITS[first.unit][1] if first.unit in UNITS else 1
+    factor = UNITS[first.unit][1] if first.unit in UNITS else MULTIPLIERS.get(first.unit, 1)
     texts = [with_unit(v / factor, first.unit) if first.unit else f"{v:g}" for v in values]
     return values, texts
 
