@@ -13,7 +13,7 @@ from pathlib import Path
 from tokensim.lang.check import schemas, std_engine, std_engines, std_names, std_spec
 from tokensim.lang.limits import LIMITS
 from tokensim.lang.schema import Block
-from tokensim.lang.units import Dim, format_quantity, units_of
+from tokensim.lang.units import MULTIPLIERS, SCALED, Dim, format_quantity, units_of
 from tokensim.policies.batching import BATCHING, ORDER
 from tokensim.policies.memory import PREEMPT
 from tokensim.policies.routing import FIELDS, FUNCTIONS, ROUTING
@@ -140,7 +140,10 @@ def reference() -> str:
     out += ["## Units", "", "| dimension | units |", "|---|---|"]
     for dim in Dim:
         units = ", ".join(f"`{u}`" for u in units_of(dim)) or "a bare number"
+        if dim in SCALED:
+            units += "; multipliers " + ", ".join(f"`{m}`" for m in MULTIPLIERS)
         out.append(f"| {dim.value} | {units} |")
+    out += ["", "A multiplier is written against the number: `16k` is 16,000, `16Ki` 16,384."]
     return "\n".join(out) + "\n"
 
 
