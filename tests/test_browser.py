@@ -140,12 +140,16 @@ def _swept(tmp_path: Path, sweep: str, command: str, *args: str) -> Path:
 
 
 def test_sweep_index_opens_and_links_its_points(browser, tmp_path):
-    out = _swept(tmp_path, "sweep { workload.requests in 40, 80, 120 }", "run")
+    sweep = "sweep { workload.requests in 40, 80, 120; deployment.serve.batching.max_seqs in 64 }"
+    out = _swept(tmp_path, sweep, "run")
     page, errors, _ = _open(browser, out / "index.html")
     assert errors == []
     assert page.locator("svg.chart").count() >= 3
     links = page.locator("#point-table a")
     assert links.count() == 3
+    # the table fits the page at its width: no column scrolled out of sight
+    fits = "e => e.scrollWidth <= e.clientWidth"
+    assert page.locator("#points .scroll").evaluate(fits)
     links.first.click()
     page.wait_for_load_state("load")
     assert page.url.endswith("/report.html") and page.locator("section#summary").count() == 1

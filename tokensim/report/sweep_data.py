@@ -33,6 +33,12 @@ def labels(pts: list[list[tuple[str, str]]]) -> list[list[str]]:
     the whole sweep: the last part of the path (``rate``); more of it where two paths end
     alike (``prefill.tp``, ``decode.tp``), unless those always hold the same value (the
     GPU of every node: ``gpus=H200``, named once)."""
+    names = short_names(pts)
+    return [list(dict.fromkeys(f"{names[p]}={t}" for p, t in point)) for point in pts]
+
+
+def short_names(pts: list[list[tuple[str, str]]]) -> dict[str, str]:
+    """Each path of the points by the name :func:`labels` gives it."""
     paths = list(dict.fromkeys(p for point in pts for p, _ in point))
     ends: dict[str, list[str]] = {}
     for p in paths:
@@ -47,7 +53,7 @@ def labels(pts: list[list[tuple[str, str]]]) -> list[list[str]]:
                 while n < len(parts) and any(o[-n:] == parts[-n:] for o in others):
                     n += 1
             names[p] = ".".join(parts[-n:])
-    return [list(dict.fromkeys(f"{names[p]}={t}" for p, t in point)) for point in pts]
+    return names
 
 
 def metric_row(metrics: dict) -> dict[str, object]:

@@ -11,7 +11,7 @@ from markupsafe import Markup
 from tokensim.report import svg
 from tokensim.report.load import read_json
 from tokensim.report.page import _asset, environment
-from tokensim.report.sweep_data import labels, metric_row, read_info
+from tokensim.report.sweep_data import labels, metric_row, read_info, short_names
 
 
 def _partners(info: dict) -> list[dict]:
@@ -156,6 +156,7 @@ def render_index(folder: Path) -> str:
             for p, r, m in zip(info["points"], rows, metrics, strict=True)
         ],
         charts=[Markup(c) for c in charts],
+        short=short_names([list(p["values"].items()) for p in info["points"]]),
         targets=targets,
         met=met,
         version=ran[0]["tokensim_version"] if ran else "",
