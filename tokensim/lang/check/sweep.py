@@ -6,6 +6,12 @@ A path names statements by key, and repeated labelled blocks by label:
 Each value is checked against what that statement (or policy parameter) takes. A
 statement of several values that starts with a name (``model <model> [<dtype>]``,
 ``gpus <gpu> x <n>``) is swept on that name; its other values stay as written.
+
+Routes are named by their pool (``deployment.route``, ``deployment.route.decode``), a
+repeated statement written once by its key (``cluster.network``), and ``*`` stands for any
+one name (``cluster.*.gpus``). ``path in { ... }`` lists whole alternatives, each checked
+where it is written: a statement less its key (``static { max_seqs 32 }``), or for a block
+a name and the block's content (``deployment in { split { pool ... } }``).
 """
 
 from __future__ import annotations
