@@ -356,22 +356,17 @@ class Simulation:
     def _idle_prefix_caches(self) -> list[str]:
         """A warning per pool whose spec turns prefix caching on for a workload in which no
         two requests share a prefix id (so the cache can never hit)."""
-        hashes = self.work.prefix_hashes
+        written = [p for p in self.pools if p.kv.prefix_cache and p.kv.prefix_cache_written]
         ids = set()
-        shared = False
-        for h in hashes or ():
+        for h in (self.work.prefix_hashes or ()) if written else ():
             if h and h[0] in ids:
-                shared = True
-                break
+                return []  # two requests share a first block: the cache can hit
             ids.update(h[:1])
-        if shared:
-            return []
         return [
             f"pool {p.name}: `prefix_cache on` ({p.kv.prefix_cache_written}) cannot hit: no two "
             "requests share a prefix; give the workload a `shared_prefix`, or a trace with "
             "prefix ids"
-            for p in self.pools
-            if p.kv.prefix_cache and p.kv.prefix_cache_written is not None
+            for p in written
         ]
 
     def _result(self, wall_s: float) -> Result:
