@@ -34,6 +34,6 @@ def test_every_gpu_memory_is_a_whole_number_of_mib_with_its_source_on_the_line()
     assert len(lines) == len(gpus)
     for line in lines:
         assert re.match(r"  memory \d+ MiB ", line), line
-        assert re.search(r"\w/[\w.-]+(#\d+| \S+\.py)", line) or "captures" in line, line
+        assert re.search(r"\w/[\w.-]+(#\d+| \S+\.(py|md))", line) or "captures" in line, line
     for g in gpus:
         assert g.memory_B % MIB == 0, g.name

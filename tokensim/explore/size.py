@@ -35,6 +35,9 @@ NODE_LINKS = {
     "H200": "NVLINK4",  # HGX H200
     "B200": "NVLINK5",  # HGX B200: NVLink 5, 1.8 TB/s per GPU
     "MI300X": "XGMI",  # AMD Instinct platform: Infinity Fabric between the 8 GPUs
+    "MI325X": "XGMI",
+    "H20": "NVLINK4",  # HGX H20: NVLink 4, 900 GB/s per GPU
+    "GB200": "NVLINK5",  # an NVL72 rack: one NVLink 5 domain (--gpus-per-node 72)
 }
 
 # which side of a disaggregated layout an SLO metric grows
