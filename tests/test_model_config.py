@@ -47,6 +47,34 @@ QWEN_MOE = {
 }
 
 
+# DeepSeek-V3's config.json (the fields tokensim reads, beside some it ignores)
+DEEPSEEK = {
+    "architectures": ["DeepseekV3ForCausalLM"],
+    "model_type": "deepseek_v3",
+    "hidden_size": 7168,
+    "intermediate_size": 18432,
+    "moe_intermediate_size": 2048,
+    "num_hidden_layers": 61,
+    "num_attention_heads": 128,
+    "num_key_value_heads": 128,
+    "n_shared_experts": 1,
+    "n_routed_experts": 256,
+    "num_experts_per_tok": 8,
+    "first_k_dense_replace": 3,
+    "moe_layer_freq": 1,
+    "kv_lora_rank": 512,
+    "q_lora_rank": 1536,
+    "qk_rope_head_dim": 64,
+    "qk_nope_head_dim": 128,
+    "v_head_dim": 128,
+    "vocab_size": 129280,
+    "max_position_embeddings": 163840,
+    "tie_word_embeddings": False,
+    "num_nextn_predict_layers": 1,
+    "scoring_func": "sigmoid",
+}
+
+
 def spec(tmp_path, config: dict, line: str) -> str:
     (tmp_path / "config.json").write_text(json.dumps(config))
     return 'import "std/hardware"\nimport "std/models"\n' + line + "\n"
@@ -60,12 +88,18 @@ def std(name):
     return next(m for m in std_spec("models").models if m.name == name)
 
 
-@pytest.mark.parametrize("config, same", [(LLAMA, "llama3_1_8b"), (QWEN_MOE, "qwen3_30b_a3b")])
+@pytest.mark.parametrize(
+    "config, same",
+    [(LLAMA, "llama3_1_8b"), (QWEN_MOE, "qwen3_30b_a3b"), (DEEPSEEK, "deepseek_v3")],
+)
 def test_a_config_gives_the_shapes_the_catalogue_cites(tmp_path, config, same):
     path = tmp_path / "m.tsim"
     path.write_text(spec(tmp_path, config, 'model mine from "config.json"'))
     got, ref = model(tokensim.load(path), "mine"), std(same)
-    for field in ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab"):
+    shapes = ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab")
+    shapes += ("kv_lora_rank", "q_lora_rank", "rope_dim", "v_dim")
+    shapes += ("shared_experts", "dense_layers", "dense_ffn")
+    for field in shapes:
         assert getattr(got, field) == getattr(ref, field), field
     assert (got.experts, got.top_k, got.mlp, got.params) == (
         ref.experts,
@@ -94,7 +128,9 @@ workload { arrivals poisson 5/s; lengths fixed 500 -> 50; requests 40; seed 1 }
 @pytest.mark.parametrize(
     "config, says",
     [
-        ({**LLAMA, "kv_lora_rank": 512}, "multi-head latent attention (MLA)"),
+        ({**LLAMA, "kv_lora_rank": 512}, "has `kv_lora_rank` (multi-head latent attention) but"),
+        ({**DEEPSEEK, "shared_expert_intermediate_size": 3000}, "no whole number of experts"),
+        ({**DEEPSEEK, "moe_layer_freq": 2}, "dense layers among the MoE layers"),
         ({**QWEN_MOE, "mlp_only_layers": [0, 1]}, "dense layers among the MoE layers"),
         ({**QWEN_MOE, "decoder_sparse_step": 2}, "dense layers among the MoE layers"),
         ({**LLAMA, "sliding_window": 4096}, "sliding-window attention"),

@@ -132,10 +132,39 @@ class Model:
     dtype: str  # the default weight dtype
     sources: tuple[str, ...]
     span: Span
+    # multi-head latent attention (DeepSeek-V2/V3): keys and values are cached as one latent
+    # of `kv_lora_rank` plus a shared rotary key of `rope_dim` per token and layer; each
+    # head's query and key are `head_dim` (no rotary part) + `rope_dim`, its value `v_dim`
+    kv_lora_rank: int = 0  # 0: no MLA (grouped-query attention of kv_heads x head_dim)
+    q_lora_rank: int = 0  # the query's compression (0: one full query projection)
+    rope_dim: int = 0
+    v_dim: int = 0
+    # MoE: experts every token also goes through, and dense first layers
+    shared_experts: int = 0  # each of `ffn`, beside the top_k routed ones
+    dense_layers: int = 0  # the first layers have a dense MLP of `dense_ffn` instead
+    dense_ffn: int = 0
+
+    @property
+    def mla(self) -> bool:
+        """Whether attention is multi-head latent attention."""
+        return self.kv_lora_rank > 0
+
+    @property
+    def moe_layers(self) -> int:
+        """Layers with routed experts (none for a dense model)."""
+        return self.layers - self.dense_layers if self.experts > 1 else 0
+
+    def kv_elements(self, tp: int) -> int:
+        """KV-cache elements one token takes in one layer on one of ``tp`` GPUs: the MLA
+        latent and rotary key (whole on every GPU: each needs it for all its heads), or K
+        and V of the GPU's share of the KV heads (replicated where tp exceeds them)."""
+        if self.mla:
+            return self.kv_lora_rank + self.rope_dim
+        return 2 * max(1, self.kv_heads // tp) * self.head_dim
 
     def kv_bytes_per_token(self, dtype_bytes: float) -> float:
-        """KV-cache bytes one token takes over all layers (K and V, GQA-aware)."""
-        return 2 * self.layers * self.kv_heads * self.head_dim * dtype_bytes
+        """KV-cache bytes one token takes over all layers, on one GPU of a tp 1 instance."""
+        return self.layers * self.kv_elements(1) * dtype_bytes
 
     @property
     def active_params(self) -> int:
@@ -143,7 +172,7 @@ class Model:
         if self.experts == 1:
             return self.params
         per_expert = (3 if self.mlp == "gated" else 2) * self.hidden * self.ffn
-        return self.params - self.layers * (self.experts - self.top_k) * per_expert
+        return self.params - self.moe_layers * (self.experts - self.top_k) * per_expert
 
 
 @dataclass(frozen=True)

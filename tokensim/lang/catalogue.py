@@ -102,6 +102,13 @@ def gpus(all_sources: bool) -> list[str]:
     return _with_sources(_table(head, rows), [g.sources for g in items], all_sources)
 
 
+def _experts(m) -> str:
+    """``256x top8 +1 shared``: a MoE model's routing, ``-`` for a dense model."""
+    if m.experts == 1:
+        return "-"
+    return f"{m.experts}x top{m.top_k}" + (f" +{m.shared_experts}" if m.shared_experts else "")
+
+
 def models(all_sources: bool) -> list[str]:
     from tokensim.lang.check import std_spec
 
@@ -112,8 +119,8 @@ def models(all_sources: bool) -> list[str]:
             f"{m.params / 1e9:.1f}B",
             str(m.layers),
             str(m.hidden),
-            f"{m.heads}/{m.kv_heads}",
-            f"{m.experts}x top{m.top_k}" if m.experts > 1 else "-",
+            f"{m.heads} MLA" if m.mla else f"{m.heads}/{m.kv_heads}",
+            _experts(m),
             f"{m.max_context:,}",
             m.sources[0] if m.sources else "",
         ]

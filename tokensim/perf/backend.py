@@ -228,29 +228,46 @@ class MeasuredCostModel(CostModel):
         m, tp = pool.model, pool.tp
         self.gpu_name = pool.gpu.measured_as or pool.gpu.name
         shape = ModelShape.from_ir(m)
-        layer = shape.gemms(tp)
-        shapes = [(n, k) for _, n, k in (layer if m.experts == 1 else layer[:2])]
+        # the GEMMs of a layer with the share of layers that run them: the attention's in
+        # every layer; a dense model's MLP too; a MoE model's shared experts in its MoE
+        # layers, and its dense layers' MLP in those
+        shapes = [(1.0, n, k) for _, n, k in shape.projections(tp)]
+        if m.experts == 1:
+            shapes += [(1.0, n, k) for _, n, k in shape.mlp(tp, m.ffn)]
+        else:
+            share = m.moe_layers / m.layers
+            if m.shared_experts:
+                shapes += [(share, n, k) for _, n, k in shape.mlp(tp, m.ffn * m.shared_experts)]
+            if m.dense_layers:
+                shapes += [(1 - share, n, k) for _, n, k in shape.mlp(tp, m.dense_ffn)]
         grid = GRID
         dtype = pool.dtype
         # GEMMs of one layer, summed on the grid (MoE expert GEMMs stay with the roofline)
         gemm = np.zeros(len(grid))
-        roof_gemms = [self._roof_gemm(n, k) for n, k in shapes]
+        roof_gemms = [(w, self._roof_gemm(n, k)) for w, n, k in shapes]
         engine = pool.engine
         native = dtype in QUANT_DTYPES and engine is not None and engine.fp8_gemm == "native"
-        for (n, k), roof in zip(shapes, roof_gemms, strict=True):
+        for (w, n, k), (_, roof) in zip(shapes, roof_gemms, strict=True):
             if native:  # the 16-bit kernels' measured efficiency, with the 8-bit roofline's gain
                 roof16 = self._roof_gemm(n, k, "bf16")
                 gain = np.array([roof(t) / roof16(t) for t in grid])
-                gemm += gain * self._predict(
-                    "gemm", "", grid, "bf16", roof16, extend=True, m=grid, n=n, k=k
+                gemm += (
+                    w
+                    * gain
+                    * self._predict("gemm", "", grid, "bf16", roof16, extend=True, m=grid, n=n, k=k)
                 )
             else:
-                gemm += self._predict("gemm", "", grid, dtype, roof, extend=True, m=grid, n=n, k=k)
+                gemm += w * self._predict(
+                    "gemm", "", grid, dtype, roof, extend=True, m=grid, n=n, k=k
+                )
         if m.experts > 1:  # the router stays with the roofline (the experts are added by breakdown)
-            gemm += np.array([self._gemm(self.gemms[2], t) for t in grid])
-            roof_gemms.append(lambda t: self._gemm(self.gemms[2], t))
+            router = lambda t: self.moe_share * self._gemm(self.router, t)  # noqa: E731
+            gemm += np.array([router(t) for t in grid])
+            roof_gemms.append((1.0, router))
             self._datasheet.append("MoE router and experts")
-        self._gemm_curve = self._curve(gemm, lambda t: sum(r(t) for r in roof_gemms), "GEMMs")
+        self._gemm_curve = self._curve(
+            gemm, lambda t: sum(w * r(t) for w, r in roof_gemms), "GEMMs"
+        )
         # the LM head stays in 16 bit when the layers are quantized, as in vLLM
         head_dtype = dtype if ir.DTYPE_BYTES[dtype] >= 2 else "bf16"
         roof_head = lambda t: CostModel._lm_head(self, t)  # noqa: E731
@@ -272,11 +289,13 @@ class MeasuredCostModel(CostModel):
         self._norm_curve = self._curve(
             elementwise, lambda t: sum(c * one(t) for c, one in roof_elementwise), "elementwise ops"
         )
-        # attention over the pool's KV cache: prefill by the length of one prompt
+        # attention over the pool's KV cache: prefill by the length of one prompt (MLA's
+        # kernels are measured nowhere here: the roofline prices them)
         heads, kv_heads = shape.heads_per_gpu(tp)
         kv = pool.kv.dtype
         roof_prefill = lambda L: CostModel._prefill_attention(self, L * (L + 1) / 2)  # noqa: E731
-        pre = self._predict(
+        attention = self._predict if not m.mla else self._roofline_only
+        pre = attention(
             "attention_prefill", "", grid, "bf16", roof_prefill, extend=True,
             batch=1, length=grid, heads=heads, kv_heads=kv_heads, head_dim=m.head_dim, kv_dtype=kv,
         )  # fmt: skip
@@ -285,7 +304,7 @@ class MeasuredCostModel(CostModel):
         # lengths per sequence), so a decode run's steps stay linear in the context
         b = np.repeat(DECODE_BATCHES, 2)
         n = np.tile(DECODE_LENGTHS, len(DECODE_BATCHES))
-        dec = self._predict(
+        dec = attention(
             "attention_decode", "", np.arange(len(b)), "bf16",
             lambda i: CostModel._decode_attention(self, int(b[int(i)] * n[int(i)]), int(b[int(i)])),
             batch=b, length=n, heads=heads, kv_heads=kv_heads, head_dim=m.head_dim, kv_dtype=kv,
@@ -361,6 +380,11 @@ class MeasuredCostModel(CostModel):
                     roof *= got[j] / roofline(float(sizes[j]))
                 got[i] = roof
         return got
+
+    def _roofline_only(self, op, kernel, sizes, dtype, roofline, extend=False, **cols):
+        """:meth:`_predict` for an op the predictor cannot price (MLA attention)."""
+        self._datasheet.append("MLA attention" if self.pool.model.mla else op)
+        return np.array([roofline(float(s)) for s in sizes])
 
     def _dense_gemms(self, tokens: int) -> float:
         return self._gemm_curve(tokens)

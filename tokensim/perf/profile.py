@@ -90,10 +90,15 @@ class ModelShape:
     head_dim: int
     ffn: int
     gated: bool = True
+    # multi-head latent attention: (kv_lora_rank, q_lora_rank, rope_dim, v_dim), or None
+    mla: tuple[int, int, int, int] | None = None
 
     @classmethod
     def from_ir(cls, model) -> ModelShape:
         """The shapes of a checked :class:`tokensim.ir.Model`."""
+        mla = None
+        if model.mla:
+            mla = (model.kv_lora_rank, model.q_lora_rank, model.rope_dim, model.v_dim)
         return cls(
             name=model.name,
             hidden=model.hidden,
@@ -102,6 +107,7 @@ class ModelShape:
             head_dim=model.head_dim,
             ffn=model.ffn,
             gated=model.mlp == "gated",
+            mla=mla,
         )
 
     def check_tp(self, tp: int) -> None:
@@ -125,23 +131,49 @@ class ModelShape:
 
     def gemms(self, tp: int) -> list[tuple[str, int, int]]:
         """``(kernel, n, k)`` of the layer's GEMMs on one of ``tp`` GPUs."""
+        return self.projections(tp) + self.mlp(tp, self.ffn)
+
+    def projections(self, tp: int) -> list[tuple[str, int, int]]:
+        """``(kernel, n, k)`` of the attention's GEMMs on one of ``tp`` GPUs. MLA's
+        down-projections (of the query and of the KV latent) run whole on every GPU, as
+        vLLM replicates them; its up-projections and output split by heads."""
         heads, kv_heads = self.heads_per_gpu(tp)
-        ffn = self.ffn // tp
+        d = self.hidden
+        if self.mla is None:
+            return [
+                ("qkv_proj", (heads + 2 * kv_heads) * self.head_dim, d),
+                ("o_proj", d, heads * self.head_dim),
+            ]
+        rank, q_rank, rope, v = self.mla
+        qk = heads * (self.head_dim + rope)
+        query = [("q_proj", qk, d)]
+        if q_rank:
+            query = [("q_a_proj", q_rank, d), ("q_b_proj", qk, q_rank)]
+        return query + [
+            ("kv_a_proj", rank + rope, d),
+            ("kv_b_proj", heads * (self.head_dim + v), rank),
+            ("o_proj", d, heads * v),
+        ]
+
+    def mlp(self, tp: int, ffn: int) -> list[tuple[str, int, int]]:
+        """``(kernel, n, k)`` of an MLP of intermediate size ``ffn`` on one of ``tp`` GPUs."""
+        part = ffn // tp
         return [
-            ("qkv_proj", (heads + 2 * kv_heads) * self.head_dim, self.hidden),
-            ("o_proj", self.hidden, heads * self.head_dim),
-            ("up_proj", (2 if self.gated else 1) * ffn, self.hidden),
-            ("down_proj", self.hidden, ffn),
+            ("up_proj", (2 if self.gated else 1) * part, self.hidden),
+            ("down_proj", self.hidden, part),
         ]
 
     def elementwise(self, tp: int) -> list[tuple[str, int, int]]:
         """``(kernel, calls per layer, bytes per token)`` of the layer's elementwise ops on
         one of ``tp`` GPUs, with 16-bit activations read and written once per op."""
         heads, kv_heads = self.heads_per_gpu(tp)
+        roped = (heads + kv_heads) * self.head_dim
+        if self.mla is not None:  # the rotary parts: each query head's and the one key
+            roped = (heads + 1) * self.mla[2]
         return [
             ("norm", 2, 4 * self.hidden),
             ("add", 2, 6 * self.hidden),
-            ("rope", 1, 4 * (heads + kv_heads) * self.head_dim),
+            ("rope", 1, 4 * roped),
             ("act", 1, (6 if self.gated else 4) * (self.ffn // tp)),
         ]
 
@@ -531,6 +563,11 @@ def profile(
     Raises :class:`ProfileError` for a device or shape it cannot measure and
     ``ImportError`` when PyTorch is missing.
     """
+    if model.mla is not None:  # its attention would be measured as multi-head attention
+        raise ProfileError(
+            f"{model.name} uses multi-head latent attention, whose kernels `tokensim profile` "
+            "does not measure; its costs come from the roofline"
+        )
     import torch
 
     cuda = device.startswith("cuda")

@@ -72,35 +72,53 @@ class CostModel:
         self.kv_Bps = gpu.bandwidth_Bps * eff.kv_read
         d, hq, hkv = m.hidden, m.heads * m.head_dim, m.kv_heads * m.head_dim
         q = 1.0 if pool.dtype in QUANT_DTYPES else 0.0
-        gemms = [
-            Gemm(
-                2 * d * (hq + 2 * hkv) / tp,
-                d * (hq + 2 * hkv) * w / tp,
-                (d + (hq + 2 * hkv) / tp) * a,
-                quant_per_token=q * d,
-            ),
-            Gemm(2 * hq * d / tp, hq * d * w / tp, (hq / tp + d) * a, quant_per_token=q * hq / tp),
-        ]
-        matrices = 3 if m.mlp == "gated" else 2
-        self.experts, self.top_k = m.experts, m.top_k
-        if m.experts == 1:
-            gemms.append(
+        if m.mla:  # from the profiler's shapes: each (n, k) one GEMM
+            from tokensim.perf.profile import ModelShape
+
+            gemms = [
+                Gemm(2 * n * k, n * k * w, (n + k) * a, quant_per_token=q * k)
+                for _, n, k in ModelShape.from_ir(m).projections(tp)
+            ]
+        else:
+            gemms = [
                 Gemm(
-                    2 * matrices * d * m.ffn / tp,
-                    matrices * d * m.ffn * w / tp,
-                    (d + m.ffn / tp) * a * 2,
-                    kernels=2,
-                    quant_per_token=q * (d + m.ffn / tp),
-                )
+                    2 * d * (hq + 2 * hkv) / tp,
+                    d * (hq + 2 * hkv) * w / tp,
+                    (d + (hq + 2 * hkv) / tp) * a,
+                    quant_per_token=q * d,
+                ),
+                Gemm(
+                    2 * hq * d / tp, hq * d * w / tp, (hq / tp + d) * a, quant_per_token=q * hq / tp
+                ),
+            ]
+        matrices = 3 if m.mlp == "gated" else 2
+
+        def mlp(ffn: int, kernels: int = 2, quantized: bool = True) -> Gemm:
+            return Gemm(
+                2 * matrices * d * ffn / tp,
+                matrices * d * ffn * w / tp,
+                (d + ffn / tp) * a * 2,
+                kernels=kernels,
+                quant_per_token=q * (d + ffn / tp) if quantized else 0.0,
             )
+
+        self.experts, self.top_k = m.experts, m.top_k
+        # the share of layers with routed experts; the MoE layers' router and shared experts
+        # and the dense layers' MLP are priced per layer in those shares
+        self.moe_share = m.moe_layers / m.layers
+        self.mixed: list[tuple[float, Gemm]] = []
+        self.router = None
+        if m.experts == 1:
+            gemms.append(mlp(m.ffn))
             self.expert = None
         else:
-            gemms.append(Gemm(2 * d * m.experts, d * m.experts * w, 0.0))  # router
-            self.expert = Gemm(
-                2 * matrices * d * m.ffn / tp,
-                matrices * d * m.ffn * w / tp,
-                (d + m.ffn / tp) * a * 2,
-            )
+            self.router = Gemm(2 * d * m.experts, d * m.experts * w, 0.0)
+            self.mixed.append((self.moe_share, self.router))
+            if m.shared_experts:
+                self.mixed.append((self.moe_share, mlp(m.ffn * m.shared_experts)))
+            if m.dense_layers:
+                self.mixed.append((1 - self.moe_share, mlp(m.dense_ffn)))
+            self.expert = mlp(m.ffn, kernels=1, quantized=False)
         self.gemms = gemms
         # the LM head stays in 16 bit when the layers are quantized (vLLM does not quantize it)
         head_w = max(w, ACTIVATION_BYTES)
@@ -115,10 +133,17 @@ class CostModel:
         self.pp = pp
         self.tp = tp
         self.hidden_bytes = d * a
-        self.attn_flops_per_pair = 4 * hq / tp
-        kv_heads_per_gpu = max(1, m.kv_heads // tp) if tp <= m.kv_heads else 1
-        self.kv_bytes_per_token = 2 * kv_heads_per_gpu * m.head_dim * kvb  # one layer
-        self.attn_flops_per_ctx = 4 * hq / tp
+        self.kv_bytes_per_token = m.kv_elements(tp) * kvb  # one layer
+        if m.mla:
+            # prefill decompresses keys and values per head: scores over head_dim + rope_dim,
+            # values of v_dim; decode works on the latent (the up-projections absorbed into
+            # the query and output): scores over kv_lora_rank + rope_dim, values of the rank
+            heads = m.heads / tp
+            self.attn_flops_per_pair = 2 * heads * (m.head_dim + m.rope_dim + m.v_dim)
+            self.attn_flops_per_ctx = 2 * heads * (2 * m.kv_lora_rank + m.rope_dim)
+        else:
+            self.attn_flops_per_pair = 4 * hq / tp
+            self.attn_flops_per_ctx = 4 * hq / tp
         self.ring_Bps = ring_bandwidth_Bps * eff.network
         self.ring_latency_s = ring_latency_s
         self.stage_Bps = stage_bandwidth_Bps * eff.network
@@ -145,8 +170,11 @@ class CostModel:
         )
 
     def _dense_gemms(self, tokens: int) -> float:
-        """One layer's projection and (dense) MLP GEMMs over ``tokens`` tokens."""
-        return sum(self._gemm(g, tokens) for g in self.gemms)
+        """One layer's projection and (dense) MLP GEMMs over ``tokens`` tokens; for a MoE
+        model with shared experts or dense layers, a layer's average of those."""
+        return sum(self._gemm(g, tokens) for g in self.gemms) + sum(
+            share * self._gemm(g, tokens) for share, g in self.mixed
+        )
 
     def _lm_head(self, samples: int) -> float:
         return self._gemm(self.head, samples)
@@ -187,9 +215,12 @@ class CostModel:
             pairs = tokens * self.top_k
             touched = self.experts * (1 - (1 - self.top_k / self.experts) ** tokens)
             e = self.expert
-            gemm += EXPERT_KERNELS * self.kernel_s + max(
-                e.flops_per_token * pairs / self.gemm_flops,
-                (e.weight_bytes * touched + e.act_bytes_per_token * pairs) / self.mem_Bps,
+            gemm += self.moe_share * (
+                EXPERT_KERNELS * self.kernel_s
+                + max(
+                    e.flops_per_token * pairs / self.gemm_flops,
+                    (e.weight_bytes * touched + e.act_bytes_per_token * pairs) / self.mem_Bps,
+                )
             )
         prefill_attn = self._prefill_attention(batch.prefill_pairs)
         decode_attn = self._decode_attention(batch.decode_context, batch.decode_seqs)

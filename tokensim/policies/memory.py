@@ -44,7 +44,8 @@ def kv_geometry(pool: ir.Pool) -> KvGeometry:
     max_seqs = policy.max_seqs
     # Activations of the largest iteration (vLLM profiles this peak before sizing the cache):
     # hidden states and the MLP intermediate in 16 bit, plus fp32 logits of every sequence.
-    reserve = batch_tokens * (4 * m.hidden + 2 * m.ffn / pool.tp) * ACTIVATION_BYTES
+    widest = max(m.ffn, m.dense_ffn)  # a MoE model's dense layers may be wider than an expert
+    reserve = batch_tokens * (4 * m.hidden + 2 * widest / pool.tp) * ACTIVATION_BYTES
     reserve += max_seqs * m.vocab * 4 / pool.tp
     if pool.engine is not None:
         usable = pool.engine.kv_room_bytes(
@@ -52,9 +53,6 @@ def kv_geometry(pool: ir.Pool) -> KvGeometry:
         )
     else:  # a pool built outside the checker: a share of the device
         usable = gpu.memory_B * kv.gpu_util - pool.weights_per_gpu_B - reserve
-    kv_heads_per_gpu = max(1, m.kv_heads // pool.tp)
-    per_token = (
-        2 * math.ceil(m.layers / pool.pp) * kv_heads_per_gpu * m.head_dim * ir.DTYPE_BYTES[kv.dtype]
-    )
+    per_token = math.ceil(m.layers / pool.pp) * m.kv_elements(pool.tp) * ir.DTYPE_BYTES[kv.dtype]
     block_bytes = per_token * kv.block_tokens
     return KvGeometry(max(0, int(usable // block_bytes)), block_bytes, reserve, usable)

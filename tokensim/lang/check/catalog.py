@@ -169,13 +169,34 @@ def count_params(
     mlp: str,
     tied: bool,
     experts: int,
+    mla: tuple[int, int, int, int] | None = None,
+    shared_experts: int = 0,
+    dense: tuple[int, int] = (0, 0),
 ) -> int:
-    """Parameters implied by a model's shapes (norms included, biases ignored)."""
-    attention = hidden * heads * head_dim * 2 + 2 * hidden * kv_heads * head_dim
+    """Parameters implied by a model's shapes (norms included, biases ignored).
+
+    ``mla``: (kv_lora_rank, q_lora_rank, rope_dim, v_dim) of multi-head latent attention
+    (its down-projections, their norms, the up-projections and the output projection);
+    ``shared_experts`` beside the routed ones in each MoE layer; ``dense``: (layers,
+    ffn) of the dense first layers of a MoE model.
+    """
+    if mla:
+        rank, q_rank, rope, v = mla
+        qk = heads * (head_dim + rope)
+        query = hidden * q_rank + q_rank + q_rank * qk if q_rank else hidden * qk
+        latent = hidden * (rank + rope) + rank + rank * heads * (head_dim + v)
+        attention = query + latent + heads * v * hidden
+    else:
+        attention = hidden * heads * head_dim * 2 + 2 * hidden * kv_heads * head_dim
     matrices = 3 if mlp == "gated" else 2
-    mlp_params = matrices * hidden * ffn * experts + (hidden * experts if experts > 1 else 0)
+    dense_layers, dense_ffn = dense
+    if experts > 1:
+        moe = matrices * hidden * ffn * (experts + shared_experts) + hidden * experts
+        mlps = (layers - dense_layers) * moe + dense_layers * matrices * hidden * dense_ffn
+    else:
+        mlps = layers * matrices * hidden * ffn
     embeddings = vocab * hidden * (1 if tied else 2)
-    return embeddings + layers * (attention + mlp_params + 2 * hidden) + hidden
+    return embeddings + layers * (attention + 2 * hidden) + mlps + hidden
 
 
 def model(bound: Bound, env: Env) -> ir.Model | None:
@@ -212,8 +233,13 @@ def model(bound: Bound, env: Env) -> ir.Model | None:
     elif top_k is not BAD and top_k is not None and top_k > experts:
         rep.error(f"`top_k` ({top_k}) exceeds `experts` ({experts})", body.one("top_k").span)
         ok = False
-    if not ok:
+    moe = _moe_extras(body, name, experts, v["layers"], rep)
+    mla = _mla(body, head_dim)
+    if not ok or moe is None or mla is BAD:
         return None
+    shared, dense_layers, dense_ffn = moe
+    if mla:  # every head has its own key and value, decompressed from the shared latent
+        kv_heads = v["heads"]
     mlp = body.value("mlp", default="gated")
     tied = body.value("tie_embeddings", default=False)
     params = count_params(
@@ -227,6 +253,9 @@ def model(bound: Bound, env: Env) -> ir.Model | None:
         mlp,
         tied,
         experts,
+        mla,
+        shared,
+        (dense_layers, dense_ffn),
     )
     published = body.value("params")
     if published:
@@ -259,14 +288,66 @@ def model(bound: Bound, env: Env) -> ir.Model | None:
         dtype=body.value("dtype", default="bf16"),
         sources=_sources(body),
         span=bound.span,
+        kv_lora_rank=mla[0] if mla else 0,
+        q_lora_rank=mla[1] if mla else 0,
+        rope_dim=mla[2] if mla else 0,
+        v_dim=mla[3] if mla else 0,
+        shared_experts=shared,
+        dense_layers=dense_layers,
+        dense_ffn=dense_ffn,
     )
 
 
+def _moe_extras(body: Bodies, name: str, experts: int, layers: int, rep):
+    """(shared experts, dense layers, their ffn) of a MoE model; None after an error."""
+    shared = body.value("shared_experts", default=0)
+    dense_layers = body.value("dense_layers", default=0)
+    dense_ffn = body.value("dense_ffn", default=0)
+    if BAD in (shared, dense_layers, dense_ffn):
+        return None
+    for key in ("shared_experts", "dense_layers", "dense_ffn"):
+        if body.one(key) is not None and experts == 1:
+            rep.error(f"`{key}` is for a MoE model; `{name}` has no `experts`", body.one(key).span)
+            return None
+    if dense_layers >= layers:
+        rep.error(
+            f"`dense_layers` ({dense_layers}) must leave MoE layers of the {layers}",
+            body.one("dense_layers").span,
+        )
+        return None
+    if bool(dense_layers) != bool(dense_ffn):
+        given = "dense_layers" if dense_layers else "dense_ffn"
+        other = "dense_ffn" if dense_layers else "dense_layers"
+        rep.error(f"`{given}` needs `{other}`", body.one(given).span)
+        return None
+    return shared, dense_layers, dense_ffn
+
+
+def _mla(body: Bodies, head_dim: int):
+    """(kv_lora_rank, q_lora_rank, rope_dim, v_dim) of the model's ``mla`` block, None
+    without one, BAD after an error."""
+    bound = body.one("mla")
+    if bound is None:
+        return None
+    mb = bound.body
+    if mb is None:
+        return BAD
+    got = (
+        mb.value("kv_lora_rank"),
+        mb.value("q_lora_rank", default=0),
+        mb.value("rope_dim"),
+        mb.value("v_dim", default=head_dim),
+    )
+    if None in got or BAD in got:
+        return BAD
+    return got
+
+
 # blocks whose statements a derived definition changes one by one (the rest it replaces)
-_NESTED = {"compute", "efficiency"}
+_NESTED = {"compute", "efficiency", "mla"}
 # a model's shapes: changing one makes the base's `params` (published count) not apply
 _SHAPES = {"layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "experts", "mlp"}
-_SHAPES |= {"tie_embeddings"}
+_SHAPES |= {"tie_embeddings", "mla", "shared_experts", "dense_layers", "dense_ffn"}
 
 
 def derive(
@@ -310,15 +391,19 @@ _CONFIG_NUMBERS = {k for keys in _CONFIG_KEYS.values() for k in keys} | {
     "n_inner",
     "moe_intermediate_size",
     "num_experts_per_tok",
+    "n_routed_experts",
+    "n_shared_experts",
+    "shared_expert_intermediate_size",
+    "first_k_dense_replace",
+    "kv_lora_rank",
+    "q_lora_rank",
+    "qk_rope_head_dim",
+    "qk_nope_head_dim",
+    "v_head_dim",
 }
 _CONFIG_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 # what tokensim does not model, by the config key that says a model has it
 _CONFIG_UNSUPPORTED = (
-    ("kv_lora_rank", "multi-head latent attention (MLA)"),
-    ("q_lora_rank", "multi-head latent attention (MLA)"),
-    ("shared_expert_intermediate_size", "a shared expert"),
-    ("n_shared_experts", "shared experts"),
-    ("first_k_dense_replace", "dense first layers in a MoE"),
     ("mlp_only_layers", "dense layers among the MoE layers"),
     ("layer_types", "layers of different kinds (sliding-window or linear attention)"),
     ("linear_num_value_heads", "linear attention"),
@@ -366,14 +451,15 @@ def config_statements(ref: Val, env: Env, sources) -> list[ast.Statement] | None
                 Note(f"its config has `{key}`"),
             )
             return None
-    if (config.get("decoder_sparse_step") or 1) > 1:
-        env.rep.error(
-            f"`{ref.value}` describes dense layers among the MoE layers, which tokensim does "
-            "not model",
-            ref.span,
-            Note(f"its config has `decoder_sparse_step` {config['decoder_sparse_step']}"),
-        )
-        return None
+    for key in ("decoder_sparse_step", "moe_layer_freq", "interleave_moe_layer_step"):
+        if isinstance(config.get(key), int) and config[key] > 1:
+            env.rep.error(
+                f"`{ref.value}` describes dense layers among the MoE layers, which tokensim "
+                "does not model",
+                ref.span,
+                Note(f"its config has `{key}` {config[key]}"),
+            )
+            return None
     window = config.get("sliding_window")
     if config.get("use_sliding_window", window is not None) and window:
         env.rep.error(
@@ -397,7 +483,12 @@ def config_statements(ref: Val, env: Env, sources) -> list[ast.Statement] | None
             lines.append(f"{stmt} {value}")
         elif stmt not in ("kv_heads", "head_dim"):
             missing.append(keys[0])
-    experts = config.get("num_local_experts") or config.get("num_experts") or 1
+    experts = (
+        config.get("num_local_experts")
+        or config.get("num_experts")
+        or config.get("n_routed_experts")
+        or 1
+    )
     if not isinstance(experts, int) or isinstance(experts, bool):
         env.rep.error(f"`{ref.value}`: the expert count should be a whole number", ref.span)
         return None
@@ -420,6 +511,21 @@ def config_statements(ref: Val, env: Env, sources) -> list[ast.Statement] | None
         return None
     if experts > 1:
         lines += [f"experts {experts}", f"top_k {config['num_experts_per_tok']}"]
+        extra = _moe_config(ref, config, ffn, env)
+        if extra is None:
+            return None
+        lines += extra
+    if config.get("kv_lora_rank"):
+        need = [k for k in ("qk_rope_head_dim", "qk_nope_head_dim") if not config.get(k)]
+        if need:
+            env.rep.error(
+                f"`{ref.value}` has `kv_lora_rank` (multi-head latent attention) but no "
+                f"`{need[0]}`",
+                ref.span,
+            )
+            return None
+        lines = [line for line in lines if not line.startswith("head_dim ")]
+        lines += _mla_config(config)
     gated = config.get("model_type") not in ("opt", "gpt2", "gpt_neox", "bloom", "falcon")
     lines.append(f"mlp {'gated' if gated else 'plain'}")
     lines.append(f"tie_embeddings {'on' if config.get('tie_word_embeddings') else 'off'}")
@@ -433,6 +539,40 @@ def config_statements(ref: Val, env: Env, sources) -> list[ast.Statement] | None
     except CompileError as err:  # a value no statement takes (a float layer count...)
         env.rep.extend(err.diagnostics)
         return None
+
+
+def _moe_config(ref: Val, config: dict, ffn: int, env: Env) -> list[str] | None:
+    """The shared-expert and dense-layer statements of a MoE config; None after an error."""
+    out = []
+    shared = config.get("n_shared_experts") or 0
+    width = config.get("shared_expert_intermediate_size") or 0
+    if width:  # one shared expert of its own width (Qwen2-MoE): as that many routed widths
+        if width % ffn:
+            env.rep.error(
+                f"`{ref.value}`: a shared expert of {width} is no whole number of experts of "
+                f"{ffn}, which tokensim's `shared_experts` needs",
+                ref.span,
+            )
+            return None
+        shared = width // ffn
+    if shared:
+        out.append(f"shared_experts {shared}")
+    dense = config.get("first_k_dense_replace") or 0
+    if dense:
+        out += [f"dense_layers {dense}", f"dense_ffn {config.get('intermediate_size')}"]
+    return out
+
+
+def _mla_config(config: dict) -> list[str]:
+    """The model statements of a config with multi-head latent attention (DeepSeek's keys);
+    its ``head_dim`` is each head's part without rotary embedding."""
+    out = [f"head_dim {config['qk_nope_head_dim']}"]
+    block = [f"kv_lora_rank {config['kv_lora_rank']}", f"rope_dim {config['qk_rope_head_dim']}"]
+    if config.get("q_lora_rank"):
+        block.append(f"q_lora_rank {config['q_lora_rank']}")
+    if config.get("v_head_dim"):
+        block.append(f"v_dim {config['v_head_dim']}")
+    return out + ["mla { " + "; ".join(block) + " }"]
 
 
 def _uniform(key: str, config: dict) -> bool:

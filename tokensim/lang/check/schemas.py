@@ -342,6 +342,38 @@ GPU = Block(
     "A kind of accelerator.",
 )
 
+MLA = Block(
+    "mla",
+    (
+        Attr(
+            "kv_lora_rank",
+            (Num("kv_lora_rank", integer=True, min=1),),
+            "the latent keys and values are cached as, per token and layer",
+            required=True,
+        ),
+        Attr(
+            "rope_dim",
+            (Num("rope_dim", integer=True, min=1),),
+            "the rotary part of each query and key head, its key cached beside the latent",
+            required=True,
+        ),
+        Attr(
+            "q_lora_rank",
+            (Num("q_lora_rank", integer=True, min=1),),
+            "the query's compression",
+            default="none: one full query projection",
+        ),
+        Attr(
+            "v_dim",
+            (Num("v_dim", integer=True, min=1),),
+            "each head's value size",
+            default="the model's head_dim",
+        ),
+    ),
+    "Multi-head latent attention (DeepSeek-V2/V3, Kimi K2): each head's query and key are "
+    "`head_dim` (the model's, without rotary part) plus `rope_dim`.",
+)
+
 MODEL = Block(
     "model",
     (
@@ -359,7 +391,18 @@ MODEL = Block(
                 ("max_context", "longest sequence (prompt + output) in tokens", True),
                 ("experts", "MoE experts per layer (1: dense)", False),
                 ("top_k", "experts each token uses", False),
+                ("shared_experts", "MoE: experts every token also uses (each of `ffn`)", False),
+                ("dense_layers", "MoE: the first layers, with a dense MLP of `dense_ffn`", False),
+                ("dense_ffn", "MoE: the MLP intermediate size of the dense layers", False),
             ]
+        ),
+        Attr(
+            "mla",
+            (),
+            "multi-head latent attention: keys and values cached as one latent per token",
+            body=MLA,
+            body_required=True,
+            default="none: grouped-query attention",
         ),
         Attr(
             "mlp",
