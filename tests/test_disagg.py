@@ -354,3 +354,22 @@ def test_a_disaggregated_run_late_in_simulated_time_finishes():
     result = simulate(lower(spec), progress=runaway)
     assert (result.requests["finish_s"] > 2e7).sum() == 1
     assert ~result.requests["rejected"].any()
+
+
+def test_a_layerwise_copy_overlaps_the_prefill_step_that_computes_the_kv():
+    """With `layerwise on`, the KV of each layer leaves as the prefill's step computes it:
+    by the hand-off, the step's length at the path's pace is gone, at most all layers but
+    the last (10 layers: 90%); the copy then moves the rest."""
+    args = ("arrivals poisson 1/s; lengths fixed 3000 -> 4; requests 1",)
+    whole = disagg(two_nodes(), *args, decode="on n1[0]")
+    streamed = disagg(two_nodes(), *args, decode="on n1[0]", extra="{ layerwise on }")
+    r = streamed.requests
+    step_s = r["handoff_s"][0] - r["admitted_s"][0]  # its one prefill step
+    wire_B = wire_s(3000, 25e9) * 25e9
+    left_B = wire_B - min(0.9 * wire_B, step_s * 25e9)
+    assert breakdown(streamed)["transfer_s"][0] == pytest.approx(left_B / 25e9 + 9e-6, rel=1e-6)
+    assert breakdown(whole)["transfer_s"][0] == pytest.approx(wire_B / 25e9 + 9e-6, rel=1e-9)
+    assert left_B < wire_B  # it overlapped
+    # on a fast link the whole copy outruns the step: only the last layer is left
+    fast = disagg(ONE_NODE, *args, extra="{ layerwise on }")
+    assert breakdown(fast)["transfer_s"][0] == pytest.approx(wire_s(3000, 400e9) / 10 + 2e-6)

@@ -397,6 +397,7 @@ class Transfer:
     dst: str
     span: Span
     direct_below: int = 0  # prompts shorter than this are prefilled on the decode pool
+    layerwise: bool = False  # each layer's KV leaves as the prefill computes it
 
 
 @dataclass(frozen=True)

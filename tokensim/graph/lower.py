@@ -228,6 +228,7 @@ def _dataflow(spec: ir.Spec, graph: Graph) -> nx.DiGraph:
                     paths=paths,
                     bottleneck_Bps=min(p.bottleneck_Bps for p in paths),
                     span=t.span,
+                    ir=t,
                 )
     return d
 

@@ -421,11 +421,13 @@ def keyed(attr: Attr | None) -> bool:
 
 def single(attr: Attr | None, statements: Sequence[ast.Statement]) -> bool:
     """Whether a path can name ``attr`` by its key as if it did not repeat: a repeated
-    statement without a name or a block (``network <link> between ...``) written once."""
+    statement that names no definition (``network <link> between ...``, ``transfer a -> b``)
+    written once."""
+    named = attr is not None and attr.slots and getattr(attr.slots[0], "name", "") == "name"
     return (
         attr is not None
         and attr.repeat
-        and attr.body is None
+        and not named
         and not keyed(attr)
         and sum(s.key.text == attr.key for s in statements) == 1
     )

@@ -766,6 +766,7 @@ class Instance:
         stays here until the copy to a decode instance completes."""
         req.move("hand_off", self.kernel.now)
         req.handoff_s = self.kernel.now
+        req.prefill_step_s = self.iteration_start
         del self.running[req]
         self._count(-1)
         self.sending.add(req)

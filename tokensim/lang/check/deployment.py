@@ -375,10 +375,11 @@ def _transfers(body: Bodies, pools: dict[str, ir.Pool], comp, env: Env):
             )
             ok = False
         direct = bound.body.value("direct_below", default=0) if bound.body else 0
-        if direct is BAD:
+        layerwise = bound.body.value("layerwise", default=False) if bound.body else False
+        if BAD in (direct, layerwise):
             ok = False
             continue
-        out.append(ir.Transfer(a.name, b.name, bound.span, direct))
+        out.append(ir.Transfer(a.name, b.name, bound.span, direct, layerwise))
     for pool in pools.values():
         if pool.role == "prefill" and not any(t.src == pool.name for t in out) and ok:
             rep.error(

@@ -839,6 +839,13 @@ TRANSFER = Block(
             "pool when they arrive and prefilled there",
             default="0 tokens (every prompt goes through the prefill pool)",
         ),
+        Attr(
+            "layerwise",
+            (Bool("layerwise"),),
+            "stream each layer's KV as its prefill computes it (Mooncake, NIXL layer-wise "
+            "connectors), overlapping the copy with the prefill's last step",
+            default="off (the copy starts when the prefill ends)",
+        ),
     ),
     "Options of a prefill -> decode transfer.",
 )
