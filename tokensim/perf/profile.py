@@ -46,6 +46,7 @@ from functools import cache
 from pathlib import Path
 
 from tokensim.perf import tables
+from tokensim.perf.shared import mla_projections
 
 NEEDS_TORCH = "tokensim profile needs PyTorch: pip install 'tokensim[profile]'"
 BLOCK = 16  # tokens per KV-cache block
@@ -139,20 +140,11 @@ class ModelShape:
         vLLM replicates them; its up-projections and output split by heads."""
         heads, kv_heads = self.heads_per_gpu(tp)
         d = self.hidden
-        if self.mla is None:
-            return [
-                ("qkv_proj", (heads + 2 * kv_heads) * self.head_dim, d),
-                ("o_proj", d, heads * self.head_dim),
-            ]
-        rank, q_rank, rope, v = self.mla
-        qk = heads * (self.head_dim + rope)
-        query = [("q_proj", qk, d)]
-        if q_rank:
-            query = [("q_a_proj", q_rank, d), ("q_b_proj", qk, q_rank)]
-        return query + [
-            ("kv_a_proj", rank + rope, d),
-            ("kv_b_proj", heads * (self.head_dim + v), rank),
-            ("o_proj", d, heads * v),
+        if self.mla is not None:
+            return mla_projections(d, self.heads, self.head_dim, self.mla, tp)
+        return [
+            ("qkv_proj", (heads + 2 * kv_heads) * self.head_dim, d),
+            ("o_proj", d, heads * self.head_dim),
         ]
 
     def mlp(self, tp: int, ffn: int) -> list[tuple[str, int, int]]:

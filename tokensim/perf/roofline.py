@@ -45,6 +45,7 @@ from tokensim.perf.shared import (
     QUANT_DTYPES,
     Batch,
     Gemm,
+    mla_projections,
 )
 
 
@@ -72,12 +73,11 @@ class CostModel:
         self.kv_Bps = gpu.bandwidth_Bps * eff.kv_read
         d, hq, hkv = m.hidden, m.heads * m.head_dim, m.kv_heads * m.head_dim
         q = 1.0 if pool.dtype in QUANT_DTYPES else 0.0
-        if m.mla:  # from the profiler's shapes: each (n, k) one GEMM
-            from tokensim.perf.profile import ModelShape
-
+        if m.mla:  # each (n, k) one GEMM
+            mla = (m.kv_lora_rank, m.q_lora_rank, m.rope_dim, m.v_dim)
             gemms = [
                 Gemm(2 * n * k, n * k * w, (n + k) * a, quant_per_token=q * k)
-                for _, n, k in ModelShape.from_ir(m).projections(tp)
+                for _, n, k in mla_projections(d, m.heads, m.head_dim, mla, tp)
             ]
         else:
             gemms = [

@@ -20,6 +20,24 @@ QUANT_DTYPES = ("fp8", "int8")  # 8-bit compute: a GEMM's activations are quanti
 QUANT_BYTES = 3  # per element quantized: a 16-bit read and an 8-bit write
 
 
+def mla_projections(hidden: int, heads: int, head_dim: int, mla, tp: int) -> list:
+    """``(kernel, n, k)`` of multi-head latent attention's GEMMs on one of ``tp`` GPUs, for
+    ``mla`` = (kv_lora_rank, q_lora_rank, rope_dim, v_dim). The down-projections (of the
+    query and of the KV latent) run whole on every GPU, as vLLM replicates them; the
+    up-projections and the output split by heads."""
+    rank, q_rank, rope, v = mla
+    per_gpu = heads // tp
+    qk = per_gpu * (head_dim + rope)
+    query = [("q_proj", qk, hidden)]
+    if q_rank:
+        query = [("q_a_proj", q_rank, hidden), ("q_b_proj", qk, q_rank)]
+    return query + [
+        ("kv_a_proj", rank + rope, hidden),
+        ("kv_b_proj", per_gpu * (head_dim + v), rank),
+        ("o_proj", hidden, per_gpu * v),
+    ]
+
+
 @dataclass(frozen=True)
 class Batch:
     """What one iteration computes.
