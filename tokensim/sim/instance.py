@@ -292,6 +292,7 @@ class Instance:
         while self.incoming:
             req, source = self.incoming[0]
             if not kv.can_admit(req.id, req.computed):
+                req.kv_waited = True
                 return
             self.incoming.pop(0)
             kv.admit(req.id, req.computed)

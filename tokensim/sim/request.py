@@ -96,6 +96,7 @@ class Request:
         "preempted_early_s",
         "log",
         "prefill_step_s",
+        "kv_waited",
     )
 
     def __init__(
@@ -119,6 +120,7 @@ class Request:
         self.decode_instance = None  # where its KV went after prefill (disaggregation)
         self.handoff_s = -1.0  # prefill done, KV to move
         self.prefill_step_s = -1.0  # when the step that ended its prefill began
+        self.kv_waited = False  # its copy waited for decode memory
         self.transfer_start_s = -1.0  # decode memory reserved, copy starts
         self.transfer_end_s = -1.0  # KV arrived
         self.computed = 0  # tokens whose KV is computed (prompt, then prompt + generated)

@@ -295,7 +295,7 @@ class Simulation:
         paths = edge["paths"]
         shard_B = source.kv.blocks_for(req.computed) * source.block_bytes
         wire_B = shard_B / source.pool.gpu.efficiency.network
-        if edge["ir"].layerwise and req.transfer_start_s == req.handoff_s:
+        if edge["ir"].layerwise and not req.kv_waited:
             wire_B -= self._streamed(req, source, wire_B, edge["bottleneck_Bps"])
         self.network.send(
             [(p.hops, p.latency_s) for p in paths], wire_B, lambda: target.arrived(req, source)
@@ -306,8 +306,9 @@ class Simulation:
         """Bytes of a layer-wise copy already sent when the prefill ends: each layer's KV
         leaves as the step that ends the prefill computes it (layers evenly through the
         step), at most at the path's pace, so all but the last layer's share can be gone.
-        Only a copy whose decode memory was ready at once streams (the copy started at the
-        hand-off); earlier chunks of a chunked prefill are not counted."""
+        Only a copy whose decode memory was ready when the prefill ended streams (its
+        blocks were free to receive it); earlier chunks of a chunked prefill are not
+        counted."""
         layers = source.pool.model.layers
         step_s = req.handoff_s - req.prefill_step_s
         return min(wire_B * (layers - 1) / layers, step_s * path_Bps)
