@@ -373,3 +373,16 @@ def test_a_layerwise_copy_overlaps_the_prefill_step_that_computes_the_kv():
     # on a fast link the whole copy outruns the step: only the last layer is left
     fast = disagg(ONE_NODE, *args, extra="{ layerwise on }")
     assert breakdown(fast)["transfer_s"][0] == pytest.approx(wire_s(3000, 400e9) / 10 + 2e-6)
+
+
+def test_a_layerwise_copy_that_waited_for_decode_memory_moves_whole():
+    """Memory that was not free while the prefill ran could not receive its layers: the
+    five copies that wait for a finish take as long as without streaming."""
+    args = ("arrivals burst; lengths fixed 6000 -> 200; requests 12",)
+    decode = "on n0[1]; kv { gpu_util 0.1 }"
+    whole = breakdown(disagg(ONE_NODE, *args, decode=decode))["transfer_s"]
+    streamed = breakdown(disagg(ONE_NODE, *args, decode=decode, extra="{ layerwise on }"))
+    waited = streamed["transfer_wait_s"] > 0.1
+    assert waited.sum() == 5
+    assert streamed["transfer_s"][waited] == pytest.approx(whole[waited], rel=1e-6)
+    assert (streamed["transfer_s"][~waited] < whole[~waited] / 2).all()

@@ -174,6 +174,7 @@ class Instance:
         self.version = 0  # invalidates a scheduled end event when a run is cut
         self.plan = None  # the batch of the iteration in flight
         self.iteration_start = 0.0
+        self._short_s = -1.0  # when a KV copy last found no memory to receive into
         self._lines: dict[int, tuple[float, float, float, float]] = {}
         self._schedule_pending = False
         # statistics
@@ -292,9 +293,10 @@ class Instance:
         while self.incoming:
             req, source = self.incoming[0]
             if not kv.can_admit(req.id, req.computed):
-                req.kv_waited = True
+                self._short_s = self.kernel.now  # the copies queued now wait for memory
                 return
             self.incoming.pop(0)
+            req.kv_waited = self._short_s >= req.handoff_s
             kv.admit(req.id, req.computed)
             self.receiving.add(req)
             req.transfer_start_s = self.kernel.now
