@@ -344,31 +344,18 @@ GPU = Block(
 
 MLA = Block(
     "mla",
-    (
-        Attr(
-            "kv_lora_rank",
-            (Num("kv_lora_rank", integer=True, min=1),),
-            "the latent keys and values are cached as, per token and layer",
-            required=True,
-        ),
-        Attr(
-            "rope_dim",
-            (Num("rope_dim", integer=True, min=1),),
-            "the rotary part of each query and key head, its key cached beside the latent",
-            required=True,
-        ),
-        Attr(
-            "q_lora_rank",
-            (Num("q_lora_rank", integer=True, min=1),),
-            "the query's compression",
-            default="none: one full query projection",
-        ),
-        Attr(
-            "v_dim",
-            (Num("v_dim", integer=True, min=1),),
-            "each head's value size",
-            default="the model's head_dim",
-        ),
+    tuple(
+        Attr(k, (Num(k, integer=True, min=1),), doc, required=default is None, default=default)
+        for k, doc, default in [
+            ("kv_lora_rank", "the latent keys and values are cached as, per token and layer", None),
+            (
+                "rope_dim",
+                "the rotary part of each query and key head, its key cached beside the latent",
+                None,
+            ),
+            ("q_lora_rank", "the query's compression", "none: one full query projection"),
+            ("v_dim", "each head's value size", "the model's head_dim"),
+        ]
     ),
     "Multi-head latent attention (DeepSeek-V2/V3, Kimi K2): each head's query and key are "
     "`head_dim` (the model's, without rotary part) plus `rope_dim`.",
