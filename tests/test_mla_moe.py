@@ -32,6 +32,14 @@ def test_deepseek_v3_counts_its_published_parameters():
     assert (m.moe_layers, m.kv_elements(8)) == (58, 512 + 64)
 
 
+def test_kimi_k2_counts_its_published_active_parameters():
+    from tokensim.lang.check import std_spec
+
+    (kimi,) = [m for m in std_spec("models").models if m.name == "kimi_k2"]
+    assert kimi.active_params == pytest.approx(32e9, rel=0.05)  # the card's 32B activated
+    assert (kimi.moe_layers, kimi.heads, kimi.experts) == (60, 64, 384)
+
+
 def test_the_mla_latent_is_whole_on_every_gpu_where_gqa_heads_split():
     """A token's KV on one GPU: MLA's latent and rotary key (576 elements a layer) at any
     tp; a GQA model's K and V shrink with tp."""
