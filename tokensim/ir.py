@@ -370,6 +370,26 @@ class Instance:
 
 
 @dataclass(frozen=True)
+class Speculative:
+    """Speculative decoding: ``method`` ``mtp`` (the model's own next-token head) or
+    ``draft`` (the model ``draft``) proposes ``tokens`` tokens a decode step; each is
+    accepted with probability ``acceptance`` given the ones before it were."""
+
+    method: str
+    tokens: int
+    acceptance: float
+    draft: Model | None
+    span: Span
+
+    @property
+    def expected_tokens(self) -> float:
+        """Tokens a verification step yields a sequence on average: the accepted run of
+        proposals plus the one the model adds, ``(1 - a^(k+1)) / (1 - a)``."""
+        a, k = self.acceptance, self.tokens
+        return (1 - a ** (k + 1)) / (1 - a)
+
+
+@dataclass(frozen=True)
 class Pool:
     """Identical instances of one model with one role, batching and KV policy."""
 
@@ -387,6 +407,7 @@ class Pool:
     span: Span
     cost: CostSpec = ROOFLINE  # the effective choice: the pool's `cost`, else its GPU's
     engine: Engine | None = None  # None only for pools built outside the checker
+    speculative: Speculative | None = None
 
 
 @dataclass(frozen=True)

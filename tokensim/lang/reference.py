@@ -37,6 +37,7 @@ BLOCKS: list[tuple[str, Block]] = [
     ("deployment", schemas.DEPLOYMENT),
     ("deployment › pool", schemas.POOL),
     ("deployment › pool › kv", schemas.KV),
+    ("deployment › pool › speculative", schemas.SPECULATIVE),
     ("deployment › transfer", schemas.TRANSFER),
     ("workload", schemas.WORKLOAD),
     ("workload › trace", schemas.TRACE),

@@ -35,6 +35,15 @@ def for_pool(pool: ir.Pool, graph) -> CostModel:
             path = graph.path(stage[-1], gpus[(s + 1) * tp])
             stage_bw = min(stage_bw, path.bottleneck_Bps)
             stage_lat = max(stage_lat, path.latency_s)
+    if pool.speculative is not None:
+        from dataclasses import replace
+
+        from tokensim.perf.speculative import Speculating
+
+        spec = pool.speculative
+        plain = replace(pool, speculative=None)
+        draft = for_pool(replace(plain, model=spec.draft), graph) if spec.draft else None
+        return Speculating(for_pool(plain, graph), draft, spec, pool.model.layers)
     if pool.cost.kind == "roofline":
         if pool.cost.span is None:  # nobody chose it: the GPU has no calibration
             note(

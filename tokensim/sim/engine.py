@@ -52,6 +52,9 @@ class EngineCost:
         self.ranks = pool.tp * pool.pp
         self.launch_s = engine.host.per_layer_s * pool.model.layers / pool.pp
         self.steps = engine.scheduler_steps
+        # speculative decoding: a scheduling serves this many tokens a sequence on average
+        spec = pool.speculative
+        self.per_step = spec.expected_tokens if spec is not None else 1.0
         self._scaled = any(f != 1.0 for f in self.factors.values())
 
     def gpu_s(self, batch: Batch) -> float:
@@ -92,8 +95,8 @@ class EngineCost:
     def decode_line(self, n: int) -> tuple[float, float]:
         """(H, F) of a decode step of ``n`` sequences whose GPU time is ``a + c * ctx``: the
         step takes ``H + max(F, a + c * ctx)``."""
-        h = self.host_s(n, 0) / self.steps
-        launch = self.launch_s if self.eager(n, 0) else 0.0
+        h = self.host_s(n, 0) / self.steps / self.per_step
+        launch = (self.launch_s if self.eager(n, 0) else 0.0) / self.per_step
         if self.engine.async_scheduling:
             return 0.0, h + launch
         return h, launch

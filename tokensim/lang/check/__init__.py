@@ -325,6 +325,8 @@ def _used(
         used.add(("link", net.link.name))
     for pool in deployment.pools if deployment else ():
         used.add(("model", pool.model.name))
+        if pool.speculative is not None and pool.speculative.draft is not None:
+            used.add(("model", pool.speculative.draft.name))
     return used
 
 

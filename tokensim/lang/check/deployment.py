@@ -195,9 +195,11 @@ def _pool(
         )
         ok = False
     kv = _kv(pb, run_by.kv, dtype, env)
-    if kv is None or not ok:
+    speculative = _speculative(pb, env)
+    if kv is None or not ok or speculative is BAD:
         return None
-    weights = model.params * ir.DTYPE_BYTES[dtype] / (tp * pp)
+    weights = (model.params + _proposer_params(model, speculative)) * ir.DTYPE_BYTES[dtype]
+    weights /= tp * pp
     usable = gpu.memory_B * (kv.gpu_util if run_by.engine.memory != "free" else 1.0)
     if weights >= usable:
         total = model.params * ir.DTYPE_BYTES[dtype]
@@ -228,6 +230,7 @@ def _pool(
         bound.span,
         own_cost or gpu.cost,
         run_by.engine,
+        speculative,
     )
     blocks, block_bytes, reserve, left = kv_geometry(pool)
     if blocks < 1:
@@ -255,6 +258,50 @@ def _pool(
         )
         return None
     return pool
+
+
+def _speculative(pb: Bodies, env: Env):
+    """The pool's ``speculative`` statement: None without one, BAD after an error."""
+    bound = pb.one("speculative")
+    if bound is None:
+        return None
+    method, ref = bound.get("method"), bound.get("draft")
+    sb = bound.body
+    if BAD in (method, ref) or sb is None:
+        return BAD
+    tokens, acceptance = sb.value("tokens"), sb.value("acceptance")
+    if None in (tokens, acceptance):
+        return BAD
+    draft = None
+    if method == "draft":
+        if ref is None:
+            env.rep.error(
+                "`speculative draft` needs the draft model",
+                bound.span,
+                help="e.g. `speculative draft llama3_2_1b { tokens 4; acceptance 0.7 }`",
+            )
+            return BAD
+        draft = env.lookup("model", ref)
+        if draft is None:
+            return BAD
+    elif ref is not None:
+        env.rep.error(
+            "`speculative mtp` proposes with the model's own head: it takes no draft model",
+            ref.span,
+        )
+        return BAD
+    return ir.Speculative(method, tokens, acceptance, draft, bound.span)
+
+
+def _proposer_params(model: ir.Model, speculative: ir.Speculative | None) -> float:
+    """Parameters the proposer adds on the pool's GPUs: the draft model's, or for an MTP
+    head one layer of the model's (DeepSeek-V3's is one layer beside the shared embedding)."""
+    if speculative is None:
+        return 0.0
+    if speculative.draft is not None:
+        return speculative.draft.params
+    embeddings = model.vocab * model.hidden * (1 if model.tie_embeddings else 2)
+    return (model.params - embeddings) / model.layers
 
 
 def _fits(total: float, usable: float, model: ir.Model) -> str:

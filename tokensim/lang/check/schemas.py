@@ -765,6 +765,25 @@ def _engine_use(doc: str, default: str) -> Attr:
     )
 
 
+SPECULATIVE = Block(
+    "speculative",
+    (
+        Attr(
+            "tokens",
+            (Num("tokens", integer=True, min=1, max=64),),
+            "tokens proposed a step (vLLM's num_speculative_tokens)",
+            required=True,
+        ),
+        Attr(
+            "acceptance",
+            (Num("acceptance", Dim.FRACTION, min=0, below=1),),
+            "the chance that a proposed token is accepted, given the ones before it were",
+            required=True,
+        ),
+    ),
+    "Speculative decoding.",
+)
+
 POOL = Block(
     "pool",
     (
@@ -806,6 +825,18 @@ POOL = Block(
             custom_body=True,
         ),
         Attr("kv", (), "KV-cache memory policy", body=KV, body_required=True),
+        Attr(
+            "speculative",
+            (
+                _words("method", ("mtp", "draft"), "speculative method"),
+                Opt((Ref("draft", "model"),)),
+            ),
+            "speculative decoding: the model's multi-token-prediction head (`mtp`) or a "
+            "`draft <model>` proposes `tokens` tokens a step, which the model verifies",
+            default="none",
+            body=SPECULATIVE,
+            body_required=True,
+        ),
         _cost("the cost model, overriding its GPU's `cost`", "the GPU's cost, else roofline"),
         _engine_use(
             "the serving engine, optionally with some of its statements changed in braces; "

@@ -1,0 +1,93 @@
+"""Speculative decoding: a decode step drafts `tokens` tokens a sequence and the model
+verifies them, yielding (1 - a^(k+1)) / (1 - a) tokens on average."""
+
+import pytest
+from conftest import compile_text, errors_of
+
+from tokensim.graph import lower
+from tokensim.metrics import summarize
+from tokensim.perf import Batch, for_pool
+from tokensim.sim.run import simulate
+
+HEAD = 'import "std/hardware"\nimport "std/models"\n'
+
+
+def spec_text(speculative: str = "", workload: str = "") -> str:
+    return (
+        HEAD
+        + "cluster { node n { gpus H100_SXM x 1 } }\n"
+        + f"deployment {{ pool p {{ model llama3_1_8b; cost roofline\n {speculative} }} }}\n"
+        + (workload or "workload { arrivals closed 4; lengths fixed 500 -> 300; requests 24 }")
+        + "\n"
+    )
+
+
+def tpot(speculative: str = "") -> float:
+    result = simulate(lower(compile_text(spec_text(speculative))))
+    return summarize(result)["tpot_s"]["mean"]
+
+
+@pytest.mark.parametrize(
+    "acceptance, tokens, expected", [(0.8, 1, 1.8), (0.7, 4, (1 - 0.7**5) / 0.3), (0.0, 3, 1.0)]
+)
+def test_a_step_yields_the_expected_run_of_accepted_tokens(acceptance, tokens, expected):
+    text = spec_text(f"speculative mtp {{ tokens {tokens}; acceptance {acceptance} }}")
+    spec = compile_text(text).deployment.pools[0].speculative
+    assert spec.expected_tokens == pytest.approx(expected)
+
+
+def test_a_decode_step_costs_the_proposals_and_the_verification_over_the_tokens_it_yields():
+    spec = compile_text(spec_text("speculative draft llama3_2_1b { tokens 4; acceptance 0.7 }"))
+    graph = lower(spec)
+    pool = spec.deployment.pools[0]
+    cost = for_pool(pool, graph)
+    plain, draft = cost.cost, cost.draft
+    step = Batch(decode_seqs=8, decode_context=8 * 1000)
+    check = Batch(
+        prefill_tokens=32, prefill_pairs=4 * 8000 + 8 * 4 * 5 / 2, decode_seqs=8,
+        decode_context=8000, samples=40,
+    )  # fmt: skip
+    expected = (plain.iteration_s(check) + 4 * draft.iteration_s(step)) / (1 - 0.7**5) * 0.3
+    assert cost.iteration_s(step) == pytest.approx(expected)
+    prefill = Batch(prefill_tokens=100, prefill_pairs=5050, decode_seqs=8, decode_context=8000)
+    assert cost.iteration_s(prefill) == plain.iteration_s(prefill)  # steps that prefill: as is
+
+
+def test_tpot_falls_as_acceptance_rises_and_rises_past_the_break_even():
+    """A draft of 4 tokens from a 1B model: at a low acceptance its work costs more than the
+    tokens it wins (slower than not speculating), at a high one it pays."""
+    plain = tpot()
+    times = [
+        tpot(f"speculative draft llama3_2_1b {{ tokens 4; acceptance {a} }}")
+        for a in (0.1, 0.5, 0.9)
+    ]
+    assert times[0] > times[1] > times[2]
+    assert times[0] > plain > times[2]
+
+
+def test_the_proposer_takes_memory_from_the_kv_cache():
+    from tokensim.policies.memory import kv_geometry
+
+    def blocks(text):
+        return kv_geometry(compile_text(text).deployment.pools[0])[0]
+
+    alone = blocks(spec_text())
+    drafted = blocks(spec_text("speculative draft llama3_2_1b { tokens 4; acceptance 0.7 }"))
+    assert drafted < alone
+
+
+@pytest.mark.parametrize(
+    "speculative, says",
+    [
+        ("speculative draft { tokens 4; acceptance 0.7 }", "needs the draft model"),
+        ("speculative mtp llama3_2_1b { tokens 1; acceptance 0.7 }", "takes no draft model"),
+        ("speculative mtp { tokens 1; acceptance 1 }", "`acceptance` must be < 1"),
+        ("speculative mtp { tokens 0; acceptance 0.5 }", "`tokens` must be >= 1"),
+        ("speculative mtp { acceptance 0.5 }", "needs `tokens`"),
+        ("speculative eagle { tokens 1; acceptance 0.5 }", "unknown speculative method"),
+        ("speculative draft llama9 { tokens 1; acceptance 0.5 }", "unknown model `llama9`"),
+    ],
+)
+def test_a_bad_speculative_statement_is_a_located_error(speculative, says):
+    out = errors_of(spec_text(speculative))
+    assert says in out and "test.tsim:5:" in out, out
