@@ -26,7 +26,10 @@ class Speculating:
         self.per_step = speculative.expected_tokens  # tokens a verification step yields
 
     def __getattr__(self, name):  # everything else is the model's cost model's
-        return getattr(self.cost, name)
+        cost = self.__dict__.get("cost")  # (absent while unpickling: no recursion)
+        if cost is None:
+            raise AttributeError(name)
+        return getattr(cost, name)
 
     def verification(self, batch: Batch) -> Batch:
         """The pass that checks ``k`` proposals a sequence of a decode ``batch``."""
