@@ -219,3 +219,14 @@ def test_size_replays_a_trace_at_its_own_times(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "Fewest GPUs" in r.stdout and "1 x tp1" in r.stdout
+
+
+def test_layouts_that_do_not_deploy_for_one_reason_share_a_line(tmp_path):
+    """70B in bf16 fits no single H100: the layouts with a tp 1 pool are one line."""
+    args = ["size", "--model", "llama3_1_70b", "--gpu", "H100_SXM", "--rate", "1/s"]
+    args += ["--duration", "10", "--seeds", "1", "--max-gpus", "2", "-j", "1"]
+    r = tokensim(*args, "--slo", "ttft p90 < 5 s", "--no-cache", "-o", tmp_path)
+    assert r.returncode == 0, r.stderr
+    tail = r.stdout.split("do not deploy:")[1].strip().splitlines()
+    assert tail[0].startswith("colocated tp1, prefill tp1 / decode tp1: `llama3_1_70b` in bf16")
+    assert "colocated tp2:  2 GPUs (1 x tp2), meets the SLO" in r.stdout

@@ -425,15 +425,21 @@ def table(outcomes: list[s.Outcome], top: int) -> str:
         lines.append("")
         lines.append(f"  every layout by degree: {EACH}")
         body = []
+        undeployed: dict[str, list[str]] = {}  # why -> the layouts it stops, in order
         for o in sorted(outcomes, key=lambda o: o.config.family):
             name = o.config.shown["layout"]
+            if o.config.error:
+                undeployed.setdefault(o.config.error, []).append(name)
+                continue
             if o.answer is not None:
                 got = f"{o.config.gpus} GPUs ({o.config.label}), meets the SLO"
-            elif o.config.error:
-                got = o.config.error
             else:
                 at = o.config.label.removeprefix(f"{name} at ")
                 got = f"{o.config.gpus} GPUs ({at}) {s.note(o, 'min-gpus')}"
             body.append([f"{name}:", got])
-        lines += ["  " + line for line in aligned(["", ""], body, left=(0, 1))[1:]]
+        if body:
+            lines += ["  " + line for line in aligned(["", ""], body, left=(0, 1))[1:]]
+        if undeployed:
+            lines.append("  do not deploy:")
+            lines += [f"    {', '.join(names)}: {why}" for why, names in undeployed.items()]
     return "\n".join(lines) + "\n"
