@@ -202,7 +202,7 @@ def _pool(
     weights /= tp * pp
     usable = gpu.memory_B * (kv.gpu_util if run_by.engine.memory != "free" else 1.0)
     if weights >= usable:
-        total = model.params * ir.DTYPE_BYTES[dtype]
+        total = weights * tp * pp  # the model's, and its speculative proposer's
         rep.error(
             f"`{model.name}` in {dtype} does not fit: {_size(weights)} of weights per GPU "
             f"but {gpu.name} gives {_size(usable)} ({_size(weights - usable)} short)",
