@@ -65,6 +65,13 @@ def test_tpot_falls_as_acceptance_rises_and_rises_past_the_break_even():
     assert times[0] > plain > times[2]
 
 
+def test_a_speculating_run_says_its_itl_is_of_evenly_spaced_tokens():
+    spec = compile_text(spec_text("speculative mtp { tokens 2; acceptance 0.6 }"))
+    (warning,) = simulate(lower(spec)).warnings
+    assert "pool p: speculative decoding is priced per token" in warning
+    assert simulate(lower(compile_text(spec_text()))).warnings == []
+
+
 def test_the_proposer_takes_memory_from_the_kv_cache():
     from tokensim.policies.memory import kv_geometry
 

@@ -363,6 +363,12 @@ class Simulation:
     def _warnings(self) -> list[str]:
         out = [w for inst in self.instances for w in inst.warnings()]
         out += self._idle_prefix_caches()
+        out += [
+            f"pool {p.name}: speculative decoding is priced per token, so its ITL percentiles "
+            "are of evenly spaced tokens, not of the bursts that accepted runs arrive in"
+            for p in self.pools
+            if p.speculative is not None
+        ]
         rejected = len(self.ledger.rejected)
         if rejected and rejected == self.total:
             out.append(f"every request ({rejected}) was rejected: nothing was served")
