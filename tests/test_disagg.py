@@ -386,3 +386,17 @@ def test_a_layerwise_copy_that_waited_for_decode_memory_moves_whole():
     assert waited.sum() == 5
     assert streamed["transfer_s"][waited] == pytest.approx(whole[waited], rel=1e-6)
     assert (streamed["transfer_s"][~waited] < whole[~waited] / 2).all()
+
+
+def test_received_kv_enters_the_decode_sides_prefix_cache_and_is_not_copied_again():
+    """Three prompts of 2000 tokens sharing their first 1600: the decode side keeps what it
+    received by its prefix ids, so the later copies move only the 400 tokens it lacks."""
+    work = "arrivals constant 1/s; lengths fixed 400 -> 4; requests 3; shared_prefix 1600"
+    cached = "on n0[1]; kv { prefix_cache on }"
+    result = disagg(ONE_NODE, work, decode=cached)
+    copy = breakdown(result)["transfer_s"] - 2e-6
+    assert copy[0] == pytest.approx(wire_s(2000, 400e9), rel=1e-9)
+    assert list(copy[1:]) == pytest.approx([wire_s(400, 400e9)] * 2, rel=1e-9)
+    # without a prefix cache on the decode side every copy is whole
+    plain = breakdown(disagg(ONE_NODE, work))["transfer_s"] - 2e-6
+    assert list(plain) == pytest.approx([wire_s(2000, 400e9)] * 3, rel=1e-9)

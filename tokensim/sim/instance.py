@@ -290,14 +290,17 @@ class Instance:
         """Reserve memory for the waiting KV copies that fit, first come first served, and
         start copying them."""
         kv = self.kv
+        # received KV enters this side's prefix cache, where its blocks' ids fit our blocks
+        caching = kv.prefix_cache and self.pool.kv.block_tokens == self.sim.hash_block_tokens
         while self.incoming:
             req, source = self.incoming[0]
-            if not kv.can_admit(req.id, req.computed):
+            hashes = req.hashes if caching else None
+            if not kv.can_admit(req.id, req.computed, hashes):
                 self._short_s = self.kernel.now  # the copies queued now wait for memory
                 return
             self.incoming.pop(0)
             req.kv_waited = self._short_s >= req.handoff_s
-            kv.admit(req.id, req.computed)
+            req.received_hit = kv.admit(req.id, req.computed, hashes)
             self.receiving.add(req)
             req.transfer_start_s = self.kernel.now
             req.log.append((self.kernel.now, "transfer_start", req.computed))

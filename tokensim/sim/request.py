@@ -97,6 +97,7 @@ class Request:
         "log",
         "prefill_step_s",
         "kv_waited",
+        "received_hit",
     )
 
     def __init__(
@@ -121,6 +122,7 @@ class Request:
         self.handoff_s = -1.0  # prefill done, KV to move
         self.prefill_step_s = -1.0  # when the step that ended its prefill began
         self.kv_waited = False  # its copy waited for decode memory
+        self.received_hit = 0  # prompt tokens the decode side had cached: not copied
         self.transfer_start_s = -1.0  # decode memory reserved, copy starts
         self.transfer_end_s = -1.0  # KV arrived
         self.computed = 0  # tokens whose KV is computed (prompt, then prompt + generated)

@@ -141,6 +141,7 @@ class Simulation:
         self.pools = tuple(dict.fromkeys(i.pool for i in self.instances))
         # prefix-cache block ids are made for the smallest block of the pools
         self._block_tokens = min((p.kv.block_tokens for p in self.pools), default=0)
+        self.hash_block_tokens = self._block_tokens  # (the block a request's hashes are of)
         self._caching = any(p.kv.prefix_cache for p in self.pools)
         # arrivals: the router the source feeds and the instances it routes to
         (first,) = flow.successors("source")
@@ -293,7 +294,8 @@ class Simulation:
         shard over its path (see :mod:`tokensim.graph.lower`); done when all have arrived."""
         edge = self.graph.dataflow.edges[source.name, target.name]
         paths = edge["paths"]
-        shard_B = source.kv.blocks_for(req.computed) * source.block_bytes
+        # the blocks the decode side had cached (received before) are not copied again
+        shard_B = source.kv.blocks_for(req.computed - req.received_hit) * source.block_bytes
         wire_B = shard_B / source.pool.gpu.efficiency.network
         if edge["ir"].layerwise and not req.kv_waited:
             wire_B -= self._streamed(req, source, wire_B, edge["bottleneck_Bps"])
