@@ -18,7 +18,15 @@ from tokensim.lang import ast
 from tokensim.lang.check import schemas
 from tokensim.lang.diagnostics import CompileError, Diagnostic, Reporter, closest, did_you_mean
 from tokensim.lang.parse import parse
-from tokensim.lang.schema import Block, Shape, keyed, keyed_index, keyed_items, single
+from tokensim.lang.schema import (
+    Block,
+    Shape,
+    keyed,
+    keyed_index,
+    keyed_items,
+    labelled,
+    single,
+)
 from tokensim.lang.source import SourceMap, Span
 from tokensim.policies import PolicySlot
 
@@ -53,11 +61,9 @@ def override(module: ast.Module, path: str, value: str, sources: SourceMap) -> a
 
 def _every(module: ast.Module, path: str, value: str, sources: SourceMap) -> ast.Module:
     """``module`` with every path ``path`` matches (``*``: any one name) set to ``value``."""
-    from tokensim.lang.check.sweep import matching
-
     want = path.split(".")
     known = paths(module)
-    found = matching(tuple(want), module.statements)
+    found = matching(tuple(want), known)
     if not found:
         name = f"--set {path}"
         sources.add(name, f"{path} {value}")
@@ -71,6 +77,17 @@ def _every(module: ast.Module, path: str, value: str, sources: SourceMap) -> ast
     for p in found:
         module = override(module, p, value, sources)
     return module
+
+
+def matching(parts: tuple[str, ...], candidates: list[str]) -> list[str]:
+    """The paths of ``candidates`` that ``parts`` matches, a ``*`` standing for any one
+    name."""
+    return [
+        p
+        for p in candidates
+        if len(p.split(".")) == len(parts)
+        and all(w in ("*", part) for w, part in zip(parts, p.split("."), strict=True))
+    ]
 
 
 def paths(module: ast.Module) -> list[str]:
@@ -171,16 +188,8 @@ def _set(stmts: list, block: Block, parts, new: ast.Statement, sources, depth: i
             body = stmt.body  # the same policy keeps its parameters
         items = before + new.items
         return _put(stmts, index, ast.Statement(ast.Path((seg,), where), items, body, new.span))
-    labelled = [
-        i
-        for i, s in enumerate(stmts)
-        if s.label == seg
-        and block.attr(s.key.text)
-        and block.attr(s.key.text).repeat
-        and block.attr(s.key.text).body
-    ]
-    if labelled and rest:
-        index = labelled[0]
+    index = labelled(stmts, block, seg)
+    if index is not None and rest:
         stmt = stmts[index]
         inner = block.attr(stmt.key.text).body
         body = _set(list(stmt.body or ()), inner, parts, new, sources, depth + 1)

@@ -403,6 +403,16 @@ class Bodies:
         return default if value is BAD else value
 
 
+def labelled(statements: Sequence[ast.Statement], block: Block, name: str) -> int | None:
+    """The index among ``statements`` of the repeated block labelled ``name`` (``pool
+    decode { ... }``, ``node n0 { ... }``), or None: how a path names one."""
+    for i, s in enumerate(statements):
+        attr = block.attr(s.key.text)
+        if s.label == name and attr is not None and attr.repeat and attr.body is not None:
+            return i
+    return None
+
+
 def keyed(attr: Attr | None) -> bool:
     """Whether ``attr``'s statements repeat, told apart by an optional leading name
     (``route [<pool>] by <policy>``): a path names one as ``key`` (the one without a name)

@@ -33,6 +33,7 @@ from tokensim.lang.schema import (
     describe_item,
     keyed,
     keyed_items,
+    labelled,
     match_slots,
     single,
 )
@@ -53,19 +54,12 @@ def resolve(parts: tuple[str, ...], statements, block: Block) -> tuple[Slot | No
         attr = block.attr(seg)
         if keyed(attr) and len(parts) - i <= 2:  # `route`, `route.<pool>`: its policy
             return attr.slots[-1], ""
-        labelled = [
-            s
-            for s in stmts
-            if s.label == seg
-            and block.attr(s.key.text)
-            and block.attr(s.key.text).repeat
-            and block.attr(s.key.text).body
-        ]
+        index = labelled(stmts, block, seg)
         if attr is not None and (not attr.repeat or single(attr, stmts)):
             found = [s for s in stmts if s.key.text == seg]
             stmt = found[0] if found else None
-        elif labelled:
-            stmt = labelled[0]
+        elif index is not None:
+            stmt = stmts[index]
             attr = block.attr(stmt.key.text)
         else:
             names = [a.key for a in block.attrs if not a.repeat]
@@ -123,19 +117,6 @@ def resolve(parts: tuple[str, ...], statements, block: Block) -> tuple[Slot | No
     return None, "empty path"
 
 
-def matching(parts: tuple[str, ...], statements) -> list[str]:
-    """The paths ``--set`` can set in ``statements`` that ``parts`` matches, a ``*`` standing
-    for any one name."""
-    from tokensim.lang.override import settable
-
-    return [
-        p
-        for p in settable(statements)
-        if len(p.split(".")) == len(parts)
-        and all(w in ("*", part) for w, part in zip(parts, p.split("."), strict=True))
-    ]
-
-
 def statement_at(parts: tuple[str, ...], statements, top: Block):
     """The statement schema (:class:`Attr`) that ``parts`` ends on and the block that holds
     it, for ``path in { ... }``; or (None, reason). The path goes through blocks by key,
@@ -156,19 +137,10 @@ def statement_at(parts: tuple[str, ...], statements, top: Block):
         if attr is not None and not attr.repeat and attr.body is not None and not attr.custom_body:
             stmt = next((s for s in stmts if s.key.text == seg), None)
         else:
-            stmt = next(
-                (
-                    s
-                    for s in stmts
-                    if s.label == seg
-                    and block.attr(s.key.text)
-                    and block.attr(s.key.text).repeat
-                    and block.attr(s.key.text).body
-                ),
-                None,
-            )
-            if stmt is None:
+            index = labelled(stmts, block, seg)
+            if index is None:
                 return None, f"the spec has no `{'.'.join(parts[: i + 1])}`"
+            stmt = stmts[index]
             attr = block.attr(stmt.key.text)
         block, stmts = attr.body, list(stmt.body or ()) if stmt is not None else []
     return None, "empty path"
@@ -377,11 +349,12 @@ def sweep(stmt: ast.Statement, statements, top: Block, env: Env) -> ir.Sweep | N
             return _alternatives(inner, statements, top, env)
         parts = inner.key.parts
         if "*" in parts:  # checked on the first path it matches; set on all of them
-            matches = matching(parts, statements)
-            if not matches:
-                from tokensim.lang.override import nearest, settable
+            from tokensim.lang.override import matching, nearest, settable
 
-                near = nearest(settable(statements), parts)
+            known = settable(statements)
+            matches = matching(parts, known)
+            if not matches:
+                near = nearest(known, parts)
                 rep.error(
                     f"cannot sweep `{inner.key.text}`: it matches nothing",
                     inner.key.span,
