@@ -150,6 +150,13 @@ class Model:
         return self.kv_lora_rank > 0
 
     @property
+    def mla_shape(self) -> tuple[int, int, int, int] | None:
+        """(kv_lora_rank, q_lora_rank, rope_dim, v_dim) with MLA, else None."""
+        if not self.mla:
+            return None
+        return (self.kv_lora_rank, self.q_lora_rank, self.rope_dim, self.v_dim)
+
+    @property
     def moe_layers(self) -> int:
         """Layers with routed experts (none for a dense model)."""
         return self.layers - self.dense_layers if self.experts > 1 else 0

@@ -235,7 +235,7 @@ class MeasuredCostModel(CostModel):
         if m.experts == 1:
             shapes += [(1.0, n, k) for _, n, k in shape.mlp(tp, m.ffn)]
         else:
-            share = m.moe_layers / m.layers
+            share = self.moe_share  # the MoE layers' share, as the roofline prices them
             if m.shared_experts:
                 shapes += [(share, n, k) for _, n, k in shape.mlp(tp, m.ffn * m.shared_experts)]
             if m.dense_layers:

@@ -97,9 +97,6 @@ class ModelShape:
     @classmethod
     def from_ir(cls, model) -> ModelShape:
         """The shapes of a checked :class:`tokensim.ir.Model`."""
-        mla = None
-        if model.mla:
-            mla = (model.kv_lora_rank, model.q_lora_rank, model.rope_dim, model.v_dim)
         return cls(
             name=model.name,
             hidden=model.hidden,
@@ -108,7 +105,7 @@ class ModelShape:
             head_dim=model.head_dim,
             ffn=model.ffn,
             gated=model.mlp == "gated",
-            mla=mla,
+            mla=model.mla_shape,
         )
 
     def check_tp(self, tp: int) -> None:

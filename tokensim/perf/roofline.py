@@ -74,10 +74,9 @@ class CostModel:
         d, hq, hkv = m.hidden, m.heads * m.head_dim, m.kv_heads * m.head_dim
         q = 1.0 if pool.dtype in QUANT_DTYPES else 0.0
         if m.mla:  # each (n, k) one GEMM
-            mla = (m.kv_lora_rank, m.q_lora_rank, m.rope_dim, m.v_dim)
             gemms = [
                 Gemm(2 * n * k, n * k * w, (n + k) * a, quant_per_token=q * k)
-                for _, n, k in mla_projections(d, m.heads, m.head_dim, mla, tp)
+                for _, n, k in mla_projections(d, m.heads, m.head_dim, m.mla_shape, tp)
             ]
         else:
             gemms = [
