@@ -125,12 +125,20 @@ def _text(value, fmt: str) -> str:
     return "" if value is None else fmt.format(value)
 
 
-def _charts(info: dict) -> list[str]:
-    """Cost (GPUs where a GPU has no price) against TTFT p90, TPOT p90 and throughput, for
-    the configurations that pass: the answer, the rest of the Pareto front, the others."""
+def _cost_axis(info: dict) -> tuple[list[dict], str, str, bool]:
+    """The configurations that pass, the cost their charts put on x (``usd_per_hour``, or
+    ``gpus`` where a GPU has no price) and its label, and whether they all cost the same."""
     rows = [r for r in info["configurations"] if r["passes"]]
     priced = all(r["usd_per_hour"] is not None for r in rows)
     x_key, x_label = ("usd_per_hour", "$ per hour") if priced else ("gpus", "GPUs")
+    return rows, x_key, x_label, bool(rows) and len({r[x_key] for r in rows}) == 1
+
+
+def _charts(info: dict) -> list[str]:
+    """Cost (GPUs where a GPU has no price) against TTFT p90, TPOT p90 and throughput, for
+    the configurations that pass: the answer, the rest of the Pareto front, the others."""
+    rows, x_key, x_label, same = _cost_axis(info)
+    priced = x_key == "usd_per_hour"
     rate = info["goal"] == "max-rate"
     ys = (
         ("ttft_p90_s", "TTFT p90", True),
@@ -150,7 +158,7 @@ def _charts(info: dict) -> list[str]:
             radius=radius,
         )
 
-    if rows and len({r[x_key] for r in rows}) == 1:  # one cost for all: a scatter says nothing
+    if same:  # one cost for all: a scatter says nothing
         return _bars(rows, ys, x_label, rows[0][x_key])
     charts = []
     for y_key, y_label, y_time in ys:
@@ -203,7 +211,7 @@ def render(info: dict) -> str:
     from tokensim.report.page import _asset, environment
 
     charts = _charts(info)
-    same = any('class="bars"' in c for c in charts)
+    same = _cost_axis(info)[3]
     return (
         environment()
         .get_template("search.html.j2")
