@@ -155,21 +155,12 @@ def cmd_graph(args) -> int:
 
 
 def _progress(stream, every_s: float = 0.1):
-    """A run's progress on a terminal: the requests done, their rate, the time left and the
-    simulated time (None when output is redirected); ``.close()`` clears it."""
+    """A run's progress on a terminal, called as the simulation reports it: the requests
+    done, their rate, the time left and the simulated time (None when output is
+    redirected); ``.close()`` clears it."""
     from tokensim.progress import progress_bar
 
-    bar = progress_bar(stream, "requests", "req", every_s)
-    if bar is None:
-        return None
-
-    class _Run:
-        def __call__(self, done: int, total: int, now_s: float) -> None:
-            bar(done, total, f"simulated {now_s:.1f} s")
-
-        close = bar.close
-
-    return _Run()
+    return progress_bar(stream, "requests", "req", every_s, lambda now: f"simulated {now:.1f} s")
 
 
 def _with_files(err: CompileError, sources: SourceMap) -> SourceMap:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tokensim.explore.cache import Cache, run_key
 from tokensim.perf.shared import note, notes_collected
+from tokensim.progress import progress_bar
 
 
 class ExecutorError(Exception):
@@ -249,7 +250,10 @@ def execute(
     call loses only the jobs that were running."""
     tally = tally if tally is not None else Tally()
     todo = []
-    progress = _bar(len(jobs), label) if bar else None
+    progress = progress_bar(sys.stderr, label, "run") if bar else None
+    finished = 0
+    if progress is not None:
+        progress(0, len(jobs))  # shown from the start, as the jobs' count
     try:
         for i, job in enumerate(jobs):
             files = cache.get(job.key)
@@ -258,26 +262,19 @@ def execute(
                 continue
             tally.cached += 1
             on_result(i, files, True)
+            finished += 1
             if progress is not None:
-                progress.update(1)
+                progress(finished, len(jobs))
         for i, files, said in run_on.run(todo) if todo else ():
             for message in said:
                 note(message)
             cache.put(jobs[i].key, files)
             tally.ran += 1
             on_result(i, files, False)
+            finished += 1
             if progress is not None:
-                progress.update(1)
+                progress(finished, len(jobs))
     finally:
         if progress is not None:
             progress.close()
     return tally
-
-
-def _bar(total: int, label: str):
-    """A progress bar on stderr when it is a terminal (none otherwise)."""
-    if not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="run", desc=label, leave=False, dynamic_ncols=True)
