@@ -324,8 +324,7 @@ def size(q: Question, run_on, cache, seeds, bar=True, tally=None) -> list[s.Outc
             order.append(i)
             graphs.append(graph)
         jobs = [Job(g, seed).keyed() for g in graphs for seed in seeds]
-        at = f"{q.rate:g}/s" if q.rate is not None else "the trace's times"
-        label = f"round {round_no}, {len(order)} layout{'s' * (len(order) != 1)} at {at}"
+        label = f"round {round_no}, {len(order)} layout{'s' * (len(order) != 1)} at {q.at}"
         got = s._metrics_of(jobs, run_on, cache, bar, tally, label)
         following: dict[int, tuple[int, int]] = {}
         for k, i in enumerate(order):
