@@ -140,8 +140,7 @@ class Simulation:
                 self.by_name[name] = inst
         self.pools = tuple(dict.fromkeys(i.pool for i in self.instances))
         # prefix-cache block ids are made for the smallest block of the pools
-        self._block_tokens = min((p.kv.block_tokens for p in self.pools), default=0)
-        self.hash_block_tokens = self._block_tokens  # (the block a request's hashes are of)
+        self.hash_block_tokens = min((p.kv.block_tokens for p in self.pools), default=0)
         self._caching = any(p.kv.prefix_cache for p in self.pools)
         # arrivals: the router the source feeds and the instances it routes to
         (first,) = flow.successors("source")
@@ -211,7 +210,7 @@ class Simulation:
         hashes = None
         if self._caching and work.prefix_hashes is not None and work.prefix_hashes[i]:
             hashes = _kv_hashes(
-                work.prefix_hashes[i], work.prefix_block_tokens, self._block_tokens, prompt
+                work.prefix_hashes[i], work.prefix_block_tokens, self.hash_block_tokens, prompt
             )
         return Request(
             i,
