@@ -131,7 +131,8 @@ def test_every_pool_is_drawn_once(spec):
         else:
             assert found.count(f"{p['name']} · {p['role']}") == 1
             assert found.count(f"{p['name']} ({p['role']})") == 1  # the legend
-        detail = f"{p['instances']} × tp{p['tp']} {p['model']} {p['dtype']}"
+        detail = f"{p['instances']} × {p['parallelism']} {p['model']} {p['dtype']}"
+        assert p["parallelism"].startswith(f"tp{p['tp']}")
         assert detail in found
         assert f"on {p['gpu']} · {p['batching']}" in found
 

@@ -76,7 +76,9 @@ def test_every_policy_is_listed_by_family():
         ("mistralai/Mistral-Nemo-Instruct-2407", "mistral_nemo_12b"),
         ("codellama/CodeLlama-34b-Instruct-hf", "codellama_34b"),
         ("qwen2_5_7b", "qwen2_5_7b"),
-        ("openai/gpt-oss-120b", None),
+        ("openai/gpt-oss-120b", "gpt_oss_120b"),
+        ("meta-llama/Llama-4-Scout-17B-16E-Instruct", "llama4_scout"),
+        ("deepseek-ai/DeepSeek-V2-Lite", None),
         ("llama", None),
     ],
 )

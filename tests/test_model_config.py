@@ -75,6 +75,52 @@ DEEPSEEK = {
 }
 
 
+# gpt-oss-120b's config.json: alternating sliding-window layers, MXFP4 experts
+GPT_OSS = {
+    "architectures": ["GptOssForCausalLM"],
+    "model_type": "gpt_oss",
+    "hidden_size": 2880,
+    "intermediate_size": 2880,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 8,
+    "head_dim": 64,
+    "num_hidden_layers": 36,
+    "num_local_experts": 128,
+    "num_experts_per_tok": 4,
+    "sliding_window": 128,
+    "layer_types": ["sliding_attention", "full_attention"] * 18,
+    "vocab_size": 201088,
+    "max_position_embeddings": 131072,
+    "tie_word_embeddings": False,
+    "quantization_config": {"quant_method": "mxfp4"},
+}
+# Llama 4 Maverick's config.json: the text model under text_config, MoE every other layer,
+# chunked attention on three layers in four
+MAVERICK = {
+    "architectures": ["Llama4ForConditionalGeneration"],
+    "model_type": "llama4",
+    "text_config": {
+        "model_type": "llama4_text",
+        "hidden_size": 5120,
+        "intermediate_size": 8192,
+        "intermediate_size_mlp": 16384,
+        "num_attention_heads": 40,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "num_hidden_layers": 48,
+        "num_local_experts": 128,
+        "num_experts_per_tok": 1,
+        "interleave_moe_layer_step": 2,
+        "attention_chunk_size": 8192,
+        "no_rope_layers": [int((i + 1) % 4 != 0) for i in range(48)],
+        "vocab_size": 202048,
+        "max_position_embeddings": 1048576,
+        "tie_word_embeddings": False,
+    },
+    "vision_config": {"hidden_size": 1408},
+}
+
+
 def spec(tmp_path, config: dict, line: str) -> str:
     (tmp_path / "config.json").write_text(json.dumps(config))
     return 'import "std/hardware"\nimport "std/models"\n' + line + "\n"
@@ -90,7 +136,13 @@ def std(name):
 
 @pytest.mark.parametrize(
     "config, same",
-    [(LLAMA, "llama3_1_8b"), (QWEN_MOE, "qwen3_30b_a3b"), (DEEPSEEK, "deepseek_v3")],
+    [
+        (LLAMA, "llama3_1_8b"),
+        (QWEN_MOE, "qwen3_30b_a3b"),
+        (DEEPSEEK, "deepseek_v3"),
+        (GPT_OSS, "gpt_oss_120b"),
+        (MAVERICK, "llama4_maverick"),
+    ],
 )
 def test_a_config_gives_the_shapes_the_catalogue_cites(tmp_path, config, same):
     path = tmp_path / "m.tsim"
@@ -99,6 +151,7 @@ def test_a_config_gives_the_shapes_the_catalogue_cites(tmp_path, config, same):
     shapes = ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab")
     shapes += ("kv_lora_rank", "q_lora_rank", "rope_dim", "v_dim")
     shapes += ("shared_experts", "dense_layers", "dense_ffn")
+    shapes += ("window", "window_layers", "expert_dtype")
     for field in shapes:
         assert getattr(got, field) == getattr(ref, field), field
     assert (got.experts, got.top_k, got.mlp, got.params) == (
@@ -130,10 +183,9 @@ workload { arrivals poisson 5/s; lengths fixed 500 -> 50; requests 40; seed 1 }
     [
         ({**LLAMA, "kv_lora_rank": 512}, "has `kv_lora_rank` (multi-head latent attention) but"),
         ({**DEEPSEEK, "shared_expert_intermediate_size": 3000}, "no whole number of experts"),
-        ({**DEEPSEEK, "moe_layer_freq": 2}, "dense layers among the MoE layers"),
-        ({**QWEN_MOE, "mlp_only_layers": [0, 1]}, "dense layers among the MoE layers"),
-        ({**QWEN_MOE, "decoder_sparse_step": 2}, "dense layers among the MoE layers"),
-        ({**LLAMA, "sliding_window": 4096}, "sliding-window attention"),
+        ({**DEEPSEEK, "moe_layer_freq": 2}, "dense layers both first and among the MoE"),
+        ({**GPT_OSS, "layer_types": ["linear_attention"] * 36}, "layers of kinds other than"),
+        ({**GPT_OSS, "sliding_window": None}, "sliding-window layers but no `sliding_window`"),
         (
             {k: v for k, v in LLAMA.items() if k != "num_hidden_layers"},
             "has no `num_hidden_layers`",
@@ -167,3 +219,19 @@ def test_a_missing_or_broken_file_is_an_error_at_the_path(tmp_path):
 def test_a_gpu_cannot_be_read_from_a_file():
     out = errors_of('gpu g from "config.json"\n')
     assert "error:" in out and "gpu" in out
+
+
+@pytest.mark.parametrize(
+    "config, expect",
+    [
+        ({**QWEN_MOE, "mlp_only_layers": [0, 1]}, {"dense_layers": 2, "dense_ffn": 6144}),
+        ({**QWEN_MOE, "decoder_sparse_step": 2}, {"dense_layers": 24, "dense_ffn": 6144}),
+        ({**LLAMA, "sliding_window": 4096}, {"window": 4096, "window_layers": 32}),
+        ({**LLAMA, "sliding_window": 131072}, {"window": 0}),  # as long as any sequence
+    ],
+)
+def test_dense_layers_among_moe_ones_and_windows_are_read(tmp_path, config, expect):
+    path = tmp_path / "m.tsim"
+    path.write_text(spec(tmp_path, config, 'model mine from "config.json"'))
+    got = model(tokensim.load(path), "mine")
+    assert {k: getattr(got, k) for k in expect} == expect

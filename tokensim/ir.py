@@ -25,6 +25,8 @@ DTYPE_BYTES: dict[str, float] = {
     "int8": 1,
     "fp4": 0.5,
     "int4": 0.5,
+    # OCP microscaling fp4: 4-bit elements and an 8-bit scale a block of 32 (4.25 bits)
+    "mxfp4": 4.25 / 8,
 }
 
 
@@ -143,6 +145,11 @@ class Model:
     shared_experts: int = 0  # each of `ffn`, beside the top_k routed ones
     dense_layers: int = 0  # the first layers have a dense MLP of `dense_ffn` instead
     dense_ffn: int = 0
+    # sliding-window or chunked attention: `window_layers` of the layers attend to the last
+    # `window` tokens only (0: every layer attends to the whole context)
+    window: int = 0
+    window_layers: int = 0
+    expert_dtype: str | None = None  # the routed experts' weights, if not the pool's dtype
 
     @property
     def mla(self) -> bool:
@@ -172,6 +179,15 @@ class Model:
     def kv_bytes_per_token(self, dtype_bytes: float) -> float:
         """KV-cache bytes one token takes over all layers, on one GPU of a tp 1 instance."""
         return self.layers * self.kv_elements(1) * dtype_bytes
+
+    @property
+    def routed_params(self) -> int:
+        """Parameters of the routed experts, all layers (0 for a dense model): what expert
+        parallelism spreads over its GPUs."""
+        if self.experts == 1:
+            return 0
+        per_expert = (3 if self.mlp == "gated" else 2) * self.hidden * self.ffn
+        return self.moe_layers * self.experts * per_expert
 
     @property
     def active_params(self) -> int:
@@ -370,7 +386,7 @@ class KvConfig:
 
 @dataclass(frozen=True)
 class Instance:
-    """One model replica: its index in the pool and its GPUs (tp x pp, tp-major)."""
+    """One model replica: its index in the pool and its GPUs (tp x dp x pp, tp-major)."""
 
     index: int
     gpus: tuple[GpuRef, ...]
@@ -397,8 +413,36 @@ class Speculative:
 
 
 @dataclass(frozen=True)
+class ExpertParallel:
+    """Expert parallelism: the routed experts spread over ``size`` GPUs (each stage's
+    ``tp x dp``), each holding ``(experts + redundant) / size`` whole experts; tokens reach
+    them by an all-to-all dispatch (``dispatch_bytes`` an element) and come back by a 16-bit
+    combine. ``imbalance``: the busiest GPU's share of the routed tokens over the mean's,
+    beyond the spread of a uniform router. ``all_to_all``: ``hierarchical`` sends a token
+    once to each other node its experts are on and forwards it there over the GPU link
+    (DeepEP's normal kernels), ``direct`` once to each GPU (its low-latency kernels),
+    ``auto`` the first for batches that prefill and the second for decode-only ones (SGLang's
+    ``--deepep-mode auto``). ``overlap``: two micro-batches, one's all-to-all hidden behind
+    the other's compute (SGLang's two-batch overlap, DeepSeek's dual micro-batch)."""
+
+    size: int
+    imbalance: float
+    redundant: int
+    dispatch_bytes: float
+    span: Span | None = None
+    all_to_all: str = "auto"
+    overlap: bool = False
+
+
+@dataclass(frozen=True)
 class Pool:
-    """Identical instances of one model with one role, batching and KV policy."""
+    """Identical instances of one model with one role, batching and KV policy.
+
+    An instance is ``tp x dp x pp`` GPUs: ``pp`` stages, each of ``dp`` attention ranks of
+    ``tp`` GPUs (GPUs in that order, tp-major). The ``dp`` ranks hold their own sequences and
+    KV and step together through the MoE layers, whose experts span the stage's ``tp x dp``
+    GPUs: split by tensor parallelism, or whole by expert parallelism (``ep``).
+    """
 
     name: str
     model: Model
@@ -415,6 +459,22 @@ class Pool:
     cost: CostSpec = ROOFLINE  # the effective choice: the pool's `cost`, else its GPU's
     engine: Engine | None = None  # None only for pools built outside the checker
     speculative: Speculative | None = None
+    dp: int = 1  # attention data-parallel ranks in an instance
+    ep: ExpertParallel | None = None
+    # batches an instance keeps in flight through its pipeline stages (vLLM's virtual
+    # engines): each its own sequences and share of the KV cache
+    microbatches: int = 1
+
+    @property
+    def gpus_per_instance(self) -> int:
+        return self.tp * self.dp * self.pp
+
+    def parallelism(self, sep: str = " ") -> str:
+        """How an instance's GPUs split, as the spec says it, the degrees that are not 1
+        after tp: ``tp 8``, ``tp 1 dp 16 ep 16``, ``tp 4 pp 2`` (``sep=""``: ``tp4 pp2``)."""
+        parts = [("tp", self.tp), ("dp", self.dp), ("ep", self.ep.size if self.ep else 1)]
+        parts.append(("pp", self.pp))
+        return " ".join(f"{key}{sep}{n}" for i, (key, n) in enumerate(parts) if i == 0 or n > 1)
 
 
 @dataclass(frozen=True)

@@ -231,8 +231,8 @@ def _cost(spec, duration_s: float, out_tokens: int, in_tokens: int) -> dict | No
     pools = spec.deployment.pools if spec.deployment else ()
     if not pools or any(p.gpu.price_per_h is None for p in pools):
         return None
-    gpus = sum(len(p.instances) * p.tp * p.pp for p in pools)
-    per_h = sum(len(p.instances) * p.tp * p.pp * p.gpu.price_per_h for p in pools)
+    gpus = sum(len(p.instances) * p.gpus_per_instance for p in pools)
+    per_h = sum(len(p.instances) * p.gpus_per_instance * p.gpu.price_per_h for p in pools)
     spent = per_h * duration_s / 3600
 
     def per_million(tokens: int) -> float:
@@ -276,7 +276,7 @@ def _pools(result, cols: dict[str, np.ndarray]) -> dict[str, dict]:
             here = np.zeros_like(here)
         entry: dict = {
             "role": role,
-            "instances": len(insts),
+            "instances": len(result.spec.deployment.pool(pool).instances),
             "requests": int((into | here).sum()),
             "iterations": sum(i.iterations for i in insts),
             "busy_fraction": (

@@ -16,9 +16,10 @@ A switch or fabric vertex is not a second link: each of its edges carries half
 the link's latency, so going GPU -> switch -> GPU costs the link's latency once.
 
 *Dataflow* (``nx.DiGraph``): ``source`` -> ``router`` -> instances of the
-entry pools; prefill instances -> ``router:<decode pool>`` -> decode
-instances (edges of kind ``transfer`` carry the KV path per tp rank);
-instances -> ``sink``.
+entry pools (a pipelined instance is one vertex per batch it keeps in flight through
+its stages, ``pool[i].v0``..., on the same GPUs); prefill instances ->
+``router:<decode pool>`` -> decode instances (edges of kind ``transfer`` carry the KV
+path per tp rank); instances -> ``sink``.
 
 Every vertex and edge keeps the ``span`` of the statement it came from.
 """
@@ -52,8 +53,17 @@ def gpu_id(ref: ir.GpuRef) -> str:
     return f"{ref.node}/gpu{ref.index}"
 
 
-def instance_id(pool: str, index: int) -> str:
-    return f"{pool}[{index}]"
+def instance_id(pool: str, index: int, microbatch: int | None = None) -> str:
+    """``decode[0]``; a pipelined instance's in-flight batches are ``decode[0].v1``..."""
+    return f"{pool}[{index}]" + (f".v{microbatch}" if microbatch is not None else "")
+
+
+def engines(pool: ir.Pool, inst: ir.Instance) -> list[str]:
+    """The dataflow vertices of one instance: itself, or with micro-batches one per batch
+    it keeps in flight (vLLM's virtual engines), on the same GPUs."""
+    if pool.microbatches == 1:
+        return [instance_id(pool.name, inst.index)]
+    return [instance_id(pool.name, inst.index, v) for v in range(pool.microbatches)]
 
 
 # Attributes of dataflow vertices and edges that carry what the simulator runs (the
@@ -187,25 +197,35 @@ def _dataflow(spec: ir.Spec, graph: Graph) -> nx.DiGraph:
     d.add_edge("source", "router", kind="arrival", span=None)
     for pool in dep.pools:
         for inst in pool.instances:
-            d.add_node(
-                instance_id(pool.name, inst.index),
-                kind="instance",
-                pool=pool.name,
-                role=pool.role,
-                gpus=tuple(gpu_id(g) for g in inst.gpus),
-                span=pool.span,
-                ir=pool,
-                index=inst.index,
-            )
+            shape = {}  # how the instance's GPUs work together, beyond tp and pp
+            if pool.dp > 1:
+                shape["ranks"] = pool.dp  # attention ranks of tp GPUs each
+            if pool.ep is not None:
+                shape["ep"] = pool.ep.size  # GPUs of each stage's expert-parallel group
+            names = engines(pool, inst)
+            for v, name in enumerate(names):
+                if len(names) > 1:
+                    shape["microbatch"] = v  # one of the batches in flight on its stages
+                d.add_node(
+                    name,
+                    kind="instance",
+                    pool=pool.name,
+                    role=pool.role,
+                    gpus=tuple(gpu_id(g) for g in inst.gpus),
+                    span=pool.span,
+                    ir=pool,
+                    index=inst.index,
+                    **shape,
+                )
     for pool in entry:
         for inst in pool.instances:
-            d.add_edge(
-                "router", instance_id(pool.name, inst.index), kind="route", span=arrival_route.span
-            )
+            for name in engines(pool, inst):
+                d.add_edge("router", name, kind="route", span=arrival_route.span)
     for pool in dep.pools:
         if pool.role != "prefill":
             for inst in pool.instances:
-                d.add_edge(instance_id(pool.name, inst.index), "sink", kind="finish", span=None)
+                for name in engines(pool, inst):
+                    d.add_edge(name, "sink", kind="finish", span=None)
     for t in dep.transfers:
         src, dst = dep.pool(t.src), dep.pool(t.dst)
         router = f"router:{dst.name}"
@@ -214,22 +234,26 @@ def _dataflow(spec: ir.Spec, graph: Graph) -> nx.DiGraph:
             router, kind="router", policy=_policy_text(route.policy), span=route.span, ir=route
         )
         for inst in dst.instances:
-            d.add_edge(router, instance_id(dst.name, inst.index), kind="route", span=route.span)
+            for name in engines(dst, inst):
+                d.add_edge(router, name, kind="route", span=route.span)
         for a in src.instances:
-            d.add_edge(instance_id(src.name, a.index), router, kind="handoff", span=t.span, ir=t)
+            for a_name in engines(src, a):
+                d.add_edge(a_name, router, kind="handoff", span=t.span, ir=t)
             for b in dst.instances:
                 paths = tuple(
                     graph.path(ga, b.gpus[r % len(b.gpus)]) for r, ga in enumerate(a.gpus)
                 )
-                d.add_edge(
-                    instance_id(src.name, a.index),
-                    instance_id(dst.name, b.index),
-                    kind="transfer",
-                    paths=paths,
-                    bottleneck_Bps=min(p.bottleneck_Bps for p in paths),
-                    span=t.span,
-                    ir=t,
-                )
+                for a_name in engines(src, a):
+                    for b_name in engines(dst, b):
+                        d.add_edge(
+                            a_name,
+                            b_name,
+                            kind="transfer",
+                            paths=paths,
+                            bottleneck_Bps=min(p.bottleneck_Bps for p in paths),
+                            span=t.span,
+                            ir=t,
+                        )
     return d
 
 

@@ -56,7 +56,7 @@ def text(graph: Graph) -> str:
         first = pool.instances[0].gpus
         out.append(
             f"  pool {pool.name} ({pool.role}): {len(pool.instances)} x {pool.model.name} "
-            f"{pool.dtype}, tp {pool.tp} pp {pool.pp} on {pool.gpu.name}, "
+            f"{pool.dtype}, {pool.parallelism()} on {pool.gpu.name}, "
             f"batching {pool.batching.name}; instance 0 on {', '.join(map(str, first))}"
         )
     for node in sorted(n for n in d if d.nodes[n]["kind"] == "router"):

@@ -221,8 +221,8 @@ class _Curve:
 class MeasuredCostModel(CostModel):
     """The roofline's structure with op times from a predictor, read off precomputed curves."""
 
-    def __init__(self, pool: ir.Pool, predictor, label: str, *links):
-        super().__init__(pool, *links)
+    def __init__(self, pool: ir.Pool, predictor, label: str, *links, **moe):
+        super().__init__(pool, *links, **moe)
         self.predictor, self.label = predictor, label
         self._datasheet: list[str] = []  # ops the predictor has nothing for
         m, tp = pool.model, pool.tp
@@ -456,10 +456,12 @@ def shown(path: str) -> str:
     return f"<std>/{p.relative_to(std).as_posix()}" if p.is_relative_to(std) else path
 
 
-def measured(pool: ir.Pool, *links) -> MeasuredCostModel:
+def measured(pool: ir.Pool, *links, **moe) -> MeasuredCostModel:
     """The cost model ``pool.cost`` names (``table`` or ``calibrated``)."""
     path = pool.cost.path
     label = f"pool {pool.name}: cost {pool.cost.kind} {shown(path)}"
     if pool.cost.kind == "calibrated":
-        return MeasuredCostModel(pool, CalibrationPredictor(_calibration(path)), label, *links)
-    return MeasuredCostModel(pool, TablePredictor(_table(path)), label, *links)
+        predictor = CalibrationPredictor(_calibration(path))
+    else:
+        predictor = TablePredictor(_table(path))
+    return MeasuredCostModel(pool, predictor, label, *links, **moe)

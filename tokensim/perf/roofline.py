@@ -8,7 +8,8 @@ Per layer and per GPU (tensor-parallel shard), each operation costs
   ``bandwidth * efficiency.memory``;
 * attention: prefill ``4 * head_dim * heads / tp`` FLOPs per query-key pair
   (causal) at ``peak(bf16) * efficiency.attention``; decode reads every context
-  token's K and V at ``bandwidth * efficiency.kv_read``;
+  token's K and V at ``bandwidth * efficiency.kv_read``; a model's sliding-window layers
+  count at most ``window`` keys a token (their share of the layers' pairs and context);
 * norms and residuals: activation bytes at ``bandwidth * efficiency.memory``;
 * tensor-parallel all-reduce, twice per layer: a ring over the instance's GPUs,
   ``2 (tp - 1) / tp * bytes / (ring bandwidth * efficiency.network) + 2 (tp - 1) * latency``,
@@ -23,8 +24,24 @@ Per layer and per GPU (tensor-parallel shard), each operation costs
   all-reduce is one, attention two (the KV-cache write and the attention kernel), the
   elementwise ops six (two norms, two residual adds, rotary embedding and the MLP
   activation), MoE experts two, a pipeline hand-off one;
-* pipeline parallelism: the stages run one after another (no micro-batching)
-  with a hand-off of the activations between consecutive stages;
+* pipeline parallelism: the stages run one after another with a hand-off of the
+  activations between consecutive stages (an instance's pipelined batches in flight are
+  the simulator's: :mod:`tokensim.sim.instance`);
+* attention data parallelism (``dp``): each of the ``dp`` ranks computes attention, the
+  dense GEMMs and its tp all-reduces over its share of the batch (the busiest rank's,
+  ranks' batches taken as even), and the MoE layers see the whole batch;
+* routed experts split over the stage's ``tp x dp`` GPUs: every GPU computes its slice of
+  every expert for all tokens, which are gathered and scattered back by a ring all-reduce
+  over the group (with ``dp 1`` that is the tp all-reduce);
+* expert parallelism (``ep``): whole experts, ``(experts + redundant) / ep`` a GPU; the
+  busiest GPU's tokens (``mean * imbalance`` plus the spread of a uniform router,
+  ``sqrt(2 * mean * imbalance * ln ep)``) set the expert time; with ``dp`` > 1 each token
+  is dispatched
+  to the other GPUs its ``top_k`` experts are on, ``(ep - 1) (1 - (1 - 1/ep)^top_k)`` on
+  average, and combined back in 16 bit: two all-to-alls a MoE layer, each ``max(bytes in
+  the node / intra bandwidth, bytes out of it / inter bandwidth)`` plus a kernel and the
+  slowest path's latency, with the group's node-local and remote shares from the topology
+  (:class:`~tokensim.perf.shared.MoeLinks`);
 * plus ``efficiency.overhead`` once per iteration.
 
 All times in seconds, sizes in bytes, rates in FLOP/s or B/s.
@@ -45,6 +62,7 @@ from tokensim.perf.shared import (
     QUANT_DTYPES,
     Batch,
     Gemm,
+    MoeLinks,
     mla_projections,
 )
 
@@ -59,6 +77,8 @@ class CostModel:
         ring_latency_s: float = 0.0,
         stage_bandwidth_Bps: float = math.inf,
         stage_latency_s: float = 0.0,
+        *,
+        moe: MoeLinks | None = None,
     ):
         m, gpu, eff = pool.model, pool.gpu, pool.gpu.efficiency
         tp, pp = pool.tp, pool.pp
@@ -117,8 +137,30 @@ class CostModel:
                 self.mixed.append((self.moe_share, mlp(m.ffn * m.shared_experts)))
             if m.dense_layers:
                 self.mixed.append((1 - self.moe_share, mlp(m.dense_ffn)))
-            self.expert = mlp(m.ffn, kernels=1, quantized=False)
+            split = 1 if pool.ep else tp * pool.dp  # the GPUs each expert is split over
+            we = ir.DTYPE_BYTES[m.expert_dtype or pool.dtype]
+            self.expert = Gemm(
+                2 * matrices * d * m.ffn / split,
+                matrices * d * m.ffn * we / split,
+                (d + m.ffn / split) * a * 2,
+            )
         self.gemms = gemms
+        self.dp, self.ep = pool.dp, pool.ep
+        # sliding-window layers: the window, and their share of the layers
+        self.window = (m.window, m.window_layers / m.layers) if m.window else None
+        # whole experts a GPU holds, with expert parallelism; else every expert, split
+        self.local_experts = (
+            (m.experts + pool.ep.redundant) / pool.ep.size if pool.ep else m.experts
+        )
+        links = moe or MoeLinks()
+        self.moe = MoeLinks(
+            links.group_Bps * eff.network,
+            links.group_latency_s,
+            links.intra_Bps * eff.network,
+            links.inter_Bps * eff.network,
+            links.local,
+            links.latency_s,
+        )
         # the LM head stays in 16 bit when the layers are quantized (vLLM does not quantize it)
         head_w = max(w, ACTIVATION_BYTES)
         head_flops = (gpu.flops("bf16") or gpu.flops(pool.dtype)) * eff.gemm if w < 2 else 0.0
@@ -168,6 +210,65 @@ class CostModel:
             self.kernel_s + steps / self.tp * nbytes / self.ring_Bps + steps * self.ring_latency_s
         )
 
+    def _experts(self, tokens: int) -> float:
+        """One MoE layer's routed experts over the whole batch's ``tokens``, on the busiest
+        GPU."""
+        e, ep = self.expert, self.ep
+        pairs = tokens * self.top_k
+        touched = 1 - (1 - self.top_k / self.experts) ** tokens  # the chance an expert works
+        if ep is not None and ep.size > 1:
+            mean = pairs / ep.size * ep.imbalance
+            pairs = min(pairs, mean + math.sqrt(2 * mean * math.log(ep.size)))
+        return EXPERT_KERNELS * self.kernel_s + max(
+            e.flops_per_token * pairs / self.gemm_flops,
+            (e.weight_bytes * self.local_experts * touched + e.act_bytes_per_token * pairs)
+            / self.mem_Bps,
+        )
+
+    def _moe_exchange(self, tokens: int, prefill: bool) -> float:
+        """One MoE layer's token exchange among the stage's GPUs, beyond the attention
+        rank's own all-reduce: the dispatch and combine all-to-alls (``ep``; ``prefill``:
+        the batch prefills, for ``all_to_all auto``), or the ring that gathers the ranks'
+        tokens and scatters the experts' sums back (``dp`` > 1)."""
+        links = self.moe
+        if self.ep is None:
+            group = self.tp * self.dp
+            steps = 2 * (group - 1)
+            return (
+                self.kernel_s
+                + steps / group * tokens * self.hidden_bytes / links.group_Bps
+                + steps * links.group_latency_s
+            )
+        n, k, local = self.ep.size, self.top_k, links.local
+        if n == 1:
+            return 0.0
+        sent = tokens / n  # a GPU's share of the tokens
+        # elements (hidden states) a GPU sends within its node and out of it
+        touch = 1 - (1 - 1 / n) ** k  # the chance a given GPU holds one of a token's experts
+        nodes = n / local
+        kind = self.ep.all_to_all
+        if kind == "auto":
+            kind = "hierarchical" if prefill else "direct"
+        if kind == "hierarchical" and nodes > 1:
+            # once to each other node with one of its experts, then on to the GPUs there
+            remote = (nodes - 1) * (1 - (1 - 1 / nodes) ** k)
+            per_node = local * touch / (1 - (1 - 1 / nodes) ** k)
+            inside = sent * ((local - 1) * touch + remote * per_node)
+            outside = sent * remote
+        else:  # once to each other GPU with one of its experts
+            inside = sent * (local - 1) * touch
+            outside = sent * (n - local) * touch
+        d = self.hidden_bytes / ACTIVATION_BYTES
+
+        def all_to_all(nbytes: float) -> float:
+            return (
+                self.kernel_s
+                + max(inside * nbytes / links.intra_Bps, outside * nbytes / links.inter_Bps)
+                + links.latency_s
+            )
+
+        return all_to_all(d * self.ep.dispatch_bytes) + all_to_all(d * ACTIVATION_BYTES)
+
     def _dense_gemms(self, tokens: int) -> float:
         """One layer's projection and (dense) MLP GEMMs over ``tokens`` tokens; for a MoE
         model with shared experts or dense layers, a layer's average of those."""
@@ -202,6 +303,54 @@ class CostModel:
             + NORM_PASSES * tokens * self.hidden_bytes / self.mem_Bps
         )
 
+    def _layer(self, batch: Batch, tokens: int) -> dict[str, float]:
+        """Seconds per operation class of one layer (the layers' average) for ``batch``."""
+        dp = self.dp
+        rank = -(-tokens // dp)  # the busiest attention rank's tokens
+        gemm = self._dense_gemms(rank)
+        if self.expert is not None:
+            gemm += self.moe_share * self._experts(tokens)
+        allreduce = 2 * self._allreduce(rank * self.hidden_bytes)
+        exchange = 0.0
+        if self.expert is not None and dp > 1:
+            # a MoE layer's second all-reduce is the experts' exchange over the stage (with
+            # one rank its tokens are on every GPU already: the all-reduce sums the experts')
+            allreduce -= self.moe_share * allreduce / 2
+            exchange = self.moe_share * self._moe_exchange(tokens, batch.prefill_tokens > 0)
+        pairs, seqs = batch.prefill_pairs / dp, -(-batch.decode_seqs // dp)
+        context = -(-batch.decode_context // dp)
+        if self.window is not None:  # the window layers' share attends to the window only
+            window, share = self.window
+            prompt = -(-batch.prefill_tokens // dp)
+            pairs += share * (min(pairs, prompt * window) - pairs)
+            context = round(context + share * (min(context, seqs * window) - context))
+        return {
+            "gemm": gemm,
+            "attention_prefill": self._prefill_attention(pairs),
+            "attention_decode": self._decode_attention(context, seqs),
+            "norms": self._norms(rank),
+            "allreduce": allreduce,
+            "alltoall": exchange,
+        }
+
+    def _overlapped(self, batch: Batch) -> dict[str, float]:
+        """One layer with ``ep { overlap on }``: the batch in two halves, each half's
+        all-to-all hidden behind the other's compute. The decode attention is left out of
+        what hides it, which keeps a decode step linear in the context."""
+        half = Batch(
+            -(-batch.prefill_tokens // 2),
+            batch.prefill_pairs / 2,
+            -(-batch.decode_seqs // 2),
+            -(-batch.decode_context // 2),
+        )
+        parts = {
+            op: 2 * seconds
+            for op, seconds in self._layer(half, half.prefill_tokens + half.decode_seqs).items()
+        }
+        behind = sum(v for op, v in parts.items() if op not in ("alltoall", "attention_decode"))
+        parts["alltoall"] = max(0.0, parts["alltoall"] - behind)
+        return parts
+
     def breakdown(self, batch: Batch) -> dict[str, float]:
         """Seconds per operation class for one iteration of ``batch`` (all layers and stages)."""
         tokens = batch.prefill_tokens + batch.decode_seqs
@@ -209,35 +358,18 @@ class CostModel:
         if tokens == 0:
             return {"overhead": self.overhead_s}
         layers = self.layers_per_stage * self.pp
-        gemm = self._dense_gemms(tokens)
-        if self.expert is not None:
-            pairs = tokens * self.top_k
-            touched = self.experts * (1 - (1 - self.top_k / self.experts) ** tokens)
-            e = self.expert
-            gemm += self.moe_share * (
-                EXPERT_KERNELS * self.kernel_s
-                + max(
-                    e.flops_per_token * pairs / self.gemm_flops,
-                    (e.weight_bytes * touched + e.act_bytes_per_token * pairs) / self.mem_Bps,
-                )
-            )
-        prefill_attn = self._prefill_attention(batch.prefill_pairs)
-        decode_attn = self._decode_attention(batch.decode_context, batch.decode_seqs)
-        norms = self._norms(tokens)
-        allreduce = 2 * self._allreduce(tokens * self.hidden_bytes)
+        if self.ep is not None and self.ep.overlap and tokens > 1:
+            parts = self._overlapped(batch)
+        else:
+            parts = self._layer(batch, tokens)
         handoff = (
             (self.pp - 1)
             * (self.kernel_s + tokens * self.hidden_bytes / self.stage_Bps + self.stage_latency_s)
             if self.pp > 1
             else 0.0
         )
-        return {
-            "gemm": layers * gemm,
-            "attention_prefill": layers * prefill_attn,
-            "attention_decode": layers * decode_attn,
-            "norms": layers * norms,
-            "allreduce": layers * allreduce,
-            "lm_head": self._lm_head(samples) if samples else 0.0,
+        return {op: layers * seconds for op, seconds in parts.items()} | {
+            "lm_head": self._lm_head(-(-samples // self.dp)) if samples else 0.0,
             "pp_handoff": handoff,
             "overhead": self.overhead_s,
         }

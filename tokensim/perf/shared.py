@@ -7,6 +7,7 @@ The roofline (``roofline.py``), the measured-table and calibrated backends
 
 from __future__ import annotations
 
+import math
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -73,6 +74,23 @@ class Gemm:
     kernels: int = 1  # the dense MLP is two (up/gate, down)
     quant_per_token: float = 0.0  # input elements quantized per token (8-bit compute)
     flops: float = 0.0  # the peak it computes at (FLOP/s, efficiency applied); 0: the pool's
+
+
+@dataclass(frozen=True)
+class MoeLinks:
+    """Where a MoE layer's tokens travel among a stage's ``tp x dp`` GPUs, read off the
+    topology. Experts split by tensor parallelism: a ring over all of them (``group_Bps``,
+    ``group_latency_s``). Expert parallelism: an all-to-all in which a GPU reaches the
+    group's GPUs in its own node at ``intra_Bps`` and the others at ``inter_Bps`` (its share
+    of the way out of the node, which the group's GPUs on that NIC share); ``local``: the
+    group's GPUs in its node, itself included; ``latency_s``: the slowest path's."""
+
+    group_Bps: float = math.inf
+    group_latency_s: float = 0.0
+    intra_Bps: float = math.inf
+    inter_Bps: float = math.inf
+    local: int = 1
+    latency_s: float = 0.0
 
 
 _said: set[str] = set()

@@ -58,6 +58,21 @@ class Batching(Policy):
 
     joins_mid_batch = True
     chunks_prompts = False
+    # limits an engine applies per scheduler: an instance of `dp` attention ranks, each
+    # scheduling its own batch, holds `dp` times as much in the batch it steps together
+    PER_RANK = ("max_seqs", "max_tokens", "budget")
+
+    def for_ranks(self, dp: int, microbatches: int = 1) -> Batching:
+        """This policy for one batch in flight of an instance of ``dp`` attention ranks,
+        each scheduling with these limits, that keeps ``microbatches`` batches in flight:
+        a pipelined instance's scheduler (vLLM V1's) shares its running sequences among
+        them, and gives each batch the whole token budget."""
+        for name in self.PER_RANK:
+            if getattr(self, name, None) is not None:
+                setattr(self, name, getattr(self, name) * dp)
+        if microbatches > 1:
+            self.max_seqs = -(-self.max_seqs // microbatches)
+        return self
 
     def plan(self, inst):
         raise NotImplementedError

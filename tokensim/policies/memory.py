@@ -26,8 +26,10 @@ class Swap(Policy):
 
 
 class KvGeometry(NamedTuple):
-    """An instance's KV cache, per GPU: ``blocks`` of ``block_bytes`` each, in the
-    ``usable_B`` bytes left once the weights and ``reserve_B`` of activations are placed."""
+    """An instance's KV cache: ``blocks`` of ``block_bytes`` each on each GPU of the
+    attention rank holding it, in the ``usable_B`` bytes a GPU has left once the weights and
+    ``reserve_B`` of activations are placed (an instance of ``dp`` ranks has ``dp`` times a
+    rank's blocks)."""
 
     blocks: int
     block_bytes: float
@@ -55,4 +57,4 @@ def kv_geometry(pool: ir.Pool) -> KvGeometry:
         usable = gpu.memory_B * kv.gpu_util - pool.weights_per_gpu_B - reserve
     per_token = math.ceil(m.layers / pool.pp) * m.kv_elements(pool.tp) * ir.DTYPE_BYTES[kv.dtype]
     block_bytes = per_token * kv.block_tokens
-    return KvGeometry(max(0, int(usable // block_bytes)), block_bytes, reserve, usable)
+    return KvGeometry(max(0, int(usable // block_bytes)) * pool.dp, block_bytes, reserve, usable)

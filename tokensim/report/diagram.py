@@ -484,7 +484,7 @@ def _pool_box(name: str, info: dict | None, color: str) -> _Box:
     get = {k: info.get(k, "?") for k in ("role", "model", "dtype", "instances", "gpu", "batching")}
     title = name if name == get["role"] else f"{name} · {get['role']}"
     pp = info.get("pp", 1)
-    par = f"tp{info.get('tp', 1)}" + (f" pp{pp}" if pp != 1 else "")
+    par = info.get("parallelism") or f"tp{info.get('tp', 1)}" + (f" pp{pp}" if pp != 1 else "")
     lines = [
         (title, 13, True),
         (f"{get['instances']} × {par} {get['model']} {get['dtype']}", 12, False),

@@ -31,6 +31,7 @@ def pools(spec) -> list[dict]:
             "instances": len(p.instances),
             "tp": p.tp,
             "pp": p.pp,
+            "parallelism": p.parallelism(""),
             "gpu": p.gpu.name,
             "batching": p.batching.name,
         }
@@ -45,13 +46,13 @@ def sentence(spec) -> str:
         return "a catalogue (no deployment)"
     parts = []
     for p in d.pools:
-        par = f"tp{p.tp}" + (f" pp{p.pp}" if p.pp > 1 else "")
+        par = p.parallelism("")
         role = "" if p.role == "colocated" else f" {p.role}"
         parts.append(
             f"{len(p.instances)} × {par} {p.model.name} {p.dtype}{role} instance"
             f"{'s' * (len(p.instances) != 1)} on {p.gpu.name} (pool {p.name})"
         )
-    used = sum(len(p.instances) * p.tp * p.pp for p in d.pools)
+    used = sum(len(p.instances) * p.gpus_per_instance for p in d.pools)
     total = sum(n.count for n in c.nodes)
     where = f"{_plural(used, 'GPU')}" + (f" of {total}" if total != used else "")
     where += f" in {_plural(len(c.nodes), 'node')}"

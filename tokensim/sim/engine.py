@@ -4,7 +4,8 @@ The cost model prices the GPU work of an iteration (:mod:`tokensim.perf`); the e
 (:class:`tokensim.ir.Engine`) adds what the software around it costs:
 
 * **host time** ``h`` per scheduling: ``iteration + per_seq * sequences +
-  per_prefill_token * prompt tokens + per_rank * (GPUs - 1)``;
+  per_prefill_token * prompt tokens + per_rank * (GPUs - 1)``; with ``dp`` attention ranks
+  each rank's scheduler works on its share side by side (GPUs: one rank's ``tp x pp``);
 * **launch time** ``l`` when the iteration runs eager, not from a captured CUDA graph
   (more tokens than ``cuda_graphs``, or prompt tokens without ``graph_prefill``):
   ``per_layer * layers``. Kernels are launched while the GPU runs the ones before, so
@@ -49,7 +50,8 @@ class EngineCost:
         self.engine = engine
         self.host = engine.host
         self.factors = dict(engine.kernels)
-        self.ranks = pool.tp * pool.pp
+        self.ranks = pool.tp * pool.pp  # the workers one scheduler drives
+        self.dp = pool.dp  # schedulers, one an attention rank, scheduling side by side
         self.launch_s = engine.host.per_layer_s * pool.model.layers / pool.pp
         self.steps = engine.scheduler_steps
         # speculative decoding: a scheduling serves this many tokens a sequence on average
@@ -69,12 +71,12 @@ class EngineCost:
 
     def host_s(self, seqs: int, prefill_tokens: int) -> float:
         """CPU seconds of one scheduling of ``seqs`` sequences computing ``prefill_tokens``
-        prompt tokens."""
-        h = self.host
+        prompt tokens (with ``dp`` ranks, the busiest rank's scheduler's share)."""
+        h, dp = self.host, self.dp
         return (
             h.iteration_s
-            + h.per_seq_s * seqs
-            + h.per_prefill_token_s * prefill_tokens
+            + h.per_seq_s * -(-seqs // dp)
+            + h.per_prefill_token_s * -(-prefill_tokens // dp)
             + h.per_rank_s * (self.ranks - 1)
         )
 

@@ -117,6 +117,7 @@ class Instance:
         self,
         sim,
         pool,
+        name: str,
         index: int,
         cost: CostModel,
         kv: BlockManager,
@@ -128,7 +129,7 @@ class Instance:
         self.kernel: Kernel = sim.kernel
         self.pool = pool
         self.index = index
-        self.name = f"{pool.name}[{index}]"
+        self.name = name  # its dataflow vertex: `decode[0]`, or `decode[0].v1` pipelined
         self.cost = cost
         self.timing = EngineCost(pool, cost)  # the engine around the cost model
         engine = pool.engine

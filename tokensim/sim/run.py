@@ -135,7 +135,7 @@ class Simulation:
                 pool = node["ir"]
                 if pool.name not in sizes:
                     sizes[pool.name] = self._pool_sizes(pool)
-                inst = self._instance(pool, node["index"], node["gpus"], *sizes[pool.name])
+                inst = self._instance(pool, name, node["index"], node["gpus"], *sizes[pool.name])
                 self.instances.append(inst)
                 self.by_name[name] = inst
         self.pools = tuple(dict.fromkeys(i.pool for i in self.instances))
@@ -169,8 +169,10 @@ class Simulation:
         self.sent = 0
 
     def _pool_sizes(self, pool: ir.Pool) -> tuple:
-        """(cost model, KV blocks, bytes a block, swap blocks) of an instance of ``pool``."""
+        """(cost model, KV blocks, bytes a block, swap blocks) of an instance of ``pool``
+        (of each batch a pipelined instance keeps in flight: its share of the memory)."""
         capacity, block_bytes, _, _ = kv_geometry(pool)
+        capacity //= pool.microbatches
         if capacity < 1:
             raise SimulationError(
                 [
@@ -182,18 +184,21 @@ class Simulation:
                 ]
             )
         swap_blocks = int(pool.kv.swap_B / (pool.tp * pool.pp) // block_bytes)
-        return for_pool(pool, self.graph), capacity, block_bytes, swap_blocks
+        return for_pool(pool, self.graph), capacity, block_bytes, swap_blocks // pool.microbatches
 
-    def _instance(self, pool, index, gpus, cost, capacity, block_bytes, swap_blocks) -> Instance:
-        """Instance ``index`` of ``pool`` on the topology's ``gpus``, as its dataflow vertex
-        says."""
+    def _instance(
+        self, pool, name, index, gpus, cost, capacity, block_bytes, swap_blocks
+    ) -> Instance:
+        """The dataflow vertex ``name``: instance ``index`` of ``pool`` (or one batch in
+        flight through its stages) on the topology's ``gpus``."""
         kv = pool.kv
         manager = BlockManager(
             capacity, kv.block_tokens, int(kv.watermark * capacity), kv.prefix_cache, swap_blocks
         )
         host_Bps = _host_bandwidth(self.graph, gpus) * pool.gpu.efficiency.network
         policy = BATCHING.get(pool.batching.name).from_use(pool.batching)
-        return Instance(self, pool, index, cost, manager, policy, host_Bps, block_bytes)
+        policy = policy.for_ranks(pool.dp, pool.microbatches)
+        return Instance(self, pool, name, index, cost, manager, policy, host_Bps, block_bytes)
 
     def _workload(self):
         try:

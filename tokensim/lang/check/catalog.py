@@ -238,6 +238,28 @@ def model(bound: Bound, env: Env) -> ir.Model | None:
     if not ok or moe is None or mla is BAD:
         return None
     shared, dense_layers, dense_ffn = moe
+    window = body.value("window", default=0)
+    window_layers = body.value("window_layers", default=v["layers"] if window else 0)
+    expert_dtype = body.value("expert_dtype")
+    if window_layers and not window:
+        rep.error(
+            "`window_layers` without `window`: how many tokens do those layers attend to?",
+            body.one("window_layers").span,
+            help="add `window <tokens>`",
+        )
+        return None
+    if window_layers > v["layers"]:
+        rep.error(
+            f"`window_layers` ({window_layers}) exceeds `layers` ({v['layers']})",
+            body.one("window_layers").span,
+        )
+        return None
+    if expert_dtype and experts == 1:
+        rep.error(
+            f"model `{name}` is dense: `expert_dtype` is for a MoE model's routed experts",
+            body.one("expert_dtype").span,
+        )
+        return None
     if mla:  # every head has its own key and value, decompressed from the shared latent
         kv_heads = v["heads"]
     mlp = body.value("mlp", default="gated")
@@ -295,6 +317,9 @@ def model(bound: Bound, env: Env) -> ir.Model | None:
         shared_experts=shared,
         dense_layers=dense_layers,
         dense_ffn=dense_ffn,
+        window=window,
+        window_layers=window_layers,
+        expert_dtype=expert_dtype,
     )
 
 
@@ -400,15 +425,17 @@ _CONFIG_NUMBERS = {k for keys in _CONFIG_KEYS.values() for k in keys} | {
     "qk_rope_head_dim",
     "qk_nope_head_dim",
     "v_head_dim",
+    "intermediate_size_mlp",
+    "attention_chunk_size",
 }
 _CONFIG_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 # what tokensim does not model, by the config key that says a model has it
 _CONFIG_UNSUPPORTED = (
-    ("mlp_only_layers", "dense layers among the MoE layers"),
-    ("layer_types", "layers of different kinds (sliding-window or linear attention)"),
+    ("layer_types", "layers of kinds other than full and sliding-window attention"),
     ("linear_num_value_heads", "linear attention"),
-    ("text_config", "a multimodal model (its text model is under text_config)"),
 )
+# the keys that say one MoE layer in so many: Qwen2-MoE's, DeepSeek's, Llama 4's
+_CONFIG_MOE_STEP = ("decoder_sparse_step", "moe_layer_freq", "interleave_moe_layer_step")
 
 
 def config_statements(ref: Val, env: Env, sources) -> list[ast.Statement] | None:
@@ -443,6 +470,11 @@ def config_statements(ref: Val, env: Env, sources) -> list[ast.Statement] | None
     if not isinstance(config, dict):
         env.rep.error(f"`{ref.value}` is not a model's config.json (not an object)", ref.span)
         return None
+    if isinstance(config.get("text_config"), dict):  # a multimodal model: its text model
+        config = {
+            **config["text_config"],
+            "model_type": config["text_config"].get("model_type", config.get("model_type")),
+        }
     for key, what in _CONFIG_UNSUPPORTED:
         if config.get(key) not in (None, 0, False, [], {}) and not _uniform(key, config):
             env.rep.error(
@@ -451,21 +483,14 @@ def config_statements(ref: Val, env: Env, sources) -> list[ast.Statement] | None
                 Note(f"its config has `{key}`"),
             )
             return None
-    for key in ("decoder_sparse_step", "moe_layer_freq", "interleave_moe_layer_step"):
-        if isinstance(config.get(key), int) and config[key] > 1:
-            env.rep.error(
-                f"`{ref.value}` describes dense layers among the MoE layers, which tokensim "
-                "does not model",
-                ref.span,
-                Note(f"its config has `{key}` {config[key]}"),
-            )
-            return None
-    window = config.get("sliding_window")
-    if config.get("use_sliding_window", window is not None) and window:
+    interleaved = [k for k in _CONFIG_MOE_STEP if isinstance(config.get(k), int) and config[k] > 1]
+    interleaved += ["mlp_only_layers"] * bool(config.get("mlp_only_layers"))
+    if interleaved and config.get("first_k_dense_replace"):
         env.rep.error(
-            f"`{ref.value}` describes sliding-window attention, which tokensim does not model",
+            f"`{ref.value}` describes dense layers both first and among the MoE layers, "
+            "which tokensim does not model",
             ref.span,
-            Note("its config has `sliding_window`"),
+            Note(f"its config has `{interleaved[0]}` and `first_k_dense_replace`"),
         )
         return None
     lines, missing = [], []
@@ -515,6 +540,13 @@ def config_statements(ref: Val, env: Env, sources) -> list[ast.Statement] | None
         if extra is None:
             return None
         lines += extra
+    window = _window_config(ref, config, env)
+    if window is None:
+        return None
+    lines += window
+    quant = config.get("quantization_config")
+    if experts > 1 and isinstance(quant, dict) and quant.get("quant_method") == "mxfp4":
+        lines.append("expert_dtype mxfp4")  # gpt-oss: the experts only
     if config.get("kv_lora_rank"):
         need = [k for k in ("qk_rope_head_dim", "qk_nope_head_dim") if not config.get(k)]
         if need:
@@ -555,12 +587,53 @@ def _moe_config(ref: Val, config: dict, ffn: int, env: Env) -> list[str] | None:
             )
             return None
         shared = width // ffn
+    if str(config.get("model_type", "")).startswith("llama4"):
+        shared = 1  # every Llama 4 MoE layer has one shared expert beside the routed ones
     if shared:
         out.append(f"shared_experts {shared}")
+    layers = config["num_hidden_layers"]
     dense = config.get("first_k_dense_replace") or 0
+    step = next((config[k] for k in _CONFIG_MOE_STEP if isinstance(config.get(k), int)), 1)
+    if step > 1:  # one MoE layer in `step`, the others dense
+        dense = layers - layers // step
+    only = config.get("mlp_only_layers")
+    if isinstance(only, list) and only:
+        dense = len(set(only))
     if dense:
-        out += [f"dense_layers {dense}", f"dense_ffn {config.get('intermediate_size')}"]
+        width = config.get("intermediate_size_mlp") or config.get("intermediate_size")
+        out += [f"dense_layers {dense}", f"dense_ffn {width}"]
     return out
+
+
+def _window_config(ref: Val, config: dict, env: Env) -> list[str] | None:
+    """The ``window`` statements of a config with sliding-window or chunked attention
+    (gpt-oss's ``layer_types``, Mistral's ``sliding_window``, Llama 4's
+    ``attention_chunk_size``); None after an error."""
+    layers = config["num_hidden_layers"]
+    kinds = config.get("layer_types")
+    chunk = config.get("attention_chunk_size")
+    window = config.get("sliding_window")
+    if isinstance(chunk, int) and chunk > 0:
+        # Llama 4: the layers with rotary embedding attend within chunks; no_rope_layers
+        # marks them 1 (default: every fourth layer is global)
+        marks = config.get("no_rope_layers") or [int((i + 1) % 4 != 0) for i in range(layers)]
+        return [f"window {chunk}", f"window_layers {sum(1 for m in marks if m)}"]
+    if isinstance(kinds, list) and "sliding_attention" in kinds:
+        if not isinstance(window, int) or window <= 0:
+            env.rep.error(
+                f"`{ref.value}` has sliding-window layers but no `sliding_window` size",
+                ref.span,
+            )
+            return None
+        return [f"window {window}", f"window_layers {kinds.count('sliding_attention')}"]
+    if config.get("use_sliding_window", window is not None) and window:
+        if not isinstance(window, int) or window <= 0:
+            env.rep.error(f"`{ref.value}`: `sliding_window` should be a whole number", ref.span)
+            return None
+        if window >= config.get("max_position_embeddings", 0):
+            return []  # a window as long as any sequence: full attention
+        return [f"window {window}"]
+    return []
 
 
 def _mla_config(config: dict) -> list[str]:
@@ -579,4 +652,4 @@ def _uniform(key: str, config: dict) -> bool:
     """Whether ``key`` says nothing tokensim misses: every layer of one plain kind."""
     if key != "layer_types":
         return False
-    return set(config[key]) <= {"full_attention"}
+    return set(config[key]) <= {"full_attention", "sliding_attention"}

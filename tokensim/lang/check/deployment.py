@@ -12,6 +12,7 @@ from tokensim.lang.diagnostics import Note, did_you_mean, one_of
 from tokensim.lang.schema import BAD, Bodies, Bound, Val, bind
 from tokensim.lang.source import Span
 from tokensim.lang.units import Dim, format_quantity
+from tokensim.perf.shared import QUANT_DTYPES
 from tokensim.policies import PolicyUse
 from tokensim.policies.batching import BATCHING
 from tokensim.policies.memory import kv_geometry
@@ -126,8 +127,22 @@ def _pool(
     if pp > model.layers:
         rep.error(f"pp {pp} exceeds the {model.layers} layers of `{model.name}`", pb.one("pp").span)
         ok = False
+    experts = _experts(pb, model, tp, dtype or model.dtype, rep)
+    if experts is BAD:
+        return None
+    dp, ep = experts
+    microbatches = pb.value("microbatches", default=pp)
+    if microbatches > pp:
+        rep.error(
+            f"microbatches {microbatches} exceeds pp {pp}: a pipeline of {pp} stage"
+            f"{'s' * (pp > 1)} works on at most {pp} batch{'es' * (pp > 1)} at once",
+            pb.one("microbatches").span,
+            help=f"microbatches 1 to {pp} (pp {pp} keeps {pp} in flight by default)",
+        )
+        ok = False
     # Take GPUs from the placement that no earlier pool took.
-    need = instances * tp * pp
+    size = tp * dp * pp
+    need = instances * size
     available = [g for g in placement if g not in owner]
     if need > len(available):
         taken = sorted({owner[g] for g in placement if g in owner})
@@ -144,7 +159,7 @@ def _pool(
         span = pb.one("on").span if pb.one("on") else bound.stmt.items[0].span
         rep.error(
             f"pool `{name}` needs {_gpus(need)} ({instances} instance{'s' * (instances > 1)}"
-            f" x tp {tp} x pp {pp}) but its placement has {len(available)} free",
+            f" x {_split(tp, dp, pp)}) but its placement has {len(available)} free",
             span,
             *notes,
         )
@@ -177,7 +192,7 @@ def _pool(
         )
     instances_ir = []
     for i in range(instances):
-        mine = tuple(gpus[i * tp * pp : (i + 1) * tp * pp])
+        mine = tuple(gpus[i * size : (i + 1) * size])
         if len({comp[g.node] for g in mine}) > 1:
             rep.error(
                 f"instance {i} of pool `{name}` spans nodes with no network between them "
@@ -198,21 +213,25 @@ def _pool(
     speculative = _speculative(pb, env)
     if kv is None or not ok or speculative is BAD:
         return None
-    weights = (model.params + _proposer_params(model, speculative)) * ir.DTYPE_BYTES[dtype]
-    weights /= tp * pp
+    weights, total = weights_per_gpu(
+        model, dtype, _proposer_params(model, speculative), tp, dp, pp, ep
+    )
     usable = gpu.memory_B * (kv.gpu_util if run_by.engine.memory != "free" else 1.0)
     if weights >= usable:
-        total = weights * tp * pp  # the model's, and its speculative proposer's
         rep.error(
             f"`{model.name}` in {dtype} does not fit: {_size(weights)} of weights per GPU "
             f"but {gpu.name} gives {_size(usable)} ({_size(weights - usable)} short)",
             where,
             Note(
-                f"{_size(total)} of weights over tp {tp} x pp {pp} = {_gpus(tp * pp)};"
+                f"{_size(total)} of weights over {_split(tp, dp, pp, ep)} = {_gpus(size)};"
                 f" usable memory is {_size(gpu.memory_B)}"
                 + (f" x gpu_util {kv.gpu_util:g}" if run_by.engine.memory != "free" else "")
             ),
-            help=f"raise tp or pp, or use a smaller dtype; tp {_fits(total, usable, model)}",
+            help=(
+                "raise ep (its experts spread thinner) or pp, or use a smaller dtype"
+                if ep
+                else f"raise tp or pp, or use a smaller dtype; tp {_fits(total, usable, model)}"
+            ),
         )
         return None
     pool = ir.Pool(
@@ -231,6 +250,9 @@ def _pool(
         own_cost or gpu.cost,
         run_by.engine,
         speculative,
+        dp,
+        ep,
+        microbatches,
     )
     blocks, block_bytes, reserve, left = kv_geometry(pool)
     if blocks < 1:
@@ -258,6 +280,78 @@ def _pool(
         )
         return None
     return pool
+
+
+def _split(tp: int, dp: int, pp: int, ep: ir.ExpertParallel | None = None) -> str:
+    """How an instance's GPUs are split, as the spec says it: ``tp 8 x pp 2``,
+    ``tp 1 x dp 16 (ep 16)``."""
+    parts = [f"tp {tp}"] + [f"dp {dp}"] * (dp > 1) + [f"pp {pp}"] * (pp > 1 or dp == 1)
+    return " x ".join(parts) + (f" (ep {ep.size})" if ep else "")
+
+
+def weights_per_gpu(model, dtype: str, proposer: float, tp, dp, pp, ep) -> tuple[float, float]:
+    """(bytes on one GPU of an instance, bytes in all) of the model's weights and its
+    speculative proposer's (``proposer`` parameters) in ``dtype``: split over tp and pp,
+    except the routed experts (in the model's ``expert_dtype`` if it has one), which split
+    over the stage's ``tp x dp`` GPUs, or with ``ep`` are whole on their GPUs, redundant
+    copies included."""
+    dtype_B = ir.DTYPE_BYTES[dtype]
+    routed = model.routed_params * ir.DTYPE_BYTES[model.expert_dtype or dtype]
+    rest = (model.params - model.routed_params + proposer) * dtype_B
+    if ep is None:
+        return rest / (tp * pp) + routed / (tp * dp * pp), rest + routed
+    copies = (model.experts + ep.redundant) / model.experts
+    return rest / (tp * pp) + routed * copies / (ep.size * pp), rest + routed * copies
+
+
+def _experts(pb: Bodies, model: ir.Model, tp: int, dtype: str, rep):
+    """The pool's ``dp`` and ``ep`` as (dp, ExpertParallel or None); BAD after an error."""
+    dp_given, bound = pb.value("dp"), pb.one("ep")
+    if BAD in (dp_given,) or (bound is not None and BAD in (bound.get("ep"),)):
+        return BAD
+    if (dp_given or bound) and model.experts == 1:
+        rep.error(
+            f"`{model.name}` is dense: `{'ep' if bound else 'dp'}` spreads a MoE model's "
+            "experts over the GPUs of its attention ranks",
+            (bound or pb.one("dp")).span,
+            help="for more replicas of a dense model, raise `instances`",
+        )
+        return BAD
+    if bound is None:
+        return dp_given or 1, None
+    size = bound.get("ep")
+    if size % tp or (dp_given and size != tp * dp_given):
+        want = (
+            f"tp {tp} x dp {dp_given} = {tp * dp_given}" if dp_given else f"a multiple of tp {tp}"
+        )
+        rep.error(
+            f"ep {size} must span each stage's GPUs: {want}",
+            bound.span,
+            help="experts spread over the GPUs of every attention rank of a stage: "
+            "ep = tp x dp (without `dp`, dp is ep / tp)",
+        )
+        return BAD
+    body = bound.body
+    imbalance = body.value("imbalance", default=1.0) if body else 1.0
+    redundant = body.value("redundant", default=0) if body else 0
+    dispatch = body.value("dispatch") if body else None
+    kind = body.value("all_to_all", default="auto") if body else "auto"
+    overlap = body.value("overlap", default=False) if body else False
+    if BAD in (imbalance, redundant, dispatch, kind, overlap):
+        return BAD
+    if (model.experts + redundant) % size:
+        rep.error(
+            f"ep {size} does not divide the {model.experts} experts of `{model.name}`"
+            + (f" and {redundant} redundant ones" if redundant else ""),
+            bound.span,
+            help="each GPU holds the same number of experts: choose ep, or `redundant`, so "
+            "that ep divides experts + redundant",
+        )
+        return BAD
+    dispatch = dispatch or ("fp8" if dtype in QUANT_DTYPES else "bf16")
+    return size // tp, ir.ExpertParallel(
+        size, float(imbalance), redundant, ir.DTYPE_BYTES[dispatch], bound.span, kind, overlap
+    )
 
 
 def _speculative(pb: Bodies, env: Env):

@@ -384,6 +384,26 @@ MODEL = Block(
             ]
         ),
         Attr(
+            "window",
+            (Num("window", Dim.TOKENS, integer=True, min=1),),
+            "sliding-window attention (or chunked, priced as a window of the chunk): the "
+            "layers of `window_layers` attend to the last `window` tokens only",
+            default="none: every layer attends to the whole context",
+        ),
+        Attr(
+            "window_layers",
+            (Num("window_layers", integer=True, min=1),),
+            "how many of the layers attend within `window`",
+            default="every layer, with `window`",
+        ),
+        Attr(
+            "expert_dtype",
+            (_words("expert_dtype", DTYPES, "data type"),),
+            "the routed experts' weights, whatever the pool's dtype (gpt-oss ships them in "
+            "4-bit MXFP4 beside 16-bit attention); they compute at the pool's dtype",
+            default="the pool's dtype",
+        ),
+        Attr(
             "mla",
             (),
             "multi-head latent attention: keys and values cached as one latent per token",
@@ -784,6 +804,48 @@ SPECULATIVE = Block(
     "Speculative decoding.",
 )
 
+EXPERT_PARALLEL = Block(
+    "ep",
+    (
+        Attr(
+            "imbalance",
+            (Num("imbalance", min=1, max=16),),
+            "the busiest GPU's routed tokens over the mean's, beyond the spread a uniform "
+            "router gives (measured expert skew; EPLB brings it toward 1)",
+            default="1",
+        ),
+        Attr(
+            "redundant",
+            (Num("redundant", integer=True, min=0, max=4096),),
+            "extra copies of hot experts (EPLB), spread with the others: each GPU holds "
+            "(experts + redundant) / ep",
+            default="0",
+        ),
+        Attr(
+            "dispatch",
+            (_words("dispatch", ("fp8", "bf16"), "dispatch data type"),),
+            "the data type tokens are dispatched to their experts in (the combine is bf16)",
+            default="fp8 when the pool computes in 8 bits, else bf16",
+        ),
+        Attr(
+            "all_to_all",
+            (_words("all_to_all", ("auto", "hierarchical", "direct"), "all-to-all kind"),),
+            "`hierarchical`: a token crosses the network once for each other node its experts "
+            "are on, then the GPU link (DeepEP normal); `direct`: once for each GPU (DeepEP "
+            "low-latency); `auto`: hierarchical for batches that prefill, direct for decode",
+            default="auto",
+        ),
+        Attr(
+            "overlap",
+            (Bool("overlap"),),
+            "split each batch in two and hide one half's all-to-all behind the other's "
+            "compute (SGLang's two-batch overlap)",
+            default="off",
+        ),
+    ),
+    "Expert parallelism.",
+)
+
 POOL = Block(
     "pool",
     (
@@ -807,6 +869,31 @@ POOL = Block(
         ),
         Attr("tp", (_parallel("tp"),), "tensor-parallel degree", default="1"),
         Attr("pp", (_parallel("pp"),), "pipeline-parallel degree", default="1"),
+        Attr(
+            "microbatches",
+            (_parallel("microbatches"),),
+            "batches an instance keeps in flight through its `pp` stages (vLLM's virtual "
+            "engines): each stage works on one while the others are on the rest, each batch "
+            "with its own sequences and share of the KV cache; 1 runs a batch through every "
+            "stage before the next starts",
+            default="pp",
+        ),
+        Attr(
+            "dp",
+            (_parallel("dp"),),
+            "attention data-parallel ranks in an instance (MoE models): each rank of `tp` "
+            "GPUs holds its own sequences and KV cache, and the ranks step together through "
+            "the MoE layers, whose experts span all `tp x dp` GPUs",
+            default="1, or `ep / tp` with `ep`",
+        ),
+        Attr(
+            "ep",
+            (_parallel("ep"),),
+            "expert parallelism over `ep` GPUs (`tp x dp`): each holds whole experts, and "
+            "tokens reach them by an all-to-all priced on the topology",
+            default="off: each expert split over the `tp x dp` GPUs",
+            body=EXPERT_PARALLEL,
+        ),
         Attr(
             "on",
             (ListOf("on", Place()),),
