@@ -63,10 +63,13 @@ SET_PATHS = (
     "deployment.serve.engine", "deployment.serve.kv.gpu_util", "deployment.prefill.tp",
     "deployment.decode.kv.block", "cluster.n0.nics", "slo.ttft", "deployment.nope.tp",
     "workload", "deployment.serve.engine.host.iteration", "workload.trace",
+    "deployment.serve.pp", "deployment.serve.microbatches", "deployment.decode.ep",
+    "deployment.decode.dp", "deployment.decode.ep.overlap", "deployment.chat.speculative",
 )  # fmt: skip
 SET_VALUES = (
     "1", "0", "-5", "1e308", "poisson 1e9/s", "fixed 1 -> 1", "chat", "8", "3 GB", '"x.csv"',
     "vllm_0_6 { scheduler_steps 4 }", "p90 < 1 ms", "{", "", "burst", "2 ms", "0.5", "1e-9",
+    "16", "on", "mtp { tokens 2; acceptance 0.9, 0.5 }", "32 { redundant 7 }",
 )  # fmt: skip
 
 

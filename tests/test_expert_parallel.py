@@ -158,6 +158,7 @@ def test_an_ep_deployment_runs_end_to_end():
         ("dp 2; ep 8", "ep 8 must span each stage's GPUs: tp 1 x dp 2 = 2"),
         ("ep 6\n tp 4", "ep 6 must span each stage's GPUs: a multiple of tp 4"),
         ("ep 16 { imbalance 0.5 }", "`imbalance` must be >= 1"),
+        ("ep 16 16", "unexpected `16` in `ep`"),  # found by bench/fuzz.py: was a TypeError
     ],
 )
 def test_a_bad_ep_is_a_located_error(pool, message):

@@ -52,6 +52,24 @@ def test_layouts_keep_to_the_node_and_the_gpu_limit():
     assert all(not x.disaggregated for x in z.layouts(q))
 
 
+def test_a_moe_model_is_also_sized_with_expert_parallelism_across_nodes():
+    q = z.Question(**{**QUESTION.__dict__, "model": "deepseek_v3", "experts": 256})
+    q = z.Question(**{**q.__dict__, "max_gpus": 32, "disaggregated": False})
+    got = [x for x in z.layouts(q) if x.ep]
+    assert [x.tp for x in got] == [8, 16, 32]  # across nodes of eight
+    spec = spec_of(z.spec_text(q, got[1], 1))
+    (pool,) = spec.deployment.pools
+    assert (pool.tp, pool.dp, pool.ep.size, len(spec.cluster.nodes)) == (1, 16, 16, 2)
+    assert got[1].label(1) == "1 x ep16"
+    assert not any(x.ep for x in z.layouts(QUESTION))  # a dense model: none
+
+
+def test_the_command_finds_the_model_experts(tmp_path):
+    from tokensim.explore.size_cmd import _experts
+
+    assert (_experts("qwen3_30b_a3b"), _experts("llama3_1_8b"), _experts("mine")) == (128, 1, 1)
+
+
 def trial(passed: bool, failing=(), busy=None, rejected=0) -> s.Trial:
     """A trial whose one run misses the targets ``failing`` (metric names)."""
     targets = [

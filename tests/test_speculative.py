@@ -98,3 +98,18 @@ def test_the_proposer_takes_memory_from_the_kv_cache():
 def test_a_bad_speculative_statement_is_a_located_error(speculative, says):
     out = errors_of(spec_text(speculative))
     assert says in out and "test.tsim:5:" in out, out
+
+
+def test_acceptance_may_be_given_a_position():
+    """DeepSeek's MTP heads accept less the further they look: 0.9, then 0.7 of those."""
+    text = spec_text("speculative mtp { tokens 2; acceptance 0.9, 0.7 }")
+    spec = compile_text(text).deployment.pools[0].speculative
+    assert spec.expected_tokens == pytest.approx(1 + 0.9 + 0.9 * 0.7)
+    falling = tpot("speculative mtp { tokens 2; acceptance 0.9, 0.2 }")
+    steady = tpot("speculative mtp { tokens 2; acceptance 0.9, 0.9 }")
+    assert falling > steady
+
+
+def test_acceptance_chances_must_match_the_tokens():
+    out = errors_of(spec_text("speculative mtp { tokens 3; acceptance 0.9, 0.7 }"))
+    assert "2 acceptance chances for 3 proposed tokens" in out

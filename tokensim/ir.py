@@ -396,11 +396,12 @@ class Instance:
 class Speculative:
     """Speculative decoding: ``method`` ``mtp`` (the model's own next-token head) or
     ``draft`` (the model ``draft``) proposes ``tokens`` tokens a decode step; each is
-    accepted with probability ``acceptance`` given the ones before it were."""
+    accepted with probability ``acceptance`` given the ones before it were (one chance for
+    every position, or one a position)."""
 
     method: str
     tokens: int
-    acceptance: float
+    acceptance: float | tuple[float, ...]
     draft: Model | None
     span: Span
 
@@ -409,6 +410,12 @@ class Speculative:
         """Tokens a verification step yields a sequence on average: the accepted run of
         proposals plus the one the model adds, ``(1 - a^(k+1)) / (1 - a)``."""
         a, k = self.acceptance, self.tokens
+        if isinstance(a, tuple):  # a chance a position: 1 + a1 + a1 a2 + ...
+            expected, run = 1.0, 1.0
+            for chance in a:
+                run *= chance
+                expected += run
+            return expected
         return (1 - a ** (k + 1)) / (1 - a)
 
 
@@ -469,12 +476,16 @@ class Pool:
     def gpus_per_instance(self) -> int:
         return self.tp * self.dp * self.pp
 
-    def parallelism(self, sep: str = " ") -> str:
-        """How an instance's GPUs split, as the spec says it, the degrees that are not 1
-        after tp: ``tp 8``, ``tp 1 dp 16 ep 16``, ``tp 4 pp 2`` (``sep=""``: ``tp4 pp2``)."""
-        parts = [("tp", self.tp), ("dp", self.dp), ("ep", self.ep.size if self.ep else 1)]
-        parts.append(("pp", self.pp))
-        return " ".join(f"{key}{sep}{n}" for i, (key, n) in enumerate(parts) if i == 0 or n > 1)
+    def parallelism(self, sep: str = " ", join: str = " ") -> str:
+        """How an instance's GPUs split: see :func:`parallelism`."""
+        return parallelism(self.tp, self.dp, self.ep.size if self.ep else 1, self.pp, sep, join)
+
+
+def parallelism(tp: int, dp: int, ep: int, pp: int, sep: str = " ", join: str = " ") -> str:
+    """How an instance's GPUs split, as a spec says it: tp, then the degrees that are not 1:
+    ``tp 8``, ``tp 1 dp 16 ep 16``, ``tp 4 pp 2`` (``sep=""``: ``tp4 pp2``)."""
+    parts = (("tp", tp), ("dp", dp), ("ep", ep), ("pp", pp))
+    return join.join(f"{key}{sep}{n}" for i, (key, n) in enumerate(parts) if i == 0 or n > 1)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """``tokensim size``: the fewest GPUs that serve a workload within its SLO, over layouts.
 
 A question names a model, a GPU, an arrival rate, request lengths and the SLO. Each
-*layout* is a way to deploy it: colocated instances of one tensor-parallel degree, or a
-prefill pool and a decode pool, each with its own degree. For every layout a walk finds the
+*layout* is a way to deploy it: colocated instances of one tensor-parallel degree, of one
+expert-parallel degree for a MoE model (across nodes), or a prefill pool and a decode pool,
+each with its own degree. For every layout a walk finds the
 fewest instances that meet the SLO at the rate: colocated, by doubling then bisecting the
 count; disaggregated, by doubling the side whose targets fail (TTFT and queueing: prefill;
 TPOT and ITL: decode; a busy pool: that pool), then bisecting each side down while the
@@ -24,6 +25,9 @@ from tokensim.explore import search as s
 
 # the tensor-parallel degrees tried: powers of two up to a node's GPUs
 DEGREES = (1, 2, 4, 8, 16)
+# the expert-parallel degrees tried for a MoE model (attention data-parallel over the same
+# GPUs), across nodes: those that divide its experts, up to --max-gpus
+EP_DEGREES = (8, 16, 32, 64, 128)
 
 # the link between the GPUs of a node, by catalogue GPU, as the GPU is sold in servers of
 # several (HGX baseboards for the SXM parts; PCIe cards otherwise, where the host link is
@@ -70,6 +74,7 @@ class Question:
     seed: int = 1
     disaggregated: bool = True
     imports: tuple[str, ...] = ()
+    experts: int = 1  # the model's routed experts, if the catalogue knows it (EP layouts)
 
     @property
     def requests(self) -> int | None:
@@ -92,27 +97,33 @@ class Question:
 @dataclass(frozen=True)
 class Layout:
     """Colocated instances of degree ``tp`` (``decode_tp`` None), or ``tp`` prefill
-    instances beside ``decode_tp`` decode ones."""
+    instances beside ``decode_tp`` decode ones; ``ep``: colocated instances of ``tp`` GPUs
+    with the experts spread over them and the attention data-parallel (``ep tp``)."""
 
     tp: int
     decode_tp: int | None = None
+    ep: bool = False
 
     @property
     def disaggregated(self) -> bool:
         return self.decode_tp is not None
+
+    @property
+    def kind(self) -> str:
+        return "ep" if self.ep else "tp"
 
     def gpus(self, n: int, m: int = 0) -> int:
         return n * self.tp + m * (self.decode_tp or 0)
 
     def label(self, n: int, m: int = 0) -> str:
         if not self.disaggregated:
-            return f"{n} x tp{self.tp}"
+            return f"{n} x {self.kind}{self.tp}"
         return f"prefill {n} x tp{self.tp} : decode {m} x tp{self.decode_tp}"
 
     @property
     def name(self) -> str:
         if not self.disaggregated:
-            return f"colocated tp{self.tp}"
+            return f"colocated {self.kind}{self.tp}"
         return f"prefill tp{self.tp} / decode tp{self.decode_tp}"
 
 
@@ -133,6 +144,8 @@ def layouts(q: Question) -> list[Layout]:
     """Every layout of ``q``: colocated at each degree, then each prefill/decode pair."""
     degrees = [t for t in DEGREES if t <= min(q.gpus_per_node, q.max_gpus)]
     out = [Layout(t) for t in degrees]
+    if q.experts > 1:
+        out += [Layout(d, ep=True) for d in EP_DEGREES if d <= q.max_gpus and q.experts % d == 0]
     if q.disaggregated:
         out += [Layout(a, b) for a in degrees for b in degrees if a + b <= q.max_gpus]
     return out
@@ -166,7 +179,9 @@ def spec_text(q: Question, layout: Layout, n: int, m: int = 0) -> str:
         lines += ["  transfer prefill -> decode", "  route prefill by least_tokens"]
         lines.append("  route decode by least_kv")
     else:
-        lines.append(f"  pool serve {{ model {model}; instances {n}; tp {layout.tp}{engine} }}")
+        lines.append(
+            f"  pool serve {{ model {model}; instances {n}; {layout.kind} {layout.tp}{engine} }}"
+        )
         if n > 1:
             lines.append("  route serve by least_tokens")
     lines += ["}", "", "workload {"]
@@ -344,7 +359,7 @@ def size(q: Question, run_on, cache, seeds, bar=True, tally=None) -> list[s.Outc
         counts = w.best or w.last
         lay = w.layout
         config = s.Config(index, {}, None, names=(lay.name,))
-        config.family = (lay.disaggregated, lay.tp, lay.decode_tp or 0)
+        config.family = (lay.disaggregated, lay.ep, lay.tp, lay.decode_tp or 0)
         config.shown = {"layout": lay.name}
         if counts is None:
             config.error = w.error or "does not deploy"

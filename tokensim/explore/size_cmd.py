@@ -153,8 +153,9 @@ def question(args):
         if not Path(item).is_file():
             raise SizeError(f"no such file to import: {item}")
         imports.append(str(Path(item).resolve()))
+    model = model_name(args.model, args.quiet)
     return Question(
-        model=model_name(args.model, args.quiet),
+        model=model,
         gpu=args.gpu,
         rate=None if args.rate is None else parse_rate(args.rate),
         slo=args.slo,
@@ -170,7 +171,16 @@ def question(args):
         seed=args.seed,
         disaggregated=not args.no_disaggregated,
         imports=tuple(imports),
+        experts=_experts(model),
     )
+
+
+def _experts(model: str) -> int:
+    """The routed experts of a catalogue model (1: dense, or not in std/models)."""
+    from tokensim.lang.check import std_spec
+
+    found = next((m for m in std_spec("models").models if m.name == model), None)
+    return found.experts if found is not None else 1
 
 
 def model_name(name: str, quiet: bool) -> str:

@@ -15,7 +15,7 @@ TOKENS = 100_000_000  # prompt or output tokens of one request (a spec's lengths
 GPUS_PER_NODE = 4_096  # `gpus <gpu> x N` (the largest NVLink domains have 576)
 NICS = 64  # network interfaces of one node
 INSTANCES = 100_000  # instances of one pool
-PARALLEL = 1_024  # tp, pp
+PARALLEL = 1_024  # tp, pp, dp, ep, microbatches
 DEPTH = 100  # nesting: blocks, brackets, calls and operators (`a + b + c` is 2 deep)
 SEED = 2**63 - 1  # `seed`, `--seed`
 NAME = 200  # characters of a name or an import path
@@ -32,7 +32,7 @@ LIMITS: tuple[tuple[str, int, str], ...] = (
     ("GPUs per node", GPUS_PER_NODE, "`gpus <gpu> x N`"),
     ("NICs per node", NICS, "`nics`"),
     ("instances", INSTANCES, "`instances` of one pool"),
-    ("parallelism", PARALLEL, "`tp`, `pp`"),
+    ("parallelism", PARALLEL, "`tp`, `pp`, `dp`, `ep`, `microbatches`"),
     ("nesting", DEPTH, "blocks, brackets, calls and operators inside one another"),
     ("seed", SEED, "`seed`, `--seed`"),
     ("names", NAME, "characters of a name or an `import` path"),

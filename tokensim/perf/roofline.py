@@ -35,13 +35,14 @@ Per layer and per GPU (tensor-parallel shard), each operation costs
   over the group (with ``dp 1`` that is the tp all-reduce);
 * expert parallelism (``ep``): whole experts, ``(experts + redundant) / ep`` a GPU; the
   busiest GPU's tokens (``mean * imbalance`` plus the spread of a uniform router,
-  ``sqrt(2 * mean * imbalance * ln ep)``) set the expert time; with ``dp`` > 1 each token
-  is dispatched
-  to the other GPUs its ``top_k`` experts are on, ``(ep - 1) (1 - (1 - 1/ep)^top_k)`` on
-  average, and combined back in 16 bit: two all-to-alls a MoE layer, each ``max(bytes in
-  the node / intra bandwidth, bytes out of it / inter bandwidth)`` plus a kernel and the
-  slowest path's latency, with the group's node-local and remote shares from the topology
-  (:class:`~tokensim.perf.shared.MoeLinks`);
+  ``sqrt(2 * mean * imbalance * ln ep)``) set the expert time. With ``dp`` > 1 the tokens
+  are dispatched to the GPUs their ``top_k`` experts are on and combined back in 16 bit:
+  two all-to-alls a MoE layer, each ``max(bytes in the node / intra bandwidth, bytes out
+  of it / inter bandwidth)`` plus a kernel and the slowest path's latency, with the
+  group's node-local and remote shares from the topology
+  (:class:`~tokensim.perf.shared.MoeLinks`); ``direct`` sends a token to each such GPU,
+  ``hierarchical`` once to each such node; ``overlap`` prices two half batches, one's
+  all-to-all hidden behind the other's compute;
 * plus ``efficiency.overhead`` once per iteration.
 
 All times in seconds, sizes in bytes, rates in FLOP/s or B/s.

@@ -159,7 +159,8 @@ def _pool(
         span = pb.one("on").span if pb.one("on") else bound.stmt.items[0].span
         rep.error(
             f"pool `{name}` needs {_gpus(need)} ({instances} instance{'s' * (instances > 1)}"
-            f" x {_split(tp, dp, pp)}) but its placement has {len(available)} free",
+            f" x {ir.parallelism(tp, dp, 1, pp, join=' x ')}) but its placement has "
+            f"{len(available)} free",
             span,
             *notes,
         )
@@ -223,7 +224,8 @@ def _pool(
             f"but {gpu.name} gives {_size(usable)} ({_size(weights - usable)} short)",
             where,
             Note(
-                f"{_size(total)} of weights over {_split(tp, dp, pp, ep)} = {_gpus(size)};"
+                f"{_size(total)} of weights over "
+                f"{ir.parallelism(tp, dp, ep.size if ep else 1, pp, join=' x ')} = {_gpus(size)};"
                 f" usable memory is {_size(gpu.memory_B)}"
                 + (f" x gpu_util {kv.gpu_util:g}" if run_by.engine.memory != "free" else "")
             ),
@@ -282,13 +284,6 @@ def _pool(
     return pool
 
 
-def _split(tp: int, dp: int, pp: int, ep: ir.ExpertParallel | None = None) -> str:
-    """How an instance's GPUs are split, as the spec says it: ``tp 8 x pp 2``,
-    ``tp 1 x dp 16 (ep 16)``."""
-    parts = [f"tp {tp}"] + [f"dp {dp}"] * (dp > 1) + [f"pp {pp}"] * (pp > 1 or dp == 1)
-    return " x ".join(parts) + (f" (ep {ep.size})" if ep else "")
-
-
 def weights_per_gpu(model, dtype: str, proposer: float, tp, dp, pp, ep) -> tuple[float, float]:
     """(bytes on one GPU of an instance, bytes in all) of the model's weights and its
     speculative proposer's (``proposer`` parameters) in ``dtype``: split over tp and pp,
@@ -307,7 +302,7 @@ def weights_per_gpu(model, dtype: str, proposer: float, tp, dp, pp, ep) -> tuple
 def _experts(pb: Bodies, model: ir.Model, tp: int, dtype: str, rep):
     """The pool's ``dp`` and ``ep`` as (dp, ExpertParallel or None); BAD after an error."""
     dp_given, bound = pb.value("dp"), pb.one("ep")
-    if BAD in (dp_given,) or (bound is not None and BAD in (bound.get("ep"),)):
+    if bound is not None and bound.get("ep") in (None, BAD):  # malformed: reported
         return BAD
     if (dp_given or bound) and model.experts == 1:
         rep.error(
@@ -365,6 +360,15 @@ def _speculative(pb: Bodies, env: Env):
         return BAD
     tokens, acceptance = sb.value("tokens"), sb.value("acceptance")
     if None in (tokens, acceptance):
+        return BAD
+    if len(acceptance) == 1:
+        acceptance = acceptance[0]
+    elif len(acceptance) != tokens:
+        env.rep.error(
+            f"{len(acceptance)} acceptance chances for {tokens} proposed tokens",
+            sb.one("acceptance").span,
+            help="give one chance for every position, or one a position",
+        )
         return BAD
     draft = None
     if method == "draft":

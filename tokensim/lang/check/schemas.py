@@ -796,8 +796,9 @@ SPECULATIVE = Block(
         ),
         Attr(
             "acceptance",
-            (Num("acceptance", Dim.FRACTION, min=0, below=1),),
-            "the chance that a proposed token is accepted, given the ones before it were",
+            (ListOf("acceptance", Num("acceptance", Dim.FRACTION, min=0, below=1)),),
+            "the chance that a proposed token is accepted, given the ones before it were: "
+            "one for every position, or one a position (`tokens` of them)",
             required=True,
         ),
     ),
