@@ -15,7 +15,7 @@ from tokensim.graph import lower
 from tokensim.metrics import per_request, summarize
 from tokensim.sim.events import Kernel
 from tokensim.sim.network import Network
-from tokensim.sim.run import simulate
+from tokensim.sim.run import Simulation, simulate
 
 # One GPU type, links with round figures. The network efficiency 0.5 doubles the bytes
 # on the wire. Model: 10 layers x 8 KV heads x 128 dims x (K, V) x 2 B = 40,960 B per
@@ -400,3 +400,49 @@ def test_received_kv_enters_the_decode_sides_prefix_cache_and_is_not_copied_agai
     # without a prefix cache on the decode side every copy is whole
     plain = breakdown(disagg(ONE_NODE, work))["transfer_s"] - 2e-6
     assert list(plain) == pytest.approx([wire_s(2000, 400e9)] * 3, rel=1e-9)
+
+
+def test_background_traffic_takes_its_share_of_a_link_from_the_flows():
+    """An expert-parallel all-to-all taking half of x -> y while it steps: a 100 B flow at
+    10 B/s runs at 5 B/s from 2 s to 6 s (20 B), and at 10 B/s again after: 20 + 20 + 60
+    bytes by 2 + 4 + 6 = 12 s."""
+    kernel = Kernel()
+    net = Network(kernel, Topo({("x", "y"): 10.0}))
+    done: list[float] = []
+    kernel.at(0.0, 2, net.send, [(("x", "y"), 0.0)], 100.0, lambda: done.append(kernel.now))
+    owner = object()
+    kernel.at(2.0, 2, net.load, owner, (("x", "y"),), 0.5)
+    kernel.at(6.0, 2, net.load, owner, (("x", "y"),), 0.0)
+    kernel.run()
+    assert done == [pytest.approx(12.0)]
+
+
+def test_an_expert_parallel_pools_all_to_all_slows_the_kv_copies_over_its_nics():
+    """Decode on two nodes as ep 16: its all-to-all crosses the NICs the KV arrives by."""
+    from tokensim.sim import instance as inst
+
+    text = (
+        'import "std/hardware"\nimport "std/models"\n'
+        "cluster {\n"
+        + "".join(f"  node n{i} {{ gpus H200 x 8; link NVLINK4; nics 8 }}\n" for i in range(3))
+        + "  network IB_400G between n0, n1, n2\n}\n"
+        "deployment {\n"
+        "  pool pre { model deepseek_v3 fp8; tp 8; on n0; role prefill; cost roofline }\n"
+        "  pool dec { model deepseek_v3 fp8; ep 16; on n1, n2; role decode; cost roofline }\n"
+        "  transfer pre -> dec\n}\n"
+        "workload { arrivals poisson 4/s; lengths fixed 4000 -> 200; requests 60; seed 3 }\n"
+    )
+    graph = lower(compile_text(text))
+    sim = Simulation(graph)
+    dec = next(i for i in sim.instances if i.pool.name == "dec")
+    pre = next(i for i in sim.instances if i.pool.name == "pre")
+    assert dec.fabric and pre.fabric is None
+    assert ("n1/nic0", "net0:IB_400G") in dec.fabric and ("net0:IB_400G", "n1/nic0") in dec.fabric
+    loaded = summarize(sim.run())["pools"]["dec"]["transfer_s"]["mean"]
+    quiet = inst.Instance._load_fabric
+    try:
+        inst.Instance._load_fabric = lambda self, batch: None
+        free = summarize(simulate(graph))["pools"]["dec"]["transfer_s"]["mean"]
+    finally:
+        inst.Instance._load_fabric = quiet
+    assert loaded > 1.05 * free

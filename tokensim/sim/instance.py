@@ -176,6 +176,9 @@ class Instance:
         self.plan = None  # the batch of the iteration in flight
         self.iteration_start = 0.0
         self._short_s = -1.0  # when a KV copy last found no memory to receive into
+        # expert parallelism across nodes: the edges out of its nodes its all-to-all takes
+        # a share of while it steps (set by the simulation; None: no such traffic)
+        self.fabric: tuple | None = None
         self._lines: dict[int, tuple[float, float, float, float]] = {}
         self._schedule_pending = False
         # statistics
@@ -558,6 +561,7 @@ class Instance:
         plan = self.policy.plan(self)
         now = self.kernel.now
         if plan is None:
+            self._load_fabric(None)
             if self.lagging:
                 self._deliver(now)
             if self.reservation is not None and not self.running:
@@ -577,6 +581,7 @@ class Instance:
         ctx = self.batch.context + decode if decode else 0
         batch = Batch(tokens, pairs, decode, ctx, decode + completing)
         duration = self.timing.iteration_s(batch, len(prefill) + decode) + extra_s
+        self._load_fabric(batch)
         self.plan = (prefill, decode, tokens, batch.samples)
         self.iteration_start = now
         self._sample(tokens + decode)
@@ -616,6 +621,7 @@ class Instance:
         if not self.window_left:
             self.window_left = self.window  # a new scheduling window starts
         self.busy_s += extra_s  # swapping before the run
+        self._load_fabric(Batch(decode_seqs=n, decode_context=ctx))
         self.run = _Run(now + extra_s, n, ctx, a, c, k, steps_to_finish)
         self.run.window_left = self.window_left
         if self.lagging:
@@ -625,6 +631,20 @@ class Instance:
         self._sample(n)
         self.version += 1
         self.kernel.at(self.run.end(k), Priority.ITERATION_END, self._end_run, self.version)
+
+    def _load_fabric(self, batch: Batch | None) -> None:
+        """Expert parallelism across nodes: while ``batch`` steps (None: idle), the
+        all-to-all takes its share of the step's time from the bandwidth of the edges out
+        of the instance's nodes, which KV copies over them share (rounded to a hundredth,
+        so steps alike do not reshare the network)."""
+        if self.fabric is None:
+            return
+        share = 0.0
+        if batch is not None:
+            parts = self.cost.breakdown(batch)
+            total = sum(parts.values())
+            share = round(parts.get("alltoall", 0.0) / total, 2) if total > 0 else 0.0
+        self.sim.network.load(self, self.fabric, share)
 
     def _steps_that_fit(self, limit: int) -> int:
         """Most decode steps (<= limit, >= 1) whose KV growth fits the free blocks (the

@@ -19,9 +19,14 @@ clock cannot resolve the time a leftover byte takes, so a byte test could wait f
 instant that never comes. A flow's last byte arrives the path's latency after it leaves,
 and then ``on_done`` is called.
 
+Traffic that is not a flow of bytes to move but a share of a link's time, an
+expert-parallel instance's all-to-all while it steps, is *background*: :meth:`Network.load`
+takes that share of the edges' bandwidth away from the flows on them (at most
+:data:`MOST_TAKEN`, so a copy always moves), until it is set again.
+
 Each directed edge that has carried a flow keeps a time series of (time, flows,
-bytes in flight, utilization: the share of its bandwidth the flows use) for the
-result files.
+bytes in flight, utilization: the share of its bandwidth the flows and the background use)
+for the result files.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from collections.abc import Callable
 from tokensim.sim.events import Kernel, Priority
 
 Edge = tuple[str, str]  # (from vertex, to vertex): one direction of a topology link
+MOST_TAKEN = 0.9  # the largest share of an edge background traffic takes from the flows
 
 
 class Flow:
@@ -67,6 +73,38 @@ class Network:
         self._paths: dict[tuple[Edge, ...], list[Flow]] = {}
         self._users: dict[Edge, dict[tuple[Edge, ...], None]] = {}
         self._count: dict[Edge, int] = {}
+        # background traffic: per owner, the edges it loads and the share it takes; per
+        # edge, the share all owners take together
+        self._loads: dict[object, tuple[tuple[Edge, ...], float]] = {}
+        self._raw: dict[Edge, float] = {}  # the owners' shares summed
+        self._taken: dict[Edge, float] = {}  # that, at most MOST_TAKEN
+
+    def load(self, owner, edges: tuple[Edge, ...], share: float) -> None:
+        """From now on ``owner``'s background traffic takes ``share`` of each of ``edges``
+        (0: none), in place of what it took before; the flows on them are reshared."""
+        old_edges, old = self._loads.get(owner, ((), 0.0))
+        if old == share and old_edges == edges:
+            return
+        raw = self._raw
+        for e in old_edges:
+            raw[e] -= old
+        for e in edges:
+            raw[e] = raw.get(e, 0.0) + share
+        if share > 0:
+            self._loads[owner] = (edges, share)
+        else:
+            self._loads.pop(owner, None)
+        flowing = False
+        for e in (*old_edges, *edges):
+            if raw[e] > 1e-12:
+                self._taken[e] = min(MOST_TAKEN, raw[e])
+            else:
+                raw[e] = 0.0
+                self._taken.pop(e, None)
+            flowing = flowing or e in self._count
+        if flowing:
+            self._drain()
+            self._reshare()
 
     def capacity(self, edge: Edge) -> float:
         """Bandwidth of one direction of a topology edge (B/s)."""
@@ -167,8 +205,8 @@ class Network:
             left = f.left
             for e in f.edges:
                 in_flight[e] += left
-        cap = self._capacity
-        room = {e: cap[e] for e in flows_on}
+        cap, taken = self._capacity, self._taken
+        room = {e: cap[e] * (1.0 - taken.get(e, 0.0)) for e in flows_on}
         # the edges by their fair share (room / flows not yet fixed), lowest first; an
         # entry whose share is no longer the edge's is passed over when it comes up
         heap = [(r / count[e], e) for e, r in room.items()]

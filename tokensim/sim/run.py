@@ -45,6 +45,29 @@ def _host_bandwidth(graph, gpus: tuple[str, ...]) -> float:
     return min(topo.edges[g, f"{topo.nodes[g]['node']}/host"]["bandwidth_Bps"] for g in gpus)
 
 
+def _all_to_all_edges(graph, pool: ir.Pool, gpus: tuple[str, ...]) -> tuple | None:
+    """The directed topology edges an expert-parallel instance on ``gpus`` sends and
+    receives its all-to-all over out of each node: from each GPU to a GPU of its stage's
+    group on another node, the edges in the GPU's node and out of it, both ways. None
+    when its all-to-all stays within nodes (or it has none)."""
+    if pool.ep is None or pool.dp == 1:
+        return None
+    size = pool.tp * pool.dp
+    edges: dict[tuple[str, str], None] = {}
+    for s in range(pool.pp):
+        group = gpus[s * size : (s + 1) * size]
+        for g in group:
+            node = graph.topology.nodes[g]["node"]
+            peer = next((p for p in group if graph.topology.nodes[p]["node"] != node), None)
+            if peer is None:
+                continue
+            hops = graph.path(g, peer).hops
+            for u, v in zip(hops, hops[1:], strict=False):
+                if u.startswith(f"{node}/") or v.startswith(f"{node}/"):
+                    edges[(u, v)] = edges[(v, u)] = None
+    return tuple(edges) or None
+
+
 class SimulationError(CompileError):
     """A spec that checks but cannot be simulated (reported like a compile error)."""
 
@@ -136,6 +159,7 @@ class Simulation:
                 if pool.name not in sizes:
                     sizes[pool.name] = self._pool_sizes(pool)
                 inst = self._instance(pool, name, node["index"], node["gpus"], *sizes[pool.name])
+                inst.fabric = _all_to_all_edges(graph, pool, node["gpus"])
                 self.instances.append(inst)
                 self.by_name[name] = inst
         self.pools = tuple(dict.fromkeys(i.pool for i in self.instances))
