@@ -216,3 +216,9 @@ def test_ep_within_one_rank_needs_no_all_to_all():
     split, _ = cost_of(spec_text("tp 8", nodes=1).replace("deepseek_v3", "qwen3_30b_a3b"))
     assert ep.breakdown(DECODE)["alltoall"] == 0.0
     assert ep.breakdown(DECODE)["allreduce"] == split.breakdown(DECODE)["allreduce"]
+
+
+def test_the_instance_vertex_says_its_ranks_and_expert_group():
+    graph = lower(compile_text(spec_text("ep 16")))
+    node = graph.dataflow.nodes["p[0]"]
+    assert (node["ranks"], node["ep"], len(node["gpus"])) == (16, 16, 16)

@@ -83,6 +83,20 @@ def test_the_proposer_takes_memory_from_the_kv_cache():
     assert drafted < alone
 
 
+def test_the_proposer_keeps_its_own_kv_beside_the_models():
+    """A token's block holds the model's 32 layers and the draft's 16 (Llama-3.2-1B: 8 KV
+    heads of 64 against the 8B's 8 of 128), or one more layer for an MTP head."""
+    from tokensim.policies.memory import kv_geometry
+
+    def block(speculative=""):
+        return kv_geometry(compile_text(spec_text(speculative)).deployment.pools[0]).block_bytes
+
+    alone = block()
+    drafted = block("speculative draft llama3_2_1b { tokens 4; acceptance 0.7 }")
+    assert drafted == pytest.approx(alone * (32 * 128 + 16 * 64) / (32 * 128))
+    assert block("speculative mtp { tokens 1; acceptance 0.7 }") == pytest.approx(alone * 33 / 32)
+
+
 @pytest.mark.parametrize(
     "speculative, says",
     [
@@ -113,3 +127,10 @@ def test_acceptance_may_be_given_a_position():
 def test_acceptance_chances_must_match_the_tokens():
     out = errors_of(spec_text("speculative mtp { tokens 3; acceptance 0.9, 0.7 }"))
     assert "2 acceptance chances for 3 proposed tokens" in out
+
+
+def test_the_instance_vertex_names_its_proposer():
+    text = spec_text("speculative draft llama3_2_1b { tokens 4; acceptance 0.7 }")
+    assert lower(compile_text(text)).dataflow.nodes["p[0]"]["proposer"] == "llama3_2_1b"
+    text = spec_text("speculative mtp { tokens 1; acceptance 0.7 }")
+    assert lower(compile_text(text)).dataflow.nodes["p[0]"]["proposer"] == "mtp"

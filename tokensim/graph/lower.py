@@ -202,6 +202,9 @@ def _dataflow(spec: ir.Spec, graph: Graph) -> nx.DiGraph:
                 shape["ranks"] = pool.dp  # attention ranks of tp GPUs each
             if pool.ep is not None:
                 shape["ep"] = pool.ep.size  # GPUs of each stage's expert-parallel group
+            if pool.speculative is not None:  # the proposer, on the instance's GPUs
+                spec = pool.speculative
+                shape["proposer"] = spec.draft.name if spec.draft else spec.method
             names = engines(pool, inst)
             for v, name in enumerate(names):
                 if len(names) > 1:

@@ -55,6 +55,13 @@ def kv_geometry(pool: ir.Pool) -> KvGeometry:
         )
     else:  # a pool built outside the checker: a share of the device
         usable = gpu.memory_B * kv.gpu_util - pool.weights_per_gpu_B - reserve
-    per_token = math.ceil(m.layers / pool.pp) * m.kv_elements(pool.tp) * ir.DTYPE_BYTES[kv.dtype]
+    elements = math.ceil(m.layers / pool.pp) * m.kv_elements(pool.tp)
+    spec = pool.speculative
+    if spec is not None:  # the proposer keeps its own keys and values beside the model's
+        if spec.draft is not None:  # on the pool's GPUs, split as the model is
+            elements += math.ceil(spec.draft.layers / pool.pp) * spec.draft.kv_elements(pool.tp)
+        else:  # an MTP head: one layer of the model's
+            elements += m.kv_elements(pool.tp)
+    per_token = elements * ir.DTYPE_BYTES[kv.dtype]
     block_bytes = per_token * kv.block_tokens
     return KvGeometry(max(0, int(usable // block_bytes)) * pool.dp, block_bytes, reserve, usable)
