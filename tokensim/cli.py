@@ -181,10 +181,17 @@ def cmd_run(args) -> int:
     sources = SourceMap()
     progress = None
     out = Path(args.output) if args.output else Path("out") / Path(args.spec).stem
+    if args.seeds < 1:
+        raise _Usage(f"--seeds takes a number of replications, at least 1; got {args.seeds}")
     try:
         module = _compile(args.spec, "ast", args.set, sources)
         spec = check(module, sources)
         if spec.sweep is not None and not args.no_sweep:
+            if args.seeds > 1:
+                raise _Usage(
+                    "--seeds replicates one run; this spec sweeps (run a point with "
+                    "--no-sweep and --set, or `tokensim search --seeds K` over the sweep)"
+                )
             return _run_sweep(args, module, sources, spec, out)
         graph = lower(spec)
         _retract(out, quiet=True)  # a run killed from here on leaves no earlier results
@@ -204,11 +211,17 @@ def cmd_run(args) -> int:
         return 130
     if progress:
         progress.close()
+    figures = summarize(result)
+    if args.seeds > 1:
+        replicated = _replicate(args, graph, result.seed, figures)
+        if replicated is None:
+            return 130
+        figures["intervals"] = replicated
     try:
         metrics = write(
             result,
             out,
-            summarize(result),
+            figures,
             transitions=args.transitions,
             graph=graph,
             spec_text=sources.get(args.spec).text,
@@ -230,6 +243,10 @@ def cmd_run(args) -> int:
             print(f"warning: {warning}", file=sys.stderr)
     else:
         sys.stdout.write(summary_table(metrics))
+        if "intervals" in metrics:
+            from tokensim.intervals import table
+
+            sys.stdout.write("\n" + table(metrics["intervals"]))
         extra = ", transitions.csv" if args.transitions else ""
         page = "" if args.no_report else f"wrote {out}/report.html\n"
         print(
@@ -246,6 +263,28 @@ def cmd_run(args) -> int:
         )
         return 1
     return 0
+
+
+def _replicate(args, graph, seed: int, figures: dict) -> dict | None:
+    """The ``intervals`` of this run (``figures``, its ``seed``) and ``--seeds`` - 1 more
+    with the next seeds, run as a sweep's points are (in parallel, cached); None when
+    interrupted."""
+    from tokensim.explore.execute import ExecutorError, Job, Tally
+    from tokensim.explore.search import _metrics_of
+    from tokensim.intervals import intervals
+
+    run_on, cache = _explorer(args)
+    seeds = list(range(seed, seed + args.seeds))
+    jobs = [Job(graph, s).keyed() for s in seeds[1:]]
+    tally = Tally()
+    try:
+        more = _metrics_of(jobs, run_on, cache, not args.quiet, tally, f"{len(jobs)} more seeds")
+    except KeyboardInterrupt:
+        print("interrupted: nothing written", file=sys.stderr)
+        return None
+    except ExecutorError as err:
+        raise _Usage(str(err)) from None
+    return intervals([figures, *more], seeds)
 
 
 def _retract(out: Path, quiet: bool = False) -> None:
@@ -543,6 +582,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="result folder (default: out/<spec file name without .tsim>)",
     )
     p.add_argument("--seed", type=_seed, help="override the workload's seed")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        metavar="K",
+        help="also run K - 1 replications with the next seeds, and report each headline "
+        "figure's mean with its 95%% interval (default 1: this run alone)",
+    )
     p.add_argument(
         "--set",
         action="append",

@@ -161,6 +161,34 @@ def _shaped(path: Path, data, shape: dict):
     return data
 
 
+def _intervals_shaped(path: Path, data: dict) -> dict:
+    """``data`` (metrics.json) if its ``intervals``, when it has them, are what ``tokensim
+    run --seeds`` writes; else a ResultError naming the file."""
+    entry = data.get("intervals")
+    if entry is None:
+        return data
+    figures = entry.get("figures") if isinstance(entry, dict) else None
+    ok = (
+        isinstance(figures, dict)
+        and isinstance(entry.get("seeds"), list)
+        and len(entry["seeds"]) >= 2
+        and isinstance(entry.get("confidence"), _NUM)
+        and all(
+            isinstance(f, dict)
+            and isinstance(f.get("path"), str)
+            and isinstance(f.get("unit"), str)
+            and all(
+                isinstance(f.get(k), _NUM) and not isinstance(f.get(k), bool)
+                for k in ("mean", "low", "high", "min", "max")
+            )
+            for f in figures.values()
+        )
+    )
+    if not ok:
+        raise ResultError(f"{path}: `intervals` is not what tokensim run --seeds writes")
+    return data
+
+
 def _kind(value) -> str:
     if value is None:
         return "missing or null"
@@ -188,8 +216,9 @@ def _head(folder: Path) -> dict:
     spec = folder / "spec.tsim"
     return {
         "folder": folder,
-        "metrics": _shaped(
-            folder / "metrics.json", read_json(folder / "metrics.json"), METRICS_SHAPE
+        "metrics": _intervals_shaped(
+            folder / "metrics.json",
+            _shaped(folder / "metrics.json", read_json(folder / "metrics.json"), METRICS_SHAPE),
         ),
         "run": _shaped(folder / "run.json", read_json(folder / "run.json"), {}),
         "graph": read_json(folder / "graph.json", required=False),

@@ -155,6 +155,34 @@ def _cards(m: dict) -> list[dict]:
     return cards
 
 
+def _intervals(m: dict) -> dict | None:
+    """The rows of the replications' table (``run --seeds K``), or None for one run."""
+    entry = m.get("intervals")
+    if not entry:
+        return None
+    from tokensim.intervals import shown, value_at
+
+    rows = []
+    for name, f in entry["figures"].items():
+        unit, this = f["unit"], value_at(m, tuple(f["path"].split(".")))
+        rows.append(
+            {
+                "name": name,
+                "run": "–" if this is None else shown(this, unit),
+                "mean": shown(f["mean"], unit),
+                "interval": f"{shown(f['low'], unit)} – {shown(f['high'], unit)}",
+                "spread": f"{shown(f['min'], unit)} – {shown(f['max'], unit)}",
+            }
+        )
+    seeds = entry["seeds"]
+    return {
+        "runs": len(seeds),
+        "seeds": f"{seeds[0]} to {seeds[-1]}",
+        "confidence": f"{entry['confidence']:.0%}",
+        "rows": rows,
+    }
+
+
 def _time_parts(r: Results) -> tuple[list[dict], str]:
     """The table of where the time goes (per part: mean, p50, p90, p99, share of the
     mean E2E) and a stacked-bar chart: all requests, the slowest 10 % and 1 %."""
@@ -493,6 +521,7 @@ def render(r: Results) -> str:
         run=r.run,
         runs_on=[(name, runs_on(p)) for name, p in m.get("pools", {}).items() if runs_on(p)],
         cards=_cards(m),
+        intervals=_intervals(m),
         diagram=Markup(diagram),
         parts=parts,
         parts_chart=Markup(parts_chart),

@@ -1,0 +1,118 @@
+"""`tokensim run --seeds K`: replications and the intervals of their mean figures."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import tokensim_cli as tokensim
+
+from tokensim.intervals import interval, intervals
+
+SPEC = """import "std/hardware"
+import "std/models"
+cluster { node n0 { gpus H100_SXM x 1 } }
+deployment { pool serve { model llama3_1_8b; cost roofline } }
+workload { arrivals poisson 20/s; lengths chat; requests 150; seed 7 }
+slo { ttft p90 < 500 ms }
+"""
+
+
+def test_a_95_percent_interval_covers_the_true_mean_about_95_percent_of_the_time():
+    """Replications of a quantity with a known mean (normal, and skewed like a p99): the
+    interval from 5 of them holds the mean in 93-97% of 4000 tries."""
+    rng = np.random.default_rng(3)
+    cases = (
+        (lambda n: rng.normal(2.0, 0.5, n), 2.0),
+        (lambda n: 1.0 + rng.gamma(8.0, 0.1, n), 1.8),  # skewed, mean 1 + 8 x 0.1
+    )
+    for draw, truth in cases:
+        covered = sum(
+            f["low"] <= truth <= f["high"] for f in (interval(list(draw(5))) for _ in range(4000))
+        )
+        assert 0.93 <= covered / 4000 <= 0.97
+
+
+def test_the_interval_narrows_as_one_over_the_root_of_the_replications():
+    rng = np.random.default_rng(5)
+    values = list(rng.normal(10.0, 1.0, 400))
+    widths = {n: interval(values[:n])["high"] - interval(values[:n])["low"] for n in (4, 16, 64)}
+    assert widths[4] > widths[16] > widths[64]
+    assert widths[16] / widths[64] == pytest.approx(2.0, rel=0.25)
+
+
+def test_one_replication_has_no_interval():
+    with pytest.raises(ValueError, match="at least two"):
+        interval([1.0])
+
+
+def test_figures_that_a_run_lacks_are_left_out():
+    runs = [{"throughput": {"requests_per_s": r}, "ttft_s": {"p90": None}} for r in (1.0, 3.0)]
+    got = intervals(runs, [1, 2])["figures"]
+    assert list(got) == ["throughput"]
+    assert (got["throughput"]["mean"], got["throughput"]["min"]) == (2.0, 1.0)
+
+
+def test_run_with_seeds_replicates_and_reports_each_figures_interval(tmp_path):
+    spec = tmp_path / "s.tsim"
+    spec.write_text(SPEC)
+    out = tmp_path / "out"
+    cache = ["--cache", str(tmp_path / "cache")]
+    done = tokensim("run", spec, "--seeds", "4", "-o", out, *cache)
+    assert done.returncode == 0, done.stderr
+    assert "over 4 seeds (7..10)" in done.stdout
+    entry = json.loads((out / "metrics.json").read_text())["intervals"]
+    assert entry["seeds"] == [7, 8, 9, 10]
+    tput = entry["figures"]["throughput"]
+    assert tput["low"] <= tput["min"] <= tput["mean"] <= tput["max"] <= tput["high"]
+    assert "SLO attainment" in entry["figures"]
+    # the mean is the mean of the runs each seed gives alone
+    alone = []
+    for seed in (7, 8, 9, 10):
+        one = tmp_path / f"one{seed}"
+        assert tokensim("run", spec, "--seed", seed, "-o", one, "-q").returncode == 0
+        alone.append(json.loads((one / "metrics.json").read_text())["throughput"]["requests_per_s"])
+    assert tput["mean"] == pytest.approx(sum(alone) / 4)
+    page = (out / "report.html").read_text()
+    assert 'id="intervals"' in page and "mean of 4 seeds" in page
+
+
+def test_more_seeds_give_a_narrower_interval(tmp_path):
+    spec = tmp_path / "s.tsim"
+    spec.write_text(SPEC)
+    width = {}
+    for k in (3, 12):
+        out = tmp_path / f"k{k}"
+        args = ("--seeds", k, "-o", out, "-q", "--no-report", "--cache", tmp_path / "c")
+        assert tokensim("run", spec, *args).returncode == 0
+        f = json.loads((out / "metrics.json").read_text())["intervals"]["figures"]["TTFT p90"]
+        width[k] = f["high"] - f["low"]
+    assert width[12] < width[3]
+
+
+@pytest.mark.parametrize(
+    "extra, says",
+    [
+        (("--seeds", "0"), "--seeds takes a number of replications, at least 1"),
+        (("--seeds", "3"), "--seeds replicates one run; this spec sweeps"),
+    ],
+)
+def test_a_bad_seeds_option_is_a_usage_error(tmp_path, extra, says):
+    spec = tmp_path / "s.tsim"
+    spec.write_text(SPEC + "sweep { workload.arrivals.rate in 10/s, 20/s }\n")
+    done = tokensim("run", spec, *extra, "-o", tmp_path / "o")
+    assert done.returncode == 2 and says in done.stderr
+
+
+def test_a_folder_with_broken_intervals_is_a_clear_error(tmp_path):
+    spec = tmp_path / "s.tsim"
+    spec.write_text(SPEC)
+    out = tmp_path / "out"
+    args = ("--seeds", "2", "-o", out, "-q", "--cache", tmp_path / "c")
+    assert tokensim("run", spec, *args).returncode == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    metrics["intervals"]["figures"]["throughput"]["low"] = "low"
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    done = tokensim("report", out)
+    assert done.returncode != 0
+    assert "`intervals` is not what tokensim run --seeds writes" in done.stderr
+    assert "Traceback" not in done.stderr
