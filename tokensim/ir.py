@@ -96,11 +96,14 @@ class Gpu:
     compute_flops: tuple[tuple[str, float], ...]
     host_link: Link
     efficiency: Efficiency
-    power_W: float | None
+    power_W: float | None  # board power: the draw of compute-bound work
     price_per_h: float | None
     sources: tuple[str, ...]
     span: Span
     cost: CostSpec = ROOFLINE  # the GPU's `cost`; pools on it use it unless they set their own
+    # the draw of an initialised GPU running nothing, and of memory-bound work (decode)
+    idle_power_W: float | None = None
+    memory_power_W: float | None = None
     # the GPU whose measurements a calibration lists it under: a GPU made `from` another
     # is measured as its base (None: as itself)
     measured_as: str | None = None

@@ -192,6 +192,9 @@ def summarize(result) -> dict:
     cost = _cost(result.spec, duration, out_tokens, in_tokens)
     if cost is not None:
         metrics["cost"] = cost
+    from tokensim.energy import energy
+
+    metrics["energy"] = energy(result)
     metrics["kv"] = {"peak_utilization": max(_peak(i) for i in result.instances)}
     metrics["links"] = {
         name: {"bytes": moved, "peak_flows": int(result.links[name][:, 1].max())}

@@ -140,6 +140,23 @@ def _cards(m: dict) -> list[dict]:
             "state": "plain",
         }
     )
+    power = m.get("energy") or {}
+    if "joules" in power:
+        per_token = power["joules_per_output_token"]
+        cards.append(
+            {
+                "label": "Energy",
+                "value": "–" if per_token is None else f"{per_token:.3g} J/token",
+                "detail": f"{power['kwh']:.3g} kWh over the run · "
+                f"{power['average_power_W'] / power['gpus']:.0f} W a GPU on average"
+                + (
+                    f" · {power['kwh_per_million_output_tokens']:.3g} kWh per 1M output tokens"
+                    if per_token is not None
+                    else ""
+                ),
+                "state": "plain",
+            }
+        )
     cost = m.get("cost")
     if cost:
         dollars = lambda x: "–" if x is None else f"${x:.2f}"  # noqa: E731  (nothing served)

@@ -103,6 +103,19 @@ def summary_table(metrics: dict) -> str:
         )
     for name, p in pools.items():
         lines.append(f"pool {name}: {runs_on(p)}")
+    power = metrics.get("energy") or {}
+    if "joules" in power:
+        per_token = power["joules_per_output_token"]
+        lines.append(
+            f"energy {power['kwh']:.3g} kWh, {power['average_power_W'] / 1e3:.3g} kW on average "
+            f"over {power['gpus']} GPU{'s' * (power['gpus'] != 1)}"
+            + (
+                f", {per_token:.3g} J per output token "
+                f"({power['kwh_per_million_output_tokens']:.3g} kWh per 1M)"
+                if per_token is not None
+                else ""
+            )
+        )
     cached, prompt = req["cached_prompt_tokens"], req.get("prompt_tokens", 0)
     hits = f"prefix cache served {cached / prompt:.1%} of prompt tokens; " if cached else ""
     lines.append(

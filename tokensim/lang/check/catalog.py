@@ -128,6 +128,18 @@ def gpu(bound: Bound, env: Env) -> ir.Gpu | None:
     cost_spec = cost(body.one("cost"), env)
     if not _ok(memory, bandwidth, host_link) or not compute or cost_spec is BAD:
         return None
+    power = body.one("power")
+    draws = power.body if power is not None and power.body is not None else None
+    idle = draws.value("idle") if draws else None
+    memory_bound = draws.value("memory_bound") if draws else None
+    top = body.value("power")
+    if top is not None and memory_bound is not None and not idle <= memory_bound <= top:
+        env.rep.error(
+            f"gpu `{bound.get('name')}`: power draws must rise from idle ({idle:g} W) to "
+            f"memory-bound ({memory_bound:g} W) to the board power ({top:g} W)",
+            power.span,
+        )
+        return None
     eff = body.one("efficiency")
     given = {}
     if eff is not None and eff.body is not None:
@@ -140,12 +152,14 @@ def gpu(bound: Bound, env: Env) -> ir.Gpu | None:
         compute_flops=tuple(sorted(compute.items())),
         host_link=host_link,
         efficiency=ir.Efficiency(**given),
-        power_W=body.value("power"),
+        power_W=top,
         price_per_h=body.value("price"),
         sources=_sources(body),
         span=bound.span,
         cost=cost_spec or ir.ROOFLINE,
         measured_as=_measured_as(bound, env),
+        idle_power_W=idle,
+        memory_power_W=memory_bound,
     )
 
 

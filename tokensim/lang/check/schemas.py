@@ -336,7 +336,30 @@ GPU = Block(
             "(a CSV file) or the roofline calibrated by `tokensim calibrate` (a JSON file)",
             "roofline",
         ),
-        Attr("power", (Num("power", Dim.POWER, above=0),), "board power"),
+        Attr(
+            "power",
+            (Num("power", Dim.POWER, above=0),),
+            "board power: what compute-bound work draws; in braces, what an idle GPU "
+            "(initialised, running nothing) and memory-bound work draw, which energy needs",
+            body=Block(
+                "power",
+                (
+                    Attr(
+                        "idle",
+                        (Num("idle", Dim.POWER, min=0),),
+                        "an initialised GPU running nothing (a serving engine's CUDA context up)",
+                        required=True,
+                    ),
+                    Attr(
+                        "memory_bound",
+                        (Num("memory_bound", Dim.POWER, above=0),),
+                        "memory-bound work: decode steps at small batches",
+                        required=True,
+                    ),
+                ),
+                "What the GPU draws besides its board power.",
+            ),
+        ),
         Attr("price", (Num("price", Dim.PRICE, min=0),), "price per GPU-hour"),
     ),
     "A kind of accelerator.",
