@@ -116,3 +116,49 @@ def test_a_folder_with_broken_intervals_is_a_clear_error(tmp_path):
     assert done.returncode != 0
     assert "`intervals` is not what tokensim run --seeds writes" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _runs(values, limit=1.0, rejected=0):
+    return [
+        {
+            "requests": {"rejected": rejected},
+            "slo": {
+                "met": v < limit,
+                "attainment": 1.0,
+                "targets": [{"metric": "ttft", "stat": "p90", "op": "<", "limit_s": limit,
+                             "value_s": v, "met": v < limit}],
+            },
+        }
+        for v in values
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "values, every_run, at_90",
+    [
+        ([0.5, 0.6, 1.01], False, True),  # one seed misses; the mean is well within
+        ([0.85, 0.95, 0.99], True, False),  # all pass, but the mean may be over at 90%
+        ([0.5, 0.52, 0.55], True, True),
+    ],
+)
+def test_search_can_decide_at_a_stated_confidence(values, every_run, at_90):
+    from tokensim.explore.search import Settings, trial_passes
+
+    runs = _runs(values)
+    assert trial_passes(runs, Settings()) is every_run
+    assert trial_passes(runs, Settings(confidence=0.9)) is at_90
+    assert trial_passes(_runs(values, rejected=1), Settings(confidence=0.9)) is False
+
+
+def test_search_with_confidence_runs_and_says_so(tmp_path):
+    spec = tmp_path / "s.tsim"
+    spec.write_text(SPEC)
+    out = tmp_path / "o"
+    args = ("--goal", "max-rate", "--seeds", "3", "--confidence", "0.9", "-o", out)
+    done = tokensim("search", spec, *args, "--cache", tmp_path / "c", "-q")
+    assert done.returncode in (0, 1), done.stderr
+    info = json.loads((out / "search.json").read_text())
+    assert info["confidence"] == 0.9
+    assert "at 90.0% confidence" in (out / "index.html").read_text()
+    bad = tokensim("search", spec, "--goal", "max-rate", "--seeds", "1", "--confidence", "0.9")
+    assert bad.returncode == 2 and "--confidence needs at least two runs" in bad.stderr

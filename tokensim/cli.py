@@ -418,6 +418,13 @@ def cmd_search(args) -> int:
         raise _Usage(f"--attainment takes a fraction in (0, 1], like 0.9; got {args.attainment}")
     if not 0 < args.tolerance < 1:
         raise _Usage(f"--tolerance takes a fraction in (0, 1), like 0.02; got {args.tolerance}")
+    if args.confidence is not None:
+        if not 0.5 <= args.confidence < 1:
+            raise _Usage(
+                f"--confidence takes a fraction in [0.5, 1), like 0.9; got {args.confidence}"
+            )
+        if args.seeds < 2:
+            raise _Usage("--confidence needs at least two runs a configuration: --seeds 2 or more")
     try:
         module = _compile(args.spec, "ast", args.set, sources)
         spec = check(module, sources)
@@ -430,6 +437,7 @@ def cmd_search(args) -> int:
         seeds=tuple(range(base, base + args.seeds)),
         attainment=args.attainment,
         tolerance=args.tolerance,
+        confidence=args.confidence,
     )
     run_on, cache = _explorer(args)
     if not args.quiet:
@@ -640,6 +648,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FRACTION",
         help="pass when this share of requests meets every SLO limit (e.g. 0.9), instead of "
         "when every target's statistic is met",
+    )
+    p.add_argument(
+        "--confidence",
+        type=float,
+        metavar="FRACTION",
+        help="pass when each SLO target's statistic, averaged over the K runs, is within its "
+        "limit at this confidence (one-sided Student-t), instead of when all K pass",
     )
     p.add_argument(
         "--tolerance",

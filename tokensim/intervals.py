@@ -52,6 +52,20 @@ def interval(values: Sequence[float], confidence: float = 0.95) -> dict[str, flo
     }
 
 
+def bound(values: Sequence[float], confidence: float, upper: bool = True) -> float:
+    """The one-sided Student-t bound of the mean of ``values`` at ``confidence``: the mean
+    is below it (``upper``), or above it, with that confidence."""
+    from scipy.stats import t
+
+    n = len(values)
+    if n < 2:
+        raise ValueError("a bound needs at least two replications")
+    mean = math.fsum(values) / n
+    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(t.ppf(confidence, n - 1)) * sd / math.sqrt(n)
+    return mean + half if upper else mean - half
+
+
 def value_at(metrics: dict, path: tuple[str, ...]) -> float | None:
     """The number at ``path`` in ``metrics`` (None: absent, or not a finite number)."""
     value = metrics

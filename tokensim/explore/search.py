@@ -123,6 +123,7 @@ class Settings:
     seeds: tuple[int, ...] = (0, 1, 2)
     attainment: float | None = None
     tolerance: float = 0.02
+    confidence: float | None = None  # pass when the mean meets the SLO at this confidence
 
 
 def configurations(module, sources, spec) -> list[Config]:
@@ -205,6 +206,34 @@ def bracket(start: float, tolerance: float) -> Generator[float, bool, None]:
             rate = _round((lo + hi) / 2)
             if rate in (lo, hi):
                 return
+
+
+def trial_passes(metrics: list[dict], settings: Settings) -> bool:
+    """Whether a configuration's runs at one rate (one a seed) pass: every run meets the SLO
+    (each target's statistic, or with ``attainment`` that share of requests); or with
+    ``confidence``, each target's statistic's mean over the runs is within its limit at
+    that confidence (the one-sided Student-t bound), and with ``attainment`` the
+    attainment's mean is at least it. A rejected request fails the trial either way."""
+    if settings.confidence is None:
+        return all(passes(m, settings.attainment) for m in metrics)
+    from tokensim.intervals import bound
+
+    if any(m["requests"]["rejected"] for m in metrics):
+        return False
+    slos = [m.get("slo") or {} for m in metrics]
+    if settings.attainment is not None:
+        shares = [s.get("attainment", 0.0) for s in slos]
+        return bound(shares, settings.confidence, upper=False) >= settings.attainment
+    if not slos[0].get("targets"):
+        return False
+    for j, target in enumerate(slos[0]["targets"]):
+        values = [s["targets"][j]["value_s"] for s in slos]
+        if any(v is None or not math.isfinite(v) for v in values):
+            return False
+        top = bound(values, settings.confidence)
+        if not (top <= target["limit_s"] if target["op"] == "<=" else top < target["limit_s"]):
+            return False
+    return True
 
 
 def passes(metrics: dict, attainment: float | None) -> bool:
@@ -295,7 +324,7 @@ def search(
         following: dict[int, float | None] = {}
         for k, i in enumerate(order):
             metrics = got[k * n : (k + 1) * n]
-            trial = Trial(pending[i], metrics, all(passes(m, settings.attainment) for m in metrics))
+            trial = Trial(pending[i], metrics, trial_passes(metrics, settings))
             outcomes[i].trials.append(trial)
             if i in walks:
                 try:

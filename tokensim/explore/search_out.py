@@ -54,6 +54,7 @@ def write_search(
         "goal": settings.goal,
         "seeds": list(settings.seeds),
         "attainment": settings.attainment,
+        "confidence": settings.confidence,
         "tolerance": settings.tolerance,
         "answer": s.answer(outcomes, settings.goal, spec),
         "targets": [
