@@ -93,7 +93,7 @@ def test_more_seeds_give_a_narrower_interval(tmp_path):
     "extra, says",
     [
         (("--seeds", "0"), "--seeds takes a number of replications, at least 1"),
-        (("--seeds", "3"), "--seeds replicates one run; this spec sweeps"),
+        (("--seeds", "3"), "replications (--seeds, or the workload's `seeds`) are of one run"),
     ],
 )
 def test_a_bad_seeds_option_is_a_usage_error(tmp_path, extra, says):
@@ -162,3 +162,19 @@ def test_search_with_confidence_runs_and_says_so(tmp_path):
     assert "at 90.0% confidence" in (out / "index.html").read_text()
     bad = tokensim("search", spec, "--goal", "max-rate", "--seeds", "1", "--confidence", "0.9")
     assert bad.returncode == 2 and "--confidence needs at least two runs" in bad.stderr
+
+
+def test_the_workload_may_ask_for_the_replications(tmp_path):
+    spec = tmp_path / "s.tsim"
+    spec.write_text(SPEC.replace("seed 7 }", "seed 7; seeds 3 }"))
+    out = tmp_path / "o"
+    cache = ("--cache", tmp_path / "c")
+    assert tokensim("run", spec, "-o", out, "-q", "--no-report", *cache).returncode == 0
+    assert json.loads((out / "metrics.json").read_text())["intervals"]["seeds"] == [7, 8, 9]
+    # --seeds overrides it; search runs each configuration that many times
+    assert tokensim("run", spec, "--seeds", "1", "-o", out, "-q", *cache).returncode == 0
+    assert "intervals" not in json.loads((out / "metrics.json").read_text())
+    found = tmp_path / "f"
+    done = tokensim("search", spec, "--goal", "min-cost", "-o", found, "-q", *cache)
+    assert done.returncode in (0, 1), done.stderr
+    assert json.loads((found / "search.json").read_text())["seeds"] == [7, 8, 9]

@@ -181,16 +181,19 @@ def cmd_run(args) -> int:
     sources = SourceMap()
     progress = None
     out = Path(args.output) if args.output else Path("out") / Path(args.spec).stem
-    if args.seeds < 1:
+    if args.seeds is not None and args.seeds < 1:
         raise _Usage(f"--seeds takes a number of replications, at least 1; got {args.seeds}")
     try:
         module = _compile(args.spec, "ast", args.set, sources)
         spec = check(module, sources)
+        if args.seeds is None:
+            args.seeds = (spec.workload.seeds if spec.workload else None) or 1
         if spec.sweep is not None and not args.no_sweep:
             if args.seeds > 1:
                 raise _Usage(
-                    "--seeds replicates one run; this spec sweeps (run a point with "
-                    "--no-sweep and --set, or `tokensim search --seeds K` over the sweep)"
+                    "replications (--seeds, or the workload's `seeds`) are of one run; this "
+                    "spec sweeps (run a point with --no-sweep and --set, or `tokensim search`, "
+                    "which runs each configuration that many times)"
                 )
             return _run_sweep(args, module, sources, spec, out)
         graph = lower(spec)
@@ -412,25 +415,24 @@ def cmd_search(args) -> int:
 
     sources = SourceMap()
     out = Path(args.output) if args.output else Path("out") / (Path(args.spec).stem + "-search")
-    if args.seeds < 1:
+    if args.seeds is not None and args.seeds < 1:
         raise _Usage(f"--seeds takes a number of seeds, at least 1; got {args.seeds}")
     if args.attainment is not None and not 0 < args.attainment <= 1:
         raise _Usage(f"--attainment takes a fraction in (0, 1], like 0.9; got {args.attainment}")
     if not 0 < args.tolerance < 1:
         raise _Usage(f"--tolerance takes a fraction in (0, 1), like 0.02; got {args.tolerance}")
-    if args.confidence is not None:
-        if not 0.5 <= args.confidence < 1:
-            raise _Usage(
-                f"--confidence takes a fraction in [0.5, 1), like 0.9; got {args.confidence}"
-            )
-        if args.seeds < 2:
-            raise _Usage("--confidence needs at least two runs a configuration: --seeds 2 or more")
+    if args.confidence is not None and not 0.5 <= args.confidence < 1:
+        raise _Usage(f"--confidence takes a fraction in [0.5, 1), like 0.9; got {args.confidence}")
     try:
         module = _compile(args.spec, "ast", args.set, sources)
         spec = check(module, sources)
     except CompileError as err:
         print(render_all(err.diagnostics, _with_files(err, sources)), file=sys.stderr)
         return 1
+    if args.seeds is None:
+        args.seeds = (spec.workload.seeds if spec.workload else None) or 3
+    if args.confidence is not None and args.seeds < 2:
+        raise _Usage("--confidence needs at least two runs a configuration: --seeds 2 or more")
     base = args.seed if args.seed is not None else (spec.workload.seed if spec.workload else 0)
     settings = s.Settings(
         goal=args.goal,
@@ -593,10 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seeds",
         type=int,
-        default=1,
         metavar="K",
         help="also run K - 1 replications with the next seeds, and report each headline "
-        "figure's mean with its 95%% interval (default 1: this run alone)",
+        "figure's mean with its 95%% interval (default: the workload's `seeds`, else 1)",
     )
     p.add_argument(
         "--set",
@@ -636,10 +637,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seeds",
         type=int,
-        default=3,
         metavar="K",
         help="runs per configuration and rate, each with its own seed; a configuration "
-        "passes only when all K meet the SLO (default 3)",
+        "passes only when all K meet the SLO (default: the workload's `seeds`, else 3)",
     )
     p.add_argument("--seed", type=_seed, help="the first seed (default: the workload's)")
     p.add_argument(

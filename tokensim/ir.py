@@ -558,6 +558,7 @@ class Workload:
     seed: int
     span: Span
     shared_prefix: SharedPrefix | None = None
+    seeds: int | None = None  # replications the spec asks for (None: the command's default)
 
 
 @dataclass(frozen=True)

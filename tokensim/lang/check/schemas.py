@@ -1085,6 +1085,14 @@ WORKLOAD = Block(
             "random seed",
             default="0",
         ),
+        Attr(
+            "seeds",
+            (Num("seeds", integer=True, min=1, max=1000),),
+            "replications: `tokensim run` runs the spec with seeds `seed` to `seed + seeds - "
+            "1` and reports each figure's mean with its interval; `tokensim search` runs each "
+            "configuration that many times",
+            default="1 (run), 3 (search)",
+        ),
     ),
     "The requests.",
 )

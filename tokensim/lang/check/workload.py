@@ -64,7 +64,8 @@ def workload(body: Bodies, env: Env) -> ir.Workload | None:
         prefix = _shared_prefix(shared)
         if prefix is None:
             return None
-    return ir.Workload(arrivals, lengths, trace, requests, duration, seed, body.span, prefix)
+    seeds = body.value("seeds")
+    return ir.Workload(arrivals, lengths, trace, requests, duration, seed, body.span, prefix, seeds)
 
 
 def _shared_prefix(bound) -> ir.SharedPrefix | None:
