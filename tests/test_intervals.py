@@ -74,6 +74,13 @@ def test_run_with_seeds_replicates_and_reports_each_figures_interval(tmp_path):
     assert tput["mean"] == pytest.approx(sum(alone) / 4)
     page = (out / "report.html").read_text()
     assert 'id="intervals"' in page and "mean of 4 seeds" in page
+    # the latency CDFs carry the band the four runs span
+    band = entry["cdf_spread"]["e2e_s"]
+    assert all(lo <= hi for lo, hi in zip(band["low"], band["high"], strict=True))
+    assert any(lo < hi for lo, hi in zip(band["low"], band["high"], strict=True))
+    e2e = page[page.index('id="cdf-e2e"') :]
+    assert '<path class="band"' in e2e[: e2e.index("</svg>")]
+    assert "spread of 4 seeds" in e2e[: e2e.index("</svg>")]
 
 
 def test_more_seeds_give_a_narrower_interval(tmp_path):
@@ -103,14 +110,18 @@ def test_a_bad_seeds_option_is_a_usage_error(tmp_path, extra, says):
     assert done.returncode == 2 and says in done.stderr
 
 
-def test_a_folder_with_broken_intervals_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("part", ["figures", "cdf_spread"])
+def test_a_folder_with_broken_intervals_is_a_clear_error(tmp_path, part):
     spec = tmp_path / "s.tsim"
     spec.write_text(SPEC)
     out = tmp_path / "out"
     args = ("--seeds", "2", "-o", out, "-q", "--cache", tmp_path / "c")
     assert tokensim("run", spec, *args).returncode == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    metrics["intervals"]["figures"]["throughput"]["low"] = "low"
+    if part == "figures":
+        metrics["intervals"]["figures"]["throughput"]["low"] = "low"
+    else:
+        metrics["intervals"]["cdf_spread"]["ttft_s"]["low"][3] = "low"
     (out / "metrics.json").write_text(json.dumps(metrics))
     done = tokensim("report", out)
     assert done.returncode != 0

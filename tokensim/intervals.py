@@ -85,7 +85,21 @@ def intervals(runs: Sequence[dict], seeds: Sequence[int], confidence: float = 0.
         if any(v is None for v in values):  # no SLO, or a statistic of nothing served
             continue
         figures[name] = {"path": ".".join(path), "unit": unit, **interval(values, confidence)}
-    return {"seeds": list(seeds), "confidence": confidence, "figures": figures}
+    spread = {}
+    for key in ("ttft_s", "tpot_s", "e2e_s"):
+        curves = [(m.get("cdf") or {}).get(key) for m in runs]
+        if all(isinstance(c, list) for c in curves) and len({len(c) for c in curves}) == 1:
+            spread[key] = {
+                "levels": runs[0]["cdf"]["levels"],
+                "low": [min(vs) for vs in zip(*curves, strict=True)],
+                "high": [max(vs) for vs in zip(*curves, strict=True)],
+            }
+    return {
+        "seeds": list(seeds),
+        "confidence": confidence,
+        "figures": figures,
+        "cdf_spread": spread,
+    }
 
 
 def shown(value: float, unit: str) -> str:

@@ -115,6 +115,21 @@ def per_request(result) -> dict[str, np.ndarray]:
     }
 
 
+# quantile levels of the per-request latencies kept in metrics.json (``cdf``): 2% steps, and
+# the tail
+CDF_LEVELS = tuple(sorted({round(k / 50, 2) for k in range(51)} | {0.99, 0.999}))
+
+
+def _quantiles(cols: dict) -> dict:
+    """TTFT, TPOT and E2E at :data:`CDF_LEVELS` over the completed requests (None where
+    there is none): enough to draw a run's CDFs, and to compare runs' (``run --seeds``)."""
+    out: dict = {"levels": list(CDF_LEVELS)}
+    for key in ("ttft_s", "tpot_s", "e2e_s"):
+        values = _finite(cols[key])
+        out[key] = [float(v) for v in np.quantile(values, CDF_LEVELS)] if values.size else None
+    return out
+
+
 def summarize(result) -> dict:
     """The metrics.json content for ``result`` (a :class:`tokensim.sim.run.Result`)."""
     from tokensim import __version__
@@ -150,6 +165,7 @@ def summarize(result) -> dict:
     for key in ("ttft_s", "tpot_s", "e2e_s", "queue_s"):
         metrics[key] = _stats(_finite(cols[key]), more=more)
     metrics["itl_s"] = _stats(result.itl_s, result.itl_weights, more)
+    metrics["cdf"] = _quantiles(cols)
     metrics["throughput"] = {
         "duration_s": duration,
         "requests_per_s": rate(completed),

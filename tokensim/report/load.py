@@ -183,6 +183,17 @@ def _intervals_shaped(path: Path, data: dict) -> dict:
             )
             for f in figures.values()
         )
+        and all(
+            isinstance(b, dict)
+            and all(isinstance(b.get(k), list) for k in ("levels", "low", "high"))
+            and len(b["levels"]) == len(b["low"]) == len(b["high"])
+            and all(
+                isinstance(v, _NUM) and not isinstance(v, bool)
+                for k in ("levels", "low", "high")
+                for v in b[k]
+            )
+            for b in (entry.get("cdf_spread") or {}).values()
+        )
     )
     if not ok:
         raise ResultError(f"{path}: `intervals` is not what tokensim run --seeds writes")

@@ -273,9 +273,19 @@ def _cdfs(r: Results) -> list[str]:
             for pool in pools:
                 v = values[entered == pool]
                 samples[pool] = v[~np.isnan(v)]
+        band = (m.get("intervals") or {}).get("cdf_spread", {}).get(key)
+        spread = None
+        if band:
+            runs = len(m["intervals"]["seeds"])
+            spread = (f"spread of {runs} seeds", band["levels"], band["low"], band["high"])
         out.append(
             svg.cdf_chart(
-                samples, id=f"cdf-{key[:-2]}", title=f"{label} CDF", x_label=label, rules=rules
+                samples,
+                id=f"cdf-{key[:-2]}",
+                title=f"{label} CDF",
+                x_label=label,
+                rules=rules,
+                spread=spread,
             )
         )
     return out

@@ -667,11 +667,14 @@ def cdf_chart(
     log_x: bool | None = None,
     width: int = 640,
     height: int = 260,
+    spread: tuple[str, np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> str:
     """The empirical CDF of each sample of durations (seconds), with guides at 50, 90 and 99%.
 
     Each curve is drawn through at most 300 quantiles. ``log_x=None`` picks a log axis when the
     positive values span more than two decades; on a log axis values <= 0 are dropped.
+    ``spread`` = (label, quantile levels, lowest, highest): a shaded band between two values
+    at each level (the runs of several seeds), drawn under the curves.
     """
     _check_id(id)
     clean = {k: np.asarray(v, dtype=float).reshape(-1) for k, v in samples.items()}
@@ -686,7 +689,19 @@ def cdf_chart(
         return _no_data(id, title, width, height)
     rule_x = [r.value for r in rules if r.axis == "x" and math.isfinite(r.value)]
     rule_x = np.array([v for v in rule_x if v > 0 or not log_x])
-    lo, hi = _extent([x for x, _ in curves.values()] + [rule_x])
+    band = None
+    if spread is not None:
+        label = spread[0]
+        levels, low, high = (np.asarray(a, dtype=float) for a in spread[1:])
+        keep = np.isfinite(low) & np.isfinite(high)
+        if log_x:
+            keep &= (low > 0) & (high > 0)
+        if keep.sum() >= 2:
+            band = (label, levels[keep], low[keep], high[keep])
+    extent = [x for x, _ in curves.values()] + [rule_x]
+    if band is not None:
+        extent += [band[2], band[3]]
+    lo, hi = _extent(extent)
     if log_x:
         xa = _log_axis(lo, hi, "time")
     else:  # from 0, to the largest value
@@ -694,7 +709,10 @@ def cdf_chart(
         xa = _axis(lo, hi, "time", fix_lo=lo, fix_hi=hi, n=max(3, round(width / 128)))
     ya = _axis(0.0, 1.0, "percent", fix_lo=0.0, fix_hi=1.0)
     items = [(k, PALETTE[i % len(PALETTE)], "line") for i, k in enumerate(curves)]
-    legend, legend_h = _legend(items if len(items) > 1 else [], 8, 34, width - 8)
+    shown = items if len(items) > 1 or band is not None else []
+    if band is not None:
+        shown = shown + [(band[0], PALETTE[0], "band")]
+    legend, legend_h = _legend(shown, 8, 34, width - 8)
     height += max(0.0, legend_h - 16)  # legend rows past the first: a taller chart
     fr = _layout(ya, width, height, legend_h, 36 if x_label else 24)
 
@@ -707,6 +725,15 @@ def cdf_chart(
             f"p{q * 100:g}</text>"
         )
     out += [_clip(id, fr), f'<g clip-path="url(#{id}-clip)">']
+    if band is not None:
+        label, levels, low, high = band
+        xs = np.concatenate([fr.px(xa, low), fr.px(xa, high)[::-1]])
+        ys = np.concatenate([fr.py(ya, levels), fr.py(ya, levels)[::-1]])
+        out.append(
+            f'<path class="band" d="{_path_d(xs, ys, close=True)}" fill="{PALETTE[0]}" '
+            'fill-opacity="0.2">'
+            f"<title>{_esc(label)}</title></path>"
+        )
     for (label, (x, p)), (_, color, _) in zip(curves.items(), items, strict=True):
         out.append(
             f'<path class="series" d="{_path_d(fr.px(xa, x), fr.py(ya, p))}" fill="none" '
