@@ -129,6 +129,13 @@ def test_an_inner_path_is_set_after_the_block_that_holds_it():
         ("deployment.p.batching in { }", "needs alternatives", 10),
         ("deployment.p.batching in { static; static }", "`static` is given twice", 10),
         ("deployment.q.batching in { static }", "the spec has no `deployment.q`", 10),
+        # a pool is swept by its statements or with its whole deployment, and the error says so
+        (
+            "deployment.p in { a { model llama3_1_8b } }",
+            "`deployment.p` is a `pool` block: sweep its statements (`deployment.p.tp in 1, 2`)"
+            ", or whole alternatives of `deployment`",
+            10,
+        ),
     ],
 )
 def test_bad_alternatives_are_located_errors(sweep, message, line):

@@ -31,16 +31,21 @@ FIGURES: tuple[tuple[str, tuple[str, ...], str], ...] = (
 )
 
 
+def _mean_sd(values: Sequence[float]) -> tuple[float, float, int]:
+    """(mean, sample standard deviation, count) of ``values``, at least two."""
+    n = len(values)
+    if n < 2:
+        raise ValueError("an interval needs at least two replications")
+    mean = math.fsum(values) / n
+    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)), n
+
+
 def interval(values: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
     """The mean of ``values`` (one a replication, at least two), the Student-t interval of
     that mean at ``confidence``, their standard deviation and the lowest and highest."""
     from scipy.stats import t
 
-    n = len(values)
-    if n < 2:
-        raise ValueError("an interval needs at least two replications")
-    mean = math.fsum(values) / n
-    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    mean, sd, n = _mean_sd(values)
     half = float(t.ppf((1 + confidence) / 2, n - 1)) * sd / math.sqrt(n)
     return {
         "mean": mean,
@@ -57,11 +62,7 @@ def bound(values: Sequence[float], confidence: float, upper: bool = True) -> flo
     is below it (``upper``), or above it, with that confidence."""
     from scipy.stats import t
 
-    n = len(values)
-    if n < 2:
-        raise ValueError("a bound needs at least two replications")
-    mean = math.fsum(values) / n
-    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    mean, sd, n = _mean_sd(values)
     half = float(t.ppf(confidence, n - 1)) * sd / math.sqrt(n)
     return mean + half if upper else mean - half
 

@@ -127,6 +127,14 @@ def statement_at(parts: tuple[str, ...], statements, top: Block):
         if keyed(attr) and len(parts) - i <= 2:
             return (attr, block, parts[i + 1] if i + 1 < len(parts) else None), ""
         if i == len(parts) - 1:
+            index = labelled(stmts, block, seg) if attr is None else None
+            if index is not None:  # a labelled block (a pool, a node): swept with its parent
+                kind, parent = stmts[index].key.text, ".".join(parts[:-1])
+                return None, (
+                    f"`{'.'.join(parts)}` is a `{kind}` block: sweep its statements "
+                    f"(`{'.'.join(parts)}.tp in 1, 2`), or whole alternatives of "
+                    f"`{parent}` (`{parent} in {{ a {{ {kind} {seg} {{ ... }} ... }} }}`)"
+                )
             if attr is None or (attr.repeat and not single(attr, stmts)):
                 names = [a.key for a in block.attrs if not a.repeat]
                 hint = did_you_mean(seg, names)
