@@ -272,8 +272,7 @@ def _replicate(args, graph, seed: int, figures: dict) -> dict | None:
     """The ``intervals`` of this run (``figures``, its ``seed``) and ``--seeds`` - 1 more
     with the next seeds, run as a sweep's points are (in parallel, cached); None when
     interrupted."""
-    from tokensim.explore.execute import ExecutorError, Job, Tally
-    from tokensim.explore.search import _metrics_of
+    from tokensim.explore.execute import ExecutorError, Job, Tally, metrics_of
     from tokensim.intervals import intervals
 
     run_on, cache = _explorer(args)
@@ -281,7 +280,7 @@ def _replicate(args, graph, seed: int, figures: dict) -> dict | None:
     jobs = [Job(graph, s).keyed() for s in seeds[1:]]
     tally = Tally()
     try:
-        more = _metrics_of(jobs, run_on, cache, not args.quiet, tally, f"{len(jobs)} more seeds")
+        more = metrics_of(jobs, run_on, cache, not args.quiet, tally, f"{len(jobs)} more seeds")
     except KeyboardInterrupt:
         print("interrupted: nothing written", file=sys.stderr)
         return None

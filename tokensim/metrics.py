@@ -130,6 +130,11 @@ def _quantiles(cols: dict) -> dict:
     return out
 
 
+def within(value, op: str, limit: float):
+    """Whether ``value`` (a number or an array) meets an SLO limit: ``value op limit``."""
+    return value <= limit if op == "<=" else value < limit
+
+
 def summarize(result) -> dict:
     """The metrics.json content for ``result`` (a :class:`tokensim.sim.run.Result`)."""
     from tokensim import __version__
@@ -179,7 +184,7 @@ def summarize(result) -> dict:
         targets = []
         for t in slo.targets:
             column = cols["itl_mean_s" if t.metric == "itl" else f"{t.metric}_s"]
-            ok = column <= t.limit_s if t.op == "<=" else column < t.limit_s
+            ok = within(column, t.op, t.limit_s)
             good &= ok | np.isnan(column) & done & (t.metric in ("tpot", "itl"))
             if t.metric == "itl":
                 value = stat(result.itl_s, t.stat, result.itl_weights)
@@ -188,7 +193,7 @@ def summarize(result) -> dict:
                     value = math.inf
             else:
                 value = _with_missed(_finite(column[done]), t.stat, missed)
-            met = value <= t.limit_s if t.op == "<=" else value < t.limit_s
+            met = within(value, t.op, t.limit_s)
             targets.append(
                 {
                     "metric": t.metric,

@@ -13,6 +13,7 @@ tables they write do not depend on the executor or the number of processes.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -278,3 +279,15 @@ def execute(
         if progress is not None:
             progress.close()
     return tally
+
+
+def metrics_of(jobs, run_on, cache, bar, tally, label: str) -> list[dict]:
+    """Every job's metrics, in order; ``label`` heads the progress bar (what is being
+    tried)."""
+    got: list[dict] = [{}] * len(jobs)
+
+    def keep(j: int, files: dict[str, str], cached: bool) -> None:
+        got[j] = json.loads(files["metrics.json"])
+
+    execute(jobs, run_on, cache, keep, label=label, bar=bar, tally=tally)
+    return got

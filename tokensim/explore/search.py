@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Generator
 from dataclasses import dataclass, field
 
-from tokensim.explore.execute import Job, Tally, execute
+from tokensim.explore.execute import Job, Tally, metrics_of
 from tokensim.explore.sweep import cell, compiled, folder_name, points, shown
 from tokensim.report.sweep_data import labels
 
@@ -217,6 +216,7 @@ def trial_passes(metrics: list[dict], settings: Settings) -> bool:
     if settings.confidence is None:
         return all(passes(m, settings.attainment) for m in metrics)
     from tokensim.intervals import bound
+    from tokensim.metrics import within
 
     if any(m["requests"]["rejected"] for m in metrics):
         return False
@@ -231,7 +231,7 @@ def trial_passes(metrics: list[dict], settings: Settings) -> bool:
         if any(v is None or not math.isfinite(v) for v in values):
             return False
         top = bound(values, settings.confidence)
-        if not (top <= target["limit_s"] if target["op"] == "<=" else top < target["limit_s"]):
+        if not within(top, target["op"], target["limit_s"]):
             return False
     return True
 
@@ -319,7 +319,7 @@ def search(
             label = f"round {round_no}, at {tried}"
         else:
             label = "configurations"
-        got = _metrics_of(jobs, run_on, cache, bar, tally, label)
+        got = metrics_of(jobs, run_on, cache, bar, tally, label)
         n = len(settings.seeds)
         following: dict[int, float | None] = {}
         for k, i in enumerate(order):
@@ -334,18 +334,6 @@ def search(
         pending = following
     mark_pareto(outcomes, settings.goal)
     return outcomes
-
-
-def _metrics_of(jobs, run_on, cache, bar, tally, label: str) -> list[dict]:
-    """Every job's metrics, in order; ``label`` heads the progress bar (what is being
-    tried)."""
-    got: list[dict] = [{}] * len(jobs)
-
-    def keep(j: int, files: dict[str, str], cached: bool) -> None:
-        got[j] = json.loads(files["metrics.json"])
-
-    execute(jobs, run_on, cache, keep, label=label, bar=bar, tally=tally)
-    return got
 
 
 def objectives(o: Outcome, goal: str) -> tuple[float, ...] | None:

@@ -293,7 +293,7 @@ class Walk:
 def size(q: Question, run_on, cache, seeds, bar=True, tally=None) -> list[s.Outcome]:
     """Walk every layout of ``q``; an :class:`~tokensim.explore.search.Outcome` per layout
     (its configuration at the fewest passing GPUs found), ranked fewest GPUs first."""
-    from tokensim.explore.execute import Job
+    from tokensim.explore.execute import Job, metrics_of
     from tokensim.explore.sweep import compiled
     from tokensim.lang.diagnostics import CompileError
     from tokensim.lang.parse import parse
@@ -340,7 +340,7 @@ def size(q: Question, run_on, cache, seeds, bar=True, tally=None) -> list[s.Outc
             graphs.append(graph)
         jobs = [Job(g, seed).keyed() for g in graphs for seed in seeds]
         label = f"round {round_no}, {len(order)} layout{'s' * (len(order) != 1)} at {q.at}"
-        got = s._metrics_of(jobs, run_on, cache, bar, tally, label)
+        got = metrics_of(jobs, run_on, cache, bar, tally, label)
         following: dict[int, tuple[int, int]] = {}
         for k, i in enumerate(order):
             metrics = got[k * len(seeds) : (k + 1) * len(seeds)]

@@ -53,6 +53,17 @@ def gpu_id(ref: ir.GpuRef) -> str:
     return f"{ref.node}/gpu{ref.index}"
 
 
+def node_exits(hops: tuple[str, ...], node: str) -> list[tuple[str, str]]:
+    """The edges of a path (its ``hops``) with an end in ``node``: a GPU's way out of its
+    node (GPU link, NIC, the NIC's link to the fabric)."""
+    mine = f"{node}/"
+    return [
+        (u, v)
+        for u, v in zip(hops, hops[1:], strict=False)
+        if u.startswith(mine) or v.startswith(mine)
+    ]
+
+
 def instance_id(pool: str, index: int, microbatch: int | None = None) -> str:
     """``decode[0]``; a pipelined instance's in-flight batches are ``decode[0].v1``..."""
     return f"{pool}[{index}]" + (f".v{microbatch}" if microbatch is not None else "")

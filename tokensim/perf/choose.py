@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from tokensim import ir
+from tokensim.graph.lower import node_exits
 from tokensim.perf.roofline import CostModel
 from tokensim.perf.shared import MoeLinks, note
 
@@ -27,12 +28,9 @@ def for_pool(pool: ir.Pool, graph) -> CostModel:
     stage_bw, stage_lat = math.inf, 0.0
     for s in range(pp):
         stage = gpus[s * size : (s + 1) * size]
-        ring = stage[:tp]
         if tp > 1:
-            for a, b in zip(ring, ring[1:] + ring[:1], strict=True):
-                path = graph.path(a, b)
-                ring_bw = min(ring_bw, path.bottleneck_Bps)
-                ring_lat = max(ring_lat, path.latency_s)
+            bw, lat = _ring(graph, stage[:tp])
+            ring_bw, ring_lat = min(ring_bw, bw), max(ring_lat, lat)
         if s + 1 < pp:
             path = graph.path(stage[-1], gpus[(s + 1) * size])
             stage_bw = min(stage_bw, path.bottleneck_Bps)
@@ -62,6 +60,12 @@ def for_pool(pool: ir.Pool, graph) -> CostModel:
     return measured(pool, *links, moe=moe)
 
 
+def _ring(graph, gpus) -> tuple[float, float]:
+    """(narrowest hop's bandwidth, slowest hop's latency) of a ring over ``gpus`` in order."""
+    paths = [graph.path(a, b) for a, b in zip(gpus, gpus[1:] + gpus[:1], strict=True)]
+    return min(p.bottleneck_Bps for p in paths), max(p.latency_s for p in paths)
+
+
 def moe_links(graph, group: tuple) -> MoeLinks:
     """How a MoE layer's tokens travel among ``group``, a stage's GPUs, seen from its first.
 
@@ -71,11 +75,7 @@ def moe_links(graph, group: tuple) -> MoeLinks:
     the node cross the same link on their way there (GPUs sharing a NIC share its
     bandwidth): ``inter_Bps``.
     """
-    ring_bw, ring_lat = math.inf, 0.0
-    for a, b in zip(group, group[1:] + group[:1], strict=True):
-        path = graph.path(a, b)
-        ring_bw = min(ring_bw, path.bottleneck_Bps)
-        ring_lat = max(ring_lat, path.latency_s)
+    ring_bw, ring_lat = _ring(graph, group)
     first = group[0]
     local = [g for g in group if g.node == first.node]
     remote = [g for g in group if g.node != first.node]
@@ -85,19 +85,15 @@ def moe_links(graph, group: tuple) -> MoeLinks:
         intra, latency = path.bottleneck_Bps, path.latency_s
     inter = math.inf
     if remote:
-        mine = f"{first.node}/"
-        load: dict[frozenset, int] = {}
+        load: dict[tuple[str, str], int] = {}  # the node's GPUs crossing each edge out
         paths = [graph.path(g, remote[0]) for g in local]
         for path in paths:
-            for u, v in zip(path.hops, path.hops[1:], strict=False):
-                if u.startswith(mine) or v.startswith(mine):  # the node's way out
-                    edge = frozenset((u, v))
-                    load[edge] = load.get(edge, 0) + 1
+            for edge in node_exits(path.hops, first.node):
+                load[edge] = load.get(edge, 0) + 1
         out = paths[0]
         inter = min(
-            graph.topology.edges[u, v]["bandwidth_Bps"] / load[frozenset((u, v))]
-            for u, v in zip(out.hops, out.hops[1:], strict=False)
-            if frozenset((u, v)) in load
+            graph.topology.edges[edge]["bandwidth_Bps"] / load[edge]
+            for edge in node_exits(out.hops, first.node)
         )
         inter = min(inter, out.bottleneck_Bps)
         latency = max(latency, out.latency_s)

@@ -203,13 +203,18 @@ class CostModel:
             seconds += g.kernels * self.kernel_s + quant
         return seconds
 
+    def _ring_allreduce(
+        self, gpus: int, nbytes: float, bandwidth_Bps: float, latency_s: float
+    ) -> float:
+        """A ring all-reduce of ``nbytes`` over ``gpus`` GPUs: ``2 (gpus - 1)`` steps, each
+        moving ``nbytes / gpus`` and paying the ring's latency, plus a kernel."""
+        steps = 2 * (gpus - 1)
+        return self.kernel_s + steps / gpus * nbytes / bandwidth_Bps + steps * latency_s
+
     def _allreduce(self, nbytes: float) -> float:
         if self.tp == 1:
             return 0.0
-        steps = 2 * (self.tp - 1)
-        return (
-            self.kernel_s + steps / self.tp * nbytes / self.ring_Bps + steps * self.ring_latency_s
-        )
+        return self._ring_allreduce(self.tp, nbytes, self.ring_Bps, self.ring_latency_s)
 
     def _experts(self, tokens: int) -> float:
         """One MoE layer's routed experts over the whole batch's ``tokens``, on the busiest
@@ -233,12 +238,11 @@ class CostModel:
         tokens and scatters the experts' sums back (``dp`` > 1)."""
         links = self.moe
         if self.ep is None:
-            group = self.tp * self.dp
-            steps = 2 * (group - 1)
-            return (
-                self.kernel_s
-                + steps / group * tokens * self.hidden_bytes / links.group_Bps
-                + steps * links.group_latency_s
+            return self._ring_allreduce(
+                self.tp * self.dp,
+                tokens * self.hidden_bytes,
+                links.group_Bps,
+                links.group_latency_s,
             )
         n, k, local = self.ep.size, self.top_k, links.local
         if n == 1:

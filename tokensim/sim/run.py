@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tokensim import ir
+from tokensim.graph.lower import node_exits
 from tokensim.lang.diagnostics import CompileError, Diagnostic
 from tokensim.lang.source import Span
 from tokensim.perf import for_pool
@@ -61,10 +62,8 @@ def _all_to_all_edges(graph, pool: ir.Pool, gpus: tuple[str, ...]) -> tuple | No
             peer = next((p for p in group if graph.topology.nodes[p]["node"] != node), None)
             if peer is None:
                 continue
-            hops = graph.path(g, peer).hops
-            for u, v in zip(hops, hops[1:], strict=False):
-                if u.startswith(f"{node}/") or v.startswith(f"{node}/"):
-                    edges[(u, v)] = edges[(v, u)] = None
+            for u, v in node_exits(graph.path(g, peer).hops, node):
+                edges[(u, v)] = edges[(v, u)] = None
     return tuple(edges) or None
 
 
