@@ -121,7 +121,7 @@ def _summary(spec) -> str:
         n = len(spec.gpus) + len(spec.links) + len(spec.models)
         return f"{n} definitions"
     pools = spec.deployment.pools
-    gpus = sum(len(p.instances) * p.gpus_per_instance for p in pools)
+    gpus = spec.deployment.gpus
     instances = sum(len(p.instances) for p in pools)
     return (
         f"{len(pools)} pool{'s' * (len(pools) != 1)}, {instances} "

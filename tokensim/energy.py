@@ -58,22 +58,20 @@ def energy(result) -> dict:
         # an instance's batches in flight (pipelined) share its GPUs: its idle time is the
         # GPUs', counted once over them
         share = 1.0 / pool.microbatches
-        joules = gpus * (float((draw * seconds).sum()) * share)
-        idle_s = max(0.0, span - busy_s) * share
-        joules += gpus * gpu.idle_power_W * idle_s
+        busy_J = gpus * float((draw * seconds).sum()) * share
+        idle_J = gpus * gpu.idle_power_W * max(0.0, span - busy_s) * share
         entry = by_pool.setdefault(inst.pool, {"joules": 0.0, "busy_joules": 0.0, "busy_s": 0.0})
-        entry["joules"] += joules
-        entry["busy_joules"] += gpus * float((draw * seconds).sum()) * share
+        entry["joules"] += busy_J + idle_J
+        entry["busy_joules"] += busy_J
         entry["busy_s"] += gpus * busy_s * share  # GPU-seconds busy
     total = sum(p["joules"] for p in by_pool.values())
     r = result.requests
     out_tokens = float(r["output_tokens"][~r["rejected"]].sum())
-    gpus_all = sum(len(p.instances) * p.gpus_per_instance for p in pools)
     return {
         "joules": total,
         "kwh": total / 3.6e6,
         "average_power_W": total / span if span > 0 else 0.0,
-        "gpus": gpus_all,
+        "gpus": result.spec.deployment.gpus,
         "joules_per_output_token": total / out_tokens if out_tokens else None,
         "kwh_per_million_output_tokens": total / 3.6e6 / out_tokens * 1e6 if out_tokens else None,
         "pools": {

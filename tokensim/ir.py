@@ -522,6 +522,11 @@ class Deployment:
         return next(p for p in self.pools if p.name == name)
 
     @property
+    def gpus(self) -> int:
+        """GPUs the pools run on (GPUs of the cluster no pool uses are not counted)."""
+        return sum(len(p.instances) * p.gpus_per_instance for p in self.pools)
+
+    @property
     def entry_pools(self) -> tuple[Pool, ...]:
         """Pools that receive arriving requests (colocated or prefill)."""
         return tuple(p for p in self.pools if p.role != "decode")

@@ -255,7 +255,7 @@ def _cost(spec, duration_s: float, out_tokens: int, in_tokens: int) -> dict | No
     pools = spec.deployment.pools if spec.deployment else ()
     if not pools or any(p.gpu.price_per_h is None for p in pools):
         return None
-    gpus = sum(len(p.instances) * p.gpus_per_instance for p in pools)
+    gpus = spec.deployment.gpus
     per_h = sum(len(p.instances) * p.gpus_per_instance * p.gpu.price_per_h for p in pools)
     spent = per_h * duration_s / 3600
 

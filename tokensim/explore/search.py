@@ -141,9 +141,7 @@ def configurations(module, sources, spec) -> list[Config]:
             config.error = err.diagnostics[0].message if err.diagnostics else str(err)
         else:
             config.module, config.graph = m, graph
-            config.gpus = sum(
-                len(p.instances) * p.gpus_per_instance for p in graph.spec.deployment.pools
-            )
+            config.gpus = graph.spec.deployment.gpus
             config.rate, config.span = arrival_rate(graph.spec), window(graph.spec)
         out.append(config)
     return out

@@ -52,7 +52,7 @@ def sentence(spec) -> str:
             f"{len(p.instances)} × {par} {p.model.name} {p.dtype}{role} instance"
             f"{'s' * (len(p.instances) != 1)} on {p.gpu.name} (pool {p.name})"
         )
-    used = sum(len(p.instances) * p.gpus_per_instance for p in d.pools)
+    used = d.gpus
     total = sum(n.count for n in c.nodes)
     where = f"{_plural(used, 'GPU')}" + (f" of {total}" if total != used else "")
     where += f" in {_plural(len(c.nodes), 'node')}"
