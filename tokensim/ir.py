@@ -371,6 +371,23 @@ class Engine:
         return memory_B * gpu_util - weights_B - activations_B
 
 
+TIER_KINDS = ("host", "disk", "remote")  # fastest first: the order blocks fall through
+
+
+@dataclass(frozen=True)
+class KvTier:
+    """``tier KIND SIZE { bandwidth; write }``: a lower KV tier under the prefix cache.
+    ``host`` and ``disk`` belong to each instance, ``remote`` is one store shared by the
+    pool's instances; ``bandwidth_Bps`` caps the tier's own rate (None: only the topology's
+    links bound it); ``through``: blocks are written as computed, not when evicted."""
+
+    kind: str
+    capacity_B: float
+    bandwidth_Bps: float | None
+    through: bool
+    span: Span
+
+
 @dataclass(frozen=True)
 class KvConfig:
     """A pool's KV-cache memory policy."""
@@ -385,6 +402,7 @@ class KvConfig:
     span: Span | None
     # where the pool's own `kv` block turns prefix caching on (None: not written there)
     prefix_cache_written: Span | None = None
+    tiers: tuple[KvTier, ...] = ()  # lower tiers, fastest first
 
 
 @dataclass(frozen=True)
@@ -554,6 +572,18 @@ class SharedPrefix:
 
 
 @dataclass(frozen=True)
+class Sessions:
+    """``sessions { turns N; think T }``: requests come as conversations of ``turns``
+    turns; each turn is sent ``think_s`` (mean) after the answer to the one before, and its
+    prompt is the conversation so far plus its own new tokens."""
+
+    turns: int
+    think_s: float
+    think: str  # how think times are drawn: exponential (mean think_s) or constant
+    span: Span
+
+
+@dataclass(frozen=True)
 class Workload:
     arrivals: PolicyUse | None  # None: arrival times from the trace
     lengths: PolicyUse | None  # None: lengths from the trace
@@ -564,6 +594,7 @@ class Workload:
     span: Span
     shared_prefix: SharedPrefix | None = None
     seeds: int | None = None  # replications the spec asks for (None: the command's default)
+    sessions: Sessions | None = None  # multi-turn conversations (None: independent requests)
 
 
 @dataclass(frozen=True)

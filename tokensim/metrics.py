@@ -130,6 +130,26 @@ def _quantiles(cols: dict) -> dict:
     return out
 
 
+def _sessions(r, cols, done) -> dict:
+    """Conversations: how many, their turns, and what a turn after the first gains from
+    the history it shares (its TTFT beside first turns', its prompt's cached share)."""
+    later = r["turn"] > 0
+    out = {
+        "conversations": int(r["session"].max()) + 1 if len(r["session"]) else 0,
+        "turns": len(r["session"]),
+    }
+    for name, which in (("first_turns", ~later), ("later_turns", later)):
+        served = which & done
+        prompt = int(r["prompt_tokens"][served].sum())
+        out[name] = {
+            "requests": int(which.sum()),
+            "ttft_s": _stats(_finite(cols["ttft_s"][served])),
+            "mean_prompt_tokens": prompt / int(served.sum()) if served.any() else 0.0,
+            "cached_share": int(r["cached_tokens"][served].sum()) / prompt if prompt else 0.0,
+        }
+    return out
+
+
 def within(value, op: str, limit: float):
     """Whether ``value`` (a number or an array) meets an SLO limit: ``value op limit``."""
     return value <= limit if op == "<=" else value < limit
@@ -217,6 +237,13 @@ def summarize(result) -> dict:
 
     metrics["energy"] = energy(result)
     metrics["kv"] = {"peak_utilization": max(_peak(i) for i in result.instances)}
+    if "session" in r:
+        metrics["sessions"] = _sessions(r, cols, done)
+    if result.tiers:
+        metrics["kv_tiers"] = [
+            {**t, "hit_share": t["hit_tokens"] / in_tokens if in_tokens else 0.0}
+            for t in result.tiers
+        ]
     metrics["links"] = {
         name: {"bytes": moved, "peak_flows": int(result.links[name][:, 1].max())}
         for name, moved in result.link_bytes.items()

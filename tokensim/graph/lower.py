@@ -19,7 +19,10 @@ the link's latency, so going GPU -> switch -> GPU costs the link's latency once.
 entry pools (a pipelined instance is one vertex per batch it keeps in flight through
 its stages, ``pool[i].v0``..., on the same GPUs); prefill instances ->
 ``router:<decode pool>`` -> decode instances (edges of kind ``transfer`` carry the KV
-path per tp rank); instances -> ``sink``.
+path per tp rank); instances -> ``sink``. A pool's lower KV tiers are vertices of kind
+``tier``: ``decode[0]/host`` and ``decode[0]/disk`` of each instance, ``decode/remote``
+shared by the pool, each reached by an ``offload`` edge from the instance that carries
+the rate its blocks move at (:func:`tier_bandwidth`).
 
 Every vertex and edge keeps the ``span`` of the statement it came from.
 """
@@ -231,6 +234,8 @@ def _dataflow(spec: ir.Spec, graph: Graph) -> nx.DiGraph:
                     index=inst.index,
                     **shape,
                 )
+    for pool in dep.pools:
+        _tiers(d, graph, pool)
     for pool in entry:
         for inst in pool.instances:
             for name in engines(pool, inst):
@@ -269,6 +274,55 @@ def _dataflow(spec: ir.Spec, graph: Graph) -> nx.DiGraph:
                             ir=t,
                         )
     return d
+
+
+def _tiers(d: nx.DiGraph, graph: Graph, pool: ir.Pool) -> None:
+    """The vertices of ``pool``'s lower KV tiers and the ``offload`` edges to them."""
+    for tier in pool.kv.tiers:
+        shared = f"{pool.name}/remote"
+        if tier.kind == "remote":
+            d.add_node(
+                shared, kind="tier", tier="remote", pool=pool.name, capacity_B=tier.capacity_B,
+                span=tier.span, ir=tier,
+            )  # fmt: skip
+        for inst in pool.instances:
+            rate = tier_bandwidth(graph, pool, inst, tier)
+            for name in engines(pool, inst):
+                vertex = shared
+                if tier.kind != "remote":  # each batch in flight keeps its share
+                    vertex = f"{name}/{tier.kind}"
+                    d.add_node(
+                        vertex, kind="tier", tier=tier.kind, pool=pool.name,
+                        capacity_B=tier.capacity_B / pool.microbatches, span=tier.span, ir=tier,
+                    )  # fmt: skip
+                d.add_edge(name, vertex, kind="offload", bandwidth_Bps=rate, span=tier.span)
+
+
+def tier_bandwidth(graph: Graph, pool: ir.Pool, inst: ir.Instance, tier: ir.KvTier) -> float:
+    """Bytes a second one of ``inst``'s KV blocks moves at between its GPUs and ``tier``:
+    each of the ``tp x pp`` GPUs holding a block moves its shard over its own link (to the
+    host for ``host`` and ``disk``, to its NIC for ``remote``); a remote block also crosses
+    the NICs of those GPUs into the network; and the tier's own ``bandwidth``, if given,
+    bounds the whole."""
+    topo = graph.topology
+    gpus = [gpu_id(g) for g in inst.gpus[: pool.tp * pool.pp]]
+    if tier.kind == "remote":
+        nics = [next(n for n in topo[g] if topo.nodes[n]["kind"] == "nic") for g in gpus]
+        per_gpu = min(topo.edges[g, n]["bandwidth_Bps"] for g, n in zip(gpus, nics, strict=True))
+        out = sum(
+            max(
+                topo.edges[n, f]["bandwidth_Bps"]
+                for f in topo[n]
+                if topo.nodes[f]["kind"] == "fabric"
+            )
+            for n in dict.fromkeys(nics)
+        )
+        rate = min(per_gpu * len(gpus), out)
+    else:
+        host = [f"{topo.nodes[g]['node']}/host" for g in gpus]
+        rate = min(topo.edges[g, h]["bandwidth_Bps"] for g, h in zip(gpus, host, strict=True))
+        rate *= len(gpus)
+    return rate if tier.bandwidth_Bps is None else min(rate, tier.bandwidth_Bps)
 
 
 def lower(spec: ir.Spec) -> Graph:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from tokensim.graph.lower import RUNTIME, Graph, Path
+from tokensim.graph.lower import RUNTIME, Graph, Path, engines
 from tokensim.lang.source import Span
 from tokensim.lang.units import Dim, format_quantity
 
@@ -59,6 +59,15 @@ def text(graph: Graph) -> str:
             f"{pool.dtype}, {pool.parallelism()} on {pool.gpu.name}, "
             f"batching {pool.batching.name}; instance 0 on {', '.join(map(str, first))}"
         )
+        zero = engines(pool, pool.instances[0])[0]
+        for _, v, e in d.out_edges(zero, data=True):
+            if e["kind"] == "offload":
+                t = d.nodes[v]["ir"]
+                where = "shared by the pool" if t.kind == "remote" else "each instance"
+                out.append(
+                    f"    kv tier {t.kind} {format_quantity(t.capacity_B, Dim.BYTES)} ({where}), "
+                    f"write {'through' if t.through else 'back'}, at {_bw(e['bandwidth_Bps'])}"
+                )
     for node in sorted(n for n in d if d.nodes[n]["kind"] == "router"):
         targets = sorted(v for v in d.successors(node))
         out.append(f"  {node} by {d.nodes[node]['policy']} -> {_compact(targets)}")

@@ -36,6 +36,7 @@ REQUEST_COLUMNS = (
     "e2e_s",
     "rejected",
 )
+SESSION_COLUMNS = ("session", "turn")  # with `sessions`: the conversation, and its turn
 SERIES_COLUMNS = (
     "instance",
     "time_s",
@@ -118,9 +119,10 @@ def write_requests(result, f) -> None:
     r = result.requests
     derived = per_request(result)
     columns = {**r, **derived}
+    names = REQUEST_COLUMNS + tuple(c for c in SESSION_COLUMNS if c in r)
     w = csv.writer(f, lineterminator="\n")
-    w.writerow(REQUEST_COLUMNS)
-    cols = [np.asarray(columns[c]) for c in REQUEST_COLUMNS]
+    w.writerow(names)
+    cols = [np.asarray(columns[c]) for c in names]
     text = [k for k, c in enumerate(cols) if c.dtype.kind in "OSU"]  # numbers need no quotes
     for lo in range(0, len(r["id"]), _CHUNK):  # a block of rows at a time: all would not fit
         cells = [_cells(c[lo : lo + _CHUNK]) for c in cols]

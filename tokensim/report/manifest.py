@@ -22,8 +22,9 @@ def pools(spec) -> list[dict]:
     """One dict per pool: what runs on it and where."""
     if spec.deployment is None:
         return []
-    return [
-        {
+    out = []
+    for p in spec.deployment.pools:
+        pool = {
             "name": p.name,
             "role": p.role,
             "model": p.model.name,
@@ -35,8 +36,12 @@ def pools(spec) -> list[dict]:
             "gpu": p.gpu.name,
             "batching": p.batching.name,
         }
-        for p in spec.deployment.pools
-    ]
+        if p.kv.tiers:  # lower KV tiers, fastest first
+            pool["kv_tiers"] = " · ".join(
+                f"{t.kind} {format_quantity(t.capacity_B, Dim.BYTES)}" for t in p.kv.tiers
+            )
+        out.append(pool)
+    return out
 
 
 def sentence(spec) -> str:
@@ -80,6 +85,14 @@ def workload(spec, requests: int | None = None) -> str:
         size = "every request"
     if w.trace is not None and w.arrivals is None and w.lengths is None:
         return f"{size} from the trace {w.trace.path.rsplit('/', 1)[-1]}"
+    if w.sessions is not None:  # the arrivals start conversations; requests are turns
+        c = w.sessions
+        size = size.replace("request", "turn")
+        think = format_quantity(c.think_s, Dim.TIME)
+        return (
+            f"{size} in conversations of {c.turns} (think {think}), started by "
+            f"{_policy(w.arrivals)} arrivals, {_policy(w.lengths)} lengths"
+        )
     return f"{size}, {_policy(w.arrivals)} arrivals, {_policy(w.lengths)} lengths"
 
 

@@ -16,6 +16,7 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
+from tokensim.lang.units import Dim, format_quantity
 from tokensim.report import series as ts
 from tokensim.report import svg
 from tokensim.report.load import Results
@@ -132,6 +133,7 @@ def _cards(m: dict) -> list[dict]:
                 "state": "miss",
             }
         )
+    cards += _reuse_cards(m)
     cards.append(
         {
             "label": "Peak KV use",
@@ -166,6 +168,48 @@ def _cards(m: dict) -> list[dict]:
                 "value": dollars(cost["usd_per_million_output_tokens"]),
                 "detail": f"{cost['gpus']} GPUs at ${cost['usd_per_hour']:.2f}/h · "
                 f"{dollars(cost['usd_per_million_tokens'])} per 1M tokens with prompts",
+                "state": "plain",
+            }
+        )
+    return cards
+
+
+def _reuse_cards(m: dict) -> list[dict]:
+    """Cards for prefix reuse: the prefix cache's share of prompt tokens, split by where
+    it came from (GPU or a lower KV tier), and how conversations' later turns fare."""
+    req, cards = m["requests"], []
+    cached, prompt = req["cached_prompt_tokens"], req["prompt_tokens"]
+    tiers = m.get("kv_tiers") or []
+    if cached and prompt:
+        kinds: dict[str, list] = {}
+        for t in tiers:
+            k = kinds.setdefault(t["kind"], [0, 0.0])
+            k[0] += t["hit_tokens"]
+            k[1] += t["loaded_bytes"]
+        parts = [f"GPU {max(0, cached - sum(k[0] for k in kinds.values())) / prompt:.1%}"]
+        parts += [
+            f"{kind} {tokens / prompt:.1%} ({format_quantity(loaded, Dim.BYTES)} loaded)"
+            for kind, (tokens, loaded) in kinds.items()
+        ]
+        cards.append(
+            {
+                "label": "Prefix cache",
+                "value": f"{cached / prompt:.1%}",
+                "detail": "of prompt tokens not computed · " + " · ".join(parts),
+                "state": "plain",
+            }
+        )
+    conv = m.get("sessions")
+    if conv:
+        first, later = conv["first_turns"], conv["later_turns"]
+        p90 = lambda t: _ms(t["ttft_s"].get("p90"))  # noqa: E731
+        cards.append(
+            {
+                "label": "Conversations",
+                "value": f"{conv['conversations']:,}",
+                "detail": f"{conv['turns']:,} turns · TTFT p90 {p90(later)} after the first "
+                f"turn, {p90(first)} at it · later prompts {later['mean_prompt_tokens']:,.0f} "
+                f"tokens on average, {later['cached_share']:.0%} cached",
                 "state": "plain",
             }
         )

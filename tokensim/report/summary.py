@@ -118,6 +118,14 @@ def summary_table(metrics: dict) -> str:
         )
     cached, prompt = req["cached_prompt_tokens"], req.get("prompt_tokens", 0)
     hits = f"prefix cache served {cached / prompt:.1%} of prompt tokens; " if cached else ""
+    tiers = metrics.get("kv_tiers") or []
+    if tiers and prompt:
+        kinds: dict[str, int] = {}
+        for t in tiers:
+            kinds[t["kind"]] = kinds.get(t["kind"], 0) + t["hit_tokens"]
+        gpu = max(0, cached - sum(kinds.values()))
+        shares = ", ".join(f"{k} {v / prompt:.1%}" for k, v in {"GPU": gpu, **kinds}.items())
+        hits = f"prefix cache served {cached / prompt:.1%} of prompt tokens ({shares}); "
     lines.append(
         f"{hits}peak KV use {metrics['kv']['peak_utilization']:.1%}; simulated "
         f"{metrics['sim']['simulated_s']:.1f} s in {metrics['sim']['wall_s']:.2f} s wall, "

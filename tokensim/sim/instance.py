@@ -155,6 +155,8 @@ class Instance:
         self.share = self.reservation.share if self.reservation else 0.0
         self._round_s, self._round_tokens = -1.0, 0
         self.kv = kv
+        self.tier_s: dict = {}  # lower KV tier -> seconds to load one block from it
+        self._load_s = 0.0  # loads of the admissions of the batch being formed
         self.policy = policy
         self.swap_Bps = swap_Bps  # host link bandwidth for swapping, per GPU
         self.block_bytes = block_bytes  # one KV block's bytes on one GPU
@@ -394,6 +396,8 @@ class Instance:
             return False
         self.waiting.pop()
         hit = self.kv.admit(req.id, req.tokens, req.hashes)
+        if self.kv.loads:  # blocks a lower tier held: copied in before the step computes
+            self._load_s += sum(n * self.tier_s[t] for t, n in self.kv.loads.items())
         req.hit_tokens = hit
         req.computed = hit
         now = self.kernel.now
@@ -570,6 +574,8 @@ class Instance:
             self._sample(0)
             return
         prefill, decode, extra_s = plan
+        extra_s += self._load_s
+        self._load_s = 0.0
         if not prefill:
             self._move("decode_run")
             self._start_run(extra_s)
@@ -804,7 +810,7 @@ class Instance:
         made = self.kernel.now + delivered_after_s
         req.finish_s = self.frontend.seen(req.id, made)  # when its client has it all
         req.log.append((made, "finished", req.generated))
-        self.kv.release(req.id)
+        self.kv.release(req.id, self.sim.answer_blocks(req, self.kv.block_tokens))
         del self.running[req]
         self._count(-1)
         self.sim.finished(req)

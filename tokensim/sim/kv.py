@@ -13,8 +13,11 @@ Every block of the instance is in exactly one state:
 * *free*.
 
 ``used + cached + free == capacity``. Swapped-out requests hold blocks in host memory
-(``swapped_blocks``), not on the device. Calls are O(1) except those that walk a prompt's
-hashes (admission, hit queries) and :meth:`BlockManager.check`.
+(``swapped_blocks``), not on the device. Below the prefix cache may lie lower tiers
+(:mod:`tokensim.sim.tiers`): the blocks it evicts go down to them, and a prompt's blocks
+found there are loaded instead of recomputed (the caller prices the copy). Calls are O(1)
+except those that walk a prompt's hashes (admission, hit queries) and
+:meth:`BlockManager.check`.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class BlockManager:
         watermark_blocks: int = 0,
         prefix_cache: bool = False,
         swap_capacity_blocks: int = 0,
+        tiers: Sequence = (),
     ):
         if capacity_blocks < 0:
             raise ValueError(f"capacity_blocks must be >= 0, got {capacity_blocks}")
@@ -98,6 +102,10 @@ class BlockManager:
         self._lru: OrderedDict[Hashable, None] = OrderedDict()  # unheld cached, oldest first
         self._swapped: dict[Hashable, int] = {}  # request -> tokens kept in host memory
         self._swapped_blocks = 0
+        # lower tiers, fastest first: the first takes what the cache evicts
+        self.tiers = tuple(tiers)
+        self._through = tuple(t for t in self.tiers if t.through)
+        self.loads: dict = {}  # tier -> blocks the last admission loads from it
 
     # -- counts ---------------------------------------------------------------------------
 
@@ -188,6 +196,20 @@ class BlockManager:
             k += 1
         return k
 
+    def _lower_hits(self, hashes: tuple[Hashable, ...], k: int, tokens: int) -> list:
+        """The tier each prompt block after the ``k`` cached ones is loaded from, while a
+        lower tier holds it (the fastest that does), leaving at least one token to compute."""
+        if not self.tiers:
+            return []
+        limit = min(len(hashes), (tokens - 1) // self.block_tokens)
+        found = []
+        for h in hashes[k:limit]:
+            tier = next((t for t in self.tiers if h in t), None)
+            if tier is None:
+                break
+            found.append(tier)
+        return found
+
     def _shortfall(self, request_id: Hashable, tokens: int, hashes) -> tuple[tuple, int, int]:
         """(hashes, hit blocks, blocks over the watermark that admission would take)."""
         if request_id in self._running or request_id in self._swapped:
@@ -202,9 +224,12 @@ class BlockManager:
     def hit_tokens(self, hashes: Sequence[Hashable] | None, tokens: int) -> int:
         """Prompt tokens of a ``tokens``-token prompt already cached here (no state change).
 
-        A multiple of ``block_tokens``, below ``tokens``; 0 without prefix caching.
+        A multiple of ``block_tokens``, below ``tokens``; 0 without prefix caching. Blocks
+        a lower tier would load count.
         """
-        return self._hit_blocks(self._hashes(hashes, tokens), tokens) * self.block_tokens
+        hashes = self._hashes(hashes, tokens)
+        k = self._hit_blocks(hashes, tokens)
+        return (k + len(self._lower_hits(hashes, k, tokens))) * self.block_tokens
 
     def can_admit(
         self, request_id: Hashable, tokens: int, hashes: Sequence[Hashable] | None = None
@@ -221,15 +246,27 @@ class BlockManager:
         return self._shortfall(request_id, tokens, hashes)[2] <= 0
 
     def admit(
-        self, request_id: Hashable, tokens: int, hashes: Sequence[Hashable] | None = None
+        self,
+        request_id: Hashable,
+        tokens: int,
+        hashes: Sequence[Hashable] | None = None,
+        lower: bool = True,
     ) -> int:
         """Allocate a ``tokens``-token prompt's blocks; return its prefix-cache hit in tokens.
 
         Raises :class:`KvError` if the request is already here or :meth:`can_admit` is false.
         Full blocks with a hash that miss the cache enter it (held by this request); a hashed
-        block past the hit whose hash is already cached is allocated privately.
+        block past the hit whose hash is already cached is allocated privately. With
+        ``lower``, the blocks after the hit that a lower tier holds are loaded from it (they
+        take new blocks, and count in the hit): :attr:`loads` says how many from which tier.
+        Write-through tiers keep every block computed here.
         """
         hashes, k, over = self._shortfall(request_id, tokens, hashes)
+        loaded = self._lower_hits(hashes, k, tokens) if lower else []
+        self.loads = {}
+        for i, tier in enumerate(loaded):
+            tier.hit(hashes[k + i])
+            self.loads[tier] = self.loads.get(tier, 0) + 1
         if over > 0:
             raise KvError(
                 f"request {request_id!r} ({tokens} tokens) does not fit: {over} blocks short "
@@ -246,18 +283,29 @@ class BlockManager:
         blocks = self.blocks_for(tokens)
         self._evict(blocks - k - self.free_blocks)
         if self.prefix_cache:
-            for h in hashes[k:]:
+            through = self._through
+            for i, h in enumerate(hashes[k:], k):
                 if h not in refs and h not in lru:
                     refs[h] = 1
                     shared.append(h)
+                    if i >= k + len(loaded):  # computed here, not loaded
+                        for tier in through:
+                            tier.put(h)
         self._private += blocks - len(shared)
         self._running[request_id] = _Running(tokens, blocks, tuple(shared))
-        return k * self.block_tokens
+        return (k + len(loaded)) * self.block_tokens
 
     def _evict(self, n: int) -> None:
-        """Drop the ``n`` least recently released cached blocks (nothing if ``n <= 0``)."""
+        """Drop the ``n`` least recently released cached blocks (nothing if ``n <= 0``);
+        with lower tiers, each goes down to the first."""
+        lru = self._lru
+        if self.tiers:
+            first = self.tiers[0]
+            for _ in range(n):
+                first.put(lru.popitem(last=False)[0])
+            return
         for _ in range(n):
-            self._lru.popitem(last=False)
+            lru.popitem(last=False)
 
     # -- growth and release ---------------------------------------------------------------
 
@@ -332,13 +380,22 @@ class BlockManager:
         """Blocks :meth:`reserve` granted that no :meth:`settle` has attributed yet."""
         return self._unsettled
 
-    def _drop(self, r: _Running) -> None:
-        """Give back a running request's blocks; its unheld prefix blocks become cached.
+    def _drop(self, r: _Running, more: Sequence[Hashable] = ()) -> None:
+        """Give back a running request's blocks; its unheld prefix blocks become cached,
+        and so do the private full blocks after its prompt that ``more`` names.
 
-        Released tail-first, so a prompt's last blocks are evicted before its first ones.
+        Released tail-first, so a sequence's last blocks are evicted before its first ones.
         """
         self._private -= r.blocks - len(r.shared)
         refs, lru = self._refs, self._lru
+        if more:
+            if len(more) > r.blocks - len(r.shared):
+                raise KvError(f"{len(more)} blocks named past the prompt's; fewer are held")
+            for h in reversed(more):
+                if h not in refs and h not in lru:
+                    lru[h] = None
+                    for tier in self._through:
+                        tier.put(h)
         for h in reversed(r.shared):
             count = refs[h] - 1
             if count:
@@ -347,14 +404,16 @@ class BlockManager:
                 del refs[h]
                 lru[h] = None
 
-    def release(self, request_id: Hashable) -> None:
+    def release(self, request_id: Hashable, more: Sequence[Hashable] = ()) -> None:
         """Free a finished (or aborted) request's blocks, device or swapped.
 
-        With prefix caching its hashed prompt blocks stay cached (evictable once unheld).
+        With prefix caching its hashed prompt blocks stay cached (evictable once unheld),
+        and so do the full blocks after them that ``more`` names, in order (a conversation's
+        answer, which its next turn's prompt starts with).
         """
         r = self._running.pop(request_id, None)
         if r is not None:
-            self._drop(r)
+            self._drop(r, more if self.prefix_cache else ())
         elif request_id in self._swapped:
             self._swapped_blocks -= self.blocks_for(self._swapped.pop(request_id))
         else:

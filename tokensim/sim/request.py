@@ -98,6 +98,7 @@ class Request:
         "prefill_step_s",
         "kv_waited",
         "received_hit",
+        "session",
     )
 
     def __init__(
@@ -109,6 +110,7 @@ class Request:
         priority: int = 0,
         hashes: tuple | None = None,
         log: bool = True,
+        session: int = -1,
     ):
         self.id = rid
         self.arrival_s = arrival_s
@@ -116,6 +118,7 @@ class Request:
         self.output = output
         self.priority = priority
         self.hashes = hashes
+        self.session = session  # the conversation it is a turn of (-1: none)
         self.state = State.ARRIVED
         self.instance = None  # where it was queued first
         self.decode_instance = None  # where its KV went after prefill (disaggregation)

@@ -35,6 +35,7 @@ from tokensim.sim.instance import Instance
 from tokensim.sim.kv import BlockManager
 from tokensim.sim.network import Network
 from tokensim.sim.request import Request, State
+from tokensim.sim.tiers import Tier
 from tokensim.workload import TraceError, generate
 
 
@@ -110,6 +111,8 @@ class Result:
     # utilization) rows
     links: dict[str, np.ndarray] = field(default_factory=dict)
     link_bytes: dict[str, float] = field(default_factory=dict)  # bytes moved over each
+    # per lower KV tier (dataflow vertex): kind, pool, capacity and what moved
+    tiers: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -151,6 +154,7 @@ class Simulation:
         self.progress = progress
         self.instances: list[Instance] = []
         self.by_name: dict[str, Instance] = {}
+        self.tiers: dict[str, Tier] = {}  # lower KV tiers by dataflow vertex
         sizes: dict[str, tuple] = {}  # per pool: cost model, KV geometry
         for name, node in flow.nodes(data=True):
             if node["kind"] == "instance":
@@ -215,13 +219,55 @@ class Simulation:
         """The dataflow vertex ``name``: instance ``index`` of ``pool`` (or one batch in
         flight through its stages) on the topology's ``gpus``."""
         kv = pool.kv
+        tiers = self._tiers_of(name, pool, block_bytes)
         manager = BlockManager(
-            capacity, kv.block_tokens, int(kv.watermark * capacity), kv.prefix_cache, swap_blocks
+            capacity,
+            kv.block_tokens,
+            int(kv.watermark * capacity),
+            kv.prefix_cache,
+            swap_blocks,
+            tiers=tiers,
         )
         host_Bps = _host_bandwidth(self.graph, gpus) * pool.gpu.efficiency.network
         policy = BATCHING.get(pool.batching.name).from_use(pool.batching)
         policy = policy.for_ranks(pool.dp, pool.microbatches)
-        return Instance(self, pool, name, index, cost, manager, policy, host_Bps, block_bytes)
+        inst = Instance(self, pool, name, index, cost, manager, policy, host_Bps, block_bytes)
+        inst.tier_s = {  # seconds to load one block from each tier
+            t: block_bytes * pool.tp * pool.pp / (rate * pool.gpu.efficiency.network)
+            for t, rate in tiers.items()
+        }
+        return inst
+
+    def _tiers_of(self, name: str, pool: ir.Pool, block_bytes: float) -> dict:
+        """The lower KV tiers of the dataflow vertex ``name`` (its ``offload`` edges),
+        fastest first, with the bytes a second a block moves at to each; a shared remote
+        tier is made once. Each tier falls through to the next."""
+        flow = self.graph.dataflow
+        edges = [(v, e) for _, v, e in flow.out_edges(name, data=True) if e["kind"] == "offload"]
+        edges.sort(key=lambda ve: ir.TIER_KINDS.index(flow.nodes[ve[0]]["tier"]))
+        out = {}
+        for vertex, edge in edges:
+            tier = self.tiers.get(vertex)
+            if tier is None:
+                node = flow.nodes[vertex]
+                blocks = int(node["capacity_B"] // (block_bytes * pool.tp * pool.pp))
+                if blocks < 1:
+                    raise SimulationError(
+                        [
+                            Diagnostic(
+                                f"`tier {node['tier']}` holds no whole KV block of pool "
+                                f"`{pool.name}` ({block_bytes * pool.tp * pool.pp:.3g} bytes)",
+                                node["ir"].span,
+                            )
+                        ]
+                    )
+                tier = self.tiers[vertex] = Tier(vertex, node["tier"], blocks, node["ir"].through)
+            out[tier] = edge["bandwidth_Bps"]
+        chain = list(out)
+        for upper, lower in zip(chain, chain[1:], strict=False):
+            if upper.kind != "remote":
+                upper.below = lower
+        return out
 
     def _workload(self):
         try:
@@ -240,6 +286,15 @@ class Simulation:
             hashes = _kv_hashes(
                 work.prefix_hashes[i], work.prefix_block_tokens, self.hash_block_tokens, prompt
             )
+        session = -1
+        if self.session is not None:
+            session = int(self.session[i])
+            if self._caching:  # its conversation so far: blocks past a shared prefix are its own
+                shared = hashes or ()
+                block = self.hash_block_tokens
+                hashes = shared + tuple(
+                    ("s", session, j) for j in range(len(shared), prompt // block)
+                )
         return Request(
             i,
             float(work.arrival_s[i]) if arrival_s is None else arrival_s,
@@ -248,7 +303,17 @@ class Simulation:
             int(work.priority[i]),
             hashes,
             self.transitions,
+            session,
         )
+
+    def answer_blocks(self, req: Request, block_tokens: int) -> tuple:
+        """The ids of the full KV blocks a finished turn of a conversation computed past its
+        prompt (its answer), which the next turn's prompt starts with: an instance's prefix
+        cache keeps them (vLLM caches every full block). () for other requests."""
+        if req.session < 0 or not self._caching or block_tokens != self.hash_block_tokens:
+            return ()
+        start = len(req.hashes) if req.hashes else 0
+        return tuple(("s", req.session, j) for j in range(start, req.computed // block_tokens))
 
     def run(self) -> Result:
         """Simulate every request to the end; return the plain-data :class:`Result`."""
@@ -257,9 +322,14 @@ class Simulation:
         self.total = len(self.work)
         self.ledger = _Ledger(self.total, self.instances, self.transitions)
         self.max_context = min(p.model.max_context for p in self.pools)
+        # conversations: the first turn of each (what the arrival process sends)
+        self.session = self.work.session
+        self.think_s = self.work.think_s
+        self.starts = self.work.first_turns if self.session is not None else None
         if self.clients:
-            self.sent = min(self.clients, self.total)
-            for i in range(self.sent):
+            self.sent = min(self.clients, self.total if self.starts is None else len(self.starts))
+            for k in range(self.sent):
+                i = k if self.starts is None else int(self.starts[k])
                 self.kernel.at(0.0, Priority.ARRIVAL, self._arrive, i, False)
         elif self.total:
             first = float(self.work.arrival_s[0])
@@ -275,9 +345,14 @@ class Simulation:
     def _arrive(self, index: int, chain: bool = True, arrival_s: float | None = None) -> None:
         """Request ``index`` is sent (``chain``: and the next one's arrival is scheduled)."""
         req = self._request(index, arrival_s)
-        if chain and index + 1 < self.total:
-            nxt = float(self.work.arrival_s[index + 1])
-            self.kernel.at(nxt, Priority.ARRIVAL, self._arrive, index + 1)
+        if chain:
+            following = index + 1  # the next request the arrival process sends
+            if self.starts is not None:  # the next conversation's first turn
+                k = int(np.searchsorted(self.starts, index, side="right"))
+                following = int(self.starts[k]) if k < len(self.starts) else self.total
+            if following < self.total:
+                nxt = float(self.work.arrival_s[following])
+                self.kernel.at(nxt, Priority.ARRIVAL, self._arrive, following)
         max_context = self.max_context
         if req.prompt + req.output > max_context:
             total = req.prompt + req.output
@@ -354,8 +429,17 @@ class Simulation:
         object is let go."""
         self.done += 1
         self.ledger.record(req)
-        if self.clients and self.sent < self.total:  # its client sends the next request
-            at = max(self.kernel.now, req.finish_s)
+        at = max(self.kernel.now, req.finish_s)  # when its client has the answer
+        if self.session is not None:
+            nxt = req.id + 1
+            if nxt < self.total and self.session[nxt] == req.session:  # the next turn
+                at += float(self.think_s[nxt])
+                self.kernel.at(at, Priority.ARRIVAL, self._arrive, nxt, False, at)
+            elif self.clients and self.sent < len(self.starts):  # the next conversation
+                first = int(self.starts[self.sent])
+                self.kernel.at(at, Priority.ARRIVAL, self._arrive, first, False, at)
+                self.sent += 1
+        elif self.clients and self.sent < self.total:  # its client sends the next request
             self.kernel.at(at, Priority.ARRIVAL, self._arrive, self.sent, False, at)
             self.sent += 1
 
@@ -407,6 +491,8 @@ class Simulation:
         """A warning per pool whose spec turns prefix caching on for a workload in which no
         two requests share a prefix id (so the cache can never hit)."""
         written = [p for p in self.pools if p.kv.prefix_cache and p.kv.prefix_cache_written]
+        if self.session is not None:
+            return []  # a conversation's turns share its history
         ids = set()
         for h in (self.work.prefix_hashes or ()) if written else ():
             if h and h[0] in ids:
@@ -435,13 +521,17 @@ class Simulation:
             )
             for i in self.instances
         ]
+        requests = ledger.columns()
+        if self.session is not None:  # which conversation, and which of its turns
+            requests["session"] = np.asarray(self.session)
+            requests["turn"] = np.arange(self.total) - self.starts[self.session]
         gaps = [i.gaps() for i in self.instances]
         values = [v for v, _ in gaps]
         weights = [w for _, w in gaps]
         return Result(
             spec=self.spec,
             seed=self.seed,
-            requests=ledger.columns(),
+            requests=requests,
             instances=instances,
             itl_s=np.concatenate(values) if values else np.zeros(0),
             itl_weights=np.concatenate(weights) if weights else np.zeros(0),
@@ -456,7 +546,34 @@ class Simulation:
             },
             link_bytes={f"{u}->{v}": b for (u, v), b in sorted(self.network.moved_B.items())},
             transitions=ledger.logs if self.transitions else [],
+            tiers=self._tier_figures(),
         )
+
+    def _tier_figures(self) -> list[dict]:
+        """What each lower KV tier held and moved (bytes of whole blocks, every GPU's
+        shard)."""
+        out = []
+        flow = self.graph.dataflow
+        for name, tier in self.tiers.items():
+            pool = flow.nodes[name]["ir"]
+            owner = next(i for i in self.instances if tier in i.tier_s)
+            block_B = owner.block_bytes * owner.pool.tp * owner.pool.pp
+            out.append(
+                {
+                    "name": name,
+                    "kind": tier.kind,
+                    "pool": owner.pool.name,
+                    "write": "through" if pool.through else "back",
+                    "capacity_blocks": tier.capacity,
+                    "held_blocks": len(tier),
+                    "hit_blocks": tier.hit_blocks,
+                    "hit_tokens": tier.hit_blocks * owner.kv.block_tokens,
+                    "loaded_bytes": tier.hit_blocks * block_B,
+                    "written_bytes": tier.written_blocks * block_B,
+                    "evicted_blocks": tier.evicted_blocks,
+                }
+            )
+        return out
 
 
 class _Ledger:

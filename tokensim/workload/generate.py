@@ -28,6 +28,8 @@ def generate(workload: ir.Workload, base_dir: str | Path, rng: np.random.Generat
     ``rng`` before lengths. Raises :class:`TraceError` for a bad trace file.
     """
     trace = _read(workload.trace, base_dir) if workload.trace is not None else None
+    if workload.sessions is not None:
+        return _conversations(workload, trace, rng)
     count = workload.requests
     if trace is not None:
         count = len(trace) if count is None else min(count, len(trace))
@@ -59,6 +61,48 @@ def generate(workload: ir.Workload, base_dir: str | Path, rng: np.random.Generat
         prompt, hashes, block = _shared_prefix(workload.shared_prefix, prompt, rng)
     priority = trace.priority if trace is not None else np.zeros(n, dtype=np.int64)
     return Requests(arrival, prompt, output, priority, hashes, block)
+
+
+def _conversations(
+    workload: ir.Workload, trace: Requests | None, rng: np.random.Generator
+) -> Requests:
+    """``sessions``: conversations started by the arrival process (or at the trace's
+    times), each of ``turns`` turns (``requests`` counts turns; the last conversation may be
+    cut short). Turn k's prompt is the conversation so far: every earlier turn's new tokens
+    and answer, then its own new tokens, drawn from ``lengths`` (a ``shared_prefix`` is
+    drawn once per conversation and starts all its turns). Think times are drawn for every
+    turn but the first. Draws: arrivals, lengths, think times, then the shared prefix."""
+    sessions = workload.sessions
+    turns = sessions.turns
+    count = None if workload.requests is None else -(-workload.requests // turns)
+    if trace is not None:
+        count = len(trace) if count is None else min(count, len(trace))
+    if workload.arrivals is not None:
+        starts = arrival_times(workload.arrivals, count, workload.duration_s, rng)
+    else:
+        starts = _trace_arrivals(trace, workload, count)
+    n = len(starts) * turns
+    if workload.requests is not None:
+        n = min(n, workload.requests)
+    session = np.repeat(np.arange(len(starts), dtype=np.int64), turns)[:n]
+    turn = np.tile(np.arange(turns, dtype=np.int64), len(starts))[:n]
+    new, output = draw_lengths(workload.lengths, n, rng)
+    if sessions.think == "constant":
+        think = np.full(n, float(sessions.think_s))
+    else:
+        think = rng.exponential(sessions.think_s, n) if sessions.think_s > 0 else np.zeros(n)
+    think[turn == 0] = 0.0
+    before = np.cumsum(new + output) - (new + output)  # tokens of all requests before
+    prompt = before - before[np.flatnonzero(turn == 0)][session] + new
+    hashes, block = None, 0
+    if workload.shared_prefix is not None:
+        first = np.zeros(len(starts), dtype=np.int64)
+        _, firsts, block = _shared_prefix(workload.shared_prefix, first, rng)
+        hashes = tuple(firsts[s] for s in session)
+        prompt = prompt + workload.shared_prefix.tokens
+    priority = np.zeros(n, dtype=np.int64)
+    arrival = starts[session]
+    return Requests(arrival, prompt, output, priority, hashes, block, True, session, think)
 
 
 def _shared_prefix(prefix: ir.SharedPrefix, prompt: np.ndarray, rng: np.random.Generator):

@@ -28,6 +28,13 @@ class Requests:
     - ``has_arrivals``: False when the source (a Vidur length-only trace) gives
       no arrival times; ``arrival_s`` is then all zeros and an arrival process
       must supply the times.
+    - ``session`` / ``think_s``: multi-turn conversations, or None for
+      independent requests. ``session`` (int64, non-decreasing from 0) numbers
+      each request's conversation; a conversation's turns are consecutive, in
+      order, and share its start time in ``arrival_s``; each turn's prompt is the
+      whole conversation so far. ``think_s`` (float64, >= 0) is how long after
+      the answer to the turn before a turn is sent (0 for a first turn): the
+      simulator sets the arrival of every later turn.
 
     The arrays are made read-only. A violated rule raises ValueError: that is a
     bug in whoever built the object (user input is checked before, with located
@@ -41,6 +48,8 @@ class Requests:
     prefix_hashes: tuple[tuple[int, ...], ...] | None = None
     prefix_block_tokens: int = 0
     has_arrivals: bool = True
+    session: np.ndarray | None = None
+    think_s: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = None
@@ -68,6 +77,30 @@ class Requests:
         if not self.has_arrivals and np.any(arrival != 0):
             raise ValueError("Requests without arrivals must have arrival_s all zero")
         self._check_prefixes(n or 0)
+        self._check_sessions(n or 0)
+
+    def _check_sessions(self, n: int) -> None:
+        if (self.session is None) != (self.think_s is None):
+            raise ValueError("Requests.session and think_s come together")
+        if self.session is None:
+            return
+        for name, dtype in (("session", np.int64), ("think_s", np.float64)):
+            arr = getattr(self, name)
+            if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.shape != (n,):
+                raise ValueError(f"Requests.{name} must be a 1-D {np.dtype(dtype)} array of {n}")
+            arr.setflags(write=False)
+        steps = np.diff(self.session)
+        if n and (self.session[0] != 0 or np.any((steps != 0) & (steps != 1))):
+            raise ValueError("Requests.session must number conversations 0, 1, ... in order")
+        if n and (not np.all(np.isfinite(self.think_s)) or self.think_s.min() < 0):
+            raise ValueError("Requests.think_s must be finite and >= 0")
+
+    @property
+    def first_turns(self) -> np.ndarray:
+        """The index of every conversation's first turn (every request without sessions)."""
+        if self.session is None:
+            return np.arange(len(self))
+        return np.flatnonzero(np.diff(self.session, prepend=-1) != 0)
 
     def _check_prefixes(self, n: int) -> None:
         hashes = self.prefix_hashes
@@ -99,6 +132,8 @@ class Requests:
             hashes,
             self.prefix_block_tokens,
             self.has_arrivals,
+            self.session[:count] if self.session is not None else None,
+            self.think_s[:count] if self.think_s is not None else None,
         )
 
     @property

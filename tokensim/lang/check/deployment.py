@@ -49,7 +49,9 @@ def deployment(body: Bodies, cluster: ir.Cluster, env: Env) -> ir.Deployment | N
         pool = _pool(name, bound, cluster, free, owner, comp, body.one("engine"), env)
         if pool is not None:
             pools.append(pool)
-    if len(pools) != len(names):
+    if len(pools) != len(names) or not all(_store_reached(p, cluster, env) for p in pools):
+        return None
+    if not _host_fits(pools, cluster, env):
         return None
     by_name = {p.name: p for p in pools}
     transfers = _transfers(body, by_name, comp, env)
@@ -57,6 +59,52 @@ def deployment(body: Bodies, cluster: ir.Cluster, env: Env) -> ir.Deployment | N
     if transfers is None or routes is None:
         return None
     return ir.Deployment(tuple(pools), transfers, routes, body.span)
+
+
+def _host_fits(pools: list[ir.Pool], cluster: ir.Cluster, env: Env) -> bool:
+    """Whether each node's ``host_memory``, where given, holds the host KV tiers and swap
+    space of the instances on it (an instance's on the node of its first GPU); else
+    reported at the tier (or swap) that overflows it."""
+    used: dict[str, float] = {}
+    for pool in pools:
+        host = next((t for t in pool.kv.tiers if t.kind == "host"), None)
+        per_instance = pool.kv.swap_B + (host.capacity_B if host else 0.0)
+        for inst in pool.instances:
+            node = next(n for n in cluster.nodes if n.name == inst.gpus[0].node)
+            used[node.name] = used.get(node.name, 0.0) + per_instance
+            if node.host_memory_B is not None and used[node.name] > node.host_memory_B:
+                where = host.span if host else pool.kv.span
+                env.rep.error(
+                    f"node `{node.name}` has {format_quantity(node.host_memory_B, Dim.BYTES)} "
+                    f"of host memory; its instances' host KV tiers and swap space take "
+                    f"{format_quantity(used[node.name], Dim.BYTES)}",
+                    where,
+                    Note("the node's memory is given here", node.span),
+                    help="shrink the `tier host` (or `swap`), or give the node more `host_memory`",
+                )
+                return False
+    return True
+
+
+def _store_reached(pool: ir.Pool, cluster: ir.Cluster, env: Env) -> bool:
+    """Whether every instance of a pool with a ``remote`` KV tier can reach the store:
+    the store is on the network, so each instance's node must be on one (else reported)."""
+    remote = next((t for t in pool.kv.tiers if t.kind == "remote"), None)
+    if remote is None:
+        return True
+    networked = {n for net in cluster.networks for n in net.nodes}
+    for inst in pool.instances:
+        node = inst.gpus[0].node
+        if node not in networked:
+            env.rep.error(
+                f"`tier remote` is a store on the network, and node `{node}` (of "
+                f"`{pool.name}[{inst.index}]`) is on none",
+                remote.span,
+                help=f"join it to a network, e.g. `network IB_400G between {node}, ...`, or "
+                "use a `host` or `disk` tier",
+            )
+            return False
+    return True
 
 
 def _placement(bound: Bound, cluster: ir.Cluster, env: Env) -> list[ir.GpuRef] | None:
@@ -453,11 +501,65 @@ def _kv(pb: Bodies, engine_kv, dtype: str, env: Env) -> ir.KvConfig | None:
     written = bound.body.one("prefix_cache") if bound and bound.body else None
     if written is not None and written.values.get("prefix_cache") is not True:
         written = None
+    # the pool's own tiers over its engine's, kind by kind (each kind once in each)
+    own = bound.body if bound else None
+    if _twice(own.all("tier") if own else [], env):
+        return None
+    if kb is not None and kb is not own and _twice(kb.all("tier"), env):
+        return None
+    tiers = _tiers(kb.all("tier") if kb else [], values["prefix_cache"], env)
+    if tiers is None:
+        return None
     return ir.KvConfig(
         span=bound.span if bound else None,
         prefix_cache_written=written.span if written else None,
+        tiers=tiers,
         **values,
     )
+
+
+def _twice(bounds, env: Env) -> bool:
+    """Whether a kind of tier is given twice among ``bounds`` (reported)."""
+    seen: dict[str, Span] = {}
+    for b in bounds:
+        kind = b.get("kind")
+        if kind in seen:
+            env.rep.error(
+                f"`tier {kind}` is given twice", b.span, Note("first given here", seen[kind])
+            )
+            return True
+        if kind not in (None, BAD):
+            seen[kind] = b.span
+    return False
+
+
+def _tiers(bounds, prefix_cache: bool, env: Env) -> tuple[ir.KvTier, ...] | None:
+    """The pool's lower KV tiers, fastest first; None when one is wrong (reported)."""
+    tiers: dict[str, ir.KvTier] = {}
+    for b in bounds:
+        kind, size = b.get("kind"), b.get("size")
+        body = b.body
+        bandwidth = body.value("bandwidth") if body else None
+        write = body.value("write", default="back") if body else "back"
+        if BAD in (kind, size, bandwidth, write) or None in (kind, size):
+            return None
+        if kind == "disk" and bandwidth is None:
+            env.rep.error(
+                "a `disk` tier needs its `bandwidth`: the drive's read rate, which no link "
+                "of the topology says",
+                b.span,
+                help="e.g. `tier disk 4 TB { bandwidth 6 GB/s }` (a PCIe 4.0 NVMe drive)",
+            )
+            return None
+        if not prefix_cache:
+            env.rep.error(
+                f"`tier {kind}` keeps prefix blocks: it needs `prefix_cache on`",
+                b.span,
+                help="add `prefix_cache on` to the kv block",
+            )
+            return None
+        tiers[kind] = ir.KvTier(kind, size, bandwidth, write == "through", b.span)
+    return tuple(tiers[k] for k in ir.TIER_KINDS if k in tiers)
 
 
 def _unconnected(a: ir.Pool, b: ir.Pool, comp):

@@ -134,8 +134,8 @@ def merge(
     ``nested`` (an engine's by default) entry by entry."""
     out = list(base)
     for stmt in over:
-        key = stmt.key.text
-        at = next((i for i, s in enumerate(out) if s.key.text == key), None)
+        key = _identity(stmt)
+        at = next((i for i, s in enumerate(out) if _identity(s) == key), None)
         if at is None:
             out.append(stmt)
             continue
@@ -147,6 +147,19 @@ def merge(
             stmt = dataclasses.replace(stmt, body=old.body)
         out[at] = stmt
     return out
+
+
+# statements that repeat, one per kind named by their first word (`tier host ...`)
+BY_KIND = ("tier",)
+
+
+def _identity(stmt: ast.Statement):
+    """What a statement of ``over`` replaces in ``merge``: the one of the same key, or for
+    :data:`BY_KIND`, of the same key and kind."""
+    key = stmt.key.text
+    if key in BY_KIND and stmt.items:
+        return (key, getattr(stmt.items[0], "text", None))
+    return key
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import dataclasses
 import operator
 import re
 
-from tokensim.ir import COST_KINDS, DTYPE_BYTES, Efficiency
+from tokensim.ir import COST_KINDS, DTYPE_BYTES, TIER_KINDS, Efficiency
 from tokensim.lang import ast, limits
 from tokensim.lang.diagnostics import Note, did_you_mean
 from tokensim.lang.schema import (
@@ -502,6 +502,27 @@ CLUSTER = Block(
     "The hardware.",
 )
 
+TIER = Block(
+    "tier",
+    (
+        Attr(
+            "bandwidth",
+            (Num("bandwidth", Dim.BANDWIDTH, above=0),),
+            "the tier's own rate, for an instance (a disk's read rate, a store's share); "
+            "the links on the way bound it too",
+            default="the links' (required for `disk`)",
+        ),
+        Attr(
+            "write",
+            (_words("write", ("back", "through"), "write policy"),),
+            "`back`: a block enters when the tier above evicts it; `through`: as soon as it "
+            "is computed (LMCache, Mooncake store)",
+            default="back",
+        ),
+    ),
+    "A lower KV tier.",
+)
+
 KV = Block(
     "kv",
     (
@@ -540,6 +561,18 @@ KV = Block(
             (Num("watermark", Dim.FRACTION, min=0, max=1),),
             "blocks kept free when admitting",
             default="0.01",
+        ),
+        Attr(
+            "tier",
+            (_words("kind", TIER_KINDS, "KV tier"), Num("size", Dim.BYTES, above=0)),
+            "a lower tier under the prefix cache that keeps the KV blocks it evicts, and "
+            "loads them back for a prompt that starts with them: `host` memory or a local "
+            "`disk` per instance, reached over its GPUs' host links, or a `remote` store "
+            "shared by the pool's instances, reached through their NICs (needs "
+            "`prefix_cache on`)",
+            body=TIER,
+            repeat=True,
+            default="none",
         ),
     ),
     "KV-cache memory policy of a pool.",
@@ -1046,6 +1079,34 @@ SHARED_PREFIX = Block(
     "Prompts that start with a shared prefix (a system prompt, a RAG document).",
 )
 
+SESSIONS = Block(
+    "sessions",
+    (
+        Attr(
+            "turns",
+            (Num("turns", integer=True, min=1, max=limits.REQUESTS, limit=True),),
+            "turns per conversation (the last one may be cut short by `requests`)",
+            required=True,
+        ),
+        Attr(
+            "think",
+            (Num("think", Dim.TIME, min=0),),
+            "mean time from an answer's last token to the next turn (a user reading and "
+            "typing, or an agent's tool call)",
+            default="0 s",
+        ),
+        Attr(
+            "think_dist",
+            (_words("think_dist", ("exponential", "constant"), "distribution"),),
+            "how think times are drawn around their mean",
+            default="exponential",
+        ),
+    ),
+    "Multi-turn conversations: the arrival process starts conversations, and each turn's "
+    "prompt is the conversation so far (the turns before, their answers) plus its own new "
+    "tokens, drawn from `lengths`.",
+)
+
 WORKLOAD = Block(
     "workload",
     (
@@ -1074,9 +1135,17 @@ WORKLOAD = Block(
             default="none",
         ),
         Attr(
+            "sessions",
+            (),
+            "send the requests as multi-turn conversations",
+            body=SESSIONS,
+            body_required=True,
+            default="none: every request stands alone",
+        ),
+        Attr(
             "requests",
             (Num("requests", integer=True, min=1, max=limits.REQUESTS, limit=True),),
-            "how many requests",
+            "how many requests (with `sessions`: turns, over all conversations)",
         ),
         Attr("duration", (Num("duration", Dim.TIME, above=0),), "stop arrivals after"),
         Attr(

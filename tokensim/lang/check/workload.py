@@ -65,7 +65,35 @@ def workload(body: Bodies, env: Env) -> ir.Workload | None:
         if prefix is None:
             return None
     seeds = body.value("seeds")
-    return ir.Workload(arrivals, lengths, trace, requests, duration, seed, body.span, prefix, seeds)
+    sessions = None
+    bound = body.one("sessions")
+    if bound is not None:
+        sessions = _sessions(bound, body, env)
+        if sessions is None:
+            return None
+    return ir.Workload(
+        arrivals, lengths, trace, requests, duration, seed, body.span, prefix, seeds, sessions
+    )
+
+
+def _sessions(bound, body: Bodies, env: Env) -> ir.Sessions | None:
+    """``sessions { ... }``: conversations whose turns' new tokens come from ``lengths``."""
+    sb = bound.body
+    if sb is None:
+        return None  # its error (the braces are required) is reported
+    turns = sb.value("turns")
+    think = sb.value("think", default=0.0)
+    dist = sb.value("think_dist", default="exponential")
+    if sb.one("turns") is None or None in (turns, think, dist):
+        return None  # reported: `turns` is required, or a value is wrong
+    if body.one("lengths") is None:
+        env.rep.error(
+            "`sessions` draw each turn's new prompt tokens and its answer from `lengths`",
+            bound.span,
+            help="add e.g. `lengths chat`; a trace's lengths are whole prompts, not turns",
+        )
+        return None
+    return ir.Sessions(turns, think, dist, bound.span)
 
 
 def _shared_prefix(bound) -> ir.SharedPrefix | None:
