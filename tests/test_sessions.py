@@ -119,3 +119,60 @@ def test_sessions_without_lengths_is_a_located_error(tmp_path):
     text = errors_of(spec_text(f'trace "{trace}"\nsessions {{ turns 3 }}'))
     assert "`sessions` draw each turn's new prompt tokens" in text
     assert "--> test.tsim:9:1" in text
+
+
+CONV_TRACE = """arrival_s,prompt_tokens,output_tokens,session,think_s
+0,300,40,7,
+0.5,200,30,9,
+1.0,700,50,7,3.0
+2.0,100,10,,
+3.0,900,20,9,1.5
+"""
+
+
+def trace_spec(tmp_path, extra: str = "") -> str:
+    (tmp_path / "conv.csv").write_text(CONV_TRACE)
+    return spec_text(f'trace "{tmp_path / "conv.csv"}"\n{extra}')
+
+
+def test_a_trace_with_session_ids_replays_its_conversations(tmp_path):
+    result = simulate(lower(compile_text(trace_spec(tmp_path))))
+    r = result.requests
+    # conversations in order of their first line; a line without a session stands alone
+    assert r["session"].tolist() == [0, 0, 1, 1, 2]
+    assert r["prompt_tokens"].tolist() == [300, 700, 200, 900, 100]
+    # the second turn is sent its think_s after the first one's answer, not at its line's time
+    assert r["arrival_s"][1] == pytest.approx(r["finish_s"][0] + 3.0)
+    assert r["arrival_s"][3] == pytest.approx(r["finish_s"][2] + 1.5)
+    assert r["cached_tokens"][1] == 21 * 16  # 339 tokens of its history computed
+
+
+def test_time_scale_stretches_think_times(tmp_path):
+    text = trace_spec(tmp_path).replace('conv.csv"', 'conv.csv" { time_scale 2 }')
+    r = simulate(lower(compile_text(text))).requests
+    assert r["arrival_s"][2] == 1.0  # the second conversation's start, scaled
+    assert r["arrival_s"][1] == pytest.approx(r["finish_s"][0] + 6.0)
+
+
+def test_a_conversation_trace_round_trips(tmp_path):
+    from tokensim.workload import read_trace, write_trace
+
+    (tmp_path / "conv.csv").write_text(CONV_TRACE)
+    trace = read_trace(tmp_path / "conv.csv", "auto")
+    for name in ("again.csv", "again.jsonl"):
+        write_trace(trace, tmp_path / name)
+        back = read_trace(tmp_path / name, "auto")
+        assert back.session.tolist() == trace.session.tolist()
+        assert back.think_s.tolist() == trace.think_s.tolist()
+        assert back.prompt_tokens.tolist() == trace.prompt_tokens.tolist()
+
+
+def test_a_conversation_trace_keeps_its_own_turns(tmp_path):
+    from tokensim.lang.diagnostics import CompileError
+
+    for extra, key in (("lengths chat", "lengths"), ("arrivals poisson 1/s", "arrivals")):
+        with pytest.raises(CompileError) as info:  # found when the trace is read
+            simulate(lower(compile_text(trace_spec(tmp_path, extra))))
+        text = str(info.value)
+        assert "gives conversations" in text and f"`{key}` cannot replace them" in text
+        assert "--> test.tsim:9:" in text

@@ -28,6 +28,8 @@ def generate(workload: ir.Workload, base_dir: str | Path, rng: np.random.Generat
     ``rng`` before lengths. Raises :class:`TraceError` for a bad trace file.
     """
     trace = _read(workload.trace, base_dir) if workload.trace is not None else None
+    if trace is not None and trace.session is not None:
+        return _trace_conversations(workload, trace)
     if workload.sessions is not None:
         return _conversations(workload, trace, rng)
     count = workload.requests
@@ -61,6 +63,39 @@ def generate(workload: ir.Workload, base_dir: str | Path, rng: np.random.Generat
         prompt, hashes, block = _shared_prefix(workload.shared_prefix, prompt, rng)
     priority = trace.priority if trace is not None else np.zeros(n, dtype=np.int64)
     return Requests(arrival, prompt, output, priority, hashes, block)
+
+
+def _trace_conversations(workload: ir.Workload, trace: Requests) -> Requests:
+    """A trace whose lines carry ``session`` ids, replayed as its conversations: their
+    starts (scaled by ``time_scale``, cut by ``duration``), their turns' whole prompts and
+    think times (scaled too); ``requests`` cuts the last conversation kept short."""
+    for key in ("sessions", "arrivals", "lengths", "shared_prefix"):
+        if getattr(workload, key) is not None:
+            raise TraceError(
+                [
+                    Diagnostic(
+                        f"trace `{workload.trace.path}` gives conversations (a `session` "
+                        f"column): its own starts, turns and think times; `{key}` cannot "
+                        "replace them",
+                        getattr(workload, key).span,
+                        help=f"remove `{key}`; `time_scale` stretches the trace's times",
+                    )
+                ]
+            )
+    count = len(trace) if workload.requests is None else min(workload.requests, len(trace))
+    arrival = _trace_arrivals(trace, workload, count)
+    trace = trace.head(len(arrival))
+    return Requests(
+        arrival,
+        trace.prompt_tokens,
+        trace.output_tokens,
+        trace.priority,
+        trace.prefix_hashes,
+        trace.prefix_block_tokens,
+        True,
+        trace.session,
+        trace.think_s * workload.trace.time_scale,
+    )
 
 
 def _conversations(

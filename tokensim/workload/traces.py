@@ -4,10 +4,13 @@ Formats (``trace "file" { format NAME }``; ``auto`` tells them apart by the
 first line):
 
 - ``tokensim``: CSV with the header ``arrival_s,prompt_tokens,output_tokens``
-  and optionally ``priority``, ``prefix_hashes`` (space-separated ints) and
-  ``prefix_block_tokens``; or JSON lines with the same keys
-  (``"prefix_hashes": [..]``). Arrival times in seconds; lengths in tokens;
-  ``prefix_block_tokens`` is required wherever ``prefix_hashes`` is given.
+  and optionally ``priority``, ``prefix_hashes`` (space-separated ints),
+  ``prefix_block_tokens``, ``session`` and ``think_s``; or JSON lines with the
+  same keys (``"prefix_hashes": [..]``). Arrival times in seconds; lengths in
+  tokens; ``prefix_block_tokens`` is required wherever ``prefix_hashes`` is
+  given. Lines with the same ``session`` are the turns of one conversation, in
+  file order: its first line's time starts it, and each later turn is sent its
+  ``think_s`` after the answer before it (see :class:`Requests`).
 - ``azure``: the Azure LLM inference trace 2023 (``TIMESTAMP,ContextTokens,
   GeneratedTokens``; times like ``2023-11-16 18:15:46.6805900``), converted to
   seconds after the first request.
@@ -51,6 +54,8 @@ _TOKENSIM = {
     "priority": "priority",
     "hashes": "prefix_hashes",
     "block": "prefix_block_tokens",
+    "session": "session",
+    "think": "think_s",
 }
 _AZURE = {"arrival": "TIMESTAMP", "prompt": "ContextTokens", "output": "GeneratedTokens"}
 _VIDUR = {"arrival": "arrived_at", "prompt": "num_prefill_tokens", "output": "num_decode_tokens"}
@@ -332,6 +337,8 @@ def _build(rows: list[_Row], fmt: str, problems: _Problems) -> Requests:
     days, arrival = [0] * n, [0.0] * n  # Azure: the date's ordinal, seconds in the day
     prompt, output, priority = [1] * n, [1] * n, [0] * n
     hashes: list[tuple[int, ...]] = [()] * n
+    session: list[int | None] = [None] * n
+    think = [0.0] * n
     block = MOONCAKE_BLOCK_TOKENS if fmt == "mooncake" else None
     block_line = None
     for i, (number, line, raw) in enumerate(rows):
@@ -348,6 +355,10 @@ def _build(rows: list[_Row], fmt: str, problems: _Problems) -> Requests:
                     if fmt == "tokensim":
                         size = _block_size(raw.get("block"), block, block_line)
                         block, block_line = size, number
+                if raw.get("session") not in (None, ""):
+                    session[i] = _whole(raw["session"], "session", None)
+                if raw.get("think") not in (None, ""):
+                    think[i] = _number(raw["think"], "think_s")
         except _Bad as err:
             problems.add(number, line, str(err))
     problems.raise_if_any()
@@ -366,7 +377,7 @@ def _build(rows: list[_Row], fmt: str, problems: _Problems) -> Requests:
         )
     problems.raise_if_any()
     any_hashes = any(hashes)
-    return Requests(
+    out = Requests(
         times,
         np.array(prompt, dtype=np.int64),
         np.array(output, dtype=np.int64),
@@ -374,6 +385,38 @@ def _build(rows: list[_Row], fmt: str, problems: _Problems) -> Requests:
         tuple(hashes) if any_hashes else None,
         block if any_hashes else 0,
         has_arrivals,
+    )
+    if any(s is not None for s in session):
+        out = _conversations(out, session, think)
+    return out
+
+
+def _conversations(trace: Requests, session: list, think: list[float]) -> Requests:
+    """A trace's lines as conversations: the lines of one ``session`` (each line without
+    one is a conversation of its own) become consecutive turns in file order, the
+    conversations ordered by their first line's time, which all their turns keep; a first
+    turn's ``think_s`` is 0."""
+    first: dict = {}
+    for i, s in enumerate(session):
+        first.setdefault(("line", i) if s is None else s, i)
+    keys = [("line", i) if s is None else s for i, s in enumerate(session)]
+    rank = {key: k for k, key in enumerate(sorted(first, key=first.__getitem__))}
+    order = sorted(range(len(keys)), key=lambda i: (rank[keys[i]], i))
+    ids = np.array([rank[keys[i]] for i in order], dtype=np.int64)
+    start = trace.arrival_s[[first[keys[i]] for i in order]]
+    pause = np.array([think[i] for i in order], dtype=np.float64)
+    pause[np.diff(ids, prepend=-1) != 0] = 0.0
+    hashes = trace.prefix_hashes
+    return Requests(
+        np.ascontiguousarray(start),
+        trace.prompt_tokens[order],
+        trace.output_tokens[order],
+        trace.priority[order],
+        tuple(hashes[i] for i in order) if hashes is not None else None,
+        trace.prefix_block_tokens,
+        trace.has_arrivals,
+        ids,
+        pause,
     )
 
 
@@ -493,19 +536,25 @@ def write_trace(requests: Requests, path: str | Path) -> None:
         strict=True,
     )
     out = []
+    sessions = requests.session
     if str(path).endswith(".jsonl"):
         for i, (t, p, o, pr) in enumerate(columns):
             obj = {"arrival_s": t, "prompt_tokens": p, "output_tokens": o, "priority": pr}
             if hashes is not None and hashes[i]:
                 obj.update(prefix_hashes=list(hashes[i]), prefix_block_tokens=block)
+            if sessions is not None:
+                obj.update(session=int(sessions[i]), think_s=float(requests.think_s[i]))
             out.append(json.dumps(obj))
     else:
         header = "arrival_s,prompt_tokens,output_tokens,priority"
-        out.append(header + (",prefix_hashes,prefix_block_tokens" if hashes is not None else ""))
+        header += ",prefix_hashes,prefix_block_tokens" if hashes is not None else ""
+        out.append(header + (",session,think_s" if sessions is not None else ""))
         for i, (t, p, o, pr) in enumerate(columns):
             row = f"{t!r},{p},{o},{pr}"
             if hashes is not None:
                 ids = " ".join(map(str, hashes[i]))
                 row += f",{ids},{block if ids else ''}"
+            if sessions is not None:
+                row += f",{int(sessions[i])},{float(requests.think_s[i])!r}"
             out.append(row)
     Path(path).write_text("\n".join(out) + "\n", "utf-8")
