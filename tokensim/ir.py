@@ -584,6 +584,22 @@ class Sessions:
 
 
 @dataclass(frozen=True)
+class RequestClass:
+    """``class NAME { share; priority; deadline; timeout; max_queue; lengths }``: a share
+    of the requests with its own priority, deadline, client timeout, admission limit and
+    (optionally) lengths."""
+
+    name: str
+    share: float
+    priority: int
+    deadline_s: float | None  # `order deadline` admits the earliest arrival + deadline first
+    timeout_s: float | None  # its client cancels it when unfinished this long after arrival
+    max_queue: int | None  # shed at arrival when its instance has this many waiting
+    lengths: PolicyUse | None  # None: the workload's
+    span: Span
+
+
+@dataclass(frozen=True)
 class Workload:
     arrivals: PolicyUse | None  # None: arrival times from the trace
     lengths: PolicyUse | None  # None: lengths from the trace
@@ -595,6 +611,7 @@ class Workload:
     shared_prefix: SharedPrefix | None = None
     seeds: int | None = None  # replications the spec asks for (None: the command's default)
     sessions: Sessions | None = None  # multi-turn conversations (None: independent requests)
+    classes: tuple[RequestClass, ...] = ()  # request classes (none: one class of all)
 
 
 @dataclass(frozen=True)
@@ -606,6 +623,7 @@ class SloTarget:
     op: str
     limit_s: float
     span: Span
+    cls: str | None = None  # the request class it holds for (None: every request)
 
 
 @dataclass(frozen=True)

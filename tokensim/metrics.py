@@ -130,6 +130,31 @@ def _quantiles(cols: dict) -> dict:
     return out
 
 
+def _classes(result, r, cols, done, good, rate) -> dict:
+    """Per request class: how many, what became of them (served, timed out, shed), their
+    latencies, and (with an ``slo``) the share that met every target holding for them."""
+    why = dict(result.rejected)
+    out = {}
+    for c in result.spec.workload.classes:
+        mine = r["class"] == c.name
+        ids = r["id"][mine & ~done].tolist()
+        served = mine & done
+        entry = {
+            "requests": int(mine.sum()),
+            "completed": int(served.sum()),
+            "timed_out": sum(why.get(i, "").startswith("timed out") for i in ids),
+            "shed": sum(why.get(i, "").startswith("shed") for i in ids),
+            "ttft_s": _stats(_finite(cols["ttft_s"][served])),
+            "e2e_s": _stats(_finite(cols["e2e_s"][served])),
+            "requests_per_s": rate(int(served.sum())),
+        }
+        if good is not None:
+            entry["attainment"] = float(good[mine].mean()) if mine.any() else 0.0
+            entry["goodput_requests_per_s"] = rate(int((good & mine).sum()))
+        out[c.name] = entry
+    return out
+
+
 def _sessions(r, cols, done) -> dict:
     """Conversations: how many, their turns, and what a turn after the first gains from
     the history it shares (its TTFT beside first turns', its prompt's cached share)."""
@@ -198,38 +223,44 @@ def summarize(result) -> dict:
         "total_tokens_per_s": rate(out_tokens + in_tokens),
     }
     slo = result.spec.slo
+    good = done.copy()  # requests that meet every target that holds for them
     if slo is not None:
-        good = done.copy()
-        missed = int((~done).sum())  # a rejected request misses every limit
         targets = []
         for t in slo.targets:
+            mine = r["class"] == t.cls if t.cls is not None else np.ones(len(done), dtype=bool)
+            missed = int((~done & mine).sum())  # a request not served misses every limit
             column = cols["itl_mean_s" if t.metric == "itl" else f"{t.metric}_s"]
             ok = within(column, t.op, t.limit_s)
-            good &= ok | np.isnan(column) & done & (t.metric in ("tpot", "itl"))
-            if t.metric == "itl":
+            good &= ~mine | ok | np.isnan(column) & done & (t.metric in ("tpot", "itl"))
+            if t.metric == "itl" and t.cls is None:
                 value = stat(result.itl_s, t.stat, result.itl_weights)
                 share = missed / len(done) if len(done) else 0.0
                 if share and (t.stat == "mean" or share > 1 - float(t.stat[1:]) / 100):
                     value = math.inf
-            else:
-                value = _with_missed(_finite(column[done]), t.stat, missed)
+            else:  # a class's ITL: over its requests' mean gaps
+                value = _with_missed(_finite(column[done & mine]), t.stat, missed)
             met = within(value, t.op, t.limit_s)
-            targets.append(
-                {
-                    "metric": t.metric,
-                    "stat": t.stat,
-                    "op": t.op,
-                    "limit_s": t.limit_s,
-                    "value_s": value,
-                    "met": bool(met),
-                }
-            )
+            target = {
+                "metric": t.metric,
+                "stat": t.stat,
+                "op": t.op,
+                "limit_s": t.limit_s,
+                "value_s": value,
+                "met": bool(met),
+            }
+            if t.cls is not None:
+                target["class"] = t.cls
+            targets.append(target)
         metrics["slo"] = {
             "attainment": float(good.sum() / len(r["id"])) if len(r["id"]) else 0.0,
             "goodput_requests_per_s": rate(int(good.sum())),
             "met": all(t["met"] for t in targets),
             "targets": targets,
         }
+    if "class" in r:
+        metrics["classes"] = _classes(result, r, cols, done, good if slo else None, rate)
+        for key in ("timed_out", "shed"):  # of the requests not served
+            metrics["requests"][key] = sum(c[key] for c in metrics["classes"].values())
     cost = _cost(result.spec, duration, out_tokens, in_tokens)
     if cost is not None:
         metrics["cost"] = cost

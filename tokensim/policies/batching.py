@@ -29,6 +29,12 @@ class PriorityClasses(Policy):
     """Admit by the request's priority class (lower first), then arrival order."""
 
 
+@ORDER.register("deadline")
+class EarliestDeadline(Policy):
+    """Admit the request whose first token is due first (its arrival plus its class's
+    ``deadline``; those without one last), then arrival order."""
+
+
 def _order() -> Param:
     return Param(
         "order",

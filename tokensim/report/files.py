@@ -36,7 +36,8 @@ REQUEST_COLUMNS = (
     "e2e_s",
     "rejected",
 )
-SESSION_COLUMNS = ("session", "turn")  # with `sessions`: the conversation, and its turn
+# with `sessions`: the conversation, and its turn; with classes: the request's class
+SESSION_COLUMNS = ("session", "turn", "class")
 SERIES_COLUMNS = (
     "instance",
     "time_s",

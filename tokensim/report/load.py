@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from tokensim.report.digits import as_written
-from tokensim.report.files import REQUEST_COLUMNS, SERIES_COLUMNS, WORK_COLUMNS
+from tokensim.report.files import REQUEST_COLUMNS, SERIES_COLUMNS, SESSION_COLUMNS, WORK_COLUMNS
 
-TEXT_COLUMNS = {"id", "instance", "decode_instance", "link"}
+TEXT_COLUMNS = {"id", "instance", "decode_instance", "link", "class"}
 # the columns of timeseries.csv an instance's rows fill, and those a link's rows fill
 INSTANCE_SERIES = SERIES_COLUMNS[1:10]
 LINK_SERIES = ("time_s", *SERIES_COLUMNS[11:])
@@ -60,17 +60,23 @@ def read_json(path: Path, required: bool = True) -> dict | None:
 _CHUNK = 8192  # rows read and converted together
 
 
-def _table(path: Path, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
+def _table(
+    path: Path, columns: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
     """The CSV at ``path`` as columns: text for :data:`TEXT_COLUMNS`, else float (empty
-    cells NaN). Its header must be ``columns``. Read a block of rows at a time, so that a
-    large file is never held as text and numbers at once."""
+    cells NaN). Its header must be ``columns``, then any of ``optional`` in that order.
+    Read a block of rows at a time, so that a large file is never held as text and numbers
+    at once."""
     if not path.exists():
         raise ResultError(f"{path} is missing")
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in columns}
     try:
         with path.open(newline="", encoding="utf-8") as f:
             reader = csv.reader(f)
             header = next(reader, None)
+            if header is not None:
+                extra = tuple(c for c in optional if c in header[len(columns) :])
+                columns += extra if tuple(header[len(columns) :]) == extra else ()
+            parts: dict[str, list[np.ndarray]] = {name: [] for name in columns}
             if header is None or tuple(header) != columns:
                 got = ", ".join(header) if header is not None else "nothing"
                 raise ResultError(f"{path}: expected the header {', '.join(columns)}; found {got}")
@@ -246,7 +252,7 @@ def load(folder: str | Path) -> Results:
         raise ResultError(f"{folder} has no metrics.json: not a result folder of `tokensim run`")
     head = _head(folder)
     metrics = head["metrics"]
-    requests = _table(folder / "requests.csv", REQUEST_COLUMNS)
+    requests = _table(folder / "requests.csv", REQUEST_COLUMNS, SESSION_COLUMNS)
     series = _table(folder / "timeseries.csv", SERIES_COLUMNS)
     work = _table(folder / "iterations.csv", WORK_COLUMNS)
     names = [i["name"] for i in metrics.get("instances", [])]
@@ -276,7 +282,7 @@ def from_result(folder: str | Path, result) -> Results:
     metrics = head["metrics"]
     columns = {**result.requests, **per_request(result)}
     requests = {}
-    for name in REQUEST_COLUMNS:
+    for name in REQUEST_COLUMNS + tuple(c for c in SESSION_COLUMNS if c in columns):
         col = columns[name]
         if name == "id":
             requests[name] = np.array([str(i) for i in col.tolist()], dtype=object)

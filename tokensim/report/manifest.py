@@ -85,6 +85,9 @@ def workload(spec, requests: int | None = None) -> str:
         size = "every request"
     if w.trace is not None and w.arrivals is None and w.lengths is None:
         return f"{size} from the trace {w.trace.path.rsplit('/', 1)[-1]}"
+    if w.classes:  # each request drawn into a class
+        shares = ", ".join(f"{c.name} {c.share:.0%}" for c in w.classes)
+        size += f" in {len(w.classes)} classes ({shares})"
     if w.sessions is not None:  # the arrivals start conversations; requests are turns
         c = w.sessions
         size = size.replace("request", "turn")

@@ -82,7 +82,7 @@ def _cards(m: dict) -> list[dict]:
             "state": "plain",
         }
     ]
-    targets = {t["metric"]: t for t in m.get("slo", {}).get("targets", [])}
+    targets = {t["metric"]: t for t in m.get("slo", {}).get("targets", []) if "class" not in t}
     for key, label in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E")):
         s = m[key]
         t = targets.get(key[:-2])
@@ -124,11 +124,16 @@ def _cards(m: dict) -> list[dict]:
     )
     if req["rejected"]:
         why = req.get("rejected_why") or []
+        dropped = req.get("timed_out", 0) + req.get("shed", 0)
         cards.append(
             {
-                "label": "Rejected",
+                "label": "Not served" if dropped else "Rejected",
                 "value": f"{req['rejected']:,}",
-                "detail": f"of {req['total']:,} requests could never run"
+                "detail": (
+                    f"of {req['total']:,} requests timed out, were shed or could never run"
+                    if dropped
+                    else f"of {req['total']:,} requests could never run"
+                )
                 + (f": {why[0]}" if why else ""),
                 "state": "miss",
             }
@@ -175,8 +180,9 @@ def _cards(m: dict) -> list[dict]:
 
 
 def _reuse_cards(m: dict) -> list[dict]:
-    """Cards for prefix reuse: the prefix cache's share of prompt tokens, split by where
-    it came from (GPU or a lower KV tier), and how conversations' later turns fare."""
+    """Cards for prefix reuse (the prefix cache's share of prompt tokens, split by where
+    it came from: the GPU or a lower KV tier), for each request class (what became of its
+    requests), and for conversations (how later turns fare)."""
     req, cards = m["requests"], []
     cached, prompt = req["cached_prompt_tokens"], req["prompt_tokens"]
     tiers = m.get("kv_tiers") or []
@@ -196,6 +202,21 @@ def _reuse_cards(m: dict) -> list[dict]:
                 "label": "Prefix cache",
                 "value": f"{cached / prompt:.1%}",
                 "detail": "of prompt tokens not computed · " + " · ".join(parts),
+                "state": "plain",
+            }
+        )
+    for name, c in (m.get("classes") or {}).items():
+        lost = [f"{c[k]:,} {k.replace('_', ' ')}" for k in ("timed_out", "shed") if c[k]]
+        cards.append(
+            {
+                "label": f"Class {name}",
+                "value": f"{c['attainment']:.1%} good"
+                if "attainment" in c
+                else f"{c['completed']:,} served",
+                "detail": f"{c['completed']:,} of {c['requests']:,} served"
+                + (f" ({', '.join(lost)})" if lost else "")
+                + f" · TTFT p90 {_ms(c['ttft_s'].get('p90'))}"
+                + f" · E2E p90 {_ms(c['e2e_s'].get('p90'))}",
                 "state": "plain",
             }
         )
@@ -308,7 +329,12 @@ def _cdfs(r: Results) -> list[str]:
     for key, label in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E")):
         values = r.requests[key]
         rules = [
-            svg.Rule(t["limit_s"], f"SLO {t['stat']} {t['op']} {_ms(t['limit_s'])}", axis="x")
+            svg.Rule(
+                t["limit_s"],
+                (f"{t['class']}: " if "class" in t else "")
+                + f"SLO {t['stat']} {t['op']} {_ms(t['limit_s'])}",
+                axis="x",
+            )
             for t in targets
             if t["metric"] == key[:-2]
         ]

@@ -52,10 +52,15 @@ def runs_on(pool: dict) -> str:
 def summary_table(metrics: dict) -> str:
     """A short aligned table: counts, throughput, latencies, SLO."""
     req, tput = metrics["requests"], metrics["throughput"]
-    why = "".join(f"\n  rejected: {w}" for w in req.get("rejected_why", []))
+    why = "".join(f"\n  not served: {w}" for w in req.get("rejected_why", []))
+    dropped = [f"{req[k]} {k.replace('_', ' ')}" for k in ("timed_out", "shed") if req.get(k)]
     lines = [
         f"{metrics['spec']}: {req['completed']} of {req['total']} requests completed"
-        + (f", {req['rejected']} rejected" if req["rejected"] else "")
+        + (
+            f", {req['rejected']} not served" + (f" ({', '.join(dropped)})" if dropped else "")
+            if req["rejected"]
+            else ""
+        )
         + f", {req['preemptions']} preemptions, seed {metrics['seed']}"
         + why
         + "".join(f"\nwarning: {w}" for w in metrics.get("warnings", [])),
@@ -95,12 +100,27 @@ def summary_table(metrics: dict) -> str:
             shown = f"{_ms(v)} ms"
             if v is not None and math.isinf(v):
                 shown = "none: rejected requests count as misses, and reach this statistic"
+            who = f"class {t['class']}: " if "class" in t else ""
             lines.append(
-                f"SLO {mark} {t['metric']} {t['stat']} {t['op']} {_ms(t['limit_s'])} ms: {shown}"
+                f"SLO {mark} {who}{t['metric']} {t['stat']} {t['op']} {_ms(t['limit_s'])} ms: "
+                f"{shown}"
             )
         lines.append(
             f"attainment {slo['attainment']:.1%}, goodput {slo['goodput_requests_per_s']:.2f} req/s"
         )
+    classes = metrics.get("classes")
+    if classes:
+        lines.append("")
+        lines.append(
+            f"{'class (ms)':<14}{'requests':>10}{'served':>10}{'timed out':>11}{'shed':>8}"
+            f"{'TTFT p90':>10}{'E2E p90':>10}" + (f"{'attained':>10}" if slo else "")
+        )
+        for name, c in classes.items():
+            lines.append(
+                f"{name:<14}{c['requests']:>10}{c['completed']:>10}{c['timed_out']:>11}"
+                f"{c['shed']:>8}{_ms(c['ttft_s'].get('p90')):>10}{_ms(c['e2e_s'].get('p90')):>10}"
+                + (f"{c['attainment']:>10.1%}" if "attainment" in c else "")
+            )
     for name, p in pools.items():
         lines.append(f"pool {name}: {runs_on(p)}")
     power = metrics.get("energy") or {}

@@ -140,6 +140,8 @@ class Instance:
         # end when the next step ends (or the engine goes idle)
         self.async_output = engine.async_output
         self.lagging: list[Request] = []
+        # requests here whose clients gave up while they ran: dropped at the next boundary
+        self.cancelling: list[tuple[Request, str]] = []
         # this instance's API server: takes its requests in, streams its tokens out
         self.frontend = FrontEnd(engine.frontend)
         self.accepting: list[Request] = []  # routed here, still in the front end
@@ -214,6 +216,7 @@ class Instance:
         it in, then it joins the waiting queue (:meth:`enqueue`); meanwhile routers count it
         as queued here."""
         self._count(1)
+        req.host = self
         fe = self.frontend
         # the engine's CPU is busy once it is there, or it shares its server from then on
         if (fe.shares_cpu or fe.concurrent) and fe.latency_s:
@@ -265,7 +268,12 @@ class Instance:
         self.enqueue(req)
 
     def enqueue(self, req: Request) -> None:
-        """A request routed here joins the waiting queue."""
+        """A request routed here joins the waiting queue (or, cancelled while the front
+        end took it in, is dropped)."""
+        if req.cancelled:
+            self._count(-1)
+            self.sim.cancel(req, req.cancelled)
+            return
         req.instance = self
         req.enqueued_s = self.kernel.now
         req.log.append((self.kernel.now, "queued", self.index))
@@ -288,6 +296,7 @@ class Instance:
         """A prefilled request's KV is to come here from ``source``. Its copy starts at this
         instance's next iteration boundary at which its blocks fit (``_pull``)."""
         req.decode_instance = self
+        req.host = self
         self._count(1)
         self.incoming.append((req, source))
         self._wake(len(self.incoming) == 1)
@@ -329,6 +338,56 @@ class Instance:
         self.kv.release(req.id)
         if len(self.waiting):
             self._wake(self._may_admit_now())
+
+    def cancel(self, req: Request, why: str) -> None:
+        """``req``'s client gave up: drop it now if it waits (in the queue or swapped out),
+        at the front end's hand-over if it is being taken in, when its KV arrives if it is
+        on its way here, else at the end of the step it is in."""
+        if req.state is State.QUEUED and req in self.waiting:
+            self.waiting.remove(req)
+        elif req.state is State.SWAPPED:
+            self.swapped.remove(req)
+            self.kv.release(req.id)
+        elif req.state in (State.PREFILL, State.DECODE):
+            self.cancelling.append((req, why))
+            self._wake(True)
+            return
+        else:  # taken in by the front end, or its KV on its way: dropped on arrival
+            return
+        self._count(-1)
+        self.sim.cancel(req, why)
+        if len(self.waiting):
+            self._wake(self._may_admit_now())
+
+    def _drop_cancelled(self) -> None:
+        """Drop the running requests whose clients gave up (those still running here)."""
+        for req, why in self.cancelling:
+            if req.state is State.DECODE and req in self.running:
+                self._leave(req)
+            elif req.state is State.PREFILL and req in self.running:
+                self.prefilling.remove(req)
+            else:
+                continue  # finished, or handed off, meanwhile
+            del self.running[req]
+            if req in self.lagging:
+                self.lagging.remove(req)
+            self.kv.release(req.id)
+            self._count(-1)
+            self.sim.cancel(req, why)
+        self.cancelling.clear()
+
+    def _drop_arrived_cancelled(self) -> None:
+        """Drop the requests whose KV arrived after their clients gave up, freeing it
+        (before the copies waiting for memory are started)."""
+        keep = []
+        for req in self.ready:
+            if req.cancelled:
+                self.kv.release(req.id)
+                self._count(-1)
+                self.sim.cancel(req, req.cancelled)
+            else:
+                keep.append(req)
+        self.ready = keep
 
     def _join_ready(self) -> None:
         for req in self.ready:
@@ -546,6 +605,8 @@ class Instance:
         """Form and start the next iteration (or go idle). Inside a multi-step window the
         batch takes its next decode steps as it is: nothing joins until the window ends.
         A front end that shares the engine's CPU holds it up while taking requests in."""
+        if self.cancelling:
+            self._drop_cancelled()
         fe = self.frontend
         if fe.shares_cpu and fe.intake_until > self.kernel.now:
             self._schedule_pending = True
@@ -558,6 +619,8 @@ class Instance:
                 self._start_run(swap_s)
                 return
             self.window_left = 0
+        if self.ready and self.sim.classes:
+            self._drop_arrived_cancelled()
         if self.incoming:
             self._pull()
         if self.ready:

@@ -10,7 +10,7 @@ from tokensim.sim.request import Request
 
 
 class WaitQueue:
-    """Requests waiting at an instance. ``order`` is fcfs, spf or priority."""
+    """Requests waiting at an instance. ``order`` is fcfs, spf, priority or deadline."""
 
     def __init__(self, order: str):
         self.order = order
@@ -39,7 +39,12 @@ class WaitQueue:
         if self.order == "fcfs":
             self._fifo.append(req)
             return
-        key = req.prompt if self.order == "spf" else req.priority
+        if self.order == "spf":
+            key = req.prompt
+        elif self.order == "deadline":
+            key = req.deadline_s
+        else:
+            key = req.priority
         self._seq += 1
         heapq.heappush(self._heap, (key, self._seq, req.id, req))
 
@@ -54,6 +59,20 @@ class WaitQueue:
         if self._fifo:
             return self._fifo[0]
         return self._heap[0][-1]
+
+    def remove(self, req: Request) -> None:
+        """Take ``req`` out wherever it waits (a cancellation: O(waiting))."""
+        if req in self._front:
+            self._front.remove(req)
+        elif req in self._fifo:
+            self._fifo.remove(req)
+        else:
+            self._heap = [e for e in self._heap if e[-1] is not req]
+            heapq.heapify(self._heap)
+        self._count(req, -1)
+
+    def __contains__(self, req: Request) -> bool:
+        return req in self._front or req in self._fifo or any(e[-1] is req for e in self._heap)
 
     def pop(self) -> Request:
         if self._front:

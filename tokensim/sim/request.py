@@ -47,6 +47,12 @@ RULES: tuple[tuple[State, str, State, str], ...] = (
     (State.TRANSFER, "join", State.DECODE, "its KV reached the decode instance"),
     (State.TRANSFER, "reject", State.DONE, "its KV can never fit a decode instance"),
     (State.DECODE, "finish", State.DONE, "its last token is out"),
+    (State.ARRIVED, "cancel", State.DONE, "its client timed out (or it was shed on arrival)"),
+    (State.QUEUED, "cancel", State.DONE, "its client timed out while it waited"),
+    (State.PREFILL, "cancel", State.DONE, "its client timed out: dropped at the step's end"),
+    (State.DECODE, "cancel", State.DONE, "its client timed out: dropped at the step's end"),
+    (State.SWAPPED, "cancel", State.DONE, "its client timed out while it was swapped out"),
+    (State.TRANSFER, "cancel", State.DONE, "its client timed out: dropped when its KV arrives"),
 )
 MACHINE = table(RULES)  # (state, event) -> state
 
@@ -99,6 +105,10 @@ class Request:
         "kv_waited",
         "received_hit",
         "session",
+        "klass",
+        "deadline_s",
+        "cancelled",
+        "host",
     )
 
     def __init__(
@@ -119,6 +129,10 @@ class Request:
         self.priority = priority
         self.hashes = hashes
         self.session = session  # the conversation it is a turn of (-1: none)
+        self.klass = -1  # its request class (-1: none)
+        self.deadline_s = float("inf")  # when its first token is due (`order deadline`)
+        self.cancelled = ""  # why its client gave up: it is dropped at the next boundary
+        self.host = None  # the instance that holds it now
         self.state = State.ARRIVED
         self.instance = None  # where it was queued first
         self.decode_instance = None  # where its KV went after prefill (disaggregation)

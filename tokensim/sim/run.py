@@ -194,6 +194,7 @@ class Simulation:
         arrivals = self.workload.arrivals
         self.clients = arrivals.get("clients") if arrivals and arrivals.name == "closed" else 0
         self.sent = 0
+        self.classes = self.workload.classes  # request classes (none: one class)
 
     def _pool_sizes(self, pool: ir.Pool) -> tuple:
         """(cost model, KV blocks, bytes a block, swap blocks) of an instance of ``pool``
@@ -295,7 +296,7 @@ class Simulation:
                 hashes = shared + tuple(
                     ("s", session, j) for j in range(len(shared), prompt // block)
                 )
-        return Request(
+        req = Request(
             i,
             float(work.arrival_s[i]) if arrival_s is None else arrival_s,
             prompt,
@@ -305,6 +306,13 @@ class Simulation:
             self.transitions,
             session,
         )
+        if work.klass is not None:  # its class's priority and deadline
+            req.klass = int(work.klass[i])
+            cls = self.classes[req.klass]
+            req.priority = cls.priority
+            if cls.deadline_s is not None:
+                req.deadline_s = req.arrival_s + cls.deadline_s
+        return req
 
     def answer_blocks(self, req: Request, block_tokens: int) -> tuple:
         """The ids of the full KV blocks a finished turn of a conversation computed past its
@@ -358,15 +366,32 @@ class Simulation:
             total = req.prompt + req.output
             self.reject(req, f"prompt + output = {total} tokens > max_context {max_context}")
             return
+        if req.klass >= 0 and self.classes[req.klass].timeout_s is not None:
+            at = req.arrival_s + self.classes[req.klass].timeout_s
+            self.kernel.at(at, Priority.ARRIVAL, self._time_out, req)
         self._route(req)
 
     def _route(self, req: Request) -> None:
-        """Send ``req`` to an instance, whose front end takes it in."""
+        """Send ``req`` to an instance, whose front end takes it in (unless its class's
+        ``max_queue`` sheds it there)."""
         target = self._choose(self.entry, self.router, req)
         sends = self.sends_to.get(target.pool.name)
         if sends is not None and req.prompt < sends.direct_below:  # prefilled where it decodes
             target = self._choose(sends.targets, sends.router, req)
+        if req.klass >= 0:
+            limit = self.classes[req.klass].max_queue
+            if limit is not None and len(target.waiting) + len(target.accepting) >= limit:
+                self.cancel(req, f"shed: {target.name} had {limit} or more waiting")
+                return
         target.accept(req)
+
+    def _time_out(self, req: Request) -> None:
+        """``req``'s client gives up: it is dropped wherever it is, unless it is done."""
+        if req.state is State.DONE:
+            return
+        cls = self.classes[req.klass]
+        req.cancelled = f"timed out after {cls.timeout_s:g} s (class {cls.name})"
+        req.host.cancel(req, req.cancelled)
 
     def _choose(self, candidates: list[Instance], router, req: Request) -> Instance:
         if router.reads_state:
@@ -422,6 +447,14 @@ class Simulation:
         req.rejected = why
         req.move("reject", self.kernel.now)
         req.log.append((self.kernel.now, "rejected", 0))
+        self.finished(req)
+
+    def cancel(self, req: Request, why: str) -> None:
+        """``req`` is dropped before its end (shed, or its client timed out): it is done,
+        with the reason kept for the metrics; whoever held it has let it go."""
+        req.rejected = why
+        req.move("cancel", self.kernel.now)
+        req.log.append((self.kernel.now, "cancelled", req.generated))
         self.finished(req)
 
     def finished(self, req: Request) -> None:
@@ -525,6 +558,9 @@ class Simulation:
         if self.session is not None:  # which conversation, and which of its turns
             requests["session"] = np.asarray(self.session)
             requests["turn"] = np.arange(self.total) - self.starts[self.session]
+        if self.work.klass is not None:  # each request's class, by name
+            names = np.array([c.name for c in self.classes], dtype=object)
+            requests["class"] = names[self.work.klass]
         gaps = [i.gaps() for i in self.instances]
         values = [v for v, _ in gaps]
         weights = [w for _, w in gaps]

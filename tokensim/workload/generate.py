@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,30 @@ from tokensim.workload.traces import TraceError, read_trace
 
 
 def generate(workload: ir.Workload, base_dir: str | Path, rng: np.random.Generator) -> Requests:
+    """:func:`requests` of ``workload``, each drawn into one of its request classes (if it
+    has any) by their shares: a conversation as a whole, after every other draw; a class
+    with its own ``lengths`` draws its requests' lengths again from them."""
+    out = requests(workload, base_dir, rng)
+    if workload.classes and out.klass is None:
+        klass = _draw_classes(workload.classes, len(out), rng)
+        prompt, output = out.prompt_tokens.copy(), out.output_tokens.copy()
+        extra = workload.shared_prefix.tokens if workload.shared_prefix else 0
+        for k, c in enumerate(workload.classes):
+            mine = np.flatnonzero(klass == k)
+            if c.lengths is not None and len(mine):
+                prompt[mine], output[mine] = draw_lengths(c.lengths, len(mine), rng)
+                prompt[mine] += extra
+        out = dataclasses.replace(out, prompt_tokens=prompt, output_tokens=output, klass=klass)
+    return out
+
+
+def _draw_classes(classes, n: int, rng: np.random.Generator) -> np.ndarray:
+    """A class index for each of ``n`` requests (or conversations), by the shares."""
+    shares = np.array([c.share for c in classes])
+    return rng.choice(len(classes), size=n, p=shares / shares.sum()).astype(np.int64)
+
+
+def requests(workload: ir.Workload, base_dir: str | Path, rng: np.random.Generator) -> Requests:
     """The requests ``workload`` describes, in arrival order (deterministic given ``rng``).
 
     Arrival times (seconds, the first at 0) come from ``workload.arrivals`` if
@@ -29,7 +54,7 @@ def generate(workload: ir.Workload, base_dir: str | Path, rng: np.random.Generat
     """
     trace = _read(workload.trace, base_dir) if workload.trace is not None else None
     if trace is not None and trace.session is not None:
-        return _trace_conversations(workload, trace)
+        return _trace_conversations(workload, trace, rng)
     if workload.sessions is not None:
         return _conversations(workload, trace, rng)
     count = workload.requests
@@ -65,7 +90,9 @@ def generate(workload: ir.Workload, base_dir: str | Path, rng: np.random.Generat
     return Requests(arrival, prompt, output, priority, hashes, block)
 
 
-def _trace_conversations(workload: ir.Workload, trace: Requests) -> Requests:
+def _trace_conversations(
+    workload: ir.Workload, trace: Requests, rng: np.random.Generator
+) -> Requests:
     """A trace whose lines carry ``session`` ids, replayed as its conversations: their
     starts (scaled by ``time_scale``, cut by ``duration``), their turns' whole prompts and
     think times (scaled too); ``requests`` cuts the last conversation kept short."""
@@ -85,6 +112,21 @@ def _trace_conversations(workload: ir.Workload, trace: Requests) -> Requests:
     count = len(trace) if workload.requests is None else min(workload.requests, len(trace))
     arrival = _trace_arrivals(trace, workload, count)
     trace = trace.head(len(arrival))
+    klass = None
+    if workload.classes:  # a conversation is of one class; its turns are the trace's
+        own = next((c for c in workload.classes if c.lengths is not None), None)
+        if own is not None:
+            raise TraceError(
+                [
+                    Diagnostic(
+                        f"trace `{workload.trace.path}` gives conversations, whose prompts "
+                        f"are the trace's: class `{own.name}` cannot draw its own `lengths`",
+                        own.span,
+                        help="remove the class's `lengths`",
+                    )
+                ]
+            )
+        klass = _draw_classes(workload.classes, int(trace.session[-1]) + 1, rng)[trace.session]
     return Requests(
         arrival,
         trace.prompt_tokens,
@@ -95,6 +137,7 @@ def _trace_conversations(workload: ir.Workload, trace: Requests) -> Requests:
         True,
         trace.session,
         trace.think_s * workload.trace.time_scale,
+        klass,
     )
 
 
@@ -122,6 +165,13 @@ def _conversations(
     session = np.repeat(np.arange(len(starts), dtype=np.int64), turns)[:n]
     turn = np.tile(np.arange(turns, dtype=np.int64), len(starts))[:n]
     new, output = draw_lengths(workload.lengths, n, rng)
+    klass = None
+    if workload.classes:  # a conversation is of one class, its turns of its lengths
+        klass = _draw_classes(workload.classes, len(starts), rng)[session]
+        for k, c in enumerate(workload.classes):
+            mine = np.flatnonzero(klass == k)
+            if c.lengths is not None and len(mine):
+                new[mine], output[mine] = draw_lengths(c.lengths, len(mine), rng)
     if sessions.think == "constant":
         think = np.full(n, float(sessions.think_s))
     else:
@@ -137,7 +187,7 @@ def _conversations(
         prompt = prompt + workload.shared_prefix.tokens
     priority = np.zeros(n, dtype=np.int64)
     arrival = starts[session]
-    return Requests(arrival, prompt, output, priority, hashes, block, True, session, think)
+    return Requests(arrival, prompt, output, priority, hashes, block, True, session, think, klass)
 
 
 def _shared_prefix(prefix: ir.SharedPrefix, prompt: np.ndarray, rng: np.random.Generator):

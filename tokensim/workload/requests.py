@@ -35,6 +35,8 @@ class Requests:
       whole conversation so far. ``think_s`` (float64, >= 0) is how long after
       the answer to the turn before a turn is sent (0 for a first turn): the
       simulator sets the arrival of every later turn.
+    - ``klass``: int64, each request's index among the workload's request
+      classes, or None without classes.
 
     The arrays are made read-only. A violated rule raises ValueError: that is a
     bug in whoever built the object (user input is checked before, with located
@@ -50,6 +52,7 @@ class Requests:
     has_arrivals: bool = True
     session: np.ndarray | None = None
     think_s: np.ndarray | None = None
+    klass: np.ndarray | None = None  # per request, its class's index (None: no classes)
 
     def __post_init__(self) -> None:
         n = None
@@ -78,6 +81,13 @@ class Requests:
             raise ValueError("Requests without arrivals must have arrival_s all zero")
         self._check_prefixes(n or 0)
         self._check_sessions(n or 0)
+        if self.klass is not None:
+            k = self.klass
+            if not isinstance(k, np.ndarray) or k.dtype != np.int64 or k.shape != (n or 0,):
+                raise ValueError(f"Requests.klass must be a 1-D int64 array of {n}")
+            if len(k) and k.min() < 0:
+                raise ValueError("Requests.klass must be class indices >= 0")
+            k.setflags(write=False)
 
     def _check_sessions(self, n: int) -> None:
         if (self.session is None) != (self.think_s is None):
@@ -134,6 +144,7 @@ class Requests:
             self.has_arrivals,
             self.session[:count] if self.session is not None else None,
             self.think_s[:count] if self.think_s is not None else None,
+            self.klass[:count] if self.klass is not None else None,
         )
 
     @property

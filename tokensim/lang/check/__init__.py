@@ -270,7 +270,7 @@ def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
         if spec_parts["workload"] and spec_parts["workload"].body:
             workload = check_workload(spec_parts["workload"].body, env)
         if spec_parts["slo"] and spec_parts["slo"].body:
-            slo = check_slo(spec_parts["slo"].body, env)
+            slo = check_slo(spec_parts["slo"].body, env, workload)
         if spec_parts["sweep"]:
             sweep = check_sweep(spec_parts["sweep"].stmt, module.statements, schemas.TOP, env)
 

@@ -1107,6 +1107,54 @@ SESSIONS = Block(
     "tokens, drawn from `lengths`.",
 )
 
+REQUEST_CLASS = Block(
+    "class",
+    (
+        Attr(
+            "share",
+            (Num("share", Dim.FRACTION, above=0, max=1),),
+            "its share of the requests (the classes' shares add up to 1)",
+            required=True,
+        ),
+        Attr(
+            "priority",
+            (Num("priority", integer=True, min=-limits.WHOLE, max=limits.WHOLE),),
+            "priority class: `order priority` admits a smaller number first",
+            default="0",
+        ),
+        Attr(
+            "deadline",
+            (Num("deadline", Dim.TIME, above=0),),
+            "time from arrival to first token it asks for: `order deadline` admits the "
+            "earliest arrival + deadline first",
+            default="none (admitted after every request that has one)",
+        ),
+        Attr(
+            "timeout",
+            (Num("timeout", Dim.TIME, above=0),),
+            "its client gives up on a request not finished this long after it was sent: "
+            "the request is cancelled wherever it is, and its KV freed",
+            default="none",
+        ),
+        Attr(
+            "max_queue",
+            (Num("max_queue", integer=True, min=0, max=limits.REQUESTS, limit=True),),
+            "admission control: a request is shed on arrival when the instance it is routed "
+            "to already has this many requests waiting",
+            default="none",
+        ),
+        Attr(
+            "lengths",
+            (PolicySlot("lengths", LENGTHS),),
+            "its prompt and output lengths",
+            body=Block("lengths", ()),
+            custom_body=True,
+            default="the workload's",
+        ),
+    ),
+    "A class of requests.",
+)
+
 WORKLOAD = Block(
     "workload",
     (
@@ -1142,6 +1190,12 @@ WORKLOAD = Block(
             body_required=True,
             default="none: every request stands alone",
         ),
+        _named(
+            "class",
+            REQUEST_CLASS,
+            "a class of requests with its own priority, deadline, timeout and lengths; each "
+            "request (each conversation) is drawn into one by the shares",
+        ),
         Attr(
             "requests",
             (Num("requests", integer=True, min=1, max=limits.REQUESTS, limit=True),),
@@ -1166,14 +1220,15 @@ WORKLOAD = Block(
     "The requests.",
 )
 
+_TARGETS = tuple(
+    Attr(m, (Stat(), Compare(), Num("limit", Dim.TIME, above=0)), f"a target on {m}", repeat=True)
+    for m in METRICS
+)
+SLO_CLASS = Block("class", _TARGETS, "Targets for one class of requests.")
 SLO = Block(
     "slo",
-    tuple(
-        Attr(
-            m, (Stat(), Compare(), Num("limit", Dim.TIME, above=0)), f"a target on {m}", repeat=True
-        )
-        for m in METRICS
-    ),
+    _TARGETS
+    + (_named("class", SLO_CLASS, "targets for one `class` of the workload's requests only"),),
     "Service-level objectives.",
 )
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from tokensim import ir
 from tokensim.lang import limits
 from tokensim.lang.check.env import Env
-from tokensim.lang.diagnostics import Note
+from tokensim.lang.diagnostics import Note, did_you_mean, one_of
 from tokensim.lang.schema import BAD, Bodies
+from tokensim.lang.source import Span
 
 
 def workload(body: Bodies, env: Env) -> ir.Workload | None:
@@ -71,9 +72,60 @@ def workload(body: Bodies, env: Env) -> ir.Workload | None:
         sessions = _sessions(bound, body, env)
         if sessions is None:
             return None
+    classes = _classes(body, env)
+    if classes is None:
+        return None
     return ir.Workload(
-        arrivals, lengths, trace, requests, duration, seed, body.span, prefix, seeds, sessions
+        arrivals,
+        lengths,
+        trace,
+        requests,
+        duration,
+        seed,
+        body.span,
+        prefix,
+        seeds,
+        sessions,
+        classes,
     )
+
+
+def _classes(body: Bodies, env: Env) -> tuple[ir.RequestClass, ...] | None:
+    """The workload's request classes (none: one class); None when one is wrong."""
+    out: list[ir.RequestClass] = []
+    seen: dict[str, Span] = {}
+    for bound in body.all("class"):
+        name, cb = bound.get("name"), bound.body
+        if name in (None, BAD) or cb is None:
+            return None
+        label = bound.stmt.items[0].span
+        if name in seen:
+            env.rep.error(
+                f"class `{name}` is defined twice", label, Note("first defined here", seen[name])
+            )
+            return None
+        seen[name] = label
+        values = [
+            cb.value(k)
+            for k in ("share", "priority", "deadline", "timeout", "max_queue", "lengths")
+        ]
+        if any(v is BAD for v in values) or values[0] is None:
+            return None  # reported (`share` is required)
+        share, priority, deadline, timeout, max_queue, lengths = values
+        out.append(
+            ir.RequestClass(
+                name, share, priority or 0, deadline, timeout, max_queue, lengths, bound.span
+            )
+        )
+    total = sum(c.share for c in out)
+    if out and abs(total - 1.0) > 1e-9:
+        env.rep.error(
+            f"the classes' shares add up to {total:g}, not 1",
+            out[0].span,
+            help="each request is drawn into one class: give shares that sum to 1",
+        )
+        return None
+    return tuple(out)
 
 
 def _sessions(bound, body: Bodies, env: Env) -> ir.Sessions | None:
@@ -106,6 +158,32 @@ def _shared_prefix(bound) -> ir.SharedPrefix | None:
     return ir.SharedPrefix(tokens, fraction, groups, bound.span)
 
 
+def _targets(body: Bodies, cls: str | None, targets: list, env: Env) -> bool:
+    """Add the targets of an ``slo`` block (or of its ``class`` block ``cls``) to
+    ``targets``; False when one is wrong (reported)."""
+    seen = {}
+    ok = True
+    for key in body.block.keys:
+        if key == "class":
+            continue
+        for bound in body.all(key):
+            stat, op, limit = bound.get("stat"), bound.get("op"), bound.get("limit")
+            if BAD in (stat, op, limit) or None in (stat, op, limit):
+                ok = False
+                continue
+            if (key, stat) in seen:
+                env.rep.error(
+                    f"`{key} {stat}` is given twice",
+                    bound.span,
+                    Note("first given here", seen[(key, stat)]),
+                )
+                ok = False
+                continue
+            seen[(key, stat)] = bound.span
+            targets.append(ir.SloTarget(key, stat, op, limit, bound.span, cls))
+    return ok
+
+
 def _trace(bound, env: Env) -> ir.Trace | None:
     ref = bound.get("trace")
     if ref in (None, BAD):
@@ -129,26 +207,27 @@ def _trace(bound, env: Env) -> ir.Trace | None:
     return ir.Trace(str(path), fmt, scale, bound.span)
 
 
-def slo(body: Bodies, env: Env) -> ir.Slo | None:
-    targets = []
-    seen = {}
-    ok = True
-    for key in body.block.keys:
-        for bound in body.all(key):
-            stat, op, limit = bound.get("stat"), bound.get("op"), bound.get("limit")
-            if BAD in (stat, op, limit) or None in (stat, op, limit):
-                ok = False
-                continue
-            if (key, stat) in seen:
-                env.rep.error(
-                    f"`{key} {stat}` is given twice",
-                    bound.span,
-                    Note("first given here", seen[(key, stat)]),
-                )
-                ok = False
-                continue
-            seen[(key, stat)] = bound.span
-            targets.append(ir.SloTarget(key, stat, op, limit, bound.span))
+def slo(body: Bodies, env: Env, workload: ir.Workload | None = None) -> ir.Slo | None:
+    targets: list[ir.SloTarget] = []
+    ok = _targets(body, None, targets, env)
+    names = [c.name for c in workload.classes] if workload is not None else None
+    for bound in body.all("class"):
+        name = bound.get("name")
+        if name in (None, BAD) or bound.body is None:
+            ok = False
+            continue
+        if names is not None and name not in names:
+            env.rep.error(
+                f"the workload has no class `{name}`",
+                bound.stmt.items[0].span,
+                Note(f"its classes are {one_of(names, word='and')}")
+                if names
+                else Note("the workload defines no `class`"),
+                help=did_you_mean(name, names),
+            )
+            ok = False
+            continue
+        ok = _targets(bound.body, name, targets, env) and ok
     if not targets and ok:
         env.rep.error("the slo block sets no target", body.span, help="e.g. `ttft p90 < 500 ms`")
         return None
