@@ -10,7 +10,8 @@ against the share of peak a compute-bound GEMM reaches. So::
     P(step) = memory_bound + (power - memory_bound) * u
 
 Energy is those draws over the instance's iterations and decode runs (``iterations.csv``)
-and ``idle`` over the rest of the run, times its GPUs, summed over the instances. The
+and ``idle`` over the rest of the run (of an autoscaled instance: of the time its GPUs were
+held), times its GPUs, summed over the instances. The
 figures are the GPU boards' alone (no host, network or cooling). A pool on a GPU without
 ``power { idle; memory_bound }`` in its catalogue entry has no energy figure, and neither
 has the run.
@@ -59,7 +60,8 @@ def energy(result) -> dict:
         # GPUs', counted once over them
         share = 1.0 / pool.microbatches
         busy_J = gpus * float((draw * seconds).sum()) * share
-        idle_J = gpus * gpu.idle_power_W * max(0.0, span - busy_s) * share
+        held = span if inst.up_s is None else inst.up_s  # an autoscaled one: while held
+        idle_J = gpus * gpu.idle_power_W * max(0.0, held - busy_s) * share
         entry = by_pool.setdefault(inst.pool, {"joules": 0.0, "busy_joules": 0.0, "busy_s": 0.0})
         entry["joules"] += busy_J + idle_J
         entry["busy_joules"] += busy_J

@@ -529,12 +529,57 @@ class Route:
     span: Span | None
 
 
+SCALE_METRICS = {
+    "queue": "requests waiting at an instance (its front end's included)",
+    "running": "requests in an instance's running batch",
+    "requests": "queued + running at an instance",
+    "kv_used": "fraction of an instance's KV blocks in use (0..1)",
+}
+
+
+@dataclass(frozen=True)
+class ScaleRule:
+    """``when METRIC >|< VALUE for T add|remove N``: the mean of ``metric`` over the pool's
+    serving instances past ``value`` for ``for_s`` seconds starts or drains ``count``."""
+
+    metric: str
+    above: bool  # `>` (else `<`)
+    value: float
+    for_s: float
+    add: bool  # add (else remove)
+    count: int
+    span: Span
+
+
+@dataclass(frozen=True)
+class Autoscale:
+    """``autoscale POOL { min; max; initial; when ...; interval; cooldown; startup }``: the
+    pool's instances (its GPUs) are a ceiling; between ``min`` and ``max`` of them serve,
+    as the rules say; one started serves ``startup_s`` later (model load, warm-up), one
+    stopped takes no new requests and is released when its last one is done."""
+
+    pool: str
+    min: int
+    max: int
+    initial: int
+    rules: tuple[ScaleRule, ...]
+    interval_s: float
+    cooldown_s: float
+    startup_s: float
+    span: Span
+
+
 @dataclass(frozen=True)
 class Deployment:
     pools: tuple[Pool, ...]
     transfers: tuple[Transfer, ...]
     routes: tuple[Route, ...]
     span: Span
+    autoscale: tuple[Autoscale, ...] = ()  # pools whose serving instances vary
+
+    def autoscaler(self, pool: str) -> Autoscale | None:
+        """The autoscale rules of pool ``pool``, if it has any."""
+        return next((a for a in self.autoscale if a.pool == pool), None)
 
     def pool(self, name: str) -> Pool:
         return next(p for p in self.pools if p.name == name)

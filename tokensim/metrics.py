@@ -130,6 +130,35 @@ def _quantiles(cols: dict) -> dict:
     return out
 
 
+def _autoscale(result, held: dict[str, float]) -> dict:
+    """Per autoscaled pool: its bounds, the fleet serving over time (time-weighted mean,
+    peak), its starts and stops, and the GPU-hours it held."""
+    out = {}
+    end = result.simulated_s
+    for pool, rows in result.fleet.items():
+        rule = result.spec.deployment.autoscaler(pool)
+        times = np.append(rows[:, 0], end)
+        weights = np.diff(times)
+        actions = result.scaling.get(pool, [])
+        out[pool] = {
+            "min": rule.min,
+            "max": rule.max,
+            "mean_serving": float((rows[:, 1] * weights).sum() / end) if end > 0 else 0.0,
+            "peak_serving": int(rows[:, 1].max()),
+            "starts": sum(a == "add" for _, a, _ in actions),
+            "stops": sum(a == "remove" for _, a, _ in actions),
+            "gpu_hours": held[pool] / 3600,
+            "fleet": {  # at every change
+                "time_s": rows[:, 0].tolist(),
+                "serving": rows[:, 1].astype(int).tolist(),
+                "starting": rows[:, 2].astype(int).tolist(),
+                "stopping": rows[:, 3].astype(int).tolist(),
+            },
+            "actions": [{"time_s": t, "action": a, "instance": k} for t, a, k in actions],
+        }
+    return out
+
+
 def _classes(result, r, cols, done, good, rate) -> dict:
     """Per request class: how many, what became of them (served, timed out, shed), their
     latencies, and (with an ``slo``) the share that met every target holding for them."""
@@ -261,7 +290,7 @@ def summarize(result) -> dict:
         metrics["classes"] = _classes(result, r, cols, done, good if slo else None, rate)
         for key in ("timed_out", "shed"):  # of the requests not served
             metrics["requests"][key] = sum(c[key] for c in metrics["classes"].values())
-    cost = _cost(result.spec, duration, out_tokens, in_tokens)
+    cost = _cost(result.spec, duration, out_tokens, in_tokens, _held(result))
     if cost is not None:
         metrics["cost"] = cost
     from tokensim.energy import energy
@@ -270,6 +299,8 @@ def summarize(result) -> dict:
     metrics["kv"] = {"peak_utilization": max(_peak(i) for i in result.instances)}
     if "session" in r:
         metrics["sessions"] = _sessions(r, cols, done)
+    if result.fleet:
+        metrics["autoscale"] = _autoscale(result, _held(result))
     if result.tiers:
         metrics["kv_tiers"] = [
             {**t, "hit_share": t["hit_tokens"] / in_tokens if in_tokens else 0.0}
@@ -306,16 +337,40 @@ def summarize(result) -> dict:
     return metrics
 
 
-def _cost(spec, duration_s: float, out_tokens: int, in_tokens: int) -> dict | None:
+def _held(result) -> dict[str, float]:
+    """Per autoscaled pool, the seconds its instances' GPUs were held (each instance once,
+    however many batches it keeps in flight), times their GPUs: GPU-seconds."""
+    out: dict[str, float] = {}
+    seen = set()
+    for i in result.instances:
+        key = (i.pool, i.gpus)
+        if i.up_s is None or key in seen:
+            continue
+        seen.add(key)
+        pool = result.spec.deployment.pool(i.pool)
+        out[i.pool] = out.get(i.pool, 0.0) + i.up_s * pool.gpus_per_instance
+    return out
+
+
+def _cost(
+    spec, duration_s: float, out_tokens: int, in_tokens: int, held: dict[str, float]
+) -> dict | None:
     """Rental cost of the GPUs the deployment's pools run on, over the run, when every one
     has a ``price``. GPUs of the cluster that no pool uses are not counted: a sweep over
-    instances or tp prices what each point uses."""
+    instances or tp prices what each point uses. An autoscaled pool's GPUs are paid for
+    while held (``held``: GPU-seconds), from an instance's start to its release."""
     pools = spec.deployment.pools if spec.deployment else ()
     if not pools or any(p.gpu.price_per_h is None for p in pools):
         return None
     gpus = spec.deployment.gpus
     per_h = sum(len(p.instances) * p.gpus_per_instance * p.gpu.price_per_h for p in pools)
-    spent = per_h * duration_s / 3600
+
+    def gpu_hours(p) -> float:
+        if p.name in held:
+            return held[p.name] / 3600
+        return len(p.instances) * p.gpus_per_instance * duration_s / 3600
+
+    spent = sum(gpu_hours(p) * p.gpu.price_per_h for p in pools)
 
     def per_million(tokens: int) -> float:
         return spent / tokens * 1e6 if tokens else float("nan")

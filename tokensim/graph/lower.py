@@ -22,7 +22,8 @@ its stages, ``pool[i].v0``..., on the same GPUs); prefill instances ->
 path per tp rank); instances -> ``sink``. A pool's lower KV tiers are vertices of kind
 ``tier``: ``decode[0]/host`` and ``decode[0]/disk`` of each instance, ``decode/remote``
 shared by the pool, each reached by an ``offload`` edge from the instance that carries
-the rate its blocks move at (:func:`tier_bandwidth`).
+the rate its blocks move at (:func:`tier_bandwidth`). An autoscaled pool has an
+``autoscaler:<pool>`` vertex with a ``scale`` edge to each of its instances.
 
 Every vertex and edge keeps the ``span`` of the statement it came from.
 """
@@ -236,6 +237,12 @@ def _dataflow(spec: ir.Spec, graph: Graph) -> nx.DiGraph:
                 )
     for pool in dep.pools:
         _tiers(d, graph, pool)
+    for a in dep.autoscale:  # what starts and stops a pool's instances
+        scaler = f"autoscaler:{a.pool}"
+        d.add_node(scaler, kind="autoscaler", pool=a.pool, min=a.min, max=a.max, span=a.span, ir=a)
+        for inst in dep.pool(a.pool).instances:
+            for name in engines(dep.pool(a.pool), inst):
+                d.add_edge(scaler, name, kind="scale", span=a.span)
     for pool in entry:
         for inst in pool.instances:
             for name in engines(pool, inst):

@@ -68,6 +68,16 @@ def text(graph: Graph) -> str:
                     f"    kv tier {t.kind} {format_quantity(t.capacity_B, Dim.BYTES)} ({where}), "
                     f"write {'through' if t.through else 'back'}, at {_bw(e['bandwidth_Bps'])}"
                 )
+    for a in spec.deployment.autoscale:
+        rules = "; ".join(
+            f"{r.metric} {'>' if r.above else '<'} {r.value:g} for {r.for_s:g} s: "
+            f"{'add' if r.add else 'remove'} {r.count}"
+            for r in a.rules
+        )
+        out.append(
+            f"  autoscaler:{a.pool}: {a.min}..{a.max} serving (from {a.initial}), startup "
+            f"{a.startup_s:g} s, cooldown {a.cooldown_s:g} s; {rules}"
+        )
     for node in sorted(n for n in d if d.nodes[n]["kind"] == "router"):
         targets = sorted(v for v in d.successors(node))
         out.append(f"  {node} by {d.nodes[node]['policy']} -> {_compact(targets)}")

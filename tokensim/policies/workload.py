@@ -48,6 +48,20 @@ class Constant(Policy):
     shorthand = (Num("rate", Dim.RATE, above=0),)
 
 
+@ARRIVALS.register("step")
+class Step(Policy):
+    """Poisson arrivals whose rate steps up to ``peak`` from time ``at`` for ``lasting``,
+    then back (a load step: what an autoscaler must follow)."""
+
+    params = (
+        _rate(),
+        Param("peak", Num("peak", Dim.RATE, above=0), None, "the rate during the step"),
+        Param("at", Num("at", Dim.TIME, min=0), None, "when the step starts"),
+        Param("lasting", Num("lasting", Dim.TIME, above=0), None, "how long it lasts"),
+    )
+    shorthand = (Num("rate", Dim.RATE, above=0),)
+
+
 @ARRIVALS.register("closed")
 class Closed(Policy):
     """A closed loop of ``clients`` clients (a benchmark's maximum concurrency): each

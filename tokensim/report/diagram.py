@@ -16,7 +16,8 @@
 ``graph`` is what ``tokensim graph SPEC --format json`` prints, parsed;
 ``pools`` is one dict per pool in spec order with keys ``name``, ``role``,
 ``model``, ``dtype``, ``instances``, ``tp``, ``pp``, ``gpu`` and ``batching`` (and
-``kv_tiers``, a pool's lower KV tiers, where it has some).
+``kv_tiers``, a pool's lower KV tiers, and ``autoscale``, how many of its instances may
+serve, where it has them).
 Coordinates are whole pixels of the viewBox, text widths are estimated from
 character classes (a little wide on purpose), and every input is sorted
 before it is drawn, so the same input gives the same string.
@@ -491,6 +492,8 @@ def _pool_box(name: str, info: dict | None, color: str) -> _Box:
         (f"{get['instances']} × {par} {get['model']} {get['dtype']}", 12, False),
         (f"on {get['gpu']} · {get['batching']}", 12, False),
     ]
+    if info.get("autoscale"):
+        lines.append((f"autoscaled: {info['autoscale']} serving", 12, False))
     if info.get("kv_tiers"):
         lines.append((f"KV tiers: {info['kv_tiers']}", 12, False))
     return _Box(f"pool:{name}", lines, _tint(color), color, color)

@@ -36,6 +36,9 @@ def pools(spec) -> list[dict]:
             "gpu": p.gpu.name,
             "batching": p.batching.name,
         }
+        scaler = spec.deployment.autoscaler(p.name)
+        if scaler is not None:  # how many of its instances may serve
+            pool["autoscale"] = f"{scaler.min}..{scaler.max}"
         if p.kv.tiers:  # lower KV tiers, fastest first
             pool["kv_tiers"] = " · ".join(
                 f"{t.kind} {format_quantity(t.capacity_B, Dim.BYTES)}" for t in p.kv.tiers

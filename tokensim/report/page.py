@@ -414,7 +414,31 @@ def _load_charts(r: Results, e: np.ndarray) -> list[str]:
         x_label="time",
         y_label="tokens/s",
     )
-    return [running, rates, tok]
+    return [running, rates, tok] + _fleet_chart(r, e)
+
+
+def _fleet_chart(r: Results, e: np.ndarray) -> list[str]:
+    """Autoscaled pools: instances serving, and starting, over time."""
+    scaled = r.metrics.get("autoscale") or {}
+    if not scaled:
+        return []
+    x, lines = e[:-1], []
+    for k, (pool, a) in enumerate(scaled.items()):
+        color = svg.PALETTE[k % len(svg.PALETTE)]
+        f = a["fleet"]
+        times = np.array(f["time_s"], dtype=np.float64)
+        for col, dash in (("serving", False), ("starting", True)):
+            y = ts.step_mean(times, np.array(f[col], dtype=np.float64), e)
+            lines.append(svg.Series(f"{col} ({pool})", x, y, color=color, dash=dash))
+    return [
+        svg.line_chart(
+            lines,
+            id="fleet",
+            title="Autoscaled instances serving and starting (mean over each interval)",
+            x_label="time",
+            y_label="instances",
+        )
+    ]
 
 
 def _kv_charts(r: Results, e: np.ndarray) -> list[str]:

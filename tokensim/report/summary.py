@@ -121,6 +121,12 @@ def summary_table(metrics: dict) -> str:
                 f"{c['shed']:>8}{_ms(c['ttft_s'].get('p90')):>10}{_ms(c['e2e_s'].get('p90')):>10}"
                 + (f"{c['attainment']:>10.1%}" if "attainment" in c else "")
             )
+    for name, a in (metrics.get("autoscale") or {}).items():
+        lines.append(
+            f"pool {name} autoscaled {a['min']}..{a['max']}: {a['peak_serving']} serving at "
+            f"most, {a['mean_serving']:.2f} on average; {a['starts']} starts, {a['stops']} "
+            f"stops; {a['gpu_hours']:.3g} GPU-hours held"
+        )
     for name, p in pools.items():
         lines.append(f"pool {name}: {runs_on(p)}")
     power = metrics.get("energy") or {}

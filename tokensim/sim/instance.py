@@ -148,6 +148,7 @@ class Instance:
         # requests here, as routers count them: routed or handed off here, not yet finished
         # or handed on (queued, running, or their KV on its way in)
         self.n_requests = 0
+        self.serving = True  # routers may send it requests (an autoscaler may stop it)
         # called with this instance whenever n_requests changes (routers' indexes)
         self.watchers: list = []
         # reserve_output: the share of the running requests' outputs held back when

@@ -30,6 +30,7 @@ from tokensim.perf import for_pool
 from tokensim.policies.batching import BATCHING
 from tokensim.policies.memory import kv_geometry
 from tokensim.policies.routing import count_requests, router_for
+from tokensim.sim.autoscale import Autoscaler
 from tokensim.sim.events import Kernel, Priority
 from tokensim.sim.instance import Instance
 from tokensim.sim.kv import BlockManager
@@ -88,6 +89,7 @@ class InstanceResult:
     series: np.ndarray
     # one row per iteration or run of decode steps (see Instance.work)
     work: np.ndarray  # columns: start_s, end_s, prefill_tokens, decode_seqs, steps
+    up_s: float | None = None  # autoscaled: seconds its GPUs were held (None: the whole run)
 
 
 @dataclass
@@ -113,6 +115,10 @@ class Result:
     link_bytes: dict[str, float] = field(default_factory=dict)  # bytes moved over each
     # per lower KV tier (dataflow vertex): kind, pool, capacity and what moved
     tiers: list[dict] = field(default_factory=list)
+    # per autoscaled pool: its fleet at every change (time_s, serving, starting, stopping),
+    # and its actions (time_s, add|remove, instance index)
+    fleet: dict[str, np.ndarray] = field(default_factory=dict)
+    scaling: dict[str, list] = field(default_factory=dict)
 
 
 @dataclass
@@ -188,6 +194,13 @@ class Simulation:
             router = router_for(flow.nodes[handoffs[0][0]]["ir"].policy)
             below = max(e["ir"].direct_below for _, e in handoffs)
             self.sends_to[node["ir"].name] = _Handoff(targets, router, below)
+        # autoscaled pools: the autoscaler vertices of the dataflow, and what they scale
+        self.autoscalers = [
+            Autoscaler(self, node["ir"], [self.by_name[v] for v in flow.successors(name)])
+            for name, node in flow.nodes(data=True)
+            if node["kind"] == "autoscaler"
+        ]
+        self.ended_s: float | None = None  # when the last request was done
         self.check = os.environ.get("TOKENSIM_CHECK") == "1"
         self.done = 0
         # a closed loop: how many clients, and the next request to send
@@ -394,6 +407,8 @@ class Simulation:
         req.host.cancel(req, req.cancelled)
 
     def _choose(self, candidates: list[Instance], router, req: Request) -> Instance:
+        if self.autoscalers:  # only the instances serving now
+            candidates = [inst for inst in candidates if inst.serving]
         if router.reads_state:
             for inst in candidates:
                 inst.sync()
@@ -462,6 +477,8 @@ class Simulation:
         object is let go."""
         self.done += 1
         self.ledger.record(req)
+        if self.done == self.total:
+            self.ended_s = self.kernel.now
         at = max(self.kernel.now, req.finish_s)  # when its client has the answer
         if self.session is not None:
             nxt = req.id + 1
@@ -540,6 +557,14 @@ class Simulation:
 
     def _result(self, wall_s: float) -> Result:
         ledger = self.ledger
+        # the run ends when its last request is done: events after it (an autoscaler's look,
+        # a client's timeout) do not lengthen it
+        timed = self.autoscalers or any(c.timeout_s for c in self.classes)
+        end = self.ended_s if timed and self.ended_s is not None else self.kernel.now
+        up: dict[Instance, float] = {}
+        for scaler in self.autoscalers:
+            scaler.close(end)
+            up.update({i: scaler.up_s[k] for k, g in scaler.groups.items() for i in g})
         instances = [
             InstanceResult(
                 i.name,
@@ -551,6 +576,7 @@ class Simulation:
                 i.preemptions,
                 np.array(i.series, dtype=np.float64).reshape(-1, 7),
                 np.array(i.work, dtype=np.float64).reshape(-1, 5),
+                up.get(i),
             )
             for i in self.instances
         ]
@@ -571,7 +597,7 @@ class Simulation:
             instances=instances,
             itl_s=np.concatenate(values) if values else np.zeros(0),
             itl_weights=np.concatenate(weights) if weights else np.zeros(0),
-            simulated_s=self.kernel.now,
+            simulated_s=end,
             events=self.kernel.events,
             wall_s=wall_s,
             rejected=sorted(ledger.rejected),
@@ -583,6 +609,11 @@ class Simulation:
             link_bytes={f"{u}->{v}": b for (u, v), b in sorted(self.network.moved_B.items())},
             transitions=ledger.logs if self.transitions else [],
             tiers=self._tier_figures(),
+            fleet={
+                s.rule.pool: np.array(s.series, dtype=np.float64).reshape(-1, 4)
+                for s in self.autoscalers
+            },
+            scaling={s.rule.pool: list(s.actions) for s in self.autoscalers},
         )
 
     def _tier_figures(self) -> list[dict]:

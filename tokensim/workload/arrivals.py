@@ -19,6 +19,7 @@ def arrival_times(
     """Arrival times (float64 seconds, non-decreasing, the first 0) from ``policy``.
 
     ``policy`` is an ``arrivals`` use: ``poisson`` (rate, 1/s: exponential gaps),
+    ``step`` (poisson at ``rate``, at ``peak`` from ``at`` for ``lasting``),
     ``gamma`` (rate, 1/s, and cv: gamma gaps of mean 1/rate, shape 1/cv²),
     ``constant`` (rate: gaps of exactly 1/rate) or ``burst`` (all at 0); ``closed``
     (a closed loop) gives 0 for all, and the simulator sends each when a client is free.
@@ -40,6 +41,8 @@ def arrival_times(
             n = min(n, count)
         times = np.arange(n) / rate
         return times if duration_s is None else times[times < duration_s]
+    if name == "step":
+        return _step(policy, count, duration_s, rng)
     if name == "poisson":
         scale = 1.0 / rate
 
@@ -55,6 +58,30 @@ def arrival_times(
     else:
         raise ValueError(f"unknown arrival process {name!r}")
     return _accumulate(draw, rate, count, duration_s)
+
+
+def _step(policy: PolicyUse, count, duration_s, rng: np.random.Generator) -> np.ndarray:
+    """Poisson arrivals at ``rate``, at ``peak`` from ``at`` for ``lasting``: each stretch
+    drawn on its own (the process is memoryless, so restarting at a boundary is exact;
+    the arrival a stretch puts at its start is the first stretch's only)."""
+    rate, peak = float(policy.get("rate")), float(policy.get("peak"))
+    at, lasting = float(policy.get("at")), float(policy.get("lasting"))
+    stretches = ((0.0, at, rate), (at, at + lasting, peak), (at + lasting, None, rate))
+    out, left = [], count
+    for start, end, r in stretches:
+        if duration_s is not None:
+            end = duration_s if end is None else min(end, duration_s)
+        if (end is not None and end <= start) or left == 0:
+            continue
+        skip = 1 if start > 0 else 0
+        want = None if left is None else left + skip
+        span = None if end is None else end - start
+        times = start + _accumulate(lambda n, r=r: rng.exponential(1.0 / r, n), r, want, span)
+        times = times[skip:]
+        out.append(times)
+        left = None if left is None else left - len(times)
+    times = np.concatenate(out) if out else np.zeros(0)
+    return times if count is None else times[:count]
 
 
 _CHUNK_MAX = 1e7  # arrivals drawn at once at most (a count or a duration ends the draws)

@@ -56,9 +56,10 @@ def deployment(body: Bodies, cluster: ir.Cluster, env: Env) -> ir.Deployment | N
     by_name = {p.name: p for p in pools}
     transfers = _transfers(body, by_name, comp, env)
     routes = _routes(body, by_name, env)
-    if transfers is None or routes is None:
+    scaling = _autoscale(body, by_name, env)
+    if transfers is None or routes is None or scaling is None:
         return None
-    return ir.Deployment(tuple(pools), transfers, routes, body.span)
+    return ir.Deployment(tuple(pools), transfers, routes, body.span, scaling)
 
 
 def _host_fits(pools: list[ir.Pool], cluster: ir.Cluster, env: Env) -> bool:
@@ -655,6 +656,70 @@ def _pool_ref(ref: Val, pools: dict[str, ir.Pool], env: Env) -> ir.Pool | None:
         help=did_you_mean(ref.value, pools),
     )
     return None
+
+
+def _autoscale(body: Bodies, pools: dict[str, ir.Pool], env: Env):
+    """The deployment's autoscaled pools; None when a block is wrong (reported)."""
+    out: dict[str, ir.Autoscale] = {}
+    for bound in body.all("autoscale"):
+        ref, ab = bound.get("pool"), bound.body
+        if ref in (None, BAD) or ab is None:
+            return None
+        pool = _pool_ref(ref, pools, env)
+        if pool is None:
+            return None
+        if pool.name in out:
+            env.rep.error(
+                f"pool `{pool.name}` is autoscaled twice",
+                bound.span,
+                Note("first here", out[pool.name].span),
+            )
+            return None
+        n = len(pool.instances)
+        low = ab.value("min", default=1)
+        high = ab.value("max", default=n)
+        start = ab.value("initial", default=low)
+        times = [ab.value(k, default=d) for k, d in (("interval", 5.0), ("cooldown", 60.0))]
+        startup = ab.value("startup")
+        if BAD in (low, high, start, startup, *times) or startup is None:
+            return None  # reported (`startup` is required)
+        for key, value in (("max", high), ("initial", start)):
+            if value > n:
+                env.rep.error(
+                    f"`{key} {value}` is more instances than pool `{pool.name}` has ({n})",
+                    ab.one(key).span,
+                    help=f"the pool's `instances` are the most it may scale to: make them {value}",
+                )
+                return None
+        if not low <= start <= high:
+            env.rep.error(
+                f"autoscaling of `{pool.name}` needs min <= initial <= max; it has "
+                f"{low} <= {start} <= {high}",
+                bound.span,
+            )
+            return None
+        rules = []
+        for rb in ab.all("when"):
+            v = rb.values
+            if BAD in v.values() or len(v) < 6:
+                return None  # reported where it failed to match
+            rules.append(
+                ir.ScaleRule(
+                    v["metric"],
+                    v["side"] == ">",
+                    v["value"],
+                    v["for"],
+                    v["action"] == "add",
+                    v["count"],
+                    rb.span,
+                )  # fmt: skip
+            )
+        if not rules:
+            return None  # reported: `when` is required
+        out[pool.name] = ir.Autoscale(
+            pool.name, low, high, start, tuple(rules), *times, startup, bound.span
+        )
+    return tuple(out.values())
 
 
 def _default_route(pool: str | None) -> ir.Route:

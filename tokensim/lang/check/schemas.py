@@ -10,7 +10,7 @@ import dataclasses
 import operator
 import re
 
-from tokensim.ir import COST_KINDS, DTYPE_BYTES, TIER_KINDS, Efficiency
+from tokensim.ir import COST_KINDS, DTYPE_BYTES, SCALE_METRICS, TIER_KINDS, Efficiency
 from tokensim.lang import ast, limits
 from tokensim.lang.diagnostics import Note, did_you_mean
 from tokensim.lang.schema import (
@@ -1012,6 +1012,103 @@ TRANSFER = Block(
     "Options of a prefill -> decode transfer.",
 )
 
+
+class Side(Slot):
+    """``>`` or ``<``: which side of a threshold a scaling rule fires on."""
+
+    name = "side"
+
+    def usage(self) -> str:
+        return ">|<"
+
+    def match(self, items, i, rep):
+        item = _item(items, i)
+        if isinstance(item, ast.Symbol) and item.text in (">", "<"):
+            return item.text, i + 1
+        raise Shape(item)
+
+
+class Threshold(Slot):
+    """``<number> for``: a rule's threshold, a plain number (the word `for` after it is
+    read with it, as a unit would be)."""
+
+    name = "value"
+
+    def usage(self) -> str:
+        return "<number> for"
+
+    def match(self, items, i, rep):
+        item = _item(items, i)
+        if not isinstance(item, ast.Quantity):
+            raise Shape(item)
+        if item.unit != "for":
+            rep.error(
+                f"a scaling threshold is a plain number followed by `for`, found `{item.text}`",
+                item.span,
+                help="e.g. `when queue > 32 for 30 s add 1`",
+            )
+            return BAD, i + 1
+        if item.number < 0:
+            rep.error(f"a scaling threshold is at least 0, found `{item.text}`", item.span)
+            return BAD, i + 1
+        return item.number, i + 1
+
+
+def _count(key: str, doc: str, default: str | None = None, required: bool = False) -> Attr:
+    return Attr(
+        key,
+        (Num(key, integer=True, min=1, max=limits.INSTANCES, limit=True),),
+        doc,
+        default=default,
+        required=required,
+    )
+
+
+AUTOSCALE = Block(
+    "autoscale",
+    (
+        _count("min", "fewest instances serving", default="1"),
+        _count("max", "most instances serving", default="the pool's `instances`"),
+        _count("initial", "instances serving at the start", default="min"),
+        Attr(
+            "when",
+            (
+                _words("metric", tuple(SCALE_METRICS), "scaling metric"),
+                Side(),
+                Threshold(),
+                Num("for", Dim.TIME, min=0),
+                _words("action", ("add", "remove"), "scaling action"),
+                Num("count", integer=True, min=1, max=limits.INSTANCES, limit=True),
+            ),
+            "a rule: when the mean of the metric over the serving instances stays past the "
+            "value for the time, start (`add`) or stop (`remove`) that many instances; "
+            "metrics: " + "; ".join(f"`{k}` {v}" for k, v in SCALE_METRICS.items()),
+            repeat=True,
+            required=True,
+        ),
+        Attr(
+            "interval",
+            (Num("interval", Dim.TIME, above=0),),
+            "how often the rules look at the instances",
+            default="5 s",
+        ),
+        Attr(
+            "cooldown",
+            (Num("cooldown", Dim.TIME, min=0),),
+            "after an instance is started or stopped, how long before the next",
+            default="60 s",
+        ),
+        Attr(
+            "startup",
+            (Num("startup", Dim.TIME, min=0),),
+            "from start to serving: the model's load and warm-up (its GPUs are paid for "
+            "from the start)",
+            required=True,
+        ),
+    ),
+    "Autoscaling of one pool.",
+)
+
 DEPLOYMENT = Block(
     "deployment",
     (
@@ -1027,6 +1124,16 @@ DEPLOYMENT = Block(
             "KV moves from a prefill pool to a decode pool",
             repeat=True,
             body=TRANSFER,
+        ),
+        Attr(
+            "autoscale",
+            (Ref("pool", "pool"),),
+            "vary how many of a pool's instances serve, by rules on their load; the pool's "
+            "`instances` are the GPUs it may use",
+            body=AUTOSCALE,
+            body_required=True,
+            repeat=True,
+            default="none: every instance serves throughout",
         ),
         Attr(
             "route",
