@@ -660,6 +660,31 @@ class Workload:
 
 
 @dataclass(frozen=True)
+class Fault:
+    """``at T gpu NODE[i] down|up``, ``at T node NODE down|up|drain``, ``at T link NODE F``:
+    at ``at_s`` GPUs or a node fail, come back, or stop taking requests; or a node's
+    network links run at ``fraction`` of their bandwidth."""
+
+    at_s: float
+    kind: str  # gpu, node, link
+    node: str
+    gpus: tuple[int, ...]  # the GPUs of `gpu` (empty for a node or a link)
+    action: str  # down, up, drain (gpu, node); degrade (link)
+    fraction: float  # link: the share of bandwidth left (1: restored)
+    span: Span
+
+
+@dataclass(frozen=True)
+class Faults:
+    """The ``faults`` block: its events in time order, and what becomes of the requests an
+    instance holds when it fails (``recompute``: sent again and computed anew; ``lose``)."""
+
+    events: tuple[Fault, ...]
+    on_failure: str
+    span: Span
+
+
+@dataclass(frozen=True)
 class SloTarget:
     """``metric stat op limit``: e.g. ttft p90 < 0.5 s."""
 
@@ -719,3 +744,4 @@ class Spec:
     slo: Slo | None
     sweep: Sweep | None
     percentiles: tuple[float, ...] = ()  # `metrics { percentiles ... }`: beyond p50/p90/p99
+    faults: Faults | None = None  # what fails, and when

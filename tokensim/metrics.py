@@ -159,6 +159,53 @@ def _autoscale(result, held: dict[str, float]) -> dict:
     return out
 
 
+def _repaired(faults, k: int) -> float | None:
+    """When the ``k``-th fault event is undone: the first later event on the same target
+    that brings it back (``up``, or a link at its full bandwidth); None if none does."""
+    f = faults.events[k]
+    for g in faults.events[k + 1 :]:
+        same = (g.kind, g.node, g.gpus) == (f.kind, f.node, f.gpus)
+        if same and (g.action == "up" or (g.kind == "link" and g.fraction >= 1.0)):
+            return g.at_s
+    return None
+
+
+IMPACT_BIN_S = 10.0  # the bins a fault's impact window is measured in
+IMPACT_BEFORE_S = 60.0  # the baseline: requests arriving this long before it
+
+
+def _impact(fault: dict, r, cols, done, repaired_s: float | None) -> dict:
+    """What a fault did: the requests its instances held, and (but for a repair) its SLO
+    impact, by the TTFT and TPOT p90 (requests not served count as the worst) of the
+    requests arriving in the minute before it, from it to its repair (``repaired_s``: the
+    ``up``, or the link at full bandwidth, that undoes it; else the last arrival), and from
+    the repair on; and the TTFT p90 of the worst 10 s of arrivals before the repair."""
+    if fault["event"].endswith(" up") or fault["event"].endswith(" 100%"):
+        return dict(fault)  # a repair: the impact is the fault's it undoes
+    t0 = fault["time_s"]
+    arrival = r["arrival_s"]
+    end = float(arrival.max(initial=t0)) + 1.0
+    fixed = end if repaired_s is None else repaired_s
+
+    def p90(metric: str, lo: float, hi: float) -> float | None:
+        values = cols[f"{metric}_s"]
+        window = (arrival >= lo) & (arrival < hi)
+        mine = window & done & ~np.isnan(values)
+        lost = int((window & ~done).sum())
+        if not mine.any() and not lost:
+            return None
+        return _with_missed(values[mine], "p90", lost)
+
+    out = dict(fault)
+    for metric in ("ttft", "tpot"):
+        out[f"{metric}_p90_before_s"] = p90(metric, t0 - IMPACT_BEFORE_S, t0)
+        out[f"{metric}_p90_during_s"] = p90(metric, t0, fixed)
+        out[f"{metric}_p90_after_s"] = None if repaired_s is None else p90(metric, fixed, end)
+    bins = [p90("ttft", lo, lo + IMPACT_BIN_S) for lo in np.arange(t0, fixed, IMPACT_BIN_S)]
+    out["ttft_p90_worst_s"] = max((v for v in bins if v is not None), default=None)
+    return out
+
+
 def _classes(result, r, cols, done, good, rate) -> dict:
     """Per request class: how many, what became of them (served, timed out, shed), their
     latencies, and (with an ``slo``) the share that met every target holding for them."""
@@ -301,6 +348,13 @@ def summarize(result) -> dict:
         metrics["sessions"] = _sessions(r, cols, done)
     if result.fleet:
         metrics["autoscale"] = _autoscale(result, _held(result))
+    if result.faults:
+        metrics["faults"] = [
+            _impact(f, r, cols, done, _repaired(result.spec.faults, k))
+            for k, f in enumerate(result.faults)
+        ]
+        why = dict(result.rejected)
+        metrics["requests"]["lost"] = sum(w.startswith("lost") for w in why.values())
     if result.tiers:
         metrics["kv_tiers"] = [
             {**t, "hit_share": t["hit_tokens"] / in_tokens if in_tokens else 0.0}

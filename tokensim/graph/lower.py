@@ -23,7 +23,8 @@ path per tp rank); instances -> ``sink``. A pool's lower KV tiers are vertices o
 ``tier``: ``decode[0]/host`` and ``decode[0]/disk`` of each instance, ``decode/remote``
 shared by the pool, each reached by an ``offload`` edge from the instance that carries
 the rate its blocks move at (:func:`tier_bandwidth`). An autoscaled pool has an
-``autoscaler:<pool>`` vertex with a ``scale`` edge to each of its instances.
+``autoscaler:<pool>`` vertex with a ``scale`` edge to each of its instances, and each fault
+event a ``fault:<k>`` vertex with a ``fails`` edge to each instance it stops.
 
 Every vertex and edge keeps the ``span`` of the statement it came from.
 """
@@ -332,6 +333,48 @@ def tier_bandwidth(graph: Graph, pool: ir.Pool, inst: ir.Instance, tier: ir.KvTi
     return rate if tier.bandwidth_Bps is None else min(rate, tier.bandwidth_Bps)
 
 
+def _faults(d: nx.DiGraph, graph: Graph, spec: ir.Spec) -> None:
+    """A ``fault:<k>`` vertex per fault event, with a ``fails`` edge to each instance it
+    stops (the instances with a GPU it names), or, for a link, the topology edges it
+    slows (both ways)."""
+    if spec.faults is None:
+        return
+    topo = graph.topology
+    for k, f in enumerate(spec.faults.events):
+        name = f"fault:{k}"
+        edges: tuple = ()
+        if f.kind == "link":
+            nics = [
+                n for n, a in topo.nodes(data=True) if a["kind"] == "nic" and a["node"] == f.node
+            ]
+            edges = tuple(
+                e for n in nics for m in topo[n] if topo.nodes[m]["kind"] == "fabric"
+                for e in ((n, m), (m, n))
+            )  # fmt: skip
+        d.add_node(
+            name, kind="fault", at_s=f.at_s, event=fault_text(f), edges=edges, span=f.span, ir=f
+        )
+        if f.kind == "link":
+            continue
+        gpus = {gpu_id(ir.GpuRef(f.node, i)) for i in f.gpus}
+        for v, a in list(d.nodes(data=True)):
+            if a["kind"] != "instance":
+                continue
+            on = [g for g in a["gpus"] if (g in gpus if f.gpus else g.startswith(f"{f.node}/"))]
+            if on:
+                d.add_edge(name, v, kind="fails", span=f.span)
+
+
+def fault_text(f: ir.Fault) -> str:
+    """``gpu n0[3] down``, ``node n1 drain``, ``link n0 50%``: a fault event as written."""
+    if f.kind == "link":
+        return f"link {f.node} {f.fraction:.0%}"
+    if f.kind == "node":
+        return f"node {f.node} {f.action}"
+    where = f"{f.gpus[0]}" if len(f.gpus) == 1 else f"{f.gpus[0]}..{f.gpus[-1]}"
+    return f"gpu {f.node}[{where}] {f.action}"
+
+
 def lower(spec: ir.Spec) -> Graph:
     """Build the topology and dataflow graphs of a checked ``spec``.
 
@@ -341,4 +384,5 @@ def lower(spec: ir.Spec) -> Graph:
     graph = Graph(spec, topology, nx.DiGraph())
     if spec.deployment is not None:
         graph.dataflow = _dataflow(spec, graph)
+        _faults(graph.dataflow, graph, spec)
     return graph

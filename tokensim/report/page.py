@@ -220,6 +220,24 @@ def _reuse_cards(m: dict) -> list[dict]:
                 "state": "plain",
             }
         )
+    for f in (m.get("faults") or [])[:6]:
+        held = f" · {f['requests']:,} requests held, sent again or lost" if f["requests"] else ""
+        impact = ""
+        if "ttft_p90_before_s" in f:
+            impact = "".join(
+                f" · {m.upper()} p90 {_ms(f[f'{m}_p90_before_s'])} before, "
+                f"{_ms(f[f'{m}_p90_during_s'])} until repaired"
+                + ("" if f[f"{m}_p90_after_s"] is None else f", {_ms(f[f'{m}_p90_after_s'])} after")
+                for m in ("ttft", "tpot")
+            )
+        cards.append(
+            {
+                "label": f"Fault at {f['time_s']:g} s",
+                "value": f["event"],
+                "detail": (", ".join(f["instances"]) or "no instance") + held + impact,
+                "state": "plain",
+            }
+        )
     conv = m.get("sessions")
     if conv:
         first, later = conv["first_turns"], conv["later_turns"]
@@ -374,6 +392,12 @@ def _pools(r: Results) -> dict[str, list[str]]:
     return out
 
 
+def _timeline(r: Results, *args, **kw) -> str:
+    """A chart over the run's time, with a line at each fault (``faults``)."""
+    marks = [svg.Rule(f["time_s"], f["event"], axis="x") for f in r.metrics.get("faults") or []]
+    return svg.line_chart(*args, rules=[*kw.pop("rules", ()), *marks], **kw)
+
+
 def _load_charts(r: Results, e: np.ndarray) -> list[str]:
     """Running and waiting requests per pool; throughput over time."""
     x = e[:-1]
@@ -386,7 +410,8 @@ def _load_charts(r: Results, e: np.ndarray) -> list[str]:
                 start=np.zeros(len(x)),
             )
             lines.append(svg.Series(f"{col} ({pool})", x, total, color=color, dash=dash))
-    running = svg.line_chart(
+    running = _timeline(
+        r,
         lines,
         id="load",
         title="Requests running and waiting (mean over each interval)",
@@ -400,14 +425,16 @@ def _load_charts(r: Results, e: np.ndarray) -> list[str]:
     )
     arrived = ts.per_second(req["arrival_s"], e)
     finished = ts.per_second(req["finish_s"][done], e)
-    rates = svg.line_chart(
+    rates = _timeline(
+        r,
         [svg.Series("arrived", x, arrived, dash=True), svg.Series("completed", x, finished)],
         id="rates",
         title="Requests per second, arriving and completed",
         x_label="time",
         y_label="requests/s",
     )
-    tok = svg.line_chart(
+    tok = _timeline(
+        r,
         [svg.Series("output tokens/s", x, tokens)],
         id="tokens",
         title="Output tokens per second (a request's tokens spread between its first and last)",
@@ -431,7 +458,8 @@ def _fleet_chart(r: Results, e: np.ndarray) -> list[str]:
             y = ts.step_mean(times, np.array(f[col], dtype=np.float64), e)
             lines.append(svg.Series(f"{col} ({pool})", x, y, color=color, dash=dash))
     return [
-        svg.line_chart(
+        _timeline(
+            r,
             lines,
             id="fleet",
             title="Autoscaled instances serving and starting (mean over each interval)",
@@ -460,7 +488,8 @@ def _kv_charts(r: Results, e: np.ndarray) -> list[str]:
             lines = [svg.Series(f"mean of {len(names)} instances", x, stack.mean(axis=0))]
             bands = [svg.Band("min .. max", x, stack.min(axis=0), stack.max(axis=0))]
         out.append(
-            svg.line_chart(
+            _timeline(
+                r,
                 lines,
                 id=f"kv-{pool}",
                 title=f"KV blocks used, pool {pool} (peak in each interval)",
@@ -473,7 +502,8 @@ def _kv_charts(r: Results, e: np.ndarray) -> list[str]:
         holders = _kv_holders(r, names, e)
         if holders:
             out.append(
-                svg.line_chart(
+                _timeline(
+                    r,
                     holders,
                     id=f"kv-holders-{pool}",
                     title=f"KV blocks by holder, pool {pool} (all its instances, mean in each "
@@ -530,7 +560,8 @@ def _batch_charts(r: Results, e: np.ndarray) -> list[str]:
             if not np.nansum(y) > 0:
                 continue
             out.append(
-                svg.line_chart(
+                _timeline(
+                    r,
                     [svg.Series(what, x, y, color=color)],
                     id=f"batch-{pool}-{key}",
                     title=f"{what.capitalize()} per iteration, pool {pool} (mean over each "
@@ -554,7 +585,8 @@ def _link_chart(r: Results, e: np.ndarray) -> tuple[str | None, int]:
         svg.Series(n, x, ts.step_mean(r.links[n]["time_s"], r.links[n]["utilization"], e))
         for n in shown
     ]
-    chart = svg.line_chart(
+    chart = _timeline(
+        r,
         lines,
         id="links",
         title="Links that carried the most KV: share of bandwidth in use (mean over intervals)",

@@ -53,7 +53,9 @@ def summary_table(metrics: dict) -> str:
     """A short aligned table: counts, throughput, latencies, SLO."""
     req, tput = metrics["requests"], metrics["throughput"]
     why = "".join(f"\n  not served: {w}" for w in req.get("rejected_why", []))
-    dropped = [f"{req[k]} {k.replace('_', ' ')}" for k in ("timed_out", "shed") if req.get(k)]
+    dropped = [
+        f"{req[k]} {k.replace('_', ' ')}" for k in ("timed_out", "shed", "lost") if req.get(k)
+    ]
     lines = [
         f"{metrics['spec']}: {req['completed']} of {req['total']} requests completed"
         + (
@@ -121,6 +123,25 @@ def summary_table(metrics: dict) -> str:
                 f"{c['shed']:>8}{_ms(c['ttft_s'].get('p90')):>10}{_ms(c['e2e_s'].get('p90')):>10}"
                 + (f"{c['attainment']:>10.1%}" if "attainment" in c else "")
             )
+    for f in metrics.get("faults") or []:
+        hit = ", ".join(f["instances"]) or "no instance"
+        impact = ""
+        if "ttft_p90_before_s" in f:
+            impact = "".join(
+                f"; {m.upper()} p90 {_ms(f[f'{m}_p90_before_s'])} ms before, "
+                f"{_ms(f[f'{m}_p90_during_s'])} ms until repaired"
+                + (
+                    ""
+                    if f[f"{m}_p90_after_s"] is None
+                    else f", {_ms(f[f'{m}_p90_after_s'])} ms after"
+                )
+                for m in ("ttft", "tpot")
+            )
+        lines.append(
+            f"fault at {f['time_s']:g} s, {f['event']}: {hit}"
+            + (f" ({f['requests']} requests held)" if f["requests"] else "")
+            + impact
+        )
     for name, a in (metrics.get("autoscale") or {}).items():
         lines.append(
             f"pool {name} autoscaled {a['min']}..{a['max']}: {a['peak_serving']} serving at "

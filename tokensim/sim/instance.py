@@ -149,6 +149,8 @@ class Instance:
         # or handed on (queued, running, or their KV on its way in)
         self.n_requests = 0
         self.serving = True  # routers may send it requests (an autoscaler may stop it)
+        self.down = False  # failed: it holds nothing and takes nothing until it is up
+        self.draining = False  # a fault drains it: it takes nothing new, finishes its own
         # called with this instance whenever n_requests changes (routers' indexes)
         self.watchers: list = []
         # reserve_output: the share of the running requests' outputs held back when
@@ -174,6 +176,7 @@ class Instance:
         self.sending: set[Request] = set()
         self.incoming: list[tuple[Request, Instance]] = []
         self.receiving: set[Request] = set()
+        self._sources: dict[Request, Instance] = {}  # where each copy in flight comes from
         self.ready: list[Request] = []
         self.phase = Phase.IDLE
         self.run: _Run | None = None
@@ -275,8 +278,13 @@ class Instance:
             self._count(-1)
             self.sim.cancel(req, req.cancelled)
             return
-        req.instance = self
-        req.enqueued_s = self.kernel.now
+        if self.down:  # the front end took it in for an engine that has failed since
+            self._count(-1)
+            self.sim.failed(req, self, held=False)
+            return
+        if req.instance is None:  # where it was queued first
+            req.instance = self
+            req.enqueued_s = self.kernel.now
         req.log.append((self.kernel.now, "queued", self.index))
         req.move("queue", self.kernel.now)
         self.waiting.push(req)
@@ -318,6 +326,7 @@ class Instance:
             req.kv_waited = self._short_s >= req.handoff_s
             req.received_hit = kv.admit(req.id, req.computed, hashes)
             self.receiving.add(req)
+            self._sources[req] = source
             req.transfer_start_s = self.kernel.now
             req.log.append((self.kernel.now, "transfer_start", req.computed))
             self.sim.transfer(req, source, self)
@@ -325,10 +334,13 @@ class Instance:
     def arrived(self, req: Request, source: Instance) -> None:
         """``req``'s KV has arrived from ``source``: it joins the batch at the next step
         boundary, and ``source`` frees its copy."""
+        if req not in self.receiving:
+            return  # an end of the copy failed meanwhile: the request was sent again
         now = self.kernel.now
         req.transfer_end_s = now
         req.log.append((now, "transfer_end", req.computed))
         self.receiving.remove(req)
+        del self._sources[req]
         source.sent(req)
         self.ready.append(req)
         self._wake(True)
@@ -359,6 +371,69 @@ class Instance:
         self.sim.cancel(req, why)
         if len(self.waiting):
             self._wake(self._may_admit_now())
+
+    @property
+    def routable(self) -> bool:
+        """Whether a router may send it a request: serving, not failed, not draining."""
+        return self.serving and not self.down and not self.draining
+
+    def fail(self) -> list[Request]:
+        """This instance fails: its in-flight step is lost, its KV cache and swap space are
+        emptied, and it lets go of every request it holds (queued, running, swapped, or
+        with KV on its way in or out: the other end of such a copy lets go of it too);
+        returns them. Requests its front end is still taking in are let go of when it
+        hands them over (:meth:`enqueue`)."""
+        held: list[Request] = []
+        while len(self.waiting):
+            held.append(self.waiting.pop())
+        held += list(self.running)
+        held += self.swapped
+        for req, source in self.incoming:  # copies not started: the source lets go
+            source.sent(req)
+            held.append(req)
+        for req in list(self.receiving):  # copies in flight: their arrival is ignored
+            self._sources.pop(req).sent(req)
+            held.append(req)
+        held += self.ready
+        for req in list(self.sending):  # KV on its way out: the decode side lets go
+            target = req.decode_instance
+            if target is not None and target is not self:
+                target.drop_copy(req)
+            held.append(req)
+        self._count(-len(held) + len(self.sending))
+        self.running.clear()
+        self.prefilling.clear()
+        self.swapped.clear()
+        self.incoming.clear()
+        self.receiving.clear()
+        self.ready.clear()
+        self.sending.clear()
+        self.lagging.clear()
+        self.cancelling.clear()
+        self.batch = DecodeBatch(self.kv.block_tokens, self.batch.clip)
+        self.kv = self.kv.emptied()
+        self.run = self.plan = None
+        self.version += 1  # the end of the step in flight is ignored
+        self.phase = Phase.IDLE
+        self.window_left = 0
+        self.down = True
+        self._load_fabric(None)
+        self._sample(0)
+        return held
+
+    def drop_copy(self, req: Request) -> None:
+        """The instance ``req``'s KV was coming from failed: forget the copy (and the
+        blocks taken for it)."""
+        entry = next((e for e in self.incoming if e[0] is req), None)
+        if entry is not None:
+            self.incoming.remove(entry)
+        elif req in self.receiving:
+            self.receiving.remove(req)
+            del self._sources[req]
+            self.kv.release(req.id)
+        else:
+            return
+        self._count(-1)
 
     def _drop_cancelled(self) -> None:
         """Drop the running requests whose clients gave up (those still running here)."""
@@ -606,6 +681,8 @@ class Instance:
         """Form and start the next iteration (or go idle). Inside a multi-step window the
         batch takes its next decode steps as it is: nothing joins until the window ends.
         A front end that shares the engine's CPU holds it up while taking requests in."""
+        if self.down:
+            return  # failed: it runs nothing until it is up
         if self.cancelling:
             self._drop_cancelled()
         fe = self.frontend

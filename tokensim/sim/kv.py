@@ -107,6 +107,18 @@ class BlockManager:
         self._through = tuple(t for t in self.tiers if t.through)
         self.loads: dict = {}  # tier -> blocks the last admission loads from it
 
+    def emptied(self) -> BlockManager:
+        """A manager of the same geometry and lower tiers, holding nothing: this one's
+        device after a failure (its cache and swap space lost; the tiers outlive it)."""
+        return BlockManager(
+            self.capacity_blocks,
+            self.block_tokens,
+            self.watermark_blocks,
+            self.prefix_cache,
+            self.swap_capacity_blocks,
+            self.tiers,
+        )
+
     # -- counts ---------------------------------------------------------------------------
 
     def blocks_for(self, tokens: int) -> int:

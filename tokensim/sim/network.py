@@ -106,6 +106,15 @@ class Network:
             self._drain()
             self._reshare()
 
+    def degrade(self, edges: tuple[Edge, ...], fraction: float) -> None:
+        """From now on each of ``edges`` (directed) carries ``fraction`` of its bandwidth
+        (1: all of it again); the flows on them are reshared."""
+        self._drain()
+        for e in edges:
+            self._capacity[e] = self.topology.edges[e]["bandwidth_Bps"] * fraction
+        if any(e in self._count for e in edges):
+            self._reshare()
+
     def capacity(self, edge: Edge) -> float:
         """Bandwidth of one direction of a topology edge (B/s)."""
         bw = self._capacity.get(edge)

@@ -32,6 +32,7 @@ from tokensim.policies.memory import kv_geometry
 from tokensim.policies.routing import count_requests, router_for
 from tokensim.sim.autoscale import Autoscaler
 from tokensim.sim.events import Kernel, Priority
+from tokensim.sim.faults import FaultPlan
 from tokensim.sim.instance import Instance
 from tokensim.sim.kv import BlockManager
 from tokensim.sim.network import Network
@@ -119,6 +120,8 @@ class Result:
     # and its actions (time_s, add|remove, instance index)
     fleet: dict[str, np.ndarray] = field(default_factory=dict)
     scaling: dict[str, list] = field(default_factory=dict)
+    # each fault that happened: time_s, event, the instances it hit, the requests they held
+    faults: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -201,6 +204,9 @@ class Simulation:
             if node["kind"] == "autoscaler"
         ]
         self.ended_s: float | None = None  # when the last request was done
+        faults = graph.spec.faults
+        self.faults = FaultPlan(self, faults) if faults is not None else None
+        self.varies = bool(self.autoscalers) or self.faults is not None  # who may serve
         self.check = os.environ.get("TOKENSIM_CHECK") == "1"
         self.done = 0
         # a closed loop: how many clients, and the next request to send
@@ -388,9 +394,12 @@ class Simulation:
         """Send ``req`` to an instance, whose front end takes it in (unless its class's
         ``max_queue`` sheds it there)."""
         target = self._choose(self.entry, self.router, req)
-        sends = self.sends_to.get(target.pool.name)
+        sends = self.sends_to.get(target.pool.name) if target is not None else None
         if sends is not None and req.prompt < sends.direct_below:  # prefilled where it decodes
             target = self._choose(sends.targets, sends.router, req)
+        if target is None:
+            self.reject(req, "no instance could take it: every one had failed or stopped")
+            return
         if req.klass >= 0:
             limit = self.classes[req.klass].max_queue
             if limit is not None and len(target.waiting) + len(target.accepting) >= limit:
@@ -406,9 +415,13 @@ class Simulation:
         req.cancelled = f"timed out after {cls.timeout_s:g} s (class {cls.name})"
         req.host.cancel(req, req.cancelled)
 
-    def _choose(self, candidates: list[Instance], router, req: Request) -> Instance:
-        if self.autoscalers:  # only the instances serving now
-            candidates = [inst for inst in candidates if inst.serving]
+    def _choose(self, candidates: list[Instance], router, req: Request) -> Instance | None:
+        """The instance ``router`` picks for ``req`` among ``candidates`` (those that may
+        take requests now; None when none may)."""
+        if self.varies:  # only the instances serving now, not failed nor draining
+            candidates = [inst for inst in candidates if inst.routable]
+            if not candidates:
+                return None
         if router.reads_state:
             for inst in candidates:
                 inst.sync()
@@ -419,6 +432,10 @@ class Simulation:
         instance its KV goes to."""
         sends = self.sends_to[source.pool.name]
         target = self._choose(sends.targets, sends.router, req)
+        if target is None:
+            source.sent(req)
+            self.reject(req, "no decode instance could take it: every one had failed or stopped")
+            return
         req.log.append((self.kernel.now, "handed_off", target.index))
         if not target.kv.fits(req.prompt + req.output):
             source.sent(req)
@@ -463,6 +480,24 @@ class Simulation:
         req.move("reject", self.kernel.now)
         req.log.append((self.kernel.now, "rejected", 0))
         self.finished(req)
+
+    def failed(self, req: Request, inst: Instance, held: bool) -> None:
+        """``inst`` failed while it held ``req`` (``held``; else its front end was taking
+        it in): it is sent again as a new arrival, its tokens so far kept and its KV
+        computed anew (counted as a preemption), or lost, as the faults' ``on_failure``
+        says."""
+        now = self.kernel.now
+        req.log.append((now, "failed", inst.index))
+        if held:
+            req.move("fail", now)
+        if self.faults.faults.on_failure == "lose":
+            self.cancel(req, f"lost: {inst.name} failed")
+            return
+        req.computed = 0
+        req.preemptions += 1
+        if req.preempted_at_s < 0:
+            req.preempted_at_s = now
+        self._route(req)
 
     def cancel(self, req: Request, why: str) -> None:
         """``req`` is dropped before its end (shed, or its client timed out): it is done,
@@ -559,7 +594,7 @@ class Simulation:
         ledger = self.ledger
         # the run ends when its last request is done: events after it (an autoscaler's look,
         # a client's timeout) do not lengthen it
-        timed = self.autoscalers or any(c.timeout_s for c in self.classes)
+        timed = self.varies or any(c.timeout_s for c in self.classes)
         end = self.ended_s if timed and self.ended_s is not None else self.kernel.now
         up: dict[Instance, float] = {}
         for scaler in self.autoscalers:
@@ -614,6 +649,7 @@ class Simulation:
                 for s in self.autoscalers
             },
             scaling={s.rule.pool: list(s.actions) for s in self.autoscalers},
+            faults=self.faults.happened if self.faults is not None else [],
         )
 
     def _tier_figures(self) -> list[dict]:

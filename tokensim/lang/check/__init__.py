@@ -19,6 +19,7 @@ from tokensim.lang.check import engine as engines
 from tokensim.lang.check.cluster import cluster as check_cluster
 from tokensim.lang.check.deployment import deployment as check_deployment
 from tokensim.lang.check.env import Env
+from tokensim.lang.check.faults import faults as check_faults
 from tokensim.lang.check.sweep import sweep as check_sweep
 from tokensim.lang.check.workload import slo as check_slo
 from tokensim.lang.check.workload import workload as check_workload
@@ -248,7 +249,7 @@ def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
 
     spec_parts = {k: top.one(k) for k in ("cluster", "deployment", "workload", "slo", "sweep")}
     is_deployment = any(spec_parts.values())
-    cluster = deployment = workload = slo = sweep = None
+    cluster = deployment = workload = slo = sweep = faults = None
     if is_deployment:
         needs = ["cluster"] + (
             ["deployment"] if any(spec_parts[k] for k in ("workload", "slo", "sweep")) else []
@@ -271,6 +272,9 @@ def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
             workload = check_workload(spec_parts["workload"].body, env)
         if spec_parts["slo"] and spec_parts["slo"].body:
             slo = check_slo(spec_parts["slo"].body, env, workload)
+        failing = top.one("faults")
+        if failing is not None and failing.body is not None and cluster_ok:
+            faults = check_faults(failing.body, cluster, env)
         if spec_parts["sweep"]:
             sweep = check_sweep(spec_parts["sweep"].stmt, module.statements, schemas.TOP, env)
 
@@ -303,6 +307,7 @@ def check(module: ast.Module, sources: SourceMap | None = None) -> ir.Spec:
         slo=slo,
         sweep=sweep,
         percentiles=tuple(sorted(set(wanted))) if wanted else (),
+        faults=faults,
     )
 
 

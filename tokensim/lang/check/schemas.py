@@ -29,6 +29,7 @@ from tokensim.lang.schema import (
     Val,
     Word,
     _item,
+    _word,
 )
 from tokensim.lang.units import Dim
 from tokensim.policies import PolicySlot
@@ -1356,6 +1357,75 @@ METRICS_BLOCK = Block(
 SWEEP = Block("sweep", ())
 
 
+class FaultEvent(Slot):
+    """What happens at a fault's time: ``gpu <node>[<i>] down|up``, ``node <node>
+    down|up|drain`` or ``link <node> <fraction>``."""
+
+    name = "event"
+
+    def usage(self) -> str:
+        return "gpu <node>[<i>] down|up | node <node> down|up|drain | link <node> <fraction>"
+
+    def match(self, items, i, rep):
+        kind = _word(_item(items, i))
+        if kind not in ("gpu", "node", "link"):
+            item = _item(items, i)
+            if kind is not None:
+                rep.error(
+                    f"unknown fault target `{kind}`",
+                    item.span,
+                    Note("expected `gpu`, `node` or `link`"),
+                    help=did_you_mean(kind, ["gpu", "node", "link"]),
+                )
+                return BAD, len(items)
+            raise Shape(item)
+        if kind == "gpu":
+            place, j = Place().match(items, i + 1, rep)
+            action, j = Word("action", ("down", "up"), "GPU fault").match(items, j, rep)
+            if BAD in (place, action):
+                return BAD, j
+            return Val((kind, place.value, action, 1.0), place.span), j
+        where = _item(items, i + 1)
+        node = _word(where)
+        if node is None:
+            raise Shape(where)
+        if kind == "node":
+            action, j = Word("action", ("down", "up", "drain"), "node fault").match(
+                items, i + 2, rep
+            )
+            if action is BAD:
+                return BAD, j
+            return Val((kind, (node, None, None), action, 1.0), where.span), j
+        share, j = Num("fraction", Dim.FRACTION, above=0, max=1).match(items, i + 2, rep)
+        if share is BAD:
+            return BAD, j
+        return Val((kind, (node, None, None), "degrade", share), where.span), j
+
+
+FAULTS = Block(
+    "faults",
+    (
+        Attr(
+            "at",
+            (Num("at", Dim.TIME, min=0), FaultEvent()),
+            "at a time: GPUs or a node fail (`down`: the instances on them stop, and what they "
+            "held is sent again or lost), come back (`up`), or stop taking requests and "
+            "finish theirs (`drain`); or a node's network links run at a fraction of their "
+            "bandwidth (`link n0 50%`; `100%` restores them)",
+            repeat=True,
+            required=True,
+        ),
+        Attr(
+            "on_failure",
+            (_words("on_failure", ("recompute", "lose"), "failure policy"),),
+            "what becomes of the requests a failed instance held: sent again and computed "
+            "anew elsewhere (their tokens so far kept), or lost",
+            default="recompute",
+        ),
+    ),
+    "Faults and what they do to the deployment.",
+)
+
 TOP = Block(
     "file",
     (
@@ -1376,6 +1446,7 @@ TOP = Block(
         Attr("deployment", (), "the pools and their wiring", body=DEPLOYMENT, body_required=True),
         Attr("workload", (), "the requests", body=WORKLOAD, body_required=True),
         Attr("slo", (), "latency targets", body=SLO, body_required=True),
+        Attr("faults", (), "failures over time", body=FAULTS, body_required=True),
         Attr("metrics", (), "what the result files report", body=METRICS_BLOCK, body_required=True),
         Attr("sweep", (), "values to vary", body=SWEEP, body_required=True, custom_body=True),
     ),
