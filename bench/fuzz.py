@@ -65,11 +65,18 @@ SET_PATHS = (
     "workload", "deployment.serve.engine.host.iteration", "workload.trace",
     "deployment.serve.pp", "deployment.serve.microbatches", "deployment.decode.ep",
     "deployment.decode.dp", "deployment.decode.ep.overlap", "deployment.chat.speculative",
+    "workload.sessions", "workload.sessions.turns", "workload.sessions.think",
+    "workload.chat.timeout", "workload.batch.max_queue", "workload.chat.share",
+    "deployment.chat.kv", "deployment.autoscale.min", "deployment.autoscale.startup",
+    "deployment.autoscale.interval", "faults.on_failure", "deployment.serve.batching.order",
 )  # fmt: skip
 SET_VALUES = (
     "1", "0", "-5", "1e308", "poisson 1e9/s", "fixed 1 -> 1", "chat", "8", "3 GB", '"x.csv"',
     "vllm_0_6 { scheduler_steps 4 }", "p90 < 1 ms", "{", "", "burst", "2 ms", "0.5", "1e-9",
     "16", "on", "mtp { tokens 2; acceptance 0.9, 0.5 }", "32 { redundant 7 }",
+    "{ turns 3; think 1 ms }", "{ turns 1000 }", "{ prefix_cache on; tier host 1 MB }",
+    "{ prefix_cache on; tier remote 1 TB { write through; bandwidth 1 B/s } }",
+    "step 1/s { peak 1e6/s; at 0 s; lasting 1 s }", "deadline", "lose", "1 ms",
 )  # fmt: skip
 
 

@@ -127,3 +127,11 @@ def test_autoscale_errors_are_located():
     assert "min <= initial <= max" in text
     text = errors_of(spec_text().replace("autoscale serve", "autoscale serv"))
     assert "unknown pool `serv`" in text
+
+
+def test_a_floor_above_the_pools_instances_is_a_located_error():
+    """Found by fuzzing: with `initial` not written, a floor above the pool's instances
+    crashed the checker."""
+    text = errors_of(spec_text(rules=RULES.replace("min 1", "min 6")))
+    assert "`min 6` is more instances than pool `serve` has (4)" in text
+    assert "--> test.tsim:" in text

@@ -139,3 +139,10 @@ def test_fault_errors_are_located():
     assert "0%" in text
     text = errors_of(spec_text("at 60 s rack n0 down"))
     assert "unknown fault target `rack`" in text
+
+
+def test_a_repair_after_the_last_arrival_counts_as_none():
+    """Found by fuzzing: a repair at an absurd time made the impact's bins overflow."""
+    _, m = run("at 60 s gpu n0[1] down\n at 1e15 s gpu n0[1] up")
+    (down,) = m["faults"]  # the repair never happened within the run
+    assert down["ttft_p90_after_s"] is None and down["ttft_p90_during_s"] is not None

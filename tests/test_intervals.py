@@ -81,6 +81,11 @@ def test_run_with_seeds_replicates_and_reports_each_figures_interval(tmp_path):
     e2e = page[page.index('id="cdf-e2e"') :]
     assert '<path class="band"' in e2e[: e2e.index("</svg>")]
     assert "spread of 4 seeds" in e2e[: e2e.index("</svg>")]
+    # and so do the charts over time: output tokens per second, bin by bin
+    over = entry["timeline_spread"]["output_tokens_per_s"]
+    assert any(lo < hi for lo, hi in zip(over["low"], over["high"], strict=True))
+    tokens = page[page.index('id="tokens"') :]
+    assert '<path class="band"' in tokens[: tokens.index("</svg>")]
 
 
 def test_more_seeds_give_a_narrower_interval(tmp_path):
@@ -189,3 +194,17 @@ def test_the_workload_may_ask_for_the_replications(tmp_path):
     done = tokensim("search", spec, "--goal", "min-cost", "-o", found, "-q", *cache)
     assert done.returncode in (0, 1), done.stderr
     assert json.loads((found / "search.json").read_text())["seeds"] == [7, 8, 9]
+
+
+def test_timelines_of_different_bin_widths_are_banded_in_the_wider():
+    from tokensim.intervals import intervals
+
+    fine = {
+        "bin_s": 1.0,
+        "completed_per_s": [1.0] * 10 + [3.0] * 10,
+        "output_tokens_per_s": [0.0] * 20,
+    }
+    coarse = {"bin_s": 10.0, "completed_per_s": [2.0, 2.0], "output_tokens_per_s": [5.0, 5.0]}
+    spread = intervals([{"timeline": fine}, {"timeline": coarse}], [1, 2])["timeline_spread"]
+    assert spread["bin_s"] == 10.0
+    assert spread["completed_per_s"] == {"low": [1.0, 2.0], "high": [2.0, 3.0]}

@@ -100,7 +100,32 @@ def intervals(runs: Sequence[dict], seeds: Sequence[int], confidence: float = 0.
         "confidence": confidence,
         "figures": figures,
         "cdf_spread": spread,
+        "timeline_spread": _timeline_spread(runs),
     }
+
+
+def _timeline_spread(runs: Sequence[dict]) -> dict:
+    """The lowest and highest of the runs' timelines, bin by bin, over the bins they all
+    have, in the widest bins of theirs (a narrower one's rates averaged into them)."""
+    lines = [m.get("timeline") for m in runs]
+    if not all(isinstance(t, dict) for t in lines):
+        return {}
+    width = max(t["bin_s"] for t in lines)
+    out: dict = {"bin_s": width}
+    for key in ("completed_per_s", "output_tokens_per_s"):
+        series = [_rebinned(t[key], round(width / t["bin_s"])) for t in lines]
+        n = min(len(v) for v in series)
+        columns = list(zip(*(v[:n] for v in series), strict=True))
+        out[key] = {"low": [min(c) for c in columns], "high": [max(c) for c in columns]}
+    return out
+
+
+def _rebinned(rates: Sequence[float], k: int) -> list[float]:
+    """Per-second rates in bins ``k`` times as wide (their means; a last, partial group
+    is left out)."""
+    if k <= 1:
+        return list(rates)
+    return [sum(rates[i : i + k]) / k for i in range(0, len(rates) - k + 1, k)]
 
 
 def shown(value: float, unit: str) -> str:

@@ -185,6 +185,8 @@ def _impact(fault: dict, r, cols, done, repaired_s: float | None) -> dict:
     t0 = fault["time_s"]
     arrival = r["arrival_s"]
     end = float(arrival.max(initial=t0)) + 1.0
+    if repaired_s is not None and repaired_s >= end:
+        repaired_s = None  # repaired after the last arrival: as if never
     fixed = end if repaired_s is None else repaired_s
 
     def p90(metric: str, lo: float, hi: float) -> float | None:
@@ -251,6 +253,33 @@ def _sessions(r, cols, done) -> dict:
     return out
 
 
+TIMELINE_BINS = 30  # a run's timeline has 30 to 300 bins
+
+
+def _bin_width(span_s: float) -> float:
+    """A power of ten seconds giving :data:`TIMELINE_BINS` to ten times as many bins over
+    ``span_s``: replications of a run share it, or differ by a power of ten."""
+    return 10.0 ** math.floor(math.log10(max(span_s, 1e-9) / TIMELINE_BINS))
+
+
+def _timeline(r, done) -> dict:
+    """Completed requests and output tokens per second over time, in round bins from 0
+    to the last finish: what ``run --seeds`` bands across replications."""
+    from tokensim.report import series as ts
+
+    finish = r["finish_s"][done]
+    width = _bin_width(float(finish.max()) if finish.size else 0.0)
+    edges = np.arange(0.0, (finish.max() if finish.size else 0.0) + width, width)
+    if len(edges) < 2:
+        edges = np.array([0.0, width])
+    tokens = ts.token_rate(r["first_token_s"][done], finish, r["output_tokens"][done], edges)
+    return {
+        "bin_s": width,
+        "completed_per_s": ts.per_second(finish, edges).tolist(),
+        "output_tokens_per_s": tokens.tolist(),
+    }
+
+
 def within(value, op: str, limit: float):
     """Whether ``value`` (a number or an array) meets an SLO limit: ``value op limit``."""
     return value <= limit if op == "<=" else value < limit
@@ -292,6 +321,7 @@ def summarize(result) -> dict:
         metrics[key] = _stats(_finite(cols[key]), more=more)
     metrics["itl_s"] = _stats(result.itl_s, result.itl_weights, more)
     metrics["cdf"] = _quantiles(cols)
+    metrics["timeline"] = _timeline(r, done)
     metrics["throughput"] = {
         "duration_s": duration,
         "requests_per_s": rate(completed),

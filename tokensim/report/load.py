@@ -200,10 +200,31 @@ def _intervals_shaped(path: Path, data: dict) -> dict:
             )
             for b in (entry.get("cdf_spread") or {}).values()
         )
+        and _timeline_shaped(entry.get("timeline_spread") or {})
     )
     if not ok:
         raise ResultError(f"{path}: `intervals` is not what tokensim run --seeds writes")
     return data
+
+
+def _timeline_shaped(spread: dict) -> bool:
+    """Whether ``intervals.timeline_spread`` is a bin width and low/high lists of numbers
+    (or empty: the runs' bins differed)."""
+    if not spread:
+        return True
+    width = spread.get("bin_s")
+    if not isinstance(width, _NUM) or isinstance(width, bool) or not width > 0:
+        return False
+    for key in ("completed_per_s", "output_tokens_per_s"):
+        band = spread.get(key)
+        if not isinstance(band, dict):
+            return False
+        low, high = band.get("low"), band.get("high")
+        if not (isinstance(low, list) and isinstance(high, list) and len(low) == len(high)):
+            return False
+        if not all(isinstance(v, _NUM) and not isinstance(v, bool) for v in low + high):
+            return False
+    return True
 
 
 def _kind(value) -> str:

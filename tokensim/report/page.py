@@ -428,6 +428,7 @@ def _load_charts(r: Results, e: np.ndarray) -> list[str]:
     rates = _timeline(
         r,
         [svg.Series("arrived", x, arrived, dash=True), svg.Series("completed", x, finished)],
+        bands=_spread(r, "completed_per_s", svg.PALETTE[1]),
         id="rates",
         title="Requests per second, arriving and completed",
         x_label="time",
@@ -436,12 +437,25 @@ def _load_charts(r: Results, e: np.ndarray) -> list[str]:
     tok = _timeline(
         r,
         [svg.Series("output tokens/s", x, tokens)],
+        bands=_spread(r, "output_tokens_per_s", svg.PALETTE[0]),
         id="tokens",
         title="Output tokens per second (a request's tokens spread between its first and last)",
         x_label="time",
         y_label="tokens/s",
     )
     return [running, rates, tok] + _fleet_chart(r, e)
+
+
+def _spread(r: Results, key: str, color: str) -> list:
+    """With ``run --seeds``: the band of the replications' ``key`` over time (their lowest
+    to highest, bin by bin); none for one run."""
+    spread = (r.metrics.get("intervals") or {}).get("timeline_spread") or {}
+    band = spread.get(key)
+    if not band:
+        return []
+    x = np.arange(len(band["low"])) * spread["bin_s"]
+    runs = len(r.metrics["intervals"]["seeds"])
+    return [svg.Band(f"spread of {runs} seeds", x, band["low"], band["high"], color=color)]
 
 
 def _fleet_chart(r: Results, e: np.ndarray) -> list[str]:

@@ -27,6 +27,8 @@ class FaultPlan:
 
     def _happen(self, k: int) -> None:
         sim = self.sim
+        if sim.done >= sim.total:
+            return  # after the run's last request: outside the run
         flow = sim.graph.dataflow
         name = self.vertices[k]
         node = flow.nodes[name]

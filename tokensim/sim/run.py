@@ -658,7 +658,7 @@ class Simulation:
         out = []
         flow = self.graph.dataflow
         for name, tier in self.tiers.items():
-            pool = flow.nodes[name]["ir"]
+            written = flow.nodes[name]["ir"]  # the `tier` statement
             owner = next(i for i in self.instances if tier in i.tier_s)
             block_B = owner.block_bytes * owner.pool.tp * owner.pool.pp
             out.append(
@@ -666,7 +666,7 @@ class Simulation:
                     "name": name,
                     "kind": tier.kind,
                     "pool": owner.pool.name,
-                    "write": "through" if pool.through else "back",
+                    "write": "through" if written.through else "back",
                     "capacity_blocks": tier.capacity,
                     "held_blocks": len(tier),
                     "hit_blocks": tier.hit_blocks,

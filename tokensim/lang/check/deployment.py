@@ -683,11 +683,11 @@ def _autoscale(body: Bodies, pools: dict[str, ir.Pool], env: Env):
         startup = ab.value("startup")
         if BAD in (low, high, start, startup, *times) or startup is None:
             return None  # reported (`startup` is required)
-        for key, value in (("max", high), ("initial", start)):
+        for key, value in (("min", low), ("max", high), ("initial", start)):
             if value > n:
                 env.rep.error(
                     f"`{key} {value}` is more instances than pool `{pool.name}` has ({n})",
-                    ab.one(key).span,
+                    (ab.one(key) or bound).span,
                     help=f"the pool's `instances` are the most it may scale to: make them {value}",
                 )
                 return None
