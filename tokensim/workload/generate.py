@@ -57,13 +57,7 @@ def requests(workload: ir.Workload, base_dir: str | Path, rng: np.random.Generat
         return _trace_conversations(workload, trace, rng)
     if workload.sessions is not None:
         return _conversations(workload, trace, rng)
-    count = workload.requests
-    if trace is not None:
-        count = len(trace) if count is None else min(count, len(trace))
-    if workload.arrivals is not None:
-        arrival = arrival_times(workload.arrivals, count, workload.duration_s, rng)
-    else:
-        arrival = _trace_arrivals(trace, workload, count)
+    arrival = _starts(workload, trace, workload.requests, rng)
     n = len(arrival)
     trace = trace.head(n) if trace is not None else None
     if workload.lengths is not None:
@@ -141,6 +135,16 @@ def _trace_conversations(
     )
 
 
+def _starts(workload: ir.Workload, trace: Requests | None, count: int | None, rng) -> np.ndarray:
+    """When the requests (or conversations) start: from the arrival process, else the
+    trace's times; at most ``count`` of them, and at most the trace's lines."""
+    if trace is not None:
+        count = len(trace) if count is None else min(count, len(trace))
+    if workload.arrivals is not None:
+        return arrival_times(workload.arrivals, count, workload.duration_s, rng)
+    return _trace_arrivals(trace, workload, count)
+
+
 def _conversations(
     workload: ir.Workload, trace: Requests | None, rng: np.random.Generator
 ) -> Requests:
@@ -153,12 +157,7 @@ def _conversations(
     sessions = workload.sessions
     turns = sessions.turns
     count = None if workload.requests is None else -(-workload.requests // turns)
-    if trace is not None:
-        count = len(trace) if count is None else min(count, len(trace))
-    if workload.arrivals is not None:
-        starts = arrival_times(workload.arrivals, count, workload.duration_s, rng)
-    else:
-        starts = _trace_arrivals(trace, workload, count)
+    starts = _starts(workload, trace, count, rng)
     n = len(starts) * turns
     if workload.requests is not None:
         n = min(n, workload.requests)
