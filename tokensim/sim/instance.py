@@ -413,6 +413,7 @@ class Instance:
         self.batch = DecodeBatch(self.kv.block_tokens, self.batch.clip)
         self.kv = self.kv.emptied()
         self.run = self.plan = None
+        self._load_s = 0.0  # tier loads of a batch it will not run
         self.version += 1  # the end of the step in flight is ignored
         self.phase = Phase.IDLE
         self.window_left = 0
@@ -422,8 +423,8 @@ class Instance:
         return held
 
     def drop_copy(self, req: Request) -> None:
-        """The instance ``req``'s KV was coming from failed: forget the copy (and the
-        blocks taken for it)."""
+        """The instance ``req``'s KV was coming from has failed: forget the copy (and the
+        blocks reserved here for it)."""
         entry = next((e for e in self.incoming if e[0] is req), None)
         if entry is not None:
             self.incoming.remove(entry)
