@@ -37,7 +37,7 @@ from tokensim.sim.instance import Instance
 from tokensim.sim.kv import BlockManager
 from tokensim.sim.network import Network
 from tokensim.sim.request import Request, State
-from tokensim.sim.tiers import Tier
+from tokensim.sim.tiers import Tier, tier_figures
 from tokensim.workload import TraceError, generate
 
 
@@ -643,7 +643,7 @@ class Simulation:
             },
             link_bytes={f"{u}->{v}": b for (u, v), b in sorted(self.network.moved_B.items())},
             transitions=ledger.logs if self.transitions else [],
-            tiers=self._tier_figures(),
+            tiers=tier_figures(self.tiers, self.instances, self.graph.dataflow),
             fleet={
                 s.rule.pool: np.array(s.series, dtype=np.float64).reshape(-1, 4)
                 for s in self.autoscalers
@@ -651,32 +651,6 @@ class Simulation:
             scaling={s.rule.pool: list(s.actions) for s in self.autoscalers},
             faults=self.faults.happened if self.faults is not None else [],
         )
-
-    def _tier_figures(self) -> list[dict]:
-        """What each lower KV tier held and moved (bytes of whole blocks, every GPU's
-        shard)."""
-        out = []
-        flow = self.graph.dataflow
-        for name, tier in self.tiers.items():
-            written = flow.nodes[name]["ir"]  # the `tier` statement
-            owner = next(i for i in self.instances if tier in i.tier_s)
-            block_B = owner.block_bytes * owner.pool.tp * owner.pool.pp
-            out.append(
-                {
-                    "name": name,
-                    "kind": tier.kind,
-                    "pool": owner.pool.name,
-                    "write": "through" if written.through else "back",
-                    "capacity_blocks": tier.capacity,
-                    "held_blocks": len(tier),
-                    "hit_blocks": tier.hit_blocks,
-                    "hit_tokens": tier.hit_blocks * owner.kv.block_tokens,
-                    "loaded_bytes": tier.hit_blocks * block_B,
-                    "written_bytes": tier.written_blocks * block_B,
-                    "evicted_blocks": tier.evicted_blocks,
-                }
-            )
-        return out
 
 
 class _Ledger:

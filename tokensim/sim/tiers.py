@@ -69,3 +69,29 @@ class Tier:
             self.evicted_blocks += 1
             if self.below is not None:
                 self.below.put(old)
+
+
+def tier_figures(tiers: dict[str, Tier], instances: list, flow) -> list[dict]:
+    """What each lower KV tier (by dataflow vertex) held and moved: bytes of whole blocks,
+    every GPU's shard of them, as its instances' pool sizes a block."""
+    out = []
+    for name, tier in tiers.items():
+        written = flow.nodes[name]["ir"]  # the `tier` statement
+        owner = next(i for i in instances if tier in i.tier_s)
+        block_B = owner.block_bytes * owner.pool.tp * owner.pool.pp
+        out.append(
+            {
+                "name": name,
+                "kind": tier.kind,
+                "pool": owner.pool.name,
+                "write": "through" if written.through else "back",
+                "capacity_blocks": tier.capacity,
+                "held_blocks": len(tier),
+                "hit_blocks": tier.hit_blocks,
+                "hit_tokens": tier.hit_blocks * owner.kv.block_tokens,
+                "loaded_bytes": tier.hit_blocks * block_B,
+                "written_bytes": tier.written_blocks * block_B,
+                "evicted_blocks": tier.evicted_blocks,
+            }
+        )
+    return out
