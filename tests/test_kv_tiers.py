@@ -143,3 +143,20 @@ def test_host_tiers_must_fit_the_nodes_host_memory():
     text = errors_of(spec_text("tier host 64 GB", cluster=small))
     assert "node `n0` has 100 GB of host memory" in text and "take 128 GB" in text
     compile_text(spec_text("tier host 48 GB", cluster=small))  # two instances a node: 96 GB
+
+
+def test_a_kv_copy_into_a_decode_pool_is_not_loaded_from_its_tier():
+    """A disaggregated request's KV comes from the prefill side, all of it that the decode
+    instance's GPU cache lacks: a lower tier there takes no part (its load would be unpriced)."""
+    text = (
+        HEAD
+        + TWO_NODES
+        + "deployment {\n pool pre { model llama3_1_8b; cost roofline; role prefill; on n0 }\n"
+        + " pool dec { model llama3_1_8b; cost roofline; role decode; on n1\n"
+        + "  kv { prefix_cache on; gpu_util 0.25; tier host 32 GB } }\n transfer pre -> dec\n}\n"
+        + CHAT
+    )
+    result = simulate(lower(compile_text(text)))
+    (tier,) = result.tiers
+    assert tier["name"] == "dec[0]/host" and tier["written_bytes"] > 0
+    assert tier["hit_blocks"] == 0

@@ -326,7 +326,8 @@ class Instance(Outages):
                 return
             self.incoming.pop(0)
             req.kv_waited = self._short_s >= req.handoff_s
-            req.received_hit = kv.admit(req.id, req.computed, hashes)
+            # the whole of it is copied from the prefill side: none is loaded from a tier
+            req.received_hit = kv.admit(req.id, req.computed, hashes, lower=False)
             self.receiving.add(req)
             self._sources[req] = source
             req.transfer_start_s = self.kernel.now
