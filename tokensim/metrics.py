@@ -159,13 +159,17 @@ def _autoscale(result, held: dict[str, float]) -> dict:
     return out
 
 
+def _repairs(f) -> bool:
+    """Whether fault event ``f`` undoes one: an ``up``, or a link at its full bandwidth."""
+    return f.action == "up" or (f.kind == "link" and f.fraction >= 1.0)
+
+
 def _repaired(faults, k: int) -> float | None:
     """When the ``k``-th fault event is undone: the first later event on the same target
-    that brings it back (``up``, or a link at its full bandwidth); None if none does."""
+    that :func:`_repairs`; None if none does."""
     f = faults.events[k]
     for g in faults.events[k + 1 :]:
-        same = (g.kind, g.node, g.gpus) == (f.kind, f.node, f.gpus)
-        if same and (g.action == "up" or (g.kind == "link" and g.fraction >= 1.0)):
+        if (g.kind, g.node, g.gpus) == (f.kind, f.node, f.gpus) and _repairs(g):
             return g.at_s
     return None
 
@@ -174,13 +178,14 @@ IMPACT_BIN_S = 10.0  # the bins a fault's impact window is measured in
 IMPACT_BEFORE_S = 60.0  # the baseline: requests arriving this long before it
 
 
-def _impact(fault: dict, r, cols, done, repaired_s: float | None) -> dict:
+def _impact(fault: dict, event, r, cols, done, repaired_s: float | None) -> dict:
     """What a fault did: the requests its instances held, and (but for a repair) its SLO
     impact, by the TTFT and TPOT p90 (requests not served count as the worst) of the
     requests arriving in the minute before it, from it to its repair (``repaired_s``: the
     ``up``, or the link at full bandwidth, that undoes it; else the last arrival), and from
-    the repair on; and the TTFT p90 of the worst 10 s of arrivals before the repair."""
-    if fault["event"].endswith(" up") or fault["event"].endswith(" 100%"):
+    the repair on; and the TTFT p90 of the worst 10 s of arrivals before the repair.
+    ``event`` is the fault as the spec gives it."""
+    if _repairs(event):
         return dict(fault)  # a repair: the impact is the fault's it undoes
     t0 = fault["time_s"]
     arrival = r["arrival_s"]
@@ -367,7 +372,8 @@ def summarize(result) -> dict:
         metrics["classes"] = _classes(result, r, cols, done, good if slo else None, rate)
         for key in ("timed_out", "shed"):  # of the requests not served
             metrics["requests"][key] = sum(c[key] for c in metrics["classes"].values())
-    cost = _cost(result.spec, duration, out_tokens, in_tokens, _held(result))
+    held = _held(result)
+    cost = _cost(result.spec, duration, out_tokens, in_tokens, held)
     if cost is not None:
         metrics["cost"] = cost
     from tokensim.energy import energy
@@ -377,10 +383,11 @@ def summarize(result) -> dict:
     if "session" in r:
         metrics["sessions"] = _sessions(r, cols, done)
     if result.fleet:
-        metrics["autoscale"] = _autoscale(result, _held(result))
-    if result.faults:
+        metrics["autoscale"] = _autoscale(result, held)
+    if result.faults:  # those that happened: the first of the spec's events, in order
+        events = result.spec.faults.events
         metrics["faults"] = [
-            _impact(f, r, cols, done, _repaired(result.spec.faults, k))
+            _impact(f, events[k], r, cols, done, _repaired(result.spec.faults, k))
             for k, f in enumerate(result.faults)
         ]
         why = dict(result.rejected)

@@ -20,6 +20,7 @@ from tokensim.lang.units import Dim, format_quantity
 from tokensim.report import series as ts
 from tokensim.report import svg
 from tokensim.report.load import Results
+from tokensim.report.summary import cache_sources
 
 PART_COLORS = ("#999999", "#0072B2", "#F0E442", "#E69F00", "#009E73", "#D55E00")
 KINDS = {"prefill": "#0072B2", "mixed": "#CC79A7", "decode": "#009E73"}
@@ -185,17 +186,11 @@ def _reuse_cards(m: dict) -> list[dict]:
     requests), and for conversations (how later turns fare)."""
     req, cards = m["requests"], []
     cached, prompt = req["cached_prompt_tokens"], req["prompt_tokens"]
-    tiers = m.get("kv_tiers") or []
     if cached and prompt:
-        kinds: dict[str, list] = {}
-        for t in tiers:
-            k = kinds.setdefault(t["kind"], [0, 0.0])
-            k[0] += t["hit_tokens"]
-            k[1] += t["loaded_bytes"]
-        parts = [f"GPU {max(0, cached - sum(k[0] for k in kinds.values())) / prompt:.1%}"]
-        parts += [
-            f"{kind} {tokens / prompt:.1%} ({format_quantity(loaded, Dim.BYTES)} loaded)"
-            for kind, (tokens, loaded) in kinds.items()
+        parts = [
+            f"{where} {tokens / prompt:.1%}"
+            + (f" ({format_quantity(loaded, Dim.BYTES)} loaded)" if where != "GPU" else "")
+            for where, (tokens, loaded) in cache_sources(m).items()
         ]
         cards.append(
             {

@@ -49,6 +49,17 @@ def runs_on(pool: dict) -> str:
     return ", ".join(parts)
 
 
+def cache_sources(metrics: dict) -> dict[str, tuple[int, float]]:
+    """Prompt tokens the prefix cache served, by where they came from, with the bytes
+    loaded: ``GPU`` (the cached tokens no lower tier loaded), then each kind of tier."""
+    kinds: dict[str, tuple[int, float]] = {}
+    for t in metrics.get("kv_tiers") or []:
+        tokens, loaded = kinds.get(t["kind"], (0, 0.0))
+        kinds[t["kind"]] = (tokens + t["hit_tokens"], loaded + t["loaded_bytes"])
+    gpu = max(0, metrics["requests"]["cached_prompt_tokens"] - sum(v for v, _ in kinds.values()))
+    return {"GPU": (gpu, 0.0), **kinds}
+
+
 def summary_table(metrics: dict) -> str:
     """A short aligned table: counts, throughput, latencies, SLO."""
     req, tput = metrics["requests"], metrics["throughput"]
@@ -165,13 +176,8 @@ def summary_table(metrics: dict) -> str:
         )
     cached, prompt = req["cached_prompt_tokens"], req.get("prompt_tokens", 0)
     hits = f"prefix cache served {cached / prompt:.1%} of prompt tokens; " if cached else ""
-    tiers = metrics.get("kv_tiers") or []
-    if tiers and prompt:
-        kinds: dict[str, int] = {}
-        for t in tiers:
-            kinds[t["kind"]] = kinds.get(t["kind"], 0) + t["hit_tokens"]
-        gpu = max(0, cached - sum(kinds.values()))
-        shares = ", ".join(f"{k} {v / prompt:.1%}" for k, v in {"GPU": gpu, **kinds}.items())
+    if metrics.get("kv_tiers") and prompt:
+        shares = ", ".join(f"{k} {v / prompt:.1%}" for k, (v, _) in cache_sources(metrics).items())
         hits = f"prefix cache served {cached / prompt:.1%} of prompt tokens ({shares}); "
     lines.append(
         f"{hits}peak KV use {metrics['kv']['peak_utilization']:.1%}; simulated "

@@ -253,8 +253,7 @@ class Simulation:
         policy = policy.for_ranks(pool.dp, pool.microbatches)
         inst = Instance(self, pool, name, index, cost, manager, policy, host_Bps, block_bytes)
         inst.tier_s = {  # seconds to load one block from each tier
-            t: block_bytes * pool.tp * pool.pp / (rate * pool.gpu.efficiency.network)
-            for t, rate in tiers.items()
+            t: t.block_B / (rate * pool.gpu.efficiency.network) for t, rate in tiers.items()
         }
         return inst
 
@@ -265,23 +264,26 @@ class Simulation:
         flow = self.graph.dataflow
         edges = [(v, e) for _, v, e in flow.out_edges(name, data=True) if e["kind"] == "offload"]
         edges.sort(key=lambda ve: ir.TIER_KINDS.index(flow.nodes[ve[0]]["tier"]))
+        whole_B = block_bytes * pool.tp * pool.pp  # a block: every GPU's shard of it
         out = {}
         for vertex, edge in edges:
             tier = self.tiers.get(vertex)
             if tier is None:
                 node = flow.nodes[vertex]
-                blocks = int(node["capacity_B"] // (block_bytes * pool.tp * pool.pp))
+                blocks = int(node["capacity_B"] // whole_B)
                 if blocks < 1:
                     raise SimulationError(
                         [
                             Diagnostic(
                                 f"`tier {node['tier']}` holds no whole KV block of pool "
-                                f"`{pool.name}` ({block_bytes * pool.tp * pool.pp:.3g} bytes)",
+                                f"`{pool.name}` ({whole_B:.3g} bytes)",
                                 node["ir"].span,
                             )
                         ]
                     )
-                tier = self.tiers[vertex] = Tier(vertex, node["tier"], blocks, node["ir"].through)
+                tier = self.tiers[vertex] = Tier(
+                    vertex, node["tier"], blocks, node["ir"].through, whole_B, pool.kv.block_tokens
+                )
             out[tier] = edge["bandwidth_Bps"]
         chain = list(out)
         for upper, lower in zip(chain, chain[1:], strict=False):
@@ -643,7 +645,7 @@ class Simulation:
             },
             link_bytes={f"{u}->{v}": b for (u, v), b in sorted(self.network.moved_B.items())},
             transitions=ledger.logs if self.transitions else [],
-            tiers=tier_figures(self.tiers, self.instances, self.graph.dataflow),
+            tiers=tier_figures(self.tiers, self.graph.dataflow),
             fleet={
                 s.rule.pool: np.array(s.series, dtype=np.float64).reshape(-1, 4)
                 for s in self.autoscalers

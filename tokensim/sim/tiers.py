@@ -17,13 +17,16 @@ from collections.abc import Hashable
 
 class Tier:
     """One tier: ``capacity`` blocks, LRU; ``through``: written when blocks are computed,
-    else when the tier above evicts them. ``name`` is its dataflow vertex."""
+    else when the tier above evicts them. ``name`` is its dataflow vertex; a block is
+    ``block_B`` bytes (every GPU's shard of it) and holds ``block_tokens`` tokens."""
 
     __slots__ = (
         "name",
         "kind",
         "capacity",
         "through",
+        "block_B",
+        "block_tokens",
         "below",
         "_blocks",
         "hit_blocks",
@@ -31,13 +34,23 @@ class Tier:
         "evicted_blocks",
     )
 
-    def __init__(self, name: str, kind: str, capacity: int, through: bool = False):
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        capacity: int,
+        through: bool = False,
+        block_B: float = 0.0,
+        block_tokens: int = 0,
+    ):
         if capacity < 1:
             raise ValueError(f"a tier holds at least 1 block, got {capacity}")
         self.name = name
         self.kind = kind
         self.capacity = capacity
         self.through = through
+        self.block_B = block_B
+        self.block_tokens = block_tokens
         self.below: Tier | None = None  # where the blocks it evicts go (write back)
         self._blocks: OrderedDict[Hashable, None] = OrderedDict()
         self.hit_blocks = 0  # blocks loaded from it into a GPU
@@ -71,27 +84,22 @@ class Tier:
                 self.below.put(old)
 
 
-def tier_figures(tiers: dict[str, Tier], instances: list, flow) -> list[dict]:
+def tier_figures(tiers: dict[str, Tier], flow) -> list[dict]:
     """What each lower KV tier (by dataflow vertex) held and moved: bytes of whole blocks,
-    every GPU's shard of them, as its instances' pool sizes a block."""
-    out = []
-    for name, tier in tiers.items():
-        written = flow.nodes[name]["ir"]  # the `tier` statement
-        owner = next(i for i in instances if tier in i.tier_s)
-        block_B = owner.block_bytes * owner.pool.tp * owner.pool.pp
-        out.append(
-            {
-                "name": name,
-                "kind": tier.kind,
-                "pool": owner.pool.name,
-                "write": "through" if written.through else "back",
-                "capacity_blocks": tier.capacity,
-                "held_blocks": len(tier),
-                "hit_blocks": tier.hit_blocks,
-                "hit_tokens": tier.hit_blocks * owner.kv.block_tokens,
-                "loaded_bytes": tier.hit_blocks * block_B,
-                "written_bytes": tier.written_blocks * block_B,
-                "evicted_blocks": tier.evicted_blocks,
-            }
-        )
-    return out
+    every GPU's shard of them."""
+    return [
+        {
+            "name": name,
+            "kind": tier.kind,
+            "pool": flow.nodes[name]["pool"],
+            "write": "through" if tier.through else "back",
+            "capacity_blocks": tier.capacity,
+            "held_blocks": len(tier),
+            "hit_blocks": tier.hit_blocks,
+            "hit_tokens": tier.hit_blocks * tier.block_tokens,
+            "loaded_bytes": tier.hit_blocks * tier.block_B,
+            "written_bytes": tier.written_blocks * tier.block_B,
+            "evicted_blocks": tier.evicted_blocks,
+        }
+        for name, tier in tiers.items()
+    ]

@@ -23,12 +23,9 @@ def generate(workload: ir.Workload, base_dir: str | Path, rng: np.random.Generat
     if workload.classes and out.klass is None:
         klass = _draw_classes(workload.classes, len(out), rng)
         prompt, output = out.prompt_tokens.copy(), out.output_tokens.copy()
-        extra = workload.shared_prefix.tokens if workload.shared_prefix else 0
-        for k, c in enumerate(workload.classes):
-            mine = np.flatnonzero(klass == k)
-            if c.lengths is not None and len(mine):
-                prompt[mine], output[mine] = draw_lengths(c.lengths, len(mine), rng)
-                prompt[mine] += extra
+        redrawn = _class_lengths(workload.classes, klass, prompt, output, rng)
+        if workload.shared_prefix is not None:  # a redrawn prompt still starts with it
+            prompt[redrawn] += workload.shared_prefix.tokens
         out = dataclasses.replace(out, prompt_tokens=prompt, output_tokens=output, klass=klass)
     return out
 
@@ -37,6 +34,18 @@ def _draw_classes(classes, n: int, rng: np.random.Generator) -> np.ndarray:
     """A class index for each of ``n`` requests (or conversations), by the shares."""
     shares = np.array([c.share for c in classes])
     return rng.choice(len(classes), size=n, p=shares / shares.sum()).astype(np.int64)
+
+
+def _class_lengths(classes, klass, prompt, output, rng: np.random.Generator) -> np.ndarray:
+    """Draw again, in place, the prompts and outputs of the requests of each class with
+    its own ``lengths`` (class by class, in spec order); whether each request was."""
+    redrawn = np.zeros(len(klass), dtype=bool)
+    for k, c in enumerate(classes):
+        mine = np.flatnonzero(klass == k)
+        if c.lengths is not None and len(mine):
+            prompt[mine], output[mine] = draw_lengths(c.lengths, len(mine), rng)
+            redrawn[mine] = True
+    return redrawn
 
 
 def requests(workload: ir.Workload, base_dir: str | Path, rng: np.random.Generator) -> Requests:
@@ -153,7 +162,8 @@ def _conversations(
     cut short). Turn k's prompt is the conversation so far: every earlier turn's new tokens
     and answer, then its own new tokens, drawn from ``lengths`` (a ``shared_prefix`` is
     drawn once per conversation and starts all its turns). Think times are drawn for every
-    turn but the first. Draws: arrivals, lengths, think times, then the shared prefix."""
+    turn but the first. Draws: arrivals, lengths, the classes (each conversation's, then
+    the lengths of those with their own), think times, then the shared prefix."""
     sessions = workload.sessions
     turns = sessions.turns
     count = None if workload.requests is None else -(-workload.requests // turns)
@@ -167,10 +177,7 @@ def _conversations(
     klass = None
     if workload.classes:  # a conversation is of one class, its turns of its lengths
         klass = _draw_classes(workload.classes, len(starts), rng)[session]
-        for k, c in enumerate(workload.classes):
-            mine = np.flatnonzero(klass == k)
-            if c.lengths is not None and len(mine):
-                new[mine], output[mine] = draw_lengths(c.lengths, len(mine), rng)
+        _class_lengths(workload.classes, klass, new, output, rng)
     if sessions.think == "constant":
         think = np.full(n, float(sessions.think_s))
     else:

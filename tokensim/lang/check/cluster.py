@@ -5,7 +5,31 @@ from __future__ import annotations
 from tokensim import ir
 from tokensim.lang.check.env import Env
 from tokensim.lang.diagnostics import Note, did_you_mean, one_of
-from tokensim.lang.schema import BAD, Bodies
+from tokensim.lang.schema import BAD, Bodies, Val
+
+
+def place_gpus(place: Val, cluster: ir.Cluster, env: Env) -> list[ir.GpuRef] | None:
+    """The GPUs a place names (``n0``: all of the node's; ``n0[2]``, ``n0[0..3]``: those),
+    or None when the node is unknown or lacks them (reported at the place)."""
+    nodes = {n.name: n for n in cluster.nodes}
+    node_name, first, last = place.value
+    node = nodes.get(node_name)
+    if node is None:
+        env.rep.error(
+            f"unknown node `{node_name}`",
+            place.span,
+            Note(f"the cluster has {one_of(nodes, word='and')}")
+            if nodes
+            else Note("the cluster has no nodes"),
+            help=did_you_mean(node_name, nodes),
+        )
+        return None
+    if first is None:
+        first, last = 0, node.count - 1
+    if last >= node.count:
+        env.rep.error(f"node `{node_name}` has GPUs 0..{node.count - 1}, not {last}", place.span)
+        return None
+    return [ir.GpuRef(node_name, i) for i in range(first, last + 1)]
 
 
 def cluster(body: Bodies, env: Env) -> ir.Cluster | None:

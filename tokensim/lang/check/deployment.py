@@ -6,7 +6,7 @@ from tokensim import ir
 from tokensim.lang.check import engine as engines
 from tokensim.lang.check import schemas
 from tokensim.lang.check.catalog import cost as check_cost
-from tokensim.lang.check.cluster import components
+from tokensim.lang.check.cluster import components, place_gpus
 from tokensim.lang.check.env import Env
 from tokensim.lang.diagnostics import Note, did_you_mean, one_of
 from tokensim.lang.schema import BAD, Bodies, Bound, Val, bind
@@ -112,36 +112,14 @@ def _placement(bound: Bound, cluster: ir.Cluster, env: Env) -> list[ir.GpuRef] |
     on = bound.body.value("on")
     if on is None:
         return [ir.GpuRef(n.name, i) for n in cluster.nodes for i in range(n.count)]
-    nodes = {n.name: n for n in cluster.nodes}
     out: list[ir.GpuRef] = []
     ok = True
     for place in on:
-        if place is BAD:
+        gpus = place_gpus(place, cluster, env) if place is not BAD else None
+        if gpus is None:
             ok = False
             continue
-        node_name, first, last = place.value
-        node = nodes.get(node_name)
-        if node is None:
-            env.rep.error(
-                f"unknown node `{node_name}`",
-                place.span,
-                Note(f"the cluster has {one_of(nodes, word='and')}")
-                if nodes
-                else Note("the cluster has no nodes"),
-                help=did_you_mean(node_name, nodes),
-            )
-            ok = False
-            continue
-        if first is None:
-            first, last = 0, node.count - 1
-        if last >= node.count:
-            env.rep.error(
-                f"node `{node_name}` has GPUs 0..{node.count - 1}, not {last}",
-                place.span,
-            )
-            ok = False
-            continue
-        out.extend(ir.GpuRef(node_name, i) for i in range(first, last + 1))
+        out.extend(gpus)
     return out if ok else None
 
 
