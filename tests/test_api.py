@@ -45,6 +45,18 @@ def test_bad_overrides_are_located_at_the_set_text(path, value, message):
     assert message in str(info.value) and f"--> --set {path}:1:" in str(info.value)
 
 
+def test_a_pool_is_set_as_a_whole_block():
+    spec = tokensim.load(SPEC, {"deployment.serve": "{ model llama3_1_8b fp8 }"})
+    (pool,) = spec.deployment.pools
+    assert pool.dtype == "fp8"
+    assert pool.kv.span is None  # the spec's own `kv { ... }` went with the block it replaced
+    with pytest.raises(tokensim.CompileError) as info:
+        tokensim.load(SPEC, {"deployment.serve": "llama3_1_8b"})
+    said = str(info.value)
+    assert "`deployment.serve` is a block" in said and "--> --set deployment.serve:1:" in said
+    assert "write `deployment.serve={ ... }`" in said
+
+
 def test_override_moves_shorthand_values_into_the_body():
     text = SPEC.read_text().replace("arrivals poisson 8/s", "arrivals gamma 8/s { cv 3 }")
     spec = tokensim.load(text, {"workload.arrivals.cv": "2"})

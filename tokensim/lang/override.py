@@ -35,6 +35,10 @@ def _fail(message: str, span: Span, sources: SourceMap, help: str | None = None)
     raise CompileError([Diagnostic(message, span, help=help)], sources)
 
 
+class _Said(CompileError):
+    """An error whose help already says what to write (not replaced by the paths near)."""
+
+
 def override(module: ast.Module, path: str, value: str, sources: SourceMap) -> ast.Module:
     """``module`` with ``path`` set to ``value`` (text of the statement's items). A ``*``
     in ``path`` stands for any one name: ``cluster.*.gpus`` sets every node's GPUs."""
@@ -51,7 +55,7 @@ def override(module: ast.Module, path: str, value: str, sources: SourceMap) -> a
         statements = _set(list(module.statements), schemas.TOP, parts, new, sources, 0)
     except CompileError as err:
         near = nearest(paths(module), parts)
-        if not near or len(err.diagnostics) != 1:
+        if not near or len(err.diagnostics) != 1 or isinstance(err, _Said):
             raise
         raise CompileError(
             [dataclasses.replace(err.diagnostics[0], help=_can_set(near))], sources
@@ -136,6 +140,9 @@ def _can_set(near: list[str]) -> str:
 def nearest(candidates: list[str], parts: tuple[str, ...], most: int = 4) -> list[str]:
     """The paths of ``candidates`` that end as ``parts`` does (its last name, and the first
     too where several do), else those whose last name is near it."""
+    inside = [c for c in candidates if c.startswith(".".join(parts) + ".")]
+    if inside:  # a block's path: what is in it
+        return inside[:most]
     last = parts[-1]
     ending = [c for c in candidates if c.split(".")[-1] == last]
     if len(ending) > 1:
@@ -189,6 +196,13 @@ def _set(stmts: list, block: Block, parts, new: ast.Statement, sources, depth: i
         items = before + new.items
         return _put(stmts, index, ast.Statement(ast.Path((seg,), where), items, body, new.span))
     index = labelled(stmts, block, seg)
+    if index is not None and not rest:  # a pool or node as a whole: its block replaced
+        path = ".".join(parts)
+        if new.items or new.body is None:
+            help = f"write `{path}={{ ... }}`, or set one statement, `{path}.<statement>=...`"
+            message = f"`{path}` is a block: its value is its statements in braces"
+            raise _Said([Diagnostic(message, where, help=help)], sources)
+        return _put(stmts, index, dataclasses.replace(stmts[index], body=new.body))
     if index is not None and rest:
         stmt = stmts[index]
         inner = block.attr(stmt.key.text).body
