@@ -382,6 +382,10 @@ def spec_text(
         pool.append(f"tp {run.flags.tp}")
     if run.flags.pp > 1:
         pool.append(f"pp {run.flags.pp}")
+    if run.flags.dp > 1:
+        pool.append(f"dp {run.flags.dp}")
+    if run.flags.ep > 1:
+        pool.append(f"ep {run.flags.ep}")
     pool += engine_statement(run, engine_overrides, engines)
     return (
         f"// {run.id}: {run.origin}\n"

@@ -116,6 +116,8 @@ class Flags:
 
     tp: int = 1
     pp: int = 1
+    dp: int = 1  # attention ranks of tp GPUs each (SGLang --enable-dp-attention)
+    ep: int = 1  # expert parallelism over the instance's GPUs
     max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None
     max_model_len: int | None = None
@@ -264,10 +266,16 @@ MODELS: tuple[tuple[str, str | None, str], ...] = (
     ("qwen3-32b", "qwen3_32b", ""),
     ("qwen3-14b", "qwen3_14b", ""),
     ("qwen3-8b", "qwen3_8b", ""),
-    ("deepseek", None, "multi-head latent attention (DeepSeek)"),
+    ("deepseek-v3.2", None, "DeepSeek Sparse Attention (DeepSeek-V3.2)"),
+    ("deepseek-r1", "deepseek_v3", ""),  # DeepSeek-V3's shapes
+    ("deepseek-v3", "deepseek_v3", ""),
+    ("deepseek", None, "a DeepSeek model not in the catalogue"),
     ("gpt-oss", None, "MXFP4 MoE with sliding-window attention and sinks (gpt-oss)"),
     ("glm-5", None, "sparse latent attention MoE (GLM-5)"),
-    ("glm-4", None, "MoE with a shared expert and dense first layers (GLM-4.5/4.6)"),
+    ("glm-4.5-air", "glm4_5_air", ""),
+    ("glm-4.6", "glm4_6", ""),
+    ("glm-4.5", "glm4_5", ""),
+    ("glm-4", None, "a GLM-4 model not in the catalogue"),
     ("meta-llama-3.1-8b", "llama3_1_8b", ""),
     ("llama-3.1-8b", "llama3_1_8b", ""),
     ("meta-llama-3-8b", "llama3_8b", ""),
@@ -279,6 +287,10 @@ MODELS: tuple[tuple[str, str | None, str], ...] = (
     ("mixtral-8x7b", "mixtral_8x7b", ""),
     ("codellama-34b", "codellama_34b", ""),
 )
+
+
+# the weights' precision where a source writes "checkpoint default": the published checkpoint's
+CHECKPOINT_DTYPE = {"deepseek_v3": "fp8"}  # DeepSeek-V3 and R1 ship block-quantized fp8
 
 
 def model_name(text: str) -> tuple[str | None, str]:
@@ -500,11 +512,14 @@ def load_gpustack(data: Path = DATA) -> Loaded:
             skip(INT4, quant)
             continue
         dtype = "fp8" if quant.startswith("fp8") else "bf16"
+        if "checkpoint default" in quant:
+            dtype = CHECKPOINT_DTYPE.get(model, dtype)
         if dtype == "fp8" and gpu == "A100_80G":
             skip(FP8_A100, served)
             continue
-        if r["ep"] not in ("", "1") or r["dp"] not in ("", "1"):
-            skip(EXPERT_PARALLEL, f"dp {r['dp'] or 1}, ep {r['ep'] or 1}")
+        dp, ep = int(r["dp"] or 1), int(r["ep"] or 1)
+        if dp > 1 and r["dp_attention"] != "yes":
+            skip(EXPERT_PARALLEL, f"dp {dp} engines, ep {ep}")
             continue
         sent, ok = int(r["num_prompts"]), int(r["successful_requests"])
         if ok < sent:
@@ -512,7 +527,8 @@ def load_gpustack(data: Path = DATA) -> Loaded:
             continue
         engine = ENGINES[r["engine"]]
         tp, pp = int(r["tp"] or 1), int(r["pp"] or 1)
-        flags = flags_from(engine, command, tp, pp)
+        flags = flags_from(engine, command, tp // dp, pp)
+        flags = replace(flags, dp=dp, ep=ep)  # SGLang's --tp counts the dp attention ranks' GPUs
         if r["kv_cache_dtype"].startswith("fp8"):
             flags = replace(flags, kv_cache_dtype="fp8")
         guidellm = r["doc_format"] == "guidellm"

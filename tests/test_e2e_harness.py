@@ -120,7 +120,7 @@ def test_lambdalabs_e2e_without_itls_corrects_the_mean_only():
 # ---------------------------------------------------------------------------- GPUStack
 
 GPUSTACK_COLUMNS = (
-    "row_id doc doc_line engine engine_version model_doc model_served gpu tp pp dp ep "
+    "row_id doc doc_line engine engine_version model_doc model_served gpu tp pp dp ep dp_attention "
     "weight_quantization kv_cache_dtype speculative_decoding serve_command serve_args_effective "
     "doc_format dataset input_len output_len num_prompts request_rate_req_per_s max_concurrency "
     "successful_requests total_input_tokens total_generated_tokens request_throughput_req_per_s "
@@ -227,6 +227,44 @@ def test_gpustack_rows_and_skips(tmp_path):
         "gpustack/8": sr.model_reason(sr.model_name("openai/gpt-oss-20b")[1]),
         "gpustack/9": sr.INT4,
     }
+
+
+def test_gpustack_moe_rows_keep_their_parallelism_and_checkpoint_precision(tmp_path):
+    deepseek = dict(model_served="deepseek-ai/DeepSeek-R1-0528", gpu="H200 SXM 141GB", tp="8")
+    rows = [
+        _gpustack_row(row_id="1", **deepseek),  # "checkpoint default": R1 ships in fp8
+        _gpustack_row(row_id="2", engine="TensorRT-LLM", ep="8", **deepseek),
+        _gpustack_row(row_id="3", engine="SGLang", dp="8", dp_attention="yes", **deepseek),
+        _gpustack_row(row_id="4", dp="2", **deepseek),  # two engines side by side
+        _gpustack_row(row_id="5", model_served="zai-org/GLM-4.5-Air", tp="4", ep="4"),
+        _gpustack_row(
+            row_id="6",
+            model_served="zai-org/GLM-4.6-FP8",
+            weight_quantization="fp8 (checkpoint)",
+            tp="8",
+        ),
+        _gpustack_row(row_id="7", model_served="deepseek-ai/DeepSeek-V3.2", tp="8"),
+    ]
+    _write_csv(tmp_path / "gpustack" / "results.csv", rows)
+    got = sr.load_gpustack(tmp_path)
+    runs = {r.id: r for r in got.runs}
+    assert sorted(runs) == ["gpustack/1", "gpustack/2", "gpustack/3", "gpustack/5", "gpustack/6"]
+    r1, r2, r3 = runs["gpustack/1"], runs["gpustack/2"], runs["gpustack/3"]
+    assert (r1.model, r1.dtype, r1.flags.tp, r1.flags.ep, r1.gpus) == ("deepseek_v3", "fp8", 8, 1, 8)
+    assert (r2.flags.tp, r2.flags.ep) == (8, 8)
+    assert (r3.flags.tp, r3.flags.dp, r3.gpus) == (1, 8, 8)  # SGLang's --tp counts every GPU
+    glm, glm_fp8 = runs["gpustack/5"], runs["gpustack/6"]
+    assert (glm.model, glm.dtype, glm.flags.ep) == ("glm4_5_air", "bf16", 4)
+    assert (glm_fp8.model, glm_fp8.dtype) == ("glm4_6", "fp8")
+    reasons = {s.id: s.reason for s in got.skips}
+    assert reasons["gpustack/4"] == sr.EXPERT_PARALLEL
+    assert reasons["gpustack/7"].startswith("model not representable: DeepSeek Sparse Attention")
+    # the specs say so, and tokensim deploys them as written
+    pool = e2e.spec_text(r3, engines=True).split("pool serve {")[1]
+    assert "model deepseek_v3 fp8" in pool and "dp 8" in pool and "tp " not in pool
+    assert "ep 8" in e2e.spec_text(r2, engines=True)
+    for run in (r1, r2, r3, glm, glm_fp8):
+        tokensim.load(e2e.spec_text(run, engines=True))  # checked: fits, parallelism valid
 
 
 # --------------------------------------------------------------------------------- BLIS
