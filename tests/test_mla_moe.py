@@ -40,6 +40,29 @@ def test_kimi_k2_counts_its_published_active_parameters():
     assert (kimi.moe_layers, kimi.heads, kimi.experts) == (60, 64, 384)
 
 
+@pytest.mark.parametrize(
+    "name, active, moe_layers",
+    [("glm4_5_air", 12e9, 45), ("glm4_5", 32e9, 89), ("glm4_6", 32e9, 89)],
+)
+def test_glm_counts_its_published_active_parameters(name, active, moe_layers):
+    from tokensim.lang.check import std_spec
+
+    (glm,) = [m for m in std_spec("models").models if m.name == name]
+    embeddings = 2 * glm.vocab * glm.hidden  # the card's active count leaves them out
+    assert glm.active_params - embeddings == pytest.approx(active, rel=0.03)
+    assert (glm.moe_layers, glm.shared_experts, glm.kv_heads) == (moe_layers, 1, 8)
+
+
+def test_glm_4_5_air_in_bf16_needs_more_than_two_h100s():
+    spec = (
+        HEAD
+        + "cluster {{ node n {{ gpus H100_SXM x 4; link NVLINK4 }} }}\n"
+        + "deployment {{ pool p {{ model glm4_5_air; tp {tp} }} }}\n"
+    )
+    assert "does not fit" in errors_of(spec.format(tp=2))
+    assert compile_text(spec.format(tp=4)).deployment.pools[0].tp == 4
+
+
 def test_the_mla_latent_is_whole_on_every_gpu_where_gqa_heads_split():
     """A token's KV on one GPU: MLA's latent and rotary key (576 elements a layer) at any
     tp; a GQA model's K and V shrink with tp."""
