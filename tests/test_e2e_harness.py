@@ -250,7 +250,13 @@ def test_gpustack_moe_rows_keep_their_parallelism_and_checkpoint_precision(tmp_p
     runs = {r.id: r for r in got.runs}
     assert sorted(runs) == ["gpustack/1", "gpustack/2", "gpustack/3", "gpustack/5", "gpustack/6"]
     r1, r2, r3 = runs["gpustack/1"], runs["gpustack/2"], runs["gpustack/3"]
-    assert (r1.model, r1.dtype, r1.flags.tp, r1.flags.ep, r1.gpus) == ("deepseek_v3", "fp8", 8, 1, 8)
+    assert (r1.model, r1.dtype, r1.flags.tp, r1.flags.ep, r1.gpus) == (
+        "deepseek_v3",
+        "fp8",
+        8,
+        1,
+        8,
+    )
     assert (r2.flags.tp, r2.flags.ep) == (8, 8)
     assert (r3.flags.tp, r3.flags.dp, r3.gpus) == (1, 8, 8)  # SGLang's --tp counts every GPU
     glm, glm_fp8 = runs["gpustack/5"], runs["gpustack/6"]
