@@ -138,8 +138,9 @@ def _can_set(near: list[str]) -> str:
 
 
 def nearest(candidates: list[str], parts: tuple[str, ...], most: int = 4) -> list[str]:
-    """The paths of ``candidates`` that end as ``parts`` does (its last name, and the first
-    too where several do), else those whose last name is near it."""
+    """The paths of ``candidates`` inside ``parts`` where it names a block, else those that
+    end as ``parts`` does (its last name, and the first too where several do), else those
+    whose last name is near it."""
     inside = [c for c in candidates if c.startswith(".".join(parts) + ".")]
     if inside:  # a block's path: what is in it
         return inside[:most]
