@@ -15,14 +15,7 @@ def place_gpus(place: Val, cluster: ir.Cluster, env: Env) -> list[ir.GpuRef] | N
     node_name, first, last = place.value
     node = nodes.get(node_name)
     if node is None:
-        env.rep.error(
-            f"unknown node `{node_name}`",
-            place.span,
-            Note(f"the cluster has {one_of(nodes, word='and')}")
-            if nodes
-            else Note("the cluster has no nodes"),
-            help=did_you_mean(node_name, nodes),
-        )
+        _unknown_node(node_name, place.span, nodes, env)
         return None
     if first is None:
         first, last = 0, node.count - 1
@@ -88,7 +81,7 @@ def cluster(body: Bodies, env: Env) -> ir.Cluster | None:
         listed: set[str] = set()
         for ref in refs:
             if ref.value not in seen:
-                _unknown_node(ref, seen, env)
+                _unknown_node(ref.value, ref.span, seen, env)
                 net_ok = False
             elif ref.value in listed:
                 env.rep.error(f"node `{ref.value}` is listed twice", ref.span)
@@ -106,14 +99,14 @@ def cluster(body: Bodies, env: Env) -> ir.Cluster | None:
     return ir.Cluster(tuple(nodes), tuple(networks), body.span)
 
 
-def _unknown_node(ref, seen, env: Env) -> None:
+def _unknown_node(name: str, span, seen, env: Env) -> None:
     env.rep.error(
-        f"unknown node `{ref.value}`",
-        ref.span,
+        f"unknown node `{name}`",
+        span,
         Note(f"the cluster has {one_of(seen, word='and')}")
         if seen
         else Note("the cluster has no nodes"),
-        help=did_you_mean(ref.value, seen),
+        help=did_you_mean(name, seen),
     )
 
 
