@@ -20,7 +20,7 @@ from tokensim.lang.units import Dim, format_quantity
 from tokensim.report import series as ts
 from tokensim.report import svg
 from tokensim.report.load import Results
-from tokensim.report.summary import cache_sources
+from tokensim.report.summary import cache_sources, fault_impact
 
 PART_COLORS = ("#999999", "#0072B2", "#F0E442", "#E69F00", "#009E73", "#D55E00")
 KINDS = {"prefill": "#0072B2", "mixed": "#CC79A7", "decode": "#009E73"}
@@ -217,14 +217,7 @@ def _reuse_cards(m: dict) -> list[dict]:
         )
     for f in (m.get("faults") or [])[:6]:
         held = f" · {f['requests']:,} requests held, sent again or lost" if f["requests"] else ""
-        impact = ""
-        if "ttft_p90_before_s" in f:
-            impact = "".join(
-                f" · {m.upper()} p90 {_ms(f[f'{m}_p90_before_s'])} before, "
-                f"{_ms(f[f'{m}_p90_during_s'])} until repaired"
-                + ("" if f[f"{m}_p90_after_s"] is None else f", {_ms(f[f'{m}_p90_after_s'])} after")
-                for m in ("ttft", "tpot")
-            )
+        impact = "".join(f" · {p}" for p in fault_impact(f, _ms))
         cards.append(
             {
                 "label": f"Fault at {f['time_s']:g} s",

@@ -60,6 +60,21 @@ def cache_sources(metrics: dict) -> dict[str, tuple[int, float]]:
     return {"GPU": (gpu, 0.0), **kinds}
 
 
+def fault_impact(fault: dict, time) -> list[str]:
+    """A fault's SLO impact (metrics.json ``faults``), a phrase per metric: its p90 before,
+    until repaired and (if repaired) after, each time written by ``time``; none for a repair."""
+    if "ttft_p90_before_s" not in fault:
+        return []
+    out = []
+    for m in ("ttft", "tpot"):
+        before, during, after = (fault[f"{m}_p90_{w}_s"] for w in ("before", "during", "after"))
+        out.append(
+            f"{m.upper()} p90 {time(before)} before, {time(during)} until repaired"
+            + ("" if after is None else f", {time(after)} after")
+        )
+    return out
+
+
 def summary_table(metrics: dict) -> str:
     """A short aligned table: counts, throughput, latencies, SLO."""
     req, tput = metrics["requests"], metrics["throughput"]
@@ -136,18 +151,7 @@ def summary_table(metrics: dict) -> str:
             )
     for f in metrics.get("faults") or []:
         hit = ", ".join(f["instances"]) or "no instance"
-        impact = ""
-        if "ttft_p90_before_s" in f:
-            impact = "".join(
-                f"; {m.upper()} p90 {_ms(f[f'{m}_p90_before_s'])} ms before, "
-                f"{_ms(f[f'{m}_p90_during_s'])} ms until repaired"
-                + (
-                    ""
-                    if f[f"{m}_p90_after_s"] is None
-                    else f", {_ms(f[f'{m}_p90_after_s'])} ms after"
-                )
-                for m in ("ttft", "tpot")
-            )
+        impact = "".join(f"; {p}" for p in fault_impact(f, lambda x: f"{_ms(x)} ms"))
         lines.append(
             f"fault at {f['time_s']:g} s, {f['event']}: {hit}"
             + (f" ({f['requests']} requests held)" if f["requests"] else "")
