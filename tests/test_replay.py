@@ -178,6 +178,35 @@ def test_an_open_loop_guidellm_run_is_replayed_at_its_send_times(tmp_path, capsy
     assert "| TTFT | 0% / 0% |" in out and "| E2E | 0% / 0% |" in out
 
 
+def test_a_vllm_run_at_a_rate_is_replayed_at_its_send_times(tmp_path, capsys):
+    """``vllm bench serve --save-detailed`` records when each request was sent
+    (``start_times``, on the client's clock): a run at a rate is replayed at those times,
+    so a run tokensim made replays exactly."""
+    work = "arrivals poisson 8/s; lengths uniform 50..400 -> 5..60; requests 60"
+    text = SPEC.replace("arrivals poisson 5/s; lengths fixed 100 -> 10; requests 10", work)
+    run = tokensim.run(tokensim.load(text))
+    arrival = run.requests["arrival_s"]
+    data = vllm_result(run, 8.0, start_times=[5000.0 + float(t) for t in arrival])
+    for key in ("input_lens", "output_lens", "ttfts", "itls", "start_times"):
+        data[key] = data[key][::-1]  # in any order: sorted by when they were sent
+    (path := tmp_path / "r.json").write_text(json.dumps(data))
+    (obs,) = results.read(path)
+    assert obs.sent == pytest.approx(arrival - arrival.min(), abs=1e-9)
+    assert list(obs.prompts) == list(run.requests["prompt_tokens"])
+    (spec := tmp_path / "s.tsim").write_text(text)
+    assert main(["validate", "--bench", str(path), str(spec), "-o", str(tmp_path / "v.html")]) == 0
+    out = capsys.readouterr().out
+    assert "| TTFT | 0% / 0% |" in out and "| E2E | 0% / 0% |" in out
+    # with a cap on requests in flight the times recorded are those the cap let through;
+    # a flood's (or a closed loop's) sends are the server's doing, not replayed
+    (capped := tmp_path / "c.json").write_text(json.dumps(dict(data, max_concurrency=4)))
+    (obs,) = results.read(capped)
+    assert obs.sent is not None and "replayed at the times" in obs.notes[-1]
+    assert not any("at the rate alone" in n for n in obs.notes)
+    (flood := tmp_path / "f.json").write_text(json.dumps(dict(data, request_rate="inf")))
+    assert results.read(flood)[0].sent is None
+
+
 def test_guidellm_reports_it_cannot_replay_are_located_errors(tmp_path):
     ok = {"requests": {"successful": [_guidellm_request(0.0, 10, 5, 30.0, 0.2, True)]}}
 

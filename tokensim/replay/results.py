@@ -223,6 +223,7 @@ def _benchmark_serving(obj: dict, where: str, fmt: str) -> Observed:
     n = len(outputs) if outputs is not None else None
     prompts = _array(obj, "input_lens", where, n)
     ttfts = _array(obj, "ttfts", where, n)
+    starts = _array(obj, "start_times", where, n)  # vLLM since 2025: when each was sent
     itls = obj.get("itls")
     if itls is not None and (not isinstance(itls, list) or len(itls) != n):
         raise ResultError(f"{where}: `itls` should be one list per request")
@@ -230,7 +231,7 @@ def _benchmark_serving(obj: dict, where: str, fmt: str) -> Observed:
     if not duration or duration <= 0:
         raise ResultError(f"{where}: `duration` should be above 0")
     metrics: dict[str, float] = {}
-    e2es = tpot_values = gaps = None
+    e2es = tpot_values = gaps = sent = None
     if outputs is not None and prompts is not None:
         ok = outputs > 0
         errors = obj.get("errors")
@@ -263,6 +264,19 @@ def _benchmark_serving(obj: dict, where: str, fmt: str) -> Observed:
         ttfts = ttfts[ok] if ttfts is not None else None
         prompts, outputs = prompts[ok].astype(np.int64), outputs[ok].astype(np.int64)
         completed = int(ok.sum())
+        if starts is not None and arrivals.startswith(OPEN_LOOP) and np.isfinite(starts).all():
+            # replayed at the times they were sent (clock seconds: from the first), in
+            # that order; a closed loop's sends depend on the server, and are its own
+            order = np.argsort(starts[ok], kind="stable")
+            prompts, outputs = prompts[order], outputs[order]
+            sent = starts[ok][order] - starts[ok][order[0]]
+            capped = [x for x in notes if x.startswith("sent at ")]
+            if capped:  # the sends recorded are those the cap let through
+                notes.remove(capped[0])
+                notes.append(
+                    f"sent with at most {obj['max_concurrency']} in flight: replayed at the "
+                    "times the requests were sent"
+                )
         lengths = None
     else:
         completed = int(_number(obj, "completed", where))
@@ -314,6 +328,7 @@ def _benchmark_serving(obj: dict, where: str, fmt: str) -> Observed:
         tpot_values,
         tuple(notes),
         itls=gaps,
+        sent=sent,
     )
 
 
