@@ -193,6 +193,10 @@ def test_a_vllm_run_at_a_rate_is_replayed_at_its_send_times(tmp_path, capsys):
     (obs,) = results.read(path)
     assert obs.sent == pytest.approx(arrival - arrival.min(), abs=1e-9)
     assert list(obs.prompts) == list(run.requests["prompt_tokens"])
+    # SGLang's bench_serving (which began as a copy of vLLM's) writes them too
+    (sgl := tmp_path / "s.jsonl").write_text(json.dumps(dict(data, backend="sglang")) + "\n")
+    (line,) = results.read(sgl)
+    assert line.format == "SGLang bench_serving" and line.sent == pytest.approx(obs.sent)
     (spec := tmp_path / "s.tsim").write_text(text)
     assert main(["validate", "--bench", str(path), str(spec), "-o", str(tmp_path / "v.html")]) == 0
     out = capsys.readouterr().out

@@ -223,7 +223,7 @@ def _benchmark_serving(obj: dict, where: str, fmt: str) -> Observed:
     n = len(outputs) if outputs is not None else None
     prompts = _array(obj, "input_lens", where, n)
     ttfts = _array(obj, "ttfts", where, n)
-    starts = _array(obj, "start_times", where, n)  # vLLM since 2025: when each was sent
+    starts = _array(obj, "start_times", where, n)  # recent versions: when each was sent
     itls = obj.get("itls")
     if itls is not None and (not isinstance(itls, list) or len(itls) != n):
         raise ResultError(f"{where}: `itls` should be one list per request")
