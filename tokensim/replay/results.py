@@ -191,7 +191,9 @@ def _array(obj: dict, key: str, where: str, n: int | None) -> np.ndarray | None:
         raise ResultError(f"{where}: `{key}` should hold numbers only") from None
 
 
-def _arrivals(obj: dict, where: str, notes: list[str]) -> str:
+def _arrivals(obj: dict, where: str) -> tuple[str, str | None]:
+    """The arrival process of a vLLM or SGLang run, and for a rate with a cap on the
+    requests in flight, how it was sent (the start of a note)."""
     rate = _number(obj, "request_rate", where, required=False)
     rate = math.inf if rate is None else rate
     concurrency = obj.get("max_concurrency")
@@ -199,18 +201,14 @@ def _arrivals(obj: dict, where: str, notes: list[str]) -> str:
     if concurrency is not None and not isinstance(concurrency, int):
         raise ResultError(f"{where}: `max_concurrency` should be a whole number")
     if math.isinf(rate):
-        return f"closed {concurrency}" if concurrency else "burst"
+        return (f"closed {concurrency}" if concurrency else "burst"), None
     if rate <= 0:
         raise ResultError(f"{where}: `request_rate` should be above 0, found {rate:g}")
-    if concurrency:
-        notes.append(
-            f"sent at {rate:g}/s with at most {concurrency} in flight: simulated at the rate "
-            "alone (tokensim has no capped open loop)"
-        )
+    capped = f"sent at {rate:g}/s with at most {concurrency} in flight" if concurrency else None
     if burstiness != 1.0:
         # vLLM draws gaps from a gamma distribution of shape `burstiness`: cv = 1/sqrt(shape)
-        return f"gamma {rate:g}/s {{ cv {1 / math.sqrt(burstiness):.6g} }}"
-    return f"poisson {rate:g}/s"
+        return f"gamma {rate:g}/s {{ cv {1 / math.sqrt(burstiness):.6g} }}", capped
+    return f"poisson {rate:g}/s", capped
 
 
 def _benchmark_serving(obj: dict, where: str, fmt: str) -> Observed:
@@ -218,7 +216,7 @@ def _benchmark_serving(obj: dict, where: str, fmt: str) -> Observed:
     vLLM's and keeps its keys, with ``e2e_latency`` for vLLM's ``latency``/``e2el``)."""
     notes: list[str] = []
     model = str(obj.get("model_id") or obj.get("model") or "")
-    arrivals = _arrivals(obj, where, notes)
+    arrivals, capped = _arrivals(obj, where)
     outputs = _array(obj, "output_lens", where, None)
     n = len(outputs) if outputs is not None else None
     prompts = _array(obj, "input_lens", where, n)
@@ -266,17 +264,12 @@ def _benchmark_serving(obj: dict, where: str, fmt: str) -> Observed:
         completed = int(ok.sum())
         if starts is not None and arrivals.startswith(OPEN_LOOP) and np.isfinite(starts).all():
             # replayed at the times they were sent (clock seconds: from the first), in
-            # that order; a closed loop's sends depend on the server, and are its own
-            order = np.argsort(starts[ok], kind="stable")
+            # that order (with a cap, the sends it let through); a closed loop's sends
+            # depend on the server, and are its own
+            when = starts[ok]
+            order = np.argsort(when, kind="stable")
             prompts, outputs = prompts[order], outputs[order]
-            sent = starts[ok][order] - starts[ok][order[0]]
-            capped = [x for x in notes if x.startswith("sent at ")]
-            if capped:  # the sends recorded are those the cap let through
-                notes.remove(capped[0])
-                notes.append(
-                    f"sent with at most {obj['max_concurrency']} in flight: replayed at the "
-                    "times the requests were sent"
-                )
+            sent = when[order] - when[order[0]]
         lengths = None
     else:
         completed = int(_number(obj, "completed", where))
@@ -285,6 +278,13 @@ def _benchmark_serving(obj: dict, where: str, fmt: str) -> Observed:
         failed = 0
         lengths = _lengths(obj, where, completed, notes)
         prompts = outputs = None
+    if capped:
+        how = (
+            "simulated at the rate alone (tokensim has no capped open loop)"
+            if sent is None
+            else "replayed at the times the requests were sent"
+        )
+        notes.insert(0, f"{capped}: {how}")
     # the summary's figures for what the arrays did not give; vLLM's TTFT and E2E count a
     # failed request as if it had finished (TPOT and ITL leave out outputs of 0 or 1 token)
     for name, keys in (
