@@ -635,3 +635,22 @@ def test_an_engine_the_spec_defines_itself_is_refused_before_any_fit(tmp_path, c
     err = capsys.readouterr().err
     assert "defined in the spec itself" in err and "fitting" not in err
     assert not (tmp_path / "p.tsim").exists()
+
+
+def test_a_runs_slow_tail_does_not_drive_a_one_run_fit(tmp_path):
+    """A few very slow requests (a pause, a retry) set a run's TTFT p99 and lift its mean;
+    the simulator has no cause for them. Means and p99s count less than medians and p90s,
+    so a one-run fit still finds the latency the run was made with."""
+    true = "engine vllm_0_6 { frontend { latency 20 ms } }"
+    work = "arrivals poisson 4/s; lengths fixed 300 -> 20; requests 200"
+    path = measured(tmp_path, "a.json", true, work, 4.0)
+    (spec_path := tmp_path / "s.tsim").write_text(SPEC)
+    dep = replay.load(spec_path)
+    (run,) = results.read(path)
+    m = dict(run.metrics)
+    m["ttft_p99"] *= 9  # two requests of 200 waited about half a second
+    m["ttft_mean"] += 2 * 0.5 / 200
+    run = dataclasses.replace(run, metrics=m)
+    latency = next(k for k in fit.KNOBS if k.path == "frontend.latency")
+    result = fit.fit(dep, [run], tmp_path, knobs=(latency,), max_evaluations=30)
+    assert result.values[0] == pytest.approx(20.0, rel=0.1)
