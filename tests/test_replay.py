@@ -654,3 +654,22 @@ def test_a_runs_slow_tail_does_not_drive_a_one_run_fit(tmp_path):
     latency = next(k for k in fit.KNOBS if k.path == "frontend.latency")
     result = fit.fit(dep, [run], tmp_path, knobs=(latency,), max_evaluations=30)
     assert result.values[0] == pytest.approx(20.0, rel=0.1)
+
+
+def test_a_small_batchs_step_time_is_not_all_put_on_its_sequences(tmp_path):
+    """Decode steps of ten sequences take longer than the spec's engine says (here a fixed
+    CPU time per step). Put on the CPU time per sequence, that would be carried thirty-fold
+    to a batch of 300; the fit holds that figure closest to the engine's, so the larger
+    burst's TPOT stays near what it measured."""
+    true = "engine vllm_0_6 { scheduler_steps 10; host { iteration 30 ms } }"
+    work = "arrivals burst; lengths fixed 20 -> 300; requests {}"
+    small, large = (
+        results.read(measured(tmp_path, f"{n}.json", true, work.format(n), "inf"))[0]
+        for n in (10, 300)
+    )
+    spec = SPEC.replace("{ frontend { shares_cpu on } }", "{ scheduler_steps 10 }")
+    (spec_path := tmp_path / "s.tsim").write_text(spec)
+    dep = replay.load(spec_path)
+    result = fit.fit(dep, [small], tmp_path, max_evaluations=60)
+    predicted = replay.simulate(dep, large, result.overrides(), tmp_path)
+    assert predicted["tpot_p50"] == pytest.approx(large.metrics["tpot_p50"], rel=0.15)
