@@ -109,7 +109,7 @@ def residuals(runs: list[Observed], sims: list[dict[str, float]]) -> np.ndarray:
     out = []
     for obs, sim in zip(runs, sims, strict=True):
         keys = [k for k in obs.metrics if obs.metrics[k] > 0]
-        weights = [_WEIGHT.get(k.rsplit("_", 1)[-1], 1.0) for k in keys]
+        weights = [_WEIGHT.get(k.split("_", 1)[-1], 1.0) for k in keys]  # <name>_<stat>
         norm = math.sqrt(sum(x * x for x in weights))
         w = 1 / norm if norm else 0.0  # every run weighs the same
         for k, wk in zip(keys, weights, strict=True):
