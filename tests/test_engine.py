@@ -333,6 +333,16 @@ def test_multi_step_windows_delay_joins_and_deliver_tokens_in_chunks():
     assert tpot(ten) == pytest.approx(tpot(one) * 50 / 45, rel=0.01)
 
 
+def test_a_multi_step_window_shares_its_scheduling_but_not_its_time_per_sequence():
+    # 50 decode steps: five whole windows of 10
+    gpu, _ = run("ideal { scheduler_steps 10 }", DECODE)
+    sched, _ = run("ideal { scheduler_steps 10; host { iteration 10 ms } }", DECODE)
+    per_seq, _ = run("ideal { scheduler_steps 10; host { per_seq 1 ms } }", DECODE)
+    assert tpot(sched) - tpot(gpu) == pytest.approx(10e-3 / 10, rel=1e-6)
+    # every step processes its sequences' outputs: a window does not share that
+    assert tpot(per_seq) - tpot(gpu) == pytest.approx(1e-3, rel=1e-6)
+
+
 def test_the_front_end_queues_a_burst():
     burst = "arrivals burst; lengths fixed 100 -> 1; requests 20"
     serial, _ = run("ideal { frontend { per_request 10 ms } }", burst)

@@ -253,7 +253,8 @@ class HostTime:
     """CPU time of the serving engine around each iteration's GPU work (seconds).
 
     ``iteration_s`` once per scheduling (schedule, prepare inputs, sample, process
-    outputs); ``per_seq_s`` per sequence in the batch; ``per_prefill_token_s`` per
+    outputs); ``per_seq_s`` per sequence in the batch, every step (a multi-step window
+    shares the time per scheduling among its steps, not this); ``per_prefill_token_s`` per
     prompt token computed (input preparation, block tables); ``per_rank_s`` per GPU
     of the instance beyond the first (broadcasting the step to the workers);
     ``per_layer_s`` the launch time of one layer's kernels when the iteration runs

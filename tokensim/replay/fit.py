@@ -65,7 +65,7 @@ KNOBS = (
     Knob("host.iteration", "ms", 0.02, 20.0, 10.0, "CPU time per scheduling", True),
     # per sequence: its error grows with the batch, so what one small batch says of it is
     # trusted least (it plausibly moves 2x, not 10x)
-    Knob("host.per_seq", "us", 0.1, 300.0, 2.0, "CPU time per sequence per scheduling", True),
+    Knob("host.per_seq", "us", 0.1, 300.0, 2.0, "CPU time per sequence per step"),
     Knob("frontend.per_request", "ms", 0.01, 100.0, 10.0, "API server time per request"),
     Knob("frontend.latency", "ms", 0.01, 300.0, 10.0, "API server latency (no queue)"),
     Knob("frontend.per_output_token", "us", 0.01, 300.0, 10.0, "API server time per token"),

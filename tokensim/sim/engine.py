@@ -3,9 +3,11 @@
 The cost model prices the GPU work of an iteration (:mod:`tokensim.perf`); the engine
 (:class:`tokensim.ir.Engine`) adds what the software around it costs:
 
-* **host time** ``h`` per scheduling: ``iteration + per_seq * sequences +
-  per_prefill_token * prompt tokens + per_rank * (GPUs - 1)``; with ``dp`` attention ranks
-  each rank's scheduler works on its share side by side (GPUs: one rank's ``tp x pp``);
+* **host time** ``h`` per step: ``iteration + per_prefill_token * prompt tokens +
+  per_rank * (GPUs - 1)`` per scheduling, and ``per_seq * sequences`` every step (each
+  step's outputs are processed, even inside a multi-step window); with ``dp`` attention
+  ranks each rank's scheduler works on its share side by side (GPUs: one rank's ``tp x
+  pp``);
 * **launch time** ``l`` when the iteration runs eager, not from a captured CUDA graph
   (more tokens than ``cuda_graphs``, or prompt tokens without ``graph_prefill``):
   ``per_layer * layers``. Kernels are launched while the GPU runs the ones before, so
@@ -16,7 +18,8 @@ The cost model prices the GPU work of an iteration (:mod:`tokensim.perf`); the e
 An iteration of GPU time ``g`` then takes ``h + max(l, g)`` when the engine schedules
 synchronously, and ``max(h + l, g)`` with ``async_scheduling`` (the CPU prepares the
 next step while the GPU runs this one). With ``scheduler_steps N`` (multi-step) one
-scheduling serves ``N`` decode steps, so a decode step carries ``h / N``. The front end
+scheduling serves ``N`` decode steps, so a decode step carries ``1 / N`` of the time per
+scheduling, and its own time per sequence. The front end
 is a process of its own that the engine never waits for (:mod:`tokensim.sim.frontend`).
 
 A decode step of ``n`` sequences over ``ctx`` context tokens costs ``a + c * ctx`` on
@@ -69,16 +72,18 @@ class EngineCost:
             for op, seconds in self.cost.breakdown(batch).items()
         )
 
-    def host_s(self, seqs: int, prefill_tokens: int) -> float:
-        """CPU seconds of one scheduling of ``seqs`` sequences computing ``prefill_tokens``
-        prompt tokens (with ``dp`` ranks, the busiest rank's scheduler's share)."""
+    def host_s(self, seqs: int, prefill_tokens: int, steps: int = 1) -> float:
+        """CPU seconds of one step of ``seqs`` sequences computing ``prefill_tokens`` prompt
+        tokens, in a scheduling that serves ``steps`` steps: the time per scheduling is
+        shared by its steps, the time per sequence is every step's (with ``dp`` ranks, the
+        busiest rank's scheduler's share)."""
         h, dp = self.host, self.dp
-        return (
+        scheduling = (
             h.iteration_s
-            + h.per_seq_s * -(-seqs // dp)
             + h.per_prefill_token_s * -(-prefill_tokens // dp)
             + h.per_rank_s * (self.ranks - 1)
         )
+        return scheduling / steps + h.per_seq_s * -(-seqs // dp)
 
     def eager(self, tokens: int, prefill_tokens: int) -> bool:
         """Whether an iteration of ``tokens`` tokens runs without a CUDA graph."""
@@ -97,7 +102,7 @@ class EngineCost:
     def decode_line(self, n: int) -> tuple[float, float]:
         """(H, F) of a decode step of ``n`` sequences whose GPU time is ``a + c * ctx``: the
         step takes ``H + max(F, a + c * ctx)``."""
-        h = self.host_s(n, 0) / self.steps / self.per_step
+        h = self.host_s(n, 0, self.steps) / self.per_step
         launch = (self.launch_s if self.eager(n, 0) else 0.0) / self.per_step
         if self.engine.async_scheduling:
             return 0.0, h + launch

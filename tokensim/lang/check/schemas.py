@@ -590,7 +590,7 @@ HOST = Block(
     _times(
         [
             ("iteration", "CPU time per scheduling: schedule, prepare inputs, sample, outputs"),
-            ("per_seq", "CPU time per sequence in the batch, per scheduling"),
+            ("per_seq", "CPU time per sequence in the batch, every step (multi-step too)"),
             ("per_prefill_token", "CPU time per prompt token computed"),
             ("per_rank", "CPU time per GPU of the instance beyond the first (worker broadcast)"),
             ("per_layer", "launch time of one layer's kernels when an iteration runs eager"),
