@@ -343,6 +343,16 @@ def test_a_multi_step_window_shares_its_scheduling_but_not_its_time_per_sequence
     assert tpot(per_seq) - tpot(gpu) == pytest.approx(1e-3, rel=1e-6)
 
 
+def test_a_request_on_its_way_does_not_hold_up_tokens_made_before_it_arrives():
+    fe = "ideal { frontend { per_request 10 ms; latency 50 ms } }"
+    _, cost = run("ideal", ONE)
+    made = 50e-3 + 10e-3 + cost.prefill_s(1000)  # the first request's token
+    # the second is sent 30 ms before that token is made, and reaches the server 20 ms after
+    gap = made - 30e-3
+    two, _ = run(fe, f"arrivals constant {1 / gap:.9f}/s; lengths fixed 1000 -> 1; requests 2")
+    assert ttft(two)[0] == pytest.approx(made, rel=1e-6)
+
+
 def test_the_front_end_queues_a_burst():
     burst = "arrivals burst; lengths fixed 100 -> 1; requests 20"
     serial, _ = run("ideal { frontend { per_request 10 ms } }", burst)

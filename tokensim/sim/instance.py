@@ -224,12 +224,14 @@ class Instance(Outages):
         self._count(1)
         req.host = self
         fe = self.frontend
-        # the engine's CPU is busy once it is there, or it shares its server from then on
-        if (fe.shares_cpu or fe.concurrent) and fe.latency_s:
+        # its server takes it in once it is there, after the tokens made before then (and
+        # not before them: reserving the server from now would hold up the tokens made
+        # while the request is still on its way)
+        if fe.latency_s:
             self.accepting.append(req)
             self.kernel.at(self.kernel.now + fe.latency_s, Priority.ARRIVAL, self._at_server, req)
         else:
-            self._take_in(req, self.kernel.now + fe.latency_s)
+            self._take_in(req, self.kernel.now)
 
     def _at_server(self, req: Request) -> None:
         self.accepting.remove(req)
