@@ -71,6 +71,9 @@ ENGINES = ("vllm_v1", "vllm_0_14", "vllm_0_6", "sglang", "trtllm")
 # engines whose host and front-end figures `--shared --write` leaves as they are: vLLM 0.6's
 # are fitted on its own runs (bench/calibrate_accuracy.py --source lambdalabs --joint)
 OWN = ("vllm_0_6",)
+# figures of an engine that `--write` leaves as they are, read off its own runs: vLLM 0.14's
+# time per streamed token (from how BLIS's TTFT rises with the rate; std/engines says how)
+OWN_FIGURES = {"vllm_0_14": ("frontend.per_output_token",)}
 # with --shared: the figures fitted for every engine at once (the kernels stay as calibrated)
 SHARED = (
     "host.iteration",
@@ -317,10 +320,13 @@ def write_catalogue(
         end = text.index("\n}\n", start)
         block = text[start:end]
         for name in ("host", "frontend", "kernels"):
+            own = {p.split(".")[1] for p in OWN_FIGURES.get(engine, ())}
             mine = {
                 k.path.split(".")[1]: f"{v:.3g} {k.unit}".strip()
                 for k, v in zip(KNOBS, values, strict=True)
-                if k.path.startswith(name + ".") and k.path in paths
+                if k.path.startswith(name + ".")
+                and k.path in paths
+                and k.path not in OWN_FIGURES.get(engine, ())
             }
             if not mine:
                 continue
@@ -333,7 +339,9 @@ def write_catalogue(
                         statements[key] = value.strip()
             statements.update(mine)
             body = "; ".join(f"{k} {v}" for k, v in statements.items())
-            rest = [k for k in statements if k not in mine and k not in ("workers", "shares_cpu")]
+            rest = [
+                k for k in statements if k not in mine and k not in ("workers", "shares_cpu", *own)
+            ]
             note = f"fitted ({', '.join(mine)}) by bench/fit_engines.py on {on[engine]}"
             note += f"; {', '.join(rest)}: estimates" if rest else ""
             new = f"\n  {name} {{ {body} }}\n    // {note}"

@@ -523,6 +523,31 @@ def test_the_fit_changes_what_it_says_and_weighs_runs_equally():
     assert np.sum(fe.residuals(rows) ** 2) == pytest.approx(np.log(2.0) ** 2)
 
 
+def test_an_engines_own_figures_are_kept_when_shared_ones_are_written(tmp_path):
+    import fit_engines as fe
+
+    catalogue = tmp_path / "engines.tsim"
+    catalogue.write_text(fe.CATALOGUE.read_text("utf-8"), "utf-8")
+    values = np.array([k.start for k in fe.KNOBS])
+    token = [i for i, k in enumerate(fe.KNOBS) if k.path == "frontend.per_output_token"][0]
+    values[token] = 3.0
+    engines = ("vllm_v1", "vllm_0_14")
+    fe.write_catalogue(
+        {e: values for e in engines}, dict.fromkeys(engines, "X"), fe.SHARED, catalogue
+    )
+    text = catalogue.read_text("utf-8")
+
+    def frontend(name):
+        start = text.index(f"\nengine {name} {{")
+        return text[start : text.index("\n}\n", start)].split("\n  frontend {")[1]
+
+    assert "per_output_token 3 us" in frontend("vllm_v1")
+    kept = frontend("vllm_0_14")  # vLLM 0.14's own, read off its runs: not overwritten
+    assert "per_output_token 3 us" not in kept and "per_output_token" in kept.split("}")[0]
+    assert "fitted (per_request, latency) by bench/fit_engines.py on X" in kept
+    assert "per_output_token: estimates" not in kept
+
+
 def test_fitted_front_ends_are_written_per_engine_beside_a_shared_host(tmp_path):
     import fit_engines as fe
 
