@@ -77,8 +77,11 @@ deployment { pool a1 { model llama3_1_8b; on a[0]; engine vllm_v1 }
     for old, new in (pools[:2], pools[2:]):
         assert not old.engine.async_scheduling and new.engine.async_scheduling
         assert old.batching.params == new.batching.params and old.kv == new.kv
-        same = dict(name="", version="", sources=(), span=None)
+        # the same engine but for the scheduling, and its API server's time per streamed
+        # token (read off BLIS's runs of this version)
+        same = dict(name="", version="", sources=(), span=None, frontend=old.engine.frontend)
         assert replace(new.engine, async_scheduling=False, **same) == replace(old.engine, **same)
+        assert new.engine.frontend.per_output_token_s > old.engine.frontend.per_output_token_s
 
 
 def test_a_pool_without_an_engine_runs_vllm_v1_with_its_defaults_for_the_gpu():
