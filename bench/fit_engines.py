@@ -319,14 +319,13 @@ def write_catalogue(
         start = text.index(f"\nengine {engine} {{")
         end = text.index("\n}\n", start)
         block = text[start:end]
+        kept = OWN_FIGURES.get(engine, ())
         for name in ("host", "frontend", "kernels"):
-            own = {p.split(".")[1] for p in OWN_FIGURES.get(engine, ())}
+            own = {p.split(".")[1] for p in kept if p.startswith(name + ".")}
             mine = {
                 k.path.split(".")[1]: f"{v:.3g} {k.unit}".strip()
                 for k, v in zip(KNOBS, values, strict=True)
-                if k.path.startswith(name + ".")
-                and k.path in paths
-                and k.path not in OWN_FIGURES.get(engine, ())
+                if k.path.startswith(name + ".") and k.path in paths and k.path not in kept
             }
             if not mine:
                 continue

@@ -231,25 +231,25 @@ class Instance(Outages):
             self.accepting.append(req)
             self.kernel.at(self.kernel.now + fe.latency_s, Priority.ARRIVAL, self._at_server, req)
         else:
-            self._take_in(req, self.kernel.now)
+            self._take_in(req)
 
     def _at_server(self, req: Request) -> None:
         self.accepting.remove(req)
-        self._take_in(req, self.kernel.now)
+        self._take_in(req)
 
-    def _take_in(self, req: Request, at_server_s: float) -> None:
-        """The front end takes ``req`` in from ``at_server_s`` on."""
-        fe = self.frontend
+    def _take_in(self, req: Request) -> None:
+        """``req`` is at its server: the front end takes it in from now on."""
+        fe, now = self.frontend, self.kernel.now
         if fe.concurrent:  # it shares its server with the others being taken in
             self.accepting.append(req)
-            self._next_intake(fe.join(req, req.prompt, at_server_s))
+            self._next_intake(fe.join(req, req.prompt, now))
             return
         if fe.token_out_s:  # the tokens made by now are streamed before it
             self.sync()
-        done = fe.take_in(req.id, req.prompt, at_server_s)
+        done = fe.take_in(req.id, req.prompt, now)
         if fe.shares_cpu and self.run is not None:  # the engine stops at its next step
             self._cut_run()
-        if done > self.kernel.now:
+        if done > now:
             self.accepting.append(req)
             self.kernel.at(done, Priority.ARRIVAL, self._taken_in, req)
         else:
