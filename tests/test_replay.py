@@ -447,6 +447,8 @@ def test_a_single_run_that_queued_is_warned_of(tmp_path):
         return fit.fit(dep, [run], tmp_path, knobs=(gemm,)).warnings
 
     assert "the server was queueing" in warnings("constant 20/s", 0.07, 0.25)[0]
+    assert "counts its TTFT beyond the median a quarter" in warnings("constant 20/s", 0.07, 0.25)[0]
+    assert "transfers poorly" in warnings("poisson 20/s", 0.07, 0.25)[0]
     assert not any("queueing" in w for w in warnings("constant 8/s", 0.055, 0.063))
     assert not any("queueing" in w for w in warnings("burst", 0.3, 0.9))
 
@@ -654,6 +656,33 @@ def test_a_runs_slow_tail_does_not_drive_a_one_run_fit(tmp_path):
     latency = next(k for k in fit.KNOBS if k.path == "frontend.latency")
     result = fit.fit(dep, [run], tmp_path, knobs=(latency,), max_evaluations=30)
     assert result.values[0] == pytest.approx(20.0, rel=0.1)
+
+
+def test_a_steady_rate_runs_queueing_tail_does_not_drive_a_one_run_fit(tmp_path):
+    """Sent at a constant rate, a tenth of a run's requests waited behind the server's own
+    noise (a pause, a slow step), which tripled its TTFT p90; evenly spaced, equal requests
+    replayed have no such noise. Its TTFT tail counts a quarter, so a one-run fit finds
+    about the latency it finds without that tail; sent at random, the tail counts in full
+    and pulls the latency up."""
+    true = "engine vllm_0_6 { frontend { latency 20 ms } }"
+    work = "arrivals constant 4/s; lengths fixed 300 -> 20; requests 200"
+    path = measured(tmp_path, "a.json", true, work, 4.0)
+    (spec_path := tmp_path / "s.tsim").write_text(SPEC)
+    dep = replay.load(spec_path)
+    (run,) = results.read(path)
+    clean = dataclasses.replace(run, arrivals="constant 4/s")
+    m = dict(run.metrics)
+    m["ttft_mean"] += 0.1 * 2 * m["ttft_p90"]
+    m["ttft_p90"] *= 3
+    steady = dataclasses.replace(clean, metrics=m)
+    at_random = dataclasses.replace(steady, arrivals="poisson 4/s")
+    latency = next(k for k in fit.KNOBS if k.path == "frontend.latency")
+    fitted = {
+        name: fit.fit(dep, [r], tmp_path, knobs=(latency,), max_evaluations=30).values[0]
+        for name, r in (("clean", clean), ("steady", steady), ("at_random", at_random))
+    }
+    assert fitted["steady"] == pytest.approx(fitted["clean"], rel=0.05)
+    assert fitted["at_random"] > 1.2 * fitted["clean"]
 
 
 def test_a_small_batchs_step_time_is_not_all_put_on_its_sequences(tmp_path):
