@@ -639,16 +639,22 @@ def test_an_engine_the_spec_defines_itself_is_refused_before_any_fit(tmp_path, c
     assert not (tmp_path / "p.tsim").exists()
 
 
+def made_with_a_20ms_latency(tmp_path, arrivals: str):
+    """The spec's deployment, and a run of 200 requests sent by ``arrivals`` to the
+    engine with a 20 ms front-end latency, read back from its vLLM result file."""
+    true = "engine vllm_0_6 { frontend { latency 20 ms } }"
+    work = f"arrivals {arrivals}; lengths fixed 300 -> 20; requests 200"
+    path = measured(tmp_path, "a.json", true, work, 4.0)
+    (spec_path := tmp_path / "s.tsim").write_text(SPEC)
+    (run,) = results.read(path)
+    return replay.load(spec_path), run
+
+
 def test_a_runs_slow_tail_does_not_drive_a_one_run_fit(tmp_path):
     """A few very slow requests (a pause, a retry) set a run's TTFT p99 and lift its mean;
     the simulator has no cause for them. Means and p99s count less than medians and p90s,
     so a one-run fit still finds the latency the run was made with."""
-    true = "engine vllm_0_6 { frontend { latency 20 ms } }"
-    work = "arrivals poisson 4/s; lengths fixed 300 -> 20; requests 200"
-    path = measured(tmp_path, "a.json", true, work, 4.0)
-    (spec_path := tmp_path / "s.tsim").write_text(SPEC)
-    dep = replay.load(spec_path)
-    (run,) = results.read(path)
+    dep, run = made_with_a_20ms_latency(tmp_path, "poisson 4/s")
     m = dict(run.metrics)
     m["ttft_p99"] *= 9  # two requests of 200 waited about half a second
     m["ttft_mean"] += 2 * 0.5 / 200
@@ -664,13 +670,8 @@ def test_a_steady_rate_runs_queueing_tail_does_not_drive_a_one_run_fit(tmp_path)
     replayed have no such noise. Its TTFT tail counts a quarter, so a one-run fit finds
     about the latency it finds without that tail; sent at random, the tail counts in full
     and pulls the latency up."""
-    true = "engine vllm_0_6 { frontend { latency 20 ms } }"
-    work = "arrivals constant 4/s; lengths fixed 300 -> 20; requests 200"
-    path = measured(tmp_path, "a.json", true, work, 4.0)
-    (spec_path := tmp_path / "s.tsim").write_text(SPEC)
-    dep = replay.load(spec_path)
-    (run,) = results.read(path)
-    clean = dataclasses.replace(run, arrivals="constant 4/s")
+    dep, run = made_with_a_20ms_latency(tmp_path, "constant 4/s")
+    clean = dataclasses.replace(run, arrivals="constant 4/s")  # the file says Poisson
     m = dict(run.metrics)
     m["ttft_mean"] += 0.1 * 2 * m["ttft_p90"]
     m["ttft_p90"] *= 3
