@@ -191,6 +191,14 @@ class Corrections:
         self.scale = scale
         self.points = keys * scale
         self._asked: dict[bytes, np.ndarray] = {}  # queries -> answers: pools repeat them
+        names = list(self.weights)
+        # attention's (kv_heads, batch, heads) columns and the most KV heads measured (log2)
+        self._heads = (
+            (names.index("kv_heads"), names.index("batch"), names.index("heads"))
+            if "kv_heads" in names and len(keys)
+            else None
+        )
+        self._top_kv = keys[:, self._heads[0]].max() if self._heads else 0.0
 
     @classmethod
     def fit(cls, t: tables.Table, op: str, log_residual: np.ndarray) -> Corrections:
@@ -225,12 +233,10 @@ class Corrections:
         bandwidth NVIDIA's tables measure for kernels as large, not for 8 heads' smaller
         ones (their tables stop at 8; Llama-2-7B has 32). Those tables time the same
         pairs alike: 4 heads x 256 sequences 2.83 TB/s, 8 x 128 2.84 (H100, 1,024 tokens)."""
-        names = list(self.weights)
-        if "kv_heads" not in names or not len(self.keys):
+        if self._heads is None:
             return q
-        kv, b, h = names.index("kv_heads"), names.index("batch"), names.index("heads")
-        top = self.keys[:, kv].max()
-        over = np.maximum(q[:, kv] - top, 0.0)
+        kv, b, h = self._heads
+        over = np.maximum(q[:, kv] - self._top_kv, 0.0)
         if not over.any():
             return q
         q = q.copy()

@@ -133,9 +133,15 @@ def _weight(obs: Observed, key: str) -> float:
     """How much metric ``key`` (``<name>_<stat>``) of ``obs`` counts against a median."""
     name, stat = key.split("_", 1)
     w = _WEIGHT.get(stat, 1.0)
-    if name == "ttft" and stat != "p50" and obs.arrivals.startswith("constant"):
+    if name == "ttft" and stat != "p50" and _constant_rate(obs):
         w *= _STEADY_TAIL
     return w
+
+
+def _constant_rate(obs: Observed) -> bool:
+    """Whether ``obs`` was sent at evenly spaced times (its replay then has no arrival
+    noise to queue on)."""
+    return obs.arrivals.startswith("constant")
 
 
 def _robust(r: float) -> float:
@@ -190,7 +196,7 @@ def fit(
             f"{m['ttft_p90'] / m['ttft_p50']:.1f}x its median: the server was queueing, near "
             "saturation, where every small error becomes TTFT; "
         )
-        if runs[0].arrivals.startswith("constant"):
+        if _constant_rate(runs[0]):
             said += (
                 "sent at a constant rate, it queued on the server's own pauses and slow "
                 "steps, which a replay of evenly spaced requests does not have, so the fit "
