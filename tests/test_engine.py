@@ -468,6 +468,22 @@ def test_async_output_sends_a_prompts_first_token_when_the_next_step_ends():
     assert sync.requests["finish_s"] == pytest.approx(lagged.requests["finish_s"])
 
 
+def test_a_lagging_first_token_waits_for_a_request_the_server_took_in_before_it():
+    """With ``async_output``, a prompt's first token reaches the API server when the next
+    step ends, so a request that came to the server during that step is taken in first
+    (first come, first served): the token leaves after its intake, not when the step ends."""
+    engine = "ideal { async_output on; frontend { per_request 30 ms } }"
+    _, cost = run("ideal", ONE)
+    prefilled = 30e-3 + cost.prefill_s(1000)  # the first request's prefill ends
+    sent = prefilled + 1e-3  # the second comes 1 ms into the decode step after it
+    two, _ = run(engine, f"arrivals constant {1 / sent:.9f}/s; lengths fixed 1000 -> 4; requests 2")
+    step = two.instances[0].work
+    run_start = step[1, 0]
+    assert run_start == pytest.approx(prefilled, rel=1e-6)
+    assert (step[1, 1] - run_start) / step[1, 4] < 30e-3  # the step ends before the intake
+    assert ttft(two)[0] == pytest.approx(sent + 30e-3, rel=1e-6)
+
+
 def test_a_burst_holds_up_the_tokens_of_the_requests_taken_in_first():
     burst = "arrivals burst; lengths fixed 100 -> 5; requests 20"
     fe, _ = run("ideal { frontend { per_request 10 ms } }", burst)

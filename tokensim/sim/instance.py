@@ -672,8 +672,8 @@ class Instance(Outages):
         self._load_fabric(Batch(decode_seqs=n, decode_context=ctx))
         self.run = _Run(now + extra_s, n, ctx, a, c, k, steps_to_finish)
         self.run.window_left = self.window_left
-        if self.lagging:
-            self._deliver(self.run.end(1))
+        if self.lagging:  # seen when the run's first step ends, after what comes before
+            self.kernel.at(self.run.end(1), Priority.ITERATION_END, self._deliver_due)
         self.iteration_start = now
         self._run_first = self.iterations
         self._sample(n)
@@ -826,6 +826,13 @@ class Instance(Outages):
                     batch.add(req)
         self._move("end")
         self._start()
+
+    def _deliver_due(self) -> None:
+        """``async_output``: the first step of a decode run ends; the first tokens made
+        before it reach the front end now (a failure since has dropped them), after
+        whatever the front end was given while the step ran."""
+        if self.lagging:
+            self._deliver(self.kernel.now)
 
     def _deliver(self, step_end_s: float) -> None:
         """``async_output``: the first tokens made by the step before reach the front end
