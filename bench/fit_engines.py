@@ -338,9 +338,7 @@ def write_catalogue(
                         statements[key] = value.strip()
             statements.update(mine)
             body = "; ".join(f"{k} {v}" for k, v in statements.items())
-            rest = [
-                k for k in statements if k not in mine and k not in ("workers", "shares_cpu", *own)
-            ]
+            rest = [k for k in statements if k not in mine and k not in (*SWITCHES, *own)]
             note = f"fitted ({', '.join(mine)}) by bench/fit_engines.py on {on[engine]}"
             note += f"; {', '.join(rest)}: estimates" if rest else ""
             new = f"\n  {name} {{ {body} }}\n    // {note}"
@@ -356,6 +354,8 @@ def write_catalogue(
 
 
 FAMILIES = ("TTFT", "TPOT", "ITL", "E2E", "throughput")
+# a front end's statements that say how it works, not figures: never called estimates
+SWITCHES = ("workers", "shares_cpu", "concurrent", "batches")
 
 
 def table(columns: dict[str, list[ea.Row]]) -> str:

@@ -395,6 +395,49 @@ def test_a_concurrent_front_end_takes_a_burst_in_together():
     assert both.requests["enqueued_s"] == pytest.approx([15e-3, 20e-3])
 
 
+def test_a_front_end_that_hands_requests_over_in_batches():
+    """vLLM 0.5.5-0.6.1's API server forwards requests to the engine's process from a task
+    of its event loop, which runs after every request handler that was ready: the engine
+    gets none of a batch until the server has taken it all in. Requests sent 6 ms apart,
+    10 ms of work each: the first is a batch of its own (in at 10 ms); the second came
+    while the server worked on it and is the next batch (20 ms); the third and fourth came
+    while that one was taken in, and go over together when both are in (40 ms)."""
+    apart = "arrivals constant 166.666666667/s; lengths fixed 100 -> 2; requests 4"
+    batched, _ = run("ideal { frontend { per_request 10 ms; batches on } }", apart)
+    assert batched.requests["arrival_s"] == pytest.approx([0, 6e-3, 12e-3, 18e-3])
+    assert batched.requests["enqueued_s"] == pytest.approx([10e-3, 20e-3, 40e-3, 40e-3])
+    each, _ = run("ideal { frontend { per_request 10 ms } }", apart)
+    assert each.requests["enqueued_s"] == pytest.approx([10e-3, 20e-3, 30e-3, 40e-3])
+    # a burst goes over whole, and the engine is not held up meanwhile: it steps the
+    # first batch while the server takes the next one in
+    burst = "arrivals burst; lengths fixed 100 -> 2; requests 20"
+    whole, _ = run("ideal { frontend { per_request 10 ms; batches on } }", burst)
+    assert whole.requests["enqueued_s"] == pytest.approx(np.full(20, 20 * 10e-3))
+    steps = batched.instances[0].work
+    assert steps[0, 0] == pytest.approx(10e-3)  # the first batch's prefill ...
+    assert steps[0, 1] < 20e-3  # ... ends while the server takes the second in
+
+
+def test_a_front_end_takes_requests_in_one_way_only():
+    engine = (
+        "deployment {{ pool p {{ model m; engine ideal {{ frontend {{ per_request 1 ms; {} }} }} "
+        "}} }}"
+    )
+    assert "it has no `batches` to hand to another" in errors_of(
+        LIB + engine.format("shares_cpu on; batches on")
+    )
+    assert "it cannot hand them over in `batches` too" in errors_of(
+        LIB + engine.format("concurrent on; batches on")
+    )
+    # a spec that asks vllm_0_6 (batches on) for another way is told how, at its own line
+    mine = "deployment {{ pool p {{ model m; engine vllm_0_6 {{ frontend {{ {} }} }} }} }}"
+    said = errors_of(LIB + mine.format("shares_cpu on"))
+    assert "`vllm_0_6` has `batches on`: write `batches off` beside `shares_cpu on`" in said
+    spec = compile_text(LIB + mine.format("shares_cpu on; batches off") + f"\nworkload {{ {ONE} }}")
+    frontend = spec.deployment.pools[0].engine.frontend
+    assert frontend.shares_cpu and not frontend.batches
+
+
 def test_a_front_end_that_shares_the_engines_cpu_cannot_be_concurrent():
     errs = errors_of(
         LIB + "deployment { pool p { model m; engine ideal { frontend { per_request 1 ms; "

@@ -24,7 +24,7 @@ cluster { node n0 { gpus H100_SXM x 1 } }
 deployment {
   pool serve {
     model llama3_1_8b
-    engine vllm_0_6 { frontend { shares_cpu on } }
+    engine vllm_0_6 { frontend { batches on } }
   }
 }
 workload { arrivals poisson 5/s; lengths fixed 100 -> 10; requests 10 }
@@ -57,7 +57,7 @@ def vllm_result(run: tokensim.api.Run, rate: float | str, **extra) -> dict:
 
 def measured(tmp_path, name: str, engine: str, workload: str, rate) -> str:
     """Simulate ``SPEC`` with ``engine`` braces and ``workload``; write it as a vLLM result."""
-    text = SPEC.replace("engine vllm_0_6 { frontend { shares_cpu on } }", engine)
+    text = SPEC.replace("engine vllm_0_6 { frontend { batches on } }", engine)
     text = text.replace("arrivals poisson 5/s; lengths fixed 100 -> 10; requests 10", workload)
     run = tokensim.run(tokensim.load(text))
     path = tmp_path / name
@@ -390,14 +390,14 @@ def test_a_replay_sends_the_measured_requests_on_the_specs_deployment(tmp_path):
     checked, text = replay.spec(dep, obs, {"host.iteration": "3 ms"}, tmp_path)
     assert "arrivals poisson 5/s" in text and "requests 10" in text
     assert checked.deployment.pools[0].engine.host.iteration_s == 3e-3
-    assert checked.deployment.pools[0].engine.frontend.shares_cpu  # the spec's own braces
+    assert checked.deployment.pools[0].engine.frontend.batches  # the spec's own braces
     sims = replay.simulate(dep, obs, {}, tmp_path)
     assert set(sims) == {*obs.metrics, replay.REJECTED} and sims[replay.REJECTED] == 0
     assert all(math.isfinite(v) for v in sims.values())
 
 
 def test_the_fit_finds_the_figures_a_run_was_made_with(tmp_path):
-    true = "engine vllm_0_6 { frontend { shares_cpu on; per_request 8 ms } }"
+    true = "engine vllm_0_6 { frontend { batches on; per_request 8 ms } }"
     paths = [
         measured(
             tmp_path, "a.json", true, "arrivals burst; lengths fixed 200 -> 30; requests 60", "inf"
@@ -454,7 +454,7 @@ def test_a_single_run_that_queued_is_warned_of(tmp_path):
 
 
 def test_calibrate_bench_writes_a_profile_the_spec_runs_with(tmp_path, capsys):
-    true = "engine vllm_0_6 { frontend { shares_cpu on; per_request 4 ms } }"
+    true = "engine vllm_0_6 { frontend { batches on; per_request 4 ms } }"
     work = "arrivals burst; lengths fixed 200 -> 30; requests 60"
     path = measured(tmp_path, "a.json", true, work, "inf")
     (spec_path := tmp_path / "s.tsim").write_text(SPEC)
@@ -470,7 +470,7 @@ def test_calibrate_bench_writes_a_profile_the_spec_runs_with(tmp_path, capsys):
     (tmp_path / "use.tsim").write_text(use)
     pool = tokensim.load(tmp_path / "use.tsim").deployment.pools[0]
     assert pool.engine.frontend.per_request_s == pytest.approx(4e-3, rel=0.2)
-    assert pool.engine.frontend.shares_cpu
+    assert pool.engine.frontend.batches
     # the same inputs give the same profile
     assert main([*args, "--max-evaluations", "40", "-q"]) == 0 and profile.read_text() == text
 
@@ -522,7 +522,7 @@ def test_shared_prefix_ids_share_the_system_prompt_only():
 
 def test_validate_bench_draws_a_page_of_every_run(tmp_path, capsys):
     work = "arrivals burst; lengths fixed 200 -> 30; requests 40"
-    true = "engine vllm_0_6 { frontend { shares_cpu on; per_request 4 ms } }"
+    true = "engine vllm_0_6 { frontend { batches on; per_request 4 ms } }"
     path = measured(tmp_path, "a.json", true, work, "inf")
     summary = tmp_path / "b.json"
     fields = {"request_rate": 2.0, "duration": 10.0, "completed": 20, "median_ttft_ms": 50.0}
@@ -621,7 +621,7 @@ def test_a_serve_command_sets_the_pools(tmp_path):
     )
     pool = checked.deployment.pools[0]
     assert dict(pool.batching.params)["max_seqs"] == 64 and pool.kv.gpu_util == 0.8
-    assert pool.engine.frontend.shares_cpu  # the spec's own engine braces stay
+    assert pool.engine.frontend.batches  # the spec's own engine braces stay
 
 
 def test_an_engine_the_spec_defines_itself_is_refused_before_any_fit(tmp_path, capsys):
@@ -697,7 +697,7 @@ def test_a_small_batchs_step_time_is_not_all_put_on_its_sequences(tmp_path):
         results.read(measured(tmp_path, f"{n}.json", true, work.format(n), "inf"))[0]
         for n in (10, 300)
     )
-    spec = SPEC.replace("{ frontend { shares_cpu on } }", "{ scheduler_steps 10 }")
+    spec = SPEC.replace("{ frontend { batches on } }", "{ scheduler_steps 10 }")
     (spec_path := tmp_path / "s.tsim").write_text(spec)
     dep = replay.load(spec_path)
     result = fit.fit(dep, [small], tmp_path, max_evaluations=60)

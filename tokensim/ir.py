@@ -283,7 +283,9 @@ class Frontend:
     (:mod:`tokensim.sim.frontend`). With ``concurrent`` (an asynchronous server) the
     requests being taken in share their server equally instead of queueing for it, and
     that work is apart from the streaming: a burst of ``n`` requests reaches the engine
-    together, ``n`` times a request's work after it arrived."""
+    together, ``n`` times a request's work after it arrived. With ``batches`` the server
+    takes requests in one after another but hands them to the engine together: those that
+    reached it before it started on them, once it has taken them all in."""
 
     per_request_s: float = 0.0
     per_input_token_s: float = 0.0
@@ -292,6 +294,7 @@ class Frontend:
     per_output_token_s: float = 0.0  # detokenizing and streaming, on the same servers
     shares_cpu: bool = False
     concurrent: bool = False  # requests being taken in share a server (processor sharing)
+    batches: bool = False  # handed to the engine together, once the server has them all
 
 
 @dataclass(frozen=True)

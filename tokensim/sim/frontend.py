@@ -8,8 +8,9 @@ each request before the engine sees it, and detokenizes and streams every token 
 engine makes. Both are work on the same CPU, first come first served, so a burst of new
 requests holds up the tokens of the requests already running, and a flood of tokens
 holds up new requests; the engine itself does not wait for it. A front end that
-``shares_cpu`` with the engine (one process: vLLM 0.5-0.6, whose
-engine loop adds and tokenizes new requests before each step) holds up the engine
+``shares_cpu`` with the engine (one process: vLLM before 0.5.4, or with
+``--disable-frontend-multiprocessing``, whose engine loop adds new requests before each
+step) holds up the engine
 instead: no step starts while it is taking requests in (:attr:`FrontEnd.intake_until`).
 
 :class:`FrontEnd` keeps one clock per server (``workers``; request ``r`` is handled by
@@ -20,6 +21,13 @@ token when its server has streamed it, so its first token and its last reach the
 at :meth:`FrontEnd.seen`, never before the engine made them. A decode run of ``j`` steps
 is streamed in closed form: the step ends ``t_1 .. t_j`` are convex in the step number,
 so the server's clock after them is ``max(F + j w, t_j + w, t_1 + j w)``.
+
+A front end that hands requests over in ``batches`` (an asynchronous server whose task
+forwarding requests to the engine's process takes its turn only after every request
+handler that was ready: vLLM 0.5.5-0.6.1's RPC front end) takes them in one after another
+as above, but the engine gets none until the server has taken in every request that reached
+it before it started on them: those that come while it works form the next batch, handed
+over when that one is done (:meth:`FrontEnd.take_in_batch`). The engine is not held up.
 
 A ``concurrent`` front end (an asynchronous server, whose request handlers run in turns)
 takes requests in by processor sharing instead: the requests being taken in on a server
@@ -60,6 +68,11 @@ class FrontEnd:
         self._intake: list[list] = [[] for _ in range(fe.workers)]  # (mark, seq, request)
         self._seq = 0
         self.version = [0] * fe.workers  # bumped whenever a server's next completion moves
+        # ``batches``: per server, the batch still open to newcomers: [start, end, requests]
+        # (it starts when the one before it is done; a request that comes at its start, or
+        # before it, joins it)
+        self.batches = fe.batches and bool(self.take_s or self.token_in_s)
+        self._open: list[list | None] = [None] * fe.workers
 
     def join(self, req, prompt: int, now: float) -> int:
         """``concurrent``: request ``req`` of ``prompt`` tokens starts being taken in at
@@ -106,6 +119,21 @@ class FrontEnd:
         if done > self.intake_until:
             self.intake_until = done
         return done
+
+    def take_in_batch(self, req, prompt: int, now: float) -> list:
+        """``batches``: request ``req`` of ``prompt`` tokens is at its server at ``now``;
+        returns its batch, ``[start, end, requests]``: it is handed over at ``end``, as far
+        as that is known now (a later request may join it and move it)."""
+        s = req.id % self.servers
+        done = self.take_in(req.id, prompt, now)
+        batch = self._open[s]
+        if batch is None or (now > batch[0] and now >= batch[1]):
+            batch = self._open[s] = [now, done, []]  # the server was idle: it starts now
+        elif now > batch[0]:  # it came while the server worked on this batch: the next one
+            batch = self._open[s] = [batch[1], done, []]
+        batch[1] = done
+        batch[2].append(req)
+        return batch
 
     def stream(self, first_s: float, last_s: float, steps: int, tokens: int) -> None:
         """The engine made ``tokens`` tokens in each of ``steps`` steps, the first ending

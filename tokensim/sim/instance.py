@@ -246,6 +246,11 @@ class Instance(Outages):
             return
         if fe.token_out_s:  # the tokens made by now are streamed before it
             self.sync()
+        if fe.batches:  # handed over with the batch it joins, when that is all in
+            self.accepting.append(req)
+            batch = fe.take_in_batch(req, req.prompt, now)
+            self.kernel.at(batch[1], Priority.ARRIVAL, self._hand_batch, batch, batch[1])
+            return
         done = fe.take_in(req.id, req.prompt, now)
         if fe.shares_cpu and self.run is not None:  # the engine stops at its next step
             self._cut_run()
@@ -270,6 +275,16 @@ class Instance(Outages):
             self.accepting.remove(req)
             self.enqueue(req)
         self._next_intake(server)
+
+    def _hand_batch(self, batch: list, at: float) -> None:
+        """``batches``: the front end's batch ``[start, end, requests]`` is all in, unless
+        a request joined it since this was planned (``end`` moved past ``at``)."""
+        if batch[1] != at:
+            return
+        for req in batch[2]:
+            self.accepting.remove(req)
+            self.enqueue(req)
+        batch[2].clear()
 
     def _taken_in(self, req: Request) -> None:
         self.accepting.remove(req)

@@ -41,7 +41,40 @@ _FRONTEND = {
     "per_output_token": "per_output_token_s",
     "shares_cpu": "shares_cpu",
     "concurrent": "concurrent",
+    "batches": "batches",
 }
+
+
+# the ways a front end may take requests in beside the plain one, which exclude each other
+_MODES = ("shares_cpu", "concurrent", "batches")
+# why, for each pair (in the order of _MODES)
+_CLASH = {
+    ("shares_cpu", "concurrent"): "a front end that `shares_cpu` with the engine takes "
+    "requests in one after another: it cannot be `concurrent` too",
+    ("shares_cpu", "batches"): "a front end that `shares_cpu` with the engine runs in its "
+    "process: it has no `batches` to hand to another",
+    ("concurrent", "batches"): "a `concurrent` front end hands each request over when its "
+    "own share of the work is done: it cannot hand them over in `batches` too",
+}
+
+
+def _clash(modes: list[str], body, overrides: Sequence[ast.Statement], name: str, env) -> None:
+    """Report two ways of taking requests in switched on together: at the one the spec
+    wrote in braces after the engine's name, if it wrote one, with how to switch the
+    engine's own off."""
+    written = {
+        inner.key.text
+        for stmt in overrides
+        if stmt.key.text == "frontend" and stmt.body
+        for inner in stmt.body
+    }
+    mine = next((m for m in modes if m in written), modes[1])
+    other = next(m for m in modes if m != mine)
+    bound = body.one("frontend").body.one(mine)
+    hint = None
+    if mine in written and other not in written:
+        hint = f"`{name}` has `{other} on`: write `{other} off` beside `{mine} on`"
+    env.rep.error(_CLASH[tuple(sorted((mine, other), key=_MODES.index))], bound.span, help=hint)
 
 
 @dataclass(frozen=True)
@@ -198,13 +231,9 @@ def build(
         return None
     host = _sub(body, "host", _HOST)
     frontend = _sub(body, "frontend", _FRONTEND)
-    if frontend.get("shares_cpu") and frontend.get("concurrent"):
-        bound = body.one("frontend").body.one("concurrent")
-        env.rep.error(
-            "a front end that `shares_cpu` with the engine takes requests in one after "
-            "another: it cannot be `concurrent` too",
-            bound.span,
-        )
+    modes = [m for m in _MODES if frontend.get(m)]
+    if len(modes) > 1:
+        _clash(modes, body, overrides, engine.name, env)
         return None
     kernels = _sub(body, "kernels", {})
     steps = body.value("scheduler_steps", default=1)

@@ -647,6 +647,15 @@ FRONTEND = Block(
             "it arrived",
             default="off",
         ),
+        Attr(
+            "batches",
+            (Bool("batches"),),
+            "the server hands requests to the engine's process in batches: those that "
+            "reached it before it started on them, once it has taken them all in (an "
+            "asynchronous server whose task forwarding them takes its turn after every "
+            "request handler that was ready: vLLM 0.5.5-0.6.1); the engine is not held up",
+            default="off",
+        ),
     ),
     "The API server in front of each instance's engine (every instance runs its own): "
     "servers that take requests in and stream tokens out, first come first served; the "
