@@ -71,9 +71,12 @@ ENGINES = ("vllm_v1", "vllm_0_14", "vllm_0_6", "sglang", "trtllm")
 # engines whose host and front-end figures `--shared --write` leaves as they are: vLLM 0.6's
 # are fitted on its own runs (bench/calibrate_accuracy.py --source lambdalabs --joint)
 OWN = ("vllm_0_6",)
-# figures of an engine that `--write` leaves as they are, read off its own runs: vLLM 0.14's
-# time per streamed token (from how BLIS's TTFT rises with the rate; std/engines says how)
-OWN_FIGURES = {"vllm_0_14": ("frontend.per_output_token",)}
+# figures of an engine that `--write` leaves as they are, fitted on its own runs: vLLM 0.14's
+# front end (its time per streamed token from how BLIS's TTFT rises with the rate, the rest
+# with it on BLIS's runs; std/engines says how)
+OWN_FIGURES = {
+    "vllm_0_14": ("frontend.per_output_token", "frontend.latency", "frontend.per_request")
+}
 # with --shared: the figures fitted for every engine at once (the kernels stay as calibrated)
 SHARED = (
     "host.iteration",
