@@ -688,7 +688,7 @@ class Instance(Outages):
         self.run = _Run(now + extra_s, n, ctx, a, c, k, steps_to_finish)
         self.run.window_left = self.window_left
         if self.lagging:  # seen when the run's first step ends, after what comes before
-            self.kernel.at(self.run.end(1), Priority.ITERATION_END, self._deliver_due)
+            self.kernel.at(self.run.end(1), Priority.ITERATION_END, self._deliver_due, self.run)
         self.iteration_start = now
         self._run_first = self.iterations
         self._sample(n)
@@ -842,11 +842,11 @@ class Instance(Outages):
         self._move("end")
         self._start()
 
-    def _deliver_due(self) -> None:
-        """``async_output``: the first step of a decode run ends; the first tokens made
-        before it reach the front end now (a failure since has dropped them), after
-        whatever the front end was given while the step ran."""
-        if self.lagging:
+    def _deliver_due(self, run: _Run) -> None:
+        """``async_output``: the first step of decode run ``run`` ends; the first tokens
+        made before it reach the front end now, after whatever the front end was given
+        while the step ran (unless the instance failed since: they were dropped)."""
+        if self.run is run and self.lagging:
             self._deliver(self.kernel.now)
 
     def _deliver(self, step_end_s: float) -> None:
