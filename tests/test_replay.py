@@ -598,6 +598,13 @@ def test_a_serve_command_sets_the_pools(tmp_path):
     assert serve.for_policy(short.paths, "continuous")["batching.max_tokens"] == "2048 tokens"
     sync = serve.settings("vllm serve m --disable-async-output-proc")
     assert serve.for_policy(sync.paths, "continuous") == {"engine.async_output": "off"}
+    # one process: V0's engine loop takes requests in itself; V1 ignores the flag
+    one = serve.settings("vllm serve m --disable-frontend-multiprocessing")
+    assert serve.for_policy(one.paths, "continuous") == {
+        "engine.frontend.shares_cpu": "on",
+        "engine.frontend.batches": "off",
+    }
+    assert serve.for_policy(one.paths, "chunked") == {}
     sg = serve.settings("python3 -m sglang.launch_server --tp 4 --chunked-prefill-size -1")
     assert sg.engine == "sglang"
     assert serve.for_policy(sg.paths, "continuous") == {"tp": "4", "batching.chunk": "off"}
@@ -622,6 +629,13 @@ def test_a_serve_command_sets_the_pools(tmp_path):
     pool = checked.deployment.pools[0]
     assert dict(pool.batching.params)["max_seqs"] == 64 and pool.kv.gpu_util == 0.8
     assert pool.engine.frontend.batches  # the spec's own engine braces stay
+    dep = replay.load(spec, "vllm serve m --disable-frontend-multiprocessing")
+    assert dep.engine.frontend.shares_cpu and not dep.engine.frontend.batches
+    v1 = SPEC.replace("engine vllm_0_6 { frontend { batches on } }", "engine vllm_v1")
+    (spec_v1 := tmp_path / "v1.tsim").write_text(v1)
+    dep = replay.load(spec_v1, "vllm serve m --disable-frontend-multiprocessing")
+    assert not dep.engine.frontend.shares_cpu and dep.serve.paths == {}
+    assert dep.serve.ignored == ["--disable-frontend-multiprocessing (vLLM V1 ignores it)"]
 
 
 def test_an_engine_the_spec_defines_itself_is_refused_before_any_fit(tmp_path, capsys):

@@ -98,7 +98,8 @@ def _float(name: str, value) -> float:
 
 # set once the pool's policy is known
 BUDGET, CHUNKED, MODEL_LEN = "<budget>", "<chunked prefill>", "<max model len>"
-DEFERRED = (BUDGET, CHUNKED, MODEL_LEN)
+IN_PROCESS = "<API server in the engine's process>"  # vLLM's --disable-frontend-multiprocessing
+DEFERRED = (BUDGET, CHUNKED, MODEL_LEN, IN_PROCESS)
 
 
 def settings(command: str) -> Settings:
@@ -123,8 +124,14 @@ def for_policy(paths: dict[str, str], policy: str) -> dict[str, str]:
     batching policy is ``policy`` (``chunked``: a ``budget``; ``continuous``:
     ``max_tokens``, and chunked prefill is the ``chunked`` policy or SGLang's chunks). A
     vLLM ``--max-model-len`` sets the budget only where V0 derives it from the model length
-    (``continuous``, no chunked prefill, no ``--max-num-batched-tokens``)."""
+    (``continuous``, no chunked prefill, no ``--max-num-batched-tokens``), and
+    ``--disable-frontend-multiprocessing`` puts the API server in the engine's process only
+    in V0 (``continuous``: ``shares_cpu``); vLLM V1 ignores it."""
     out = {k: v for k, v in paths.items() if k not in DEFERRED}
+    if IN_PROCESS in paths and policy == "continuous":
+        # vLLM V0's engine loop then takes requests in itself; V1 ignores the flag
+        out["engine.frontend.shares_cpu"] = "on"
+        out["engine.frontend.batches"] = "off"
     budget, chunked = paths.get(BUDGET), paths.get(CHUNKED)
     if policy == "continuous" and chunked == "on":  # vLLM V0's --enable-chunked-prefill
         out["batching"] = f"chunked {{ budget {budget or '512 tokens'} }}"  # V0's default
@@ -194,6 +201,7 @@ _VLLM = {
     # vLLM V0 cannot process outputs asynchronously without CUDA graphs
     "--enforce-eager": _const("engine.cuda_graphs", "off", ("engine.async_output", "off")),
     "--disable-async-output-proc": _const("engine.async_output", "off"),
+    "--disable-frontend-multiprocessing": _const(IN_PROCESS, "on"),
     "--max-cudagraph-capture-size": _graphs,
     "--async-scheduling": _const("engine.async_scheduling", "on"),
     "--no-async-scheduling": _const("engine.async_scheduling", "off"),
