@@ -77,6 +77,8 @@ OWN = ("vllm_0_6",)
 OWN_FIGURES = {
     "vllm_0_14": ("frontend.per_output_token", "frontend.latency", "frontend.per_request")
 }
+# a front end's statements that say how it works, not figures: never called estimates
+SWITCHES = ("workers", "shares_cpu", "concurrent", "batches")
 # with --shared: the figures fitted for every engine at once (the kernels stay as calibrated)
 SHARED = (
     "host.iteration",
@@ -357,8 +359,6 @@ def write_catalogue(
 
 
 FAMILIES = ("TTFT", "TPOT", "ITL", "E2E", "throughput")
-# a front end's statements that say how it works, not figures: never called estimates
-SWITCHES = ("workers", "shares_cpu", "concurrent", "batches")
 
 
 def table(columns: dict[str, list[ea.Row]]) -> str:

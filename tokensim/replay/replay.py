@@ -66,11 +66,8 @@ def load(path: str | Path, serve_cmd: str | None = None) -> Deployment:
     if not spec.deployment.pools:
         raise ValueError(f"{path}: the spec has no deployment to replay the runs on")
     if settings is not None and set(serve.DEFERRED) & set(settings.paths):
-        policy = spec.deployment.pools[0].batching.name
-        if serve.IN_PROCESS in settings.paths and policy != "continuous":
-            settings.ignored.append("--disable-frontend-multiprocessing (vLLM V1 ignores it)")
-        module = _lay(module, sources, serve.for_policy(settings.paths, policy))
-        settings.paths = serve.for_policy(settings.paths, policy)
+        serve.resolve(settings, spec.deployment.pools[0].batching.name)
+        module = _lay(module, sources, settings.paths)
         spec = check(module, sources)
     first = spec.deployment.pools[0]
     return Deployment(module, text, first.engine, first.model, settings)

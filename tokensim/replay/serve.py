@@ -146,6 +146,14 @@ def for_policy(paths: dict[str, str], policy: str) -> dict[str, str]:
     return out
 
 
+def resolve(s: Settings, policy: str) -> None:
+    """Write the deferred settings of ``s`` for a pool whose batching policy is ``policy``
+    (:func:`for_policy`); a flag that engine ignores goes to ``s.ignored``."""
+    if IN_PROCESS in s.paths and policy != "continuous":
+        s.ignored.append("--disable-frontend-multiprocessing (vLLM V1 ignores it)")
+    s.paths = for_policy(s.paths, policy)
+
+
 def _set(path: str, convert=None, unit: str = ""):
     def rule(out: Settings, name: str, value) -> None:
         v = convert(name, value) if convert else value
