@@ -11,7 +11,11 @@ and calibration run, the error of every predicted run's TTFT, TPOT and E2E media
 (where the run measured them), the share within the targets (median 10%, p90 20%), and the
 same before calibration (the shipped engine).
 
-    python3 bench/calibrate_accuracy.py [-j 2] [--source lambdalabs|blis] [--loro]
+    python3 bench/calibrate_accuracy.py [-j 2] [--source lambdalabs|blis|datacrunch] [--loro]
+
+``--source datacrunch`` scores DataCrunch's SGLang runs on H200 the same way (each line of
+their ``bench_serving`` JSONL files a run; summaries only, no per-request lengths): an
+engine and a source the issue's targets leave out, as a check on what one run pins down.
 
 ``--loro`` also calibrates on all of a deployment's runs but one and predicts that one.
 ``--joint`` instead fits the engine's CPU and front-end times (``host.iteration``,
@@ -61,6 +65,8 @@ def raw_file(run: sr.MeasuredRun) -> Path:
         if len(found) != 1:
             raise FileNotFoundError(f"{run.id}: {len(found)} result files")
         return found[0]
+    if run.source == "datacrunch":  # an SGLang JSONL: one run a line (origin `file:line`)
+        return sr.DATA / run.origin.rsplit(":", 1)[0]
     raise ValueError(run.source)
 
 
@@ -87,7 +93,8 @@ def _deployment(spec: Path, body: str, runs: list[sr.MeasuredRun]) -> replay.Dep
 def _observed(run: sr.MeasuredRun) -> results.Observed:
     """``run`` read from its result file as the command reads it (a steady rate cut to its
     first 2,000 requests)."""
-    return results.truncate(results.read(raw_file(run))[0], 2000)
+    line = int(run.origin.rsplit(":", 1)[1]) if run.source == "datacrunch" else 1
+    return results.truncate(results.read(raw_file(run))[line - 1], 2000)
 
 
 def _label(run: sr.MeasuredRun) -> str:
@@ -203,7 +210,7 @@ def summary(rows: list[dict], column: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--source", choices=("lambdalabs", "blis"), action="append")
+    ap.add_argument("--source", choices=("lambdalabs", "blis", "datacrunch"), action="append")
     ap.add_argument("-j", "--processes", type=int, default=2)
     ap.add_argument("--loro", action="store_true", help="also fit on all runs but one")
     ap.add_argument("--max-evaluations", type=int, default=120)

@@ -258,6 +258,20 @@ def test_how_the_requests_were_sent(tmp_path, fields, arrivals):
     assert run.metrics["ttft_mean"] == pytest.approx(0.02)
 
 
+def test_a_sharegpt_run_without_its_lengths_is_replayed_with_sharegpts_mix(tmp_path):
+    data = {"duration": 1.0, "completed": 5, "total_input_tokens": 1120, "mean_ttft_ms": 20.0}
+    data |= {"total_output_tokens": 945, "request_rate": 4.0}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({**data, "dataset_name": "sharegpt"}))
+    (run,) = results.read(path)
+    assert run.lengths == "sharegpt" and run.prompts is None
+    assert any("ShareGPT's mix" in n and "224 -> 189" in n for n in run.notes)
+    # another dataset without lengths: every request at the means
+    path.write_text(json.dumps({**data, "dataset_name": "hf"}))
+    (run,) = results.read(path)
+    assert run.lengths == "fixed 224 -> 189"
+
+
 def test_sglang_jsonl_holds_a_run_a_line(tmp_path):
     line = {
         "backend": "sglang",
