@@ -190,7 +190,7 @@ deployment { pool vs { model llama3_1_8b; on s[0] }
     assert params["va"]["budget"] == 2048  # 80 GiB, but an A100: named after the rule
     assert params["ss"]["max_tokens"] == 2048 and pools["ss"].engine.cuda_graphs == 8
     assert params["sb"]["max_tokens"] == 8192 and pools["sb"].engine.cuda_graphs == 160
-    assert params["ss"]["max_seqs"] == 1024  # the block merges into the engine's batching
+    assert params["ss"]["max_seqs"] == 2048  # the block merges into the engine's batching
 
 
 def test_on_gpu_conditions_apply_in_the_order_written():

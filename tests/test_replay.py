@@ -258,6 +258,26 @@ def test_how_the_requests_were_sent(tmp_path, fields, arrivals):
     assert run.metrics["ttft_mean"] == pytest.approx(0.02)
 
 
+def test_a_run_the_server_fell_behind_on_is_replayed_whole(tmp_path):
+    # sent at 16/s for 5000 requests: served at 15.6/s the run is a steady state and its
+    # start stands for it; served at 8.3/s its queue grew to the end, and a cut would lose it
+    base = {"request_rate": 16.0, "completed": 5000, "mean_ttft_ms": 20.0}
+    base |= {"total_input_tokens": 500000, "total_output_tokens": 50000}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({**base, "duration": 320.0}))
+    (steady,) = results.read(path)
+    assert not results.overloaded(steady)
+    assert results.truncate(steady, 2000).requests == 2000
+    path.write_text(json.dumps({**base, "duration": 600.0}))
+    (behind,) = results.read(path)
+    assert results.overloaded(behind) and results.sent_rate(behind) == 16.0
+    kept = results.truncate(behind, 2000)
+    assert kept.requests == 5000
+    assert any("8.33 requests/s of the 16/s sent" in n for n in kept.notes)
+    burst = dataclasses.replace(behind, arrivals="burst")
+    assert not results.overloaded(burst) and results.sent_rate(burst) is None
+
+
 def test_a_sharegpt_run_without_its_lengths_is_replayed_with_sharegpts_mix(tmp_path):
     data = {"duration": 1.0, "completed": 5, "total_input_tokens": 1120, "mean_ttft_ms": 20.0}
     data |= {"total_output_tokens": 945, "request_rate": 4.0}
@@ -454,8 +474,8 @@ def test_a_single_run_that_queued_is_warned_of(tmp_path):
     dep = replay.load(spec_path)
     gemm = next(k for k in fit.KNOBS if k.path == "kernels.gemm")  # held: nothing replays
 
-    def warnings(arrivals: str, p50: float, p90: float) -> list[str]:
-        metrics = {"ttft_p50": p50, "ttft_p90": p90}
+    def warnings(arrivals: str, p50: float, p90: float, served: float = 20.0) -> list[str]:
+        metrics = {"ttft_p50": p50, "ttft_p90": p90, "throughput_requests_per_s": served}
         run = results.Observed("r.json", "vLLM bench serve", "m", arrivals, 10, metrics)
         run = dataclasses.replace(run, lengths="fixed 100 -> 10")
         return fit.fit(dep, [run], tmp_path, knobs=(gemm,)).warnings
@@ -465,6 +485,10 @@ def test_a_single_run_that_queued_is_warned_of(tmp_path):
     assert "transfers poorly" in warnings("poisson 20/s", 0.07, 0.25)[0]
     assert not any("queueing" in w for w in warnings("constant 8/s", 0.055, 0.063))
     assert not any("queueing" in w for w in warnings("burst", 0.3, 0.9))
+    # served at half the rate sent: overloaded, which says more than that it queued
+    (said, *_) = warnings("poisson 20/s", 0.07, 0.25, served=10.0)
+    assert "served 10 requests/s of the 20/s sent: the server was overloaded" in said
+    assert not any("the server was queueing" in w for w in warnings("poisson 20/s", 3, 9, 10))
 
 
 def test_calibrate_bench_writes_a_profile_the_spec_runs_with(tmp_path, capsys):

@@ -166,7 +166,8 @@ def add_parsers(sub) -> None:
         default=2000,
         metavar="N",
         help="with --bench: replay a run sent at a steady rate with its first N requests "
-        "(default 2000); bursts and closed loops are replayed whole",
+        "(default 2000); bursts, closed loops and runs served under 80%% of their rate "
+        "are replayed whole",
     )
     p.add_argument(
         "--max-evaluations",
@@ -206,7 +207,8 @@ def add_parsers(sub) -> None:
         type=int,
         default=2000,
         metavar="N",
-        help="with --bench: replay a run sent at a steady rate with its first N requests",
+        help="with --bench: replay a run sent at a steady rate with its first N requests "
+        "(default 2000; one served under 80%% of its rate whole)",
     )
     p.add_argument("--gpu", help="catalogue GPU name for sources whose path does not tell it")
     p.add_argument("--no-cross", action="store_true", help="skip the cross-hardware rows")

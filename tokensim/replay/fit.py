@@ -31,7 +31,14 @@ import numpy as np
 
 from tokensim import ir
 from tokensim.replay import replay
-from tokensim.replay.results import FAMILIES, OPEN_LOOP, Observed, family
+from tokensim.replay.results import (
+    FAMILIES,
+    OPEN_LOOP,
+    Observed,
+    family,
+    overloaded,
+    sent_rate,
+)
 
 
 @dataclass(frozen=True)
@@ -189,7 +196,15 @@ def fit(
 
     values, evaluations = _solve(knobs, bounds, start, runs, sims, max_evaluations)
     result = Fit(knobs, start, values, sims(start, runs), sims(values, runs), evaluations)
-    if len(runs) == 1 and _queueing(runs[0]):
+    if len(runs) == 1 and overloaded(runs[0]):
+        m = runs[0].metrics
+        result.warnings.append(
+            f"{runs[0].label} served {m['throughput_requests_per_s']:.3g} requests/s of the "
+            f"{sent_rate(runs[0]):g}/s sent: the server was overloaded, and its latencies are "
+            "those of a queue that grew with the run's length; a fit on it alone transfers "
+            "poorly to loads the server keeps up with (calibrate on such a run, or on several)"
+        )
+    elif len(runs) == 1 and _queueing(runs[0]):
         m = runs[0].metrics
         said = (
             f"{runs[0].label} was sent at a steady rate and its TTFT p90 is "

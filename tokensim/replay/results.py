@@ -83,10 +83,36 @@ class Observed:
 OPEN_LOOP = ("poisson", "constant", "gamma")  # arrival processes that do not depend on the server
 
 
+OVERLOADED = 0.8  # an open-loop run that served under this share of the rate it was sent at
+
+
+def sent_rate(obs: Observed) -> float | None:
+    """The rate (requests/s) an open-loop run was sent at; ``None`` for the others."""
+    if not obs.arrivals.startswith(OPEN_LOOP):
+        return None
+    return float(obs.arrivals.split()[1].removesuffix("/s"))
+
+
+def overloaded(obs: Observed) -> bool:
+    """Whether an open-loop run's server fell behind: it served under ``OVERLOADED`` of the
+    rate the requests were sent at, so its queue grew for the whole run."""
+    rate = sent_rate(obs)
+    served = obs.metrics.get("throughput_requests_per_s")
+    return rate is not None and served is not None and served < OVERLOADED * rate
+
+
 def truncate(obs: Observed, requests: int) -> Observed:
     """``obs`` replayed with its first ``requests`` requests only, when its requests were
     sent at a rate (a steady state: the figures of a long run are those of its start);
-    bursts and closed loops are kept whole, since their load depends on their size."""
+    bursts and closed loops are kept whole, since their load depends on their size, and so
+    is a run whose server fell behind (:func:`overloaded`), whose queue grew to its end."""
+    if overloaded(obs):
+        note = (
+            f"served {obs.metrics['throughput_requests_per_s']:.3g} requests/s of the "
+            f"{sent_rate(obs):g}/s sent: the server fell behind and its queue grew for the "
+            "whole run, so the run is replayed whole"
+        )
+        return replace(obs, notes=(*obs.notes, note))
     if obs.requests <= requests or not obs.arrivals.startswith(OPEN_LOOP):
         return obs
     cut = {}
