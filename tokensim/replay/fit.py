@@ -202,7 +202,8 @@ def fit(
             f"{runs[0].label} served {m['throughput_requests_per_s']:.3g} requests/s of the "
             f"{sent_rate(runs[0]):g}/s sent: the server was overloaded, and its latencies are "
             "those of a queue that grew with the run's length; a fit on it alone transfers "
-            "poorly to loads the server keeps up with (calibrate on such a run, or on several)"
+            "poorly to loads the server keeps up with (calibrate on a run it kept up with, or on "
+            "several)"
         )
     elif len(runs) == 1 and _queueing(runs[0]):
         m = runs[0].metrics

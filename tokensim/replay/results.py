@@ -401,10 +401,16 @@ def _lengths(obj: dict, where: str, completed: int, notes: list[str]) -> str:
     if obj.get("dataset_name") == "sharegpt":
         # the benchmark's own ShareGPT sample: its long tails set the medians, which lengths
         # at the means would miss
+        from tokensim.workload.lengths import SHAREGPT_OUTPUT, SHAREGPT_PROMPT
+
+        # a draw interpolates between evenly spaced quantiles: its mean is the trapezoid's
+        mix = [
+            (sum(q) - (q[0] + q[-1]) / 2) / (len(q) - 1) for q in (SHAREGPT_PROMPT, SHAREGPT_OUTPUT)
+        ]
         notes.append(
             f"no per-request lengths in the file: ShareGPT's mix (`lengths sharegpt`: means "
-            f"207 -> 215 tokens; this run's {p} -> {o}); save with per-request details for "
-            "a faithful replay"
+            f"{mix[0]:.0f} -> {mix[1]:.0f} tokens; this run's {p} -> {o}); save with "
+            "per-request details for a faithful replay"
         )
         return "sharegpt"
     notes.append(
