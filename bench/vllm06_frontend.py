@@ -350,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tokenize-us", type=float, default=10.0, help="API server CPU a token")
     ap.add_argument("--prefill-cpu-ms", type=float, default=10.0, help="under the GIL a step")
     args = ap.parse_args(argv)
+    if not BURST.exists():
+        print(f"no LambdaLabs burst at {BURST}", file=sys.stderr)
+        return 2
     data = json.loads(BURST.read_text())
     inputs = data["input_lens"][: args.prompts]
     outputs = data["output_lens"][: args.prompts]
