@@ -624,7 +624,7 @@ class Instance(Outages):
         if plan is None:
             self._load_fabric(None)
             if self.lagging:
-                self._deliver(now)
+                self._deliver()
             if self.reservation is not None and not self.running:
                 self.share = self.reservation.share  # the engine idles
             self._move("idle")
@@ -812,7 +812,7 @@ class Instance(Outages):
         batch = self.batch
         self.frontend.stream(now, now, 1, samples)  # the tokens this iteration made
         if self.lagging:  # the first tokens the step before made
-            self._deliver(now)
+            self._deliver()
         if decode:
             for gap in batch.advance(1, now, now):
                 self.itl_gaps.extend(gap)
@@ -847,15 +847,15 @@ class Instance(Outages):
         made before it reach the front end now, after whatever the front end was given
         while the step ran (unless the instance failed since: they were dropped)."""
         if self.run is run and self.lagging:
-            self._deliver(self.kernel.now)
+            self._deliver()
 
-    def _deliver(self, step_end_s: float) -> None:
+    def _deliver(self) -> None:
         """``async_output``: the first tokens made by the step before reach the front end
-        at ``step_end_s``, when the step after it ends (vLLM V0 processes a step's outputs
-        while the next step runs, and sends them when it returns)."""
-        seen = self.frontend.seen
+        now, when the step after it ends (vLLM V0 processes a step's outputs while the next
+        step runs, and sends them when it returns)."""
+        seen, now = self.frontend.seen, self.kernel.now
         for req in self.lagging:
-            req.first_token_s = seen(req.id, step_end_s)
+            req.first_token_s = seen(req.id, now)
         self.lagging.clear()
 
     def _hand_off(self, req: Request) -> None:
