@@ -422,7 +422,8 @@ def test_a_replay_sends_the_measured_requests_on_the_specs_deployment(tmp_path):
     dep = replay.load(spec_path)
     (obs,) = results.read(path)
     checked, text = replay.spec(dep, obs, {"host.iteration": "3 ms"}, tmp_path)
-    assert "arrivals poisson 5/s" in text and "requests 10" in text
+    # a rate without send times: drawn at exactly the rate (its 10 requests span 1.8 s)
+    assert "arrivals poisson 5/s { exact on }" in text and "requests 10" in text
     assert checked.deployment.pools[0].engine.host.iteration_s == 3e-3
     assert checked.deployment.pools[0].engine.frontend.batches  # the spec's own braces
     sims = replay.simulate(dep, obs, {}, tmp_path)

@@ -77,6 +77,32 @@ def test_a_gamma_cv_beyond_what_can_be_drawn_is_a_located_error(cv):
     assert "`cv` must be" in err.value.diagnostics[0].message
 
 
+@pytest.mark.parametrize(
+    ("process", "exact"),
+    [
+        ("poisson 1/s", "poisson 1/s { exact on }"),
+        ("gamma 1/s { cv 3 }", "gamma 1/s { cv 3; exact on }"),
+    ],
+)
+def test_exact_arrivals_keep_the_drawn_pattern_at_exactly_the_rate(process, exact):
+    # 300 gaps drawn with seed 0 span 347 s at 1/s: a load 16% light; `exact` scales them
+    # to 299 s, the pattern (each gap's share of the span) as drawn
+    drawn = run(f"arrivals {process}; " + FIXED + "requests 300").arrival_s
+    scaled = run(f"arrivals {exact}; " + FIXED + "requests 300").arrival_s
+    assert scaled[0] == 0 and scaled[-1] == pytest.approx(299.0)
+    assert abs(drawn[-1] - 299.0) > 5  # the draw alone misses the rate
+    assert np.allclose(scaled, drawn * 299.0 / drawn[-1])
+    # with a duration too, the scaled arrivals are cut at it
+    cut = run(f"arrivals {exact}; " + FIXED + "requests 300; duration 100 s").arrival_s
+    assert cut[-1] < 100 and np.allclose(cut, scaled[: len(cut)])
+
+
+def test_exact_arrivals_need_a_count_of_requests():
+    with pytest.raises(CompileError) as err:
+        workload_of("arrivals poisson 5/s { exact on }; " + FIXED + "duration 1 min")
+    assert "needs `requests`" in err.value.diagnostics[0].message
+
+
 def test_constant_gaps_are_exact_from_zero():
     r = run("arrivals constant 4/s; " + FIXED + "requests 9")
     assert r.arrival_s.tolist() == [k / 4 for k in range(9)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tokensim.lang.schema import Lit, Num
+from tokensim.lang.schema import Bool, Lit, Num
 from tokensim.lang.units import Dim
 from tokensim.policies import Param, Policy, Registry
 
@@ -14,11 +14,22 @@ def _rate() -> Param:
     return Param("rate", Num("rate", Dim.RATE, above=0), None, "mean requests per second")
 
 
+def _exact() -> Param:
+    return Param(
+        "exact",
+        Bool("exact"),
+        False,
+        "scale the drawn gaps so that they average exactly 1/rate (the requests span "
+        "(requests - 1)/rate; needs `requests`): the load is the rate, only the pattern is "
+        "drawn",
+    )
+
+
 @ARRIVALS.register("poisson")
 class Poisson(Policy):
     """Poisson arrivals: exponential gaps with mean 1/rate."""
 
-    params = (_rate(),)
+    params = (_rate(), _exact())
     shorthand = (Num("rate", Dim.RATE, above=0),)
 
 
@@ -36,6 +47,7 @@ class Gamma(Policy):
             1.0,
             "coefficient of variation of the gaps (0.001 to 1000)",
         ),
+        _exact(),
     )
     shorthand = (Num("rate", Dim.RATE, above=0),)
 

@@ -21,7 +21,8 @@ def arrival_times(
     ``policy`` is an ``arrivals`` use: ``poisson`` (rate, 1/s: exponential gaps),
     ``step`` (poisson at ``rate``, at ``peak`` from ``at`` for ``lasting``),
     ``gamma`` (rate, 1/s, and cv: gamma gaps of mean 1/rate, shape 1/cv²),
-    ``constant`` (rate: gaps of exactly 1/rate) or ``burst`` (all at 0); ``closed``
+    ``constant`` (rate: gaps of exactly 1/rate) or ``burst`` (all at 0); with ``exact``,
+    poisson and gamma gaps are scaled to average exactly 1/rate over ``count``; ``closed``
     (a closed loop) gives 0 for all, and the simulator sends each when a client is free.
     Arrivals stop after ``count`` requests or before ``duration_s`` seconds
     (arrivals at or after it are dropped), whichever comes first; at least one
@@ -57,7 +58,15 @@ def arrival_times(
 
     else:
         raise ValueError(f"unknown arrival process {name!r}")
-    return _accumulate(draw, rate, count, duration_s)
+    if not policy.get("exact"):
+        return _accumulate(draw, rate, count, duration_s)
+    if count is None:
+        raise ValueError(f"`{name} {{ exact on }}` arrivals need a count")
+    # the gaps scaled by one factor: the count spans (count - 1)/rate, as the rate says
+    times = _accumulate(draw, rate, count, None)
+    if count > 1 and times[-1] > 0:
+        times *= (count - 1) / rate / times[-1]
+    return times if duration_s is None else times[times < duration_s]
 
 
 def _step(policy: PolicyUse, count, duration_s, rng: np.random.Generator) -> np.ndarray:

@@ -39,6 +39,14 @@ def workload(body: Bodies, env: Env) -> ir.Workload | None:
     if arrivals is not None and arrivals.name in ("burst", "closed") and requests is None:
         rep.error(f"`arrivals {arrivals.name}` needs `requests`", body.one("arrivals").span)
         return None
+    if arrivals is not None and dict(arrivals.params).get("exact") and requests is None:
+        rep.error(
+            f"`arrivals {arrivals.name} {{ exact on }}` needs `requests`: the rate is made "
+            "exact over a count of requests",
+            body.one("arrivals").span,
+            help="add `requests N`, or drop `exact`",
+        )
+        return None
     if None in (arrivals, lengths) and trace is None:
         return None  # reported above, or by the statement's own error
     rate = None
