@@ -60,7 +60,7 @@ def test_a_pool_is_set_as_a_whole_block():
 def test_override_moves_shorthand_values_into_the_body():
     text = SPEC.read_text().replace("arrivals poisson 8/s", "arrivals gamma 8/s { cv 3 }")
     spec = tokensim.load(text, {"workload.arrivals.cv": "2"})
-    assert dict(spec.workload.arrivals.params) == {"rate": 8, "cv": 2}
+    assert dict(spec.workload.arrivals.params) == {"rate": 8, "cv": 2, "exact": False}
 
 
 def test_cli_set_and_seed(tmp_path):
