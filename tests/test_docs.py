@@ -39,6 +39,10 @@ def test_reference_covers_every_construct():
     for unit in UNITS:
         assert f"`{unit}`" in text, unit
     assert "### sweep" in text and schemas.SWEEP.kind == "sweep"
+    # defaults read as a spec writes them: switches on/off, numbers as numbers
+    assert "needs `requests`): the load is the rate, only the pattern is drawn | `off` |" in text
+    assert "coefficient of variation of the gaps (0.001 to 1000) | `1.0` |" in text
+    assert "| `True` |" not in text and "| `False` |" not in text
 
 
 def test_mkdocs_builds_strictly(tmp_path):

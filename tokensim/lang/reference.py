@@ -69,7 +69,10 @@ def _policies(title: str, registry, note: str = "") -> list[str]:
         if cls.params:
             out += ["| parameter | value | meaning | default |", "|---|---|---|---|"]
             for p in cls.params:
-                default = "required" if p.required else f"`{p.default}`"
+                value = p.default
+                if isinstance(value, bool):  # as a spec writes it
+                    value = "on" if value else "off"
+                default = "required" if p.required else f"`{value}`"
                 out.append(
                     f"| `{p.name}` | `{_cell(p.slot.usage())}` | {_cell(p.doc)} | {default} |"
                 )
