@@ -37,7 +37,7 @@ from tokensim.replay.results import (
     Observed,
     family,
     overloaded,
-    sent_rate,
+    served_of_sent,
 )
 
 
@@ -197,13 +197,11 @@ def fit(
     values, evaluations = _solve(knobs, bounds, start, runs, sims, max_evaluations)
     result = Fit(knobs, start, values, sims(start, runs), sims(values, runs), evaluations)
     if len(runs) == 1 and overloaded(runs[0]):
-        m = runs[0].metrics
         result.warnings.append(
-            f"{runs[0].label} served {m['throughput_requests_per_s']:.3g} requests/s of the "
-            f"{sent_rate(runs[0]):g}/s sent: the server was overloaded, and its latencies are "
-            "those of a queue that grew with the run's length; a fit on it alone transfers "
-            "poorly to loads the server keeps up with (calibrate on a run it kept up with, or on "
-            "several)"
+            f"{runs[0].label} {served_of_sent(runs[0])}: the server was overloaded, and its "
+            "latencies are those of a queue that grew with the run's length; a fit on it "
+            "alone transfers poorly to loads the server keeps up with (calibrate on a run it "
+            "kept up with, or on several)"
         )
     elif len(runs) == 1 and _queueing(runs[0]):
         m = runs[0].metrics

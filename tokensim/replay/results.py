@@ -93,6 +93,12 @@ def sent_rate(obs: Observed) -> float | None:
     return float(obs.arrivals.split()[1].removesuffix("/s"))
 
 
+def served_of_sent(obs: Observed) -> str:
+    """How much of an open-loop run's rate its server served, in words."""
+    served = obs.metrics["throughput_requests_per_s"]
+    return f"served {served:.3g} requests/s of the {sent_rate(obs):g}/s sent"
+
+
 def overloaded(obs: Observed) -> bool:
     """Whether an open-loop run's server fell behind: it served under ``OVERLOADED`` of the
     rate the requests were sent at, so its queue grew for the whole run."""
@@ -108,12 +114,11 @@ def truncate(obs: Observed, requests: int) -> Observed:
     is a run whose server fell behind (:func:`overloaded`), whose queue grew to its end."""
     if overloaded(obs):
         note = (
-            f"served {obs.metrics['throughput_requests_per_s']:.3g} requests/s of the "
-            f"{sent_rate(obs):g}/s sent: the server fell behind and its queue grew for the "
-            "whole run, so the run is replayed whole"
+            f"{served_of_sent(obs)}: the server fell behind and its queue grew for the whole "
+            "run, so the run is replayed whole"
         )
         return replace(obs, notes=(*obs.notes, note))
-    if obs.requests <= requests or not obs.arrivals.startswith(OPEN_LOOP):
+    if obs.requests <= requests or sent_rate(obs) is None:
         return obs
     cut = {}
     if obs.prompts is not None:
@@ -401,16 +406,12 @@ def _lengths(obj: dict, where: str, completed: int, notes: list[str]) -> str:
     if obj.get("dataset_name") == "sharegpt":
         # the benchmark's own ShareGPT sample: its long tails set the medians, which lengths
         # at the means would miss
-        from tokensim.workload.lengths import SHAREGPT_OUTPUT, SHAREGPT_PROMPT
+        from tokensim.workload.lengths import SHAREGPT_MEANS
 
-        # a draw interpolates between evenly spaced quantiles: its mean is the trapezoid's
-        mix = [
-            (sum(q) - (q[0] + q[-1]) / 2) / (len(q) - 1) for q in (SHAREGPT_PROMPT, SHAREGPT_OUTPUT)
-        ]
         notes.append(
             f"no per-request lengths in the file: ShareGPT's mix (`lengths sharegpt`: means "
-            f"{mix[0]:.0f} -> {mix[1]:.0f} tokens; this run's {p} -> {o}); save with "
-            "per-request details for a faithful replay"
+            f"{SHAREGPT_MEANS[0]:.0f} -> {SHAREGPT_MEANS[1]:.0f} tokens; this run's {p} -> "
+            f"{o}); save with per-request details for a faithful replay"
         )
         return "sharegpt"
     notes.append(

@@ -44,6 +44,15 @@ SHAREGPT_OUTPUT = (3, 8, 12.2, 17, 23, 26.5, 42, 61.8, 99, 146.9, 184, 216.2, 25
 SHAREGPT_OUTPUT += (352.5, 389.6, 423.2, 484.4, 572.9, 780)
 
 
+def _interpolated_mean(quantiles: tuple[float, ...]) -> float:
+    """The mean of a draw that interpolates linearly between evenly spaced quantiles."""
+    return (sum(quantiles) - (quantiles[0] + quantiles[-1]) / 2) / (len(quantiles) - 1)
+
+
+# the means of `lengths sharegpt` draws (before rounding): 207 and 215 tokens
+SHAREGPT_MEANS = (_interpolated_mean(SHAREGPT_PROMPT), _interpolated_mean(SHAREGPT_OUTPUT))
+
+
 def draw_lengths(
     policy: PolicyUse, count: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
